@@ -1,0 +1,156 @@
+import fs from 'node:fs';
+import { parse as parseYaml } from 'yaml';
+import { parseUsd, type Nanos } from '../domain/money.ts';
+import { catalogSchema, type CatalogFileModel, type PricingRule } from './schema.ts';
+
+/** A catalog model with its prices compiled to nanos once, at load. */
+export interface CatalogModel extends CatalogFileModel {
+  compiledPricing: CompiledPricing;
+}
+
+export type CompiledPricing =
+  | { unit: 'image'; base: Nanos; by: string[]; table: Map<string, Nanos>; inputImage: Nanos }
+  | { unit: 'megapixel'; first: Nanos; additional: Nanos; input: Nanos }
+  | {
+      unit: 'token';
+      inputPerMillion: Nanos;
+      cachedInputPerMillion: Nanos;
+      outputPerMillion: Nanos;
+      imageOutputPerMillion: Nanos;
+      imageEstimateTokens: number;
+      maxOutputTokens: number;
+    };
+
+export class CatalogError extends Error {
+  override name = 'CatalogError';
+}
+
+export class Catalog {
+  readonly models: ReadonlyMap<string, CatalogModel>;
+  constructor(models: CatalogModel[]) {
+    this.models = new Map(models.map((model) => [model.id, model]));
+  }
+  get(id: string): CatalogModel | undefined {
+    return this.models.get(id);
+  }
+  list(): CatalogModel[] {
+    return [...this.models.values()];
+  }
+}
+
+export function loadCatalogFile(filePath: string): Catalog {
+  let text: string;
+  try {
+    text = fs.readFileSync(filePath, 'utf8');
+  } catch (error) {
+    throw new CatalogError(`Cannot read the model catalog at ${filePath} (${(error as NodeJS.ErrnoException).code ?? error}). Set DEEPSHI_CATALOG to a readable file.`);
+  }
+  let data: unknown;
+  try {
+    data = filePath.endsWith('.json') ? JSON.parse(text) : parseYaml(text);
+  } catch (error) {
+    throw new CatalogError(`The model catalog at ${filePath} is not valid ${filePath.endsWith('.json') ? 'JSON' : 'YAML'}: ${(error as Error).message}`);
+  }
+  return buildCatalog(data, filePath);
+}
+
+export function buildCatalog(data: unknown, source = 'catalog'): Catalog {
+  const parsed = catalogSchema.safeParse(data);
+  if (!parsed.success) {
+    const lines = parsed.error.issues.slice(0, 10).map((issue) => `  - ${describePath(data, issue.path)}: ${issue.message}`);
+    throw new CatalogError(`The model catalog ${source} is invalid:\n${lines.join('\n')}`);
+  }
+  const seen = new Set<string>();
+  const models = parsed.data.models.map((model) => {
+    if (seen.has(model.id)) throw new CatalogError(`The model catalog ${source} lists "${model.id}" twice.`);
+    seen.add(model.id);
+    checkModel(model, source);
+    return { ...model, compiledPricing: compilePricing(model.pricing, model.id, source) };
+  });
+  return new Catalog(models);
+}
+
+function describePath(data: unknown, path: PropertyKey[]): string {
+  // models[3] → models[3] (id "flux-2-pro") so an operator finds the entry at once.
+  const root = data as { models?: Array<{ id?: unknown }> };
+  const index = path[0] === 'models' && typeof path[1] === 'number' ? path[1] : undefined;
+  const id = index !== undefined ? root?.models?.[index]?.id : undefined;
+  const text = path.map((part) => (typeof part === 'number' ? `[${part}]` : `.${String(part)}`)).join('').replace(/^\./, '');
+  return id !== undefined ? `${text} (model "${String(id)}")` : text || '(root)';
+}
+
+function checkModel(model: CatalogFileModel, source: string): void {
+  const fail = (message: string): never => {
+    throw new CatalogError(`The model catalog ${source} is invalid: model "${model.id}": ${message}`);
+  };
+  for (const [name, spec] of Object.entries(model.params)) {
+    if (spec.type === 'string' && spec.default !== undefined && !spec.enum.includes(spec.default) ) {
+      fail(`params.${name}.default "${spec.default}" is not one of its enum values.`);
+    }
+    if (spec.type === 'integer') {
+      if (spec.min > spec.max) fail(`params.${name}.min is greater than max.`);
+      if (spec.default !== undefined && (spec.default < spec.min || spec.default > spec.max)) fail(`params.${name}.default is outside min..max.`);
+    }
+  }
+  const { sizing } = model;
+  const needs = (param: string) => {
+    if (!model.params[param]) fail(`sizing style ${sizing.style} needs a "${param}" parameter.`);
+  };
+  const needsTable = () => {
+    if (!sizing.table) fail(`sizing style ${sizing.style} needs sizing.table.`);
+  };
+  if (sizing.style === 'pixel_dimensions') {
+    needs('width');
+    needs('height');
+  }
+  if (sizing.style === 'resolution_tier' || sizing.also_resolution_tier) {
+    needs('resolution');
+    needs('aspect_ratio');
+    needsTable();
+  }
+  if (sizing.style === 'aspect_ratio') {
+    needs('aspect_ratio');
+    needsTable();
+    if (!sizing.table!['*']) fail('sizing.table needs a "*" row for the aspect_ratio style.');
+  }
+  if (sizing.style === 'preset_size') {
+    needs('image_size');
+    needsTable();
+    if (!sizing.table!['*']) fail('sizing.table needs a "*" row for the preset_size style.');
+  }
+  if (!model.edit.supported && model.edit.max_images !== 0) fail('edit.max_images must be 0 when edit.supported is false.');
+  if (model.edit.supported && model.edit.max_images < 1) fail('edit.max_images must be at least 1 when edit.supported is true.');
+  if (!model.output_formats.includes(model.native_output_format)) {
+    // The native format is always deliverable, so list it: callers read output_formats to choose.
+    fail('output_formats must include native_output_format.');
+  }
+}
+
+function compilePricing(rule: PricingRule, modelId: string, source: string): CompiledPricing {
+  try {
+    switch (rule.unit) {
+      case 'image':
+        return {
+          unit: 'image',
+          base: parseUsd(rule.base),
+          by: rule.by ?? [],
+          table: new Map(Object.entries(rule.table ?? {}).map(([key, price]) => [key, parseUsd(price)])),
+          inputImage: rule.input_image ? parseUsd(rule.input_image) : 0n,
+        };
+      case 'megapixel':
+        return { unit: 'megapixel', first: parseUsd(rule.first), additional: parseUsd(rule.additional), input: rule.input ? parseUsd(rule.input) : 0n };
+      case 'token':
+        return {
+          unit: 'token',
+          inputPerMillion: parseUsd(rule.input_per_million),
+          cachedInputPerMillion: parseUsd(rule.cached_input_per_million ?? rule.input_per_million),
+          outputPerMillion: parseUsd(rule.output_per_million),
+          imageOutputPerMillion: parseUsd(rule.image_output_per_million ?? rule.output_per_million),
+          imageEstimateTokens: rule.image_estimate_tokens ?? 0,
+          maxOutputTokens: rule.max_output_tokens ?? 4096,
+        };
+    }
+  } catch (error) {
+    throw new CatalogError(`The model catalog ${source} is invalid: model "${modelId}": pricing: ${(error as Error).message}`);
+  }
+}

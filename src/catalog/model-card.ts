@@ -1,0 +1,97 @@
+import { formatUsd } from '../domain/money.ts';
+import type { CatalogModel } from './catalog.ts';
+
+/**
+ * A model as GET /v1/models shows it: the OpenAI Model object, extended with everything a caller needs to
+ * build a valid request and compute its price before calling.
+ */
+export function modelCard(model: CatalogModel): Record<string, unknown> {
+  const parameters: Record<string, unknown> = {
+    prompt: { type: 'string', required: true, max_length: model.prompt_max_length },
+    n: { type: 'integer', min: 1, max: model.max_n, default: 1 },
+    response_format: { type: 'string', enum: ['b64_json', 'url'], default: 'b64_json' },
+    output_format: { type: 'string', enum: model.output_formats, default: model.native_output_format },
+    stream: { type: 'boolean', default: false },
+  };
+  if (model.streaming && model.max_partial_images > 0) {
+    parameters.partial_images = { type: 'integer', min: 0, max: model.max_partial_images, default: 0 };
+  }
+  if (model.seed) parameters.seed = { type: 'integer', min: 0, max: 2 ** 32 - 1 };
+  for (const [name, spec] of Object.entries(model.params)) {
+    const { description, ...rest } = spec;
+    parameters[name] = description ? { ...rest, description } : rest;
+  }
+  return {
+    id: model.id,
+    object: 'model',
+    created: model.created,
+    owned_by: model.owned_by,
+    ...(model.name ? { name: model.name } : {}),
+    ...(model.description ? { description: model.description } : {}),
+    modalities: model.modalities,
+    architecture: { input_modalities: model.modalities.input, output_modalities: model.modalities.output },
+    prompt_max_length: model.prompt_max_length,
+    max_n: model.max_n,
+    output_formats: model.output_formats,
+    streaming: model.streaming,
+    sizing: {
+      style: model.sizing.style,
+      fields: sizingFields(model),
+      ...(model.sizing.table ? { sizes: model.sizing.table } : {}),
+      ...(model.sizing.custom_size ? { custom_size: model.sizing.custom_size } : {}),
+    },
+    parameters,
+    supported_parameters: Object.keys(parameters),
+    edit: model.edit,
+    pricing: pricingCard(model),
+  };
+}
+
+function sizingFields(model: CatalogModel): string[] {
+  switch (model.sizing.style) {
+    case 'pixel_dimensions':
+      return model.sizing.also_resolution_tier ? ['width', 'height', 'aspect_ratio', 'resolution'] : ['width', 'height'];
+    case 'resolution_tier':
+      return ['aspect_ratio', 'resolution'];
+    case 'aspect_ratio':
+      return ['aspect_ratio'];
+    case 'preset_size':
+      return ['image_size'];
+  }
+}
+
+function pricingCard(model: CatalogModel): Record<string, unknown> {
+  const pricing = model.compiledPricing;
+  switch (pricing.unit) {
+    case 'image':
+      return {
+        currency: 'USD',
+        unit: 'image',
+        per_image: formatUsd(pricing.base),
+        ...(pricing.by.length ? { by: pricing.by, table: Object.fromEntries([...pricing.table].map(([key, value]) => [key, formatUsd(value)])) } : {}),
+        ...(pricing.inputImage > 0n ? { per_input_image: formatUsd(pricing.inputImage) } : {}),
+        rule: pricing.by.length
+          ? `per output image; the price is looked up by ${pricing.by.join(' / ')} (most specific key first), else per_image`
+          : 'per output image',
+      };
+    case 'megapixel':
+      return {
+        currency: 'USD',
+        unit: 'megapixel',
+        first_megapixel: formatUsd(pricing.first),
+        additional_megapixel: formatUsd(pricing.additional),
+        ...(pricing.input > 0n ? { input_megapixel: formatUsd(pricing.input) } : {}),
+        rule: 'per output image: first_megapixel + (ceil(width*height/1048576) - 1) * additional_megapixel; plus ceil(MP) of each input image * input_megapixel',
+      };
+    case 'token':
+      return {
+        currency: 'USD',
+        unit: 'token',
+        input_per_million: formatUsd(pricing.inputPerMillion),
+        cached_input_per_million: formatUsd(pricing.cachedInputPerMillion),
+        output_per_million: formatUsd(pricing.outputPerMillion),
+        image_output_per_million: formatUsd(pricing.imageOutputPerMillion),
+        rule: 'sum of tokens × rate / 1,000,000, rounded up to the next nano-dollar per request',
+      };
+  }
+}

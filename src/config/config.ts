@@ -1,0 +1,97 @@
+import path from 'node:path';
+
+/**
+ * All configuration, read once at start-up from the environment and validated. This is the only module
+ * that reads process.env (provider credentials are looked up by variable name through `env`, kept here).
+ */
+export interface Config {
+  port: number;
+  host: string;
+  /** `sqlite:<path>` / a bare path (embedded), or `postgres://…`. */
+  databaseUrl: string;
+  catalogPath: string;
+  keepaliveIntervalMs: number;
+  bodyLimitBytes: number;
+  adminToken: string | undefined;
+  /** Create a development account and key on first start with an empty embedded database. */
+  bootstrapDevAccount: boolean;
+  devAccountCredits: string;
+  logLevel: string;
+  /** Longest a generation may run before it is abandoned and its hold released. */
+  generationTimeoutMs: number;
+  /** Grace period for in-flight generations on SIGTERM. */
+  shutdownGraceMs: number;
+  /** Pepper mixed into key hashes so a leaked database alone cannot be matched against guessed keys. */
+  keyPepper: string;
+  redisUrl: string | undefined;
+  /** The raw environment, for provider credentials looked up by the variable names in the catalog. */
+  env: Readonly<Record<string, string | undefined>>;
+}
+
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+const DEFAULT_CATALOG = path.resolve(import.meta.dirname, '../../catalog/models.yaml');
+
+function read(env: Record<string, string | undefined>, name: string): string | undefined {
+  const value = env[name];
+  // Empty strings count as unset, so `FOO=` in a .env file does not silently become a value.
+  return value === undefined || value.trim() === '' ? undefined : value.trim();
+}
+
+function integer(env: Record<string, string | undefined>, name: string, fallback: number, min: number, max: number): number {
+  const raw = read(env, name);
+  if (raw === undefined) return fallback;
+  if (!/^\d+$/.test(raw)) throw new ConfigError(`${name} must be a whole number between ${min} and ${max}; got "${raw}".`);
+  const value = Number(raw);
+  if (value < min || value > max) throw new ConfigError(`${name} must be between ${min} and ${max}; got ${value}.`);
+  return value;
+}
+
+function boolean(env: Record<string, string | undefined>, name: string, fallback: boolean): boolean {
+  const raw = read(env, name);
+  if (raw === undefined) return fallback;
+  if (/^(1|true|yes|on)$/i.test(raw)) return true;
+  if (/^(0|false|no|off)$/i.test(raw)) return false;
+  throw new ConfigError(`${name} must be true or false; got "${raw}".`);
+}
+
+export function loadConfig(env: Record<string, string | undefined> = process.env): Config {
+  const databaseUrl = read(env, 'DATABASE_URL') ?? 'sqlite:./data/deepshi.db';
+  if (!/^(sqlite:|postgres(ql)?:\/\/)/.test(databaseUrl) && !databaseUrl.endsWith('.db')) {
+    throw new ConfigError(
+      `DATABASE_URL must be sqlite:<file> (e.g. sqlite:./data/deepshi.db) or postgres://user:pass@host/db; got "${databaseUrl.replace(/:[^:@/]*@/, ':***@')}".`,
+    );
+  }
+  const adminToken = read(env, 'DEEPSHI_ADMIN_TOKEN');
+  if (adminToken !== undefined && adminToken.length < 16) {
+    throw new ConfigError('DEEPSHI_ADMIN_TOKEN must be at least 16 characters long (use e.g. `openssl rand -hex 32`).');
+  }
+  const logLevel = read(env, 'LOG_LEVEL') ?? 'info';
+  if (!['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].includes(logLevel)) {
+    throw new ConfigError(`LOG_LEVEL must be one of fatal, error, warn, info, debug, trace, silent; got "${logLevel}".`);
+  }
+  const catalogPath = path.resolve(read(env, 'DEEPSHI_CATALOG') ?? DEFAULT_CATALOG);
+  const config: Config = {
+    port: integer(env, 'PORT', 8080, 0, 65535),
+    host: read(env, 'HOST') ?? '0.0.0.0',
+    databaseUrl,
+    catalogPath,
+    keepaliveIntervalMs: integer(env, 'DEEPSHI_KEEPALIVE_MS', 15_000, 10, 120_000),
+    bodyLimitBytes: integer(env, 'DEEPSHI_BODY_LIMIT_BYTES', 1_048_576, 1024, 512 * 1024 * 1024),
+    adminToken,
+    bootstrapDevAccount: boolean(env, 'DEEPSHI_DEV_ACCOUNT', true),
+    devAccountCredits: read(env, 'DEEPSHI_DEV_CREDITS') ?? '5',
+    logLevel,
+    generationTimeoutMs: integer(env, 'DEEPSHI_GENERATION_TIMEOUT_MS', 280_000, 100, 3_600_000),
+    shutdownGraceMs: integer(env, 'DEEPSHI_SHUTDOWN_GRACE_MS', 30_000, 0, 3_600_000),
+    keyPepper: read(env, 'DEEPSHI_KEY_PEPPER') ?? '',
+    redisUrl: read(env, 'REDIS_URL'),
+    env: Object.freeze({ ...env }),
+  };
+  if (!/^\d+(\.\d{1,9})?$/.test(config.devAccountCredits)) {
+    throw new ConfigError(`DEEPSHI_DEV_CREDITS must be a USD amount like "5" or "2.50"; got "${config.devAccountCredits}".`);
+  }
+  return Object.freeze(config);
+}

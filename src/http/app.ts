@@ -1,0 +1,64 @@
+import { randomUUID } from 'node:crypto';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import type { Logger } from 'pino';
+import type { ImageGenerationService } from '../services/image-generation.ts';
+import type { AccountService } from '../services/accounts.ts';
+import type { Store } from '../store/types.ts';
+import { installErrorHandling } from './error-handler.ts';
+import { registerAccountRoutes } from './routes/account.ts';
+import { registerAdminRoutes } from './routes/admin.ts';
+import { registerImageRoutes } from './routes/images.ts';
+import { registerModelRoutes } from './routes/models.ts';
+
+export interface AppDeps {
+  store: Store;
+  images: ImageGenerationService;
+  accounts: AccountService;
+  logger: Logger;
+  keyPepper: string;
+  adminToken: string | undefined;
+  keepaliveIntervalMs: number;
+  bodyLimitBytes: number;
+  /** false once shutdown began: /readyz answers 503 so the load balancer stops sending traffic. */
+  isReady: () => boolean;
+}
+
+export function buildApp(deps: AppDeps): FastifyInstance {
+  const app: FastifyInstance = Fastify({
+    loggerInstance: deps.logger as FastifyBaseLogger,
+    bodyLimit: deps.bodyLimitBytes,
+    // Our own ids; a client-supplied x-request-id is not trusted as a ledger key.
+    genReqId: () => `req_${randomUUID().replace(/-/g, '')}`,
+    requestIdHeader: false,
+    // Upstream calls can take minutes; the SDKs wait up to 10 minutes. Keep sockets longer than typical LB idle timeouts.
+    requestTimeout: 0,
+    keepAliveTimeout: 75_000,
+    return503OnClosing: true,
+    routerOptions: { ignoreTrailingSlash: true },
+  }) as unknown as FastifyInstance;
+
+  const routes = new Map<string, Set<string>>();
+  app.addHook('onRoute', (route) => {
+    const methods = Array.isArray(route.method) ? route.method : [route.method];
+    const set = routes.get(route.url) ?? new Set<string>();
+    for (const method of methods) set.add(method);
+    routes.set(route.url, set);
+  });
+  app.addHook('onRequest', async (request, reply) => {
+    reply.header('x-request-id', request.id);
+  });
+  installErrorHandling(app, () => routes);
+
+  app.get('/healthz', async () => ({ status: 'ok' }));
+  app.get('/readyz', async (_request, reply) => {
+    if (!deps.isReady()) return reply.code(503).send({ status: 'shutting_down' });
+    await deps.store.ping();
+    return { status: 'ready' };
+  });
+
+  registerImageRoutes(app, { store: deps.store, images: deps.images, keyPepper: deps.keyPepper, keepaliveIntervalMs: deps.keepaliveIntervalMs });
+  registerModelRoutes(app, { store: deps.store, images: deps.images, keyPepper: deps.keyPepper });
+  registerAccountRoutes(app, { store: deps.store, accounts: deps.accounts, keyPepper: deps.keyPepper });
+  if (deps.adminToken) registerAdminRoutes(app, { accounts: deps.accounts, adminToken: deps.adminToken });
+  return app;
+}

@@ -1,0 +1,35 @@
+import type { FastifyInstance } from 'fastify';
+import { modelNotFound } from '../../domain/errors.ts';
+import { modelCard } from '../../catalog/model-card.ts';
+import type { ImageGenerationService } from '../../services/image-generation.ts';
+import type { Store } from '../../store/types.ts';
+import { authenticate } from '../authenticate.ts';
+
+/** GET /v1/models and /v1/models/{id}: exactly the models this key may call and the server can serve now. */
+export function registerModelRoutes(app: FastifyInstance, deps: { store: Store; images: ImageGenerationService; keyPepper: string }): void {
+  const cards = new Map<string, Record<string, unknown>>();
+  const card = (model: Parameters<typeof modelCard>[0]) => {
+    let value = cards.get(model.id);
+    if (!value) cards.set(model.id, (value = modelCard(model)));
+    return value;
+  };
+
+  app.get('/v1/models', async (request) => {
+    const caller = await authenticate(request, deps.store, deps.keyPepper);
+    return { object: 'list', data: deps.images.listModels(caller).map(card) };
+  });
+
+  // A wildcard, so ids with "/" work both percent-encoded (what the SDKs send) and raw.
+  app.get('/v1/models/*', async (request) => {
+    const caller = await authenticate(request, deps.store, deps.keyPepper);
+    const raw = (request.params as { '*': string })['*'];
+    let id: string;
+    try {
+      id = decodeURIComponent(raw);
+    } catch {
+      throw modelNotFound(400);
+    }
+    // Same rule as every other route: unknown or unservable → 400, not permitted for this key → 403.
+    return card(deps.images.resolveModel(caller, id).model);
+  });
+}

@@ -1,0 +1,52 @@
+import type { ServerResponse } from 'node:http';
+
+/**
+ * A Server-Sent Events writer for image streams. Events are `event: <type>` + one `data:` JSON line, so the
+ * OpenAI SDKs' iterators read them; keepalives are comment lines (an `event:` without data kills their parsers).
+ */
+export class SseWriter {
+  private timer: NodeJS.Timeout | undefined;
+  private closed = false;
+
+  constructor(private readonly response: ServerResponse, headers: Record<string, string>) {
+    response.writeHead(200, {
+      ...headers,
+      'content-type': 'text/event-stream; charset=utf-8',
+      'cache-control': 'no-cache, no-transform',
+      connection: 'keep-alive',
+      // Proxies such as nginx buffer responses unless told not to; buffering would hold back keepalives.
+      'x-accel-buffering': 'no',
+    });
+    response.flushHeaders();
+    response.on('close', () => this.stopKeepalive());
+  }
+
+  /** `: keepalive` every interval until stopped. */
+  startKeepalive(intervalMs: number): void {
+    this.timer = setInterval(() => this.write(': keepalive\n\n'), intervalMs);
+  }
+
+  stopKeepalive(): void {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = undefined;
+  }
+
+  /** `data` is pre-serialised JSON (a single line; JSON.stringify never emits raw newlines). */
+  event(type: string, data: string): void {
+    this.write(`event: ${type}\ndata: ${data}\n\n`);
+  }
+
+  end(): void {
+    this.stopKeepalive();
+    if (!this.closed && !this.response.writableEnded) this.response.end();
+    this.closed = true;
+  }
+
+  get isOpen(): boolean {
+    return !this.closed && !this.response.destroyed && !this.response.writableEnded;
+  }
+
+  private write(chunk: string): void {
+    if (this.isOpen) this.response.write(chunk);
+  }
+}

@@ -1,0 +1,55 @@
+import sharp, { type Sharp } from 'sharp';
+import { probeImage, type ProbedFormat } from './probe.ts';
+
+/**
+ * Re-encoding between the output formats the API offers (`output_format`: png, jpeg, webp).
+ * Used when an upstream's native format differs from what the caller asked for.
+ */
+
+export type OutputFormat = 'png' | 'jpeg' | 'webp';
+
+export type MediaType = 'image/png' | 'image/jpeg' | 'image/webp' | 'image/gif';
+
+const MEDIA_TYPES: Record<ProbedFormat, MediaType> = {
+  png: 'image/png',
+  jpeg: 'image/jpeg',
+  webp: 'image/webp',
+  gif: 'image/gif',
+};
+
+/** The IANA media type for a format name (what goes into Content-Type and data URLs). */
+export function mediaTypeOf(format: ProbedFormat): MediaType {
+  return MEDIA_TYPES[format];
+}
+
+/**
+ * Encoder settings, shared with the sketch renderer so every image the gateway itself encodes looks alike.
+ * - jpeg/webp quality 90: visually lossless for generated art, about a third of PNG's size.
+ * - png compressionLevel 6: zlib's default balance; 9 costs ~2-3x the CPU for a few percent.
+ * None of these write timestamps or metadata (sharp strips metadata unless asked), so equal pixels
+ * give byte-identical files, which the deterministic dev renderer relies on.
+ */
+export function applyEncoder(pipeline: Sharp, to: OutputFormat): Sharp {
+  switch (to) {
+    case 'png':
+      return pipeline.png({ compressionLevel: 6 });
+    case 'jpeg':
+      // JPEG has no alpha: flatten onto white (what users expect from "transparent" areas) instead of black.
+      return pipeline.flatten({ background: '#ffffff' }).jpeg({ quality: 90 });
+    case 'webp':
+      return pipeline.webp({ quality: 90 });
+  }
+}
+
+/**
+ * Converts `bytes` (any format sharp reads; the first frame of animations) to `to`.
+ *
+ * When the input already is `to` (by header probe) the bytes are returned untouched: re-encoding a JPEG or WebP
+ * as itself only loses quality and burns CPU, and upstream provenance metadata (e.g. C2PA) survives.
+ * Otherwise EXIF orientation is applied first, because encoding strips metadata and a phone photo would
+ * otherwise come out sideways. Throws (sharp's error) on bytes that are not a decodable image.
+ */
+export async function transcode(bytes: Buffer, to: OutputFormat): Promise<Buffer> {
+  if (probeImage(bytes)?.format === to) return bytes;
+  return applyEncoder(sharp(bytes).autoOrient(), to).toBuffer();
+}

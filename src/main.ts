@@ -1,0 +1,35 @@
+import { CatalogError } from './catalog/catalog.ts';
+import { ConfigError, loadConfig } from './config/config.ts';
+import { startServer } from './server.ts';
+
+async function main() {
+  let server;
+  try {
+    const config = loadConfig();
+    server = await startServer(config);
+    const base = server.url.replace('0.0.0.0', 'localhost').replace('[::]', 'localhost');
+    if (server.devKey) {
+      // Printed once, to the terminal only (never to the logs): it is not stored anywhere in clear.
+      process.stdout.write(
+        `\n  Deepshi created a development account with $${config.devAccountCredits} of credit. Its API key (shown once):\n\n` +
+          `    ${server.devKey}\n\n  Try it:\n\n` +
+          `    curl ${base}/v1/images/generations -H "Authorization: Bearer ${server.devKey}" \\\n` +
+          `      -H "Content-Type: application/json" -d '{"model":"deepshi-sketch","prompt":"a red fox in the snow"}'\n\n`,
+      );
+    }
+  } catch (error) {
+    if (error instanceof ConfigError || error instanceof CatalogError) {
+      process.stderr.write(`deepshi: ${error.message}\n`);
+      process.exit(2);
+    }
+    throw error;
+  }
+  const stop = (signal: string) => {
+    process.stderr.write(`deepshi: ${signal} received; finishing in-flight requests\n`);
+    void server!.close().then(() => process.exit(0));
+  };
+  process.once('SIGTERM', () => stop('SIGTERM'));
+  process.once('SIGINT', () => stop('SIGINT'));
+}
+
+await main();

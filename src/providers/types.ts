@@ -1,0 +1,135 @@
+import type { Warning } from '../domain/warnings.ts';
+
+/**
+ * The contract between the request pipeline and one upstream. An adapter knows one wire format and nothing
+ * else: not HTTP status codes of our API, not the ledger, not keys. It gets a normalised request and
+ * returns images (or throws a ProviderError), in the spirit of the Vercel AI SDK's ImageModel.
+ */
+
+export type ImageFormat = 'png' | 'jpeg' | 'webp';
+
+/** Our normalised request, after validation against the catalog entry. Every field is already checked. */
+export interface NormalizedImageRequest {
+  /** Public model id (catalog id). */
+  model: string;
+  prompt: string;
+  n: number;
+  seed: number | undefined;
+  /** Output size the request resolves to (from width/height, tier table, preset or default). */
+  width: number;
+  height: number;
+  /** Validated model-specific values, defaults applied: aspect_ratio, resolution, quality, image_size, ... */
+  params: Record<string, string | number | boolean>;
+  /** Format the caller asked for; undefined = the model's native format. */
+  outputFormat: ImageFormat | undefined;
+  /** 0 when not streaming. */
+  partialImages: number;
+  /** Unknown request fields, forwarded to the upstream as the spec says (adapters guard the fields they own). */
+  extra: Record<string, unknown>;
+  /** Reference images for edits (empty for generations). */
+  inputImages: InputImage[];
+}
+
+export interface InputImage {
+  bytes: Buffer;
+  mediaType: 'image/png' | 'image/jpeg' | 'image/webp';
+  width: number;
+  height: number;
+  filename?: string;
+}
+
+export interface GeneratedImage {
+  /** Base64 of the image bytes, kept as the upstream sent it where possible (no decode/re-encode). */
+  base64: string;
+  mediaType: string;
+  revisedPrompt?: string;
+}
+
+/** What the upstream reports about usage; every field optional and untrusted until clamped by billing. */
+export interface UpstreamUsage {
+  inputTokens?: number;
+  cachedInputTokens?: number;
+  inputImageTokens?: number;
+  outputTokens?: number;
+  outputImageTokens?: number;
+  reasoningTokens?: number;
+  /** Cost the upstream itself reported, in nanos (BFL credits, xAI ticks...). */
+  costNanos?: bigint;
+  /** Images the upstream says it billed. */
+  billedImages?: number;
+}
+
+export interface ImageGenerationResult {
+  images: GeneratedImage[];
+  warnings: Warning[];
+  usage?: UpstreamUsage;
+}
+
+export interface PartialImage {
+  base64: string;
+  /** 0-based, increasing. */
+  partialImageIndex: number;
+  /** Which image of the batch this partial belongs to. */
+  imageIndex: number;
+}
+
+export interface ImageCallContext {
+  signal: AbortSignal;
+  /** Called as partial renders arrive (only when request.partialImages > 0). */
+  onPartialImage?: (partial: PartialImage) => void;
+  /** Called for each finished image as soon as it is ready, before the whole batch resolves. */
+  onImage?: (image: GeneratedImage, imageIndex: number) => void;
+}
+
+export interface RouteTarget {
+  upstreamModel: string | undefined;
+  baseUrl: string | undefined;
+  credential: string | undefined;
+  options: Record<string, unknown>;
+}
+
+export interface ImageAdapterCapabilities {
+  /** Images one upstream call can return; the pipeline fans out above this. */
+  maxImagesPerCall: number;
+  supportsSeed: boolean;
+  supportsPartialImages: boolean;
+  supportsEdits: boolean;
+  nativeFormats: ImageFormat[];
+}
+
+export interface ImageAdapter {
+  readonly provider: string;
+  readonly capabilities: ImageAdapterCapabilities;
+  /** Whether this adapter can be used with the given route (e.g. credentials present). */
+  isConfigured(route: RouteTarget): boolean;
+  generate(request: NormalizedImageRequest, route: RouteTarget, context: ImageCallContext): Promise<ImageGenerationResult>;
+}
+
+/**
+ * A failure reported by an upstream (or by talking to it). `kind` decides retry/failover and the caller's error:
+ * - refused: content policy (never billed, 400 content_policy_violation)
+ * - invalid_request: the upstream rejected a parameter (400, `param` when known)
+ * - rate_limited: 429 from upstream (retryAfterSeconds when known)
+ * - unavailable: connect error, 5xx, timeout before the upstream accepted the work (safe to fail over)
+ * - failed: anything after acceptance or not safe to repeat
+ * - misconfigured: upstream auth/config fault (operator's problem; never leaked to callers)
+ */
+export class ProviderError extends Error {
+  readonly kind: 'refused' | 'invalid_request' | 'rate_limited' | 'unavailable' | 'failed' | 'misconfigured';
+  readonly param: string | undefined;
+  readonly retryAfterSeconds: number | undefined;
+  readonly accepted: boolean;
+
+  constructor(
+    kind: ProviderError['kind'],
+    message: string,
+    options: { param?: string; retryAfterSeconds?: number; accepted?: boolean; cause?: unknown } = {},
+  ) {
+    super(message, { cause: options.cause });
+    this.name = 'ProviderError';
+    this.kind = kind;
+    this.param = options.param;
+    this.retryAfterSeconds = options.retryAfterSeconds;
+    this.accepted = options.accepted ?? false;
+  }
+}

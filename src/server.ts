@@ -1,0 +1,119 @@
+import type { FastifyInstance } from 'fastify';
+import pino, { type Logger } from 'pino';
+import { loadCatalogFile, type Catalog } from './catalog/catalog.ts';
+import type { Config } from './config/config.ts';
+import { parseUsd } from './domain/money.ts';
+import { buildApp } from './http/app.ts';
+import { OfflineSketchAdapter } from './providers/offline/sketch-adapter.ts';
+import { ProviderRegistry } from './providers/registry.ts';
+import type { ImageAdapter } from './providers/types.ts';
+import { AccountService } from './services/accounts.ts';
+import { ImageGenerationService } from './services/image-generation.ts';
+import { openStore } from './store/open-store.ts';
+import type { Store } from './store/types.ts';
+
+export interface RunningServer {
+  app: FastifyInstance;
+  url: string;
+  store: Store;
+  catalog: Catalog;
+  accounts: AccountService;
+  images: ImageGenerationService;
+  /** The development key, when this start created the development account. */
+  devKey: string | undefined;
+  /** Stop accepting, let in-flight generations finish (bounded), settle, close the store. */
+  close(): Promise<void>;
+}
+
+export interface ServerOptions {
+  /** Adapters beyond the built-in ones (tests inject simulators' faults this way). */
+  adapters?: ImageAdapter[];
+  logger?: Logger;
+  /** Start listening (default true). */
+  listen?: boolean;
+}
+
+/** The composition root: the only place that knows every module. */
+export async function startServer(config: Config, options: ServerOptions = {}): Promise<RunningServer> {
+  const logger = options.logger ?? pino({
+    level: config.logLevel,
+    // Keys and tokens never reach the logs, whatever a future log line includes.
+    redact: { paths: ['req.headers.authorization', 'headers.authorization', '*.key', '*.apiKey', 'prompt', '*.prompt'], censor: '[redacted]' },
+  });
+  const catalog = loadCatalogFile(config.catalogPath);
+  const store = await openStore(config.databaseUrl);
+  const adapters: ImageAdapter[] = [new OfflineSketchAdapter(), ...(options.adapters ?? [])];
+  const registry = new ProviderRegistry(adapters, config.env);
+
+  const unavailable = catalog.list().flatMap((model) => {
+    const reason = registry.availability(model).unavailableReason;
+    return reason ? [`${model.id} (${reason})`] : [];
+  });
+  const available = catalog.list().filter((model) => !registry.availability(model).unavailableReason).map((model) => model.id);
+  logger.info({ models: available }, `serving ${available.length} model(s)`);
+  if (unavailable.length) logger.info(`not offered until configured: ${unavailable.join('; ')}`);
+
+  const accounts = new AccountService(store, config.keyPepper);
+  const images = new ImageGenerationService({ catalog, registry, store, logger, generationTimeoutMs: config.generationTimeoutMs });
+
+  let devKey: string | undefined;
+  if (config.bootstrapDevAccount && store.kind === 'sqlite' && (await store.isEmpty())) {
+    const account = await store.createAccount({ name: 'development', credits: parseUsd(config.devAccountCredits), note: 'development account created on first start' });
+    devKey = (await accounts.createKey({ account_id: account.id, name: 'development' })).key;
+  }
+
+  let ready = true;
+  const app = buildApp({
+    store,
+    images,
+    accounts,
+    logger,
+    keyPepper: config.keyPepper,
+    adminToken: config.adminToken,
+    keepaliveIntervalMs: config.keepaliveIntervalMs,
+    bodyLimitBytes: config.bodyLimitBytes,
+    isReady: () => ready,
+  });
+
+  // Holds whose instance died mid-generation: released (the caller was never answered, so never charged).
+  const sweeper = setInterval(() => {
+    void sweepExpiredHolds(store, logger);
+  }, 30_000);
+  sweeper.unref();
+  await sweepExpiredHolds(store, logger);
+
+  let url = '';
+  if (options.listen !== false) {
+    url = await app.listen({ port: config.port, host: config.host });
+  }
+
+  let closing: Promise<void> | undefined;
+  return {
+    app, url, store, catalog, accounts, images, devKey,
+    close() {
+      closing ??= (async () => {
+        ready = false;
+        clearInterval(sweeper);
+        const closed = app.close();
+        const drained = await images.drain(config.shutdownGraceMs);
+        if (!drained) logger.warn('shutdown grace period ended with generations still running; their holds expire and are released by the sweeper');
+        await Promise.race([closed, new Promise((resolve) => setTimeout(resolve, 1000).unref())]);
+        await store.close();
+      })();
+      return closing;
+    },
+  };
+}
+
+export async function sweepExpiredHolds(store: Store, logger: Logger): Promise<number> {
+  let released = 0;
+  try {
+    for (const id of await store.listExpiredReservations(Date.now(), 500)) {
+      if (await store.releaseReservation(id, 'expired: the instance handling it stopped before finishing')) released++;
+    }
+    if (released) logger.warn({ released }, 'released expired holds');
+  } catch (error) {
+    logger.error({ err: error }, 'hold sweeper failed');
+  }
+  return released;
+}

@@ -1,0 +1,264 @@
+import type { Logger } from 'pino';
+import type { Catalog, CatalogModel } from '../catalog/catalog.ts';
+import { normalizeImageRequest, type ImageRequestEnvelope } from '../catalog/image-request.ts';
+import { quoteImageRequest, settleImageCost, type PriceQuote } from '../billing/pricing.ts';
+import {
+  GatewayError, contentPolicyViolation, insufficientQuota, internalError, invalidRequest, modelNotFound, rateLimited, upstreamFailure,
+} from '../domain/errors.ts';
+import type { Nanos } from '../domain/money.ts';
+import type { Warning } from '../domain/warnings.ts';
+import { transcode } from '../images/encode.ts';
+import { probeBase64 } from '../images/probe.ts';
+import type { ProviderRegistry, ResolvedRoute } from '../providers/registry.ts';
+import { ProviderError, type GeneratedImage, type InputImage, type PartialImage, type UpstreamUsage } from '../providers/types.ts';
+import type { Store } from '../store/types.ts';
+
+/** Who is calling: the authenticated key. */
+export interface Caller {
+  keyId: string;
+  accountId: string;
+  /** null = every model; otherwise the allowlist (empty = nothing). */
+  models: string[] | null;
+}
+
+export interface PreparedImageRequest extends ImageRequestEnvelope {
+  model: CatalogModel;
+  routes: ResolvedRoute[];
+  quote: PriceQuote;
+  endpoint: 'images.generations' | 'images.edits';
+}
+
+export interface DeliveredImage {
+  base64: string;
+  mediaType: string;
+  width: number;
+  height: number;
+  revisedPrompt?: string;
+  index: number;
+}
+
+export interface ImageOutcome {
+  images: DeliveredImage[];
+  cost: Nanos;
+  usage: UpstreamUsage | undefined;
+  warnings: Warning[];
+}
+
+export interface ExecuteHooks {
+  signal: AbortSignal;
+  onPartialImage?: (partial: PartialImage) => void;
+  /** Each finished image, post-processed, in delivery order (streaming sends it at once). */
+  onImage?: (image: DeliveredImage) => void;
+}
+
+/**
+ * The image request path after authentication: model → permissions → validation → price → hold →
+ * upstream → settle or release. HTTP framing (JSON or SSE) is the caller's business; money is this one's.
+ */
+export class ImageGenerationService {
+  private readonly inFlight = new Set<Promise<unknown>>();
+
+  constructor(
+    private readonly deps: {
+      catalog: Catalog;
+      registry: ProviderRegistry;
+      store: Store;
+      logger: Logger;
+      generationTimeoutMs: number;
+    },
+  ) {}
+
+  /** Models this caller may call and the server can serve now. */
+  listModels(caller: Caller): CatalogModel[] {
+    return this.deps.catalog.list().filter((model) => isAllowed(caller, model.id) && this.deps.registry.availability(model).routes.length > 0);
+  }
+
+  /** Resolves a model id for this caller: 400 model_not_found if unknown or unservable, 403 if the key may not use it. */
+  resolveModel(caller: Caller, modelId: unknown): { model: CatalogModel; routes: ResolvedRoute[] } {
+    if (modelId === undefined || modelId === null) {
+      throw new GatewayError("Missing required parameter: 'model'. See GET /v1/models for the models your key can use.", {
+        status: 400, type: 'invalid_request_error', code: 'missing_required_parameter', param: 'model',
+      });
+    }
+    if (typeof modelId !== 'string') throw invalidRequest("'model' must be a string.", 'model', 'invalid_type');
+    const model = this.deps.catalog.get(modelId);
+    if (!model) throw modelNotFound(400);
+    const routes = this.deps.registry.availability(model).routes;
+    if (routes.length === 0) throw modelNotFound(400);
+    // Authorise the resolved catalog model, in this one function every route calls.
+    if (!isAllowed(caller, model.id)) throw modelNotFound(403);
+    return { model, routes };
+  }
+
+  prepare(
+    caller: Caller,
+    body: Record<string, unknown>,
+    options: { endpoint: PreparedImageRequest['endpoint']; coerceStrings?: boolean; inputImages?: InputImage[] },
+  ): PreparedImageRequest {
+    const { model, routes } = this.resolveModel(caller, body.model);
+    const envelope = normalizeImageRequest(body, model, { coerceStrings: options.coerceStrings, inputImages: options.inputImages });
+    const quote = quoteImageRequest(model, envelope.request);
+    return { ...envelope, model, routes, quote, endpoint: options.endpoint };
+  }
+
+  /** Reserves the quoted amount; 402 when the balance cannot cover it (nothing changes then). */
+  async reserve(caller: Caller, prepared: PreparedImageRequest, requestId: string): Promise<void> {
+    const ok = await this.deps.store.reserveCredits({
+      requestId,
+      accountId: caller.accountId,
+      keyId: caller.keyId,
+      model: prepared.model.id,
+      endpoint: prepared.endpoint,
+      amount: prepared.quote.hold,
+      // The sweeper may release it only after the generation deadline has certainly passed.
+      expiresAt: Date.now() + this.deps.generationTimeoutMs + 60_000,
+    });
+    if (!ok) throw insufficientQuota();
+  }
+
+  /**
+   * Runs a reserved request to its end and resolves the hold exactly once: settled for the images delivered,
+   * released when none were. Throws a GatewayError (after releasing) when nothing can be delivered.
+   */
+  async execute(prepared: PreparedImageRequest, requestId: string, hooks: ExecuteHooks): Promise<ImageOutcome> {
+    const run = this.executeInner(prepared, requestId, hooks);
+    this.inFlight.add(run);
+    try {
+      return await run;
+    } finally {
+      this.inFlight.delete(run);
+    }
+  }
+
+  private async executeInner(prepared: PreparedImageRequest, requestId: string, hooks: ExecuteHooks): Promise<ImageOutcome> {
+    const { store, logger } = this.deps;
+    const signal = AbortSignal.any([hooks.signal, AbortSignal.timeout(this.deps.generationTimeoutMs)]);
+    const delivered: DeliveredImage[] = [];
+    const warnings = [...prepared.warnings];
+    let usage: UpstreamUsage | undefined;
+    let failure: unknown;
+    // Post-processing is chained so images are delivered in order even when transcoding takes a while.
+    let chain: Promise<void> = Promise.resolve();
+    const accept = (image: GeneratedImage) => {
+      chain = chain.then(async () => {
+        const ready = await this.finishImage(image, prepared, delivered.length);
+        delivered.push(ready);
+        hooks.onImage?.(ready);
+      });
+      return chain;
+    };
+
+    try {
+      const result = await this.callRoutes(prepared, signal, hooks.onPartialImage, (image) => void accept(image).catch(() => {}));
+      await chain;
+      usage = result.usage;
+      warnings.push(...result.warnings);
+      // Adapters that do not call onImage report their images only in the result.
+      for (const image of result.images.slice(delivered.length)) await accept(image);
+    } catch (error) {
+      failure = error;
+      await chain.catch((chainError) => (failure = chainError));
+    }
+
+    if (delivered.length === 0) {
+      await store.releaseReservation(requestId, describeFailure(failure)).catch((error) => logger.error({ err: error, requestId }, 'release failed'));
+      throw toGatewayError(failure, signal, hooks.signal);
+    }
+    if (failure) {
+      warnings.push({ type: 'other', message: `Only ${delivered.length} of ${prepared.request.n} images could be generated; you are charged for ${delivered.length}.` });
+      logger.warn({ requestId, err: failure, delivered: delivered.length }, 'partial generation');
+    }
+    const { cost, upstreamCost } = settleImageCost(prepared.model, prepared.quote, delivered.length, usage);
+    const settled = await store.settleReservation({
+      requestId,
+      cost,
+      upstreamCost,
+      images: delivered.length,
+      detail: { basis: prepared.quote.basis, size: `${delivered[0].width}x${delivered[0].height}` },
+    });
+    if (!settled) {
+      // Only the sweeper can have resolved it first, which means we overran the hold's expiry: deliver nothing we did not bill.
+      logger.error({ requestId }, 'hold was already resolved before settlement');
+      throw internalError();
+    }
+    return { images: delivered, cost, usage, warnings };
+  }
+
+  private async callRoutes(
+    prepared: PreparedImageRequest,
+    signal: AbortSignal,
+    onPartialImage: ExecuteHooks['onPartialImage'],
+    onImage: (image: GeneratedImage) => void,
+  ) {
+    let lastError: unknown;
+    for (const route of prepared.routes) {
+      try {
+        return await route.adapter.generate(prepared.request, route.target, { signal, onPartialImage, onImage });
+      } catch (error) {
+        lastError = error;
+        // Fail over only when the upstream never accepted the work, so nothing is generated or billed twice.
+        const retryable = error instanceof ProviderError && !error.accepted && (error.kind === 'unavailable' || error.kind === 'rate_limited');
+        if (!retryable || signal.aborted) throw error;
+        this.deps.logger.warn({ provider: route.adapter.provider, err: error }, 'route failed before acceptance; trying the next route');
+      }
+    }
+    throw lastError;
+  }
+
+  private async finishImage(image: GeneratedImage, prepared: PreparedImageRequest, index: number): Promise<DeliveredImage> {
+    let { base64, mediaType } = image;
+    const wanted = prepared.request.outputFormat;
+    if (wanted && mediaType !== `image/${wanted}`) {
+      base64 = (await transcode(Buffer.from(base64, 'base64'), wanted)).toString('base64');
+      mediaType = `image/${wanted}`;
+    }
+    // Validate what the upstream sent: it must be an image we can measure. `size` is read from these bytes.
+    const probe = probeBase64(base64);
+    if (!probe) throw new ProviderError('failed', 'The model returned data that is not a PNG, JPEG or WebP image.', { accepted: true });
+    return { base64, mediaType: `image/${probe.format}`, width: probe.width, height: probe.height, revisedPrompt: image.revisedPrompt, index };
+  }
+
+  /** Waits (bounded) for in-flight generations, e.g. on SIGTERM. */
+  async drain(timeoutMs: number): Promise<boolean> {
+    const all = Promise.allSettled([...this.inFlight]).then(() => true);
+    const timeout = new Promise<boolean>((resolve) => setTimeout(resolve, timeoutMs, false).unref());
+    return Promise.race([all, timeout]);
+  }
+}
+
+export function isAllowed(caller: Caller, modelId: string): boolean {
+  return caller.models === null || caller.models.includes(modelId);
+}
+
+function describeFailure(error: unknown): string {
+  if (error instanceof ProviderError) return `${error.kind}: ${error.message}`.slice(0, 300);
+  if (error instanceof Error) return error.name === 'AbortError' || error.name === 'TimeoutError' ? error.name : 'error';
+  return 'error';
+}
+
+function toGatewayError(error: unknown, signal: AbortSignal, callerSignal: AbortSignal): GatewayError {
+  if (error instanceof GatewayError) return error;
+  if (error instanceof ProviderError) {
+    switch (error.kind) {
+      case 'refused':
+        return contentPolicyViolation(error.message);
+      case 'invalid_request':
+        return invalidRequest(error.message, error.param ?? null, 'invalid_value');
+      case 'rate_limited':
+        return rateLimited('The upstream provider is rate limiting this model. Please retry after a short delay.', error.retryAfterSeconds ?? 5);
+      case 'unavailable':
+        return upstreamFailure('The model provider is unavailable right now. Please retry.', 503);
+      case 'misconfigured':
+        return upstreamFailure('This model is misconfigured on the server. The operator has been notified in the logs.', 502);
+      case 'failed':
+        return upstreamFailure(`The generation failed: ${error.message}`, 502);
+    }
+  }
+  if (signal.aborted && !callerSignal.aborted) {
+    return new GatewayError('The generation took too long and was abandoned; you were not charged. Try `stream: true` or a smaller size.', {
+      status: 504, type: 'api_error', code: 'timeout',
+    });
+  }
+  if (callerSignal.aborted) return new GatewayError('The request was cancelled by the client.', { status: 499, type: 'api_error', code: 'cancelled' });
+  return internalError(error);
+}

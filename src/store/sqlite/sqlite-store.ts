@@ -1,0 +1,307 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import { randomUUID } from 'node:crypto';
+import Database from 'better-sqlite3';
+import type { Nanos } from '../../domain/money.ts';
+import type {
+  Account, ApiKeyRecord, LedgerEntry, LedgerKind, NewApiKey, RequestRecord, ReserveInput, SettleInput, Store,
+} from '../types.ts';
+
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS accounts (
+  id TEXT PRIMARY KEY,
+  name TEXT NOT NULL,
+  balance INTEGER NOT NULL CHECK (balance >= 0),
+  held INTEGER NOT NULL DEFAULT 0 CHECK (held >= 0),
+  created_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS api_keys (
+  id TEXT PRIMARY KEY,
+  account_id TEXT NOT NULL REFERENCES accounts(id),
+  name TEXT NOT NULL,
+  models TEXT,
+  status TEXT NOT NULL CHECK (status IN ('active','revoked','deleted')),
+  key_hash TEXT UNIQUE,
+  display TEXT NOT NULL,
+  created_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS ledger_entries (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  account_id TEXT NOT NULL REFERENCES accounts(id),
+  kind TEXT NOT NULL,
+  available_delta INTEGER NOT NULL,
+  held_delta INTEGER NOT NULL,
+  request_id TEXT,
+  note TEXT,
+  created_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS ledger_by_account ON ledger_entries(account_id, id);
+CREATE TABLE IF NOT EXISTS requests (
+  id TEXT PRIMARY KEY,
+  account_id TEXT NOT NULL REFERENCES accounts(id),
+  key_id TEXT NOT NULL,
+  model TEXT NOT NULL,
+  endpoint TEXT NOT NULL,
+  status TEXT NOT NULL CHECK (status IN ('held','settled','released')),
+  hold INTEGER NOT NULL CHECK (hold >= 0),
+  cost INTEGER NOT NULL DEFAULT 0 CHECK (cost >= 0 AND cost <= hold),
+  upstream_cost INTEGER,
+  images INTEGER NOT NULL DEFAULT 0,
+  detail TEXT,
+  created_at INTEGER NOT NULL,
+  resolved_at INTEGER,
+  expires_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS requests_by_account ON requests(account_id, created_at);
+CREATE INDEX IF NOT EXISTS requests_held ON requests(status, expires_at) WHERE status = 'held';
+`;
+
+type Row = Record<string, unknown>;
+
+/**
+ * The embedded store. Durable by construction: WAL with synchronous=FULL (a committed charge survives power
+ * loss), and every money transaction is BEGIN IMMEDIATE so a read-then-write never upgrades its lock late.
+ */
+export class SqliteStore implements Store {
+  readonly kind = 'sqlite' as const;
+  private readonly db: Database.Database;
+  private readonly statements: ReturnType<SqliteStore['prepare']>;
+
+  constructor(filename: string) {
+    if (filename !== ':memory:') fs.mkdirSync(path.dirname(path.resolve(filename)), { recursive: true });
+    this.db = new Database(filename);
+    this.db.pragma('journal_mode = WAL');
+    this.db.pragma('synchronous = FULL');
+    this.db.pragma('busy_timeout = 5000');
+    this.db.pragma('foreign_keys = ON');
+    this.db.exec(SCHEMA);
+    this.statements = this.prepare();
+  }
+
+  private prepare() {
+    const db = this.db;
+    const money = <T extends Database.Statement>(statement: T): T => statement.safeIntegers(true) as T;
+    return {
+      insertAccount: db.prepare('INSERT INTO accounts (id, name, balance, held, created_at) VALUES (?, ?, 0, 0, ?)'),
+      getAccount: money(db.prepare('SELECT * FROM accounts WHERE id = ?')),
+      listAccounts: money(db.prepare('SELECT * FROM accounts ORDER BY created_at, id')),
+      countAccounts: db.prepare('SELECT COUNT(*) AS n FROM accounts'),
+      credit: db.prepare('UPDATE accounts SET balance = balance + ? WHERE id = ?'),
+      insertLedger: db.prepare(
+        'INSERT INTO ledger_entries (account_id, kind, available_delta, held_delta, request_id, note, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)',
+      ),
+      listLedger: money(db.prepare('SELECT * FROM ledger_entries WHERE account_id = ? ORDER BY id DESC LIMIT ?')),
+      insertKey: db.prepare(
+        'INSERT INTO api_keys (id, account_id, name, models, status, key_hash, display, created_at) VALUES (?, ?, ?, ?, \'active\', ?, ?, ?)',
+      ),
+      getKey: db.prepare('SELECT * FROM api_keys WHERE id = ?'),
+      listKeys: db.prepare("SELECT * FROM api_keys WHERE account_id = ? AND status != 'deleted' ORDER BY created_at, id"),
+      findKey: db.prepare("SELECT * FROM api_keys WHERE key_hash = ? AND status != 'deleted'"),
+      rotateKey: db.prepare("UPDATE api_keys SET key_hash = ?, display = ? WHERE id = ? AND status = 'active'"),
+      revokeKey: db.prepare("UPDATE api_keys SET status = 'revoked' WHERE id = ? AND status != 'deleted'"),
+      deleteKey: db.prepare("UPDATE api_keys SET status = 'deleted', key_hash = NULL WHERE id = ? AND status != 'deleted'"),
+      setKeyModels: db.prepare("UPDATE api_keys SET models = ? WHERE id = ? AND status != 'deleted'"),
+      // The guarded reservation: the WHERE clause is the balance check, so check and debit cannot be separated.
+      reserve: db.prepare('UPDATE accounts SET balance = balance - ?, held = held + ? WHERE id = ? AND balance >= ?'),
+      insertRequest: db.prepare(
+        "INSERT INTO requests (id, account_id, key_id, model, endpoint, status, hold, created_at, expires_at) VALUES (?, ?, ?, ?, ?, 'held', ?, ?, ?)",
+      ),
+      getRequest: money(db.prepare('SELECT * FROM requests WHERE id = ?')),
+      resolveRequest: db.prepare(
+        "UPDATE requests SET status = ?, cost = ?, upstream_cost = ?, images = ?, detail = ?, resolved_at = ? WHERE id = ? AND status = 'held'",
+      ),
+      unhold: db.prepare('UPDATE accounts SET held = held - ?, balance = balance + ? WHERE id = ?'),
+      listRequests: money(db.prepare('SELECT * FROM requests WHERE account_id = ? ORDER BY created_at DESC, id DESC LIMIT ?')),
+      expired: db.prepare("SELECT id FROM requests WHERE status = 'held' AND expires_at < ? ORDER BY expires_at LIMIT ?"),
+    };
+  }
+
+  private ledger(accountId: string, kind: LedgerKind, availableDelta: Nanos, heldDelta: Nanos, requestId: string | null, note: string | null, now: number) {
+    this.statements.insertLedger.run(accountId, kind, availableDelta, heldDelta, requestId, note, now);
+  }
+
+  async createAccount(input: { name: string; credits: Nanos; note?: string }): Promise<Account> {
+    const id = `acct_${randomUUID().replace(/-/g, '').slice(0, 24)}`;
+    const now = Date.now();
+    this.db.transaction(() => {
+      this.statements.insertAccount.run(id, input.name, now);
+      if (input.credits > 0n) {
+        this.statements.credit.run(input.credits, id);
+        this.ledger(id, 'credit', input.credits, 0n, null, input.note ?? 'initial credit', now);
+      }
+    }).immediate();
+    return (await this.getAccount(id))!;
+  }
+
+  async getAccount(id: string): Promise<Account | undefined> {
+    const row = this.statements.getAccount.get(id) as Row | undefined;
+    return row ? toAccount(row) : undefined;
+  }
+
+  async listAccounts(): Promise<Account[]> {
+    return (this.statements.listAccounts.all() as Row[]).map(toAccount);
+  }
+
+  async addCredits(accountId: string, amount: Nanos, note: string | null): Promise<Account | undefined> {
+    const now = Date.now();
+    const changed = this.db.transaction(() => {
+      const result = this.statements.credit.run(amount, accountId);
+      if (result.changes !== 1) return false;
+      this.ledger(accountId, 'credit', amount, 0n, null, note, now);
+      return true;
+    }).immediate();
+    return changed ? this.getAccount(accountId) : undefined;
+  }
+
+  async listLedger(accountId: string, limit: number): Promise<LedgerEntry[]> {
+    return (this.statements.listLedger.all(accountId, limit) as Row[]).map((row) => ({
+      id: Number(row.id),
+      accountId: String(row.account_id),
+      kind: row.kind as LedgerKind,
+      availableDelta: row.available_delta as bigint,
+      heldDelta: row.held_delta as bigint,
+      requestId: (row.request_id as string | null) ?? null,
+      note: (row.note as string | null) ?? null,
+      createdAt: Number(row.created_at),
+    }));
+  }
+
+  async createApiKey(key: NewApiKey): Promise<ApiKeyRecord> {
+    this.statements.insertKey.run(key.id, key.accountId, key.name, key.models ? JSON.stringify(key.models) : null, key.hash, key.display, Date.now());
+    return (await this.getApiKey(key.id))!;
+  }
+
+  async getApiKey(id: string): Promise<ApiKeyRecord | undefined> {
+    const row = this.statements.getKey.get(id) as Row | undefined;
+    return row ? toApiKey(row) : undefined;
+  }
+
+  async listApiKeys(accountId: string): Promise<ApiKeyRecord[]> {
+    return (this.statements.listKeys.all(accountId) as Row[]).map(toApiKey);
+  }
+
+  async findApiKeyByHash(hash: string): Promise<ApiKeyRecord | undefined> {
+    const row = this.statements.findKey.get(hash) as Row | undefined;
+    return row ? toApiKey(row) : undefined;
+  }
+
+  async rotateApiKey(id: string, hash: string, display: string): Promise<ApiKeyRecord | undefined> {
+    const result = this.statements.rotateKey.run(hash, display, id);
+    return result.changes === 1 ? this.getApiKey(id) : undefined;
+  }
+
+  async revokeApiKey(id: string): Promise<ApiKeyRecord | undefined> {
+    const result = this.statements.revokeKey.run(id);
+    return result.changes === 1 ? this.getApiKey(id) : undefined;
+  }
+
+  async deleteApiKey(id: string): Promise<boolean> {
+    return this.statements.deleteKey.run(id).changes === 1;
+  }
+
+  async setApiKeyModels(id: string, models: string[] | null): Promise<ApiKeyRecord | undefined> {
+    const result = this.statements.setKeyModels.run(models ? JSON.stringify(models) : null, id);
+    return result.changes === 1 ? this.getApiKey(id) : undefined;
+  }
+
+  async reserveCredits(input: ReserveInput): Promise<boolean> {
+    const now = Date.now();
+    return this.db.transaction(() => {
+      const result = this.statements.reserve.run(input.amount, input.amount, input.accountId, input.amount);
+      if (result.changes !== 1) return false;
+      this.statements.insertRequest.run(input.requestId, input.accountId, input.keyId, input.model, input.endpoint, input.amount, now, input.expiresAt);
+      this.ledger(input.accountId, 'hold', -input.amount, input.amount, input.requestId, null, now);
+      return true;
+    }).immediate();
+  }
+
+  async settleReservation(input: SettleInput): Promise<boolean> {
+    return this.resolve(input.requestId, 'settled', input.cost, input.upstreamCost ?? null, input.images, input.detail ?? null);
+  }
+
+  async releaseReservation(requestId: string, reason: string): Promise<boolean> {
+    return this.resolve(requestId, 'released', 0n, null, 0, { reason });
+  }
+
+  private resolve(requestId: string, status: 'settled' | 'released', cost: Nanos, upstreamCost: Nanos | null, images: number, detail: Record<string, unknown> | null): boolean {
+    const now = Date.now();
+    return this.db.transaction(() => {
+      const row = this.statements.getRequest.get(requestId) as Row | undefined;
+      if (!row || row.status !== 'held') return false;
+      const hold = row.hold as bigint;
+      const charged = cost > hold ? hold : cost < 0n ? 0n : cost;
+      const result = this.statements.resolveRequest.run(status, charged, upstreamCost, images, detail ? JSON.stringify(detail) : null, now, requestId);
+      if (result.changes !== 1) return false;
+      const accountId = String(row.account_id);
+      this.statements.unhold.run(hold, hold - charged, accountId);
+      this.ledger(accountId, status === 'settled' ? 'settle' : 'release', hold - charged, -hold, requestId, null, now);
+      return true;
+    }).immediate();
+  }
+
+  async getRequest(id: string): Promise<RequestRecord | undefined> {
+    const row = this.statements.getRequest.get(id) as Row | undefined;
+    return row ? toRequest(row) : undefined;
+  }
+
+  async listRequests(accountId: string, limit: number): Promise<RequestRecord[]> {
+    return (this.statements.listRequests.all(accountId, limit) as Row[]).map(toRequest);
+  }
+
+  async listExpiredReservations(now: number, limit: number): Promise<string[]> {
+    return (this.statements.expired.all(now, limit) as Row[]).map((row) => String(row.id));
+  }
+
+  async isEmpty(): Promise<boolean> {
+    return Number((this.statements.countAccounts.get() as Row).n) === 0;
+  }
+
+  async ping(): Promise<void> {
+    this.db.prepare('SELECT 1').get();
+  }
+
+  async close(): Promise<void> {
+    if (this.db.open) this.db.close();
+  }
+}
+
+function toAccount(row: Row): Account {
+  return {
+    id: String(row.id),
+    name: String(row.name),
+    balance: row.balance as bigint,
+    held: row.held as bigint,
+    createdAt: Number(row.created_at),
+  };
+}
+
+function toApiKey(row: Row): ApiKeyRecord {
+  return {
+    id: String(row.id),
+    accountId: String(row.account_id),
+    name: String(row.name),
+    models: row.models ? (JSON.parse(String(row.models)) as string[]) : null,
+    status: row.status as ApiKeyRecord['status'],
+    display: String(row.display),
+    createdAt: Number(row.created_at),
+  };
+}
+
+function toRequest(row: Row): RequestRecord {
+  return {
+    id: String(row.id),
+    accountId: String(row.account_id),
+    keyId: String(row.key_id),
+    model: String(row.model),
+    endpoint: String(row.endpoint),
+    status: row.status as RequestRecord['status'],
+    hold: row.hold as bigint,
+    cost: row.cost as bigint,
+    upstreamCost: (row.upstream_cost as bigint | null) ?? null,
+    images: Number(row.images),
+    detail: row.detail ? (JSON.parse(String(row.detail)) as Record<string, unknown>) : null,
+    createdAt: Number(row.created_at),
+    resolvedAt: row.resolved_at === null ? null : Number(row.resolved_at),
+    expiresAt: Number(row.expires_at),
+  };
+}
