@@ -99,6 +99,8 @@ interface Scene {
   /** Shorter side: the unit for sizes that should look the same at any aspect ratio. */
   unit: number;
   horizon: number;
+  /** Sun or moon disc (absent in storms, but planned anyway so other layers can refer to it). */
+  light: { x: number; y: number; r: number };
   time: TimeOfDay;
   terrain: Terrain;
   palette: Palette;
@@ -135,12 +137,23 @@ function planScene(prompt: string, seed: number, w: number, h: number): Scene {
   const palette = buildPalette(resolvedTime, resolvedTerrain, colours, tokens, time === undefined && terrain === undefined, promptHash);
 
   const rng = streamFor(baseSeed, 'layout');
-  const horizonFraction = resolvedTerrain === 'water' ? rng.range(0.5, 0.62) : rng.range(0.55, 0.7);
+  const horizon = h * (resolvedTerrain === 'water' ? rng.range(0.5, 0.62) : rng.range(0.55, 0.7));
+  const unit = Math.min(w, h);
+  let light: Scene['light'];
+  if (resolvedTime === 'sunset') {
+    // A big sun sitting on the horizon, half hidden by the terrain drawn later.
+    const r = unit * rng.range(0.09, 0.14);
+    light = { x: w * rng.range(0.25, 0.75), y: horizon - r * rng.range(0.1, 0.6), r };
+  } else {
+    const night = resolvedTime === 'night';
+    light = { x: w * rng.range(0.12, 0.88), y: horizon * rng.range(0.18, 0.5), r: unit * rng.range(night ? 0.04 : 0.05, night ? 0.065 : 0.08) };
+  }
   return {
     w,
     h,
-    unit: Math.min(w, h),
-    horizon: h * horizonFraction,
+    unit,
+    horizon,
+    light,
     time: resolvedTime,
     terrain: resolvedTerrain,
     palette,
@@ -323,19 +336,7 @@ function celestialLayer(s: Scene): string {
   const rng = streamFor(s.baseSeed, 'celestial');
   const p = s.palette;
   if (s.time === 'storm') return '';
-  let cx: number;
-  let cy: number;
-  let r: number;
-  if (s.time === 'sunset') {
-    // A big sun sitting on the horizon, half hidden by the terrain drawn later.
-    r = s.unit * rng.range(0.09, 0.14);
-    cx = s.w * rng.range(0.25, 0.75);
-    cy = s.horizon - r * rng.range(0.1, 0.6);
-  } else {
-    r = s.unit * rng.range(s.time === 'night' ? 0.04 : 0.05, s.time === 'night' ? 0.065 : 0.08);
-    cx = s.w * rng.range(0.12, 0.88);
-    cy = s.horizon * rng.range(0.18, 0.5);
-  }
+  const { x: cx, y: cy, r } = s.light;
   const glow = r * (s.time === 'night' ? 3 : 4);
   let out =
     `<defs><radialGradient id="glow" gradientUnits="userSpaceOnUse" cx="${n(cx)}" cy="${n(cy)}" r="${n(glow)}">` +
@@ -637,7 +638,7 @@ function waves(s: Scene, rng: Rng): string {
   let out = '';
   // The sun's (or moon's) reflection: a column of short bars under it, fading with depth.
   if (s.time !== 'storm') {
-    const cx = s.w * rng.range(0.3, 0.7);
+    const cx = s.light.x;
     for (let i = 0; i < 12; i++) {
       const y = s.horizon + (s.h - s.horizon) * ((i + 0.5) / 12) ** 1.3;
       const half = s.unit * rng.range(0.02, 0.08) * (1 + i * 0.08);
@@ -822,6 +823,9 @@ async function renderEdit(s: Scene, reference: Buffer, progress: number, format:
     `<linearGradient id="t" x1="${n(x1, 3)}" y1="${n(y1, 3)}" x2="${n(1 - x1, 3)}" y2="${n(1 - y1, 3)}">` +
     `<stop offset="0" stop-color="${c0}"/><stop offset="1" stop-color="${c1}"/></linearGradient></defs>` +
     `<rect width="${s.w}" height="${s.h}" fill="url(#t)" fill-opacity="${n(strength, 2)}"/></svg>`;
+  // Soft-light alone barely moves dark or washed-out photos; a thin normal wash of the same gradient makes the
+  // prompt's palette visible on any reference.
+  const wash = tint.replace(`fill-opacity="${n(strength, 2)}"`, `fill-opacity="${n(strength * 0.3, 2)}"`);
   const vignette =
     `<svg xmlns="http://www.w3.org/2000/svg" width="${s.w}" height="${s.h}"><defs>` +
     `<radialGradient id="v" cx="0.5" cy="0.5" r="0.75"><stop offset="0.55" stop-color="#000000" stop-opacity="0"/>` +
@@ -829,14 +833,15 @@ async function renderEdit(s: Scene, reference: Buffer, progress: number, format:
     `<rect width="${s.w}" height="${s.h}" fill="url(#v)"/>${textLayer(s, progress >= 1 ? undefined : progress)}</svg>`;
   pipeline = pipeline.composite([
     { input: Buffer.from(tint), blend: 'soft-light' },
+    { input: Buffer.from(wash), blend: 'over' },
     { input: Buffer.from(vignette), blend: 'over' },
   ]);
   return encode(pipeline, format);
 }
 
-/** Size a partial render is drawn at: 1/16 of the target at progress 0, growing to 1/3 just before the end. */
+/** Size a partial render is drawn at: 1/16 of the target at progress 0, growing to 1/4 just before the end. */
 function previewSize(width: number, height: number, progress: number): { w: number; h: number } {
-  const scale = 1 / 16 + (1 / 3 - 1 / 16) * progress;
+  const scale = 1 / 16 + (1 / 4 - 1 / 16) * progress;
   return { w: Math.max(1, Math.round(width * scale)), h: Math.max(1, Math.round(height * scale)) };
 }
 
