@@ -48,6 +48,8 @@ export function buildApp(deps: AppDeps): FastifyInstance {
     reply.header('x-request-id', request.id);
   });
   installErrorHandling(app, () => routes);
+  // JSON endpoints take JSON only: a text/plain body is a 415 with a clear message, not a confusing 400.
+  app.removeContentTypeParser('text/plain');
 
   app.get('/healthz', async () => ({ status: 'ok' }));
   app.get('/readyz', async (_request, reply) => {

@@ -170,7 +170,7 @@ export function runStoreContract(name: string, open: () => Promise<Store>): void
         const settled = await store.getRequest(req.requestId);
         assert.equal(settled?.cost, big);
         assert.equal(settled?.upstreamCost, big - 1n);
-        assert.deepEqual(await balances(acct.id), { balance: 10n ** 18n + 1n, held: 0n });
+        assert.deepEqual(await balances(acct.id), { balance: 10n ** 18n, held: 0n });
         const entries = await store.listLedger(acct.id, 10);
         assert.equal(typeof entries[0].availableDelta, 'bigint');
         assert.equal(typeof entries[0].heldDelta, 'bigint');
