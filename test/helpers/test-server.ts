@@ -123,7 +123,19 @@ export async function streamsValidated(): Promise<void> {
 }
 
 async function checkEvents(stream: ReadableStream<Uint8Array>, url: string): Promise<void> {
-  const text = await new Response(stream).text();
+  // Read until the end, or until the SDK aborts the request (it does after an error event): validate what arrived.
+  let text = '';
+  const decoder = new TextDecoder();
+  const reader = stream.getReader();
+  try {
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      text += decoder.decode(value, { stream: true });
+    }
+  } catch {
+    text = text.slice(0, text.lastIndexOf('\n\n') + 2);
+  }
   for (const frame of text.split('\n\n')) {
     const data = frame.split('\n').filter((line) => line.startsWith('data: ')).map((line) => line.slice(6)).join('\n');
     if (!data) continue;
