@@ -42,6 +42,8 @@ export interface ImageOutcome {
   cost: Nanos;
   usage: UpstreamUsage | undefined;
   warnings: Warning[];
+  /** Set when fewer images than asked were delivered: why the rest failed (the delivered ones are charged). */
+  partialFailure?: GatewayError;
 }
 
 export interface ExecuteHooks {
@@ -181,7 +183,8 @@ export class ImageGenerationService {
       logger.error({ requestId }, 'hold was already resolved before settlement');
       throw internalError();
     }
-    return { images: delivered, cost, usage, warnings };
+    const partialFailure = failure ? toGatewayError(failure, signal, hooks.signal) : undefined;
+    return { images: delivered, cost, usage, warnings, partialFailure };
   }
 
   private async callRoutes(

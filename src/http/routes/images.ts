@@ -89,6 +89,11 @@ export async function runImageRequest(
         },
       });
       request.log.info({ cost: outcome.cost.toString(), images: outcome.images.length }, 'stream settled');
+      if (outcome.partialFailure) {
+        const reason = outcome.partialFailure;
+        const message = `Only ${outcome.images.length} of ${prepared.request.n} images could be generated; you were charged for ${outcome.images.length}. ${reason.message}`;
+        sse.event('error', JSON.stringify({ type: 'error', error: { ...reason.toEnvelope().error, message } }));
+      }
     } catch (error) {
       const gatewayError = error instanceof GatewayError ? error : new GatewayError('The generation failed.', { status: 500, type: 'api_error' });
       sse.event('error', JSON.stringify({ type: 'error', error: gatewayError.toEnvelope().error }));
