@@ -1,6 +1,9 @@
 import { issueApiKey, newKeyId } from '../auth/api-keys.ts';
 import { GatewayError, invalidRequest } from '../domain/errors.ts';
 import { formatUsd, parseUsd, type Nanos } from '../domain/money.ts';
+
+/** Matches the stores' CHECK (2^62 nanos): sums stay inside signed 64-bit integers everywhere. */
+const MAX_BALANCE: Nanos = 4_611_686_018_427_387_904n;
 import type { Account, ApiKeyRecord, LedgerEntry, RequestRecord, Store } from '../store/types.ts';
 
 /** Operator tasks shared by the admin API and the CLI: accounts, credits, keys. */
@@ -22,6 +25,10 @@ export class AccountService {
   async addCredits(accountId: string, input: { amount?: unknown; note?: unknown }): Promise<Account> {
     const amount = readAmount(input.amount, 'amount', false);
     const note = input.note === undefined || input.note === null ? null : readName(input.note, 'note', 500);
+    const current = await this.getAccount(accountId);
+    if (current.balance + current.held + amount > MAX_BALANCE) {
+      throw invalidRequest(`The balance would exceed the maximum of $${formatUsd(MAX_BALANCE)}.`, 'amount');
+    }
     const account = await this.store.addCredits(accountId, amount, note);
     if (!account) throw notFound('account', accountId);
     return account;

@@ -159,3 +159,8 @@ export async function rawRequest(url: string, init: RequestInit & { path: string
   if (!response.ok) assertMatchesSpec('Error', body, `${response.status} ${init.path}`);
   return { status: response.status, headers: response.headers, body };
 }
+
+/** Adds Deepshi's extra request fields (seed, width, aspect_ratio…) that the SDK's types do not declare. */
+export function withExtras<T extends object>(params: T, extras: Record<string, unknown>): T {
+  return { ...params, ...extras } as T;
+}

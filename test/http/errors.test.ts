@@ -3,7 +3,7 @@ import { after, before, describe, it } from 'node:test';
 import OpenAI from 'openai';
 import { ProviderError } from '../../src/providers/types.ts';
 import { ScriptedAdapter, testCatalogJson } from '../helpers/test-adapters.ts';
-import { rawRequest, startTestServer, type TestServer } from '../helpers/test-server.ts';
+import { rawRequest, startTestServer, type TestServer, withExtras } from '../helpers/test-server.ts';
 
 /** Every failure is the OpenAI envelope with the right status; the SDK raises the matching class. */
 describe('errors', () => {
@@ -70,7 +70,7 @@ describe('errors', () => {
     await expectError(client.images.generate({ model: 'deepshi-sketch', prompt: 'x', width: 513, height: 512 } as any), 400, 'invalid_value', 'width');
     await expectError(client.images.generate({ model: 'deepshi-sketch', prompt: 'x', aspect_ratio: '7:3' } as any), 400, 'invalid_value', 'aspect_ratio');
     await expectError(client.images.generate({ model: 'deepshi-sketch', prompt: 'x', resolution: '8K' } as any), 400, 'invalid_value', 'resolution');
-    await expectError(client.images.generate({ model: 'deepshi-sketch', prompt: 'x', seed: -1 }), 400, 'invalid_value', 'seed');
+    await expectError(client.images.generate(withExtras({ model: 'deepshi-sketch', prompt: 'x' }, { seed: -1 })), 400, 'invalid_value', 'seed');
     await expectError(client.images.generate({ model: 'deepshi-sketch', prompt: 'x', size: 'huge' as any }), 400, 'invalid_value', 'size');
     await expectError(client.images.generate({ model: 'deepshi-sketch', prompt: 42 as any }), 400, 'invalid_type', 'prompt');
   });

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { probeImage } from '../../src/images/probe.ts';
-import { startTestServer, type TestServer } from '../helpers/test-server.ts';
+import { startTestServer, type TestServer, withExtras } from '../helpers/test-server.ts';
 
 /** POST /v1/images/generations with the official openai SDK against the offline model. */
 describe('POST /v1/images/generations', () => {
@@ -34,7 +34,7 @@ describe('POST /v1/images/generations', () => {
 
   it('n: 4 returns four distinct images, indexed 0–3, and charges four images', async () => {
     const before = await t.balance(account.accountId);
-    const result = await t.client(account.key).images.generate({ model: 'deepshi-sketch', prompt: 'four kites', n: 4, seed: 9 });
+    const result = await t.client(account.key).images.generate(withExtras({ model: 'deepshi-sketch', prompt: 'four kites', n: 4 }, { seed: 9 }));
     assert.deepEqual(result.data!.map((item: any) => item.index), [0, 1, 2, 3]);
     assert.equal(new Set(result.data!.map((item) => item.b64_json)).size, 4);
     assert.equal((result.usage as any).cost.total_cost, 0.004);
@@ -65,9 +65,9 @@ describe('POST /v1/images/generations', () => {
 
   it('equal seeds give identical bytes; another seed gives another image', async () => {
     const client = t.client(account.key);
-    const one = await client.images.generate({ model: 'deepshi-sketch', prompt: 'a green valley', seed: 42 });
-    const two = await client.images.generate({ model: 'deepshi-sketch', prompt: 'a green valley', seed: 42 });
-    const three = await client.images.generate({ model: 'deepshi-sketch', prompt: 'a green valley', seed: 43 });
+    const one = await client.images.generate(withExtras({ model: 'deepshi-sketch', prompt: 'a green valley' }, { seed: 42 }));
+    const two = await client.images.generate(withExtras({ model: 'deepshi-sketch', prompt: 'a green valley' }, { seed: 42 }));
+    const three = await client.images.generate(withExtras({ model: 'deepshi-sketch', prompt: 'a green valley' }, { seed: 43 }));
     assert.equal(one.data![0].b64_json, two.data![0].b64_json);
     assert.notEqual(one.data![0].b64_json, three.data![0].b64_json);
   });

@@ -4,7 +4,7 @@ import OpenAI from 'openai';
 import { probeImage } from '../../src/images/probe.ts';
 import { ProviderError } from '../../src/providers/types.ts';
 import { ScriptedAdapter, testCatalogJson } from '../helpers/test-adapters.ts';
-import { startTestServer, streamsValidated, type TestServer } from '../helpers/test-server.ts';
+import { startTestServer, streamsValidated, type TestServer, withExtras } from '../helpers/test-server.ts';
 
 /** stream: true — SSE the openai SDK iterates: keepalives, partial images, completed events, error events. */
 describe('POST /v1/images/generations with stream: true', () => {
@@ -33,7 +33,7 @@ describe('POST /v1/images/generations with stream: true', () => {
   });
 
   it('partial_images: 2 sends partial_image events with increasing indexes, then completed', async () => {
-    const stream = await t.client(account.key).images.generate({ model: 'deepshi-sketch', prompt: 'a comet', stream: true, partial_images: 2, seed: 5 });
+    const stream = await t.client(account.key).images.generate(withExtras({ model: 'deepshi-sketch', prompt: 'a comet', stream: true, partial_images: 2 }, { seed: 5 }));
     const types: string[] = [];
     const indexes: number[] = [];
     let final = '';
@@ -45,7 +45,7 @@ describe('POST /v1/images/generations with stream: true', () => {
     await streamsValidated();
     assert.deepEqual(types, ['image_generation.partial_image', 'image_generation.partial_image', 'image_generation.completed']);
     assert.deepEqual(indexes, [0, 1]);
-    const nonStreamed = await t.client(account.key).images.generate({ model: 'deepshi-sketch', prompt: 'a comet', seed: 5 });
+    const nonStreamed = await t.client(account.key).images.generate(withExtras({ model: 'deepshi-sketch', prompt: 'a comet' }, { seed: 5 }));
     assert.equal(final, nonStreamed.data![0].b64_json, 'the streamed final image equals the non-streamed one');
   });
 
@@ -53,7 +53,7 @@ describe('POST /v1/images/generations with stream: true', () => {
     const before = Number(await t.balance(account.accountId));
     const stream = await t.client(account.key).images.generate({ model: 'deepshi-sketch', prompt: 'dots', stream: true, n: 3 });
     const costs: number[] = [];
-    for await (const event of stream) if (event.type === 'image_generation.completed') costs.push(event.usage.cost.total_cost);
+    for await (const event of stream) if (event.type === 'image_generation.completed') costs.push((event.usage as any).cost.total_cost);
     assert.deepEqual(costs, [0.001, 0.001, 0.001]);
     assert.equal(Math.round((before - Number(await t.balance(account.accountId))) * 1e9), 3_000_000);
   });

@@ -143,6 +143,16 @@ export function runStoreContract(name: string, open: () => Promise<Store>): void
         assert.deepEqual(await store.listLedger('acct_does_not_exist', 10), []);
       });
 
+      it('addCredits refuses zero or negative amounts and a balance past the 2^62-nano cap, changing nothing', async () => {
+        const acct = await account(100n);
+        await assert.rejects(store.addCredits(acct.id, 0n, null));
+        await assert.rejects(store.addCredits(acct.id, -5n, null));
+        const cap = 2n ** 62n;
+        await assert.rejects(store.addCredits(acct.id, cap, null));
+        assert.deepEqual(await balances(acct.id), { balance: 100n, held: 0n });
+        assert.equal((await store.listLedger(acct.id, 10)).length, 1);
+      });
+
       it('listLedger is newest first and honours the limit', async () => {
         const acct = await account(1n);
         for (let i = 2; i <= 5; i++) await store.addCredits(acct.id, BigInt(i), `credit ${i}`);

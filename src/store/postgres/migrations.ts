@@ -20,7 +20,7 @@ export const MIGRATIONS: readonly Migration[] = [
 CREATE TABLE accounts (
   id TEXT PRIMARY KEY,
   name TEXT NOT NULL,
-  balance BIGINT NOT NULL CHECK (balance >= 0),
+  balance BIGINT NOT NULL CHECK (balance >= 0 AND balance <= 4611686018427387904),
   held BIGINT NOT NULL DEFAULT 0 CHECK (held >= 0),
   created_at BIGINT NOT NULL
 );

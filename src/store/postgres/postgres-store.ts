@@ -152,6 +152,7 @@ export class PostgresStore implements Store {
   }
 
   async addCredits(accountId: string, amount: Nanos, note: string | null): Promise<Account | undefined> {
+    if (amount <= 0n) throw new RangeError('addCredits takes a positive amount');
     const { rows } = await this.run('addCredits', [accountId, n(amount), note, Date.now()]);
     return rows[0] ? toAccount(rows[0]) : undefined;
   }
@@ -229,7 +230,7 @@ export class PostgresStore implements Store {
     detail: Record<string, unknown> | null,
   ): Promise<boolean> {
     const result = await this.run('resolve', [
-      requestId, status, n(cost), nOrNull(upstreamCost), images, detail ? JSON.stringify(detail) : null, Date.now(),
+      requestId, status, n(cost), nOrNull(upstreamCost !== null && upstreamCost >= 0n ? upstreamCost : null), images, detail ? JSON.stringify(detail) : null, Date.now(),
       status === 'settled' ? 'settle' : 'release',
     ]);
     return result.rowCount === 1;

@@ -7,11 +7,16 @@ import type {
   Account, ApiKeyRecord, LedgerEntry, LedgerKind, NewApiKey, RequestRecord, ReserveInput, SettleInput, Store,
 } from '../types.ts';
 
-const SCHEMA = `
+/**
+ * Versioned with PRAGMA user_version: append a new entry to apply on existing files; never edit a shipped one.
+ * The balance cap (2^62 nanos, about $4.6B) keeps every sum inside a signed 64-bit integer, where SQLite would
+ * otherwise silently switch to floating point.
+ */
+const MIGRATIONS: readonly string[] = [`
 CREATE TABLE IF NOT EXISTS accounts (
   id TEXT PRIMARY KEY,
   name TEXT NOT NULL,
-  balance INTEGER NOT NULL CHECK (balance >= 0),
+  balance INTEGER NOT NULL CHECK (balance >= 0 AND balance <= 4611686018427387904),
   held INTEGER NOT NULL DEFAULT 0 CHECK (held >= 0),
   created_at INTEGER NOT NULL
 );
@@ -28,13 +33,14 @@ CREATE TABLE IF NOT EXISTS api_keys (
 CREATE TABLE IF NOT EXISTS ledger_entries (
   id INTEGER PRIMARY KEY AUTOINCREMENT,
   account_id TEXT NOT NULL REFERENCES accounts(id),
-  kind TEXT NOT NULL,
+  kind TEXT NOT NULL CHECK (kind IN ('credit','hold','settle','release','adjustment')),
   available_delta INTEGER NOT NULL,
   held_delta INTEGER NOT NULL,
   request_id TEXT,
   note TEXT,
   created_at INTEGER NOT NULL
 );
+CREATE INDEX IF NOT EXISTS api_keys_by_account ON api_keys(account_id, created_at, id);
 CREATE INDEX IF NOT EXISTS ledger_by_account ON ledger_entries(account_id, id);
 CREATE TABLE IF NOT EXISTS requests (
   id TEXT PRIMARY KEY,
@@ -54,7 +60,8 @@ CREATE TABLE IF NOT EXISTS requests (
 );
 CREATE INDEX IF NOT EXISTS requests_by_account ON requests(account_id, created_at);
 CREATE INDEX IF NOT EXISTS requests_held ON requests(status, expires_at) WHERE status = 'held';
-`;
+`,
+];
 
 type Row = Record<string, unknown>;
 
@@ -74,8 +81,18 @@ export class SqliteStore implements Store {
     this.db.pragma('synchronous = FULL');
     this.db.pragma('busy_timeout = 5000');
     this.db.pragma('foreign_keys = ON');
-    this.db.exec(SCHEMA);
+    this.migrate();
     this.statements = this.prepare();
+  }
+
+  private migrate(): void {
+    const current = Number(this.db.pragma('user_version', { simple: true }));
+    for (let version = current; version < MIGRATIONS.length; version++) {
+      this.db.transaction(() => {
+        this.db.exec(MIGRATIONS[version]);
+        this.db.pragma(`user_version = ${version + 1}`);
+      }).immediate();
+    }
   }
 
   private prepare() {
@@ -143,6 +160,7 @@ export class SqliteStore implements Store {
   }
 
   async addCredits(accountId: string, amount: Nanos, note: string | null): Promise<Account | undefined> {
+    if (amount <= 0n) throw new RangeError('addCredits takes a positive amount');
     const now = Date.now();
     const changed = this.db.transaction(() => {
       const result = this.statements.credit.run(amount, accountId);
@@ -230,7 +248,8 @@ export class SqliteStore implements Store {
       if (!row || row.status !== 'held') return false;
       const hold = row.hold as bigint;
       const charged = cost > hold ? hold : cost < 0n ? 0n : cost;
-      const result = this.statements.resolveRequest.run(status, charged, upstreamCost, images, detail ? JSON.stringify(detail) : null, now, requestId);
+      const reported = upstreamCost !== null && upstreamCost >= 0n ? upstreamCost : null;
+      const result = this.statements.resolveRequest.run(status, charged, reported, images, detail ? JSON.stringify(detail) : null, now, requestId);
       if (result.changes !== 1) return false;
       const accountId = String(row.account_id);
       this.statements.unhold.run(hold, hold - charged, accountId);
