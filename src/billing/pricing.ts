@@ -76,20 +76,39 @@ export function settleImageCost(model: CatalogModel, quote: PriceQuote, delivere
   let cost = quote.perImage * BigInt(delivered) + quote.inputs;
   const pricing = model.compiledPricing;
   if (pricing.unit === 'token' && usage) {
-    const input = saneCount(usage.inputTokens) - saneCount(usage.cachedInputTokens);
-    const cached = saneCount(usage.cachedInputTokens);
-    const imageOut = saneCount(usage.outputImageTokens);
-    const textOut = Math.max(0, saneCount(usage.outputTokens) - imageOut);
-    const total =
-      BigInt(Math.max(0, input)) * pricing.inputPerMillion +
-      BigInt(cached) * pricing.cachedInputPerMillion +
-      BigInt(imageOut) * pricing.imageOutputPerMillion +
-      BigInt(textOut) * pricing.outputPerMillion;
-    if (total > 0n) cost = divCeil(total, 1_000_000n);
+    const fromTokens = tokenCost(pricing, usage);
+    if (fromTokens !== undefined) cost = fromTokens;
+  } else if (pricing.unit !== 'token' && pricing.settle === 'upstream_tokens' && pricing.tokens && usage) {
+    const fromTokens = tokenCost(pricing.tokens, usage);
+    if (fromTokens !== undefined) cost = fromTokens;
+  } else if (pricing.unit !== 'token' && pricing.settle === 'upstream_cost' && upstreamCost !== undefined && upstreamCost > 0n) {
+    // Markup in basis points keeps the arithmetic integral: cost × (10000 + 100·markup) / 10000, rounded up.
+    const basisPoints = BigInt(Math.round(pricing.markupPercent * 100));
+    cost = divCeil(upstreamCost * (10_000n + basisPoints), 10_000n);
   }
   if (cost > quote.hold) cost = quote.hold;
   if (cost < 0n) cost = 0n;
   return { cost, upstreamCost };
+}
+
+/** Σ tokens × rate ÷ 1M, rounded up once; undefined when the upstream reported no usable token counts. */
+function tokenCost(
+  rates: { inputPerMillion: Nanos; cachedInputPerMillion: Nanos; outputPerMillion: Nanos; imageOutputPerMillion: Nanos; imageInputPerMillion?: Nanos },
+  usage: UpstreamUsage,
+): Nanos | undefined {
+  const cached = saneCount(usage.cachedInputTokens);
+  const imageIn = saneCount(usage.inputImageTokens);
+  const textIn = Math.max(0, saneCount(usage.inputTokens) - cached - imageIn);
+  const imageOut = saneCount(usage.outputImageTokens);
+  const textOut = Math.max(0, saneCount(usage.outputTokens) - imageOut);
+  if (textIn + cached + imageIn + imageOut + textOut === 0) return undefined;
+  const total =
+    BigInt(textIn) * rates.inputPerMillion +
+    BigInt(cached) * rates.cachedInputPerMillion +
+    BigInt(imageIn) * (rates.imageInputPerMillion ?? rates.inputPerMillion) +
+    BigInt(imageOut) * rates.imageOutputPerMillion +
+    BigInt(textOut) * rates.outputPerMillion;
+  return divCeil(total, 1_000_000n);
 }
 
 function saneCount(value: number | undefined): number {

@@ -8,9 +8,23 @@ export interface CatalogModel extends CatalogFileModel {
   compiledPricing: CompiledPricing;
 }
 
+export interface CompiledTokenRates {
+  inputPerMillion: Nanos;
+  cachedInputPerMillion: Nanos;
+  imageInputPerMillion: Nanos;
+  outputPerMillion: Nanos;
+  imageOutputPerMillion: Nanos;
+}
+
+export interface CompiledSettlement {
+  settle: 'list' | 'upstream_tokens' | 'upstream_cost';
+  tokens: CompiledTokenRates | undefined;
+  markupPercent: number;
+}
+
 export type CompiledPricing =
-  | { unit: 'image'; base: Nanos; by: string[]; table: Map<string, Nanos>; inputImage: Nanos }
-  | { unit: 'megapixel'; first: Nanos; additional: Nanos; input: Nanos }
+  | ({ unit: 'image'; base: Nanos; by: string[]; table: Map<string, Nanos>; inputImage: Nanos } & CompiledSettlement)
+  | ({ unit: 'megapixel'; first: Nanos; additional: Nanos; input: Nanos } & CompiledSettlement)
   | {
       unit: 'token';
       inputPerMillion: Nanos;
@@ -126,19 +140,42 @@ function checkModel(model: CatalogFileModel, source: string): void {
   }
 }
 
+function compileTokenRates(rates: NonNullable<Extract<PricingRule, { unit: 'image' }>['tokens']>): CompiledTokenRates {
+  return {
+    inputPerMillion: parseUsd(rates.input_per_million),
+    cachedInputPerMillion: parseUsd(rates.cached_input_per_million ?? rates.input_per_million),
+    imageInputPerMillion: parseUsd(rates.image_input_per_million ?? rates.input_per_million),
+    outputPerMillion: parseUsd(rates.output_per_million),
+    imageOutputPerMillion: parseUsd(rates.image_output_per_million ?? rates.output_per_million),
+  };
+}
+
 function compilePricing(rule: PricingRule, modelId: string, source: string): CompiledPricing {
   try {
     switch (rule.unit) {
       case 'image':
+        if (rule.settle === 'upstream_tokens' && !rule.tokens) throw new Error('settle: upstream_tokens needs `tokens` rates');
         return {
           unit: 'image',
           base: parseUsd(rule.base),
           by: rule.by ?? [],
           table: new Map(Object.entries(rule.table ?? {}).map(([key, price]) => [key, parseUsd(price)])),
           inputImage: rule.input_image ? parseUsd(rule.input_image) : 0n,
+          settle: rule.settle,
+          tokens: rule.tokens ? compileTokenRates(rule.tokens) : undefined,
+          markupPercent: rule.markup_percent,
         };
       case 'megapixel':
-        return { unit: 'megapixel', first: parseUsd(rule.first), additional: parseUsd(rule.additional), input: rule.input ? parseUsd(rule.input) : 0n };
+        if (rule.settle === 'upstream_tokens') throw new Error('settle: upstream_tokens is not available for megapixel pricing');
+        return {
+          unit: 'megapixel',
+          first: parseUsd(rule.first),
+          additional: parseUsd(rule.additional),
+          input: rule.input ? parseUsd(rule.input) : 0n,
+          settle: rule.settle,
+          tokens: undefined,
+          markupPercent: rule.markup_percent,
+        };
       case 'token':
         return {
           unit: 'token',

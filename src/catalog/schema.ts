@@ -65,18 +65,41 @@ export const sizingSchema = z.object({
  *   megapixel (1 MP = 1024×1024 px, rounded up per image), `input` per started input megapixel.
  * - per_token: USD per 1M tokens; `image_estimate_tokens` sizes the hold for image outputs.
  */
+/** Token rates (USD per 1M tokens) used to settle from the usage an upstream reports. */
+const tokenRates = z.object({
+  input_per_million: usd,
+  cached_input_per_million: usd.optional(),
+  image_input_per_million: usd.optional(),
+  output_per_million: usd,
+  image_output_per_million: usd.optional(),
+});
+
+/**
+ * How the settled charge is computed once images are delivered (the hold always comes from the list price):
+ * - list: list price × delivered images (+ inputs). The default.
+ * - upstream_tokens: the upstream's reported token usage × `tokens` rates (OpenAI, Gemini); list price if none.
+ * - upstream_cost: the cost the upstream reports (BFL credits, xAI ticks) × (1 + markup_percent/100); list price if none.
+ * Whatever the upstream reports, the charge is clamped to [0, hold].
+ */
+const settleRule = z.enum(['list', 'upstream_tokens', 'upstream_cost']).default('list');
+
 const perImagePricing = z.object({
   unit: z.literal('image'),
   base: usd,
   by: z.array(z.string()).optional(),
   table: z.record(z.string(), usd).optional(),
   input_image: usd.optional(),
+  settle: settleRule,
+  tokens: tokenRates.optional(),
+  markup_percent: z.number().min(0).max(1000).default(0),
 });
 const perMegapixelPricing = z.object({
   unit: z.literal('megapixel'),
   first: usd,
   additional: usd,
   input: usd.optional(),
+  settle: settleRule,
+  markup_percent: z.number().min(0).max(1000).default(0),
 });
 const perTokenPricing = z.object({
   unit: z.literal('token'),

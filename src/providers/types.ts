@@ -63,6 +63,8 @@ export interface ImageGenerationResult {
   images: GeneratedImage[];
   warnings: Warning[];
   usage?: UpstreamUsage;
+  /** True when every image was already passed to context.onImage (so the pipeline must not take them twice). */
+  imagesDelivered?: boolean;
 }
 
 export interface PartialImage {

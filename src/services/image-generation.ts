@@ -10,7 +10,10 @@ import type { Warning } from '../domain/warnings.ts';
 import { transcode } from '../images/encode.ts';
 import { probeBase64 } from '../images/probe.ts';
 import type { ProviderRegistry, ResolvedRoute } from '../providers/registry.ts';
-import { ProviderError, type GeneratedImage, type InputImage, type PartialImage, type UpstreamUsage } from '../providers/types.ts';
+import { sleep } from '../providers/shared/http.ts';
+import {
+  ProviderError, type GeneratedImage, type ImageGenerationResult, type InputImage, type NormalizedImageRequest, type PartialImage, type UpstreamUsage,
+} from '../providers/types.ts';
 import type { Store } from '../store/types.ts';
 
 /** Who is calling: the authenticated key. */
@@ -151,15 +154,16 @@ export class ImageGenerationService {
     };
 
     try {
-      const result = await this.callRoutes(prepared, signal, hooks.onPartialImage, (image) => void accept(image).catch(() => {}));
-      await chain;
+      const result = await this.generateAll(prepared, signal, hooks.onPartialImage, (image) => void accept(image).catch(() => {}));
       usage = result.usage;
       warnings.push(...result.warnings);
-      // Adapters that do not call onImage report their images only in the result.
-      for (const image of result.images.slice(delivered.length)) await accept(image);
+      await chain;
     } catch (error) {
       failure = error;
-      await chain.catch((chainError) => (failure = chainError));
+      const partial = error as { usage?: UpstreamUsage; warnings?: Warning[] };
+      usage = partial.usage;
+      warnings.push(...(partial.warnings ?? []));
+      await chain.catch((chainError) => (failure ??= chainError));
     }
 
     if (delivered.length === 0) {
@@ -187,22 +191,61 @@ export class ImageGenerationService {
     return { images: delivered, cost, usage, warnings, partialFailure };
   }
 
-  private async callRoutes(
+  /**
+   * Fans `n` out into calls of at most the adapter's images-per-call, run in parallel. Each call retries on
+   * its route and then fails over to the next route, but only while the upstream has not accepted the work,
+   * so nothing is generated or billed twice. Resolves with the calls' usage summed, or throws the first
+   * failure once every call has ended (images already delivered through onImage are kept by the caller).
+   */
+  private async generateAll(
     prepared: PreparedImageRequest,
     signal: AbortSignal,
     onPartialImage: ExecuteHooks['onPartialImage'],
     onImage: (image: GeneratedImage) => void,
-  ) {
+  ): Promise<{ usage: UpstreamUsage | undefined; warnings: Warning[] }> {
+    const { request } = prepared;
+    const perCall = Math.max(1, prepared.routes[0].adapter.capabilities.maxImagesPerCall);
+    const calls: NormalizedImageRequest[] = [];
+    for (let offset = 0; offset < request.n; offset += perCall) {
+      const n = Math.min(perCall, request.n - offset);
+      // Each call gets its own seed so a fanned-out batch differs image to image, yet stays reproducible.
+      calls.push({ ...request, n, seed: request.seed === undefined ? undefined : (request.seed + offset) % 2 ** 32 });
+    }
+    const results = await Promise.allSettled(calls.map((call) => this.callWithFailover(prepared, call, signal, onPartialImage, onImage)));
+    const failed = results.find((result): result is PromiseRejectedResult => result.status === 'rejected');
+    const succeeded = results.flatMap((result) => (result.status === 'fulfilled' ? [result.value] : []));
+    const warnings = succeeded.flatMap((result) => result.warnings);
+    const usage = sumUsage(succeeded.map((result) => result.usage));
+    if (failed) throw Object.assign(failed.reason instanceof Error ? failed.reason : new Error(String(failed.reason)), { usage, warnings });
+    return { usage, warnings };
+  }
+
+  private async callWithFailover(
+    prepared: PreparedImageRequest,
+    call: NormalizedImageRequest,
+    signal: AbortSignal,
+    onPartialImage: ExecuteHooks['onPartialImage'],
+    onImage: (image: GeneratedImage) => void,
+  ): Promise<ImageGenerationResult> {
     let lastError: unknown;
     for (const route of prepared.routes) {
-      try {
-        return await route.adapter.generate(prepared.request, route.target, { signal, onPartialImage, onImage });
-      } catch (error) {
-        lastError = error;
-        // Fail over only when the upstream never accepted the work, so nothing is generated or billed twice.
-        const retryable = error instanceof ProviderError && !error.accepted && (error.kind === 'unavailable' || error.kind === 'rate_limited');
-        if (!retryable || signal.aborted) throw error;
-        this.deps.logger.warn({ provider: route.adapter.provider, err: error }, 'route failed before acceptance; trying the next route');
+      for (let attempt = 0; attempt < ATTEMPTS_PER_ROUTE; attempt++) {
+        try {
+          const result = await route.adapter.generate(call, route.target, {
+            signal,
+            onPartialImage,
+            onImage: (image) => onImage(image),
+          });
+          // Adapters that do not stream images report them only in the result.
+          if (result.images.length > 0 && !result.imagesDelivered) for (const image of result.images) onImage(image);
+          return result;
+        } catch (error) {
+          lastError = error;
+          const retryable = error instanceof ProviderError && !error.accepted && (error.kind === 'unavailable' || error.kind === 'rate_limited');
+          if (!retryable || signal.aborted) throw error;
+          this.deps.logger.warn({ provider: route.adapter.provider, attempt, err: error }, 'upstream failed before accepting the work');
+          if (attempt + 1 < ATTEMPTS_PER_ROUTE) await sleep(backoffMs(attempt, (error as ProviderError).retryAfterSeconds), signal);
+        }
       }
     }
     throw lastError;
@@ -227,6 +270,28 @@ export class ImageGenerationService {
     const timeout = new Promise<boolean>((resolve) => setTimeout(resolve, timeoutMs, false).unref());
     return Promise.race([all, timeout]);
   }
+}
+
+const ATTEMPTS_PER_ROUTE = 2;
+
+/** Jittered exponential backoff, honouring the upstream's Retry-After up to 10 s (the caller is waiting). */
+function backoffMs(attempt: number, retryAfterSeconds: number | undefined): number {
+  if (retryAfterSeconds !== undefined) return Math.min(10_000, retryAfterSeconds * 1000);
+  const base = Math.min(4_000, 250 * 2 ** attempt);
+  return base / 2 + Math.random() * (base / 2);
+}
+
+function sumUsage(list: Array<UpstreamUsage | undefined>): UpstreamUsage | undefined {
+  const present = list.filter((usage): usage is UpstreamUsage => usage !== undefined);
+  if (present.length === 0) return undefined;
+  const total: UpstreamUsage = {};
+  for (const usage of present) {
+    for (const key of ['inputTokens', 'cachedInputTokens', 'inputImageTokens', 'outputTokens', 'outputImageTokens', 'reasoningTokens', 'billedImages'] as const) {
+      if (usage[key] !== undefined) total[key] = (total[key] ?? 0) + usage[key]!;
+    }
+    if (usage.costNanos !== undefined) total.costNanos = (total.costNanos ?? 0n) + usage.costNanos;
+  }
+  return total;
 }
 
 export function isAllowed(caller: Caller, modelId: string): boolean {

@@ -43,7 +43,7 @@ export class ScriptedAdapter implements ImageAdapter {
       context.onImage?.(image, index);
     }
     if (behaviour.error && (behaviour.failAfter ?? 0) >= request.n) throw behaviour.error;
-    return { images, warnings: [] };
+    return { images, warnings: [], imagesDelivered: true };
   }
 }
 

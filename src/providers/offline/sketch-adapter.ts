@@ -40,6 +40,6 @@ export class OfflineSketchAdapter implements ImageAdapter {
       images.push(image);
       context.onImage?.(image, index);
     }
-    return { images, warnings: [] };
+    return { images, warnings: [], imagesDelivered: true };
   }
 }
