@@ -4,7 +4,7 @@ import { loadCatalogFile, type Catalog } from './catalog/catalog.ts';
 import type { Config } from './config/config.ts';
 import { parseUsd } from './domain/money.ts';
 import { buildApp } from './http/app.ts';
-import { OfflineSketchAdapter } from './providers/offline/sketch-adapter.ts';
+import { builtInAdapters } from './providers/index.ts';
 import { ProviderRegistry } from './providers/registry.ts';
 import type { ImageAdapter } from './providers/types.ts';
 import { AccountService } from './services/accounts.ts';
@@ -42,7 +42,7 @@ export async function startServer(config: Config, options: ServerOptions = {}): 
   });
   const catalog = loadCatalogFile(config.catalogPath);
   const store = await openStore(config.databaseUrl);
-  const adapters: ImageAdapter[] = [new OfflineSketchAdapter(), ...(options.adapters ?? [])];
+  const adapters: ImageAdapter[] = [...builtInAdapters(), ...(options.adapters ?? [])];
   const registry = new ProviderRegistry(adapters, config.env);
 
   const unavailable = catalog.list().flatMap((model) => {

@@ -201,3 +201,27 @@ export function sleep(ms: number, signal: AbortSignal): Promise<void> {
     signal.addEventListener('abort', onAbort, { once: true });
   });
 }
+
+/** Per-route timeouts from the catalog's route `options.timeouts` ({connect_ms, first_byte_ms, total_ms}). */
+export function timeoutsFromOptions(options: Record<string, unknown>): UpstreamTimeouts {
+  const raw = (options.timeouts ?? {}) as Record<string, unknown>;
+  const pick = (name: string, fallback: number) => {
+    const value = raw[name];
+    return typeof value === 'number' && Number.isFinite(value) && value > 0 ? value : fallback;
+  };
+  return {
+    connectMs: pick('connect_ms', DEFAULT_TIMEOUTS.connectMs),
+    firstByteMs: pick('first_byte_ms', DEFAULT_TIMEOUTS.firstByteMs),
+    totalMs: pick('total_ms', DEFAULT_TIMEOUTS.totalMs),
+  };
+}
+
+/** The origin of a configured base URL, trusted for result downloads (see safe-download.ts). */
+export function originOf(baseUrl: string | undefined): string[] {
+  if (!baseUrl) return [];
+  try {
+    return [new URL(baseUrl).origin];
+  } catch {
+    return [];
+  }
+}
