@@ -73,6 +73,7 @@ export class SqliteStore implements Store {
   readonly kind = 'sqlite' as const;
   private readonly db: Database.Database;
   private readonly statements: ReturnType<SqliteStore['prepare']>;
+  private readonly pending: Array<{ operation: () => unknown; resolve: (value: unknown) => void; reject: (error: unknown) => void }> = [];
 
   constructor(filename: string) {
     if (filename !== ':memory:') fs.mkdirSync(path.dirname(path.resolve(filename)), { recursive: true });
@@ -162,12 +163,12 @@ export class SqliteStore implements Store {
   async addCredits(accountId: string, amount: Nanos, note: string | null): Promise<Account | undefined> {
     if (amount <= 0n) throw new RangeError('addCredits takes a positive amount');
     const now = Date.now();
-    const changed = this.db.transaction(() => {
+    const changed = await this.grouped(() => {
       const result = this.statements.credit.run(amount, accountId);
       if (result.changes !== 1) return false;
       this.ledger(accountId, 'credit', amount, 0n, null, note, now);
       return true;
-    }).immediate();
+    });
     return changed ? this.getAccount(accountId) : undefined;
   }
 
@@ -224,13 +225,13 @@ export class SqliteStore implements Store {
 
   async reserveCredits(input: ReserveInput): Promise<boolean> {
     const now = Date.now();
-    return this.db.transaction(() => {
+    return this.grouped(() => {
       const result = this.statements.reserve.run(input.amount, input.amount, input.accountId, input.amount);
       if (result.changes !== 1) return false;
       this.statements.insertRequest.run(input.requestId, input.accountId, input.keyId, input.model, input.endpoint, input.amount, now, input.expiresAt);
       this.ledger(input.accountId, 'hold', -input.amount, input.amount, input.requestId, null, now);
       return true;
-    }).immediate();
+    });
   }
 
   async settleReservation(input: SettleInput): Promise<boolean> {
@@ -241,9 +242,9 @@ export class SqliteStore implements Store {
     return this.resolve(requestId, 'released', 0n, null, 0, { reason });
   }
 
-  private resolve(requestId: string, status: 'settled' | 'released', cost: Nanos, upstreamCost: Nanos | null, images: number, detail: Record<string, unknown> | null): boolean {
+  private resolve(requestId: string, status: 'settled' | 'released', cost: Nanos, upstreamCost: Nanos | null, images: number, detail: Record<string, unknown> | null): Promise<boolean> {
     const now = Date.now();
-    return this.db.transaction(() => {
+    return this.grouped(() => {
       const row = this.statements.getRequest.get(requestId) as Row | undefined;
       if (!row || row.status !== 'held') return false;
       const hold = row.hold as bigint;
@@ -255,7 +256,45 @@ export class SqliteStore implements Store {
       this.statements.unhold.run(hold, hold - charged, accountId);
       this.ledger(accountId, status === 'settled' ? 'settle' : 'release', hold - charged, -hold, requestId, null, now);
       return true;
-    }).immediate();
+    });
+  }
+
+  /**
+   * Group commit: money operations issued in the same turn of the event loop share one IMMEDIATE transaction
+   * and so one fsync, yet each runs in its own savepoint, keeps its own guard and fails alone. No caller is
+   * answered before the transaction holding its operation has committed, so durability is unchanged; under
+   * load this turns one fsync per operation into one per batch.
+   */
+  private grouped<T>(operation: () => T): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      this.pending.push({ operation, resolve: resolve as (value: unknown) => void, reject });
+      if (this.pending.length === 1) setImmediate(() => this.flush());
+    });
+  }
+
+  private flush(): void {
+    const batch = this.pending.splice(0);
+    if (batch.length === 0) return;
+    const outcomes: Array<{ ok: true; value: unknown } | { ok: false; error: unknown }> = [];
+    try {
+      this.db.transaction(() => {
+        for (const item of batch) {
+          try {
+            outcomes.push({ ok: true, value: this.db.transaction(item.operation)() });
+          } catch (error) {
+            outcomes.push({ ok: false, error });
+          }
+        }
+      }).immediate();
+    } catch (error) {
+      for (const item of batch) item.reject(error);
+      return;
+    }
+    batch.forEach((item, index) => {
+      const outcome = outcomes[index];
+      if (outcome.ok) item.resolve(outcome.value);
+      else item.reject(outcome.error);
+    });
   }
 
   async getRequest(id: string): Promise<RequestRecord | undefined> {
