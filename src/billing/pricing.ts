@@ -1,5 +1,5 @@
 import { divCeil, type Nanos } from '../domain/money.ts';
-import type { CatalogModel } from '../catalog/catalog.ts';
+import type { CatalogModel, CompiledPricing } from '../catalog/catalog.ts';
 import type { NormalizedImageRequest, UpstreamUsage } from '../providers/types.ts';
 
 /**
@@ -28,7 +28,8 @@ export function quoteImageRequest(model: CatalogModel, request: NormalizedImageR
       const key = pricing.by.map((param) => String(request.params[param] ?? '')).join('/');
       const { price, matched } = lookupByPrefix(pricing.table, key, pricing.base);
       const inputs = pricing.inputImage * BigInt(request.inputImages.length);
-      return { hold: price * n + inputs, perImage: price, inputs, basis: matched ? `per image (${matched})` : 'per image' };
+      const hold = price * n + inputs + tokenSettlementRoom(pricing, request, price * n);
+      return { hold, perImage: price, inputs, basis: matched ? `per image (${matched})` : 'per image' };
     }
     case 'megapixel': {
       const outputMegapixels = BigInt(Math.max(1, Math.ceil((request.width * request.height) / MEGAPIXEL)));
@@ -45,6 +46,29 @@ export function quoteImageRequest(model: CatalogModel, request: NormalizedImageR
       return { hold: perImage * n + inputs, perImage, inputs, basis: 'per token (estimate held)' };
     }
   }
+}
+
+/** Reference-image and partial-render token allowances for the hold of token-settled models [R: estimates]. */
+const HOLD_TOKENS_PER_REFERENCE_IMAGE = 6_240;
+const HOLD_TOKENS_PER_PARTIAL_IMAGE = 100;
+
+/**
+ * Extra hold for per-image models settled from the upstream's token usage (`settle: upstream_tokens`). Their list
+ * price covers the image output only, yet the upstream also bills the prompt, reference images and partial renders,
+ * and its output token counts can land slightly above the rounded list price (4,160 tokens × $32/M = $0.13312 vs
+ * $0.133). Without this room the settled token cost would be cut down to the hold. Prompt tokens never exceed the
+ * prompt's UTF-8 bytes (byte-level BPE); 10% of the list output covers the rounding. Settlement is still the exact
+ * token cost, so the room is only ever reserved, never charged.
+ */
+function tokenSettlementRoom(pricing: Extract<CompiledPricing, { unit: 'image' }>, request: NormalizedImageRequest, listOutput: Nanos): Nanos {
+  if (pricing.settle !== 'upstream_tokens' || !pricing.tokens) return 0n;
+  const rates = pricing.tokens;
+  // × n: a batch fanned out into several upstream calls pays for the prompt and the references in each.
+  const promptTokens = BigInt(request.n * Buffer.byteLength(request.prompt, 'utf8'));
+  const referenceTokens = BigInt(request.n * request.inputImages.length * HOLD_TOKENS_PER_REFERENCE_IMAGE);
+  const partialTokens = BigInt(request.n * request.partialImages * HOLD_TOKENS_PER_PARTIAL_IMAGE);
+  const tokens = promptTokens * rates.inputPerMillion + referenceTokens * rates.imageInputPerMillion + partialTokens * rates.imageOutputPerMillion;
+  return divCeil(tokens, 1_000_000n) + divCeil(listOutput, 10n);
 }
 
 function lookupByPrefix(table: Map<string, Nanos>, key: string, fallback: Nanos): { price: Nanos; matched: string | undefined } {

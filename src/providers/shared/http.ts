@@ -52,6 +52,11 @@ export interface UpstreamRequest {
    * the work. True for synchronous generation calls; false for idempotent reads such as polls.
    */
   sentMeansAccepted?: boolean;
+  /**
+   * Called with each body chunk as it arrives (streamed answers such as SSE), before the whole body is read.
+   * May throw a ProviderError to end the exchange (e.g. an error event in the stream).
+   */
+  onChunk?: (chunk: Buffer, head: { status: number; headers: UpstreamResponse['headers'] }) => void;
 }
 
 export interface UpstreamResponse {
@@ -94,6 +99,7 @@ export async function upstreamRequest(options: UpstreamRequest): Promise<Upstrea
         throw new ProviderError('failed', `${options.provider} sent a response larger than ${maxBytes} bytes.`, { accepted: true });
       }
       chunks.push(chunk as Buffer);
+      options.onChunk?.(chunk as Buffer, { status: response.statusCode, headers: response.headers });
     }
   } catch (error) {
     if (error instanceof ProviderError) throw error;
