@@ -2,10 +2,24 @@ import { OfflineSketchAdapter } from './offline/sketch-adapter.ts';
 import type { ImageAdapter } from './types.ts';
 // Each upstream adapter is imported and listed here, and nowhere else (src/server.ts calls this).
 // (adapter imports)
+import { OpenAIImageAdapter } from './openai/openai-image-adapter.ts';
+import { OpenAICompatibleImageAdapter } from './openai-compatible/openai-compatible-image-adapter.ts';
+import { ArkImageAdapter } from './ark/ark-image-adapter.ts';
+import { BflImageAdapter } from './bfl/bfl-image-adapter.ts';
+import { FalImageAdapter } from './fal/fal-image-adapter.ts';
+import { GeminiImageAdapter } from './gemini/gemini-image-adapter.ts';
+import { XaiImageAdapter } from './xai/xai-image-adapter.ts';
 
 export function builtInAdapters(): ImageAdapter[] {
   return [
     new OfflineSketchAdapter(),
     // (adapter instances)
+    new OpenAIImageAdapter(),
+    new OpenAICompatibleImageAdapter(),
+    new ArkImageAdapter(),
+    new BflImageAdapter(),
+    new FalImageAdapter(),
+    new GeminiImageAdapter(),
+    new XaiImageAdapter(),
   ];
 }

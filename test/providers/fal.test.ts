@@ -1,0 +1,349 @@
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import path from 'node:path';
+import { after, before, beforeEach, describe, it } from 'node:test';
+import OpenAI from 'openai';
+import { parse as parseYaml } from 'yaml';
+import { parseUsd } from '../../src/domain/money.ts';
+import { probeImage } from '../../src/images/probe.ts';
+import { renderSketch } from '../../src/images/sketch.ts';
+import { FalImageAdapter } from '../../src/providers/fal/fal-image-adapter.ts';
+import type { NormalizedImageRequest } from '../../src/providers/types.ts';
+import { startTestServer, type TestServer, withExtras } from '../helpers/test-server.ts';
+import { ArkSimulator } from '../simulators/ark-simulator.ts';
+import { FalSimulator } from '../simulators/fal-simulator.ts';
+import { eventually } from '../simulators/recording-server.ts';
+
+const SHIPPED = path.resolve(import.meta.dirname, '../../catalog/models.yaml');
+const TIMEOUTS = { connect_ms: 500, first_byte_ms: 2_000, total_ms: 4_000 };
+const ENDPOINT = 'fal-ai/bytedance/seedream/v4.5/text-to-image';
+const FAL_OPTIONS = { endpoint: ENDPOINT, edit_endpoint: 'fal-ai/bytedance/seedream/v4.5/edit', poll_interval_ms: 5, poll_timeout_ms: 400, timeouts: TIMEOUTS };
+
+/** The shipped catalog with tiny poll/timeouts, plus `seedream-slow` (fal only, a long poll timeout) for disconnects. */
+function falCatalog(): string {
+  const catalog = parseYaml(fs.readFileSync(SHIPPED, 'utf8'));
+  const seedream = catalog.models.find((model: { id: string }) => model.id === 'seedream-4.5');
+  seedream.routes.find((route: { provider: string }) => route.provider === 'fal').options = FAL_OPTIONS;
+  seedream.routes.find((route: { provider: string }) => route.provider === 'ark').options = { timeouts: TIMEOUTS };
+  const slow = structuredClone(seedream);
+  slow.id = 'seedream-slow';
+  slow.routes = [{ ...slow.routes[0], options: { ...FAL_OPTIONS, poll_timeout_ms: 60_000 } }];
+  catalog.models.push(slow);
+  return JSON.stringify(catalog);
+}
+
+async function expectError(promise: Promise<unknown>, status: number, code: string | null, param: string | null = null) {
+  const error = await promise.then(() => assert.fail('expected an error'), (caught) => caught);
+  assert.ok(error instanceof OpenAI.APIError, `not an APIError: ${error}`);
+  assert.equal(error.status, status, error.message);
+  assert.equal(error.code ?? null, code);
+  assert.equal(error.param ?? null, param);
+  return error;
+}
+
+describe('fal.ai queue adapter (seedream-4.5) against the fal simulator', () => {
+  let sim: FalSimulator;
+  let t: TestServer;
+  let account: { accountId: string; key: string };
+
+  before(async () => {
+    sim = await new FalSimulator().start();
+    t = await startTestServer({ env: { FAL_KEY: sim.key, FAL_BASE_URL: sim.url }, catalog: falCatalog() });
+    account = await t.createAccount('10');
+  });
+  after(async () => {
+    await t.close();
+    await sim.close();
+  });
+  beforeEach(() => sim.reset());
+
+  const spent = async (start: string) => parseUsd(start) - parseUsd(await t.balance(account.accountId));
+  async function expectNoCharge(start: string) {
+    let state = await t.admin('GET', `/admin/v1/accounts/${account.accountId}`);
+    for (let tries = 0; state.held !== '0' && tries < 100; tries++) {
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      state = await t.admin('GET', `/admin/v1/accounts/${account.accountId}`);
+    }
+    assert.equal(state.balance, start);
+    assert.equal(state.held, '0');
+  }
+
+  it('submit → status (202 queued, 202 running, 200 completed) → result → keyless download; exact requests; $0.04', async () => {
+    const start = await t.balance(account.accountId);
+    const { data: result, response } = await t.client(account.key).images.generate({ model: 'seedream-4.5', prompt: 'a paper crane' }).withResponse();
+
+    const [submit] = sim.submits();
+    assert.equal(sim.submits().length, 1);
+    assert.equal(submit.path, `/${ENDPOINT}`);
+    assert.equal(submit.headers.authorization, 'Key sk-sim');
+    assert.equal(submit.headers['content-type'], 'application/json');
+    assert.deepEqual(submit.body, { prompt: 'a paper crane', image_size: 'auto_2K', num_images: 1, enable_safety_checker: true, sync_mode: false });
+
+    const polls = sim.statusPolls();
+    assert.equal(polls.length, 3);
+    const id = polls[0].pathname.split('/')[4];
+    for (const poll of polls) {
+      assert.equal(poll.pathname, `/fal-ai/bytedance/requests/${id}/status`, 'the subpath is dropped');
+      assert.equal(poll.headers.authorization, 'Key sk-sim');
+    }
+    const [fetch] = sim.resultFetches();
+    assert.equal(fetch.path, `/fal-ai/bytedance/requests/${id}`);
+    assert.equal(fetch.headers.authorization, 'Key sk-sim');
+    const downloads = sim.downloads();
+    assert.equal(downloads.length, 1);
+    assert.equal(downloads[0].path, `/files/${id}-0.jpeg`);
+    assert.equal(downloads[0].headers.authorization, undefined, 'the key never goes to the media CDN');
+    assert.equal(sim.cancels().length, 0);
+
+    assert.equal((result as any).size, '2048x2048');
+    const probe = probeImage(Buffer.from(result.data![0].b64_json!, 'base64'))!;
+    assert.deepEqual([probe.format, probe.width, probe.height], ['jpeg', 2048, 2048]);
+    assert.equal((result.usage as any).cost.total_cost, 0.04);
+    assert.equal(response.headers.get('x-request-cost'), '0.04');
+    assert.equal(await spent(start), 40_000_000n);
+  });
+
+  it('every declared parameter: preset and custom image_size, seed, n as num_images (one submit), watermark warned', async () => {
+    const start = await t.balance(account.accountId);
+    const client = t.client(account.key);
+    const three = (await client.images.generate(withExtras({ model: 'seedream-4.5', prompt: 'x', n: 3 }, { image_size: 'landscape_4_3', seed: 5, watermark: true }))) as any;
+    assert.equal(sim.submits().length, 1);
+    assert.deepEqual(sim.submits()[0].body, { prompt: 'x', image_size: 'landscape_4_3', num_images: 3, seed: 5, enable_safety_checker: true, sync_mode: false });
+    assert.equal(three.data.length, 3);
+    assert.equal(three.size, '2304x1728');
+    assert.deepEqual(three.warnings.map((warning: { param: string }) => warning.param), ['watermark']);
+    assert.equal(await spent(start), 120_000_000n);
+
+    sim.reset();
+    const custom = (await client.images.generate(withExtras({ model: 'seedream-4.5', prompt: 'x' }, { image_size: '2560x1440' }))) as any;
+    assert.deepEqual(sim.submits()[0].body.image_size, { width: 2560, height: 1440 });
+    assert.equal(custom.size, '2560x1440');
+  });
+
+  it('extras are forwarded, owned fields and URLs are not', async () => {
+    await t.client(account.key).images.generate(withExtras({ model: 'seedream-4.5', prompt: 'x' }, {
+      enable_safety_checker: false, max_images: 4, sync_mode: true, fal_webhook: 'https://attacker.example', negative_prompt: 'blur',
+    }));
+    const body = sim.submits()[0].body;
+    assert.equal(body.enable_safety_checker, true);
+    assert.equal(body.sync_mode, false);
+    assert.equal(body.negative_prompt, 'blur');
+    assert.ok(!('max_images' in body) && !('fal_webhook' in body));
+  });
+
+  it('links on a foreign origin are not used: status and result are fetched from the configured host', async () => {
+    sim.script = { links: 'foreign' };
+    await t.client(account.key).images.generate({ model: 'seedream-4.5', prompt: 'x' });
+    assert.equal(sim.other.requests.length, 0);
+    assert.equal(sim.resultFetches().length, 1);
+    sim.reset();
+    sim.script = { links: 'absent' };
+    await t.client(account.key).images.generate({ model: 'seedream-4.5', prompt: 'x' });
+    assert.equal(sim.resultFetches().length, 1);
+  });
+
+  it('sync_mode-style data URIs in the result are taken as sent', async () => {
+    sim.script = { outcome: 'sync' };
+    const result = await t.client(account.key).images.generate({ model: 'seedream-4.5', prompt: 'x' });
+    assert.equal(probeImage(Buffer.from(result.data![0].b64_json!, 'base64'))!.width, 2048);
+    assert.equal(sim.downloads().length, 0);
+  });
+
+  it('more images than asked: only n are delivered and charged', async () => {
+    const start = await t.balance(account.accountId);
+    sim.script = { outcome: 'extra-images' };
+    const result = await t.client(account.key).images.generate({ model: 'seedream-4.5', prompt: 'x' });
+    assert.equal(result.data!.length, 1);
+    assert.equal(await spent(start), 40_000_000n);
+  });
+
+  it('a completed job whose result is a 422 content_policy_violation → 400 content_policy_violation, no charge', async () => {
+    const start = await t.balance(account.accountId);
+    sim.script = { outcome: 'content_policy' };
+    const error = await expectError(t.client(account.key).images.generate({ model: 'seedream-4.5', prompt: 'x' }), 400, 'content_policy_violation');
+    assert.match(error.message, /content policy/);
+    assert.equal(sim.submits().length, 1);
+    await expectNoCharge(start);
+  });
+
+  it('has_nsfw_concepts: a flagged image is withheld (not charged, warned); all flagged → content_policy_violation', async () => {
+    const start = await t.balance(account.accountId);
+    sim.script = { outcome: 'nsfw-first' };
+    const result = (await t.client(account.key).images.generate({ model: 'seedream-4.5', prompt: 'x', n: 2 })) as any;
+    assert.equal(result.data.length, 1);
+    assert.match(result.warnings[0].message, /1 of 2 images were withheld/);
+    assert.equal(await spent(start), 40_000_000n);
+
+    const middle = await t.balance(account.accountId);
+    sim.reset();
+    sim.script = { outcome: 'nsfw-all' };
+    await expectError(t.client(account.key).images.generate({ model: 'seedream-4.5', prompt: 'x' }), 400, 'content_policy_violation');
+    assert.equal(sim.downloads().length, 0);
+    await expectNoCharge(middle);
+  });
+
+  for (const [outcome, status, code, param] of [
+    ['http500', 502, 'upstream_error', null],
+    ['timeout504', 502, 'upstream_error', null],
+    ['validation', 400, 'invalid_value', 'image_size'],
+  ] as const) {
+    it(`a completed job whose result fetch fails (${outcome}) → ${status}, never resubmitted, no charge`, async () => {
+      const start = await t.balance(account.accountId);
+      sim.script = { outcome };
+      await expectError(t.client(account.key).images.generate({ model: 'seedream-4.5', prompt: 'x' }), status, code, param);
+      assert.equal(sim.submits().length, 1);
+      await expectNoCharge(start);
+    });
+  }
+
+  it('a job that never completes → 502 after poll_timeout_ms, cancelled upstream, no charge', async () => {
+    const start = await t.balance(account.accountId);
+    sim.script = { outcome: 'never' };
+    const error = await expectError(t.client(account.key).images.generate({ model: 'seedream-4.5', prompt: 'x' }), 502, 'upstream_error');
+    assert.match(error.message, /did not finish/);
+    await eventually(() => sim.cancels().length === 1);
+    await expectNoCharge(start);
+  });
+
+  it('the caller disconnecting mid-queue cancels the fal job (PUT cancel_url with the key); the hold is released', async () => {
+    const start = await t.balance(account.accountId);
+    sim.script = { outcome: 'never' };
+    const controller = new AbortController();
+    const pending = t.client(account.key).images.generate({ model: 'seedream-slow', prompt: 'x' }, { signal: controller.signal }).catch((error) => error);
+    await eventually(() => sim.statusPolls().length >= 1);
+    controller.abort();
+    await pending;
+    await eventually(() => sim.cancels().length === 1);
+    const [cancel] = sim.cancels();
+    const id = sim.statusPolls()[0].pathname.split('/')[4];
+    assert.equal(cancel.path, `/fal-ai/bytedance/requests/${id}/cancel`);
+    assert.equal(cancel.headers.authorization, 'Key sk-sim');
+    await expectNoCharge(start);
+  });
+
+  for (const target of ['other-port', 'metadata'] as const) {
+    it(`an image URL on ${target} is refused, nothing fetched, no charge`, async () => {
+      const start = await t.balance(account.accountId);
+      sim.script = { imageUrl: target };
+      const error = await expectError(t.client(account.key).images.generate({ model: 'seedream-4.5', prompt: 'x' }), 502, 'upstream_error');
+      assert.match(error.message, /not downloaded/);
+      assert.equal(sim.other.requests.length, 0);
+      await expectNoCharge(start);
+    });
+  }
+
+  it('one image of a batch on a forbidden host: the others are delivered and charged, the loss is warned about', async () => {
+    const start = await t.balance(account.accountId);
+    sim.script = { imageUrl: 'metadata-first' };
+    const result = (await t.client(account.key).images.generate({ model: 'seedream-4.5', prompt: 'x', n: 2 })) as any;
+    assert.equal(result.data.length, 1);
+    assert.match(result.warnings[0].message, /1 of 2 images could not be fetched/);
+    assert.equal(await spent(start), 40_000_000n);
+  });
+
+  it('edits (adapter direct): the edit endpoint, references as data URIs in image_urls', async () => {
+    const reference = await renderSketch({ prompt: 'ref', seed: 1, width: 64, height: 64, format: 'png' });
+    const request: NormalizedImageRequest = {
+      model: 'seedream-4.5', prompt: 'make it night', n: 1, seed: undefined, width: 2048, height: 2048, params: { image_size: 'auto_2K', watermark: false },
+      outputFormat: undefined, partialImages: 0, extra: {}, inputImages: [{ bytes: reference, mediaType: 'image/png', width: 64, height: 64 }],
+    };
+    const route = { upstreamModel: undefined, baseUrl: sim.url, credential: sim.key, options: FAL_OPTIONS };
+    const result = await new FalImageAdapter().generate(request, route, { signal: AbortSignal.timeout(5_000) });
+    const [submit] = sim.submits();
+    assert.equal(submit.path, '/fal-ai/bytedance/seedream/v4.5/edit');
+    assert.deepEqual(submit.body.image_urls, [`data:image/png;base64,${reference.toString('base64')}`]);
+    assert.equal(result.images.length, 1);
+    assert.equal(result.images[0].mediaType, 'image/jpeg');
+  });
+});
+
+describe('seedream-4.5 on two routes: fal first, BytePlus Ark on failover', () => {
+  let fal: FalSimulator;
+  let ark: ArkSimulator;
+  let t: TestServer;
+  let account: { accountId: string; key: string };
+
+  before(async () => {
+    fal = await new FalSimulator().start();
+    ark = await new ArkSimulator().start();
+    t = await startTestServer({ env: { FAL_KEY: fal.key, FAL_BASE_URL: fal.url, ARK_API_KEY: ark.key, ARK_BASE_URL: ark.url }, catalog: falCatalog() });
+    account = await t.createAccount('10');
+  });
+  after(async () => {
+    await t.close();
+    await fal.close();
+    await ark.close();
+  });
+  beforeEach(() => {
+    fal.reset();
+    ark.reset();
+  });
+
+  const spent = async (start: string) => parseUsd(start) - parseUsd(await t.balance(account.accountId));
+
+  for (const fault of ['http500', 'http429'] as const) {
+    it(`fal ${fault} on submit (not accepted) → retried, then served by Ark, charged exactly once`, async () => {
+      const start = await t.balance(account.accountId);
+      fal.submitFault = fault;
+      const result = await t.client(account.key).images.generate({ model: 'seedream-4.5', prompt: 'x' });
+      assert.equal(fal.submits().length, 2);
+      assert.equal(fal.statusPolls().length, 0);
+      assert.equal(ark.calls().length, 1);
+      assert.equal(ark.calls()[0].body.size, '2K');
+      assert.equal(result.data!.length, 1);
+      assert.equal((result.usage as any).cost.total_cost, 0.04);
+      assert.equal(await spent(start), 40_000_000n);
+    });
+  }
+
+  it('n: 2 failing over from fal (4 per call) to Ark (1 per call) → two Ark calls, two images, $0.08', async () => {
+    const start = await t.balance(account.accountId);
+    fal.submitFault = 'http500';
+    const result = await t.client(account.key).images.generate({ model: 'seedream-4.5', prompt: 'x', n: 2 });
+    assert.equal(ark.calls().length, 2);
+    assert.equal(result.data!.length, 2);
+    assert.equal(await spent(start), 80_000_000n);
+  });
+
+  it('fal accepted the job, then its result failed → 502, NO failover to Ark, no charge', async () => {
+    const start = await t.balance(account.accountId);
+    fal.script = { outcome: 'http500' };
+    await expectError(t.client(account.key).images.generate({ model: 'seedream-4.5', prompt: 'x' }), 502, 'upstream_error');
+    assert.equal(fal.submits().length, 1);
+    assert.equal(ark.calls().length, 0);
+    const state = await t.admin('GET', `/admin/v1/accounts/${account.accountId}`);
+    assert.equal(state.balance, start);
+    assert.equal(state.held, '0');
+  });
+
+  it('fal resetting the connection after the submit was sent (it may be queued) → 502, NO failover, no charge', async () => {
+    const start = await t.balance(account.accountId);
+    fal.submitFault = 'reset';
+    await expectError(t.client(account.key).images.generate({ model: 'seedream-4.5', prompt: 'x' }), 502, 'upstream_error');
+    assert.equal(fal.submits().length, 1);
+    assert.equal(ark.calls().length, 0);
+    assert.equal(await t.balance(account.accountId), start);
+  });
+
+  it('fal refusing connections → served by Ark, charged once', async () => {
+    const closed = http.createServer();
+    await new Promise<void>((resolve) => closed.listen(0, '127.0.0.1', resolve));
+    const port = (closed.address() as AddressInfo).port;
+    await new Promise<void>((resolve) => closed.close(() => resolve()));
+    const refused = await startTestServer({
+      env: { FAL_KEY: fal.key, FAL_BASE_URL: `http://127.0.0.1:${port}`, ARK_API_KEY: ark.key, ARK_BASE_URL: ark.url },
+      catalog: falCatalog(),
+    });
+    try {
+      const other = await refused.createAccount('1');
+      const result = await refused.client(other.key).images.generate({ model: 'seedream-4.5', prompt: 'x' });
+      assert.equal(result.data!.length, 1);
+      assert.equal(ark.calls().length, 1);
+      assert.equal(await refused.balance(other.accountId), '0.96');
+    } finally {
+      await refused.close();
+    }
+  });
+});
