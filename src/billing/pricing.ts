@@ -39,8 +39,8 @@ export function quoteImageRequest(model: CatalogModel, request: NormalizedImageR
       return { hold: perImage * n + inputs, perImage, inputs, basis: `per megapixel (${outputMegapixels} MP out, ${inputMegapixels} MP in)` };
     }
     case 'token': {
-      // Prompt tokens cannot exceed characters; reference images are estimated at the image-token estimate.
-      const promptTokens = BigInt(request.prompt.length);
+      // Prompt tokens cannot exceed the prompt's UTF-8 bytes (byte-level BPE), so that bounds the input side.
+      const promptTokens = BigInt(Buffer.byteLength(request.prompt, 'utf8'));
       const inputs = divCeil(promptTokens * pricing.inputPerMillion, 1_000_000n);
       const perImage = divCeil(BigInt(pricing.imageEstimateTokens) * pricing.imageOutputPerMillion, 1_000_000n);
       return { hold: perImage * n + inputs, perImage, inputs, basis: 'per token (estimate held)' };

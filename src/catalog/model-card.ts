@@ -60,6 +60,27 @@ function sizingFields(model: CatalogModel): string[] {
   }
 }
 
+/**
+ * How the charge is settled once images are delivered. The list price above is always the most that can be
+ * held for the request; `upstream_tokens` / `upstream_cost` models are charged what the upstream reports
+ * (tokens × these rates, or its cost plus the markup), never more than the hold.
+ */
+function settlementCard(pricing: Extract<CatalogModel['compiledPricing'], { unit: 'image' | 'megapixel' }>): Record<string, unknown> {
+  if (pricing.settle === 'list') return { settle: 'list' };
+  if (pricing.settle === 'upstream_cost') return { settle: 'upstream_cost', markup_percent: pricing.markupPercent };
+  const rates = pricing.tokens!;
+  return {
+    settle: 'upstream_tokens',
+    tokens: {
+      input_per_million: formatUsd(rates.inputPerMillion),
+      cached_input_per_million: formatUsd(rates.cachedInputPerMillion),
+      image_input_per_million: formatUsd(rates.imageInputPerMillion),
+      output_per_million: formatUsd(rates.outputPerMillion),
+      image_output_per_million: formatUsd(rates.imageOutputPerMillion),
+    },
+  };
+}
+
 function pricingCard(model: CatalogModel): Record<string, unknown> {
   const pricing = model.compiledPricing;
   switch (pricing.unit) {
@@ -73,6 +94,7 @@ function pricingCard(model: CatalogModel): Record<string, unknown> {
         rule: pricing.by.length
           ? `per output image; the price is looked up by ${pricing.by.join(' / ')} (most specific key first), else per_image`
           : 'per output image',
+        ...settlementCard(pricing),
       };
     case 'megapixel':
       return {
@@ -82,6 +104,7 @@ function pricingCard(model: CatalogModel): Record<string, unknown> {
         additional_megapixel: formatUsd(pricing.additional),
         ...(pricing.input > 0n ? { input_megapixel: formatUsd(pricing.input) } : {}),
         rule: 'per output image: first_megapixel + (ceil(width*height/1048576) - 1) * additional_megapixel; plus ceil(MP) of each input image * input_megapixel',
+        ...settlementCard(pricing),
       };
     case 'token':
       return {

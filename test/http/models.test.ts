@@ -48,6 +48,7 @@ describe('GET /v1/models', () => {
     assert.equal(model.pricing.currency, 'USD');
     assert.equal(model.pricing.unit, 'image');
     assert.equal(model.pricing.per_image, '0.001');
+    assert.equal(model.pricing.settle, 'list');
     assert.match(model.description, /development and testing/);
   });
 
