@@ -9,6 +9,9 @@ import { ProviderRegistry } from './providers/registry.ts';
 import type { ImageAdapter } from './providers/types.ts';
 import { AccountService } from './services/accounts.ts';
 import { ImageGenerationService } from './services/image-generation.ts';
+import { IdempotencyService } from './services/idempotency.ts';
+import type { RequestLimiter } from './limits/limiter.ts';
+import { openLimiter } from './limits/open-limiter.ts';
 import { openStore } from './store/open-store.ts';
 import type { Store } from './store/types.ts';
 
@@ -19,6 +22,7 @@ export interface RunningServer {
   catalog: Catalog;
   accounts: AccountService;
   images: ImageGenerationService;
+  limiter: RequestLimiter;
   /** The development key, when this start created the development account. */
   devKey: string | undefined;
   /** Stop accepting, let in-flight generations finish (bounded), settle, close the store. */
@@ -54,7 +58,15 @@ export async function startServer(config: Config, options: ServerOptions = {}): 
   if (unavailable.length) logger.info(`not offered until configured: ${unavailable.join('; ')}`);
 
   const accounts = new AccountService(store, config.keyPepper);
-  const images = new ImageGenerationService({ catalog, registry, store, logger, generationTimeoutMs: config.generationTimeoutMs });
+  // A request lives at most this long (deadline + grace): its hold expires, its limit slots and idempotency lock lapse.
+  const requestLifetimeMs = config.generationTimeoutMs + config.holdGraceMs;
+  const limiter = await openLimiter({
+    redisUrl: config.redisUrl, redisPrefix: config.redisPrefix, defaults: config.defaultLimits, leaseMs: requestLifetimeMs, logger,
+  });
+  const idempotency = new IdempotencyService({ store, logger, lockMs: requestLifetimeMs });
+  const images = new ImageGenerationService({
+    catalog, registry, store, logger, generationTimeoutMs: config.generationTimeoutMs, holdGraceMs: config.holdGraceMs, limiter, idempotency,
+  });
 
   let devKey: string | undefined;
   if (config.bootstrapDevAccount && store.kind === 'sqlite' && (await store.isEmpty())) {
@@ -72,15 +84,26 @@ export async function startServer(config: Config, options: ServerOptions = {}): 
     adminToken: config.adminToken,
     keepaliveIntervalMs: config.keepaliveIntervalMs,
     bodyLimitBytes: config.bodyLimitBytes,
+    editLimits: { maxFileBytes: config.editMaxFileBytes, maxRequestBytes: config.editMaxRequestBytes, maxPixels: config.editMaxPixels },
     isReady: () => ready,
   });
 
   // Holds whose instance died mid-generation: released (the caller was never answered, so never charged).
-  const sweeper = setInterval(() => {
-    void sweepExpiredHolds(store, logger);
-  }, 30_000);
+  // Any instance sweeps every instance's expired holds; each hold resolves exactly once whoever gets there first.
+  let sweeping = false;
+  const sweep = async () => {
+    if (sweeping) return; // a slow sweep is never overlapped by the next tick
+    sweeping = true;
+    try {
+      await sweepExpiredHolds(store, logger);
+      await idempotency.reap().catch((error: unknown) => logger.error({ err: error }, 'idempotency key reaper failed'));
+    } finally {
+      sweeping = false;
+    }
+  };
+  const sweeper = setInterval(() => void sweep(), config.sweepIntervalMs);
   sweeper.unref();
-  await sweepExpiredHolds(store, logger);
+  await sweep();
 
   let url = '';
   if (options.listen !== false) {
@@ -89,7 +112,7 @@ export async function startServer(config: Config, options: ServerOptions = {}): 
 
   let closing: Promise<void> | undefined;
   return {
-    app, url, store, catalog, accounts, images, devKey,
+    app, url, store, catalog, accounts, images, limiter, devKey,
     close() {
       closing ??= (async () => {
         ready = false;
@@ -98,6 +121,7 @@ export async function startServer(config: Config, options: ServerOptions = {}): 
         const drained = await images.drain(config.shutdownGraceMs);
         if (!drained) logger.warn('shutdown grace period ended with generations still running; their holds expire and are released by the sweeper');
         await Promise.race([closed, new Promise((resolve) => setTimeout(resolve, 1000).unref())]);
+        await limiter.close();
         await store.close();
       })();
       return closing;

@@ -157,6 +157,11 @@ export const modelSchema = z
     }),
     pricing: pricingSchema,
     routes: z.array(routeSchema).min(1),
+    /**
+     * Most upstream calls of this model in flight at once across all instances (respects a provider's concurrency
+     * quota). Over it, requests are refused with 429 + Retry-After before any hold, never queued.
+     */
+    max_concurrency: z.number().int().positive().optional(),
   })
   .strict();
 

@@ -24,6 +24,18 @@ export interface Config {
   /** Pepper mixed into key hashes so a leaked database alone cannot be matched against guessed keys. */
   keyPepper: string;
   redisUrl: string | undefined;
+  /** Prefix of every Redis key Deepshi writes, so several deployments (or test runs) can share one Redis. */
+  redisPrefix: string;
+  /** Server-wide per-key limits for keys that set none (0 = unlimited): DEEPSHI_DEFAULT_RPM / _IPM / _MAX_IN_FLIGHT. */
+  defaultLimits: { requestsPerMinute: number; imagesPerMinute: number; maxInFlight: number };
+  /** How often the hold sweeper (and the idempotency-key reaper) runs. */
+  sweepIntervalMs: number;
+  /** Time after the generation deadline before the sweeper may release a hold whose instance went away. */
+  holdGraceMs: number;
+  /** POST /v1/images/edits upload limits (docs/edits.md). */
+  editMaxFileBytes: number;
+  editMaxRequestBytes: number;
+  editMaxPixels: number;
   /** The raw environment, for provider credentials looked up by the variable names in the catalog. */
   env: Readonly<Record<string, string | undefined>>;
 }
@@ -88,6 +100,17 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     shutdownGraceMs: integer(env, 'DEEPSHI_SHUTDOWN_GRACE_MS', 30_000, 0, 3_600_000),
     keyPepper: read(env, 'DEEPSHI_KEY_PEPPER') ?? '',
     redisUrl: read(env, 'REDIS_URL'),
+    redisPrefix: read(env, 'DEEPSHI_REDIS_PREFIX') ?? 'deepshi:',
+    defaultLimits: {
+      requestsPerMinute: integer(env, 'DEEPSHI_DEFAULT_RPM', 0, 0, 10_000_000),
+      imagesPerMinute: integer(env, 'DEEPSHI_DEFAULT_IPM', 0, 0, 10_000_000),
+      maxInFlight: integer(env, 'DEEPSHI_DEFAULT_MAX_IN_FLIGHT', 0, 0, 1_000_000),
+    },
+    sweepIntervalMs: integer(env, 'DEEPSHI_SWEEP_INTERVAL_MS', 30_000, 100, 3_600_000),
+    holdGraceMs: integer(env, 'DEEPSHI_HOLD_GRACE_MS', 60_000, 0, 3_600_000),
+    editMaxFileBytes: integer(env, 'DEEPSHI_EDIT_MAX_FILE_BYTES', 20 * 1024 * 1024, 1024, 1024 * 1024 * 1024),
+    editMaxRequestBytes: integer(env, 'DEEPSHI_EDIT_MAX_REQUEST_BYTES', 50 * 1024 * 1024, 1024, 1024 * 1024 * 1024),
+    editMaxPixels: integer(env, 'DEEPSHI_EDIT_MAX_PIXELS', 40_000_000, 1, 1_000_000_000),
     env: Object.freeze({ ...env }),
   };
   if (!/^\d+(\.\d{1,9})?$/.test(config.devAccountCredits)) {

@@ -6,6 +6,7 @@ import type { AccountService } from '../services/accounts.ts';
 import type { Store } from '../store/types.ts';
 import { installErrorHandling } from './error-handler.ts';
 import { registerAccountRoutes } from './routes/account.ts';
+import { registerEditRoutes, type EditLimits } from './routes/edits.ts';
 import { registerAdminRoutes } from './routes/admin.ts';
 import { registerImageRoutes } from './routes/images.ts';
 import { registerModelRoutes } from './routes/models.ts';
@@ -19,6 +20,8 @@ export interface AppDeps {
   adminToken: string | undefined;
   keepaliveIntervalMs: number;
   bodyLimitBytes: number;
+  /** Upload limits of POST /v1/images/edits. */
+  editLimits: EditLimits;
   /** false once shutdown began: /readyz answers 503 so the load balancer stops sending traffic. */
   isReady: () => boolean;
 }
@@ -59,6 +62,7 @@ export function buildApp(deps: AppDeps): FastifyInstance {
   });
 
   registerImageRoutes(app, { store: deps.store, images: deps.images, keyPepper: deps.keyPepper, keepaliveIntervalMs: deps.keepaliveIntervalMs });
+  registerEditRoutes(app, { store: deps.store, images: deps.images, keyPepper: deps.keyPepper, keepaliveIntervalMs: deps.keepaliveIntervalMs, limits: deps.editLimits });
   registerModelRoutes(app, { store: deps.store, images: deps.images, keyPepper: deps.keyPepper });
   registerAccountRoutes(app, { store: deps.store, accounts: deps.accounts, keyPepper: deps.keyPepper });
   if (deps.adminToken) registerAdminRoutes(app, { accounts: deps.accounts, adminToken: deps.adminToken });

@@ -6,7 +6,8 @@ import type { Store } from '../store/types.ts';
 
 /**
  * Bearer key → Caller. Malformed keys (wrong prefix, length or checksum) are refused before any lookup.
- * No cache: a revoked, rotated or deleted key stops working on the very next request.
+ * No cache: a revoked, rotated or deleted key, a narrowed allowlist or new limits take effect on the very next
+ * request, on every instance (all of them read the one database).
  */
 export async function authenticate(request: FastifyRequest, store: Store, pepper: string): Promise<Caller> {
   const header = request.headers.authorization;
@@ -20,5 +21,5 @@ export async function authenticate(request: FastifyRequest, store: Store, pepper
   const record = await store.findApiKeyByHash(hashApiKey(key, pepper));
   if (!record) throw invalidApiKey();
   if (record.status === 'revoked') throw revokedApiKey();
-  return { keyId: record.id, accountId: record.accountId, models: record.models };
+  return { keyId: record.id, accountId: record.accountId, models: record.models, limits: record.limits };
 }

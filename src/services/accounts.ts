@@ -4,7 +4,7 @@ import { formatUsd, parseUsd, type Nanos } from '../domain/money.ts';
 
 /** Matches the stores' CHECK (2^62 nanos): sums stay inside signed 64-bit integers everywhere. */
 const MAX_BALANCE: Nanos = 4_611_686_018_427_387_904n;
-import type { Account, ApiKeyRecord, LedgerEntry, RequestRecord, Store } from '../store/types.ts';
+import type { Account, ApiKeyLimits, ApiKeyRecord, LedgerEntry, RequestRecord, Store } from '../store/types.ts';
 
 /** Operator tasks shared by the admin API and the CLI: accounts, credits, keys. */
 export class AccountService {
@@ -75,6 +75,28 @@ export class AccountService {
     if (!(await this.store.deleteApiKey(id))) throw notFound('key', id);
   }
 
+  /**
+   * Sets a key's rate limits. Each of `requests_per_minute`, `images_per_minute`, `max_in_flight` is a whole number
+   * (0 = unlimited) or null (back to the server default); a field left out keeps its current value.
+   */
+  async setKeyLimits(id: string, input: Record<string, unknown>): Promise<ApiKeyRecord> {
+    const current = await this.store.getApiKey(id);
+    if (!current || current.status === 'deleted') throw notFound('key', id);
+    const known = new Set(['requests_per_minute', 'images_per_minute', 'max_in_flight']);
+    const unknown = Object.keys(input).find((name) => !known.has(name));
+    if (unknown !== undefined) {
+      throw invalidRequest(`Unknown limit '${unknown.slice(0, 80)}'; use requests_per_minute, images_per_minute or max_in_flight.`, unknown.slice(0, 80), 'unknown_parameter');
+    }
+    const limits: ApiKeyLimits = {
+      requestsPerMinute: readLimit(input, 'requests_per_minute', current.limits.requestsPerMinute),
+      imagesPerMinute: readLimit(input, 'images_per_minute', current.limits.imagesPerMinute),
+      maxInFlight: readLimit(input, 'max_in_flight', current.limits.maxInFlight),
+    };
+    const record = await this.store.setApiKeyLimits(id, limits);
+    if (!record) throw notFound('key', id);
+    return record;
+  }
+
   async setKeyModels(id: string, models: unknown): Promise<ApiKeyRecord> {
     const record = await this.store.setApiKeyModels(id, readModels(models));
     if (!record) throw notFound('key', id);
@@ -103,6 +125,12 @@ export function keyJson(record: ApiKeyRecord, key?: string) {
     models: record.models,
     status: record.status,
     display: record.display,
+    // null = the server default (DEEPSHI_DEFAULT_*), 0 = unlimited.
+    limits: {
+      requests_per_minute: record.limits.requestsPerMinute,
+      images_per_minute: record.limits.imagesPerMinute,
+      max_in_flight: record.limits.maxInFlight,
+    },
     created_at: Math.floor(record.createdAt / 1000),
     ...(key ? { key } : {}),
   };
@@ -149,6 +177,19 @@ function readAmount(value: unknown, param: string, allowZero: boolean): Nanos {
   }
   if (!allowZero && amount === 0n) throw invalidRequest(`'${param}' must be greater than zero.`, param);
   return amount;
+}
+
+/** Largest accepted limit value: far above any real need, small enough for every store's INTEGER. */
+const MAX_LIMIT = 1_000_000_000;
+
+function readLimit(input: Record<string, unknown>, param: string, current: number | null): number | null {
+  if (!(param in input)) return current;
+  const value = input[param];
+  if (value === null) return null;
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < 0 || value > MAX_LIMIT) {
+    throw invalidRequest(`'${param}' must be a whole number from 0 (unlimited) to ${MAX_LIMIT}, or null for the server default.`, param, 'invalid_value');
+  }
+  return value;
 }
 
 function readModels(value: unknown): string[] | null {

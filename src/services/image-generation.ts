@@ -14,7 +14,9 @@ import { sleep } from '../providers/shared/http.ts';
 import {
   ProviderError, type GeneratedImage, type ImageGenerationResult, type InputImage, type NormalizedImageRequest, type PartialImage, type UpstreamUsage,
 } from '../providers/types.ts';
-import type { Store } from '../store/types.ts';
+import type { Admission, RequestLimiter } from '../limits/limiter.ts';
+import type { ApiKeyLimits, Store } from '../store/types.ts';
+import type { IdempotencyService } from './idempotency.ts';
 
 /** Who is calling: the authenticated key. */
 export interface Caller {
@@ -22,6 +24,8 @@ export interface Caller {
   accountId: string;
   /** null = every model; otherwise the allowlist (empty = nothing). */
   models: string[] | null;
+  /** The key's own rate limits (null fields = server defaults); absent = server defaults. */
+  limits?: ApiKeyLimits;
 }
 
 export interface PreparedImageRequest extends ImageRequestEnvelope {
@@ -70,8 +74,36 @@ export class ImageGenerationService {
       store: Store;
       logger: Logger;
       generationTimeoutMs: number;
+      /** After the deadline, before the sweeper may release a hold whose instance went away. */
+      holdGraceMs: number;
+      limiter: RequestLimiter;
+      idempotency: IdempotencyService;
     },
   ) {}
+
+  /** Idempotency-Key handling, for the routes that run image requests. */
+  get idempotency(): IdempotencyService {
+    return this.deps.idempotency;
+  }
+
+  /**
+   * Per-key limits (requests and images per minute, in-flight cap) and the model's cap on concurrent upstream
+   * calls, checked before the hold so a refused request takes no credit: 429 rate_limit_exceeded with Retry-After.
+   * The caller releases the admission when the request ends, however it ends.
+   */
+  admit(caller: Caller, prepared: PreparedImageRequest, requestId: string): Promise<Admission> {
+    const perCall = Math.max(1, prepared.routes[0].adapter.capabilities.maxImagesPerCall);
+    return this.deps.limiter.admit({
+      keyId: caller.keyId,
+      keyLimits: caller.limits,
+      images: prepared.request.n,
+      model: prepared.model.id,
+      modelCap: prepared.model.max_concurrency ?? 0,
+      // generateAll fans n out into this many parallel upstream calls.
+      modelSlots: Math.ceil(prepared.request.n / perCall),
+      requestId,
+    });
+  }
 
   /** Models this caller may call and the server can serve now. */
   listModels(caller: Caller): CatalogModel[] {
@@ -116,7 +148,7 @@ export class ImageGenerationService {
       endpoint: prepared.endpoint,
       amount: prepared.quote.hold,
       // The sweeper may release it only after the generation deadline has certainly passed.
-      expiresAt: Date.now() + this.deps.generationTimeoutMs + 60_000,
+      expiresAt: Date.now() + this.deps.generationTimeoutMs + this.deps.holdGraceMs,
     });
     if (!ok) throw insufficientQuota();
   }
@@ -126,18 +158,23 @@ export class ImageGenerationService {
    * released when none were. Throws a GatewayError (after releasing) when nothing can be delivered.
    */
   async execute(prepared: PreparedImageRequest, requestId: string, hooks: ExecuteHooks): Promise<ImageOutcome> {
-    const run = this.executeInner(prepared, requestId, hooks);
+    // The deadline is our own timer, not AbortSignal.timeout(): on Node 20 a timeout signal whose only reference is
+    // an AbortSignal.any() is garbage-collected and never fires, and the generation would outlive its deadline.
+    const deadline = new AbortController();
+    const timer = setTimeout(() => deadline.abort(new DOMException('The generation deadline passed.', 'TimeoutError')), this.deps.generationTimeoutMs);
+    const run = this.executeInner(prepared, requestId, hooks, deadline.signal);
     this.inFlight.add(run);
     try {
       return await run;
     } finally {
+      clearTimeout(timer);
       this.inFlight.delete(run);
     }
   }
 
-  private async executeInner(prepared: PreparedImageRequest, requestId: string, hooks: ExecuteHooks): Promise<ImageOutcome> {
+  private async executeInner(prepared: PreparedImageRequest, requestId: string, hooks: ExecuteHooks, deadline: AbortSignal): Promise<ImageOutcome> {
     const { store, logger } = this.deps;
-    const signal = AbortSignal.any([hooks.signal, AbortSignal.timeout(this.deps.generationTimeoutMs)]);
+    const signal = AbortSignal.any([hooks.signal, deadline]);
     const delivered: DeliveredImage[] = [];
     const warnings = [...prepared.warnings];
     let usage: UpstreamUsage | undefined;
@@ -306,6 +343,10 @@ function describeFailure(error: unknown): string {
 
 function toGatewayError(error: unknown, signal: AbortSignal, callerSignal: AbortSignal): GatewayError {
   if (error instanceof GatewayError) return error;
+  // A call ended by our deadline or by the caller leaving says so, whatever the adapter made of the abort (adapters
+  // report an aborted request as 'failed' or 'unavailable'); a verdict the upstream actually gave is kept.
+  const verdict = error instanceof ProviderError && error.kind !== 'failed' && error.kind !== 'unavailable';
+  if (signal.aborted && !verdict) return abortedError(callerSignal);
   if (error instanceof ProviderError) {
     switch (error.kind) {
       case 'refused':
@@ -322,11 +363,12 @@ function toGatewayError(error: unknown, signal: AbortSignal, callerSignal: Abort
         return upstreamFailure(`The generation failed: ${error.message}`, 502);
     }
   }
-  if (signal.aborted && !callerSignal.aborted) {
-    return new GatewayError('The generation took too long and was abandoned; you were not charged. Try `stream: true` or a smaller size.', {
-      status: 504, type: 'api_error', code: 'timeout',
-    });
-  }
-  if (callerSignal.aborted) return new GatewayError('The request was cancelled by the client.', { status: 499, type: 'api_error', code: 'cancelled' });
   return internalError(error);
+}
+
+function abortedError(callerSignal: AbortSignal): GatewayError {
+  if (callerSignal.aborted) return new GatewayError('The request was cancelled by the client.', { status: 499, type: 'api_error', code: 'cancelled' });
+  return new GatewayError('The generation took too long and was abandoned; you were not charged. Try `stream: true` or a smaller size.', {
+    status: 504, type: 'api_error', code: 'timeout',
+  });
 }

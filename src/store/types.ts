@@ -32,6 +32,15 @@ export interface ApiKeyRecord {
   /** `sk-bf-abcd…wxyz`: enough to recognise a key, never enough to use it. */
   display: string;
   createdAt: number;
+  /** Per-key rate limits; each null = the server-wide default. */
+  limits: ApiKeyLimits;
+}
+
+/** A key's own limits. 0 = unlimited; null = use the server default (DEEPSHI_DEFAULT_*). */
+export interface ApiKeyLimits {
+  requestsPerMinute: number | null;
+  imagesPerMinute: number | null;
+  maxInFlight: number | null;
 }
 
 export type LedgerKind = 'credit' | 'hold' | 'settle' | 'release' | 'adjustment';
@@ -87,6 +96,46 @@ export interface SettleInput {
   detail?: Record<string, unknown>;
 }
 
+/** A response saved for an Idempotency-Key, returned as it was to every retry within 24 h. */
+export interface StoredResponse {
+  status: number;
+  /** Only the headers that describe the result (content type, cost, warnings). */
+  headers: Record<string, string>;
+  body: string;
+}
+
+/**
+ * One Idempotency-Key of one account. `running` while the first request executes (locked until `lockedUntil`,
+ * after which a retry may take it over if that request's hold was released); `completed` once its response is saved.
+ */
+export interface IdempotencyRecord {
+  accountId: string;
+  key: string;
+  /** Fingerprint of the request (endpoint + normalised parameters): a retry must match it. */
+  requestHash: string;
+  /** The request currently (or last) executing under this key. */
+  requestId: string;
+  status: 'running' | 'completed';
+  response: StoredResponse | null;
+  createdAt: number;
+  lockedUntil: number;
+  /** Epoch ms after which the key is forgotten (a claim replaces it; the reaper deletes it). */
+  expiresAt: number;
+}
+
+export interface IdempotencyClaimInput {
+  accountId: string;
+  key: string;
+  requestHash: string;
+  requestId: string;
+  now: number;
+  lockedUntil: number;
+  expiresAt: number;
+}
+
+/** claimed: this request owns the key now. Otherwise the live record that already holds it. */
+export type IdempotencyClaim = { claimed: true } | { claimed: false; existing: IdempotencyRecord };
+
 export interface NewApiKey {
   id: string;
   accountId: string;
@@ -115,6 +164,8 @@ export interface Store {
   revokeApiKey(id: string): Promise<ApiKeyRecord | undefined>;
   deleteApiKey(id: string): Promise<boolean>;
   setApiKeyModels(id: string, models: string[] | null): Promise<ApiKeyRecord | undefined>;
+  /** Replaces the key's three limits (null = server default). Undefined for unknown or deleted keys. */
+  setApiKeyLimits(id: string, limits: ApiKeyLimits): Promise<ApiKeyRecord | undefined>;
 
   /** One guarded statement: succeeds only if available ≥ amount. False = insufficient credit, nothing changed. */
   reserveCredits(input: ReserveInput): Promise<boolean>;
@@ -125,6 +176,21 @@ export interface Store {
   listRequests(accountId: string, limit: number): Promise<RequestRecord[]>;
   /** Ids of held requests whose expiry has passed. */
   listExpiredReservations(now: number, limit: number): Promise<string[]>;
+
+  /**
+   * One arbitrated step (no check-then-insert): inserts a running record for (account, key), or replaces one whose
+   * expiry has passed; otherwise returns the live record unchanged.
+   */
+  claimIdempotencyKey(input: IdempotencyClaimInput): Promise<IdempotencyClaim>;
+  /** Moves a running record from one request to another (a retry taking over from a dead instance); false if it changed meanwhile. */
+  takeOverIdempotencyKey(input: { accountId: string; key: string; fromRequestId: string; requestId: string; lockedUntil: number }): Promise<boolean>;
+  /** Saves the response of the request that holds the key; false unless that request still holds it running. */
+  completeIdempotencyKey(accountId: string, key: string, requestId: string, response: StoredResponse): Promise<boolean>;
+  /** Forgets a running record held by this request (it charged nothing, so a retry may run afresh). */
+  releaseIdempotencyKey(accountId: string, key: string, requestId: string): Promise<boolean>;
+  getIdempotencyKey(accountId: string, key: string): Promise<IdempotencyRecord | undefined>;
+  /** The reaper: deletes up to `limit` records whose expiry has passed; returns how many. */
+  deleteExpiredIdempotencyKeys(now: number, limit: number): Promise<number>;
 
   /** True when no account exists yet (first start). */
   isEmpty(): Promise<boolean>;

@@ -89,8 +89,8 @@ export async function startTestServer(options: TestServerOptions = {}): Promise<
 }
 
 /**
- * The fetch the SDK clients use: every body the suite receives from the image endpoints is validated
- * against openapi.yaml (ImageResponse, ImageStreamEvent for each SSE event, Error for every non-2xx).
+ * The fetch the SDK clients use: every body the suite receives from the image endpoints (generations and edits)
+ * is validated against openapi.yaml (ImageResponse, ImageStreamEvent for each SSE event, Error for every non-2xx).
  */
 export async function validatingFetch(input: string | URL | Request, init?: RequestInit): Promise<Response> {
   const response = await fetch(input, init);
@@ -109,7 +109,7 @@ export async function validatingFetch(input: string | URL | Request, init?: Requ
   if (/\/images\//.test(url) && type.startsWith('text/event-stream')) {
     // Tee the stream: one copy to the SDK, one to the validator, which checks each event as it arrives.
     const [forSdk, forCheck] = response.body!.tee();
-    streamChecks.push(checkEvents(forCheck, url));
+    streamChecks.push(checkEvents(forCheck, url, init?.signal ?? undefined));
     return new Response(forSdk, { status: response.status, statusText: response.statusText, headers: response.headers });
   }
   return response;
@@ -122,14 +122,22 @@ export async function streamsValidated(): Promise<void> {
   await Promise.all(streamChecks.splice(0));
 }
 
-async function checkEvents(stream: ReadableStream<Uint8Array>, url: string): Promise<void> {
+async function checkEvents(stream: ReadableStream<Uint8Array>, url: string, signal?: AbortSignal): Promise<void> {
   // Read until the end, or until the SDK aborts the request (it does after an error event): validate what arrived.
+  // After an abort, Node 20's fetch may leave a tee branch neither closed nor errored, so reads then stop at the
+  // first one that does not answer promptly.
   let text = '';
   const decoder = new TextDecoder();
   const reader = stream.getReader();
+  const abandoned = new Promise<never>((_, reject) => {
+    const later = () => setTimeout(() => reject(new Error('aborted')), 200).unref();
+    if (signal?.aborted) later();
+    else signal?.addEventListener('abort', later, { once: true });
+  });
+  abandoned.catch(() => {});
   try {
     for (;;) {
-      const { done, value } = await reader.read();
+      const { done, value } = await Promise.race([reader.read(), abandoned]);
       if (done) break;
       text += decoder.decode(value, { stream: true });
     }
@@ -141,7 +149,12 @@ async function checkEvents(stream: ReadableStream<Uint8Array>, url: string): Pro
     if (!data) continue;
     const event = JSON.parse(data);
     if (event.type === 'error') assertMatchesSpec('Error', { error: event.error }, `SSE ${url}`);
-    else assertMatchesSpec('ImageStreamEvent', event, `SSE ${url}`);
+    else {
+      assertMatchesSpec('ImageStreamEvent', event, `SSE ${url}`);
+      // Edits stream image_edit.* events, generations image_generation.* (what the SDKs' event types say).
+      const prefix = /\/images\/edits/.test(url) ? 'image_edit.' : 'image_generation.';
+      if (!String(event.type).startsWith(prefix)) throw new Error(`SSE ${url}: event type ${event.type} should start with ${prefix}`);
+    }
     specCounters.validated++;
   }
 }

@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, afterEach, before, describe, it } from 'node:test';
 import type { Nanos } from '../../src/domain/money.ts';
-import type { Account, ApiKeyRecord, ReserveInput, Store } from '../../src/store/types.ts';
+import type { Account, ApiKeyRecord, IdempotencyClaimInput, ReserveInput, Store } from '../../src/store/types.ts';
 
 const ALL = 1_000_000;
 const HOUR = 3_600_000;
@@ -302,6 +302,135 @@ export function runStoreContract(name: string, open: () => Promise<Store>): void
         await store.revokeApiKey(other.key.id);
         assert.equal(await store.deleteApiKey(other.key.id), true);
         assert.equal(await store.findApiKeyByHash(other.hash), undefined);
+      });
+
+      it('limits: a new key uses the server defaults; set, change and clear round-trip; deleted keys refuse', async () => {
+        const acct = await account(0n);
+        const { key, hash } = await newKey(acct.id);
+        const defaults = { requestsPerMinute: null, imagesPerMinute: null, maxInFlight: null };
+        assert.deepEqual(key.limits, defaults);
+        const set = await store.setApiKeyLimits(key.id, { requestsPerMinute: 60, imagesPerMinute: 0, maxInFlight: 3 });
+        assert.deepEqual(set?.limits, { requestsPerMinute: 60, imagesPerMinute: 0, maxInFlight: 3 }, '0 (unlimited) is kept apart from null');
+        assert.deepEqual(await store.getApiKey(key.id), set);
+        assert.deepEqual(await store.findApiKeyByHash(hash), set, 'authentication sees the limits with the key');
+        assert.deepEqual((await store.listApiKeys(acct.id))[0].limits, set?.limits);
+        assert.deepEqual((await store.setApiKeyLimits(key.id, { ...set!.limits, requestsPerMinute: null }))?.limits,
+          { requestsPerMinute: null, imagesPerMinute: 0, maxInFlight: 3 });
+        assert.deepEqual((await store.setApiKeyLimits(key.id, defaults))?.limits, defaults);
+        await store.revokeApiKey(key.id);
+        assert.deepEqual((await store.setApiKeyLimits(key.id, { ...defaults, maxInFlight: 1 }))?.limits.maxInFlight, 1, 'a revoked key keeps its settings');
+        await store.deleteApiKey(key.id);
+        assert.equal(await store.setApiKeyLimits(key.id, defaults), undefined);
+        assert.equal(await store.setApiKeyLimits('key_does_not_exist', defaults), undefined);
+        await assert.rejects(store.setApiKeyLimits((await newKey(acct.id)).key.id, { ...defaults, requestsPerMinute: -1 }), 'negative limits are refused');
+      });
+    });
+
+    describe('idempotency keys', () => {
+      const DAY = 24 * HOUR;
+      function claim(accountId: string, key: string, extra: Partial<IdempotencyClaimInput> = {}): IdempotencyClaimInput {
+        const now = Date.now();
+        return { accountId, key, requestHash: 'hash-a', requestId: uid('req'), now, lockedUntil: now + 60_000, expiresAt: now + DAY, ...extra };
+      }
+      const response = (body: string) => ({ status: 200, headers: { 'content-type': 'application/json; charset=utf-8', 'x-request-cost': '0.04' }, body });
+
+      it('claim → running; a second claim sees the running record; complete stores the response once', async () => {
+        const acct = await account(0n);
+        const first = claim(acct.id, 'idem-1');
+        assert.deepEqual(await store.claimIdempotencyKey(first), { claimed: true });
+        const second = await store.claimIdempotencyKey(claim(acct.id, 'idem-1', { requestHash: 'hash-b' }));
+        assert.equal(second.claimed, false);
+        assert.ok(!second.claimed);
+        assert.deepEqual(second.existing, {
+          accountId: acct.id, key: 'idem-1', requestHash: 'hash-a', requestId: first.requestId, status: 'running', response: null,
+          createdAt: first.now, lockedUntil: first.lockedUntil, expiresAt: first.expiresAt,
+        });
+        assert.equal(await store.completeIdempotencyKey(acct.id, 'idem-1', 'req_someone_else', response('{}')), false, 'only the holder completes');
+        const body = `{"data":[{"b64_json":"${'A'.repeat(200_000)}"}],"note":"ü 😀"}`;
+        assert.equal(await store.completeIdempotencyKey(acct.id, 'idem-1', first.requestId, response(body)), true);
+        assert.equal(await store.completeIdempotencyKey(acct.id, 'idem-1', first.requestId, response('{"again":1}')), false, 'completed once');
+        const done = await store.getIdempotencyKey(acct.id, 'idem-1');
+        assert.equal(done?.status, 'completed');
+        assert.deepEqual(done?.response, response(body));
+        const third = await store.claimIdempotencyKey(claim(acct.id, 'idem-1'));
+        assert.ok(!third.claimed);
+        assert.deepEqual(third.existing, done);
+        assert.equal(await store.releaseIdempotencyKey(acct.id, 'idem-1', first.requestId), false, 'a completed record is never released');
+        assert.equal(await store.getIdempotencyKey(acct.id, 'idem-unknown'), undefined);
+      });
+
+      it('keys are scoped to the account', async () => {
+        const a = await account(0n);
+        const b = await account(0n);
+        assert.deepEqual(await store.claimIdempotencyKey(claim(a.id, 'shared-key')), { claimed: true });
+        assert.deepEqual(await store.claimIdempotencyKey(claim(b.id, 'shared-key')), { claimed: true });
+        assert.notEqual((await store.getIdempotencyKey(a.id, 'shared-key'))?.requestId, (await store.getIdempotencyKey(b.id, 'shared-key'))?.requestId);
+      });
+
+      it('release forgets a running claim (only its holder\'s), so the key can be claimed afresh', async () => {
+        const acct = await account(0n);
+        const first = claim(acct.id, 'idem-release');
+        await store.claimIdempotencyKey(first);
+        assert.equal(await store.releaseIdempotencyKey(acct.id, 'idem-release', 'req_other'), false);
+        assert.equal(await store.releaseIdempotencyKey(acct.id, 'idem-release', first.requestId), true);
+        assert.equal(await store.getIdempotencyKey(acct.id, 'idem-release'), undefined);
+        assert.deepEqual(await store.claimIdempotencyKey(claim(acct.id, 'idem-release', { requestHash: 'hash-b' })), { claimed: true });
+      });
+
+      it('take over: moves a running record to a new request exactly once', async () => {
+        const acct = await account(0n);
+        const first = claim(acct.id, 'idem-take');
+        await store.claimIdempotencyKey(first);
+        const move = { accountId: acct.id, key: 'idem-take', fromRequestId: first.requestId, lockedUntil: first.now + 120_000 };
+        const results = await Promise.all([store.takeOverIdempotencyKey({ ...move, requestId: 'req_t1' }), store.takeOverIdempotencyKey({ ...move, requestId: 'req_t2' })]);
+        assert.deepEqual(results.filter(Boolean).length, 1);
+        const now = await store.getIdempotencyKey(acct.id, 'idem-take');
+        assert.equal(now?.requestId, results[0] ? 'req_t1' : 'req_t2');
+        assert.equal(now?.lockedUntil, first.now + 120_000);
+        assert.equal(now?.requestHash, 'hash-a');
+        assert.equal(await store.completeIdempotencyKey(acct.id, 'idem-take', first.requestId, response('{}')), false, 'the old holder can no longer complete');
+        assert.equal(await store.completeIdempotencyKey(acct.id, 'idem-take', now!.requestId, response('{}')), true);
+        assert.equal(await store.takeOverIdempotencyKey({ ...move, fromRequestId: now!.requestId, requestId: 'req_t3' }), false, 'completed records stay');
+      });
+
+      it('an expired record is replaced by a new claim and deleted by the reaper', async () => {
+        const acct = await account(0n);
+        const old = claim(acct.id, 'idem-old', { now: 1_000, lockedUntil: 2_000, expiresAt: 5_000 });
+        await store.claimIdempotencyKey(old);
+        await store.completeIdempotencyKey(acct.id, 'idem-old', old.requestId, response('{"old":true}'));
+        await store.claimIdempotencyKey(claim(acct.id, 'idem-old-2', { now: 1_000, expiresAt: 6_000 }));
+        await store.claimIdempotencyKey(claim(acct.id, 'idem-live'));
+
+        const later = claim(acct.id, 'idem-old', { requestHash: 'hash-new' });
+        assert.deepEqual(await store.claimIdempotencyKey(later), { claimed: true }, 'past its expiry the key is free');
+        const replaced = await store.getIdempotencyKey(acct.id, 'idem-old');
+        assert.equal(replaced?.status, 'running');
+        assert.equal(replaced?.response, null);
+        assert.equal(replaced?.requestHash, 'hash-new');
+
+        assert.equal(await store.deleteExpiredIdempotencyKeys(5_999, 10), 0);
+        assert.equal(await store.deleteExpiredIdempotencyKeys(6_000, 10), 1, 'expiry equal to now is expired');
+        assert.equal(await store.getIdempotencyKey(acct.id, 'idem-old-2'), undefined);
+        assert.ok(await store.getIdempotencyKey(acct.id, 'idem-live'));
+        assert.ok(await store.getIdempotencyKey(acct.id, 'idem-old'));
+      });
+
+      it('the reaper honours its limit', async () => {
+        const acct = await account(0n);
+        for (let i = 0; i < 5; i++) await store.claimIdempotencyKey(claim(acct.id, `idem-reap-${i}`, { now: 100, expiresAt: 200 + i }));
+        assert.equal(await store.deleteExpiredIdempotencyKeys(1_000, 2), 2);
+        assert.equal(await store.getIdempotencyKey(acct.id, 'idem-reap-0'), undefined, 'oldest first');
+        assert.ok(await store.getIdempotencyKey(acct.id, 'idem-reap-4'));
+        assert.equal(await store.deleteExpiredIdempotencyKeys(1_000, 100), 3);
+      });
+
+      it('50 concurrent claims of one key: exactly one wins, every loser sees the winner', async () => {
+        const acct = await account(0n);
+        const inputs = Array.from({ length: 50 }, () => claim(acct.id, 'idem-race'));
+        const results = await Promise.all(inputs.map((input) => store.claimIdempotencyKey(input)));
+        const winners = inputs.filter((_, i) => results[i].claimed);
+        assert.equal(winners.length, 1);
+        for (const result of results) if (!result.claimed) assert.equal(result.existing.requestId, winners[0].requestId);
       });
     });
 

@@ -48,6 +48,7 @@ export function registerAdminRoutes(app: FastifyInstance, deps: { accounts: Acco
     });
     admin.post('/admin/v1/keys/:id/revoke', async (request) => keyJson(await deps.accounts.revokeKey(id(request))));
     admin.post('/admin/v1/keys/:id/models', async (request) => keyJson(await deps.accounts.setKeyModels(id(request), body(request).models)));
+    admin.post('/admin/v1/keys/:id/limits', async (request) => keyJson(await deps.accounts.setKeyLimits(id(request), body(request))));
     admin.delete('/admin/v1/keys/:id', async (request) => {
       await deps.accounts.deleteKey(id(request));
       return { id: id(request), object: 'api_key', deleted: true };

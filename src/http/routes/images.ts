@@ -1,7 +1,9 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { GatewayError, invalidRequest } from '../../domain/errors.ts';
 import type { Store } from '../../store/types.ts';
-import type { Caller, ImageGenerationService, PreparedImageRequest } from '../../services/image-generation.ts';
+import type { Admission } from '../../limits/limiter.ts';
+import type { Caller, ImageGenerationService, ImageOutcome, PreparedImageRequest } from '../../services/image-generation.ts';
+import { fingerprintImageRequest, readIdempotencyKey, type IdempotentRun } from '../../services/idempotency.ts';
 import { authenticate } from '../authenticate.ts';
 import { sendError } from '../error-handler.ts';
 import { costHeaders, imageResponseBody, usageObject } from '../image-response.ts';
@@ -27,8 +29,14 @@ export function registerImageRoutes(app: FastifyInstance, deps: ImageRouteDeps):
 }
 
 /**
- * Shared by generations and edits: hold → generate → settle, answered as JSON or as an SSE stream.
- * Everything that can fail before the hold (auth, validation, credits) fails as a normal JSON error.
+ * Shared by generations and edits: [idempotency] → limits → hold → generate → settle, answered as JSON or SSE.
+ * Everything that can fail before the hold (auth, validation, limits, credits) fails as a normal JSON error, and a
+ * request refused by a limit takes no hold. The admission's in-flight slots are given back however the request
+ * ends (success, error, stream end, client gone).
+ *
+ * With an Idempotency-Key (docs/scale-out.md) a retry gets the first response back; the first request then runs
+ * to its end even if its caller goes away (that is the point of retrying with the key), and only a request that
+ * charged something saves its response: JSON as sent, SSE as its final events (completed images, error).
  */
 export async function runImageRequest(
   request: FastifyRequest,
@@ -39,28 +47,81 @@ export async function runImageRequest(
   eventPrefix: 'image_generation' | 'image_edit',
 ): Promise<FastifyReply> {
   const requestId = String(request.id);
-  await deps.images.reserve(caller, prepared, requestId);
+  const idempotencyKey = readIdempotencyKey(request.headers['idempotency-key']);
+  let idempotent: IdempotentRun | undefined;
+  if (idempotencyKey !== undefined) {
+    const start = await deps.images.idempotency.begin(caller, idempotencyKey, fingerprintImageRequest(prepared), requestId);
+    if (start.kind === 'replay') {
+      return reply
+        .code(start.response.status)
+        .headers({ ...start.response.headers, 'idempotent-replayed': 'true', 'x-deepshi-original-request-id': start.originalRequestId })
+        .send(start.response.body);
+    }
+    idempotent = start;
+  }
 
+  let admission: Admission | undefined;
+  try {
+    admission = await deps.images.admit(caller, prepared, requestId);
+    await deps.images.reserve(caller, prepared, requestId);
+  } catch (error) {
+    await admission?.release();
+    await idempotent?.abandon();
+    throw error;
+  }
+  try {
+    return await generate(request, reply, prepared, deps, eventPrefix, requestId, admission.headers, idempotent);
+  } finally {
+    await admission.release();
+  }
+}
+
+const JSON_TYPE = 'application/json; charset=utf-8';
+const SSE_TYPE = 'text/event-stream; charset=utf-8';
+
+async function generate(
+  request: FastifyRequest,
+  reply: FastifyReply,
+  prepared: PreparedImageRequest,
+  deps: ImageRouteDeps,
+  eventPrefix: 'image_generation' | 'image_edit',
+  requestId: string,
+  limitHeaders: Record<string, string>,
+  idempotent: IdempotentRun | undefined,
+): Promise<FastifyReply> {
   // Cancelled when the caller goes away before the answer is ready: the upstream work is abandoned, the hold released.
+  // Not for an idempotent request: its caller will retry with the key and must find the finished result.
   const disconnect = new AbortController();
   const onClose = () => {
-    if (!reply.raw.writableEnded) disconnect.abort();
+    if (!reply.raw.writableEnded && !idempotent) disconnect.abort();
   };
   reply.raw.on('close', onClose);
   const created = Math.floor(Date.now() / 1000);
 
   try {
     if (!prepared.stream) {
-      const outcome = await deps.images.execute(prepared, requestId, { signal: disconnect.signal });
-      reply.headers(costHeaders(outcome.cost, outcome.warnings));
-      return reply
-        .type('application/json; charset=utf-8')
-        .send(imageResponseBody(outcome, { model: prepared.model.id, created, responseFormat: prepared.responseFormat }));
+      let outcome;
+      try {
+        outcome = await deps.images.execute(prepared, requestId, { signal: disconnect.signal });
+      } catch (error) {
+        await idempotent?.abandon(); // execute charged nothing when it throws
+        throw error;
+      }
+      const headers = costHeaders(outcome.cost, outcome.warnings);
+      const body = imageResponseBody(outcome, { model: prepared.model.id, created, responseFormat: prepared.responseFormat });
+      await idempotent?.complete({ status: 200, headers: { 'content-type': JSON_TYPE, ...headers }, body });
+      return reply.headers({ ...limitHeaders, ...headers }).type(JSON_TYPE).send(body);
     }
 
     reply.hijack();
-    const sse = new SseWriter(reply.raw, { 'x-request-id': requestId, ...(prepared.warnings.length ? costHeaders(0n, prepared.warnings) : {}) });
+    const sse = new SseWriter(reply.raw, { 'x-request-id': requestId, ...limitHeaders, ...(prepared.warnings.length ? costHeaders(0n, prepared.warnings) : {}) });
     sse.startKeepalive(deps.keepaliveIntervalMs);
+    // The final events (not partials or keepalives) are what an idempotent retry gets back.
+    const finalEvents: string[] = [];
+    const final = (type: string, data: string) => {
+      sse.event(type, data);
+      if (idempotent) finalEvents.push(`event: ${type}\ndata: ${data}\n\n`);
+    };
     const outputFormat = prepared.request.outputFormat ?? prepared.model.native_output_format;
     const extras = (size: string) =>
       `"created_at":${created},"size":"${size}","output_format":"${outputFormat}"` +
@@ -68,6 +129,7 @@ export async function runImageRequest(
       (typeof prepared.request.params.background === 'string' ? `,"background":${JSON.stringify(prepared.request.params.background)}` : '');
     const perImageCost = prepared.quote.perImage;
     let sent = 0;
+    let charged: ImageOutcome | undefined;
     try {
       const outcome = await deps.images.execute(prepared, requestId, {
         signal: disconnect.signal,
@@ -82,22 +144,25 @@ export async function runImageRequest(
           // so the events always sum to what is settled, even when a later image fails.
           sent++;
           const cost = perImageCost + (sent === 1 ? prepared.quote.inputs : 0n);
-          sse.event(
+          final(
             `${eventPrefix}.completed`,
             `{"type":"${eventPrefix}.completed","b64_json":"${image.base64}","index":${image.index},${extras(`${image.width}x${image.height}`)},"usage":${JSON.stringify(usageObject(undefined, cost))}}`,
           );
         },
       });
+      charged = outcome;
       request.log.info({ cost: outcome.cost.toString(), images: outcome.images.length }, 'stream settled');
       if (outcome.partialFailure) {
         const reason = outcome.partialFailure;
         const message = `Only ${outcome.images.length} of ${prepared.request.n} images could be generated; you were charged for ${outcome.images.length}. ${reason.message}`;
-        sse.event('error', JSON.stringify({ type: 'error', error: { ...reason.toEnvelope().error, message } }));
+        final('error', JSON.stringify({ type: 'error', error: { ...reason.toEnvelope().error, message } }));
       }
     } catch (error) {
       const gatewayError = error instanceof GatewayError ? error : new GatewayError('The generation failed.', { status: 500, type: 'api_error' });
       sse.event('error', JSON.stringify({ type: 'error', error: gatewayError.toEnvelope().error }));
     } finally {
+      if (charged) await idempotent?.complete({ status: 200, headers: { 'content-type': SSE_TYPE, ...costHeaders(charged.cost, charged.warnings) }, body: finalEvents.join('') });
+      else await idempotent?.abandon();
       sse.end();
     }
     return reply;

@@ -71,4 +71,32 @@ CREATE INDEX requests_by_account ON requests(account_id, created_at, id);
 CREATE INDEX requests_held ON requests(expires_at) WHERE status = 'held';
 `,
   },
+  {
+    version: 2,
+    name: 'per-key rate limits; idempotency keys',
+    sql: `
+-- NULL = the server-wide default (DEEPSHI_DEFAULT_*); 0 = unlimited.
+ALTER TABLE api_keys
+  ADD COLUMN requests_per_minute INTEGER CHECK (requests_per_minute IS NULL OR requests_per_minute >= 0),
+  ADD COLUMN images_per_minute INTEGER CHECK (images_per_minute IS NULL OR images_per_minute >= 0),
+  ADD COLUMN max_in_flight INTEGER CHECK (max_in_flight IS NULL OR max_in_flight >= 0);
+
+-- One row per (account, Idempotency-Key): the claim is the primary key, so two instances can never both own a key.
+CREATE TABLE idempotency_keys (
+  account_id TEXT NOT NULL REFERENCES accounts(id),
+  idem_key TEXT NOT NULL,
+  request_hash TEXT NOT NULL,
+  request_id TEXT NOT NULL,
+  status TEXT NOT NULL CHECK (status IN ('running','completed')),
+  response_status INTEGER,
+  response_headers JSONB,
+  response_body TEXT,
+  created_at BIGINT NOT NULL,
+  locked_until BIGINT NOT NULL,
+  expires_at BIGINT NOT NULL,
+  PRIMARY KEY (account_id, idem_key)
+);
+CREATE INDEX idempotency_by_expiry ON idempotency_keys(expires_at);
+`,
+  },
 ];

@@ -2,7 +2,8 @@ import { randomUUID } from 'node:crypto';
 import pg from 'pg';
 import type { Nanos } from '../../domain/money.ts';
 import type {
-  Account, ApiKeyRecord, LedgerEntry, LedgerKind, NewApiKey, RequestRecord, ReserveInput, SettleInput, Store,
+  Account, ApiKeyLimits, ApiKeyRecord, IdempotencyClaim, IdempotencyClaimInput, IdempotencyRecord, LedgerEntry, LedgerKind, NewApiKey,
+  RequestRecord, ReserveInput, SettleInput, Store, StoredResponse,
 } from '../types.ts';
 import { MIGRATIONS } from './migrations.ts';
 
@@ -65,6 +66,9 @@ const SQL = {
   revokeKey: "UPDATE api_keys SET status = 'revoked' WHERE id = $1 AND status <> 'deleted' RETURNING *",
   deleteKey: "UPDATE api_keys SET status = 'deleted', key_hash = NULL WHERE id = $1 AND status <> 'deleted'",
   setKeyModels: "UPDATE api_keys SET models = $2::jsonb WHERE id = $1 AND status <> 'deleted' RETURNING *",
+  setKeyLimits: `
+    UPDATE api_keys SET requests_per_minute = $2, images_per_minute = $3, max_in_flight = $4
+    WHERE id = $1 AND status <> 'deleted' RETURNING *`,
 
   // The guarded reservation. The WHERE clause is the balance check, so check and debit cannot be separated:
   // concurrent reservations queue on the account row lock and each re-evaluates `balance >= $1` on the row as
@@ -102,6 +106,30 @@ const SQL = {
   getRequest: 'SELECT * FROM requests WHERE id = $1',
   listRequests: 'SELECT * FROM requests WHERE account_id = $1 ORDER BY created_at DESC, id DESC LIMIT $2',
   expired: "SELECT id FROM requests WHERE status = 'held' AND expires_at < $1 ORDER BY expires_at LIMIT $2",
+
+  // The claim is arbitrated by the primary key: concurrent claims of one key queue on it, and exactly one inserts
+  // (or replaces an expired record). The losers get no row back and read the winner's record in a new statement.
+  claimIdem: `
+    INSERT INTO idempotency_keys (account_id, idem_key, request_hash, request_id, status, created_at, locked_until, expires_at)
+    VALUES ($1, $2, $3, $4, 'running', $5, $6, $7)
+    ON CONFLICT (account_id, idem_key) DO UPDATE
+      SET request_hash = EXCLUDED.request_hash, request_id = EXCLUDED.request_id, status = 'running',
+          response_status = NULL, response_headers = NULL, response_body = NULL,
+          created_at = EXCLUDED.created_at, locked_until = EXCLUDED.locked_until, expires_at = EXCLUDED.expires_at
+      WHERE idempotency_keys.expires_at <= $5
+    RETURNING request_id`,
+  getIdem: 'SELECT * FROM idempotency_keys WHERE account_id = $1 AND idem_key = $2',
+  takeOverIdem: `
+    UPDATE idempotency_keys SET request_id = $4, locked_until = $5
+    WHERE account_id = $1 AND idem_key = $2 AND request_id = $3 AND status = 'running'`,
+  completeIdem: `
+    UPDATE idempotency_keys SET status = 'completed', response_status = $4, response_headers = $5::jsonb, response_body = $6
+    WHERE account_id = $1 AND idem_key = $2 AND request_id = $3 AND status = 'running'`,
+  releaseIdem: "DELETE FROM idempotency_keys WHERE account_id = $1 AND idem_key = $2 AND request_id = $3 AND status = 'running'",
+  reapIdem: `
+    DELETE FROM idempotency_keys WHERE (account_id, idem_key) IN (
+      SELECT account_id, idem_key FROM idempotency_keys WHERE expires_at <= $1 ORDER BY expires_at LIMIT $2
+    )`,
 } as const;
 
 type StatementName = keyof typeof SQL;
@@ -210,6 +238,11 @@ export class PostgresStore implements Store {
     return rows[0] ? toApiKey(rows[0]) : undefined;
   }
 
+  async setApiKeyLimits(id: string, limits: ApiKeyLimits): Promise<ApiKeyRecord | undefined> {
+    const { rows } = await this.run('setKeyLimits', [id, limits.requestsPerMinute, limits.imagesPerMinute, limits.maxInFlight]);
+    return rows[0] ? toApiKey(rows[0]) : undefined;
+  }
+
   async reserveCredits(input: ReserveInput): Promise<boolean> {
     const result = await this.run('reserve', [
       n(input.amount), input.accountId, input.requestId, input.keyId, input.model, input.endpoint, Date.now(), input.expiresAt,
@@ -247,6 +280,42 @@ export class PostgresStore implements Store {
 
   async listExpiredReservations(now: number, limit: number): Promise<string[]> {
     return (await this.run('expired', [now, limit])).rows.map((row) => String(row.id));
+  }
+
+  async claimIdempotencyKey(input: IdempotencyClaimInput): Promise<IdempotencyClaim> {
+    // A record read as absent was reaped between the two statements: claim again (bounded; it cannot keep happening).
+    for (let attempt = 0; attempt < 3; attempt++) {
+      const claimed = await this.run('claimIdem', [
+        input.accountId, input.key, input.requestHash, input.requestId, input.now, input.lockedUntil, input.expiresAt,
+      ]);
+      if (claimed.rowCount === 1) return { claimed: true };
+      const existing = await this.getIdempotencyKey(input.accountId, input.key);
+      if (existing) return { claimed: false, existing };
+    }
+    throw new Error('idempotency key claim did not settle after 3 attempts');
+  }
+
+  async takeOverIdempotencyKey(input: { accountId: string; key: string; fromRequestId: string; requestId: string; lockedUntil: number }): Promise<boolean> {
+    const result = await this.run('takeOverIdem', [input.accountId, input.key, input.fromRequestId, input.requestId, input.lockedUntil]);
+    return result.rowCount === 1;
+  }
+
+  async completeIdempotencyKey(accountId: string, key: string, requestId: string, response: StoredResponse): Promise<boolean> {
+    const result = await this.run('completeIdem', [accountId, key, requestId, response.status, JSON.stringify(response.headers), response.body]);
+    return result.rowCount === 1;
+  }
+
+  async releaseIdempotencyKey(accountId: string, key: string, requestId: string): Promise<boolean> {
+    return (await this.run('releaseIdem', [accountId, key, requestId])).rowCount === 1;
+  }
+
+  async getIdempotencyKey(accountId: string, key: string): Promise<IdempotencyRecord | undefined> {
+    const { rows } = await this.run('getIdem', [accountId, key]);
+    return rows[0] ? toIdempotency(rows[0]) : undefined;
+  }
+
+  async deleteExpiredIdempotencyKeys(now: number, limit: number): Promise<number> {
+    return (await this.run('reapIdem', [now, limit])).rowCount ?? 0;
   }
 
   async isEmpty(): Promise<boolean> {
@@ -331,6 +400,28 @@ function toApiKey(row: Row): ApiKeyRecord {
     status: row.status as ApiKeyRecord['status'],
     display: String(row.display),
     createdAt: Number(row.created_at),
+    limits: {
+      requestsPerMinute: row.requests_per_minute === null ? null : Number(row.requests_per_minute),
+      imagesPerMinute: row.images_per_minute === null ? null : Number(row.images_per_minute),
+      maxInFlight: row.max_in_flight === null ? null : Number(row.max_in_flight),
+    },
+  };
+}
+
+function toIdempotency(row: Row): IdempotencyRecord {
+  const completed = row.status === 'completed';
+  return {
+    accountId: String(row.account_id),
+    key: String(row.idem_key),
+    requestHash: String(row.request_hash),
+    requestId: String(row.request_id),
+    status: completed ? 'completed' : 'running',
+    response: completed
+      ? { status: Number(row.response_status), headers: row.response_headers as Record<string, string>, body: String(row.response_body) }
+      : null,
+    createdAt: Number(row.created_at),
+    lockedUntil: Number(row.locked_until),
+    expiresAt: Number(row.expires_at),
   };
 }
 

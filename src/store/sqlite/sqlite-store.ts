@@ -4,7 +4,8 @@ import { randomUUID } from 'node:crypto';
 import Database from 'better-sqlite3';
 import type { Nanos } from '../../domain/money.ts';
 import type {
-  Account, ApiKeyRecord, LedgerEntry, LedgerKind, NewApiKey, RequestRecord, ReserveInput, SettleInput, Store,
+  Account, ApiKeyLimits, ApiKeyRecord, IdempotencyClaim, IdempotencyClaimInput, IdempotencyRecord, LedgerEntry, LedgerKind, NewApiKey,
+  RequestRecord, ReserveInput, SettleInput, Store, StoredResponse,
 } from '../types.ts';
 
 /**
@@ -60,6 +61,25 @@ CREATE TABLE IF NOT EXISTS requests (
 );
 CREATE INDEX IF NOT EXISTS requests_by_account ON requests(account_id, created_at);
 CREATE INDEX IF NOT EXISTS requests_held ON requests(status, expires_at) WHERE status = 'held';
+`, `
+ALTER TABLE api_keys ADD COLUMN requests_per_minute INTEGER CHECK (requests_per_minute IS NULL OR requests_per_minute >= 0);
+ALTER TABLE api_keys ADD COLUMN images_per_minute INTEGER CHECK (images_per_minute IS NULL OR images_per_minute >= 0);
+ALTER TABLE api_keys ADD COLUMN max_in_flight INTEGER CHECK (max_in_flight IS NULL OR max_in_flight >= 0);
+CREATE TABLE idempotency_keys (
+  account_id TEXT NOT NULL REFERENCES accounts(id),
+  idem_key TEXT NOT NULL,
+  request_hash TEXT NOT NULL,
+  request_id TEXT NOT NULL,
+  status TEXT NOT NULL CHECK (status IN ('running','completed')),
+  response_status INTEGER,
+  response_headers TEXT,
+  response_body TEXT,
+  created_at INTEGER NOT NULL,
+  locked_until INTEGER NOT NULL,
+  expires_at INTEGER NOT NULL,
+  PRIMARY KEY (account_id, idem_key)
+);
+CREATE INDEX idempotency_by_expiry ON idempotency_keys(expires_at);
 `,
 ];
 
@@ -119,6 +139,9 @@ export class SqliteStore implements Store {
       revokeKey: db.prepare("UPDATE api_keys SET status = 'revoked' WHERE id = ? AND status != 'deleted'"),
       deleteKey: db.prepare("UPDATE api_keys SET status = 'deleted', key_hash = NULL WHERE id = ? AND status != 'deleted'"),
       setKeyModels: db.prepare("UPDATE api_keys SET models = ? WHERE id = ? AND status != 'deleted'"),
+      setKeyLimits: db.prepare(
+        "UPDATE api_keys SET requests_per_minute = ?, images_per_minute = ?, max_in_flight = ? WHERE id = ? AND status != 'deleted'",
+      ),
       // The guarded reservation: the WHERE clause is the balance check, so check and debit cannot be separated.
       reserve: db.prepare('UPDATE accounts SET balance = balance - ?, held = held + ? WHERE id = ? AND balance >= ?'),
       insertRequest: db.prepare(
@@ -131,6 +154,20 @@ export class SqliteStore implements Store {
       unhold: db.prepare('UPDATE accounts SET held = held - ?, balance = balance + ? WHERE id = ?'),
       listRequests: money(db.prepare('SELECT * FROM requests WHERE account_id = ? ORDER BY created_at DESC, id DESC LIMIT ?')),
       expired: db.prepare("SELECT id FROM requests WHERE status = 'held' AND expires_at < ? ORDER BY expires_at LIMIT ?"),
+      getIdem: db.prepare('SELECT * FROM idempotency_keys WHERE account_id = ? AND idem_key = ?'),
+      putIdem: db.prepare(
+        "INSERT OR REPLACE INTO idempotency_keys (account_id, idem_key, request_hash, request_id, status, created_at, locked_until, expires_at) VALUES (?, ?, ?, ?, 'running', ?, ?, ?)",
+      ),
+      takeOverIdem: db.prepare(
+        "UPDATE idempotency_keys SET request_id = ?, locked_until = ? WHERE account_id = ? AND idem_key = ? AND request_id = ? AND status = 'running'",
+      ),
+      completeIdem: db.prepare(
+        "UPDATE idempotency_keys SET status = 'completed', response_status = ?, response_headers = ?, response_body = ? WHERE account_id = ? AND idem_key = ? AND request_id = ? AND status = 'running'",
+      ),
+      releaseIdem: db.prepare("DELETE FROM idempotency_keys WHERE account_id = ? AND idem_key = ? AND request_id = ? AND status = 'running'"),
+      reapIdem: db.prepare(
+        'DELETE FROM idempotency_keys WHERE rowid IN (SELECT rowid FROM idempotency_keys WHERE expires_at <= ? ORDER BY expires_at LIMIT ?)',
+      ),
     };
   }
 
@@ -223,6 +260,11 @@ export class SqliteStore implements Store {
     return result.changes === 1 ? this.getApiKey(id) : undefined;
   }
 
+  async setApiKeyLimits(id: string, limits: ApiKeyLimits): Promise<ApiKeyRecord | undefined> {
+    const result = this.statements.setKeyLimits.run(limits.requestsPerMinute, limits.imagesPerMinute, limits.maxInFlight, id);
+    return result.changes === 1 ? this.getApiKey(id) : undefined;
+  }
+
   async reserveCredits(input: ReserveInput): Promise<boolean> {
     const now = Date.now();
     return this.grouped(() => {
@@ -310,6 +352,37 @@ export class SqliteStore implements Store {
     return (this.statements.expired.all(now, limit) as Row[]).map((row) => String(row.id));
   }
 
+  async claimIdempotencyKey(input: IdempotencyClaimInput): Promise<IdempotencyClaim> {
+    return this.db.transaction((): IdempotencyClaim => {
+      const row = this.statements.getIdem.get(input.accountId, input.key) as Row | undefined;
+      if (row && Number(row.expires_at) > input.now) return { claimed: false, existing: toIdempotency(row) };
+      this.statements.putIdem.run(input.accountId, input.key, input.requestHash, input.requestId, input.now, input.lockedUntil, input.expiresAt);
+      return { claimed: true };
+    }).immediate();
+  }
+
+  async takeOverIdempotencyKey(input: { accountId: string; key: string; fromRequestId: string; requestId: string; lockedUntil: number }): Promise<boolean> {
+    return this.statements.takeOverIdem.run(input.requestId, input.lockedUntil, input.accountId, input.key, input.fromRequestId).changes === 1;
+  }
+
+  async completeIdempotencyKey(accountId: string, key: string, requestId: string, response: StoredResponse): Promise<boolean> {
+    const result = this.statements.completeIdem.run(response.status, JSON.stringify(response.headers), response.body, accountId, key, requestId);
+    return result.changes === 1;
+  }
+
+  async releaseIdempotencyKey(accountId: string, key: string, requestId: string): Promise<boolean> {
+    return this.statements.releaseIdem.run(accountId, key, requestId).changes === 1;
+  }
+
+  async getIdempotencyKey(accountId: string, key: string): Promise<IdempotencyRecord | undefined> {
+    const row = this.statements.getIdem.get(accountId, key) as Row | undefined;
+    return row ? toIdempotency(row) : undefined;
+  }
+
+  async deleteExpiredIdempotencyKeys(now: number, limit: number): Promise<number> {
+    return this.statements.reapIdem.run(now, limit).changes;
+  }
+
   async isEmpty(): Promise<boolean> {
     return Number((this.statements.countAccounts.get() as Row).n) === 0;
   }
@@ -342,6 +415,28 @@ function toApiKey(row: Row): ApiKeyRecord {
     status: row.status as ApiKeyRecord['status'],
     display: String(row.display),
     createdAt: Number(row.created_at),
+    limits: {
+      requestsPerMinute: row.requests_per_minute === null ? null : Number(row.requests_per_minute),
+      imagesPerMinute: row.images_per_minute === null ? null : Number(row.images_per_minute),
+      maxInFlight: row.max_in_flight === null ? null : Number(row.max_in_flight),
+    },
+  };
+}
+
+function toIdempotency(row: Row): IdempotencyRecord {
+  const completed = row.status === 'completed';
+  return {
+    accountId: String(row.account_id),
+    key: String(row.idem_key),
+    requestHash: String(row.request_hash),
+    requestId: String(row.request_id),
+    status: completed ? 'completed' : 'running',
+    response: completed
+      ? { status: Number(row.response_status), headers: JSON.parse(String(row.response_headers)) as Record<string, string>, body: String(row.response_body) }
+      : null,
+    createdAt: Number(row.created_at),
+    lockedUntil: Number(row.locked_until),
+    expiresAt: Number(row.expires_at),
   };
 }
 

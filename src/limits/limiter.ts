@@ -1,0 +1,177 @@
+import type { Logger } from 'pino';
+import { rateLimited } from '../domain/errors.ts';
+import type { ApiKeyLimits } from '../store/types.ts';
+import { MemoryLimitBackend } from './memory-backend.ts';
+import type { AdmitInput, AdmitResult, KeyLimits, LimitBackend, RefusalReason, WindowState } from './types.ts';
+
+/** An admitted request: the headers to answer with, and its in-flight slots to give back (idempotent). */
+export interface Admission {
+  headers: Record<string, string>;
+  release(): Promise<void>;
+}
+
+export interface AdmitRequest {
+  keyId: string;
+  /** The key's own limits; null fields (or none at all) take the server defaults. */
+  keyLimits: ApiKeyLimits | undefined;
+  images: number;
+  model: string;
+  modelCap: number;
+  modelSlots: number;
+  requestId: string;
+}
+
+export interface LimiterStats {
+  /** Admissions decided by the per-instance fallback because the shared backend failed. */
+  degraded: number;
+  refused: number;
+}
+
+/** Sent on every response decided while Redis was unreachable: the limits shown are this instance's only. */
+export const DEGRADED_HEADER = 'x-deepshi-limits-degraded';
+
+const NO_SLOTS: Admission = { headers: {}, release: async () => {} };
+
+/**
+ * Per-key and per-model admission in front of the hold. With Redis (several instances) the decision is shared;
+ * when Redis fails the limiter FAILS OPEN to this instance's own memory backend with the same limits, so the money
+ * path keeps working and limits still hold per instance (at most N× across N instances). It is loud about it:
+ * an error log at most every 10 s with the count, a counter in `stats`, and a header on every degraded response.
+ */
+export class RequestLimiter {
+  private readonly fallback: MemoryLimitBackend | undefined;
+  private readonly counters: LimiterStats = { degraded: 0, refused: 0 };
+  private lastAlarm = 0;
+  private unreported = 0;
+
+  constructor(
+    private readonly deps: {
+      backend: LimitBackend;
+      defaults: KeyLimits;
+      /** How long an unreleased slot lives (generation deadline + grace). */
+      leaseMs: number;
+      logger: Logger;
+    },
+  ) {
+    this.fallback = deps.backend.kind === 'memory' ? undefined : new MemoryLimitBackend();
+  }
+
+  get backendKind(): LimitBackend['kind'] {
+    return this.deps.backend.kind;
+  }
+
+  get stats(): LimiterStats {
+    return { ...this.counters };
+  }
+
+  effectiveLimits(own: ApiKeyLimits | undefined): KeyLimits {
+    const { defaults } = this.deps;
+    return {
+      requestsPerMinute: own?.requestsPerMinute ?? defaults.requestsPerMinute,
+      imagesPerMinute: own?.imagesPerMinute ?? defaults.imagesPerMinute,
+      maxInFlight: own?.maxInFlight ?? defaults.maxInFlight,
+    };
+  }
+
+  /** Admits the request or throws 429 rate_limit_exceeded (Retry-After 1–60 s, x-ratelimit-* headers). */
+  async admit(request: AdmitRequest): Promise<Admission> {
+    const limits = this.effectiveLimits(request.keyLimits);
+    if (!limits.requestsPerMinute && !limits.imagesPerMinute && !limits.maxInFlight && !request.modelCap) return NO_SLOTS;
+    const input: AdmitInput = {
+      keyId: request.keyId, limits, images: request.images, model: request.model, modelCap: request.modelCap,
+      modelSlots: request.modelSlots, leaseId: request.requestId, leaseMs: this.deps.leaseMs,
+    };
+    const release = { keyId: input.keyId, model: input.model, leaseId: input.leaseId, modelSlots: input.modelSlots };
+
+    let result: AdmitResult;
+    let decidedBy = this.deps.backend;
+    try {
+      result = await this.deps.backend.admit(input);
+    } catch (error) {
+      this.alarm(error as Error);
+      decidedBy = this.fallback!;
+      result = await decidedBy.admit(input);
+    }
+    const degraded = decidedBy !== this.deps.backend;
+    const headers = { ...windowHeaders('requests', result.requests), ...windowHeaders('images', result.images), ...(degraded ? { [DEGRADED_HEADER]: 'redis-unavailable' } : {}) };
+
+    if (!result.admitted) {
+      this.counters.refused++;
+      const overLimit = result.reasons.includes('images_over_limit');
+      throw rateLimited(refusalMessage(result.reasons[0], request, limits), result.retryAfterMs / 1000, {
+        ...headers,
+        // Waiting cannot help a request larger than the whole per-minute allowance.
+        ...(overLimit ? { 'x-should-retry': 'false' } : {}),
+      });
+    }
+
+    let released = false;
+    return {
+      headers,
+      release: async () => {
+        if (released) return;
+        released = true;
+        try {
+          await decidedBy.release(release);
+          // A script that timed out may still have run in Redis: give those slots back too (best effort).
+          if (degraded) await this.deps.backend.release(release).catch(() => {});
+        } catch (error) {
+          // The slot's lease expires on its own; say so rather than fail the response.
+          this.deps.logger.warn({ err: error, requestId: request.requestId }, 'could not release a rate-limit slot; it frees itself when its lease expires');
+        }
+      },
+    };
+  }
+
+  async close(): Promise<void> {
+    await this.deps.backend.close();
+    await this.fallback?.close();
+  }
+
+  private alarm(error: Error): void {
+    this.counters.degraded++;
+    this.unreported++;
+    const now = Date.now();
+    if (now - this.lastAlarm < 10_000) return;
+    this.lastAlarm = now;
+    this.deps.logger.error(
+      { err: error, degradedAdmissions: this.unreported, totalDegraded: this.counters.degraded },
+      'rate-limit backend unreachable: limits are enforced per instance until it is back (failing open)',
+    );
+    this.unreported = 0;
+  }
+}
+
+function windowHeaders(name: 'requests' | 'images', state: WindowState | undefined): Record<string, string> {
+  if (!state) return {};
+  return {
+    [`x-ratelimit-limit-${name}`]: String(state.limit),
+    [`x-ratelimit-remaining-${name}`]: String(state.remaining),
+    [`x-ratelimit-reset-${name}`]: formatDuration(state.resetMs),
+  };
+}
+
+/** OpenAI's reset format: "0s", "12ms", "1.5s", "6m0s". */
+export function formatDuration(ms: number): string {
+  const whole = Math.max(0, Math.ceil(ms));
+  if (whole === 0) return '0s';
+  if (whole < 1000) return `${whole}ms`;
+  const minutes = Math.floor(whole / 60_000);
+  const seconds = Number(((whole % 60_000) / 1000).toFixed(3));
+  return minutes > 0 ? `${minutes}m${seconds}s` : `${seconds}s`;
+}
+
+function refusalMessage(reason: RefusalReason, request: AdmitRequest, limits: KeyLimits): string {
+  switch (reason) {
+    case 'requests':
+      return `Rate limit reached for requests per minute on this API key (limit ${limits.requestsPerMinute}). Please retry after the time in Retry-After.`;
+    case 'images':
+      return `Rate limit reached for images per minute on this API key (limit ${limits.imagesPerMinute}, this request asks for ${request.images}). Please retry after the time in Retry-After.`;
+    case 'images_over_limit':
+      return `This request asks for ${request.images} images, more than this API key's limit of ${limits.imagesPerMinute} images per minute. Lower 'n'.`;
+    case 'in_flight':
+      return `Too many concurrent requests on this API key: at most ${limits.maxInFlight} generation${limits.maxInFlight === 1 ? '' : 's'} may run at once. Retry when one finishes.`;
+    case 'model_concurrency':
+      return `${request.model} is at its limit of concurrent generations on this server. Please retry shortly.`;
+  }
+}
