@@ -25,6 +25,9 @@ const USAGE = `Usage: deepshi <command> [options]
   keys revoke <key-id>
   keys delete <key-id>
   keys models <key-id> <id,id,...|all>
+  keys limits <key-id> [--rpm <n>] [--ipm <n>] [--in-flight <n>]
+                    per-key limits: requests/min, images/min, concurrent generations
+                    (0 = unlimited, "default" = the server default; omitted = unchanged)
   models            the catalog, and which models this configuration can serve
 
 Reads DATABASE_URL (default sqlite:./data/deepshi.db) and DEEPSHI_CATALOG like the server.
@@ -40,6 +43,9 @@ export async function runCli(argv: string[], out: (text: string) => void = (text
       note: { type: 'string' },
       limit: { type: 'string' },
       models: { type: 'string' },
+      rpm: { type: 'string' },
+      ipm: { type: 'string' },
+      'in-flight': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -103,6 +109,20 @@ export async function runCli(argv: string[], out: (text: string) => void = (text
         await accounts.deleteKey(need(rest[0], '<key-id>'));
         print({ id: rest[0], deleted: true });
         break;
+      case 'keys limits': {
+        const limits: Record<string, unknown> = {};
+        const limit = (flag: string | undefined, name: string) => {
+          if (flag === undefined) return;
+          if (flag === 'default') limits[name] = null;
+          else if (/^\d+$/.test(flag)) limits[name] = Number(flag);
+          else throw new UsageError(`--${name} takes a whole number or "default"`);
+        };
+        limit(values.rpm, 'requests_per_minute');
+        limit(values.ipm, 'images_per_minute');
+        limit(values['in-flight'], 'max_in_flight');
+        print(keyJson(await accounts.setKeyLimits(need(rest[0], '<key-id>'), limits)));
+        break;
+      }
       case 'keys models':
         print(keyJson(await accounts.setKeyModels(need(rest[0], '<key-id>'), modelList(need(rest[1], '<id,id,...|all>')))));
         break;

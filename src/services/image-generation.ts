@@ -318,16 +318,18 @@ function backoffMs(attempt: number, retryAfterSeconds: number | undefined): numb
   return base / 2 + Math.random() * (base / 2);
 }
 
+/**
+ * Sums the usage of a fanned-out batch. A field counts only when every call reported it: settling on a partial sum
+ * would charge for some calls' tokens and nothing for the others', so then the list price applies instead.
+ */
 function sumUsage(list: Array<UpstreamUsage | undefined>): UpstreamUsage | undefined {
-  const present = list.filter((usage): usage is UpstreamUsage => usage !== undefined);
-  if (present.length === 0) return undefined;
+  if (list.length === 0 || list.some((usage) => usage === undefined)) return undefined;
+  const reported = list as UpstreamUsage[];
   const total: UpstreamUsage = {};
-  for (const usage of present) {
-    for (const key of ['inputTokens', 'cachedInputTokens', 'inputImageTokens', 'outputTokens', 'outputImageTokens', 'reasoningTokens', 'billedImages'] as const) {
-      if (usage[key] !== undefined) total[key] = (total[key] ?? 0) + usage[key]!;
-    }
-    if (usage.costNanos !== undefined) total.costNanos = (total.costNanos ?? 0n) + usage.costNanos;
+  for (const key of ['inputTokens', 'cachedInputTokens', 'inputImageTokens', 'outputTokens', 'outputImageTokens', 'reasoningTokens', 'billedImages'] as const) {
+    if (reported.every((usage) => usage[key] !== undefined)) total[key] = reported.reduce((sum, usage) => sum + usage[key]!, 0);
   }
+  if (reported.every((usage) => usage.costNanos !== undefined)) total.costNanos = reported.reduce((sum, usage) => sum + usage.costNanos!, 0n);
   return total;
 }
 

@@ -247,6 +247,9 @@ describe('openai adapter through POST /v1/images/generations', () => {
       const finals = events.filter((event) => event.type === 'image_generation.completed').map((event) => event.b64_json);
       assert.deepEqual([...finals].sort(), [...sim.sentImages].sort());
       assert.equal(charge, tokenCost('gpt-image-2', sim.sentUsages));
+      // The completed events' costs are the settled token charge, split across the images: they sum to it exactly.
+      const streamed = events.filter((event) => event.type === 'image_generation.completed').map((event) => Math.round(event.usage.cost.total_cost * 1e9));
+      assert.equal(BigInt(streamed.reduce((sum, nanos) => sum + nanos, 0)), charge);
     });
 
     for (const fault of [{ kind: 'stream-error' as const }, { kind: 'stream-cut' as const }]) {

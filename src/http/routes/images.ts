@@ -76,6 +76,15 @@ export async function runImageRequest(
   }
 }
 
+/** Splits nanos into n shares that sum exactly: equal parts, the remainder on the first. */
+export function splitCost(total: bigint, count: number): bigint[] {
+  if (count <= 0) return [];
+  const each = total / BigInt(count);
+  const shares = Array.from({ length: count }, () => each);
+  shares[0] += total - each * BigInt(count);
+  return shares;
+}
+
 const JSON_TYPE = 'application/json; charset=utf-8';
 const SSE_TYPE = 'text/event-stream; charset=utf-8';
 
@@ -127,8 +136,6 @@ async function generate(
       `"created_at":${created},"size":"${size}","output_format":"${outputFormat}"` +
       (typeof prepared.request.params.quality === 'string' ? `,"quality":${JSON.stringify(prepared.request.params.quality)}` : '') +
       (typeof prepared.request.params.background === 'string' ? `,"background":${JSON.stringify(prepared.request.params.background)}` : '');
-    const perImageCost = prepared.quote.perImage;
-    let sent = 0;
     let charged: ImageOutcome | undefined;
     try {
       const outcome = await deps.images.execute(prepared, requestId, {
@@ -139,18 +146,19 @@ async function generate(
             `{"type":"${eventPrefix}.partial_image","b64_json":"${partial.base64}","partial_image_index":${partial.partialImageIndex},"image_index":${partial.imageIndex},${extras(`${prepared.request.width}x${prepared.request.height}`)}}`,
           );
         },
-        onImage: (image) => {
-          // Each image's event carries the cost of that image; the first also carries the input images' charge,
-          // so the events always sum to what is settled, even when a later image fails.
-          sent++;
-          const cost = perImageCost + (sent === 1 ? prepared.quote.inputs : 0n);
-          final(
-            `${eventPrefix}.completed`,
-            `{"type":"${eventPrefix}.completed","b64_json":"${image.base64}","index":${image.index},${extras(`${image.width}x${image.height}`)},"usage":${JSON.stringify(usageObject(undefined, cost))}}`,
-          );
-        },
       });
       charged = outcome;
+      // Completed events go out once the charge is settled, so their costs are the settled amount split across the
+      // images (the remainder nanos on the first) and always sum to what was charged, whatever the price rule
+      // (list, upstream tokens or upstream cost). The last event also carries the request's token counts.
+      const shares = splitCost(outcome.cost, outcome.images.length);
+      outcome.images.forEach((image, position) => {
+        const isLast = position === outcome.images.length - 1;
+        final(
+          `${eventPrefix}.completed`,
+          `{"type":"${eventPrefix}.completed","b64_json":"${image.base64}","index":${image.index},${extras(`${image.width}x${image.height}`)},"usage":${JSON.stringify(usageObject(isLast ? outcome.usage : undefined, shares[position]))}}`,
+        );
+      });
       request.log.info({ cost: outcome.cost.toString(), images: outcome.images.length }, 'stream settled');
       if (outcome.partialFailure) {
         const reason = outcome.partialFailure;

@@ -70,7 +70,25 @@ export interface UpstreamResponse {
 
 export async function upstreamRequest(options: UpstreamRequest): Promise<UpstreamResponse> {
   const timeouts = { ...DEFAULT_TIMEOUTS, ...options.timeouts };
-  const signal = AbortSignal.any([options.signal, AbortSignal.timeout(timeouts.totalMs)]);
+  const deadline = deadlineSignal(options.signal, timeouts.totalMs);
+  try {
+    return await requestWithin(options, timeouts, deadline.signal);
+  } finally {
+    deadline.clear();
+  }
+}
+
+/**
+ * `parent` aborted, or `ms` passed. Our own timer rather than AbortSignal.timeout(): on Node 20 a timeout signal
+ * referenced only from AbortSignal.any() can be garbage-collected and then never fires.
+ */
+export function deadlineSignal(parent: AbortSignal, ms: number): { signal: AbortSignal; clear(): void } {
+  const controller = new AbortController();
+  const timer = setTimeout(() => controller.abort(new DOMException('The upstream deadline passed.', 'TimeoutError')), ms);
+  return { signal: AbortSignal.any([parent, controller.signal]), clear: () => clearTimeout(timer) };
+}
+
+async function requestWithin(options: UpstreamRequest, timeouts: UpstreamTimeouts, signal: AbortSignal): Promise<UpstreamResponse> {
   const maxBytes = options.maxBytes ?? MAX_UPSTREAM_RESPONSE_BYTES;
   let response: Dispatcher.ResponseData;
   try {

@@ -2,6 +2,7 @@ import dns from 'node:dns';
 import net from 'node:net';
 import { Agent, request } from 'undici';
 import { ProviderError } from '../types.ts';
+import { deadlineSignal } from './http.ts';
 
 /**
  * Downloads an image from a URL an upstream handed us (BFL, fal, xAI, Ark deliver results as links).
@@ -31,7 +32,15 @@ const MAX_REDIRECTS = 3;
 
 export async function safeDownload(url: string, policy: DownloadPolicy, signal: AbortSignal): Promise<DownloadedImage> {
   const maxBytes = policy.maxBytes ?? 50 * 1024 * 1024;
-  const deadline = AbortSignal.any([signal, AbortSignal.timeout(policy.timeoutMs ?? 60_000)]);
+  const timer = deadlineSignal(signal, policy.timeoutMs ?? 60_000);
+  try {
+    return await downloadWithin(url, policy, signal, timer.signal, maxBytes);
+  } finally {
+    timer.clear();
+  }
+}
+
+async function downloadWithin(url: string, policy: DownloadPolicy, signal: AbortSignal, deadline: AbortSignal, maxBytes: number): Promise<DownloadedImage> {
   let current = url;
   for (let hop = 0; hop <= MAX_REDIRECTS; hop++) {
     const target = checkUrl(current, policy);
