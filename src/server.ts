@@ -12,6 +12,7 @@ import { ImageGenerationService } from './services/image-generation.ts';
 import { IdempotencyService } from './services/idempotency.ts';
 import type { RequestLimiter } from './limits/limiter.ts';
 import { openLimiter } from './limits/open-limiter.ts';
+import { Metrics } from './metrics/metrics.ts';
 import { openStore } from './store/open-store.ts';
 import type { Store } from './store/types.ts';
 
@@ -20,6 +21,7 @@ export interface RunningServer {
   url: string;
   store: Store;
   catalog: Catalog;
+  metrics: Metrics;
   accounts: AccountService;
   images: ImageGenerationService;
   limiter: RequestLimiter;
@@ -58,14 +60,15 @@ export async function startServer(config: Config, options: ServerOptions = {}): 
   if (unavailable.length) logger.info(`not offered until configured: ${unavailable.join('; ')}`);
 
   const accounts = new AccountService(store, config.keyPepper);
+  const metrics = new Metrics({ models: catalog.list().map((model) => model.id) });
   // A request lives at most this long (deadline + grace): its hold expires, its limit slots and idempotency lock lapse.
   const requestLifetimeMs = config.generationTimeoutMs + config.holdGraceMs;
   const limiter = await openLimiter({
-    redisUrl: config.redisUrl, redisPrefix: config.redisPrefix, defaults: config.defaultLimits, leaseMs: requestLifetimeMs, logger,
+    redisUrl: config.redisUrl, redisPrefix: config.redisPrefix, defaults: config.defaultLimits, leaseMs: requestLifetimeMs, logger, metrics,
   });
   const idempotency = new IdempotencyService({ store, logger, lockMs: requestLifetimeMs });
   const images = new ImageGenerationService({
-    catalog, registry, store, logger, generationTimeoutMs: config.generationTimeoutMs, holdGraceMs: config.holdGraceMs, limiter, idempotency,
+    catalog, registry, store, logger, generationTimeoutMs: config.generationTimeoutMs, holdGraceMs: config.holdGraceMs, limiter, idempotency, metrics,
   });
 
   let devKey: string | undefined;
@@ -82,6 +85,8 @@ export async function startServer(config: Config, options: ServerOptions = {}): 
     logger,
     keyPepper: config.keyPepper,
     adminToken: config.adminToken,
+    metrics,
+    metricsToken: config.metricsToken,
     keepaliveIntervalMs: config.keepaliveIntervalMs,
     bodyLimitBytes: config.bodyLimitBytes,
     editLimits: { maxFileBytes: config.editMaxFileBytes, maxRequestBytes: config.editMaxRequestBytes, maxPixels: config.editMaxPixels },
@@ -112,7 +117,7 @@ export async function startServer(config: Config, options: ServerOptions = {}): 
 
   let closing: Promise<void> | undefined;
   return {
-    app, url, store, catalog, accounts, images, limiter, devKey,
+    app, url, store, catalog, metrics, accounts, images, limiter, devKey,
     close() {
       closing ??= (async () => {
         ready = false;

@@ -13,6 +13,8 @@ export interface Config {
   keepaliveIntervalMs: number;
   bodyLimitBytes: number;
   adminToken: string | undefined;
+  /** Enables GET /metrics (Prometheus) behind this Bearer token; unset = no /metrics. */
+  metricsToken: string | undefined;
   /** Create a development account and key on first start with an empty embedded database. */
   bootstrapDevAccount: boolean;
   devAccountCredits: string;
@@ -80,6 +82,10 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   if (adminToken !== undefined && adminToken.length < 16) {
     throw new ConfigError('DEEPSHI_ADMIN_TOKEN must be at least 16 characters long (use e.g. `openssl rand -hex 32`).');
   }
+  const metricsToken = read(env, 'DEEPSHI_METRICS_TOKEN');
+  if (metricsToken !== undefined && metricsToken.length < 16) {
+    throw new ConfigError('DEEPSHI_METRICS_TOKEN must be at least 16 characters long (use e.g. `openssl rand -hex 32`).');
+  }
   const logLevel = read(env, 'LOG_LEVEL') ?? 'info';
   if (!['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].includes(logLevel)) {
     throw new ConfigError(`LOG_LEVEL must be one of fatal, error, warn, info, debug, trace, silent; got "${logLevel}".`);
@@ -93,6 +99,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     keepaliveIntervalMs: integer(env, 'DEEPSHI_KEEPALIVE_MS', 15_000, 10, 120_000),
     bodyLimitBytes: integer(env, 'DEEPSHI_BODY_LIMIT_BYTES', 1_048_576, 1024, 512 * 1024 * 1024),
     adminToken,
+    metricsToken,
     bootstrapDevAccount: boolean(env, 'DEEPSHI_DEV_ACCOUNT', true),
     devAccountCredits: read(env, 'DEEPSHI_DEV_CREDITS') ?? '5',
     logLevel,

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
+import type { Metrics } from '../metrics/metrics.ts';
 import type { ImageGenerationService } from '../services/image-generation.ts';
 import type { AccountService } from '../services/accounts.ts';
 import type { Store } from '../store/types.ts';
@@ -9,6 +10,7 @@ import { registerAccountRoutes } from './routes/account.ts';
 import { registerEditRoutes, type EditLimits } from './routes/edits.ts';
 import { registerAdminRoutes } from './routes/admin.ts';
 import { registerImageRoutes } from './routes/images.ts';
+import { registerMetrics } from './routes/metrics.ts';
 import { registerModelRoutes } from './routes/models.ts';
 
 export interface AppDeps {
@@ -18,6 +20,9 @@ export interface AppDeps {
   logger: Logger;
   keyPepper: string;
   adminToken: string | undefined;
+  metrics: Metrics;
+  /** Enables GET /metrics behind this Bearer token; undefined = no /metrics route. */
+  metricsToken: string | undefined;
   keepaliveIntervalMs: number;
   bodyLimitBytes: number;
   /** Upload limits of POST /v1/images/edits. */
@@ -51,6 +56,7 @@ export function buildApp(deps: AppDeps): FastifyInstance {
     reply.header('x-request-id', request.id);
   });
   installErrorHandling(app, () => routes);
+  registerMetrics(app, { metrics: deps.metrics, token: deps.metricsToken });
   // JSON endpoints take JSON only: a text/plain body is a 415 with a clear message, not a confusing 400.
   app.removeContentTypeParser('text/plain');
 
@@ -61,8 +67,9 @@ export function buildApp(deps: AppDeps): FastifyInstance {
     return { status: 'ready' };
   });
 
-  registerImageRoutes(app, { store: deps.store, images: deps.images, keyPepper: deps.keyPepper, keepaliveIntervalMs: deps.keepaliveIntervalMs });
-  registerEditRoutes(app, { store: deps.store, images: deps.images, keyPepper: deps.keyPepper, keepaliveIntervalMs: deps.keepaliveIntervalMs, limits: deps.editLimits });
+  const imageDeps = { store: deps.store, images: deps.images, metrics: deps.metrics, keyPepper: deps.keyPepper, keepaliveIntervalMs: deps.keepaliveIntervalMs };
+  registerImageRoutes(app, imageDeps);
+  registerEditRoutes(app, { ...imageDeps, limits: deps.editLimits });
   registerModelRoutes(app, { store: deps.store, images: deps.images, keyPepper: deps.keyPepper });
   registerAccountRoutes(app, { store: deps.store, accounts: deps.accounts, keyPepper: deps.keyPepper });
   if (deps.adminToken) registerAdminRoutes(app, { accounts: deps.accounts, adminToken: deps.adminToken });

@@ -27,6 +27,12 @@ export interface LimiterStats {
   refused: number;
 }
 
+/** Where refusals and degraded decisions are counted (src/metrics/metrics.ts); optional. */
+export interface LimiterMetrics {
+  rateLimitRejected(limit: RefusalReason): void;
+  rateLimitDegraded(): void;
+}
+
 /** Sent on every response decided while Redis was unreachable: the limits shown are this instance's only. */
 export const DEGRADED_HEADER = 'x-deepshi-limits-degraded';
 
@@ -51,6 +57,7 @@ export class RequestLimiter {
       /** How long an unreleased slot lives (generation deadline + grace). */
       leaseMs: number;
       logger: Logger;
+      metrics?: LimiterMetrics;
     },
   ) {
     this.fallback = deps.backend.kind === 'memory' ? undefined : new MemoryLimitBackend();
@@ -97,6 +104,7 @@ export class RequestLimiter {
 
     if (!result.admitted) {
       this.counters.refused++;
+      this.deps.metrics?.rateLimitRejected(result.reasons[0]);
       const overLimit = result.reasons.includes('images_over_limit');
       throw rateLimited(refusalMessage(result.reasons[0], request, limits), result.retryAfterMs / 1000, {
         ...headers,
@@ -130,6 +138,7 @@ export class RequestLimiter {
 
   private alarm(error: Error): void {
     this.counters.degraded++;
+    this.deps.metrics?.rateLimitDegraded();
     this.unreported++;
     const now = Date.now();
     if (now - this.lastAlarm < 10_000) return;

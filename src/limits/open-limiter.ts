@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import { RequestLimiter } from './limiter.ts';
+import { RequestLimiter, type LimiterMetrics } from './limiter.ts';
 import { MemoryLimitBackend } from './memory-backend.ts';
 import type { KeyLimits } from './types.ts';
 
@@ -13,10 +13,11 @@ export async function openLimiter(options: {
   defaults: KeyLimits;
   leaseMs: number;
   logger: Logger;
+  metrics?: LimiterMetrics;
 }): Promise<RequestLimiter> {
-  const { logger } = options;
+  const { logger, metrics } = options;
   if (!options.redisUrl) {
-    return new RequestLimiter({ backend: new MemoryLimitBackend(), defaults: options.defaults, leaseMs: options.leaseMs, logger });
+    return new RequestLimiter({ backend: new MemoryLimitBackend(), defaults: options.defaults, leaseMs: options.leaseMs, logger, metrics });
   }
   const { RedisLimitBackend } = await import('./redis-backend.ts');
   let lastLogged = 0;
@@ -32,5 +33,5 @@ export async function openLimiter(options: {
   const connected = await backend.connect();
   if (connected) logger.info('rate limits shared through redis');
   else logger.error('redis is unreachable at start-up: rate limits are per instance until it is back (failing open)');
-  return new RequestLimiter({ backend, defaults: options.defaults, leaseMs: options.leaseMs, logger });
+  return new RequestLimiter({ backend, defaults: options.defaults, leaseMs: options.leaseMs, logger, metrics });
 }

@@ -15,6 +15,7 @@ import {
   ProviderError, type GeneratedImage, type ImageGenerationResult, type InputImage, type NormalizedImageRequest, type PartialImage, type UpstreamUsage,
 } from '../providers/types.ts';
 import type { Admission, RequestLimiter } from '../limits/limiter.ts';
+import type { Metrics } from '../metrics/metrics.ts';
 import type { ApiKeyLimits, Store } from '../store/types.ts';
 import type { IdempotencyService } from './idempotency.ts';
 
@@ -78,6 +79,7 @@ export class ImageGenerationService {
       holdGraceMs: number;
       limiter: RequestLimiter;
       idempotency: IdempotencyService;
+      metrics: Metrics;
     },
   ) {}
 
@@ -162,11 +164,21 @@ export class ImageGenerationService {
     // an AbortSignal.any() is garbage-collected and never fires, and the generation would outlive its deadline.
     const deadline = new AbortController();
     const timer = setTimeout(() => deadline.abort(new DOMException('The generation deadline passed.', 'TimeoutError')), this.deps.generationTimeoutMs);
+    const { metrics } = this.deps;
+    const started = performance.now();
     const run = this.executeInner(prepared, requestId, hooks, deadline.signal);
     this.inFlight.add(run);
+    metrics.holdTaken();
     try {
-      return await run;
+      const outcome = await run;
+      metrics.imageDelivered(prepared.model.id, prepared.endpoint, outcome.partialFailure !== undefined, outcome.images.length, outcome.cost, (performance.now() - started) / 1000);
+      return outcome;
+    } catch (error) {
+      const refused = error instanceof GatewayError && error.code === 'content_policy_violation';
+      metrics.imageRequest(prepared.model.id, prepared.endpoint, refused ? 'refused' : 'failed');
+      throw error;
     } finally {
+      metrics.holdResolved();
       clearTimeout(timer);
       this.inFlight.delete(run);
     }
@@ -265,7 +277,9 @@ export class ImageGenerationService {
     onImage: (image: GeneratedImage) => void,
   ): Promise<ImageGenerationResult> {
     let lastError: unknown;
-    for (const route of prepared.routes) {
+    const { routes } = prepared;
+    for (let position = 0; position < routes.length; position++) {
+      const route = routes[position];
       for (let attempt = 0; attempt < ATTEMPTS_PER_ROUTE; attempt++) {
         try {
           const result = await route.adapter.generate(call, route.target, {
@@ -275,13 +289,18 @@ export class ImageGenerationService {
           });
           // Adapters that do not stream images report them only in the result.
           if (result.images.length > 0 && !result.imagesDelivered) for (const image of result.images) onImage(image);
+          this.deps.metrics.upstreamCall(route.adapter.provider, 'ok');
           return result;
         } catch (error) {
           lastError = error;
           const retryable = error instanceof ProviderError && !error.accepted && (error.kind === 'unavailable' || error.kind === 'rate_limited');
+          const again = retryable && !signal.aborted && attempt + 1 < ATTEMPTS_PER_ROUTE;
+          // Counted where it is decided: another attempt on this route, the next route, or the end of this call.
+          const failover = retryable && !signal.aborted && !again && position + 1 < routes.length;
+          this.deps.metrics.upstreamCall(route.adapter.provider, again ? 'retried' : failover ? 'failed_over' : 'error');
           if (!retryable || signal.aborted) throw error;
           this.deps.logger.warn({ provider: route.adapter.provider, attempt, err: error }, 'upstream failed before accepting the work');
-          if (attempt + 1 < ATTEMPTS_PER_ROUTE) await sleep(backoffMs(attempt, (error as ProviderError).retryAfterSeconds), signal);
+          if (again) await sleep(backoffMs(attempt, (error as ProviderError).retryAfterSeconds), signal);
         }
       }
     }

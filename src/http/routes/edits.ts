@@ -5,7 +5,7 @@ import sharp from 'sharp';
 import { GatewayError, invalidRequest } from '../../domain/errors.ts';
 import { probeImage } from '../../images/probe.ts';
 import type { InputImage } from '../../providers/types.ts';
-import type { Caller } from '../../services/image-generation.ts';
+import type { Caller, PreparedImageRequest } from '../../services/image-generation.ts';
 import { authenticate } from '../authenticate.ts';
 import { runImageRequest, type ImageRouteDeps } from './images.ts';
 
@@ -69,49 +69,63 @@ export function registerEditRoutes(app: FastifyInstance, deps: EditRouteDeps): v
       {
         // Before the body: an unauthenticated or oversized upload is refused without reading it.
         onRequest: async (request) => {
-          callers.set(request, await authenticate(request, deps.store, deps.keyPepper));
-          const declared = declaredLength(request.raw);
-          if (declared !== undefined && declared > deps.limits.maxRequestBytes) {
-            discardRest(request.raw, deps.limits.maxRequestBytes);
-            throw requestTooLarge(deps.limits);
+          try {
+            callers.set(request, await authenticate(request, deps.store, deps.keyPepper));
+            const declared = declaredLength(request.raw);
+            if (declared !== undefined && declared > deps.limits.maxRequestBytes) {
+              discardRest(request.raw, deps.limits.maxRequestBytes);
+              throw requestTooLarge(deps.limits);
+            }
+          } catch (error) {
+            deps.metrics.imageRejected(undefined, 'images.edits'); // the model is in the body, not read yet
+            throw error;
           }
         },
       },
       async (request, reply) => {
         const caller = callers.get(request)!;
-        if (!request.isMultipart()) {
-          throw new GatewayError('Image edits are sent as multipart/form-data (model, prompt and the files under image[] or image).', {
-            status: 415, type: 'invalid_request_error', code: 'unsupported_media_type',
-          });
-        }
-        let form: EditForm;
+        let requested: unknown;
+        let prepared: PreparedImageRequest;
         try {
-          form = await readEditForm(request, deps.limits);
-        } catch (error) {
-          discardRest(request.raw, deps.limits.maxRequestBytes);
-          throw toGatewayError(error);
-        }
-        const { fields, images } = form;
+          if (!request.isMultipart()) {
+            throw new GatewayError('Image edits are sent as multipart/form-data (model, prompt and the files under image[] or image).', {
+              status: 415, type: 'invalid_request_error', code: 'unsupported_media_type',
+            });
+          }
+          let form: EditForm;
+          try {
+            form = await readEditForm(request, deps.limits);
+          } catch (error) {
+            discardRest(request.raw, deps.limits.maxRequestBytes);
+            throw toGatewayError(error);
+          }
+          const { fields, images } = form;
+          requested = fields.model;
 
-        const { model } = deps.images.resolveModel(caller, fields.model);
-        if (!model.edit.supported) {
-          throw invalidRequest(`${model.id} does not edit images. GET /v1/models lists each model's \`edit\` block; pick one with edit.supported: true.`, 'model', 'invalid_value');
+          const { model } = deps.images.resolveModel(caller, fields.model);
+          if (!model.edit.supported) {
+            throw invalidRequest(`${model.id} does not edit images. GET /v1/models lists each model's \`edit\` block; pick one with edit.supported: true.`, 'model', 'invalid_value');
+          }
+          if (images.length === 0) {
+            throw new GatewayError("Missing required parameter: 'image'. Send at least one PNG, JPEG or WebP file under image[] (or image).", {
+              status: 400, type: 'invalid_request_error', code: 'missing_required_parameter', param: 'image',
+            });
+          }
+          if (images.length > model.edit.max_images) {
+            throw invalidRequest(`${model.id} takes at most ${model.edit.max_images} reference image${model.edit.max_images === 1 ? '' : 's'}; got ${images.length}.`, 'image', 'too_many_images');
+          }
+          const all = deps.images.prepare(caller, fields, { endpoint: 'images.edits', coerceStrings: true, inputImages: images });
+          const routes = all.routes.filter((route) => route.adapter.capabilities.supportsEdits);
+          if (routes.length === 0) {
+            throw invalidRequest(`Edits with ${model.id} are not available on this server (its configured upstream does not edit).`, 'model', 'invalid_value');
+          }
+          await assertDecodable(images, deps.limits);
+          prepared = { ...all, routes };
+        } catch (error) {
+          deps.metrics.imageRejected(requested, 'images.edits');
+          throw error;
         }
-        if (images.length === 0) {
-          throw new GatewayError("Missing required parameter: 'image'. Send at least one PNG, JPEG or WebP file under image[] (or image).", {
-            status: 400, type: 'invalid_request_error', code: 'missing_required_parameter', param: 'image',
-          });
-        }
-        if (images.length > model.edit.max_images) {
-          throw invalidRequest(`${model.id} takes at most ${model.edit.max_images} reference image${model.edit.max_images === 1 ? '' : 's'}; got ${images.length}.`, 'image', 'too_many_images');
-        }
-        const prepared = deps.images.prepare(caller, fields, { endpoint: 'images.edits', coerceStrings: true, inputImages: images });
-        const routes = prepared.routes.filter((route) => route.adapter.capabilities.supportsEdits);
-        if (routes.length === 0) {
-          throw invalidRequest(`Edits with ${model.id} are not available on this server (its configured upstream does not edit).`, 'model', 'invalid_value');
-        }
-        await assertDecodable(images, deps.limits);
-        return runImageRequest(request, reply, caller, { ...prepared, routes }, deps, 'image_edit');
+        return runImageRequest(request, reply, caller, prepared, deps, 'image_edit');
       },
     );
   });

@@ -2,6 +2,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { GatewayError, invalidRequest } from '../../domain/errors.ts';
 import type { Store } from '../../store/types.ts';
 import type { Admission } from '../../limits/limiter.ts';
+import type { Metrics } from '../../metrics/metrics.ts';
 import type { Caller, ImageGenerationService, ImageOutcome, PreparedImageRequest } from '../../services/image-generation.ts';
 import { fingerprintImageRequest, readIdempotencyKey, type IdempotentRun } from '../../services/idempotency.ts';
 import { authenticate } from '../authenticate.ts';
@@ -12,20 +13,33 @@ import { SseWriter } from '../sse.ts';
 export interface ImageRouteDeps {
   store: Store;
   images: ImageGenerationService;
+  metrics: Metrics;
   keyPepper: string;
   keepaliveIntervalMs: number;
 }
 
 export function registerImageRoutes(app: FastifyInstance, deps: ImageRouteDeps): void {
   app.post('/v1/images/generations', async (request, reply) => {
-    const caller = await authenticate(request, deps.store, deps.keyPepper);
-    const body = request.body;
-    if (body === null || typeof body !== 'object' || Array.isArray(body)) {
-      throw invalidRequest('The request body must be a JSON object with at least "model" and "prompt".', null, 'invalid_body');
+    let caller: Caller;
+    let prepared: PreparedImageRequest;
+    try {
+      caller = await authenticate(request, deps.store, deps.keyPepper);
+      const body = request.body;
+      if (body === null || typeof body !== 'object' || Array.isArray(body)) {
+        throw invalidRequest('The request body must be a JSON object with at least "model" and "prompt".', null, 'invalid_body');
+      }
+      prepared = deps.images.prepare(caller, body as Record<string, unknown>, { endpoint: 'images.generations' });
+    } catch (error) {
+      deps.metrics.imageRejected(requestedModel(request.body), 'images.generations');
+      throw error;
     }
-    const prepared = deps.images.prepare(caller, body as Record<string, unknown>, { endpoint: 'images.generations' });
     return runImageRequest(request, reply, caller, prepared, deps, 'image_generation');
   });
+}
+
+/** The `model` a request body names, whatever it is (metrics map it to a catalog id or "unknown"). */
+export function requestedModel(body: unknown): unknown {
+  return body !== null && typeof body === 'object' ? (body as { model?: unknown }).model : undefined;
 }
 
 /**
@@ -47,24 +61,26 @@ export async function runImageRequest(
   eventPrefix: 'image_generation' | 'image_edit',
 ): Promise<FastifyReply> {
   const requestId = String(request.id);
-  const idempotencyKey = readIdempotencyKey(request.headers['idempotency-key']);
   let idempotent: IdempotentRun | undefined;
-  if (idempotencyKey !== undefined) {
-    const start = await deps.images.idempotency.begin(caller, idempotencyKey, fingerprintImageRequest(prepared), requestId);
-    if (start.kind === 'replay') {
-      return reply
-        .code(start.response.status)
-        .headers({ ...start.response.headers, 'idempotent-replayed': 'true', 'x-deepshi-original-request-id': start.originalRequestId })
-        .send(start.response.body);
-    }
-    idempotent = start;
-  }
-
   let admission: Admission | undefined;
   try {
+    const idempotencyKey = readIdempotencyKey(request.headers['idempotency-key']);
+    if (idempotencyKey !== undefined) {
+      const start = await deps.images.idempotency.begin(caller, idempotencyKey, fingerprintImageRequest(prepared), requestId);
+      if (start.kind === 'replay') {
+        // A replay is not counted as an image request: nothing was generated or charged (http_requests_total has it).
+        return reply
+          .code(start.response.status)
+          .headers({ ...start.response.headers, 'idempotent-replayed': 'true', 'x-deepshi-original-request-id': start.originalRequestId })
+          .send(start.response.body);
+      }
+      idempotent = start;
+    }
     admission = await deps.images.admit(caller, prepared, requestId);
     await deps.images.reserve(caller, prepared, requestId);
   } catch (error) {
+    // Turned away before the hold (bad Idempotency-Key, 409/422, 429, 402): counted as rejected.
+    deps.metrics.imageRejected(prepared.model.id, prepared.endpoint);
     await admission?.release();
     await idempotent?.abandon();
     throw error;

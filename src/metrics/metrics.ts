@@ -1,0 +1,211 @@
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics, type Metric } from 'prom-client';
+import type { RefusalReason } from '../limits/types.ts';
+
+/**
+ * Prometheus metrics of one server: one Registry per server (never prom-client's global one), so tests can run
+ * several servers in one process. Exposed at GET /metrics only when DEEPSHI_METRICS_TOKEN is set (they reveal
+ * which models are used and how much), see docs/scale-out.md.
+ *
+ * Hot path: every series is a child bound once (per route, model, provider or reason) and kept, so recording is a
+ * Map lookup and prom-client's own inc/observe: no label objects built per request, nothing awaited.
+ * Cardinality: label values come only from bounded sets (route patterns, catalog model ids, adapter names,
+ * fixed outcome lists, HTTP methods and statuses); anything a client typed becomes "unmatched" or "unknown".
+ */
+
+export type ImageEndpoint = 'images.generations' | 'images.edits';
+export type ImageRequestOutcome = 'success' | 'partial' | 'failed' | 'refused' | 'rejected';
+export type UpstreamCallResult = 'ok' | 'retried' | 'failed_over' | 'error';
+
+const ENDPOINTS: readonly ImageEndpoint[] = ['images.generations', 'images.edits'];
+const OUTCOMES: readonly ImageRequestOutcome[] = ['success', 'partial', 'failed', 'refused', 'rejected'];
+const UPSTREAM_RESULTS: readonly UpstreamCallResult[] = ['ok', 'retried', 'failed_over', 'error'];
+const LIMITS: readonly RefusalReason[] = ['requests', 'images', 'images_over_limit', 'in_flight', 'model_concurrency'];
+
+/** Image calls take from a fraction of a second (offline, cached) to minutes (large sizes, slow upstreams). */
+const GENERATION_BUCKETS = [0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 15, 30, 45, 60, 90, 120, 180, 240, 300];
+
+type Child = Counter.Internal;
+type RequestSeries = Record<ImageEndpoint, Record<ImageRequestOutcome, Child>>;
+interface GenerationSeries {
+  requests: RequestSeries;
+  images: Child;
+  credits: Child;
+  duration: Histogram.Internal<'model'>;
+}
+
+/** The per-route series of deepshi_http_requests_total; methods and statuses bound on first use. */
+export class HttpRouteSeries {
+  private readonly byMethod = new Map<string, Map<number, Child>>();
+
+  constructor(private readonly counter: Counter<'route' | 'method' | 'status'>, private readonly route: string) {}
+
+  count(method: string, status: number): void {
+    let byStatus = this.byMethod.get(method);
+    if (!byStatus) this.byMethod.set(method, (byStatus = new Map()));
+    let child = byStatus.get(status);
+    if (!child) byStatus.set(status, (child = this.counter.labels(this.route, method, String(status))));
+    child.inc();
+  }
+}
+
+export class Metrics {
+  readonly registry = new Registry();
+  /** Route pattern → series; "unmatched" for anything no route matched. */
+  private readonly routes = new Map<string, HttpRouteSeries>();
+  private readonly models = new Map<string, GenerationSeries>();
+  private readonly unknownModel: RequestSeries;
+  private readonly providers = new Map<string, Record<UpstreamCallResult, Child>>();
+  private readonly refusals: Record<RefusalReason, Child>;
+
+  private readonly httpRequests: Counter<'route' | 'method' | 'status'>;
+  private readonly imageRequests: Counter<'model' | 'endpoint' | 'outcome'>;
+  private readonly imagesGenerated: Counter<'model'>;
+  private readonly generationDuration: Histogram<'model'>;
+  private readonly upstreamCalls: Counter<'provider' | 'result'>;
+  private readonly creditsCharged: Counter<'model'>;
+  private readonly holdsInFlight: Gauge;
+  private readonly degraded: Counter;
+
+  /** `models`: the catalog's ids; their series start at 0 so rates are right from the first request. */
+  constructor(options: { models?: readonly string[] } = {}) {
+    const registers = [this.registry];
+    this.httpRequests = new Counter({
+      name: 'deepshi_http_requests_total', help: 'HTTP requests answered, by route pattern ("unmatched" when none matched), method and status.',
+      labelNames: ['route', 'method', 'status'], registers,
+    });
+    this.imageRequests = new Counter({
+      name: 'deepshi_image_requests_total',
+      help: 'Image requests by catalog model ("unknown" before one was resolved), endpoint and outcome: success, partial (fewer images than asked), failed (upstream error, timeout, cancelled), refused (content policy), rejected (before the hold: auth, validation, limits, credit).',
+      labelNames: ['model', 'endpoint', 'outcome'], registers,
+    });
+    this.imagesGenerated = new Counter({ name: 'deepshi_images_generated_total', help: 'Images delivered (and charged).', labelNames: ['model'], registers });
+    this.generationDuration = new Histogram({
+      name: 'deepshi_generation_duration_seconds', help: 'From hold to settlement, for requests that delivered at least one image.',
+      labelNames: ['model'], buckets: GENERATION_BUCKETS, registers,
+    });
+    this.upstreamCalls = new Counter({
+      name: 'deepshi_upstream_calls_total',
+      help: 'Upstream call attempts by provider and result: ok, retried (same route again), failed_over (next route), error (the call failed).',
+      labelNames: ['provider', 'result'], registers,
+    });
+    // A counter is a float64: charged nanos stay exact up to 2^53 (about 9 million USD per model per process
+    // lifetime); beyond that increments round to the nearest representable value. The ledger is the exact record.
+    this.creditsCharged = new Counter({ name: 'deepshi_credits_charged_nanos_total', help: 'Credits charged, in nano-USD (1e-9 USD).', labelNames: ['model'], registers });
+    this.holdsInFlight = new Gauge({ name: 'deepshi_holds_in_flight', help: 'Generations on this instance holding credit right now.', registers });
+    const rateLimitRejections = new Counter({
+      name: 'deepshi_rate_limit_rejections_total', help: 'Requests refused by a rate limit (429), by the limit that refused them.', labelNames: ['limit'], registers,
+    });
+    this.degraded = new Counter({
+      name: 'deepshi_rate_limit_degraded_total', help: 'Admissions decided by the per-instance fallback because the shared (Redis) backend failed.', registers,
+    });
+
+    this.refusals = Object.fromEntries(LIMITS.map((limit) => {
+      const child = rateLimitRejections.labels(limit);
+      child.inc(0);
+      return [limit, child];
+    })) as Metrics['refusals'];
+    this.unknownModel = this.requestSeries('unknown');
+    for (const model of options.models ?? []) this.model(model);
+
+    // Process metrics (event-loop lag, heap, GC, CPU…) describe the process, not a server: collected once per process
+    // and registered in every server's registry.
+    for (const metric of processMetrics().getMetricsAsArray()) this.registry.registerMetric(metric as unknown as Metric);
+  }
+
+  /** The series of one route pattern; bound once per route at registration. */
+  httpRoute(pattern: string): HttpRouteSeries {
+    let series = this.routes.get(pattern);
+    if (!series) this.routes.set(pattern, (series = new HttpRouteSeries(this.httpRequests, pattern)));
+    return series;
+  }
+
+  /** A request's outcome; `model` must be a catalog id (the resolved model, never what the client typed). */
+  imageRequest(model: string, endpoint: ImageEndpoint, outcome: ImageRequestOutcome): void {
+    this.model(model).requests[endpoint][outcome].inc();
+  }
+
+  /**
+   * A request turned away before its hold. `requested` is what the client sent: it becomes a label only when it is
+   * one of the catalog's ids, otherwise "unknown".
+   */
+  imageRejected(requested: unknown, endpoint: ImageEndpoint): void {
+    const series = typeof requested === 'string' ? this.models.get(requested)?.requests : undefined;
+    (series ?? this.unknownModel)[endpoint].rejected.inc();
+  }
+
+  /** A request that delivered images and was charged for them (`partial` when fewer than asked). */
+  imageDelivered(model: string, endpoint: ImageEndpoint, partial: boolean, images: number, cost: bigint, seconds: number): void {
+    const series = this.model(model);
+    series.requests[endpoint][partial ? 'partial' : 'success'].inc();
+    series.images.inc(images);
+    if (cost > 0n) series.credits.inc(Number(cost));
+    series.duration.observe(seconds);
+  }
+
+  upstreamCall(provider: string, result: UpstreamCallResult): void {
+    let series = this.providers.get(provider);
+    if (!series) {
+      const bound = Object.fromEntries(UPSTREAM_RESULTS.map((name) => [name, this.upstreamCalls.labels(provider, name)]));
+      this.providers.set(provider, (series = bound as Record<UpstreamCallResult, Child>));
+    }
+    series[result].inc();
+  }
+
+  holdTaken(): void {
+    this.holdsInFlight.inc();
+  }
+
+  holdResolved(): void {
+    this.holdsInFlight.dec();
+  }
+
+  rateLimitRejected(limit: RefusalReason): void {
+    this.refusals[limit].inc();
+  }
+
+  rateLimitDegraded(): void {
+    this.degraded.inc();
+  }
+
+  /** The text exposition (Prometheus 0.0.4) and its content type. */
+  async scrape(): Promise<{ contentType: string; body: string }> {
+    return { contentType: this.registry.contentType, body: await this.registry.metrics() };
+  }
+
+  /** A catalog model's series, bound on first use (callers pass catalog ids only: that bounds the label). */
+  private model(id: string): GenerationSeries {
+    let series = this.models.get(id);
+    if (!series) {
+      const images = this.imagesGenerated.labels(id);
+      const credits = this.creditsCharged.labels(id);
+      images.inc(0);
+      credits.inc(0);
+      series = { requests: this.requestSeries(id), images, credits, duration: this.generationDuration.labels(id) };
+      this.models.set(id, series);
+    }
+    return series;
+  }
+
+  private requestSeries(model: string): RequestSeries {
+    const byEndpoint = {} as RequestSeries;
+    for (const endpoint of ENDPOINTS) {
+      byEndpoint[endpoint] = {} as Record<ImageRequestOutcome, Child>;
+      for (const outcome of OUTCOMES) {
+        const child = this.imageRequests.labels(model, endpoint, outcome);
+        child.inc(0);
+        byEndpoint[endpoint][outcome] = child;
+      }
+    }
+    return byEndpoint;
+  }
+}
+
+let processRegistry: Registry | undefined;
+
+function processMetrics(): Registry {
+  if (!processRegistry) {
+    processRegistry = new Registry();
+    collectDefaultMetrics({ register: processRegistry });
+  }
+  return processRegistry;
+}
