@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, beforeEach, describe, it } from 'node:test';
-import OpenAI from 'openai';
+import OpenAI, { toFile } from 'openai';
 import { parse as parseYaml } from 'yaml';
 import { parseUsd } from '../../src/domain/money.ts';
 import { probeImage } from '../../src/images/probe.ts';
@@ -11,6 +11,7 @@ import { ArkImageAdapter } from '../../src/providers/ark/ark-image-adapter.ts';
 import { ProviderError, type NormalizedImageRequest } from '../../src/providers/types.ts';
 import { startTestServer, type TestServer, withExtras } from '../helpers/test-server.ts';
 import { ArkSimulator } from '../simulators/ark-simulator.ts';
+import { solidImage } from '../simulators/recording-server.ts';
 
 const SHIPPED = path.resolve(import.meta.dirname, '../../catalog/models.yaml');
 const TIMEOUTS = { connect_ms: 500, first_byte_ms: 2_000, total_ms: 4_000 };
@@ -205,5 +206,96 @@ describe('BytePlus Ark adapter (seedream-4.5) against the Ark simulator', () => 
       assert.equal(result.images.length, 2);
       assert.equal(result.imagesDelivered, true);
     });
+  });
+});
+
+describe('POST /v1/images/edits for seedream-4.5 on the Ark route (openai SDK → Ark, fal not configured)', () => {
+  let sim: ArkSimulator;
+  let t: TestServer;
+  let account: { accountId: string; key: string };
+  let png: Buffer;
+  let jpeg: Buffer;
+
+  before(async () => {
+    sim = await new ArkSimulator().start();
+    // Only the Ark credentials: the fal route (first in the catalog) is not configured, so Ark serves the edit.
+    t = await startTestServer({ env: { ARK_API_KEY: sim.key, ARK_BASE_URL: sim.url }, catalog: arkCatalog() });
+    account = await t.createAccount('10');
+    png = await renderSketch({ prompt: 'ref', seed: 1, width: 64, height: 48, format: 'png' });
+    jpeg = await solidImage(80, 60, 'jpeg', 7);
+  });
+  after(async () => {
+    await t.close();
+    await sim.close();
+  });
+  beforeEach(() => sim.reset());
+
+  const dataUri = (type: string, bytes: Buffer) => `data:${type};base64,${bytes.toString('base64')}`;
+
+  async function editAndCheck(prompt: string, files: Array<{ bytes: Buffer; name: string; type: string }>, n: number) {
+    const start = parseUsd(await t.balance(account.accountId));
+    const uploads = await Promise.all(files.map((file) => toFile(file.bytes, file.name, { type: file.type })));
+    const { data: result, response } = await t.client(account.key).images
+      .edit({ model: 'seedream-4.5', prompt, image: uploads.length === 1 ? uploads[0] : uploads, n })
+      .withResponse();
+
+    // One synchronous Ark call per image, each with the Bearer key and exactly this body.
+    assert.equal(sim.calls().length, n);
+    for (const call of sim.calls()) {
+      assert.equal(call.method, 'POST');
+      assert.equal(call.headers.authorization, 'Bearer sk-sim');
+      assert.equal(call.headers['content-type'], 'application/json');
+      assert.deepEqual(call.body, {
+        model: 'seedream-4-5-251128',
+        prompt,
+        size: '2K',
+        response_format: 'b64_json',
+        watermark: false,
+        sequential_image_generation: 'disabled',
+        image: files.map((file) => dataUri(file.type, file.bytes)),
+      });
+    }
+    // The whole ImageResponse: Ark's b64 jpegs as answered (untouched; the calls run concurrently, so in any
+    // order), the 2K size, $0.04 per image.
+    const cost = 0.04 * n;
+    assert.equal(typeof (result as any).created, 'number');
+    const images = result.data!.map((item) => item.b64_json);
+    assert.deepEqual([...images].sort(), [...sim.sentImages].sort());
+    assert.deepEqual({ ...result, created: 0, data: result.data!.map((item) => ({ ...item, b64_json: '…' })) }, {
+      created: 0,
+      model: 'seedream-4.5',
+      size: '2048x2048',
+      data: Array.from({ length: n }, (_, index) => ({ b64_json: '…', index })),
+      usage: { cost: { total_cost: cost } },
+    });
+    assert.equal(response.headers.get('x-request-cost'), String(cost));
+    assert.equal(start - parseUsd(await t.balance(account.accountId)), 40_000_000n * BigInt(n));
+  }
+
+  it('one file → `image` [its data URI], model, size 2K, watermark false, b64_json; the jpeg as sent; $0.04 charged', async () => {
+    await editAndCheck('make it night', [{ bytes: png, name: 'a.png', type: 'image/png' }], 1);
+  });
+
+  it('two files (image[]) → `image` holds both data URIs in order, typed from their bytes; $0.04 charged', async () => {
+    await editAndCheck('put the cat in the box', [{ bytes: png, name: 'a.png', type: 'image/png' }, { bytes: jpeg, name: 'b.jpg', type: 'image/jpeg' }], 1);
+  });
+
+  it('two files with n: 2 → two Ark calls, each with both references; two images, $0.08 charged', async () => {
+    await editAndCheck('two variants', [{ bytes: png, name: 'a.png', type: 'image/png' }, { bytes: jpeg, name: 'b.jpg', type: 'image/jpeg' }], 2);
+  });
+
+  it('an edit Ark refuses (400 InputTextSensitiveContentDetected) → 400 content_policy_violation, balance unchanged', async () => {
+    const start = await t.balance(account.accountId);
+    sim.fault = 'input_sensitive';
+    const error = await t.client(account.key).images
+      .edit({ model: 'seedream-4.5', prompt: 'forbidden', image: await toFile(png, 'a.png', { type: 'image/png' }) })
+      .then(() => assert.fail('expected an error'), (caught) => caught);
+    assert.ok(error instanceof OpenAI.APIError, String(error));
+    assert.equal(error.status, 400);
+    assert.equal(error.code, 'content_policy_violation');
+    assert.equal(sim.calls().length, 1);
+    const state = await t.admin('GET', `/admin/v1/accounts/${account.accountId}`);
+    assert.equal(state.balance, start);
+    assert.equal(state.held, '0');
   });
 });

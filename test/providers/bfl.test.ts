@@ -9,7 +9,7 @@ import { probeImage } from '../../src/images/probe.ts';
 import { renderSketch } from '../../src/images/sketch.ts';
 import { BflImageAdapter } from '../../src/providers/bfl/bfl-image-adapter.ts';
 import { ProviderError, type NormalizedImageRequest } from '../../src/providers/types.ts';
-import { startTestServer, type TestServer, withExtras } from '../helpers/test-server.ts';
+import { startTestServer, streamsValidated, type TestServer, withExtras } from '../helpers/test-server.ts';
 import { BflSimulator } from '../simulators/bfl-simulator.ts';
 
 const SHIPPED = path.resolve(import.meta.dirname, '../../catalog/models.yaml');
@@ -288,4 +288,104 @@ describe('Black Forest Labs adapter (flux-2-pro) against the BFL simulator', () 
     await assert.rejects(new BflImageAdapter().generate(tooMany, route, { signal: AbortSignal.timeout(5_000) }),
       (error: unknown) => error instanceof ProviderError && error.kind === 'invalid_request' && error.param === 'image');
   });
+});
+
+describe('stream: true for flux-2-pro on BFL (SSE while the BFL jobs are pending)', () => {
+  let sim: BflSimulator;
+  let t: TestServer;
+  let account: { accountId: string; key: string };
+
+  before(async () => {
+    sim = await new BflSimulator().start();
+    t = await startTestServer({ env: { BFL_API_KEY: sim.key, BFL_BASE_URL: sim.url, DEEPSHI_KEEPALIVE_MS: '40' }, catalog: bflCatalog() });
+    account = await t.createAccount('10');
+  });
+  after(async () => {
+    await t.close();
+    await sim.close();
+  });
+  beforeEach(() => sim.reset());
+
+  async function settledState() {
+    let state = await t.admin('GET', `/admin/v1/accounts/${account.accountId}`);
+    for (let tries = 0; state.held !== '0' && tries < 100; tries++) {
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      state = await t.admin('GET', `/admin/v1/accounts/${account.accountId}`);
+    }
+    assert.equal(state.held, '0');
+    return state;
+  }
+
+  it('n: 2 → two submits, two image_generation.completed events; their costs split the upstream-cost charge exactly', async () => {
+    const start = parseUsd(await t.balance(account.accountId));
+    // 2.5 + 2.7500003 credits = $0.0525000030 = 52,500,003 nanos: odd, so the split has a remainder nano.
+    sim.costs = [2.5, 2.7500003];
+    sim.script = { readyAfterMs: 150 };
+    const stream = await t.client(account.key).images.generate({ model: 'flux-2-pro', prompt: 'two foxes', n: 2, stream: true });
+    const events: any[] = [];
+    for await (const event of stream) events.push(event);
+    await streamsValidated();
+
+    assert.equal(sim.submits().length, 2);
+    for (const submit of sim.submits()) {
+      assert.equal(submit.path, '/v1/flux-2-pro');
+      assert.deepEqual(submit.body, { prompt: 'two foxes', width: 1024, height: 1024, safety_tolerance: 2, output_format: 'jpeg' });
+    }
+    assert.equal(sim.downloads().length, 2);
+    assert.deepEqual(events.map((event) => event.type), ['image_generation.completed', 'image_generation.completed']);
+    assert.deepEqual(events.map((event) => event.index).sort(), [0, 1]);
+    for (const event of events) {
+      const probe = probeImage(Buffer.from(event.b64_json, 'base64'))!;
+      assert.deepEqual([probe.format, probe.width, probe.height], ['jpeg', 1024, 1024]);
+      assert.equal(event.size, '1024x1024');
+      assert.equal(event.output_format, 'jpeg');
+    }
+    assert.notEqual(events[0].b64_json, events[1].b64_json);
+
+    const charge = start - parseUsd((await settledState()).balance);
+    assert.equal(charge, 52_500_003n, 'settled from the costs BFL reported, not the $0.06 list hold');
+    const shares = events.map((event) => parseUsd(event.usage.cost.total_cost));
+    assert.deepEqual(shares, [26_250_002n, 26_250_001n], 'the remainder nano on the first event');
+    assert.equal(shares[0] + shares[1], charge, 'the events sum to the charge, to the nano');
+  });
+
+  it('`: keepalive` comments arrive while the BFL job is pending, before the first event', async () => {
+    sim.script = { readyAfterMs: 150 };
+    const response = await fetch(`${t.url}/v1/images/generations`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${account.key}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'flux-2-pro', prompt: 'slow', stream: true }),
+    });
+    assert.equal(response.status, 200);
+    assert.match(response.headers.get('content-type')!, /^text\/event-stream/);
+    const text = await response.text();
+    const beforeFirstEvent = text.slice(0, text.indexOf('event: '));
+    assert.match(beforeFirstEvent, /^(: keepalive\n\n)+$/);
+    assert.ok(sim.polls().length >= 2, 'the job was still being polled meanwhile');
+    assert.match(text, /event: image_generation.completed\ndata: \{"type":"image_generation.completed"/);
+  });
+
+  for (const [outcome, pattern] of [
+    ['Request Moderated', /refused the request \(the prompt or an input image\)/],
+    ['Content Moderated', /refused the generated image/],
+  ] as const) {
+    it(`${outcome} mid-stream → an error event the SDK raises as content_policy_violation; nothing charged`, async () => {
+      const start = await t.balance(account.accountId);
+      sim.script = { outcome, readyAfterMs: 100 };
+      const stream = await t.client(account.key).images.generate({ model: 'flux-2-pro', prompt: 'x', stream: true });
+      const types: string[] = [];
+      const error = await (async () => {
+        for await (const event of stream) types.push(event.type);
+      })().then(() => assert.fail('expected an error'), (caught) => caught);
+      await streamsValidated();
+      assert.deepEqual(types, [], 'no completed event');
+      assert.ok(error instanceof OpenAI.APIError, String(error));
+      assert.equal(error.status, undefined, 'raised from an SSE error event after the 200, not an HTTP error');
+      assert.equal(error.code, 'content_policy_violation');
+      assert.match(error.message, pattern);
+      assert.equal(sim.submits().length, 1, 'never resubmitted');
+      assert.equal(sim.downloads().length, 0);
+      assert.equal((await settledState()).balance, start);
+    });
+  }
 });

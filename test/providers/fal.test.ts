@@ -4,17 +4,17 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { after, before, beforeEach, describe, it } from 'node:test';
-import OpenAI from 'openai';
+import OpenAI, { toFile } from 'openai';
 import { parse as parseYaml } from 'yaml';
 import { parseUsd } from '../../src/domain/money.ts';
 import { probeImage } from '../../src/images/probe.ts';
 import { renderSketch } from '../../src/images/sketch.ts';
 import { FalImageAdapter } from '../../src/providers/fal/fal-image-adapter.ts';
 import type { NormalizedImageRequest } from '../../src/providers/types.ts';
-import { startTestServer, type TestServer, withExtras } from '../helpers/test-server.ts';
+import { startTestServer, streamsValidated, type TestServer, withExtras } from '../helpers/test-server.ts';
 import { ArkSimulator } from '../simulators/ark-simulator.ts';
 import { FalSimulator } from '../simulators/fal-simulator.ts';
-import { eventually } from '../simulators/recording-server.ts';
+import { eventually, solidImage } from '../simulators/recording-server.ts';
 
 const SHIPPED = path.resolve(import.meta.dirname, '../../catalog/models.yaml');
 const TIMEOUTS = { connect_ms: 500, first_byte_ms: 2_000, total_ms: 4_000 };
@@ -345,5 +345,157 @@ describe('seedream-4.5 on two routes: fal first, BytePlus Ark on failover', () =
     } finally {
       await refused.close();
     }
+  });
+});
+
+describe('POST /v1/images/edits for seedream-4.5 on the fal route (openai SDK → fal edit endpoint)', () => {
+  let sim: FalSimulator;
+  let t: TestServer;
+  let account: { accountId: string; key: string };
+  let png: Buffer;
+  let jpeg: Buffer;
+
+  before(async () => {
+    sim = await new FalSimulator().start();
+    t = await startTestServer({ env: { FAL_KEY: sim.key, FAL_BASE_URL: sim.url }, catalog: falCatalog() });
+    account = await t.createAccount('10');
+    png = await renderSketch({ prompt: 'ref', seed: 1, width: 64, height: 48, format: 'png' });
+    jpeg = await solidImage(80, 60, 'jpeg', 7);
+  });
+  after(async () => {
+    await t.close();
+    await sim.close();
+  });
+  beforeEach(() => sim.reset());
+
+  const dataUri = (type: string, bytes: Buffer) => `data:${type};base64,${bytes.toString('base64')}`;
+
+  /** The submit went to the edit endpoint with the key and exactly this input; the job ran to its download. */
+  function assertEditSubmit(prompt: string, imageUrls: string[]) {
+    assert.equal(sim.submits().length, 1);
+    const [submit] = sim.submits();
+    assert.equal(submit.path, `/${FAL_OPTIONS.edit_endpoint}`);
+    assert.equal(submit.headers.authorization, 'Key sk-sim');
+    assert.equal(submit.headers['content-type'], 'application/json');
+    assert.deepEqual(submit.body, { prompt, image_size: 'auto_2K', num_images: 1, enable_safety_checker: true, sync_mode: false, image_urls: imageUrls });
+    const id = sim.statusPolls()[0].pathname.split('/')[4];
+    assert.equal(sim.resultFetches()[0].path, `/fal-ai/bytedance/requests/${id}`);
+    assert.deepEqual(sim.downloads().map((download) => download.path), [`/files/${id}-0.jpeg`]);
+  }
+
+  /** The whole ImageResponse: fal's jpeg as downloaded (untouched), the 2K size, $0.04. */
+  function assertEditResponse(result: any, response: Response) {
+    assert.equal(typeof result.created, 'number');
+    assert.deepEqual({ ...result, created: 0 }, {
+      created: 0,
+      model: 'seedream-4.5',
+      size: '2048x2048',
+      data: [{ b64_json: sim.served[0].toString('base64'), index: 0 }],
+      usage: { cost: { total_cost: 0.04 } },
+    });
+    assert.equal(response.headers.get('x-request-cost'), '0.04');
+  }
+
+  it('one file → the edit endpoint with image_urls [its data URI], the downloaded jpeg, $0.04 charged', async () => {
+    const start = parseUsd(await t.balance(account.accountId));
+    const { data: result, response } = await t.client(account.key).images
+      .edit({ model: 'seedream-4.5', prompt: 'make it night', image: await toFile(png, 'a.png', { type: 'image/png' }) })
+      .withResponse();
+    assertEditSubmit('make it night', [dataUri('image/png', png)]);
+    assertEditResponse(result, response);
+    assert.equal(start - parseUsd(await t.balance(account.accountId)), 40_000_000n);
+  });
+
+  it('two files (image[]) → image_urls holds both data URIs in order, typed from their bytes; $0.04 charged', async () => {
+    const start = parseUsd(await t.balance(account.accountId));
+    const { data: result, response } = await t.client(account.key).images
+      .edit({
+        model: 'seedream-4.5',
+        prompt: 'put the cat in the box',
+        image: [await toFile(png, 'a.png', { type: 'image/png' }), await toFile(jpeg, 'b.jpg', { type: 'image/jpeg' })],
+      })
+      .withResponse();
+    assertEditSubmit('put the cat in the box', [dataUri('image/png', png), dataUri('image/jpeg', jpeg)]);
+    assertEditResponse(result, response);
+    assert.equal(start - parseUsd(await t.balance(account.accountId)), 40_000_000n);
+  });
+
+  it('an edit fal refuses (422 content_policy_violation on the result) → 400 content_policy_violation, balance unchanged', async () => {
+    const start = await t.balance(account.accountId);
+    sim.script = { outcome: 'content_policy' };
+    const error = await expectError(
+      t.client(account.key).images.edit({ model: 'seedream-4.5', prompt: 'forbidden', image: await toFile(png, 'a.png', { type: 'image/png' }) }),
+      400, 'content_policy_violation',
+    );
+    assert.match(error.message, /content policy/);
+    assert.equal(sim.submits().length, 1, 'never resubmitted');
+    assert.equal(sim.submits()[0].path, `/${FAL_OPTIONS.edit_endpoint}`);
+    assert.equal(sim.downloads().length, 0);
+    let state = await t.admin('GET', `/admin/v1/accounts/${account.accountId}`);
+    for (let tries = 0; state.held !== '0' && tries < 100; tries++) {
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      state = await t.admin('GET', `/admin/v1/accounts/${account.accountId}`);
+    }
+    assert.equal(state.balance, start);
+    assert.equal(state.held, '0');
+  });
+});
+
+describe('stream: true for seedream-4.5 on the fal route (SSE while the fal job is queued)', () => {
+  let sim: FalSimulator;
+  let t: TestServer;
+  let account: { accountId: string; key: string };
+
+  before(async () => {
+    sim = await new FalSimulator().start();
+    t = await startTestServer({ env: { FAL_KEY: sim.key, FAL_BASE_URL: sim.url, DEEPSHI_KEEPALIVE_MS: '40' }, catalog: falCatalog() });
+    account = await t.createAccount('10');
+  });
+  after(async () => {
+    await t.close();
+    await sim.close();
+  });
+  beforeEach(() => sim.reset());
+
+  it('n: 2 → one fal job (num_images 2), two image_generation.completed events whose costs sum to the charge', async () => {
+    const start = parseUsd(await t.balance(account.accountId));
+    sim.script = { completeAfterMs: 150 };
+    const stream = await t.client(account.key).images.generate({ model: 'seedream-4.5', prompt: 'two kites', n: 2, stream: true });
+    const events: any[] = [];
+    for await (const event of stream) events.push(event);
+    await streamsValidated();
+
+    assert.equal(sim.submits().length, 1);
+    assert.deepEqual(sim.submits()[0].body, { prompt: 'two kites', image_size: 'auto_2K', num_images: 2, enable_safety_checker: true, sync_mode: false });
+    assert.deepEqual(events.map((event) => event.type), ['image_generation.completed', 'image_generation.completed']);
+    assert.deepEqual(events.map((event) => event.index).sort(), [0, 1]);
+    const served = new Set(sim.served.map((bytes) => bytes.toString('base64')));
+    assert.equal(served.size, 2);
+    for (const event of events) {
+      assert.ok(served.has(event.b64_json), 'each completed event carries a downloaded image, untouched');
+      assert.equal(event.size, '2048x2048');
+      assert.equal(event.output_format, 'jpeg');
+    }
+    const state = await t.admin('GET', `/admin/v1/accounts/${account.accountId}`);
+    assert.equal(state.held, '0');
+    const charge = start - parseUsd(state.balance);
+    assert.equal(charge, 80_000_000n);
+    assert.equal(events.reduce((sum, event) => sum + parseUsd(event.usage.cost.total_cost), 0n), charge, 'the events sum to the charge, to the nano');
+  });
+
+  it('`: keepalive` comments arrive while the fal job is pending, before the first event', async () => {
+    sim.script = { completeAfterMs: 150 };
+    const response = await fetch(`${t.url}/v1/images/generations`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${account.key}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'seedream-4.5', prompt: 'slow', stream: true }),
+    });
+    assert.equal(response.status, 200);
+    assert.match(response.headers.get('content-type')!, /^text\/event-stream/);
+    const text = await response.text();
+    const beforeFirstEvent = text.slice(0, text.indexOf('event: '));
+    assert.match(beforeFirstEvent, /^(: keepalive\n\n)+$/);
+    assert.ok(sim.statusPolls().length >= 3, 'the job was still being polled meanwhile');
+    assert.match(text, /event: image_generation.completed\ndata: \{"type":"image_generation.completed"/);
   });
 });

@@ -18,6 +18,8 @@ const MAX_PIXELS = 4096 * 4096;
 export class ArkSimulator {
   readonly key = 'sk-sim';
   fault: ArkFault | undefined;
+  /** The base64 of every image answered, in order. */
+  sentImages: string[] = [];
   private server!: RecordingServer;
   private tones = 0;
 
@@ -39,6 +41,7 @@ export class ArkSimulator {
   reset(): void {
     this.requests.length = 0;
     this.fault = undefined;
+    this.sentImages = [];
   }
 
   close(): Promise<void> {
@@ -82,6 +85,7 @@ export class ArkSimulator {
     const [width, height] = sizeOf(body.size ?? '2048x2048');
     const tone = ++this.tones;
     const bytes = await solidImage(width, height, 'jpeg', tone);
+    this.sentImages.push(bytes.toString('base64'));
     const item = body.response_format === 'b64_json'
       ? { b64_json: bytes.toString('base64'), size: `${width}x${height}` }
       : { url: `${this.url}/ark-content/${tone}.jpeg?X-Tos-Expires=86400`, size: `${width}x${height}` };

@@ -18,6 +18,8 @@ export interface FalScript {
   /** IN_QUEUE answers before IN_PROGRESS (default 1), then IN_PROGRESS answers before COMPLETED (default 1). */
   queuedPolls?: number;
   progressPolls?: number;
+  /** Also stay IN_PROGRESS until this long after the submit (default 0): a job that keeps a stream waiting. */
+  completeAfterMs?: number;
   outcome?: FalOutcome;
   /** Where image URLs point: here (default), another local port, the cloud metadata address (all, or the first only). */
   imageUrl?: 'simulator' | 'other-port' | 'metadata' | 'metadata-first';
@@ -39,6 +41,7 @@ interface Job {
   endpoint: string;
   input: Record<string, any>;
   polls: number;
+  createdAt: number;
   script: FalScript;
   cancelled: boolean;
   files: Map<string, { width: number; height: number; tone: number }>;
@@ -53,6 +56,8 @@ export class FalSimulator {
   other!: RecordingServer;
   private readonly jobs = new Map<string, Job>();
   private tones = 0;
+  /** The bytes of every image file served from /files/ (the CDN), in the order they were downloaded. */
+  served: Buffer[] = [];
 
   get url(): string {
     return this.server.url;
@@ -87,6 +92,7 @@ export class FalSimulator {
     this.other.requests.length = 0;
     this.script = {};
     this.submitFault = undefined;
+    this.served = [];
   }
 
   async close(): Promise<void> {
@@ -125,7 +131,7 @@ export class FalSimulator {
     }
     const id = randomUUID();
     const appId = `${parts[0]}/${parts[1]}`;
-    this.jobs.set(id, { id, appId, endpoint: parts.join('/'), input: request.body, polls: 0, script: { ...this.script }, cancelled: false, files: new Map() });
+    this.jobs.set(id, { id, appId, endpoint: parts.join('/'), input: request.body, polls: 0, createdAt: Date.now(), script: { ...this.script }, cancelled: false, files: new Map() });
     const base = this.script.links === 'foreign' ? this.other.url : this.url;
     const links = this.script.links === 'absent' ? {} : {
       response_url: `${base}/${appId}/requests/${id}`,
@@ -139,7 +145,8 @@ export class FalSimulator {
     const queued = job.script.queuedPolls ?? 1;
     const running = job.script.progressPolls ?? 1;
     if (job.script.outcome === 'never' && !job.cancelled) return 'IN_QUEUE';
-    if (job.cancelled || job.polls > queued + running) return 'COMPLETED';
+    const waited = Date.now() - job.createdAt >= (job.script.completeAfterMs ?? 0);
+    if (job.cancelled || (job.polls > queued + running && waited)) return 'COMPLETED';
     return job.polls > queued ? 'IN_PROGRESS' : 'IN_QUEUE';
   }
 
@@ -195,8 +202,10 @@ export class FalSimulator {
     const job = this.jobs.get(name.slice(0, 36));
     const file = job?.files.get(name);
     if (!file) return sendJson(response, 404, { detail: 'Not Found' });
+    const bytes = await solidImage(file.width, file.height, 'jpeg', file.tone);
+    this.served.push(bytes);
     response.writeHead(200, { 'content-type': 'image/jpeg' });
-    response.end(await solidImage(file.width, file.height, 'jpeg', file.tone));
+    response.end(bytes);
   }
 }
 
