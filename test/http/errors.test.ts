@@ -3,6 +3,7 @@ import { after, before, describe, it } from 'node:test';
 import OpenAI from 'openai';
 import { ProviderError } from '../../src/providers/types.ts';
 import { ScriptedAdapter, testCatalogJson } from '../helpers/test-adapters.ts';
+import { expectBalance, expectError } from '../helpers/assertions.ts';
 import { rawRequest, startTestServer, type TestServer, withExtras } from '../helpers/test-server.ts';
 
 /** Every failure is the OpenAI envelope with the right status; the SDK raises the matching class. */
@@ -17,12 +18,9 @@ describe('errors', () => {
   });
   after(() => t.close());
 
-  async function expectError(promise: Promise<unknown>, status: number, code: string | null, param: string | null = null) {
-    const error = await promise.then(() => assert.fail('expected an error'), (caught) => caught);
-    assert.ok(error instanceof OpenAI.APIError, `not an APIError: ${error}`);
-    assert.equal(error.status, status, error.message);
-    assert.equal(error.code ?? null, code);
-    assert.equal(error.param ?? null, param);
+  /** expectError, plus the request id every error response here must carry (hence local). */
+  async function expectTracedError(promise: Promise<unknown>, status: number, code: string | null, param: string | null = null) {
+    const error = await expectError(promise, status, code, param);
     assert.match(error.requestID ?? '', /^req_/);
     return error;
   }
@@ -33,50 +31,50 @@ describe('errors', () => {
     assert.equal(response.status, 401);
     assert.equal(response.headers.get('x-should-retry'), 'false');
     assert.equal((await response.json()).error.code, 'invalid_api_key');
-    const error = await expectError(client.images.generate({ model: 'deepshi-sketch', prompt: 'x' }), 401, 'invalid_api_key');
+    const error = await expectTracedError(client.images.generate({ model: 'deepshi-sketch', prompt: 'x' }), 401, 'invalid_api_key');
     assert.ok(error instanceof OpenAI.AuthenticationError);
   });
 
   it('malformed key (bad checksum) and unknown well-formed key → 401', async () => {
     const flipped = account.key.slice(0, -1) + (account.key.endsWith('A') ? 'B' : 'A');
-    await expectError(t.client(flipped).images.generate({ model: 'deepshi-sketch', prompt: 'x' }), 401, 'invalid_api_key');
-    await expectError(t.client('sk-bf-short').images.generate({ model: 'deepshi-sketch', prompt: 'x' }), 401, 'invalid_api_key');
+    await expectTracedError(t.client(flipped).images.generate({ model: 'deepshi-sketch', prompt: 'x' }), 401, 'invalid_api_key');
+    await expectTracedError(t.client('sk-bf-short').images.generate({ model: 'deepshi-sketch', prompt: 'x' }), 401, 'invalid_api_key');
     const other = await t.createAccount('1');
     await t.admin('DELETE', `/admin/v1/keys/${other.keyId}`);
-    await expectError(t.client(other.key).models.list(), 401, 'invalid_api_key');
+    await expectTracedError(t.client(other.key).models.list(), 401, 'invalid_api_key');
   });
 
   it('unknown model → 400 BadRequestError model_not_found (the spec body)', async () => {
-    const error = await expectError(t.client(account.key).images.generate({ model: 'no-such-model', prompt: 'x' }), 400, 'model_not_found', 'model');
+    const error = await expectTracedError(t.client(account.key).images.generate({ model: 'no-such-model', prompt: 'x' }), 400, 'model_not_found', 'model');
     assert.ok(error instanceof OpenAI.BadRequestError);
     assert.equal(error.type, 'invalid_request_error');
     assert.equal(error.message, '400 The model does not exist or you do not have access to it.');
   });
 
   it('a catalog model the server cannot serve (no credentials) → 400 model_not_found', async () => {
-    await expectError(t.client(account.key).images.generate({ model: 'nano-banana-pro', prompt: 'x' }), 400, 'model_not_found', 'model');
+    await expectTracedError(t.client(account.key).images.generate({ model: 'nano-banana-pro', prompt: 'x' }), 400, 'model_not_found', 'model');
   });
 
   it('validation errors name the param', async () => {
     const client = t.client(account.key);
-    await expectError(client.images.generate({ model: 'deepshi-sketch' } as any), 400, 'missing_required_parameter', 'prompt');
-    await expectError(client.images.generate({ prompt: 'x' } as any), 400, 'missing_required_parameter', 'model');
-    await expectError(client.images.generate({ model: 'deepshi-sketch', prompt: 'x', n: 5 }), 400, 'invalid_value', 'n');
-    await expectError(client.images.generate({ model: 'deepshi-sketch', prompt: 'x', n: 0 }), 400, 'invalid_value', 'n');
-    await expectError(client.images.generate({ model: 'deepshi-sketch', prompt: 'x', n: 1.5 }), 400, 'invalid_type', 'n');
-    await expectError(client.images.generate({ model: 'deepshi-sketch', prompt: 'x', response_format: 'png' as any }), 400, 'invalid_value', 'response_format');
-    await expectError(client.images.generate({ model: 'deepshi-sketch', prompt: 'x', output_format: 'gif' as any }), 400, 'invalid_value', 'output_format');
-    await expectError(client.images.generate({ model: 'deepshi-sketch', prompt: 'x', width: 5000, height: 512 } as any), 400, 'invalid_value', 'width');
-    await expectError(client.images.generate({ model: 'deepshi-sketch', prompt: 'x', width: 513, height: 512 } as any), 400, 'invalid_value', 'width');
-    await expectError(client.images.generate({ model: 'deepshi-sketch', prompt: 'x', aspect_ratio: '7:3' } as any), 400, 'invalid_value', 'aspect_ratio');
-    await expectError(client.images.generate({ model: 'deepshi-sketch', prompt: 'x', resolution: '8K' } as any), 400, 'invalid_value', 'resolution');
-    await expectError(client.images.generate(withExtras({ model: 'deepshi-sketch', prompt: 'x' }, { seed: -1 })), 400, 'invalid_value', 'seed');
-    await expectError(client.images.generate({ model: 'deepshi-sketch', prompt: 'x', size: 'huge' as any }), 400, 'invalid_value', 'size');
-    await expectError(client.images.generate({ model: 'deepshi-sketch', prompt: 42 as any }), 400, 'invalid_type', 'prompt');
+    await expectTracedError(client.images.generate({ model: 'deepshi-sketch' } as any), 400, 'missing_required_parameter', 'prompt');
+    await expectTracedError(client.images.generate({ prompt: 'x' } as any), 400, 'missing_required_parameter', 'model');
+    await expectTracedError(client.images.generate({ model: 'deepshi-sketch', prompt: 'x', n: 5 }), 400, 'invalid_value', 'n');
+    await expectTracedError(client.images.generate({ model: 'deepshi-sketch', prompt: 'x', n: 0 }), 400, 'invalid_value', 'n');
+    await expectTracedError(client.images.generate({ model: 'deepshi-sketch', prompt: 'x', n: 1.5 }), 400, 'invalid_type', 'n');
+    await expectTracedError(client.images.generate({ model: 'deepshi-sketch', prompt: 'x', response_format: 'png' as any }), 400, 'invalid_value', 'response_format');
+    await expectTracedError(client.images.generate({ model: 'deepshi-sketch', prompt: 'x', output_format: 'gif' as any }), 400, 'invalid_value', 'output_format');
+    await expectTracedError(client.images.generate({ model: 'deepshi-sketch', prompt: 'x', width: 5000, height: 512 } as any), 400, 'invalid_value', 'width');
+    await expectTracedError(client.images.generate({ model: 'deepshi-sketch', prompt: 'x', width: 513, height: 512 } as any), 400, 'invalid_value', 'width');
+    await expectTracedError(client.images.generate({ model: 'deepshi-sketch', prompt: 'x', aspect_ratio: '7:3' } as any), 400, 'invalid_value', 'aspect_ratio');
+    await expectTracedError(client.images.generate({ model: 'deepshi-sketch', prompt: 'x', resolution: '8K' } as any), 400, 'invalid_value', 'resolution');
+    await expectTracedError(client.images.generate(withExtras({ model: 'deepshi-sketch', prompt: 'x' }, { seed: -1 })), 400, 'invalid_value', 'seed');
+    await expectTracedError(client.images.generate({ model: 'deepshi-sketch', prompt: 'x', size: 'huge' as any }), 400, 'invalid_value', 'size');
+    await expectTracedError(client.images.generate({ model: 'deepshi-sketch', prompt: 42 as any }), 400, 'invalid_type', 'prompt');
   });
 
   it('a prompt longer than prompt_max_length → 400 on prompt', async () => {
-    const error = await expectError(
+    const error = await expectTracedError(
       t.client(account.key).images.generate({ model: 'deepshi-sketch', prompt: 'x'.repeat(4001) }),
       400, 'string_above_max_length', 'prompt',
     );
@@ -107,7 +105,7 @@ describe('errors', () => {
   it('insufficient credits → 402 APIError insufficient_quota, not retried, nothing changed', async () => {
     const poor = await t.createAccount('0.0005');
     const client = new OpenAI({ apiKey: poor.key, baseURL: `${t.url}/v1`, maxRetries: 2 });
-    const error = await expectError(client.images.generate({ model: 'deepshi-sketch', prompt: 'x' }), 402, 'insufficient_quota');
+    const error = await expectTracedError(client.images.generate({ model: 'deepshi-sketch', prompt: 'x' }), 402, 'insufficient_quota');
     assert.equal(error.type, 'insufficient_quota');
     assert.equal(error.message, '402 You have insufficient credits to complete this request.');
     assert.equal(error.headers?.get('x-should-retry'), 'false');
@@ -119,15 +117,13 @@ describe('errors', () => {
   it('an upstream failure costs nothing and the hold is released', async () => {
     const fresh = await t.createAccount('1');
     scripted.behaviour = { error: new ProviderError('unavailable', 'boom') };
-    await expectError(t.client(fresh.key).images.generate({ model: 'scripted-image', prompt: 'x' }), 503, 'upstream_error');
+    await expectTracedError(t.client(fresh.key).images.generate({ model: 'scripted-image', prompt: 'x' }), 503, 'upstream_error');
     scripted.behaviour = { error: new ProviderError('refused', 'The prompt was refused by the provider’s safety system.') };
-    await expectError(t.client(fresh.key).images.generate({ model: 'scripted-image', prompt: 'x' }), 400, 'content_policy_violation');
+    await expectTracedError(t.client(fresh.key).images.generate({ model: 'scripted-image', prompt: 'x' }), 400, 'content_policy_violation');
     scripted.behaviour = { garbage: true };
-    await expectError(t.client(fresh.key).images.generate({ model: 'scripted-image', prompt: 'x' }), 502, 'upstream_error');
+    await expectTracedError(t.client(fresh.key).images.generate({ model: 'scripted-image', prompt: 'x' }), 502, 'upstream_error');
     scripted.behaviour = {};
-    const account = await t.admin('GET', `/admin/v1/accounts/${fresh.accountId}`);
-    assert.equal(account.balance, '1');
-    assert.equal(account.held, '0');
+    await expectBalance(t, fresh, '1');
   });
 
   it('when 1 of 3 images fails, the caller gets 2 and pays for 2', async () => {

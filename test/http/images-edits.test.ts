@@ -8,6 +8,7 @@ import sharp from 'sharp';
 import { probeImage } from '../../src/images/probe.ts';
 import { renderSketch } from '../../src/images/sketch.ts';
 import { ProviderError, type ImageCallContext, type NormalizedImageRequest } from '../../src/providers/types.ts';
+import { expectBalance } from '../helpers/assertions.ts';
 import { ScriptedAdapter, testCatalogJson } from '../helpers/test-adapters.ts';
 import { rawRequest, startTestServer, streamsValidated, validatingFetch, type TestServer, withExtras } from '../helpers/test-server.ts';
 
@@ -92,12 +93,6 @@ describe('POST /v1/images/edits', () => {
     const form = new FormData();
     build(form);
     return rawRequest(t.url, { path: '/v1/images/edits', method: 'POST', headers: key ? { authorization: `Bearer ${key}` } : {}, body: form });
-  }
-
-  async function assertUntouched(accountId: string, balance: string) {
-    const state = await t.admin('GET', `/admin/v1/accounts/${accountId}`);
-    assert.equal(state.balance, balance, 'the balance is unchanged');
-    assert.equal(state.held, '0', 'nothing is held');
   }
 
   describe('with the openai SDK', () => {
@@ -223,12 +218,12 @@ describe('POST /v1/images/edits', () => {
       const exact = await t.createAccount('0.014');
       const result = await t.client(exact.key).images.edit({ model: 'edit-per-image', prompt: 'p', image: images });
       assert.equal((result.usage as any).cost.total_cost, 0.014);
-      await assertUntouched(exact.accountId, '0');
+      await expectBalance(t, exact, '0');
       // ...one nano-dollar less cannot cover the hold (output + inputs): 402, nothing changes.
       const short = await t.createAccount('0.013999999');
       const error = await t.client(short.key).images.edit({ model: 'edit-per-image', prompt: 'p', image: images }).catch((caught) => caught);
       assert.equal(error.status, 402);
-      await assertUntouched(short.accountId, '0.013999999');
+      await expectBalance(t, short, '0.013999999');
     });
 
     it('per megapixel (BFL style): $0.03 first output MP + $0.015 per started input MP', async () => {
@@ -259,7 +254,7 @@ describe('POST /v1/images/edits', () => {
         const caught = await t.client(fresh.key).images.edit({ model: 'scripted-edit', prompt: 'p', image: await toFile(reference, 'a.png') }).catch((e) => e);
         upstream.behaviour = {};
         assert.equal(caught.status, status);
-        await assertUntouched(fresh.accountId, '1');
+        await expectBalance(t, fresh, '1');
       }
     });
   });
@@ -318,7 +313,7 @@ describe('POST /v1/images/edits', () => {
         assert.equal(response.status, status, JSON.stringify(response.body));
         assert.equal(response.body.error.param, param);
         assert.equal(response.body.error.code, code);
-        await assertUntouched(payer.accountId, '1');
+        await expectBalance(t, payer, '1');
       });
     }
 
@@ -335,7 +330,7 @@ describe('POST /v1/images/edits', () => {
       assert.equal(response.body.error.param, 'image');
       assert.equal(response.body.error.code, 'image_too_large');
       assert.match(response.body.error.message, /100000x100000/);
-      await assertUntouched(payer.accountId, '1');
+      await expectBalance(t, payer, '1');
       // Under the pixel cap the same header-only file reaches the decode check and fails there instead.
       const small = await postForm(payer.key, (form) => {
         form.append('model', 'scripted-edit');
@@ -367,7 +362,7 @@ describe('POST /v1/images/edits', () => {
       } as RequestInit);
       assert.equal(response.status, 413);
       assert.equal((await response.json()).error.code, 'request_too_large');
-      await assertUntouched(payer.accountId, '1');
+      await expectBalance(t, payer, '1');
     });
 
     it('a chunked upload without a length works too', async () => {
@@ -397,7 +392,7 @@ describe('POST /v1/images/edits', () => {
       assert.equal(response.status, 400);
       assert.equal(response.body.error.param, 'model');
       assert.match(response.body.error.message, /does not edit/);
-      await assertUntouched(payer.accountId, '1');
+      await expectBalance(t, payer, '1');
     });
 
     it('validation of the generation fields applies (unknown model, missing prompt, bad n) → 400 naming the field', async () => {
@@ -415,14 +410,14 @@ describe('POST /v1/images/edits', () => {
         assert.equal(response.status, 400, JSON.stringify(fields));
         assert.equal(response.body.error.param, param);
       }
-      await assertUntouched(payer.accountId, '1');
+      await expectBalance(t, payer, '1');
     });
 
     it('the SDK surfaces a rejection as BadRequestError with the param', async () => {
       const error = await t.client(payer.key).images.edit({ model: 'scripted-edit', prompt: 'p', image: await toFile(Buffer.from('GIF89a0000000000'), 'a.gif') }).catch((e) => e);
       assert.ok(error instanceof OpenAI.BadRequestError);
       assert.equal(error.param, 'image');
-      await assertUntouched(payer.accountId, '1');
+      await expectBalance(t, payer, '1');
     });
 
     it('no key → 401 and a JSON body → 415, neither reading the upload', async () => {
@@ -435,7 +430,7 @@ describe('POST /v1/images/edits', () => {
         body: JSON.stringify({ model: 'scripted-edit', prompt: 'p' }),
       });
       assert.equal(json.status, 415);
-      await assertUntouched(payer.accountId, '1');
+      await expectBalance(t, payer, '1');
     });
 
     it('GET /v1/models reports each model\'s edit block', async () => {

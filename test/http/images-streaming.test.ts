@@ -3,6 +3,7 @@ import { after, before, describe, it } from 'node:test';
 import OpenAI from 'openai';
 import { probeImage } from '../../src/images/probe.ts';
 import { ProviderError } from '../../src/providers/types.ts';
+import { expectBalance } from '../helpers/assertions.ts';
 import { ScriptedAdapter, testCatalogJson } from '../helpers/test-adapters.ts';
 import { startTestServer, streamsValidated, type TestServer, withExtras } from '../helpers/test-server.ts';
 
@@ -104,9 +105,7 @@ describe('POST /v1/images/generations with stream: true', () => {
     await streamsValidated();
     assert.ok(error instanceof OpenAI.APIError);
     assert.equal((error as any).error?.code ?? (error as any).code, 'upstream_error');
-    const account = await t.admin('GET', `/admin/v1/accounts/${fresh.accountId}`);
-    assert.equal(account.balance, '1');
-    assert.equal(account.held, '0');
+    await expectBalance(t, fresh, '1');
   });
 
   it('images delivered before a mid-stream failure are charged; the undelivered one is not', async () => {

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import OpenAI from 'openai';
+import { expectBalance } from '../helpers/assertions.ts';
 import { startTestServer, type TestServer } from '../helpers/test-server.ts';
 
 /** Money end to end: the billed cost equals the catalog price and the balance change, under any concurrency. */
@@ -47,9 +48,7 @@ describe('credits and the ledger over HTTP', () => {
       assert.ok(failure.reason instanceof OpenAI.APIError);
       assert.equal(failure.reason.status, 402);
     }
-    const state = await t.admin('GET', `/admin/v1/accounts/${account.accountId}`);
-    assert.equal(state.balance, '0');
-    assert.equal(state.held, '0');
+    await expectBalance(t, account, '0');
     const sums = await ledgerSum(account.accountId);
     assert.equal(sums.available, 0n);
     assert.equal(sums.held, 0n);

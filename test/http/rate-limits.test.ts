@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
-import net from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import OpenAI from 'openai';
 import { DEGRADED_HEADER } from '../../src/limits/limiter.ts';
+import { deadPort } from '../helpers/ports.ts';
 import { ScriptedAdapter, testCatalogJson } from '../helpers/test-adapters.ts';
 import { ADMIN_TOKEN, rawRequest, startTestServer, streamsValidated, type TestServer } from '../helpers/test-server.ts';
 
@@ -236,6 +236,7 @@ describe('rate limits', () => {
   });
 });
 
+// Not recording-server.ts's eventually: this check is async, and a timeout returns false for the caller to assert on.
 async function eventually(check: () => Promise<boolean>, timeoutMs = 3_000): Promise<boolean> {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
@@ -243,14 +244,6 @@ async function eventually(check: () => Promise<boolean>, timeoutMs = 3_000): Pro
     await sleep(50);
   }
   return false;
-}
-
-async function deadPort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as net.AddressInfo;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
 }
 
 function sleep(ms: number): Promise<void> {

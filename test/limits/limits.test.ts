@@ -5,7 +5,6 @@
  */
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import net from 'node:net';
 import { randomUUID } from 'node:crypto';
 import { after, describe, it, test } from 'node:test';
 import { Redis } from 'ioredis';
@@ -15,6 +14,7 @@ import { DEGRADED_HEADER, RequestLimiter, formatDuration } from '../../src/limit
 import { MemoryLimitBackend } from '../../src/limits/memory-backend.ts';
 import { RedisLimitBackend } from '../../src/limits/redis-backend.ts';
 import type { AdmitInput, KeyLimits, LimitBackend } from '../../src/limits/types.ts';
+import { deadPort } from '../helpers/ports.ts';
 
 const redisUrl = process.env.DEEPSHI_TEST_REDIS_URL;
 const HOW_TO = 'start Redis and export the variable with: eval "$(bash .ci/services.sh)"';
@@ -310,15 +310,6 @@ describe('formatDuration (x-ratelimit-reset-* values, OpenAI style)', () => {
     assert.equal(formatDuration(90_250), '1m30.25s');
   });
 });
-
-/** A port nothing listens on. */
-async function deadPort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as net.AddressInfo;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
 
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));

@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
-import net from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { ConfigError, loadConfig } from '../../src/config/config.ts';
 import { ProviderError } from '../../src/providers/types.ts';
+import { deadPort } from '../helpers/ports.ts';
 import { ScriptedAdapter, testCatalogJson } from '../helpers/test-adapters.ts';
 import { rawRequest, startTestServer, streamsValidated, type TestServer } from '../helpers/test-server.ts';
 
@@ -229,14 +229,6 @@ describe('GET /metrics (Prometheus)', () => {
     }
   });
 });
-
-async function deadPort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as net.AddressInfo;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
 
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));

@@ -2,13 +2,13 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, beforeEach, describe, it } from 'node:test';
-import OpenAI, { toFile } from 'openai';
+import { toFile } from 'openai';
 import { parse as parseYaml } from 'yaml';
-import { parseUsd } from '../../src/domain/money.ts';
 import { probeImage } from '../../src/images/probe.ts';
 import { renderSketch } from '../../src/images/sketch.ts';
 import { ArkImageAdapter } from '../../src/providers/ark/ark-image-adapter.ts';
 import { ProviderError, type NormalizedImageRequest } from '../../src/providers/types.ts';
+import { expectBalance, expectError, failsWith, spent } from '../helpers/assertions.ts';
 import { startTestServer, type TestServer, withExtras } from '../helpers/test-server.ts';
 import { ArkSimulator } from '../simulators/ark-simulator.ts';
 import { solidImage } from '../simulators/recording-server.ts';
@@ -40,23 +40,6 @@ describe('BytePlus Ark adapter (seedream-4.5) against the Ark simulator', () => 
   });
   beforeEach(() => sim.reset());
 
-  const spent = async (start: string) => parseUsd(start) - parseUsd(await t.balance(account.accountId));
-
-  async function expectNoCharge(start: string) {
-    const state = await t.admin('GET', `/admin/v1/accounts/${account.accountId}`);
-    assert.equal(state.balance, start);
-    assert.equal(state.held, '0');
-  }
-
-  async function expectError(promise: Promise<unknown>, status: number, code: string | null, param: string | null = null) {
-    const error = await promise.then(() => assert.fail('expected an error'), (caught) => caught);
-    assert.ok(error instanceof OpenAI.APIError, `not an APIError: ${error}`);
-    assert.equal(error.status, status, error.message);
-    assert.equal(error.code ?? null, code);
-    assert.equal(error.param ?? null, param);
-    return error;
-  }
-
   it('a default request: the exact Ark body (watermark off, b64, no sequential), a 2K jpeg, $0.04', async () => {
     const start = await t.balance(account.accountId);
     const { data: result, response } = await t.client(account.key).images.generate({ model: 'seedream-4.5', prompt: 'a koi pond' }).withResponse();
@@ -78,7 +61,7 @@ describe('BytePlus Ark adapter (seedream-4.5) against the Ark simulator', () => 
     assert.deepEqual([probe.format, probe.width, probe.height], ['jpeg', 2048, 2048]);
     assert.equal((result.usage as any).cost.total_cost, 0.04);
     assert.equal(response.headers.get('x-request-cost'), '0.04');
-    assert.equal(await spent(start), 40_000_000n);
+    assert.equal(await spent(t, account, start), 40_000_000n);
   });
 
   for (const [imageSize, size, expected] of [
@@ -119,7 +102,7 @@ describe('BytePlus Ark adapter (seedream-4.5) against the Ark simulator', () => 
     const result = await t.client(account.key).images.generate({ model: 'seedream-4.5', prompt: 'three cats', n: 3 });
     assert.equal(sim.calls().length, 3);
     assert.equal(result.data!.length, 3);
-    assert.equal(await spent(start), 120_000_000n);
+    assert.equal(await spent(t, account, start), 120_000_000n);
   });
 
   for (const [fault, pattern] of [
@@ -133,7 +116,7 @@ describe('BytePlus Ark adapter (seedream-4.5) against the Ark simulator', () => 
       const error = await expectError(t.client(account.key).images.generate({ model: 'seedream-4.5', prompt: 'x' }), 400, 'content_policy_violation');
       assert.match(error.message, pattern);
       assert.equal(sim.calls().length, 1);
-      await expectNoCharge(start);
+      await expectBalance(t, account, start);
     });
   }
 
@@ -142,7 +125,7 @@ describe('BytePlus Ark adapter (seedream-4.5) against the Ark simulator', () => 
     sim.fault = 'invalid_size';
     const error = await expectError(t.client(account.key).images.generate({ model: 'seedream-4.5', prompt: 'x' }), 400, 'invalid_value', 'image_size');
     assert.match(error.message, /size/);
-    await expectNoCharge(start);
+    await expectBalance(t, account, start);
   });
 
   for (const [fault, status, code, calls] of [
@@ -159,7 +142,7 @@ describe('BytePlus Ark adapter (seedream-4.5) against the Ark simulator', () => 
       sim.fault = fault;
       await expectError(t.client(account.key).images.generate({ model: 'seedream-4.5', prompt: 'x' }), status, code);
       assert.equal(sim.calls().length, calls);
-      await expectNoCharge(start);
+      await expectBalance(t, account, start);
     });
   }
 
@@ -233,7 +216,7 @@ describe('POST /v1/images/edits for seedream-4.5 on the Ark route (openai SDK â†
   const dataUri = (type: string, bytes: Buffer) => `data:${type};base64,${bytes.toString('base64')}`;
 
   async function editAndCheck(prompt: string, files: Array<{ bytes: Buffer; name: string; type: string }>, n: number) {
-    const start = parseUsd(await t.balance(account.accountId));
+    const start = await t.balance(account.accountId);
     const uploads = await Promise.all(files.map((file) => toFile(file.bytes, file.name, { type: file.type })));
     const { data: result, response } = await t.client(account.key).images
       .edit({ model: 'seedream-4.5', prompt, image: uploads.length === 1 ? uploads[0] : uploads, n })
@@ -269,7 +252,7 @@ describe('POST /v1/images/edits for seedream-4.5 on the Ark route (openai SDK â†
       usage: { cost: { total_cost: cost } },
     });
     assert.equal(response.headers.get('x-request-cost'), String(cost));
-    assert.equal(start - parseUsd(await t.balance(account.accountId)), 40_000_000n * BigInt(n));
+    assert.equal(await spent(t, account, start), 40_000_000n * BigInt(n));
   }
 
   it('one file â†’ `image` [its data URI], model, size 2K, watermark false, b64_json; the jpeg as sent; $0.04 charged', async () => {
@@ -287,15 +270,11 @@ describe('POST /v1/images/edits for seedream-4.5 on the Ark route (openai SDK â†
   it('an edit Ark refuses (400 InputTextSensitiveContentDetected) â†’ 400 content_policy_violation, balance unchanged', async () => {
     const start = await t.balance(account.accountId);
     sim.fault = 'input_sensitive';
-    const error = await t.client(account.key).images
-      .edit({ model: 'seedream-4.5', prompt: 'forbidden', image: await toFile(png, 'a.png', { type: 'image/png' }) })
-      .then(() => assert.fail('expected an error'), (caught) => caught);
-    assert.ok(error instanceof OpenAI.APIError, String(error));
-    assert.equal(error.status, 400);
-    assert.equal(error.code, 'content_policy_violation');
+    await failsWith(
+      async () => t.client(account.key).images.edit({ model: 'seedream-4.5', prompt: 'forbidden', image: await toFile(png, 'a.png', { type: 'image/png' }) }),
+      { status: 400, code: 'content_policy_violation' },
+    );
     assert.equal(sim.calls().length, 1);
-    const state = await t.admin('GET', `/admin/v1/accounts/${account.accountId}`);
-    assert.equal(state.balance, start);
-    assert.equal(state.held, '0');
+    await expectBalance(t, account, start);
   });
 });

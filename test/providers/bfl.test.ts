@@ -9,6 +9,7 @@ import { probeImage } from '../../src/images/probe.ts';
 import { renderSketch } from '../../src/images/sketch.ts';
 import { BflImageAdapter } from '../../src/providers/bfl/bfl-image-adapter.ts';
 import { ProviderError, type NormalizedImageRequest } from '../../src/providers/types.ts';
+import { expectBalance, expectError, settledState, spent } from '../helpers/assertions.ts';
 import { startTestServer, streamsValidated, type TestServer, withExtras } from '../helpers/test-server.ts';
 import { BflSimulator } from '../simulators/bfl-simulator.ts';
 
@@ -45,23 +46,6 @@ describe('Black Forest Labs adapter (flux-2-pro) against the BFL simulator', () 
   });
   beforeEach(() => sim.reset());
 
-  const spent = async (start: string) => parseUsd(start) - parseUsd(await t.balance(account.accountId));
-
-  async function expectNoCharge(start: string) {
-    const state = await t.admin('GET', `/admin/v1/accounts/${account.accountId}`);
-    assert.equal(state.balance, start);
-    assert.equal(state.held, '0');
-  }
-
-  async function expectError(promise: Promise<unknown>, status: number, code: string | null, param: string | null = null) {
-    const error = await promise.then(() => assert.fail('expected an error'), (caught) => caught);
-    assert.ok(error instanceof OpenAI.APIError, `not an APIError: ${error}`);
-    assert.equal(error.status, status, error.message);
-    assert.equal(error.code ?? null, code);
-    assert.equal(error.param ?? null, param);
-    return error;
-  }
-
   it('submits exactly, polls with x-key, downloads without it, and charges the cost BFL reported at submit', async () => {
     const start = await t.balance(account.accountId);
     sim.costs = [2.75];
@@ -95,7 +79,7 @@ describe('Black Forest Labs adapter (flux-2-pro) against the BFL simulator', () 
     assert.deepEqual([probe.format, probe.width, probe.height], ['jpeg', 1024, 1024]);
     assert.equal((result.usage as any).cost.total_cost, 0.0275);
     assert.equal(response.headers.get('x-request-cost'), '0.0275');
-    assert.equal(await spent(start), 27_500_000n, '2.75 credits = $0.0275, to the nano');
+    assert.equal(await spent(t, account, start), 27_500_000n, '2.75 credits = $0.0275, to the nano');
   });
 
   it('sends every declared parameter: width, height, seed, safety_tolerance and output_format png', async () => {
@@ -109,7 +93,7 @@ describe('Black Forest Labs adapter (flux-2-pro) against the BFL simulator', () 
     assert.deepEqual([probe.format, probe.width, probe.height], ['png', 1536, 768]);
     // 1536x768 is 1.125 MP → 2 started MP → BFL's formula 3 + 1.5 = 4.5 credits (the simulator's cost).
     assert.equal((result.usage as any).cost.total_cost, 0.045);
-    assert.equal(await spent(start), 45_000_000n);
+    assert.equal(await spent(t, account, start), 45_000_000n);
   });
 
   it('webp is asked of BFL as jpeg and transcoded; size via `size` works too', async () => {
@@ -146,7 +130,7 @@ describe('Black Forest Labs adapter (flux-2-pro) against the BFL simulator', () 
     assert.equal(result.data!.length, 4);
     assert.equal(new Set(result.data!.map((item) => item.b64_json)).size, 4);
     assert.equal((result.usage as any).cost.total_cost, 0.0985);
-    assert.equal(await spent(start), 98_500_000n);
+    assert.equal(await spent(t, account, start), 98_500_000n);
   });
 
   it('waits through several Pending polls and transient poll failures, and reads the legacy `state` field', async () => {
@@ -175,7 +159,7 @@ describe('Black Forest Labs adapter (flux-2-pro) against the BFL simulator', () 
       assert.match(error.message, pattern);
       assert.equal(sim.submits().length, 1, 'never resubmitted');
       assert.equal(sim.downloads().length, 0);
-      await expectNoCharge(start);
+      await expectBalance(t, account, start);
     });
   }
 
@@ -185,7 +169,7 @@ describe('Black Forest Labs adapter (flux-2-pro) against the BFL simulator', () 
       sim.script = { outcome };
       await expectError(t.client(account.key).images.generate({ model: 'flux-2-pro', prompt: 'x' }), 502, 'upstream_error');
       assert.equal(sim.submits().length, 1);
-      await expectNoCharge(start);
+      await expectBalance(t, account, start);
     });
   }
 
@@ -196,7 +180,7 @@ describe('Black Forest Labs adapter (flux-2-pro) against the BFL simulator', () 
     assert.match(error.message, /did not finish/);
     assert.ok(sim.polls().length >= 2);
     assert.equal(sim.submits().length, 1);
-    await expectNoCharge(start);
+    await expectBalance(t, account, start);
   });
 
   for (const target of ['other-port', 'metadata'] as const) {
@@ -207,7 +191,7 @@ describe('Black Forest Labs adapter (flux-2-pro) against the BFL simulator', () 
       assert.match(error.message, /not downloaded/);
       assert.equal(sim.other.requests.length, 0);
       assert.equal(sim.downloads().length, 0);
-      await expectNoCharge(start);
+      await expectBalance(t, account, start);
     });
   }
 
@@ -217,7 +201,7 @@ describe('Black Forest Labs adapter (flux-2-pro) against the BFL simulator', () 
     const error = await expectError(t.client(account.key).images.generate({ model: 'flux-2-pro', prompt: 'x' }), 502, 'upstream_error');
     assert.match(error.message, /polling link/);
     assert.equal(sim.other.requests.length, 0);
-    await expectNoCharge(start);
+    await expectBalance(t, account, start);
   });
 
   for (const [fault, status, code, submits] of [
@@ -236,7 +220,7 @@ describe('Black Forest Labs adapter (flux-2-pro) against the BFL simulator', () 
       if (fault === 'http429') assert.ok(Number(error.headers?.get('retry-after')) >= 1);
       assert.equal(sim.submits().length, submits);
       assert.equal(sim.polls().length, 0);
-      await expectNoCharge(start);
+      await expectBalance(t, account, start);
     });
   }
 
@@ -248,7 +232,7 @@ describe('Black Forest Labs adapter (flux-2-pro) against the BFL simulator', () 
     );
     assert.match(error.message, /multiple of 16/);
     assert.equal(sim.submits().length, 1);
-    await expectNoCharge(start);
+    await expectBalance(t, account, start);
   });
 
   it('POST /v1/images/edits: the reference goes as input_image (base64) and the edit is charged the submit cost', async () => {
@@ -264,7 +248,7 @@ describe('Black Forest Labs adapter (flux-2-pro) against the BFL simulator', () 
     assert.equal(result.data!.length, 1);
     // 3 credits (first output MP) + 1.5 (one started input MP) = 4.5 credits = $0.045, the list hold exactly.
     assert.equal((result.usage as any).cost.total_cost, 0.045);
-    assert.equal(await spent(start), 45_000_000n);
+    assert.equal(await spent(t, account, start), 45_000_000n);
   });
 
   it('edits (adapter direct): references as input_image, input_image_2 in base64; cost includes input megapixels', async () => {
@@ -306,16 +290,6 @@ describe('stream: true for flux-2-pro on BFL (SSE while the BFL jobs are pending
   });
   beforeEach(() => sim.reset());
 
-  async function settledState() {
-    let state = await t.admin('GET', `/admin/v1/accounts/${account.accountId}`);
-    for (let tries = 0; state.held !== '0' && tries < 100; tries++) {
-      await new Promise((resolve) => setTimeout(resolve, 20));
-      state = await t.admin('GET', `/admin/v1/accounts/${account.accountId}`);
-    }
-    assert.equal(state.held, '0');
-    return state;
-  }
-
   it('n: 2 → two submits, two image_generation.completed events; their costs split the upstream-cost charge exactly', async () => {
     const start = parseUsd(await t.balance(account.accountId));
     // 2.5 + 2.7500003 credits = $0.0525000030 = 52,500,003 nanos: odd, so the split has a remainder nano.
@@ -342,7 +316,7 @@ describe('stream: true for flux-2-pro on BFL (SSE while the BFL jobs are pending
     }
     assert.notEqual(events[0].b64_json, events[1].b64_json);
 
-    const charge = start - parseUsd((await settledState()).balance);
+    const charge = start - parseUsd((await settledState(t, account)).balance);
     assert.equal(charge, 52_500_003n, 'settled from the costs BFL reported, not the $0.06 list hold');
     const shares = events.map((event) => parseUsd(event.usage.cost.total_cost));
     assert.deepEqual(shares, [26_250_002n, 26_250_001n], 'the remainder nano on the first event');
@@ -385,7 +359,7 @@ describe('stream: true for flux-2-pro on BFL (SSE while the BFL jobs are pending
       assert.match(error.message, pattern);
       assert.equal(sim.submits().length, 1, 'never resubmitted');
       assert.equal(sim.downloads().length, 0);
-      assert.equal((await settledState()).balance, start);
+      assert.equal((await settledState(t, account)).balance, start);
     });
   }
 });

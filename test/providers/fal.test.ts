@@ -1,16 +1,16 @@
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { after, before, beforeEach, describe, it } from 'node:test';
-import OpenAI, { toFile } from 'openai';
+import { toFile } from 'openai';
 import { parse as parseYaml } from 'yaml';
 import { parseUsd } from '../../src/domain/money.ts';
 import { probeImage } from '../../src/images/probe.ts';
 import { renderSketch } from '../../src/images/sketch.ts';
 import { FalImageAdapter } from '../../src/providers/fal/fal-image-adapter.ts';
 import type { NormalizedImageRequest } from '../../src/providers/types.ts';
+import { expectBalance, expectBalanceOnceSettled, expectError, spent } from '../helpers/assertions.ts';
+import { deadPort } from '../helpers/ports.ts';
 import { startTestServer, streamsValidated, type TestServer, withExtras } from '../helpers/test-server.ts';
 import { ArkSimulator } from '../simulators/ark-simulator.ts';
 import { FalSimulator } from '../simulators/fal-simulator.ts';
@@ -34,15 +34,6 @@ function falCatalog(): string {
   return JSON.stringify(catalog);
 }
 
-async function expectError(promise: Promise<unknown>, status: number, code: string | null, param: string | null = null) {
-  const error = await promise.then(() => assert.fail('expected an error'), (caught) => caught);
-  assert.ok(error instanceof OpenAI.APIError, `not an APIError: ${error}`);
-  assert.equal(error.status, status, error.message);
-  assert.equal(error.code ?? null, code);
-  assert.equal(error.param ?? null, param);
-  return error;
-}
-
 describe('fal.ai queue adapter (seedream-4.5) against the fal simulator', () => {
   let sim: FalSimulator;
   let t: TestServer;
@@ -58,17 +49,6 @@ describe('fal.ai queue adapter (seedream-4.5) against the fal simulator', () => 
     await sim.close();
   });
   beforeEach(() => sim.reset());
-
-  const spent = async (start: string) => parseUsd(start) - parseUsd(await t.balance(account.accountId));
-  async function expectNoCharge(start: string) {
-    let state = await t.admin('GET', `/admin/v1/accounts/${account.accountId}`);
-    for (let tries = 0; state.held !== '0' && tries < 100; tries++) {
-      await new Promise((resolve) => setTimeout(resolve, 20));
-      state = await t.admin('GET', `/admin/v1/accounts/${account.accountId}`);
-    }
-    assert.equal(state.balance, start);
-    assert.equal(state.held, '0');
-  }
 
   it('submit → status (202 queued, 202 running, 200 completed) → result → keyless download; exact requests; $0.04', async () => {
     const start = await t.balance(account.accountId);
@@ -102,7 +82,7 @@ describe('fal.ai queue adapter (seedream-4.5) against the fal simulator', () => 
     assert.deepEqual([probe.format, probe.width, probe.height], ['jpeg', 2048, 2048]);
     assert.equal((result.usage as any).cost.total_cost, 0.04);
     assert.equal(response.headers.get('x-request-cost'), '0.04');
-    assert.equal(await spent(start), 40_000_000n);
+    assert.equal(await spent(t, account, start), 40_000_000n);
   });
 
   it('every declared parameter: preset and custom image_size, seed, n as num_images (one submit), watermark warned', async () => {
@@ -114,7 +94,7 @@ describe('fal.ai queue adapter (seedream-4.5) against the fal simulator', () => 
     assert.equal(three.data.length, 3);
     assert.equal(three.size, '2304x1728');
     assert.deepEqual(three.warnings.map((warning: { param: string }) => warning.param), ['watermark']);
-    assert.equal(await spent(start), 120_000_000n);
+    assert.equal(await spent(t, account, start), 120_000_000n);
 
     sim.reset();
     const custom = (await client.images.generate(withExtras({ model: 'seedream-4.5', prompt: 'x' }, { image_size: '2560x1440' }))) as any;
@@ -156,7 +136,7 @@ describe('fal.ai queue adapter (seedream-4.5) against the fal simulator', () => 
     sim.script = { outcome: 'extra-images' };
     const result = await t.client(account.key).images.generate({ model: 'seedream-4.5', prompt: 'x' });
     assert.equal(result.data!.length, 1);
-    assert.equal(await spent(start), 40_000_000n);
+    assert.equal(await spent(t, account, start), 40_000_000n);
   });
 
   it('a completed job whose result is a 422 content_policy_violation → 400 content_policy_violation, no charge', async () => {
@@ -165,7 +145,7 @@ describe('fal.ai queue adapter (seedream-4.5) against the fal simulator', () => 
     const error = await expectError(t.client(account.key).images.generate({ model: 'seedream-4.5', prompt: 'x' }), 400, 'content_policy_violation');
     assert.match(error.message, /content policy/);
     assert.equal(sim.submits().length, 1);
-    await expectNoCharge(start);
+    await expectBalanceOnceSettled(t, account, start);
   });
 
   it('has_nsfw_concepts: a flagged image is withheld (not charged, warned); all flagged → content_policy_violation', async () => {
@@ -174,14 +154,14 @@ describe('fal.ai queue adapter (seedream-4.5) against the fal simulator', () => 
     const result = (await t.client(account.key).images.generate({ model: 'seedream-4.5', prompt: 'x', n: 2 })) as any;
     assert.equal(result.data.length, 1);
     assert.match(result.warnings[0].message, /1 of 2 images were withheld/);
-    assert.equal(await spent(start), 40_000_000n);
+    assert.equal(await spent(t, account, start), 40_000_000n);
 
     const middle = await t.balance(account.accountId);
     sim.reset();
     sim.script = { outcome: 'nsfw-all' };
     await expectError(t.client(account.key).images.generate({ model: 'seedream-4.5', prompt: 'x' }), 400, 'content_policy_violation');
     assert.equal(sim.downloads().length, 0);
-    await expectNoCharge(middle);
+    await expectBalanceOnceSettled(t, account, middle);
   });
 
   for (const [outcome, status, code, param] of [
@@ -194,7 +174,7 @@ describe('fal.ai queue adapter (seedream-4.5) against the fal simulator', () => 
       sim.script = { outcome };
       await expectError(t.client(account.key).images.generate({ model: 'seedream-4.5', prompt: 'x' }), status, code, param);
       assert.equal(sim.submits().length, 1);
-      await expectNoCharge(start);
+      await expectBalanceOnceSettled(t, account, start);
     });
   }
 
@@ -204,7 +184,7 @@ describe('fal.ai queue adapter (seedream-4.5) against the fal simulator', () => 
     const error = await expectError(t.client(account.key).images.generate({ model: 'seedream-4.5', prompt: 'x' }), 502, 'upstream_error');
     assert.match(error.message, /did not finish/);
     await eventually(() => sim.cancels().length === 1);
-    await expectNoCharge(start);
+    await expectBalanceOnceSettled(t, account, start);
   });
 
   it('the caller disconnecting mid-queue cancels the fal job (PUT cancel_url with the key); the hold is released', async () => {
@@ -220,7 +200,7 @@ describe('fal.ai queue adapter (seedream-4.5) against the fal simulator', () => 
     const id = sim.statusPolls()[0].pathname.split('/')[4];
     assert.equal(cancel.path, `/fal-ai/bytedance/requests/${id}/cancel`);
     assert.equal(cancel.headers.authorization, 'Key sk-sim');
-    await expectNoCharge(start);
+    await expectBalanceOnceSettled(t, account, start);
   });
 
   for (const target of ['other-port', 'metadata'] as const) {
@@ -230,7 +210,7 @@ describe('fal.ai queue adapter (seedream-4.5) against the fal simulator', () => 
       const error = await expectError(t.client(account.key).images.generate({ model: 'seedream-4.5', prompt: 'x' }), 502, 'upstream_error');
       assert.match(error.message, /not downloaded/);
       assert.equal(sim.other.requests.length, 0);
-      await expectNoCharge(start);
+      await expectBalanceOnceSettled(t, account, start);
     });
   }
 
@@ -240,7 +220,7 @@ describe('fal.ai queue adapter (seedream-4.5) against the fal simulator', () => 
     const result = (await t.client(account.key).images.generate({ model: 'seedream-4.5', prompt: 'x', n: 2 })) as any;
     assert.equal(result.data.length, 1);
     assert.match(result.warnings[0].message, /1 of 2 images could not be fetched/);
-    assert.equal(await spent(start), 40_000_000n);
+    assert.equal(await spent(t, account, start), 40_000_000n);
   });
 
   it('edits (adapter direct): the edit endpoint, references as data URIs in image_urls', async () => {
@@ -281,8 +261,6 @@ describe('seedream-4.5 on two routes: fal first, BytePlus Ark on failover', () =
     ark.reset();
   });
 
-  const spent = async (start: string) => parseUsd(start) - parseUsd(await t.balance(account.accountId));
-
   for (const fault of ['http500', 'http429'] as const) {
     it(`fal ${fault} on submit (not accepted) → retried, then served by Ark, charged exactly once`, async () => {
       const start = await t.balance(account.accountId);
@@ -294,7 +272,7 @@ describe('seedream-4.5 on two routes: fal first, BytePlus Ark on failover', () =
       assert.equal(ark.calls()[0].body.size, '2K');
       assert.equal(result.data!.length, 1);
       assert.equal((result.usage as any).cost.total_cost, 0.04);
-      assert.equal(await spent(start), 40_000_000n);
+      assert.equal(await spent(t, account, start), 40_000_000n);
     });
   }
 
@@ -304,7 +282,7 @@ describe('seedream-4.5 on two routes: fal first, BytePlus Ark on failover', () =
     const result = await t.client(account.key).images.generate({ model: 'seedream-4.5', prompt: 'x', n: 2 });
     assert.equal(ark.calls().length, 2);
     assert.equal(result.data!.length, 2);
-    assert.equal(await spent(start), 80_000_000n);
+    assert.equal(await spent(t, account, start), 80_000_000n);
   });
 
   it('fal accepted the job, then its result failed → 502, NO failover to Ark, no charge', async () => {
@@ -313,9 +291,7 @@ describe('seedream-4.5 on two routes: fal first, BytePlus Ark on failover', () =
     await expectError(t.client(account.key).images.generate({ model: 'seedream-4.5', prompt: 'x' }), 502, 'upstream_error');
     assert.equal(fal.submits().length, 1);
     assert.equal(ark.calls().length, 0);
-    const state = await t.admin('GET', `/admin/v1/accounts/${account.accountId}`);
-    assert.equal(state.balance, start);
-    assert.equal(state.held, '0');
+    await expectBalance(t, account, start);
   });
 
   it('fal resetting the connection after the submit was sent (it may be queued) → 502, NO failover, no charge', async () => {
@@ -328,12 +304,8 @@ describe('seedream-4.5 on two routes: fal first, BytePlus Ark on failover', () =
   });
 
   it('fal refusing connections → served by Ark, charged once', async () => {
-    const closed = http.createServer();
-    await new Promise<void>((resolve) => closed.listen(0, '127.0.0.1', resolve));
-    const port = (closed.address() as AddressInfo).port;
-    await new Promise<void>((resolve) => closed.close(() => resolve()));
     const refused = await startTestServer({
-      env: { FAL_KEY: fal.key, FAL_BASE_URL: `http://127.0.0.1:${port}`, ARK_API_KEY: ark.key, ARK_BASE_URL: ark.url },
+      env: { FAL_KEY: fal.key, FAL_BASE_URL: `http://127.0.0.1:${await deadPort()}`, ARK_API_KEY: ark.key, ARK_BASE_URL: ark.url },
       catalog: falCatalog(),
     });
     try {
@@ -397,17 +369,17 @@ describe('POST /v1/images/edits for seedream-4.5 on the fal route (openai SDK �
   }
 
   it('one file → the edit endpoint with image_urls [its data URI], the downloaded jpeg, $0.04 charged', async () => {
-    const start = parseUsd(await t.balance(account.accountId));
+    const start = await t.balance(account.accountId);
     const { data: result, response } = await t.client(account.key).images
       .edit({ model: 'seedream-4.5', prompt: 'make it night', image: await toFile(png, 'a.png', { type: 'image/png' }) })
       .withResponse();
     assertEditSubmit('make it night', [dataUri('image/png', png)]);
     assertEditResponse(result, response);
-    assert.equal(start - parseUsd(await t.balance(account.accountId)), 40_000_000n);
+    assert.equal(await spent(t, account, start), 40_000_000n);
   });
 
   it('two files (image[]) → image_urls holds both data URIs in order, typed from their bytes; $0.04 charged', async () => {
-    const start = parseUsd(await t.balance(account.accountId));
+    const start = await t.balance(account.accountId);
     const { data: result, response } = await t.client(account.key).images
       .edit({
         model: 'seedream-4.5',
@@ -417,7 +389,7 @@ describe('POST /v1/images/edits for seedream-4.5 on the fal route (openai SDK �
       .withResponse();
     assertEditSubmit('put the cat in the box', [dataUri('image/png', png), dataUri('image/jpeg', jpeg)]);
     assertEditResponse(result, response);
-    assert.equal(start - parseUsd(await t.balance(account.accountId)), 40_000_000n);
+    assert.equal(await spent(t, account, start), 40_000_000n);
   });
 
   it('an edit fal refuses (422 content_policy_violation on the result) → 400 content_policy_violation, balance unchanged', async () => {
@@ -431,13 +403,7 @@ describe('POST /v1/images/edits for seedream-4.5 on the fal route (openai SDK �
     assert.equal(sim.submits().length, 1, 'never resubmitted');
     assert.equal(sim.submits()[0].path, `/${FAL_OPTIONS.edit_endpoint}`);
     assert.equal(sim.downloads().length, 0);
-    let state = await t.admin('GET', `/admin/v1/accounts/${account.accountId}`);
-    for (let tries = 0; state.held !== '0' && tries < 100; tries++) {
-      await new Promise((resolve) => setTimeout(resolve, 20));
-      state = await t.admin('GET', `/admin/v1/accounts/${account.accountId}`);
-    }
-    assert.equal(state.balance, start);
-    assert.equal(state.held, '0');
+    await expectBalanceOnceSettled(t, account, start);
   });
 });
 

@@ -2,13 +2,14 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, beforeEach, describe, it } from 'node:test';
-import OpenAI, { toFile } from 'openai';
+import { toFile } from 'openai';
 import { parse as parseYaml } from 'yaml';
 import { divCeil, parseUsd } from '../../src/domain/money.ts';
 import { probeBase64 } from '../../src/images/probe.ts';
 import { generateContentResponseSchema, readUsage, retryDelaySeconds } from '../../src/providers/gemini/gemini-api.ts';
 import { GeminiImageAdapter } from '../../src/providers/gemini/gemini-image-adapter.ts';
 import type { NormalizedImageRequest } from '../../src/providers/types.ts';
+import { expectBalance, expectError, spent } from '../helpers/assertions.ts';
 import { startTestServer, streamsValidated, type TestServer, withExtras } from '../helpers/test-server.ts';
 import { GEMINI_SIZES, solidImage, startGeminiSimulator, type GeminiSimulator, type RecordedRequest } from '../simulators/gemini-simulator.ts';
 
@@ -62,24 +63,8 @@ describe('Gemini adapter (nano-banana-2, nano-banana-pro) against the Gemini sim
   beforeEach(() => sim.reset());
 
   const balance = () => t.balance(account.accountId);
-  const spent = async (start: string) => parseUsd(start) - parseUsd(await balance());
   const generate = (params: Record<string, unknown>) =>
     t.client(account.key).images.generate(withExtras({ model: 'nano-banana-2', prompt: 'a red bicycle on a beach' }, params)) as Promise<any>;
-
-  async function expectNoCharge(start: string) {
-    const state = await t.admin('GET', `/admin/v1/accounts/${account.accountId}`);
-    assert.equal(state.balance, start);
-    assert.equal(state.held, '0');
-  }
-
-  async function expectError(promise: Promise<unknown>, status: number, code: string | null, param: string | null = null) {
-    const error = await promise.then(() => assert.fail('expected an error'), (caught) => caught);
-    assert.ok(error instanceof OpenAI.APIError, `not an APIError: ${error}`);
-    assert.equal(error.status, status, error.message);
-    assert.equal(error.code ?? null, code);
-    assert.equal(error.param ?? null, param);
-    return error;
-  }
 
   it('nano-banana-2: the exact generateContent request, the image passed through, the token cost charged to the nano', async () => {
     const start = await balance();
@@ -107,7 +92,7 @@ describe('Gemini adapter (nano-banana-2, nano-banana-pro) against the Gemini sim
     assert.equal(result.usage.prompt_tokens, 6);
     assert.equal(result.usage.completion_tokens, 752);
     assert.equal(result.usage.completion_tokens_details.image_tokens, 747);
-    assert.equal(await spent(start), 44_838_000n);
+    assert.equal(await spent(t, account, start), 44_838_000n);
     assert.equal(result.warnings, undefined);
   });
 
@@ -127,7 +112,7 @@ describe('Gemini adapter (nano-banana-2, nano-banana-pro) against the Gemini sim
       assert.equal(result.size, GEMINI_SIZES[tier][ratio], 'catalog and providers.md agree');
       const probed = probeBase64(result.data[0].b64_json)!;
       assert.equal(`${probed.width}x${probed.height}`, result.size);
-      assert.equal(await spent(start), tokenCost('nano-banana-2', [sim.requests[0].answer]), `${ratio} ${tier}`);
+      assert.equal(await spent(t, account, start), tokenCost('nano-banana-2', [sim.requests[0].answer]), `${ratio} ${tier}`);
     }
   });
 
@@ -153,7 +138,7 @@ describe('Gemini adapter (nano-banana-2, nano-banana-pro) against the Gemini sim
       assert.equal(result.data[0].b64_json, imageOf(call));
       assert.equal(result.usage.completion_tokens_details.reasoning_tokens, 250);
       const cost = tokenCost('nano-banana-pro', [call.answer]);
-      assert.equal(await spent(start), cost);
+      assert.equal(await spent(t, account, start), cost);
       assert.equal(parseUsd(String(result.usage.cost.total_cost)), cost);
     }
     // 1K: 5 prompt tokens × $2/M + 1120 × $120/M + (5 + 250) × $12/M.
@@ -166,7 +151,7 @@ describe('Gemini adapter (nano-banana-2, nano-banana-pro) against the Gemini sim
     await expectError(client.images.generate(withExtras({ model: 'nano-banana-pro', prompt: 'x' }, { resolution: '512' })), 400, 'invalid_value', 'resolution');
     await expectError(client.images.generate(withExtras({ model: 'nano-banana-pro', prompt: 'x' }, { aspect_ratio: '1:8' })), 400, 'invalid_value', 'aspect_ratio');
     assert.equal(sim.requests.length, 0);
-    await expectNoCharge(start);
+    await expectBalance(t, account, start);
   });
 
   it('a JPEG answer keeps its type; output_format png is transcoded by the gateway, not asked of Gemini', async () => {
@@ -202,7 +187,7 @@ describe('Gemini adapter (nano-banana-2, nano-banana-pro) against the Gemini sim
     const error = await expectError(generate({ resolution: '512', frobnicate: true }), 400, 'invalid_value', 'frobnicate');
     assert.match(error.message, /Unknown name "frobnicate"/);
     assert.equal(sim.requests.length, 1);
-    await expectNoCharge(start);
+    await expectBalance(t, account, start);
   });
 
   it('n: 4 → four parallel single-image calls, four images, charged the four calls’ tokens', async () => {
@@ -217,7 +202,7 @@ describe('Gemini adapter (nano-banana-2, nano-banana-pro) against the Gemini sim
     assert.deepEqual(new Set(result.data.map((item: any) => item.b64_json)), new Set(sim.requests.map(imageOf)));
     const cost = tokenCost('nano-banana-2', sim.requests.map((call) => call.answer));
     assert.equal(result.usage.prompt_tokens, 24);
-    assert.equal(await spent(start), cost);
+    assert.equal(await spent(t, account, start), cost);
     assert.equal(parseUsd(String(result.usage.cost.total_cost)), cost);
   });
 
@@ -230,7 +215,7 @@ describe('Gemini adapter (nano-banana-2, nano-banana-pro) against the Gemini sim
     assert.deepEqual(events.map((event) => event.type), ['image_generation.completed', 'image_generation.completed']);
     assert.deepEqual(new Set(events.map((event) => event.b64_json)), new Set(sim.requests.map(imageOf)));
     assert.equal(events[0].size, '512x512');
-    assert.equal(await spent(start), tokenCost('nano-banana-2', sim.requests.map((call) => call.answer)));
+    assert.equal(await spent(t, account, start), tokenCost('nano-banana-2', sim.requests.map((call) => call.answer)));
   });
 
   it('n: 4 with one call failing → three images, charged for exactly those three, with the pipeline’s warning', async () => {
@@ -243,7 +228,7 @@ describe('Gemini adapter (nano-banana-2, nano-banana-pro) against the Gemini sim
     assert.equal(delivered.length, 3);
     assert.deepEqual(new Set(result.data.map((item: any) => item.b64_json)), new Set(delivered.map(imageOf)));
     assert.ok(result.warnings.some((warning: { message: string }) => /Only 3 of 4 images could be generated; you are charged for 3/.test(warning.message)));
-    assert.equal(await spent(start), tokenCost('nano-banana-2', delivered.map((call) => call.answer)));
+    assert.equal(await spent(t, account, start), tokenCost('nano-banana-2', delivered.map((call) => call.answer)));
   });
 
   it('content refusals (HTTP 200) → 400 content_policy_violation saying what was refused, no charge, no retry', async () => {
@@ -263,7 +248,7 @@ describe('Gemini adapter (nano-banana-2, nano-banana-pro) against the Gemini sim
       assert.match(error.message, message);
       assert.equal(sim.requests.length, 1);
     }
-    await expectNoCharge(start);
+    await expectBalance(t, account, start);
   });
 
   it('image-less answers that are not refusals → 502 upstream_error, no charge, no retry', async () => {
@@ -282,7 +267,7 @@ describe('Gemini adapter (nano-banana-2, nano-banana-pro) against the Gemini sim
       assert.match(error.message, message);
       assert.equal(sim.requests.length, 1);
     }
-    await expectNoCharge(start);
+    await expectBalance(t, account, start);
   });
 
   it('429 RESOURCE_EXHAUSTED with RetryInfo → retried once after the delay, then our 429 with Retry-After; no charge', async () => {
@@ -291,13 +276,13 @@ describe('Gemini adapter (nano-banana-2, nano-banana-pro) against the Gemini sim
     const error = await expectError(generate({ resolution: '512' }), 429, 'rate_limit_exceeded');
     assert.equal(error.headers?.get('retry-after'), '1');
     assert.equal(sim.requests.length, 2);
-    await expectNoCharge(start);
+    await expectBalance(t, account, start);
 
     sim.reset();
     sim.queue({ kind: 'rate_limited', retryDelay: '0.2s' });
     const result = await generate({ resolution: '512' });
     assert.equal(result.data.length, 1, 'the retry succeeded');
-    assert.equal(await spent(start), tokenCost('nano-banana-2', [sim.requests[1].answer]));
+    assert.equal(await spent(t, account, start), tokenCost('nano-banana-2', [sim.requests[1].answer]));
   });
 
   it('RetryInfo delays are read as seconds, rounded up and capped at 60', () => {
@@ -320,7 +305,7 @@ describe('Gemini adapter (nano-banana-2, nano-banana-pro) against the Gemini sim
     sim.queue({ kind: 'error', status: 400, body: { error: { code: 400, message: 'Unsupported aspect ratio: 1:1.', status: 'INVALID_ARGUMENT' } } });
     await expectError(generate({ resolution: '512' }), 400, 'invalid_value', 'aspect_ratio');
     assert.equal(sim.requests.length, 1);
-    await expectNoCharge(start);
+    await expectBalance(t, account, start);
   });
 
   it('timeout, connection reset → 502 (the call may have been accepted: not repeated); no charge', async () => {
@@ -331,7 +316,7 @@ describe('Gemini adapter (nano-banana-2, nano-banana-pro) against the Gemini sim
       await expectError(generate({ resolution: '512' }), 502, 'upstream_error');
       assert.equal(sim.requests.length, 1, kind);
     }
-    await expectNoCharge(start);
+    await expectBalance(t, account, start);
   });
 
   it('an invalid key (Gemini: 400 API_KEY_INVALID) → 502 misconfigured without the upstream text; no charge', async () => {
@@ -364,7 +349,7 @@ describe('Gemini adapter (nano-banana-2, nano-banana-pro) against the Gemini sim
     assert.equal(result.size, '600x448');
     assert.equal(result.data[0].b64_json, imageOf(call));
     assert.equal(call.answer.usageMetadata.promptTokenCount, 4 + 560);
-    assert.equal(await spent(start), tokenCost('nano-banana-2', [call.answer]));
+    assert.equal(await spent(t, account, start), tokenCost('nano-banana-2', [call.answer]));
   });
 
   it('edits: reference images go as inlineData parts after the prompt, base64 exactly as uploaded (adapter direct)', async () => {

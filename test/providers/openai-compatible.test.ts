@@ -2,13 +2,14 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, beforeEach, describe, it } from 'node:test';
-import OpenAI, { toFile } from 'openai';
+import { toFile } from 'openai';
 import { parse as parseYaml } from 'yaml';
 import { parseUsd } from '../../src/domain/money.ts';
 import { probeBase64 } from '../../src/images/probe.ts';
 import { renderSketch } from '../../src/images/sketch.ts';
 import { buildRequestBody } from '../../src/providers/openai-compatible/openai-compatible-image-adapter.ts';
 import type { NormalizedImageRequest } from '../../src/providers/types.ts';
+import { charged, failsWith } from '../helpers/assertions.ts';
 import { startTestServer, type TestServer, withExtras } from '../helpers/test-server.ts';
 import { COMPAT_OUTPUT_TOKENS, startCompatibleSimulator, type CompatibleSimulator } from '../simulators/openai-compatible-simulator.ts';
 import type { Fault } from '../simulators/openai-simulator.ts';
@@ -67,28 +68,16 @@ describe('openai-compatible adapter through POST /v1/images/generations', () => 
     await sim.close();
   });
 
-  async function charged<T>(call: () => Promise<T>): Promise<{ result: T; charge: bigint }> {
-    const before = parseUsd(await t.balance(account.accountId));
-    const result = await call();
-    const state = await t.admin('GET', `/admin/v1/accounts/${account.accountId}`);
-    assert.equal(state.held, '0');
-    return { result, charge: before - parseUsd(state.balance) };
-  }
-
-  async function failsWith(call: () => Promise<unknown>, expected: { status: number; code?: string; param?: string; message?: RegExp }): Promise<void> {
-    const { result: error, charge } = await charged(() => call().then(() => assert.fail('expected an error'), (caught: unknown) => caught));
-    assert.ok(error instanceof OpenAI.APIError, String(error));
-    assert.equal(error.status, expected.status);
-    if (expected.code !== undefined) assert.equal(error.code, expected.code);
-    if (expected.param !== undefined) assert.equal(error.param, expected.param);
-    if (expected.message) assert.match(error.message, expected.message);
+  /** failsWith, plus this suite's rule that no failure charges anything (hence local). */
+  async function failsUncharged(call: () => Promise<unknown>, expected: Parameters<typeof failsWith>[1]): Promise<void> {
+    const { charge } = await charged(t, account, () => failsWith(call, expected));
     assert.equal(charge, 0n, 'nothing charged');
   }
 
   const generate = (params: Record<string, unknown>) => t.client(account.key).images.generate({ model: 'deepshi-banana-pro', prompt: 'p', ...params } as never);
 
   it('deepshi-banana-pro defaults: exact upstream request and answer, $0.01 charged', async () => {
-    const { result, charge } = await charged(() => generate({ prompt: 'a serene canal in Venice at sunset' }));
+    const { result, charge } = await charged(t, account, () => generate({ prompt: 'a serene canal in Venice at sunset' }));
     assert.equal(sim.requests.length, 1);
     const [upstream] = sim.requests;
     assert.equal(upstream.method, 'POST');
@@ -107,7 +96,7 @@ describe('openai-compatible adapter through POST /v1/images/generations', () => 
   });
 
   it('width, height, seed and output_format are sent under their own names; the webp answer is passed through untouched', async () => {
-    const { result } = await charged(() => generate(withExtras({ output_format: 'webp' as const }, { width: 512, height: 768, seed: 42 })));
+    const { result } = await charged(t, account, () => generate(withExtras({ output_format: 'webp' as const }, { width: 512, height: 768, seed: 42 })));
     assert.deepEqual(sim.requests[0].body, {
       width: 512, height: 768, size: '512x768', seed: 42, output_format: 'webp', model: 'deepshi-banana-pro', prompt: 'p', n: 1, response_format: 'b64_json',
     });
@@ -158,7 +147,7 @@ describe('openai-compatible adapter through POST /v1/images/generations', () => 
 
   it('url answers from the server\'s own origin are downloaded at once, without credentials', async () => {
     sim.deliver = 'url';
-    const { result, charge } = await charged(() => generate({}));
+    const { result, charge } = await charged(t, account, () => generate({}));
     assert.equal(result.data![0].b64_json, sim.sentImages[0]);
     const download = sim.requests.find((request) => request.method === 'GET')!;
     assert.match(download.path, /^\/files\//);
@@ -173,7 +162,7 @@ describe('openai-compatible adapter through POST /v1/images/generations', () => 
   ]) {
     it(`a result URL at ${where} is not downloaded: 502, nothing charged`, async () => {
       sim.setFault({ kind: 'url', url: url() });
-      await failsWith(() => generate({}), { status: 502, code: 'upstream_error', message });
+      await failsUncharged(() => generate({}), { status: 502, code: 'upstream_error', message });
       assert.equal(sim.requests.length, 1, 'nothing fetched, nothing retried');
     });
   }
@@ -189,7 +178,7 @@ describe('openai-compatible adapter through POST /v1/images/generations', () => 
     ]) {
       it(`usage.cost ${JSON.stringify(cost)} → ${charge} charged`, async () => {
         sim.cost = cost;
-        const { result, charge: charged_ } = await charged(() => t.client(account.key).images.generate({ model: 'compat-cost', prompt: 'p' }));
+        const { result, charge: charged_ } = await charged(t, account, () => t.client(account.key).images.generate({ model: 'compat-cost', prompt: 'p' }));
         assert.equal(sim.requests[0].body.model, 'cost-model');
         assert.equal(charged_, parseUsd(charge));
         assert.equal((result.usage as any).cost.total_cost, Number(charge));
@@ -214,7 +203,7 @@ describe('openai-compatible adapter through POST /v1/images/generations', () => 
   describe('upstream failures: the right error, and the balance unchanged', () => {
     it('500 (retried once on the only route) → 503', async () => {
       sim.setFault({ kind: 'status500' });
-      await failsWith(() => generate({}), { status: 503, code: 'upstream_error' });
+      await failsUncharged(() => generate({}), { status: 503, code: 'upstream_error' });
       assert.equal(sim.requests.length, 2);
     });
 
@@ -237,29 +226,29 @@ describe('openai-compatible adapter through POST /v1/images/generations', () => 
     for (const { name, fault, message } of accepted) {
       it(`${name} → 502 upstream_error, not retried`, async () => {
         sim.setFault(fault);
-        await failsWith(() => generate({}), { status: 502, code: 'upstream_error', message });
+        await failsUncharged(() => generate({}), { status: 502, code: 'upstream_error', message });
         assert.equal(sim.requests.length, 1);
       });
     }
 
     it('401 from the server → 502 misconfigured', async () => {
       sim.setFault({ kind: 'unauthorized' });
-      await failsWith(() => generate({}), { status: 502, message: /misconfigured/ });
+      await failsUncharged(() => generate({}), { status: 502, message: /misconfigured/ });
     });
 
     it('a content-policy refusal → 400 content_policy_violation with the server\'s reason', async () => {
-      await failsWith(() => generate({ prompt: 'something forbidden' }), { status: 400, code: 'content_policy_violation', message: /content policy: Your prompt was flagged/ });
+      await failsUncharged(() => generate({ prompt: 'something forbidden' }), { status: 400, code: 'content_policy_violation', message: /content policy: Your prompt was flagged/ });
     });
 
     it('a parameter the server rejects → 400 naming it', async () => {
-      await failsWith(() => generate(withExtras({}, { steps: 99 })), { status: 400, code: 'invalid_value', param: 'steps', message: /steps must be/ });
+      await failsUncharged(() => generate(withExtras({}, { steps: 99 })), { status: 400, code: 'invalid_value', param: 'steps', message: /steps must be/ });
     });
   });
 
   it('edits: multipart to /v1/images/edits with one image[] part per reference', async () => {
     const first = await renderSketch({ prompt: 'one', seed: 1, width: 64, height: 64, format: 'png' });
     const second = await renderSketch({ prompt: 'two', seed: 2, width: 40, height: 40, format: 'webp' });
-    const { result, charge } = await charged(async () => t.client(account.key).images.edit(withExtras({
+    const { result, charge } = await charged(t, account, async () => t.client(account.key).images.edit(withExtras({
       model: 'deepshi-image-1',
       prompt: 'make it night',
       image: [await toFile(first, 'one.png', { type: 'image/png' }), await toFile(second, 'two.webp', { type: 'image/webp' })],

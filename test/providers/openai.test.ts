@@ -7,6 +7,7 @@ import { parse as parseYaml } from 'yaml';
 import { formatUsd, parseUsd, usdNumber } from '../../src/domain/money.ts';
 import { probeBase64 } from '../../src/images/probe.ts';
 import { renderSketch } from '../../src/images/sketch.ts';
+import { charged, failsWith } from '../helpers/assertions.ts';
 import { startTestServer, streamsValidated, type TestServer, withExtras } from '../helpers/test-server.ts';
 import { TOKENS_PER_PARTIAL_IMAGE, TOKENS_PER_REFERENCE_IMAGE, outputTokensFor, startOpenAiSimulator, type SimulatorHandle } from '../simulators/openai-simulator.ts';
 
@@ -69,25 +70,6 @@ describe('openai adapter through POST /v1/images/generations', () => {
     await sim.close();
   });
 
-  /** Runs `call`, returning its result and what it cost the account (in nanos); nothing may stay held. */
-  async function charged<T>(call: () => Promise<T>, who = account): Promise<{ result: T; charge: bigint }> {
-    const before = parseUsd(await t.balance(who.accountId));
-    const result = await call();
-    const state = await t.admin('GET', `/admin/v1/accounts/${who.accountId}`);
-    assert.equal(state.held, '0');
-    return { result, charge: before - parseUsd(state.balance) };
-  }
-
-  async function failsWith(call: () => Promise<unknown>, expected: { status: number; code?: string; param?: string | null; message?: RegExp }) {
-    const error = await call().then(() => assert.fail('expected an error'), (caught: unknown) => caught);
-    assert.ok(error instanceof OpenAI.APIError, String(error));
-    assert.equal(error.status, expected.status);
-    if (expected.code !== undefined) assert.equal(error.code, expected.code);
-    if (expected.param !== undefined) assert.equal(error.param, expected.param);
-    if (expected.message) assert.match(error.message, expected.message);
-    return error;
-  }
-
   const CASES: Array<{ name: string; params: Record<string, unknown>; body: Record<string, unknown>; size: string; format?: string }> = [
     {
       name: 'gpt-image-1.5 defaults',
@@ -144,7 +126,7 @@ describe('openai adapter through POST /v1/images/generations', () => {
   for (const testCase of CASES) {
     it(`${testCase.name}: exact upstream request, exact answer, charge = tokens × rates`, async () => {
       const model = testCase.params.model as keyof typeof RATES;
-      const { result, charge } = await charged(() => t.client(account.key).images.generate(testCase.params as never));
+      const { result, charge } = await charged(t, account, () => t.client(account.key).images.generate(testCase.params as never));
 
       assert.equal(sim.requests.length, 1);
       const [upstream] = sim.requests;
@@ -174,7 +156,7 @@ describe('openai adapter through POST /v1/images/generations', () => {
   }
 
   it('the charge settles at the token cost even when it exceeds the rounded list price (high 1024x1024: $0.13312 + prompt)', async () => {
-    const { charge } = await charged(() => t.client(account.key).images.generate({ model: 'gpt-image-1.5', prompt: 'exactly square', size: '1024x1024', quality: 'high' }));
+    const { charge } = await charged(t, account, () => t.client(account.key).images.generate({ model: 'gpt-image-1.5', prompt: 'exactly square', size: '1024x1024', quality: 'high' }));
     assert.ok(charge > parseUsd('0.133'), `charged ${formatUsd(charge)}`);
     assert.equal(charge, tokenCost('gpt-image-1.5', sim.sentUsages));
   });
@@ -214,7 +196,7 @@ describe('openai adapter through POST /v1/images/generations', () => {
 
   describe('streaming with partial_images', () => {
     it('partial_images 2: the upstream streams (n 1, stream, partial_images) and the SDK iterates partial, partial, completed', async () => {
-      const { result: events, charge } = await charged(async () => {
+      const { result: events, charge } = await charged(t, account, async () => {
         const stream = await t.client(account.key).images.generate({ model: 'gpt-image-1.5', prompt: 'a comet', stream: true, partial_images: 2, quality: 'low' });
         const seen: any[] = [];
         for await (const event of stream) seen.push(event);
@@ -234,7 +216,7 @@ describe('openai adapter through POST /v1/images/generations', () => {
 
     it('n 2 streams two single-image upstream calls; both images arrive and the charge sums their usage', async () => {
       sim.sendDone = true; // a `data: [DONE]` sentinel at the end of each upstream stream is tolerated
-      const { result: events, charge } = await charged(async () => {
+      const { result: events, charge } = await charged(t, account, async () => {
         const stream = await t.client(account.key).images.generate({ model: 'gpt-image-2', prompt: 'twins', n: 2, stream: true, partial_images: 1 });
         const seen: any[] = [];
         for await (const event of stream) seen.push(event);
@@ -259,7 +241,7 @@ describe('openai adapter through POST /v1/images/generations', () => {
         // SDK aborts (it does on an error event) never ends when a large partial image came first.
         const client = new OpenAI({ apiKey: account.key, baseURL: `${t.url}/v1`, maxRetries: 0 });
         const types: string[] = [];
-        const { result: error, charge } = await charged(async () => {
+        const { result: error, charge } = await charged(t, account, async () => {
           const stream = await client.images.generate({ model: 'gpt-image-1.5', prompt: 'p', stream: true, partial_images: 1 });
           return (async () => {
             for await (const event of stream) types.push(event.type);
@@ -280,14 +262,14 @@ describe('openai adapter through POST /v1/images/generations', () => {
 
     it('500 (twice: retried once on the only route) → 503, nothing charged', async () => {
       sim.setFault({ kind: 'status500' });
-      const { charge } = await charged(() => failsWith(generate(), { status: 503, code: 'upstream_error' }));
+      const { charge } = await charged(t, account, () => failsWith(generate(), { status: 503, code: 'upstream_error' }));
       assert.equal(charge, 0n);
       assert.equal(sim.requests.length, 2);
     });
 
     it('429 with Retry-After → 429 with Retry-After, nothing charged', async () => {
       sim.setFault({ kind: 'rate429', retryAfter: '1' });
-      const { result: error, charge } = await charged(() => failsWith(generate(), { status: 429, code: 'rate_limit_exceeded' }));
+      const { result: error, charge } = await charged(t, account, () => failsWith(generate(), { status: 429, code: 'rate_limit_exceeded' }));
       assert.equal((error as InstanceType<typeof OpenAI.APIError>).headers?.get('retry-after'), '1');
       assert.equal(charge, 0n);
       assert.equal(sim.requests.length, 2);
@@ -295,7 +277,7 @@ describe('openai adapter through POST /v1/images/generations', () => {
 
     it('a 429 once, then success: the retry is served and charged once', async () => {
       sim.setFault({ kind: 'rate429', retryAfter: '1' }, 1);
-      const { charge } = await charged(generate({ quality: 'low' }));
+      const { charge } = await charged(t, account, generate({ quality: 'low' }));
       assert.equal(sim.requests.length, 2);
       assert.equal(charge, tokenCost('gpt-image-1.5', sim.sentUsages));
     });
@@ -310,7 +292,7 @@ describe('openai adapter through POST /v1/images/generations', () => {
     for (const { name, fault, message } of accepted) {
       it(`${name} → 502 upstream_error, not retried (the upstream may have accepted it), nothing charged`, async () => {
         sim.setFault(fault);
-        const { charge } = await charged(() => failsWith(generate(), { status: 502, code: 'upstream_error', message }));
+        const { charge } = await charged(t, account, () => failsWith(generate(), { status: 502, code: 'upstream_error', message }));
         assert.equal(charge, 0n);
         assert.equal(sim.requests.length, 1);
       });
@@ -318,7 +300,7 @@ describe('openai adapter through POST /v1/images/generations', () => {
 
     it('a rejected API key (401) → 502 misconfigured, the key is not echoed, nothing charged', async () => {
       sim.setFault({ kind: 'unauthorized' });
-      const { result: error, charge } = await charged(() => failsWith(generate(), { status: 502, message: /misconfigured/ }));
+      const { result: error, charge } = await charged(t, account, () => failsWith(generate(), { status: 502, message: /misconfigured/ }));
       assert.doesNotMatch((error as Error).message, /sk-/);
       assert.equal(charge, 0n);
     });
@@ -330,14 +312,14 @@ describe('openai adapter through POST /v1/images/generations', () => {
     ];
     for (const { prompt, message } of refusals) {
       it(`safety refusal (${prompt}) → 400 content_policy_violation saying what was rejected, nothing charged`, async () => {
-        const { charge } = await charged(() => failsWith(generate({ prompt }), { status: 400, code: 'content_policy_violation', message }));
+        const { charge } = await charged(t, account, () => failsWith(generate({ prompt }), { status: 400, code: 'content_policy_violation', message }));
         assert.equal(charge, 0n);
         assert.equal(sim.requests.length, 1);
       });
     }
 
     it('an upstream size rejection names our param (size → image_size), nothing charged', async () => {
-      const { charge } = await charged(() => failsWith(generate({ model: 'gpt-image-loose', size: '1000x1000' }), { status: 400, code: 'invalid_value', param: 'image_size', message: /1000x1000/ }));
+      const { charge } = await charged(t, account, () => failsWith(generate({ model: 'gpt-image-loose', size: '1000x1000' }), { status: 400, code: 'invalid_value', param: 'image_size', message: /1000x1000/ }));
       assert.equal(charge, 0n);
     });
 
@@ -351,7 +333,7 @@ describe('openai adapter through POST /v1/images/generations', () => {
 
     it('fewer images than asked: the delivered one is charged at list price, with a warning', async () => {
       sim.setFault({ kind: 'fewer' });
-      const { result, charge } = await charged(generate({ n: 2, quality: 'low', size: '1024x1024' }));
+      const { result, charge } = await charged(t, account, generate({ n: 2, quality: 'low', size: '1024x1024' }));
       assert.equal(result.data!.length, 1);
       assert.ok((result as any).warnings.some((warning: any) => /Only 1 of 2/.test(warning.message)));
       assert.equal(charge, parseUsd('0.009'));
@@ -365,7 +347,7 @@ describe('openai adapter through POST /v1/images/generations', () => {
     ]) {
       it(`unusable usage ${JSON.stringify(usage)} is ignored: the list price is charged`, async () => {
         sim.setFault({ kind: 'usage', usage });
-        const { result, charge } = await charged(generate({ quality: 'low', size: '1024x1024' }));
+        const { result, charge } = await charged(t, account, generate({ quality: 'low', size: '1024x1024' }));
         assert.equal(charge, parseUsd('0.009'));
         assert.equal((result.usage as any).prompt_tokens, undefined);
       });
@@ -392,7 +374,7 @@ describe('openai adapter through POST /v1/images/generations', () => {
     it('sends image[] parts and the edit fields (no moderation), and charges the reported input image tokens', async () => {
       const first = await renderSketch({ prompt: 'ref one', seed: 1, width: 64, height: 64, format: 'png' });
       const second = await renderSketch({ prompt: 'ref two', seed: 2, width: 48, height: 32, format: 'jpeg' });
-      const { result, charge } = await charged(async () => t.client(account.key).images.edit({
+      const { result, charge } = await charged(t, account, async () => t.client(account.key).images.edit({
         model: 'gpt-image-1.5',
         prompt: 'make it night',
         image: [await toFile(first, 'one.png', { type: 'image/png' }), await toFile(second, 'two.jpg', { type: 'image/jpeg' })],
@@ -424,7 +406,7 @@ describe('openai adapter through POST /v1/images/generations', () => {
 
     it('a streamed edit with partial_images relays image_edit partial and completed events', async () => {
       const reference = await renderSketch({ prompt: 'r', seed: 1, width: 64, height: 64, format: 'png' });
-      const { result: events, charge } = await charged(async () => {
+      const { result: events, charge } = await charged(t, account, async () => {
         const stream = await t.client(account.key).images.edit({ model: 'gpt-image-1.5', prompt: 'p', image: await toFile(reference, 'r.png', { type: 'image/png' }), stream: true, partial_images: 1, quality: 'low' });
         const seen: any[] = [];
         for await (const event of stream) seen.push(event);

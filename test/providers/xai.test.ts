@@ -2,13 +2,13 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, beforeEach, describe, it } from 'node:test';
-import OpenAI, { toFile } from 'openai';
+import { toFile } from 'openai';
 import { parse as parseYaml } from 'yaml';
-import { parseUsd } from '../../src/domain/money.ts';
 import { probeBase64 } from '../../src/images/probe.ts';
 import { costNanos } from '../../src/providers/xai/xai-api.ts';
 import { XaiImageAdapter } from '../../src/providers/xai/xai-image-adapter.ts';
 import type { NormalizedImageRequest } from '../../src/providers/types.ts';
+import { expectBalance, expectError, spent } from '../helpers/assertions.ts';
 import { startTestServer, type TestServer, withExtras } from '../helpers/test-server.ts';
 import { solidImage } from '../simulators/gemini-simulator.ts';
 import { XAI_SIZES, startXaiSimulator, type XaiOutcome, type XaiSimulator } from '../simulators/xai-simulator.ts';
@@ -42,24 +42,8 @@ describe('xAI adapter (grok-imagine, grok-imagine-quality) against the xAI simul
   beforeEach(() => sim.reset());
 
   const balance = () => t.balance(account.accountId);
-  const spent = async (start: string) => parseUsd(start) - parseUsd(await balance());
   const generate = (params: Record<string, unknown>, model = 'grok-imagine') =>
     t.client(account.key).images.generate(withExtras({ model, prompt: 'a cat in a tree' }, params)) as Promise<any>;
-
-  async function expectNoCharge(start: string) {
-    const state = await t.admin('GET', `/admin/v1/accounts/${account.accountId}`);
-    assert.equal(state.balance, start);
-    assert.equal(state.held, '0');
-  }
-
-  async function expectError(promise: Promise<unknown>, status: number, code: string | null, param: string | null = null) {
-    const error = await promise.then(() => assert.fail('expected an error'), (caught) => caught);
-    assert.ok(error instanceof OpenAI.APIError, `not an APIError: ${error}`);
-    assert.equal(error.status, status, error.message);
-    assert.equal(error.code ?? null, code);
-    assert.equal(error.param ?? null, param);
-    return error;
-  }
 
   it('grok-imagine: the exact request, base64 passed through, revised_prompt, and xAI’s ticks charged to the nano', async () => {
     const start = await balance();
@@ -79,7 +63,7 @@ describe('xAI adapter (grok-imagine, grok-imagine-quality) against the xAI simul
     assert.equal(result.data[0].revised_prompt, 'A vivid, detailed rendering of: a cat in a tree');
     // 150,000,005 ticks × 1e-10 = $0.0150000005, rounded up to the nano.
     assert.equal(result.usage.cost.total_cost, 0.015000001);
-    assert.equal(await spent(start), 15_000_001n);
+    assert.equal(await spent(t, account, start), 15_000_001n);
     assert.equal(result.warnings, undefined);
   });
 
@@ -94,7 +78,7 @@ describe('xAI adapter (grok-imagine, grok-imagine-quality) against the xAI simul
       assert.equal(result.size, XAI_SIZES['1k'][ratio]);
       const probed = probeBase64(result.data[0].b64_json)!;
       assert.equal(`${probed.width}x${probed.height}`, result.size);
-      assert.equal(await spent(start), 20_000_000n, ratio);
+      assert.equal(await spent(t, account, start), 20_000_000n, ratio);
     }
   });
 
@@ -109,7 +93,7 @@ describe('xAI adapter (grok-imagine, grok-imagine-quality) against the xAI simul
         model: 'grok-imagine-image-quality', prompt: 'a cat in a tree', n: 1, response_format: 'b64_json', aspect_ratio: ratio, resolution: tier.toLowerCase(),
       });
       assert.equal(result.size, model.sizing.table[tier][ratio]);
-      assert.equal(await spent(start), nanos);
+      assert.equal(await spent(t, account, start), nanos);
     }
   });
 
@@ -129,7 +113,7 @@ describe('xAI adapter (grok-imagine, grok-imagine-quality) against the xAI simul
     sim.reset();
     sim.queue({ kind: 'error', status: 400, body: { error: { message: 'Invalid aspect ratio', type: 'invalid_request_error', param: 'aspect_ratio', code: 'invalid_argument' } } });
     await expectError(generate({}), 400, 'invalid_value', 'aspect_ratio');
-    await expectNoCharge(start);
+    await expectBalance(t, account, start);
   });
 
   it('n: 4 → calls of 3 and 1 (maxImagesPerCall 3), four images, charged the sum of both calls’ ticks', async () => {
@@ -138,7 +122,7 @@ describe('xAI adapter (grok-imagine, grok-imagine-quality) against the xAI simul
     assert.deepEqual(sim.requests.map((call) => call.body.n).sort(), [1, 3]);
     assert.equal(result.data.length, 4);
     assert.equal(new Set(result.data.map((item: any) => item.b64_json)).size, 4);
-    assert.equal(await spent(start), 80_000_000n);
+    assert.equal(await spent(t, account, start), 80_000_000n);
   });
 
   it('moderation (HTTP 200, respect_moderation false) → 400 content_policy_violation; the placeholder is never returned; no charge', async () => {
@@ -149,7 +133,7 @@ describe('xAI adapter (grok-imagine, grok-imagine-quality) against the xAI simul
     sim.queue({ kind: 'input_moderated' });
     await expectError(generate({}), 400, 'content_policy_violation');
     assert.equal(sim.requests.length, 2, 'refusals are not retried');
-    await expectNoCharge(start);
+    await expectBalance(t, account, start);
   });
 
   it('one of three moderated → two images, a warning, and xAI’s cost prorated to the two delivered', async () => {
@@ -159,7 +143,7 @@ describe('xAI adapter (grok-imagine, grok-imagine-quality) against the xAI simul
     assert.equal(result.data.length, 2);
     for (const item of result.data) assert.equal(probeBase64(item.b64_json)!.width, 1024, 'no 64 px placeholder');
     assert.ok(result.warnings.some((warning: { message: string }) => /1 of 3 images were withheld by xAI's moderation/.test(warning.message)));
-    assert.equal(await spent(start), 40_000_000n); // 600,000,000 ticks × 2/3
+    assert.equal(await spent(t, account, start), 40_000_000n); // 600,000,000 ticks × 2/3
   });
 
   it('more images than asked → the extra are discarded with a warning, the cost prorated', async () => {
@@ -168,7 +152,7 @@ describe('xAI adapter (grok-imagine, grok-imagine-quality) against the xAI simul
     const result = await generate({});
     assert.equal(result.data.length, 1);
     assert.ok(result.warnings.some((warning: { message: string }) => /returned 3 images for 1 asked/.test(warning.message)));
-    assert.equal(await spent(start), 20_000_000n);
+    assert.equal(await spent(t, account, start), 20_000_000n);
   });
 
   it('unusable ticks (negative, fractional, huge, text) are ignored: the list price is charged', async () => {
@@ -176,7 +160,7 @@ describe('xAI adapter (grok-imagine, grok-imagine-quality) against the xAI simul
       const start = await balance();
       sim.queue({ kind: 'images', ticks });
       await generate({});
-      assert.equal(await spent(start), 20_000_000n, String(ticks));
+      assert.equal(await spent(t, account, start), 20_000_000n, String(ticks));
     }
     assert.equal(costNanos(200_000_000, 1, 1), 20_000_000n);
     assert.equal(costNanos(5, 1, 1), 1n);
@@ -204,7 +188,7 @@ describe('xAI adapter (grok-imagine, grok-imagine-quality) against the xAI simul
     }
     assert.equal(sim.other.hits, 0);
     assert.equal(sim.requests.length, 4, 'an accepted generation is not repeated');
-    await expectNoCharge(start);
+    await expectBalance(t, account, start);
   });
 
   it('429 with Retry-After → retried once, then our 429 with Retry-After; 500 in both body shapes → 503; no charge', async () => {
@@ -221,7 +205,7 @@ describe('xAI adapter (grok-imagine, grok-imagine-quality) against the xAI simul
     );
     await expectError(generate({}), 503, 'upstream_error');
     assert.equal(sim.requests.length, 2);
-    await expectNoCharge(start);
+    await expectBalance(t, account, start);
   });
 
   it('timeout, connection reset, malformed JSON, oversized body → 502, one call each, no charge', async () => {
@@ -239,7 +223,7 @@ describe('xAI adapter (grok-imagine, grok-imagine-quality) against the xAI simul
       assert.match(error.message, message);
       assert.equal(sim.requests.length, 1, outcome.kind);
     }
-    await expectNoCharge(start);
+    await expectBalance(t, account, start);
   });
 
   it('a wrong key (xAI: 400 "Incorrect API key") → 502 misconfigured, no upstream text, no charge', async () => {
@@ -275,7 +259,7 @@ describe('xAI adapter (grok-imagine, grok-imagine-quality) against the xAI simul
       ],
     });
     assert.equal(result.size, '1168x880');
-    assert.equal(await spent(start), 70_000_000n); // 500,000,000 + 2 × 100,000,000 ticks
+    assert.equal(await spent(t, account, start), 70_000_000n); // 500,000,000 + 2 × 100,000,000 ticks
   });
 
   it('edits (adapter direct): one reference → `image`, never both fields', async () => {

@@ -1,6 +1,6 @@
-import http from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type http from 'node:http';
 import sharp from 'sharp';
+import { startRecordingServer, type RecordedRequest as RecordedCall } from './recording-server.ts';
 
 /**
  * A local stand-in for Gemini's `generateContent` image API (research/providers.md §2), for tests only.
@@ -11,11 +11,7 @@ import sharp from 'sharp';
  * Every request is recorded (method, path, headers, parsed body) with the answer's usageMetadata.
  */
 
-export interface RecordedRequest {
-  method: string;
-  path: string;
-  headers: http.IncomingHttpHeaders;
-  body: any;
+export interface RecordedRequest extends RecordedCall {
   /** The HTTP-200 answer sent (usageMetadata, parts with the exact base64), when one was sent. */
   answer?: any;
 }
@@ -108,24 +104,14 @@ const invalid = (message: string) => new GoogleError(400, 'INVALID_ARGUMENT', me
 
 export async function startGeminiSimulator(options: { apiKey?: string } = {}): Promise<GeminiSimulator> {
   const apiKey = options.apiKey ?? 'sk-sim';
-  const requests: RecordedRequest[] = [];
   let pending: GeminiOutcome[] = [];
   let served = 0;
   let inFlight = 0;
 
   const simulator = { maxInFlight: 0 } as GeminiSimulator;
-  const server = http.createServer(async (req, res) => {
-    const chunks: Buffer[] = [];
-    for await (const chunk of req) chunks.push(chunk as Buffer);
-    const raw = Buffer.concat(chunks).toString('utf8');
-    let body: any;
-    try {
-      body = JSON.parse(raw);
-    } catch {
-      body = raw;
-    }
-    const record: RecordedRequest = { method: req.method ?? '', path: req.url ?? '', headers: req.headers, body };
-    requests.push(record);
+  const server = await startRecordingServer(async (record: RecordedRequest, res, req) => {
+    const body = record.body;
+    const raw = typeof body === 'string' ? body : JSON.stringify(body);
     const send = (status: number, payload: unknown) => {
       res.writeHead(status, { 'content-type': 'application/json; charset=UTF-8' });
       res.end(JSON.stringify(payload));
@@ -148,11 +134,10 @@ export async function startGeminiSimulator(options: { apiKey?: string } = {}): P
       inFlight--;
     }
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
+  const requests = server.requests as RecordedRequest[];
 
   Object.assign(simulator, {
-    url: `http://127.0.0.1:${port}`,
+    url: server.url,
     apiKey,
     requests,
     queue: (...outcomes: GeminiOutcome[]) => void pending.push(...outcomes),
@@ -161,11 +146,7 @@ export async function startGeminiSimulator(options: { apiKey?: string } = {}): P
       pending = [];
       simulator.maxInFlight = 0;
     },
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.closeAllConnections();
-        server.close(() => resolve());
-      }),
+    close: server.close,
   });
   return simulator;
 }

@@ -3,7 +3,7 @@ import type { AddressInfo } from 'node:net';
 import sharp from 'sharp';
 
 /**
- * The plumbing the BFL, fal and Ark simulators share: a real HTTP server on 127.0.0.1:0 that records every
+ * The plumbing the BFL, fal, Ark and Gemini simulators share: a real HTTP server on 127.0.0.1:0 that records every
  * request (method, path, headers, parsed body) before its handler answers, plus the fault switches every
  * simulator offers and small real images. Test code only.
  */

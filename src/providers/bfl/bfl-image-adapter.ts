@@ -3,8 +3,9 @@ import { mediaTypeOf } from '../../images/encode.ts';
 import { probeImage } from '../../images/probe.ts';
 import { forwardableExtras } from '../shared/forwarded-extras.ts';
 import {
-  failureFromStatus, originOf, sanitize, sleep, timeoutsFromOptions, upstreamRequest, type UpstreamResponse, type UpstreamTimeouts,
+  failureFromStatus, originOf, sanitize, timeoutsFromOptions, upstreamRequest, type UpstreamResponse, type UpstreamTimeouts,
 } from '../shared/http.ts';
+import { pollSchedule } from '../shared/polling.ts';
 import { hostMatches, safeDownload } from '../shared/safe-download.ts';
 import { eachImageCall, type SingleImageOutcome } from '../shared/single-image-calls.ts';
 import {
@@ -80,17 +81,10 @@ export class BflImageAdapter implements ImageAdapter {
     submitted: BflSubmitResponse, base: string, route: RouteTarget, key: string, timeouts: UpstreamTimeouts, signal: AbortSignal,
   ): Promise<string> {
     const pollUrl = submitted.polling_url ? trustedPollingUrl(submitted.polling_url, base) : `${base}/v1/get_result?id=${encodeURIComponent(submitted.id)}`;
-    const interval = optionMs(route.options.poll_interval_ms, 500);
-    const timeoutMs = optionMs(route.options.poll_timeout_ms, 270_000);
-    const deadline = Date.now() + timeoutMs;
-    let wait = interval;
+    const schedule = pollSchedule(route.options, PROVIDER);
     let errors = 0;
     for (;;) {
-      if (Date.now() + wait > deadline) {
-        throw new ProviderError('failed', `${PROVIDER} did not finish the image within ${Math.round(timeoutMs / 1000)} s`, { accepted: true });
-      }
-      await sleep(wait, signal);
-      wait = Math.min(Math.max(wait * 1.5, interval), Math.max(4_000, interval));
+      await schedule.next(signal);
       let response: UpstreamResponse;
       try {
         response = await upstreamRequest({ url: pollUrl, headers: { 'x-key': key, accept: 'application/json' }, signal, timeouts, provider: PROVIDER });
@@ -185,10 +179,6 @@ function trustedPollingUrl(raw: string, base: string): string {
     throw new ProviderError('failed', `${PROVIDER} sent a polling link on a host it does not use; it was not followed.`, { accepted: true });
   }
   return url.toString();
-}
-
-function optionMs(value: unknown, fallback: number): number {
-  return typeof value === 'number' && Number.isFinite(value) && value > 0 ? value : fallback;
 }
 
 function describeDetails(details: unknown): string {

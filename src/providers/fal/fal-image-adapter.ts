@@ -3,8 +3,9 @@ import { mediaTypeOf } from '../../images/encode.ts';
 import { probeBase64, probeImage } from '../../images/probe.ts';
 import { forwardableExtras } from '../shared/forwarded-extras.ts';
 import {
-  failureFromStatus, header, originOf, sanitize, sleep, timeoutsFromOptions, upstreamRequest, type UpstreamResponse, type UpstreamTimeouts,
+  failureFromStatus, header, originOf, sanitize, timeoutsFromOptions, upstreamRequest, type UpstreamResponse, type UpstreamTimeouts,
 } from '../shared/http.ts';
+import { pollSchedule } from '../shared/polling.ts';
 import { hostMatches, safeDownload } from '../shared/safe-download.ts';
 import {
   ProviderError, type GeneratedImage, type ImageAdapter, type ImageAdapterCapabilities, type ImageCallContext, type ImageGenerationResult,
@@ -170,18 +171,10 @@ function onQueueHost(raw: string | null | undefined, base: string): string | und
 async function waitForCompletion(
   statusUrl: string, auth: Record<string, string>, route: RouteTarget, timeouts: UpstreamTimeouts, signal: AbortSignal, cancel: () => void,
 ): Promise<void> {
-  const interval = optionMs(route.options.poll_interval_ms, 500);
-  const timeoutMs = optionMs(route.options.poll_timeout_ms, 270_000);
-  const deadline = Date.now() + timeoutMs;
-  let wait = interval;
+  const schedule = pollSchedule(route.options, PROVIDER);
   let errors = 0;
   for (;;) {
-    if (Date.now() + wait > deadline) {
-      cancel();
-      throw new ProviderError('failed', `${PROVIDER} did not finish the image within ${Math.round(timeoutMs / 1000)} s`, { accepted: true });
-    }
-    await sleep(wait, signal);
-    wait = Math.min(Math.max(wait * 1.5, interval), Math.max(4_000, interval));
+    await schedule.next(signal, cancel);
     let response: UpstreamResponse;
     try {
       response = await upstreamRequest({ url: statusUrl, headers: { ...auth, accept: 'application/json' }, signal, timeouts, provider: PROVIDER });
@@ -277,8 +270,4 @@ async function toImage(url: string | undefined, route: RouteTarget, signal: Abor
   const probe = probeImage(bytes);
   if (!probe || probe.format === 'gif') throw new ProviderError('failed', `${PROVIDER} delivered a result that is not an image`, { accepted: true });
   return { base64: bytes.toString('base64'), mediaType: mediaTypeOf(probe.format) };
-}
-
-function optionMs(value: unknown, fallback: number): number {
-  return typeof value === 'number' && Number.isFinite(value) && value > 0 ? value : fallback;
 }

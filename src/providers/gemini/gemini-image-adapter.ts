@@ -1,6 +1,6 @@
 import type { Warning } from '../../domain/warnings.ts';
 import { forwardableExtras } from '../shared/forwarded-extras.ts';
-import { timeoutsFromOptions, upstreamRequest } from '../shared/http.ts';
+import { maxResponseBytes, timeoutsFromOptions, upstreamRequest } from '../shared/http.ts';
 import { eachImageCall, type SingleImageOutcome } from '../shared/single-image-calls.ts';
 import {
   ProviderError, type GeneratedImage, type ImageAdapter, type ImageAdapterCapabilities, type ImageCallContext, type ImageGenerationResult,
@@ -142,7 +142,3 @@ function isPlainObject(value: unknown): value is Record<string, unknown> {
 }
 
 /** Route option `max_response_bytes` (positive integer), else the shared default. */
-function maxResponseBytes(options: Record<string, unknown>): number | undefined {
-  const value = options.max_response_bytes;
-  return typeof value === 'number' && Number.isSafeInteger(value) && value > 0 ? value : undefined;
-}

@@ -1,8 +1,10 @@
 import type { Warning } from '../../domain/warnings.ts';
 import { probeImage } from '../../images/probe.ts';
 import { forwardableExtras } from '../shared/forwarded-extras.ts';
-import { originOf, sanitize, timeoutsFromOptions, upstreamRequest, type UpstreamResponse } from '../shared/http.ts';
-import { editForm, imagesEndpoint, imagesFailure, isFormScalar, isUsableBaseUrl, mediaTypeOf, readImagesResponse, readTokenUsage } from '../shared/openai-images-wire.ts';
+import { maxResponseBytes, originOf, sanitize, type UpstreamResponse } from '../shared/http.ts';
+import {
+  imagesFailure, isFormScalar, isUsableBaseUrl, mediaTypeOf, postImagesRequest, readImagesResponse, readTokenUsage,
+} from '../shared/openai-images-wire.ts';
 import { safeDownload } from '../shared/safe-download.ts';
 import {
   ProviderError, type GeneratedImage, type ImageAdapter, type ImageAdapterCapabilities, type ImageCallContext, type ImageGenerationResult,
@@ -46,26 +48,16 @@ export class OpenAICompatibleImageAdapter implements ImageAdapter {
 
   async generate(request: NormalizedImageRequest, route: RouteTarget, context: ImageCallContext): Promise<ImageGenerationResult> {
     const { body, warnings } = buildRequestBody(request, route);
-    const edit = request.inputImages.length > 0;
     const headers: Record<string, string> = { accept: 'application/json' };
     if (route.credential) headers.authorization = `Bearer ${route.credential}`;
-    let payload: string | FormData;
-    if (edit) {
-      payload = editForm(body as Record<string, string | number | boolean | undefined>, request.inputImages);
-    } else {
-      headers['content-type'] = 'application/json';
-      payload = JSON.stringify(body);
-    }
-    const response = await upstreamRequest({
-      url: imagesEndpoint(route.baseUrl!, edit ? 'edits' : 'generations'),
-      method: 'POST',
+    const response = await postImagesRequest({
+      baseUrl: route.baseUrl!,
       headers,
-      body: payload,
+      body,
+      inputImages: request.inputImages,
+      routeOptions: route.options,
       signal: context.signal,
-      timeouts: timeoutsFromOptions(route.options),
-      maxBytes: maxResponseBytes(route.options),
       provider: PROVIDER,
-      sentMeansAccepted: true,
     });
     if (response.status !== 200) throw failure(response);
     const parsed = readImagesResponse(PROVIDER, response);
@@ -184,9 +176,4 @@ export function readUpstreamCost(raw: unknown): bigint | undefined {
 
 function stringList(value: unknown): string[] {
   return Array.isArray(value) ? value.filter((item): item is string => typeof item === 'string') : [];
-}
-
-function maxResponseBytes(options: Record<string, unknown>): number | undefined {
-  const value = options.max_response_bytes;
-  return typeof value === 'number' && Number.isSafeInteger(value) && value > 0 ? value : undefined;
 }

@@ -1,9 +1,9 @@
 import type { Warning } from '../../domain/warnings.ts';
 import { forwardableExtras } from '../shared/forwarded-extras.ts';
-import { sanitize, timeoutsFromOptions, upstreamRequest, type UpstreamResponse } from '../shared/http.ts';
+import { sanitize, type UpstreamRequest, type UpstreamResponse } from '../shared/http.ts';
 import {
-  SseDecoder, addUsage, editForm, imagesEndpoint, imagesFailure, isEventStream, isFormScalar, isUsableBaseUrl, mediaTypeOf,
-  readApiError, readImagesResponse, readTokenUsage, type ImagesApiError,
+  SseDecoder, addUsage, imagesFailure, isEventStream, isFormScalar, isUsableBaseUrl, mediaTypeOf, postImagesRequest, readApiError,
+  readImagesResponse, readTokenUsage, type ImagesApiError,
 } from '../shared/openai-images-wire.ts';
 import {
   ProviderError, type GeneratedImage, type ImageAdapter, type ImageAdapterCapabilities, type ImageCallContext, type ImageGenerationResult,
@@ -148,35 +148,22 @@ export class OpenAIImageAdapter implements ImageAdapter {
     context: ImageCallContext,
     body: Record<string, unknown>,
     streaming: boolean,
-    onChunk?: Parameters<typeof upstreamRequest>[0]['onChunk'],
+    onChunk?: UpstreamRequest['onChunk'],
   ): Promise<UpstreamResponse> {
-    const baseUrl = route.baseUrl ?? DEFAULT_BASE_URL;
-    const edit = request.inputImages.length > 0;
     const headers: Record<string, string> = {
       authorization: `Bearer ${route.credential ?? ''}`,
       accept: streaming ? 'text/event-stream' : 'application/json',
     };
     if (typeof route.options.organization === 'string') headers['openai-organization'] = route.options.organization;
     if (typeof route.options.project === 'string') headers['openai-project'] = route.options.project;
-    let payload: string | FormData;
-    if (edit) {
-      // undici sets the multipart content-type with its boundary.
-      payload = editForm(body as Record<string, string | number | boolean | undefined>, request.inputImages);
-    } else {
-      headers['content-type'] = 'application/json';
-      payload = JSON.stringify(body);
-    }
-    return upstreamRequest({
-      url: imagesEndpoint(baseUrl, edit ? 'edits' : 'generations'),
-      method: 'POST',
+    return postImagesRequest({
+      baseUrl: route.baseUrl ?? DEFAULT_BASE_URL,
       headers,
-      body: payload,
+      body,
+      inputImages: request.inputImages,
+      routeOptions: route.options,
       signal: context.signal,
-      timeouts: timeoutsFromOptions(route.options),
-      maxBytes: maxResponseBytes(route.options),
       provider: PROVIDER,
-      // A synchronous generation that timed out or broke may still be generated and billed upstream.
-      sentMeansAccepted: true,
       onChunk,
     });
   }
@@ -261,9 +248,4 @@ function refusalMessage(request: NormalizedImageRequest, error: ImagesApiError):
     : edit ? 'The prompt, the input images or the generated image' : 'The prompt or the generated image';
   const categories = error.categories.length > 0 ? ` (${error.categories.slice(0, 8).join(', ')})` : '';
   return sanitize(`${what} was rejected by OpenAI's safety system${categories}. You were not charged.`);
-}
-
-function maxResponseBytes(options: Record<string, unknown>): number | undefined {
-  const value = options.max_response_bytes;
-  return typeof value === 'number' && Number.isSafeInteger(value) && value > 0 ? value : undefined;
 }

@@ -240,6 +240,12 @@ export function timeoutsFromOptions(options: Record<string, unknown>): UpstreamT
   };
 }
 
+/** The route's `options.max_response_bytes` (a positive integer), else undefined: upstreamRequest's default cap. */
+export function maxResponseBytes(options: Record<string, unknown>): number | undefined {
+  const value = options.max_response_bytes;
+  return typeof value === 'number' && Number.isSafeInteger(value) && value > 0 ? value : undefined;
+}
+
 /** The origin of a configured base URL, trusted for result downloads (see safe-download.ts). */
 export function originOf(baseUrl: string | undefined): string[] {
   if (!baseUrl) return [];

@@ -3,7 +3,9 @@ import { FormData as UndiciFormData } from 'undici';
 import { z } from 'zod';
 import { probeBase64 } from '../../images/probe.ts';
 import { ProviderError, type InputImage, type UpstreamUsage } from '../types.ts';
-import { failureFromStatus, header, sanitize, type UpstreamResponse } from './http.ts';
+import {
+  failureFromStatus, header, maxResponseBytes, sanitize, timeoutsFromOptions, upstreamRequest, type UpstreamRequest, type UpstreamResponse,
+} from './http.ts';
 
 /**
  * The OpenAI Images wire format, spoken by OpenAI itself (openai adapter) and by OpenAI-compatible servers
@@ -22,6 +24,46 @@ export function imagesEndpoint(baseUrl: string, endpoint: 'generations' | 'edits
   const prefix = url.pathname.replace(/\/+$/, '').replace(/\/v1$/, '');
   url.pathname = `${prefix}/v1/images/${endpoint}`;
   return url.toString();
+}
+
+/**
+ * POSTs an images request: the body as JSON to the generations endpoint or, when there are input images, as
+ * multipart form fields to the edits endpoint (undici sets the multipart content-type with its boundary). Route
+ * options `timeouts` and `max_response_bytes` apply. Once sent it counts as accepted: a synchronous generation
+ * that timed out or broke may still be generated, and billed, upstream.
+ */
+export function postImagesRequest(input: {
+  baseUrl: string;
+  /** Auth and accept headers; content-type is set here. */
+  headers: Record<string, string>;
+  body: Record<string, unknown>;
+  inputImages: InputImage[];
+  routeOptions: Record<string, unknown>;
+  signal: AbortSignal;
+  provider: string;
+  onChunk?: UpstreamRequest['onChunk'];
+}): Promise<UpstreamResponse> {
+  const edit = input.inputImages.length > 0;
+  const headers = { ...input.headers };
+  let payload: string | FormData;
+  if (edit) {
+    payload = editForm(input.body as Record<string, string | number | boolean | undefined>, input.inputImages);
+  } else {
+    headers['content-type'] = 'application/json';
+    payload = JSON.stringify(input.body);
+  }
+  return upstreamRequest({
+    url: imagesEndpoint(input.baseUrl, edit ? 'edits' : 'generations'),
+    method: 'POST',
+    headers,
+    body: payload,
+    signal: input.signal,
+    timeouts: timeoutsFromOptions(input.routeOptions),
+    maxBytes: maxResponseBytes(input.routeOptions),
+    provider: input.provider,
+    sentMeansAccepted: true,
+    onChunk: input.onChunk,
+  });
 }
 
 /** True for an absolute http(s) URL without credentials: the only base URLs an adapter accepts. */

@@ -1,6 +1,6 @@
 import type { Warning } from '../../domain/warnings.ts';
 import { forwardableExtras } from '../shared/forwarded-extras.ts';
-import { originOf, timeoutsFromOptions, upstreamRequest } from '../shared/http.ts';
+import { maxResponseBytes, originOf, timeoutsFromOptions, upstreamRequest } from '../shared/http.ts';
 import { safeDownload } from '../shared/safe-download.ts';
 import {
   ProviderError, type GeneratedImage, type ImageAdapter, type ImageAdapterCapabilities, type ImageCallContext, type ImageGenerationResult,
@@ -155,7 +155,3 @@ function imageType(value: string | null | undefined): string {
 }
 
 /** Route option `max_response_bytes` (positive integer), else the shared default. */
-function maxResponseBytes(options: Record<string, unknown>): number | undefined {
-  const value = options.max_response_bytes;
-  return typeof value === 'number' && Number.isSafeInteger(value) && value > 0 ? value : undefined;
-}

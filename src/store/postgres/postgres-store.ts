@@ -1,13 +1,15 @@
 import { randomUUID } from 'node:crypto';
 import pg from 'pg';
 import type { Nanos } from '../../domain/money.ts';
+import { rowMappers, type Row } from '../rows.ts';
 import type {
-  Account, ApiKeyLimits, ApiKeyRecord, IdempotencyClaim, IdempotencyClaimInput, IdempotencyRecord, LedgerEntry, LedgerKind, NewApiKey,
+  Account, ApiKeyLimits, ApiKeyRecord, IdempotencyClaim, IdempotencyClaimInput, IdempotencyRecord, LedgerEntry, NewApiKey,
   RequestRecord, ReserveInput, SettleInput, Store, StoredResponse,
 } from '../types.ts';
 import { MIGRATIONS } from './migrations.ts';
 
-type Row = Record<string, unknown>;
+// JSONB columns arrive parsed.
+const { toAccount, toApiKey, toIdempotency, toLedgerEntry, toRequest } = rowMappers((value) => value);
 
 const INT8_OID = 20;
 /** First key of the two-key advisory lock that serialises migrations; the second is the target schema's hash. */
@@ -186,16 +188,7 @@ export class PostgresStore implements Store {
   }
 
   async listLedger(accountId: string, limit: number): Promise<LedgerEntry[]> {
-    return (await this.run('listLedger', [accountId, limit])).rows.map((row) => ({
-      id: Number(row.id),
-      accountId: String(row.account_id),
-      kind: row.kind as LedgerKind,
-      availableDelta: row.available_delta as bigint,
-      heldDelta: row.held_delta as bigint,
-      requestId: (row.request_id as string | null) ?? null,
-      note: (row.note as string | null) ?? null,
-      createdAt: Number(row.created_at),
-    }));
+    return (await this.run('listLedger', [accountId, limit])).rows.map(toLedgerEntry);
   }
 
   async createApiKey(key: NewApiKey): Promise<ApiKeyRecord> {
@@ -379,67 +372,4 @@ async function migrate(pool: pg.Pool): Promise<void> {
 
 function modelsParam(models: string[] | null): string | null {
   return models ? JSON.stringify(models) : null;
-}
-
-function toAccount(row: Row): Account {
-  return {
-    id: String(row.id),
-    name: String(row.name),
-    balance: row.balance as bigint,
-    held: row.held as bigint,
-    createdAt: Number(row.created_at),
-  };
-}
-
-function toApiKey(row: Row): ApiKeyRecord {
-  return {
-    id: String(row.id),
-    accountId: String(row.account_id),
-    name: String(row.name),
-    models: (row.models as string[] | null) ?? null,
-    status: row.status as ApiKeyRecord['status'],
-    display: String(row.display),
-    createdAt: Number(row.created_at),
-    limits: {
-      requestsPerMinute: row.requests_per_minute === null ? null : Number(row.requests_per_minute),
-      imagesPerMinute: row.images_per_minute === null ? null : Number(row.images_per_minute),
-      maxInFlight: row.max_in_flight === null ? null : Number(row.max_in_flight),
-    },
-  };
-}
-
-function toIdempotency(row: Row): IdempotencyRecord {
-  const completed = row.status === 'completed';
-  return {
-    accountId: String(row.account_id),
-    key: String(row.idem_key),
-    requestHash: String(row.request_hash),
-    requestId: String(row.request_id),
-    status: completed ? 'completed' : 'running',
-    response: completed
-      ? { status: Number(row.response_status), headers: row.response_headers as Record<string, string>, body: String(row.response_body) }
-      : null,
-    createdAt: Number(row.created_at),
-    lockedUntil: Number(row.locked_until),
-    expiresAt: Number(row.expires_at),
-  };
-}
-
-function toRequest(row: Row): RequestRecord {
-  return {
-    id: String(row.id),
-    accountId: String(row.account_id),
-    keyId: String(row.key_id),
-    model: String(row.model),
-    endpoint: String(row.endpoint),
-    status: row.status as RequestRecord['status'],
-    hold: row.hold as bigint,
-    cost: row.cost as bigint,
-    upstreamCost: (row.upstream_cost as bigint | null) ?? null,
-    images: Number(row.images),
-    detail: (row.detail as Record<string, unknown> | null) ?? null,
-    createdAt: Number(row.created_at),
-    resolvedAt: row.resolved_at === null ? null : Number(row.resolved_at),
-    expiresAt: Number(row.expires_at),
-  };
 }

@@ -1,0 +1,83 @@
+import assert from 'node:assert/strict';
+import OpenAI from 'openai';
+import { parseUsd } from '../../src/domain/money.ts';
+import type { TestServer } from './test-server.ts';
+
+/** Assertions the HTTP and provider suites share: SDK errors, and what a request did to an account's money. */
+
+type AccountRef = { accountId: string };
+
+/**
+ * Awaits `promise`, which must reject with an OpenAI SDK APIError of exactly this status, code and param
+ * (`null` = absent); returns the error for further checks.
+ */
+export async function expectError(promise: Promise<unknown>, status: number, code: string | null, param: string | null = null) {
+  const error = await promise.then(() => assert.fail('expected an error'), (caught) => caught);
+  assert.ok(error instanceof OpenAI.APIError, `not an APIError: ${error}`);
+  assert.equal(error.status, status, error.message);
+  assert.equal(error.code ?? null, code);
+  assert.equal(error.param ?? null, param);
+  return error;
+}
+
+/**
+ * Runs `call`, which must reject with an OpenAI SDK APIError of this status; code, param and message are
+ * checked only when given. Returns the error.
+ */
+export async function failsWith(
+  call: () => Promise<unknown>,
+  expected: { status: number; code?: string; param?: string | null; message?: RegExp },
+) {
+  const error = await call().then(() => assert.fail('expected an error'), (caught: unknown) => caught);
+  assert.ok(error instanceof OpenAI.APIError, String(error));
+  assert.equal(error.status, expected.status);
+  if (expected.code !== undefined) assert.equal(error.code, expected.code);
+  if (expected.param !== undefined) assert.equal(error.param, expected.param);
+  if (expected.message) assert.match(error.message, expected.message);
+  return error;
+}
+
+/** What the account spent since its balance was `start`, in nanos. */
+export async function spent(t: TestServer, account: AccountRef, start: string): Promise<bigint> {
+  return parseUsd(start) - parseUsd(await t.balance(account.accountId));
+}
+
+/** Runs `call`, returning its result and what it cost the account (in nanos); nothing may stay held. */
+export async function charged<T>(t: TestServer, account: AccountRef, call: () => Promise<T>): Promise<{ result: T; charge: bigint }> {
+  const before = parseUsd(await t.balance(account.accountId));
+  const result = await call();
+  const state = await t.admin('GET', `/admin/v1/accounts/${account.accountId}`);
+  assert.equal(state.held, '0');
+  return { result, charge: before - parseUsd(state.balance) };
+}
+
+/** The account's balance is exactly `balance` and nothing is held: given the balance it started from, nothing was charged. */
+export async function expectBalance(t: TestServer, account: AccountRef, balance: string): Promise<void> {
+  assertBalance(await t.admin('GET', `/admin/v1/accounts/${account.accountId}`), balance);
+}
+
+/** expectBalance once the account's holds are released (polled up to 2 s): for settlements that finish after the response. */
+export async function expectBalanceOnceSettled(t: TestServer, account: AccountRef, balance: string): Promise<void> {
+  assertBalance(await heldReleased(t, account), balance);
+}
+
+/** The account's state once its holds are released (polled up to 2 s); nothing may stay held. */
+export async function settledState(t: TestServer, account: AccountRef): Promise<Record<string, any>> {
+  const state = await heldReleased(t, account);
+  assert.equal(state.held, '0');
+  return state;
+}
+
+function assertBalance(state: Record<string, any>, balance: string): void {
+  assert.equal(state.balance, balance);
+  assert.equal(state.held, '0', 'nothing is held');
+}
+
+async function heldReleased(t: TestServer, account: AccountRef): Promise<Record<string, any>> {
+  let state = await t.admin('GET', `/admin/v1/accounts/${account.accountId}`);
+  for (let tries = 0; state.held !== '0' && tries < 100; tries++) {
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    state = await t.admin('GET', `/admin/v1/accounts/${account.accountId}`);
+  }
+  return state;
+}
