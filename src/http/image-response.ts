@@ -1,7 +1,7 @@
 import { formatUsd, usdNumber, type Nanos } from '../domain/money.ts';
 import type { Warning } from '../domain/warnings.ts';
 import type { UpstreamUsage } from '../providers/types.ts';
-import type { DeliveredImage, ImageOutcome } from '../services/image-generation.ts';
+import type { ImageOutcome } from '../services/image-generation.ts';
 
 /** The spec's Usage object: token counts where the upstream reported them, and always the billed cost. */
 export function usageObject(usage: UpstreamUsage | undefined, cost: Nanos): Record<string, unknown> {
@@ -24,24 +24,26 @@ export function usageObject(usage: UpstreamUsage | undefined, cost: Nanos): Reco
 }
 
 /**
- * The ImageResponse body as a string. Built by concatenation so multi-megabyte base64 is copied once into
- * the body and never re-scanned by JSON.stringify (base64 and data: URIs need no escaping).
+ * The ImageResponse body, assembled as bytes: the multi-megabyte base64 strings are copied once into the body with
+ * latin1 writes (a memcpy: base64 is ASCII) and never re-scanned by JSON.stringify or re-encoded as UTF-8; only the
+ * small JSON pieces around them (which may hold non-ASCII text such as a revised prompt) are UTF-8 encoded.
  */
 export function imageResponseBody(
   outcome: ImageOutcome,
   options: { model: string; created: number; responseFormat: 'b64_json' | 'url' },
-): string {
-  const items = outcome.images.map((image) => imageItem(image, options.responseFormat));
+): Buffer {
   const first = outcome.images[0];
-  const head = `{"created":${options.created},"model":${JSON.stringify(options.model)},"size":"${first.width}x${first.height}","data":[`;
-  const tail = `],"usage":${JSON.stringify(usageObject(outcome.usage, outcome.cost))}${warningsField(outcome.warnings)}}`;
-  return head + items.join(',') + tail;
-}
-
-function imageItem(image: DeliveredImage, responseFormat: 'b64_json' | 'url'): string {
-  const payload = responseFormat === 'url' ? `"url":"data:${image.mediaType};base64,${image.base64}"` : `"b64_json":"${image.base64}"`;
-  const revised = image.revisedPrompt !== undefined ? `,"revised_prompt":${JSON.stringify(image.revisedPrompt)}` : '';
-  return `{${payload}${revised},"index":${image.index}}`;
+  const parts: Buffer[] = [
+    Buffer.from(`{"created":${options.created},"model":${JSON.stringify(options.model)},"size":"${first.width}x${first.height}","data":[`),
+  ];
+  outcome.images.forEach((image, position) => {
+    const open = options.responseFormat === 'url' ? `{"url":"data:${image.mediaType};base64,` : '{"b64_json":"';
+    parts.push(Buffer.from(position === 0 ? open : `,${open}`), Buffer.from(image.base64, 'latin1'));
+    const revised = image.revisedPrompt !== undefined ? `,"revised_prompt":${JSON.stringify(image.revisedPrompt)}` : '';
+    parts.push(Buffer.from(`"${revised},"index":${image.index}}`));
+  });
+  parts.push(Buffer.from(`],"usage":${JSON.stringify(usageObject(outcome.usage, outcome.cost))}${warningsField(outcome.warnings)}}`));
+  return Buffer.concat(parts);
 }
 
 function warningsField(warnings: Warning[]): string {

@@ -134,7 +134,7 @@ async function generate(
       }
       const headers = costHeaders(outcome.cost, outcome.warnings);
       const body = imageResponseBody(outcome, { model: prepared.model.id, created, responseFormat: prepared.responseFormat });
-      await idempotent?.complete({ status: 200, headers: { 'content-type': JSON_TYPE, ...headers }, body });
+      await idempotent?.complete({ status: 200, headers: { 'content-type': JSON_TYPE, ...headers }, body: body.toString('utf8') });
       return reply.headers({ ...limitHeaders, ...headers }).type(JSON_TYPE).send(body);
     }
 
