@@ -1,6 +1,7 @@
 import { isAscii } from 'node:buffer';
 import { Agent, request, errors as undiciErrors, type Dispatcher } from 'undici';
 import { ProviderError } from '../types.ts';
+import { parseUpstreamJson } from './large-json.ts';
 
 /**
  * Upstream HTTP for every adapter: undici with explicit timeouts (Node's defaults would cut a slow generation
@@ -136,7 +137,7 @@ async function requestWithin(options: UpstreamRequest, timeouts: UpstreamTimeout
       if (!parsedOnce) {
         parsedOnce = true;
         try {
-          parsed = JSON.parse(decodeBody(body));
+          parsed = parseUpstreamJson(body, isAscii(body));
         } catch {
           parsed = undefined;
         }
