@@ -94,7 +94,7 @@ export class ImageGenerationService {
    * The caller releases the admission when the request ends, however it ends.
    */
   admit(caller: Caller, prepared: PreparedImageRequest, requestId: string): Promise<Admission> {
-    const perCall = Math.max(1, prepared.routes[0].adapter.capabilities.maxImagesPerCall);
+    const perCall = imagesPerCall(prepared);
     return this.deps.limiter.admit({
       keyId: caller.keyId,
       keyLimits: caller.limits,
@@ -253,7 +253,7 @@ export class ImageGenerationService {
     onImage: (image: GeneratedImage) => void,
   ): Promise<{ usage: UpstreamUsage | undefined; warnings: Warning[] }> {
     const { request } = prepared;
-    const perCall = Math.max(1, prepared.routes[0].adapter.capabilities.maxImagesPerCall);
+    const perCall = imagesPerCall(prepared);
     const calls: NormalizedImageRequest[] = [];
     for (let offset = 0; offset < request.n; offset += perCall) {
       const n = Math.min(perCall, request.n - offset);
@@ -350,6 +350,11 @@ function sumUsage(list: Array<UpstreamUsage | undefined>): UpstreamUsage | undef
   }
   if (reported.every((usage) => usage.costNanos !== undefined)) total.costNanos = reported.reduce((sum, usage) => sum + usage.costNanos!, 0n);
   return total;
+}
+
+/** Images one upstream call returns: the batch is fanned out in calls of this size (and admitted as that many slots). */
+function imagesPerCall(prepared: PreparedImageRequest): number {
+  return Math.max(1, prepared.routes[0].adapter.capabilities.maxImagesPerCall);
 }
 
 export function isAllowed(caller: Caller, modelId: string): boolean {
