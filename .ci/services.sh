@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs (if needed) and starts PostgreSQL and Redis for the test suite, then prints the env lines for it:
-#   eval "$(bash .ci/services.sh)"
+#   bash .ci/services.sh > /tmp/deepshi-services.env && . /tmp/deepshi-services.env
 # Only the `export …` lines go to stdout; everything else goes to stderr. Idempotent: safe to run repeatedly.
 set -euo pipefail
 
@@ -30,8 +30,9 @@ redis_installed() { command -v redis-server >/dev/null 2>&1 && command -v redis-
 if ! pg_server_installed || ! redis_installed || ! command -v pg_ctlcluster >/dev/null 2>&1; then
   log 'installing postgresql and redis-server from Debian packages'
   export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends postgresql redis-server
+  # Package scripts may start daemons: none of them may keep fd 3 (see below).
+  apt-get update -qq </dev/null 3>&-
+  apt-get install -y -qq --no-install-recommends postgresql redis-server </dev/null 3>&-
 else
   log 'postgresql and redis-server already installed'
 fi
@@ -43,7 +44,7 @@ log "PostgreSQL $PG_VERSION"
 
 if ! pg_lsclusters -h 2>/dev/null | awk '{print $1" "$2}' | grep -qx "$PG_VERSION main"; then
   log "creating cluster $PG_VERSION/main"
-  pg_createcluster "$PG_VERSION" main --port "$PG_PORT" >&2
+  pg_createcluster "$PG_VERSION" main --port "$PG_PORT" >&2 </dev/null 3>&-
 fi
 
 mkdir -p /var/run/postgresql
@@ -54,7 +55,8 @@ if pg_lsclusters -h | awk -v v="$PG_VERSION" '$1==v && $2=="main" {print $4}' | 
   log 'postgresql already running'
 else
   log 'starting postgresql'
-  pg_ctlcluster "$PG_VERSION" main start
+  # The daemon must not inherit fd 3 (the caller's stdout pipe): `$(…)` would wait for it forever.
+  pg_ctlcluster "$PG_VERSION" main start </dev/null 3>&-
 fi
 
 PG_ACTUAL_PORT="$(pg_lsclusters -h | awk -v v="$PG_VERSION" '$1==v && $2=="main" {print $3}')"
@@ -97,7 +99,7 @@ if redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping 2>/dev/null | grep -qx PONG; the
 else
   log 'starting redis'
   redis-server --daemonize yes --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no \
-    --logfile /tmp/deepshi-redis.log --dir /tmp
+    --logfile /tmp/deepshi-redis.log --dir /tmp </dev/null 3>&-
 fi
 for i in $(seq 1 60); do
   if redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping 2>/dev/null | grep -qx PONG; then break; fi
