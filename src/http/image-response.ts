@@ -1,4 +1,5 @@
 import { formatUsd, usdNumber, type Nanos } from '../domain/money.ts';
+import { base64Ascii } from '../images/base64.ts';
 import type { Warning } from '../domain/warnings.ts';
 import type { UpstreamUsage } from '../providers/types.ts';
 import type { ImageOutcome } from '../services/image-generation.ts';
@@ -24,9 +25,9 @@ export function usageObject(usage: UpstreamUsage | undefined, cost: Nanos): Reco
 }
 
 /**
- * The ImageResponse body, assembled as bytes: the multi-megabyte base64 strings are copied once into the body with
- * latin1 writes (a memcpy: base64 is ASCII) and never re-scanned by JSON.stringify or re-encoded as UTF-8; only the
- * small JSON pieces around them (which may hold non-ASCII text such as a revised prompt) are UTF-8 encoded.
+ * The ImageResponse body, assembled as bytes: the multi-megabyte base64 texts (usually views of the upstream body)
+ * are copied once into the body and never re-scanned by JSON.stringify or re-encoded as UTF-8; only the small JSON
+ * pieces around them (which may hold non-ASCII text such as a revised prompt) are UTF-8 encoded.
  */
 export function imageResponseBody(
   outcome: ImageOutcome,
@@ -38,7 +39,7 @@ export function imageResponseBody(
   ];
   outcome.images.forEach((image, position) => {
     const open = options.responseFormat === 'url' ? `{"url":"data:${image.mediaType};base64,` : '{"b64_json":"';
-    parts.push(Buffer.from(position === 0 ? open : `,${open}`), Buffer.from(image.base64, 'latin1'));
+    parts.push(Buffer.from(position === 0 ? open : `,${open}`), base64Ascii(image.base64));
     const revised = image.revisedPrompt !== undefined ? `,"revised_prompt":${JSON.stringify(image.revisedPrompt)}` : '';
     parts.push(Buffer.from(`"${revised},"index":${image.index}}`));
   });

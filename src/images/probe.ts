@@ -8,6 +8,8 @@
  * understand; nothing throws.
  */
 
+import { base64IndexOf, base64Slice, base64StartsWith, type Base64Text } from './base64.ts';
+
 export type ProbedFormat = 'png' | 'jpeg' | 'webp' | 'gif';
 
 export interface ProbeResult {
@@ -38,23 +40,24 @@ const FIRST_PREFIX_CHARS = 1024;
  * (at least doubling, or straight to the offset the segment walk says it needs) until the SOF is reached or the
  * whole string has been decoded. A multi-megabyte upload is therefore not decoded whole in the common case.
  *
- * Accepts a `data:<type>;base64,` URL too, since that is how OpenAI-style clients often send images.
+ * Takes a string or a Buffer view of the text (base64.ts), and a `data:<type>;base64,` URL too, since that is how
+ * OpenAI-style clients often send images.
  * Node's base64 decoder skips whitespace and accepts the URL-safe alphabet; decoding a prefix of the string
  * yields a prefix of the full decode, which is all the readers need.
  */
-export function probeBase64(base64: string): ProbeResult | null {
-  if (typeof base64 !== 'string') return null;
+export function probeBase64(base64: Base64Text): ProbeResult | null {
+  if (typeof base64 !== 'string' && !Buffer.isBuffer(base64)) return null;
   let start = 0;
-  if (base64.startsWith('data:')) {
-    const comma = base64.indexOf(',', 0);
+  if (base64StartsWith(base64, 'data:')) {
+    const comma = base64IndexOf(base64, ',');
     // A data URL without ";base64" is percent-encoded text, not something we probe.
-    if (comma < 0 || !base64.slice(0, comma).toLowerCase().endsWith(';base64')) return null;
+    if (comma < 0 || !base64Slice(base64, 0, comma).toLowerCase().endsWith(';base64')) return null;
     start = comma + 1;
   }
   const total = base64.length - start;
   let chars = Math.min(FIRST_PREFIX_CHARS, total);
   for (;;) {
-    const outcome = probeOutcome(Buffer.from(base64.slice(start, start + chars), 'base64'));
+    const outcome = probeOutcome(Buffer.from(base64Slice(base64, start, start + chars), 'base64'));
     if (outcome === null || 'format' in outcome) return outcome;
     if (chars >= total) return null; // the whole string is decoded and the header is still incomplete
     // 4 base64 chars carry 3 bytes; +8 chars of slack covers a partial final quantum.

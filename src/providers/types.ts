@@ -1,4 +1,5 @@
 import type { Warning } from '../domain/warnings.ts';
+import type { Base64Text } from '../images/base64.ts';
 
 /**
  * The contract between the request pipeline and one upstream. An adapter knows one wire format and nothing
@@ -39,8 +40,8 @@ export interface InputImage {
 }
 
 export interface GeneratedImage {
-  /** Base64 of the image bytes, kept as the upstream sent it where possible (no decode/re-encode). */
-  base64: string;
+  /** Base64 of the image bytes, kept as the upstream sent it where possible: a view of its body, no copy (images/base64.ts). */
+  base64: Base64Text;
   mediaType: string;
   revisedPrompt?: string;
 }
@@ -68,7 +69,7 @@ export interface ImageGenerationResult {
 }
 
 export interface PartialImage {
-  base64: string;
+  base64: Base64Text;
   /** 0-based, increasing. */
   partialImageIndex: number;
   /** Which image of the batch this partial belongs to. */

@@ -8,6 +8,7 @@ import {
 import type { Nanos } from '../domain/money.ts';
 import type { Warning } from '../domain/warnings.ts';
 import { transcode } from '../images/encode.ts';
+import { decodeBase64Text, type Base64Text } from '../images/base64.ts';
 import { probeBase64 } from '../images/probe.ts';
 import type { ProviderRegistry, ResolvedRoute } from '../providers/registry.ts';
 import { sleep } from '../providers/shared/http.ts';
@@ -37,7 +38,7 @@ export interface PreparedImageRequest extends ImageRequestEnvelope {
 }
 
 export interface DeliveredImage {
-  base64: string;
+  base64: Base64Text;
   mediaType: string;
   width: number;
   height: number;
@@ -311,7 +312,7 @@ export class ImageGenerationService {
     let { base64, mediaType } = image;
     const wanted = prepared.request.outputFormat;
     if (wanted && mediaType !== `image/${wanted}`) {
-      base64 = (await transcode(Buffer.from(base64, 'base64'), wanted)).toString('base64');
+      base64 = (await transcode(decodeBase64Text(base64), wanted)).toString('base64');
       mediaType = `image/${wanted}`;
     }
     // Validate what the upstream sent: it must be an image we can measure. `size` is read from these bytes.

@@ -160,12 +160,16 @@ describe('probeBase64', () => {
       const b64 = (await blank().toFormat(format).toBuffer()).toString('base64');
       assert.deepEqual(probeBase64(b64), { format, width: W, height: H }, format);
       assert.deepEqual(probeBase64(`data:image/${format};base64,${b64}`), { format, width: W, height: H }, `${format} data URL`);
+      // Views of an upstream body holding the text (images/base64.ts) probe the same.
+      assert.deepEqual(probeBase64(Buffer.from(b64, 'latin1')), { format, width: W, height: H }, `${format} as bytes`);
+      assert.deepEqual(probeBase64(Buffer.from(`data:image/${format};base64,${b64}`, 'latin1')), { format, width: W, height: H }, `${format} data URL as bytes`);
     }
   });
 
   it('finds a JPEG frame header behind ~180 KB of APP segments by growing the decoded prefix', async () => {
     const jpeg = withBigAppSegments(await blank().jpeg().withIccProfile('p3').toBuffer(), 3, 60_000);
     assert.deepEqual(probeBase64(jpeg.toString('base64')), { format: 'jpeg', width: W, height: H });
+    assert.deepEqual(probeBase64(Buffer.from(jpeg.toString('base64'), 'latin1')), { format: 'jpeg', width: W, height: H });
     // MIME-style line breaks shift the char/byte ratio; the prefix logic must still get there.
     const wrapped = jpeg.toString('base64').replace(/.{76}/g, '$&\r\n');
     assert.deepEqual(probeBase64(wrapped), { format: 'jpeg', width: W, height: H });

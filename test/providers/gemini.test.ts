@@ -6,6 +6,7 @@ import { toFile } from 'openai';
 import { parse as parseYaml } from 'yaml';
 import { divCeil, parseUsd } from '../../src/domain/money.ts';
 import { probeBase64 } from '../../src/images/probe.ts';
+import { base64String } from '../../src/images/base64.ts';
 import { generateContentResponseSchema, readUsage, retryDelaySeconds } from '../../src/providers/gemini/gemini-api.ts';
 import { GeminiImageAdapter } from '../../src/providers/gemini/gemini-image-adapter.ts';
 import type { NormalizedImageRequest } from '../../src/providers/types.ts';
@@ -362,7 +363,7 @@ describe('Gemini adapter (nano-banana-2, nano-banana-pro) against the Gemini sim
     };
     const route = { upstreamModel: FLASH, baseUrl: sim.url, credential: 'sk-sim', options: ROUTE_OPTIONS };
     const delivered: string[] = [];
-    const result = await new GeminiImageAdapter().generate(request, route, { signal: AbortSignal.timeout(5_000), onImage: (image) => delivered.push(image.base64) });
+    const result = await new GeminiImageAdapter().generate(request, route, { signal: AbortSignal.timeout(5_000), onImage: (image) => delivered.push(base64String(image.base64)) });
     assert.deepEqual(sim.requests[0].body.contents, [{
       role: 'user',
       parts: [

@@ -1,5 +1,6 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { GatewayError, invalidRequest } from '../../domain/errors.ts';
+import { base64String } from '../../images/base64.ts';
 import type { Store } from '../../store/types.ts';
 import type { Admission } from '../../limits/limiter.ts';
 import type { Metrics } from '../../metrics/metrics.ts';
@@ -159,7 +160,7 @@ async function generate(
         onPartialImage: (partial) => {
           sse.event(
             `${eventPrefix}.partial_image`,
-            `{"type":"${eventPrefix}.partial_image","b64_json":"${partial.base64}","partial_image_index":${partial.partialImageIndex},"image_index":${partial.imageIndex},${extras(`${prepared.request.width}x${prepared.request.height}`)}}`,
+            `{"type":"${eventPrefix}.partial_image","b64_json":"${base64String(partial.base64)}","partial_image_index":${partial.partialImageIndex},"image_index":${partial.imageIndex},${extras(`${prepared.request.width}x${prepared.request.height}`)}}`,
           );
         },
       });
@@ -172,7 +173,7 @@ async function generate(
         const isLast = position === outcome.images.length - 1;
         final(
           `${eventPrefix}.completed`,
-          `{"type":"${eventPrefix}.completed","b64_json":"${image.base64}","index":${image.index},${extras(`${image.width}x${image.height}`)},"usage":${JSON.stringify(usageObject(isLast ? outcome.usage : undefined, shares[position]))}}`,
+          `{"type":"${eventPrefix}.completed","b64_json":"${base64String(image.base64)}","index":${image.index},${extras(`${image.width}x${image.height}`)},"usage":${JSON.stringify(usageObject(isLast ? outcome.usage : undefined, shares[position]))}}`,
         );
       });
       request.log.info({ cost: outcome.cost.toString(), images: outcome.images.length }, 'stream settled');

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { base64TextField } from '../shared/large-json.ts';
 
 /**
  * BytePlus ModelArk image generation wire shapes (research/providers.md §4b): only the fields the adapter
@@ -6,7 +7,7 @@ import { z } from 'zod';
  */
 
 const itemSchema = z.object({
-  b64_json: z.string().nullish(),
+  b64_json: base64TextField.nullish(),
   url: z.string().nullish(),
   size: z.string().nullish(),
   // In sequential mode a failed item may carry an error instead of an image [R].

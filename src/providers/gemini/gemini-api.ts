@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { base64TextField } from '../shared/large-json.ts';
 import { failureFromStatus, retryAfterSeconds, sanitize, type UpstreamResponse } from '../shared/http.ts';
 import { ProviderError, type UpstreamUsage } from '../types.ts';
 
@@ -22,7 +23,7 @@ const partSchema = z
   .object({
     text,
     thought: z.boolean().optional().catch(undefined),
-    inlineData: z.object({ mimeType: z.string(), data: z.string() }).optional().catch(undefined),
+    inlineData: z.object({ mimeType: z.string(), data: base64TextField }).optional().catch(undefined),
   })
   .catch({ text: undefined, thought: undefined, inlineData: undefined });
 

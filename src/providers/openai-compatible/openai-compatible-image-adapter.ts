@@ -1,5 +1,6 @@
 import type { Warning } from '../../domain/warnings.ts';
 import { probeImage } from '../../images/probe.ts';
+import type { Base64Text } from '../../images/base64.ts';
 import { forwardableExtras } from '../shared/forwarded-extras.ts';
 import { maxResponseBytes, originOf, sanitize, type UpstreamResponse } from '../shared/http.ts';
 import {
@@ -76,12 +77,12 @@ export class OpenAICompatibleImageAdapter implements ImageAdapter {
 
   /** Base64 as sent; a `data:` URL unwrapped; any other URL downloaded at once, without credentials. */
   private async imageOf(
-    item: { b64_json?: string | null; url?: string | null },
+    item: { b64_json?: Base64Text | null; url?: string | null },
     declaredFormat: string | undefined,
     route: RouteTarget,
     context: ImageCallContext,
   ): Promise<GeneratedImage> {
-    if (item.b64_json) return { base64: item.b64_json, mediaType: mediaTypeOf(item.b64_json, declaredFormat) };
+    if (item.b64_json && item.b64_json.length > 0) return { base64: item.b64_json, mediaType: mediaTypeOf(item.b64_json, declaredFormat) };
     if (!item.url) throw new ProviderError('failed', `${PROVIDER} sent an image item with neither b64_json nor url`, { accepted: true });
     const dataUrl = /^data:(image\/[a-z0-9.+-]+);base64,/i.exec(item.url);
     if (dataUrl) {

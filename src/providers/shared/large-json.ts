@@ -1,10 +1,13 @@
+import { z } from 'zod';
+
 /**
  * JSON.parse for upstream image responses without copying multi-megabyte base64 through the JSON parser.
  * Image payloads sit in string values under a few known keys (`b64_json` for OpenAI-style APIs, `data` for Gemini's
- * inlineData). Their positions are found with Buffer.indexOf (native memmem), each is lifted out as one latin1
- * string (a memcpy), and the remaining small document is parsed with JSON.parse, the lifted strings put back in
- * place. Anything unusual — an escape inside such a value, a non-ASCII body, malformed framing — falls back to a
- * plain JSON.parse, so the result is always exactly what JSON.parse would return.
+ * inlineData). Their positions are found with Buffer.indexOf (native memmem), each is lifted out as a Buffer view
+ * of the body (no copy at all: see images/base64.ts), and the remaining small document is parsed with JSON.parse,
+ * the views put back in place. So the result is what JSON.parse returns, except that such large plain-ASCII
+ * string values are Buffers holding their characters; schemas read them with `base64TextField`. Anything
+ * unusual (an escape inside such a value, a non-ASCII body, malformed framing) falls back to a plain JSON.parse.
  */
 const LARGE_KEYS = ['"b64_json"', '"data"'].map((key) => Buffer.from(key));
 const QUOTE = 0x22;
@@ -17,12 +20,12 @@ const PLACEHOLDER_JSON = '\\u0000deepshi-lifted-';
 
 export function parseUpstreamJson(body: Buffer, ascii: boolean): unknown {
   if (!ascii || body.length < MIN_LIFT * 2) return JSON.parse(body.toString(ascii ? 'latin1' : 'utf8'));
-  const lifted: string[] = [];
+  const lifted: Buffer[] = [];
   const pieces: string[] = [];
   let cursor = 0;
   for (const spot of findLargeValues(body)) {
     pieces.push(body.toString('latin1', cursor, spot.start), `${PLACEHOLDER_JSON}${lifted.length}`);
-    lifted.push(body.toString('latin1', spot.start, spot.end));
+    lifted.push(body.subarray(spot.start, spot.end));
     cursor = spot.end;
   }
   if (lifted.length === 0) return JSON.parse(body.toString('latin1'));
@@ -63,7 +66,7 @@ function skipSpace(body: Buffer, index: number): number {
   return index;
 }
 
-function restore(value: unknown, lifted: string[]): unknown {
+function restore(value: unknown, lifted: Buffer[]): unknown {
   if (typeof value === 'string') {
     return value.startsWith(PLACEHOLDER) ? lifted[Number(value.slice(PLACEHOLDER.length))] : value;
   }
@@ -77,3 +80,6 @@ function restore(value: unknown, lifted: string[]): unknown {
   }
   return value;
 }
+
+/** A string field of an upstream response that may hold a lifted image payload: a string or a Buffer view. */
+export const base64TextField = z.union([z.string(), z.instanceof(Buffer)]);

@@ -2,6 +2,8 @@ import { Blob } from 'node:buffer';
 import { FormData as UndiciFormData } from 'undici';
 import { z } from 'zod';
 import { probeBase64 } from '../../images/probe.ts';
+import type { Base64Text } from '../../images/base64.ts';
+import { base64TextField } from './large-json.ts';
 import { ProviderError, type InputImage, type UpstreamUsage } from '../types.ts';
 import {
   failureFromStatus, header, maxResponseBytes, sanitize, timeoutsFromOptions, upstreamRequest, type UpstreamRequest, type UpstreamResponse,
@@ -143,7 +145,7 @@ export function imagesFailure(
 const imagesResponseSchema = z.object({
   data: z.array(
     z.object({
-      b64_json: z.string().nullish(),
+      b64_json: base64TextField.nullish(),
       url: z.string().nullish(),
       revised_prompt: z.string().nullish(),
     }),
@@ -165,7 +167,7 @@ export function readImagesResponse(provider: string, response: UpstreamResponse)
 }
 
 /** The media type of base64 image bytes, read from their header; `declared` (an output_format) when unreadable. */
-export function mediaTypeOf(base64: string, declared: string | undefined): string {
+export function mediaTypeOf(base64: Base64Text, declared: string | undefined): string {
   const probe = probeBase64(base64);
   if (probe) return `image/${probe.format}`;
   return `image/${declared === 'jpg' ? 'jpeg' : (declared ?? 'png')}`;

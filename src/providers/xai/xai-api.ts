@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { base64TextField } from '../shared/large-json.ts';
 import { divCeil } from '../../domain/money.ts';
 import { failureFromStatus, sanitize, type UpstreamResponse } from '../shared/http.ts';
 import { ProviderError } from '../types.ts';
@@ -14,7 +15,7 @@ export const imageResponseSchema = z.object({
     .array(
       z
         .object({
-          b64_json: text,
+          b64_json: base64TextField.optional().nullable().catch(undefined),
           url: text,
           mime_type: text,
           revised_prompt: text,

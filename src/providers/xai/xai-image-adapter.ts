@@ -1,4 +1,5 @@
 import type { Warning } from '../../domain/warnings.ts';
+import { base64From, base64IndexOf, base64Slice, base64StartsWith } from '../../images/base64.ts';
 import { forwardableExtras } from '../shared/forwarded-extras.ts';
 import { maxResponseBytes, originOf, timeoutsFromOptions, upstreamRequest } from '../shared/http.ts';
 import { safeDownload } from '../shared/safe-download.ts';
@@ -79,10 +80,10 @@ export class XaiImageAdapter implements ImageAdapter {
         // The placeholder xAI puts in place of a moderated image is never delivered.
         if (item.respect_moderation === false) return undefined;
         const revisedPrompt = item.revised_prompt ? item.revised_prompt : undefined;
-        if (item.b64_json) {
-          const comma = item.b64_json.startsWith('data:') ? item.b64_json.indexOf(',') : -1;
-          const mediaType = comma > 0 ? item.b64_json.slice(5, comma).split(';')[0] : item.mime_type;
-          return { base64: comma > 0 ? item.b64_json.slice(comma + 1) : item.b64_json, mediaType: imageType(mediaType), revisedPrompt };
+        if (item.b64_json && item.b64_json.length > 0) {
+          const comma = base64StartsWith(item.b64_json, 'data:') ? base64IndexOf(item.b64_json, ',') : -1;
+          const mediaType = comma > 0 ? base64Slice(item.b64_json, 5, comma).split(';')[0] : item.mime_type;
+          return { base64: comma > 0 ? base64From(item.b64_json, comma + 1) : item.b64_json, mediaType: imageType(mediaType), revisedPrompt };
         }
         if (item.url) {
           const downloaded = await safeDownload(
