@@ -89,6 +89,7 @@ export async function startServer(config: Config, options: ServerOptions = {}): 
     metricsToken: config.metricsToken,
     keepaliveIntervalMs: config.keepaliveIntervalMs,
     bodyLimitBytes: config.bodyLimitBytes,
+    requestTimeoutMs: config.requestTimeoutMs,
     editLimits: { maxFileBytes: config.editMaxFileBytes, maxRequestBytes: config.editMaxRequestBytes, maxPixels: config.editMaxPixels },
     isReady: () => ready,
   });

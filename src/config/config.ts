@@ -21,6 +21,8 @@ export interface Config {
   logLevel: string;
   /** Longest a generation may run before it is abandoned and its hold released. */
   generationTimeoutMs: number;
+  /** Longest the server waits to receive a whole request, headers and body (0 = no limit); not the time to answer it. */
+  requestTimeoutMs: number;
   /** Grace period for in-flight generations on SIGTERM. */
   shutdownGraceMs: number;
   /** Pepper mixed into key hashes so a leaked database alone cannot be matched against guessed keys. */
@@ -104,6 +106,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     devAccountCredits: read(env, 'DEEPSHI_DEV_CREDITS') ?? '5',
     logLevel,
     generationTimeoutMs: integer(env, 'DEEPSHI_GENERATION_TIMEOUT_MS', 280_000, 100, 3_600_000),
+    requestTimeoutMs: integer(env, 'DEEPSHI_REQUEST_TIMEOUT_MS', 60_000, 0, 3_600_000),
     shutdownGraceMs: integer(env, 'DEEPSHI_SHUTDOWN_GRACE_MS', 30_000, 0, 3_600_000),
     keyPepper: read(env, 'DEEPSHI_KEY_PEPPER') ?? '',
     redisUrl: read(env, 'REDIS_URL'),
@@ -122,6 +125,11 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   };
   if (!/^\d+(\.\d{1,9})?$/.test(config.devAccountCredits)) {
     throw new ConfigError(`DEEPSHI_DEV_CREDITS must be a USD amount like "5" or "2.50"; got "${config.devAccountCredits}".`);
+  }
+  if (config.requestTimeoutMs > 0 && config.requestTimeoutMs < 1000) {
+    throw new ConfigError(
+      `DEEPSHI_REQUEST_TIMEOUT_MS must be 0 (no limit) or at least 1000 (it bounds receiving a whole request, uploads included); got ${config.requestTimeoutMs}.`,
+    );
   }
   return Object.freeze(config);
 }

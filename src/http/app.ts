@@ -5,7 +5,7 @@ import type { Metrics } from '../metrics/metrics.ts';
 import type { ImageGenerationService } from '../services/image-generation.ts';
 import type { AccountService } from '../services/accounts.ts';
 import type { Store } from '../store/types.ts';
-import { installErrorHandling } from './error-handler.ts';
+import { clientErrorHandler, installErrorHandling, noteReceiving } from './error-handler.ts';
 import { registerAccountRoutes } from './routes/account.ts';
 import { registerEditRoutes, type EditLimits } from './routes/edits.ts';
 import { registerAdminRoutes } from './routes/admin.ts';
@@ -25,21 +25,37 @@ export interface AppDeps {
   metricsToken: string | undefined;
   keepaliveIntervalMs: number;
   bodyLimitBytes: number;
+  /** Longest the server waits to receive a whole request, headers and body (0 = no limit). */
+  requestTimeoutMs: number;
   /** Upload limits of POST /v1/images/edits. */
   editLimits: EditLimits;
   /** false once shutdown began: /readyz answers 503 so the load balancer stops sending traffic. */
   isReady: () => boolean;
 }
 
+const newRequestId = () => `req_${randomUUID().replace(/-/g, '')}`;
+
 export function buildApp(deps: AppDeps): FastifyInstance {
+  const requestTimeout = deps.requestTimeoutMs;
   const app: FastifyInstance = Fastify({
     loggerInstance: deps.logger as FastifyBaseLogger,
     bodyLimit: deps.bodyLimitBytes,
     // Our own ids; a client-supplied x-request-id is not trusted as a ledger key.
-    genReqId: () => `req_${randomUUID().replace(/-/g, '')}`,
+    genReqId: newRequestId,
     requestIdHeader: false,
-    // Upstream calls can take minutes; the SDKs wait up to 10 minutes. Keep sockets longer than typical LB idle timeouts.
-    requestTimeout: 0,
+    // Node's requestTimeout bounds receiving a request (headers and body), so a client trickling an upload cannot
+    // hold a connection and a parser forever; answering takes as long as it takes (upstream calls can take minutes,
+    // bounded by the generation timeout). On expiry the client gets a 408 envelope (clientErrorHandler).
+    requestTimeout, // Fastify sets it on the server it created; Node reads the `http` options below when creating it
+    http: {
+      requestTimeout,
+      // Headers alone get Node's usual 60 s at most, as before when the limit is off; Node requires headersTimeout <= requestTimeout.
+      headersTimeout: requestTimeout > 0 ? Math.min(60_000, requestTimeout) : 60_000,
+      // How often Node looks for expired requests (its default, 30 s, would let a 60 s limit run to 90 s).
+      connectionsCheckingInterval: requestTimeout > 0 ? Math.min(1000, Math.ceil(requestTimeout / 10)) : 30_000,
+    },
+    clientErrorHandler: clientErrorHandler({ logger: deps.logger, newRequestId, requestTimeoutMs: requestTimeout }),
+    // Keep sockets longer than typical LB idle timeouts.
     keepAliveTimeout: 75_000,
     return503OnClosing: true,
     routerOptions: { ignoreTrailingSlash: true },
@@ -54,6 +70,7 @@ export function buildApp(deps: AppDeps): FastifyInstance {
   });
   app.addHook('onRequest', async (request, reply) => {
     reply.header('x-request-id', request.id);
+    noteReceiving(request, reply);
   });
   installErrorHandling(app, () => routes);
   registerMetrics(app, { metrics: deps.metrics, token: deps.metricsToken });

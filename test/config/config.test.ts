@@ -8,6 +8,7 @@ describe('loadConfig', () => {
     assert.equal(config.port, 8080);
     assert.equal(config.databaseUrl, 'sqlite:./data/deepshi.db');
     assert.equal(config.keepaliveIntervalMs, 15_000);
+    assert.equal(config.requestTimeoutMs, 60_000);
     assert.equal(config.adminToken, undefined);
     assert.equal(config.bootstrapDevAccount, true);
     assert.match(config.catalogPath, /catalog\/models\.yaml$/);
@@ -27,11 +28,21 @@ describe('loadConfig', () => {
     [{ DEEPSHI_DEV_CREDITS: 'lots' }, /DEEPSHI_DEV_CREDITS must be a USD amount/],
     [{ LOG_LEVEL: 'loud' }, /LOG_LEVEL must be one of/],
     [{ DEEPSHI_KEEPALIVE_MS: '1' }, /DEEPSHI_KEEPALIVE_MS must be between/],
+    [{ DEEPSHI_REQUEST_TIMEOUT_MS: '30s' }, /DEEPSHI_REQUEST_TIMEOUT_MS must be a whole number between 0 and 3600000/],
+    [{ DEEPSHI_REQUEST_TIMEOUT_MS: '-1' }, /DEEPSHI_REQUEST_TIMEOUT_MS must be a whole number/],
+    [{ DEEPSHI_REQUEST_TIMEOUT_MS: '500' }, /DEEPSHI_REQUEST_TIMEOUT_MS must be 0 \(no limit\) or at least 1000.*got 500/],
+    [{ DEEPSHI_REQUEST_TIMEOUT_MS: '3600001' }, /DEEPSHI_REQUEST_TIMEOUT_MS must be between 0 and 3600000; got 3600001/],
   ] as const) {
     it(`refuses ${JSON.stringify(env)} with a readable message`, () => {
       assert.throws(() => loadConfig({ ...env }), (error: unknown) => error instanceof ConfigError && message.test(error.message));
     });
   }
+
+  it('reads DEEPSHI_REQUEST_TIMEOUT_MS: milliseconds, 0 for no limit', () => {
+    assert.equal(loadConfig({ DEEPSHI_REQUEST_TIMEOUT_MS: '1000' }).requestTimeoutMs, 1000);
+    assert.equal(loadConfig({ DEEPSHI_REQUEST_TIMEOUT_MS: '300000' }).requestTimeoutMs, 300_000);
+    assert.equal(loadConfig({ DEEPSHI_REQUEST_TIMEOUT_MS: '0' }).requestTimeoutMs, 0);
+  });
 
   it('never echoes a database password', () => {
     assert.throws(() => loadConfig({ DATABASE_URL: 'mysql://user:hunter2@db/x' }), (error: Error) => !error.message.includes('hunter2'));
