@@ -1,5 +1,5 @@
 import { divCeil, type Nanos } from '../domain/money.ts';
-import type { CatalogModel, CompiledPricing } from '../catalog/catalog.ts';
+import type { CompiledTokenRates, ImageCatalogModel, CompiledPricing, TextCatalogModel } from '../catalog/catalog.ts';
 import type { NormalizedImageRequest, UpstreamUsage } from '../providers/types.ts';
 
 /**
@@ -20,7 +20,7 @@ export interface PriceQuote {
 
 const MEGAPIXEL = 1024 * 1024;
 
-export function quoteImageRequest(model: CatalogModel, request: NormalizedImageRequest): PriceQuote {
+export function quoteImageRequest(model: ImageCatalogModel, request: NormalizedImageRequest): PriceQuote {
   const pricing = model.compiledPricing;
   const n = BigInt(request.n);
   switch (pricing.unit) {
@@ -94,7 +94,7 @@ export interface Settlement {
  * The amount to charge once images are delivered: list price × delivered images (+ inputs), or token-based
  * for token-priced models. Never more than the hold, never negative, whatever the upstream reported.
  */
-export function settleImageCost(model: CatalogModel, quote: PriceQuote, delivered: number, usage: UpstreamUsage | undefined): Settlement {
+export function settleImageCost(model: ImageCatalogModel, quote: PriceQuote, delivered: number, usage: UpstreamUsage | undefined): Settlement {
   const upstreamCost = sane(usage?.costNanos);
   if (delivered <= 0) return { cost: 0n, upstreamCost };
   let cost = quote.perImage * BigInt(delivered) + quote.inputs;
@@ -115,11 +115,34 @@ export function settleImageCost(model: CatalogModel, quote: PriceQuote, delivere
   return { cost, upstreamCost };
 }
 
-/** Σ tokens × rate ÷ 1M, rounded up once; undefined when the upstream reported no usable token counts. */
-function tokenCost(
-  rates: { inputPerMillion: Nanos; cachedInputPerMillion: Nanos; outputPerMillion: Nanos; imageOutputPerMillion: Nanos; imageInputPerMillion?: Nanos },
-  usage: UpstreamUsage,
-): Nanos | undefined {
+/**
+ * A chat request's hold: its prompt tokens (all at the uncached input rate, the dearest) plus the most completion
+ * tokens it allows, at the catalog's per-token rates, rounded up once to the next nano-dollar. The same rates and
+ * rounding as every token-priced image model (tokenCost below).
+ */
+export interface ChatPriceQuote {
+  hold: Nanos;
+  basis: string;
+}
+
+export function quoteChatRequest(model: TextCatalogModel, tokens: { promptTokens: number; maxOutputTokens: number }): ChatPriceQuote {
+  const hold = tokenCost(model.compiledPricing, { inputTokens: tokens.promptTokens, outputTokens: tokens.maxOutputTokens }) ?? 0n;
+  return { hold, basis: `per token (hold: ${tokens.promptTokens} prompt + ${tokens.maxOutputTokens} max completion tokens)` };
+}
+
+/** The charge for a finished chat completion: the tokens it used at the catalog rates, never more than the hold. */
+export function settleChatCost(model: TextCatalogModel, quote: ChatPriceQuote, usage: UpstreamUsage): Nanos {
+  const cost = tokenCost(model.compiledPricing, usage) ?? 0n;
+  return cost > quote.hold ? quote.hold : cost;
+}
+
+type TokenRates = Pick<CompiledTokenRates, 'inputPerMillion' | 'cachedInputPerMillion' | 'outputPerMillion' | 'imageOutputPerMillion'> & { imageInputPerMillion?: Nanos };
+
+/**
+ * Σ tokens × rate ÷ 1M, rounded up once; undefined when the usage holds no usable token counts. Cached and image
+ * tokens are counted within inputTokens / outputTokens (OpenAI's convention) and billed at their own rates.
+ */
+function tokenCost(rates: TokenRates, usage: UpstreamUsage): Nanos | undefined {
   const cached = saneCount(usage.cachedInputTokens);
   const imageIn = saneCount(usage.inputImageTokens);
   const textIn = Math.max(0, saneCount(usage.inputTokens) - cached - imageIn);

@@ -1,11 +1,19 @@
 import fs from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { parseUsd, type Nanos } from '../domain/money.ts';
-import { catalogSchema, type CatalogFileModel, type PricingRule } from './schema.ts';
+import { catalogSchema, type CatalogFileModel, type ImageCatalogFileModel, type PricingRule, type TextCatalogFileModel } from './schema.ts';
 
-/** A catalog model with its prices compiled to nanos once, at load. */
-export interface CatalogModel extends CatalogFileModel {
+/** A catalog model with its prices compiled to nanos once, at load. `kind` says which endpoints serve it. */
+export type CatalogModel = ImageCatalogModel | TextCatalogModel;
+
+/** Served by the image endpoints. */
+export interface ImageCatalogModel extends ImageCatalogFileModel {
   compiledPricing: CompiledPricing;
+}
+
+/** Served by POST /v1/chat/completions; always priced per token. */
+export interface TextCatalogModel extends TextCatalogFileModel {
+  compiledPricing: Extract<CompiledPricing, { unit: 'token' }>;
 }
 
 export interface CompiledTokenRates {
@@ -79,7 +87,12 @@ export function buildCatalog(data: unknown, source = 'catalog'): Catalog {
     if (seen.has(model.id)) throw new CatalogError(`The model catalog ${source} lists "${model.id}" twice.`);
     seen.add(model.id);
     checkModel(model, source);
-    return { ...model, compiledPricing: compilePricing(model.pricing, model.id, source) };
+    const compiledPricing = compilePricing(model.pricing, model.id, source);
+    if (model.kind === 'image') return { ...model, compiledPricing };
+    if (compiledPricing.unit !== 'token') {
+      throw new CatalogError(`The model catalog ${source} is invalid: model "${model.id}": pricing: a text model is priced per token (unit: token).`);
+    }
+    return { ...model, compiledPricing };
   });
   return new Catalog(models);
 }
@@ -97,6 +110,12 @@ function checkModel(model: CatalogFileModel, source: string): void {
   const fail = (message: string): never => {
     throw new CatalogError(`The model catalog ${source} is invalid: model "${model.id}": ${message}`);
   };
+  if (model.kind === 'text') {
+    if (!model.modalities.output.every((modality) => modality === 'text')) fail('kind text needs modalities.output [text].');
+    if (model.max_output_tokens >= model.context_window) fail('max_output_tokens must be smaller than context_window.');
+    return;
+  }
+  if (!model.modalities.output.includes('image')) fail('kind image needs image in modalities.output.');
   for (const [name, spec] of Object.entries(model.params)) {
     if (spec.type === 'string' && spec.default !== undefined && !spec.enum.includes(spec.default) ) {
       fail(`params.${name}.default "${spec.default}" is not one of its enum values.`);

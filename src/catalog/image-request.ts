@@ -1,7 +1,7 @@
 import { invalidRequest, missingParam, GatewayError } from '../domain/errors.ts';
 import type { Warning } from '../domain/warnings.ts';
 import type { ImageFormat, InputImage, NormalizedImageRequest } from '../providers/types.ts';
-import type { CatalogModel } from './catalog.ts';
+import type { ImageCatalogModel } from './catalog.ts';
 import type { ParamSpec } from './schema.ts';
 
 /**
@@ -35,7 +35,7 @@ export interface NormalizeOptions {
 
 const MAX_SEED = 2 ** 32 - 1;
 
-export function normalizeImageRequest(body: Record<string, unknown>, model: CatalogModel, options: NormalizeOptions = {}): ImageRequestEnvelope {
+export function normalizeImageRequest(body: Record<string, unknown>, model: ImageCatalogModel, options: NormalizeOptions = {}): ImageRequestEnvelope {
   const warnings: Warning[] = [];
   const coerce = options.coerceStrings ?? false;
 
@@ -141,7 +141,7 @@ export function normalizeImageRequest(body: Record<string, unknown>, model: Cata
 
 function applyOpenAiSize(
   body: Record<string, unknown>,
-  model: CatalogModel,
+  model: ImageCatalogModel,
   params: Record<string, string | number | boolean>,
   given: Set<string>,
   warnings: Warning[],
@@ -178,7 +178,7 @@ function applyOpenAiSize(
 
 /** The pixel size the request resolves to, from the catalog's sizing rules. */
 function resolveOutputSize(
-  model: CatalogModel,
+  model: ImageCatalogModel,
   params: Record<string, string | number | boolean>,
   given: Set<string>,
   warnings: Warning[],
@@ -222,7 +222,7 @@ function resolveOutputSize(
   throw invalidRequest(`${model.id} has no output size for image_size "${preset}".`, 'image_size');
 }
 
-function checkCustomSize(model: CatalogModel, width: number, height: number, param: string): void {
+function checkCustomSize(model: ImageCatalogModel, width: number, height: number, param: string): void {
   const rules = model.sizing.custom_size;
   if (!rules) return;
   const pixels = width * height;
@@ -247,7 +247,7 @@ function readParam(
   body: Record<string, unknown>,
   name: string,
   spec: ParamSpec,
-  model: CatalogModel,
+  model: ImageCatalogModel,
   coerce: boolean,
   reportAs = name,
 ): string | number | boolean | undefined {

@@ -1,11 +1,67 @@
 import { formatUsd } from '../domain/money.ts';
-import type { CatalogModel } from './catalog.ts';
+import type { CatalogModel, ImageCatalogModel, TextCatalogModel } from './catalog.ts';
 
 /**
  * A model as GET /v1/models shows it: the OpenAI Model object, extended with everything a caller needs to
  * build a valid request and compute its price before calling.
  */
 export function modelCard(model: CatalogModel): Record<string, unknown> {
+  return model.kind === 'text' ? textModelCard(model) : imageModelCard(model);
+}
+
+/** The OpenAI Model object and what every card shares. */
+function cardHeader(model: CatalogModel): Record<string, unknown> {
+  return {
+    id: model.id,
+    object: 'model',
+    created: model.created,
+    owned_by: model.owned_by,
+    ...(model.name ? { name: model.name } : {}),
+    ...(model.description ? { description: model.description } : {}),
+    kind: model.kind,
+    modalities: model.modalities,
+    architecture: { input_modalities: model.modalities.input, output_modalities: model.modalities.output },
+  };
+}
+
+/**
+ * A text model: its limits (context window, output tokens), the request fields it honours (the others are ignored
+ * with a warning), its features and its per-token price.
+ */
+function textModelCard(model: TextCatalogModel): Record<string, unknown> {
+  const maxTokens = { type: 'integer', min: 1, max: model.max_output_tokens, description: 'Most completion tokens; default: the most the model and the context window allow.' };
+  const parameters: Record<string, unknown> = {
+    messages: { type: 'array', required: true, roles: ['system', 'developer', 'user', 'assistant', 'tool'], content: ['string', 'text parts'] },
+    max_tokens: maxTokens,
+    max_completion_tokens: { ...maxTokens, description: 'Alias of max_tokens.' },
+    n: { type: 'integer', min: 1, max: 1, default: 1 },
+    stream: { type: 'boolean', default: false },
+    stream_options: { type: 'object', fields: { include_usage: { type: 'boolean', default: false } } },
+  };
+  const sampling: Record<string, Record<string, unknown>> = {
+    stop: { type: 'string | string[]', max_items: 4 },
+    temperature: { type: 'number', min: 0, max: 2 },
+    top_p: { type: 'number', min: 0, max: 1 },
+    seed: { type: 'integer' },
+    frequency_penalty: { type: 'number', min: -2, max: 2 },
+    presence_penalty: { type: 'number', min: -2, max: 2 },
+    logit_bias: { type: 'object' },
+  };
+  for (const name of model.supported_sampling_parameters) if (sampling[name]) parameters[name] = sampling[name];
+  return {
+    ...cardHeader(model),
+    context_window: model.context_window,
+    max_output_tokens: model.max_output_tokens,
+    streaming: model.streaming,
+    parameters,
+    supported_parameters: Object.keys(parameters),
+    supported_sampling_parameters: model.supported_sampling_parameters,
+    supported_features: model.supported_features,
+    pricing: pricingCard(model),
+  };
+}
+
+function imageModelCard(model: ImageCatalogModel): Record<string, unknown> {
   const parameters: Record<string, unknown> = {
     prompt: { type: 'string', required: true, max_length: model.prompt_max_length },
     n: { type: 'integer', min: 1, max: model.max_n, default: 1 },
@@ -22,14 +78,7 @@ export function modelCard(model: CatalogModel): Record<string, unknown> {
     parameters[name] = description ? { ...rest, description } : rest;
   }
   return {
-    id: model.id,
-    object: 'model',
-    created: model.created,
-    owned_by: model.owned_by,
-    ...(model.name ? { name: model.name } : {}),
-    ...(model.description ? { description: model.description } : {}),
-    modalities: model.modalities,
-    architecture: { input_modalities: model.modalities.input, output_modalities: model.modalities.output },
+    ...cardHeader(model),
     prompt_max_length: model.prompt_max_length,
     max_n: model.max_n,
     output_formats: model.output_formats,
@@ -47,7 +96,7 @@ export function modelCard(model: CatalogModel): Record<string, unknown> {
   };
 }
 
-function sizingFields(model: CatalogModel): string[] {
+function sizingFields(model: ImageCatalogModel): string[] {
   switch (model.sizing.style) {
     case 'pixel_dimensions':
       return model.sizing.also_resolution_tier ? ['width', 'height', 'aspect_ratio', 'resolution'] : ['width', 'height'];
@@ -113,8 +162,10 @@ function pricingCard(model: CatalogModel): Record<string, unknown> {
         input_per_million: formatUsd(pricing.inputPerMillion),
         cached_input_per_million: formatUsd(pricing.cachedInputPerMillion),
         output_per_million: formatUsd(pricing.outputPerMillion),
-        image_output_per_million: formatUsd(pricing.imageOutputPerMillion),
-        rule: 'sum of tokens × rate / 1,000,000, rounded up to the next nano-dollar per request',
+        ...(model.kind === 'image' ? { image_output_per_million: formatUsd(pricing.imageOutputPerMillion) } : {}),
+        rule: model.kind === 'text'
+          ? '(uncached prompt tokens × input + cached prompt tokens × cached_input + completion tokens × output) / 1,000,000, rounded up to the next nano-dollar per request; the hold is the prompt tokens plus the most completion tokens the request allows, at the same rates'
+          : 'sum of tokens × rate / 1,000,000, rounded up to the next nano-dollar per request',
       };
   }
 }

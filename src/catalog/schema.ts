@@ -63,7 +63,9 @@ export const sizingSchema = z.object({
  *   (most specific key first, then shorter prefixes), plus `input_image` per reference image on edits.
  * - per_megapixel: BFL style: `first` for the first output megapixel, `additional` per further started
  *   megapixel (1 MP = 1024×1024 px, rounded up per image), `input` per started input megapixel.
- * - per_token: USD per 1M tokens; `image_estimate_tokens` sizes the hold for image outputs.
+ * - per_token: USD per 1M tokens (input, cached input, output; image output for image models). Image models hold
+ *   `image_estimate_tokens` per image; text models hold the prompt's tokens plus the most output tokens the request
+ *   allows, and settle the tokens actually used.
  */
 /** Token rates (USD per 1M tokens) used to settle from the usage an upstream reports. */
 const tokenRates = z.object({
@@ -128,17 +130,31 @@ export const routeSchema = z.object({
   options: z.record(z.string(), z.unknown()).optional(),
 });
 
-export const modelSchema = z
+/** What every model has, whatever it produces. */
+const commonModelFields = {
+  id: z.string().min(1).max(200).regex(/^[A-Za-z0-9._:\/-]+$/, 'letters, digits and . _ : / - only'),
+  name: z.string().optional(),
+  owned_by: z.string().min(1),
+  description: z.string().optional(),
+  created: z.number().int().nonnegative().default(1764547200),
+  modalities: z.object({
+    input: z.array(z.enum(['text', 'image'])).min(1),
+    output: z.array(z.enum(['text', 'image'])).min(1),
+  }),
+  pricing: pricingSchema,
+  routes: z.array(routeSchema).min(1),
+  /**
+   * Most upstream calls of this model in flight at once across all instances (respects a provider's concurrency
+   * quota). Over it, requests are refused with 429 + Retry-After before any hold, never queued.
+   */
+  max_concurrency: z.number().int().positive().optional(),
+};
+
+/** A model whose output is images: served by POST /v1/images/generations and /v1/images/edits. */
+export const imageModelSchema = z
   .object({
-    id: z.string().min(1).max(200).regex(/^[A-Za-z0-9._:\/-]+$/, 'letters, digits and . _ : / - only'),
-    name: z.string().optional(),
-    owned_by: z.string().min(1),
-    description: z.string().optional(),
-    created: z.number().int().nonnegative().default(1764547200),
-    modalities: z.object({
-      input: z.array(z.enum(['text', 'image'])).min(1),
-      output: z.array(z.enum(['text', 'image'])).min(1),
-    }),
+    kind: z.literal('image'),
+    ...commonModelFields,
     prompt_max_length: z.number().int().positive(),
     max_n: z.number().int().min(1).max(4),
     output_formats: z.array(z.enum(['png', 'jpeg', 'webp'])).min(1),
@@ -155,15 +171,49 @@ export const modelSchema = z
       supported: z.boolean(),
       max_images: z.number().int().min(0).max(14),
     }),
-    pricing: pricingSchema,
-    routes: z.array(routeSchema).min(1),
-    /**
-     * Most upstream calls of this model in flight at once across all instances (respects a provider's concurrency
-     * quota). Over it, requests are refused with 429 + Retry-After before any hold, never queued.
-     */
-    max_concurrency: z.number().int().positive().optional(),
   })
   .strict();
+
+/** Request fields of POST /v1/chat/completions that change how a text model samples or stops. */
+export const SAMPLING_PARAMETERS = [
+  'temperature', 'top_p', 'max_tokens', 'max_completion_tokens', 'stop', 'seed', 'frequency_penalty', 'presence_penalty', 'logit_bias',
+] as const;
+/** Optional capabilities a text model may offer (the docs' `supported_features`). */
+export const TEXT_FEATURES = ['tools', 'json', 'structured', 'logprobs', 'reasoning'] as const;
+
+/** A model whose output is text: served by POST /v1/chat/completions. Always priced per token. */
+export const textModelSchema = z
+  .object({
+    kind: z.literal('text'),
+    ...commonModelFields,
+    /** Most tokens of prompt and completion together. */
+    context_window: z.number().int().positive(),
+    /** Most completion tokens one request can produce; also the default when the request sets no max_tokens. */
+    max_output_tokens: z.number().int().positive(),
+    streaming: z.boolean(),
+    /** Sampling fields the model honours; the others are accepted, ignored and reported as warnings. */
+    supported_sampling_parameters: z.array(z.enum(SAMPLING_PARAMETERS)).default([]),
+    supported_features: z.array(z.enum(TEXT_FEATURES)).default([]),
+  })
+  .strict();
+
+/**
+ * A catalog entry. Its `kind` follows from `modalities.output` (text only = a text model, anything with images =
+ * an image model), so catalog files do not write it.
+ */
+export const modelSchema = z.preprocess(
+  (entry) => (isRecord(entry) && entry.kind === undefined ? { kind: outputKind(entry.modalities), ...entry } : entry),
+  z.discriminatedUnion('kind', [imageModelSchema, textModelSchema]),
+);
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return value !== null && typeof value === 'object' && !Array.isArray(value);
+}
+
+function outputKind(modalities: unknown): 'image' | 'text' {
+  const output = isRecord(modalities) ? modalities.output : undefined;
+  return Array.isArray(output) && output.length > 0 && output.every((item) => item === 'text') ? 'text' : 'image';
+}
 
 export const catalogSchema = z
   .object({
@@ -174,6 +224,8 @@ export const catalogSchema = z
 
 export type ParamSpec = z.infer<typeof paramSpecSchema>;
 export type CatalogFileModel = z.infer<typeof modelSchema>;
+export type ImageCatalogFileModel = z.infer<typeof imageModelSchema>;
+export type TextCatalogFileModel = z.infer<typeof textModelSchema>;
 export type CatalogFile = z.infer<typeof catalogSchema>;
 export type PricingRule = z.infer<typeof pricingSchema>;
 export type RouteSpec = z.infer<typeof routeSchema>;

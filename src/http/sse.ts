@@ -1,8 +1,9 @@
 import type { ServerResponse } from 'node:http';
 
 /**
- * A Server-Sent Events writer for image streams. Events are `event: <type>` + one `data:` JSON line, so the
- * OpenAI SDKs' iterators read them; keepalives are comment lines (an `event:` without data kills their parsers).
+ * A Server-Sent Events writer. Image streams send `event: <type>` + one `data:` JSON line; chat streams send bare
+ * `data:` lines (chat.completion.chunk objects, then `data: [DONE]`), as OpenAI does. The OpenAI SDKs' iterators read
+ * both; keepalives are comment lines (an `event:` without data kills their parsers).
  */
 export class SseWriter {
   private timer: NodeJS.Timeout | undefined;
@@ -34,6 +35,11 @@ export class SseWriter {
   /** `data` is pre-serialised JSON (a single line; JSON.stringify never emits raw newlines). */
   event(type: string, data: string): void {
     this.write(`event: ${type}\ndata: ${data}\n\n`);
+  }
+
+  /** A bare `data:` frame: pre-serialised JSON on one line, or `[DONE]`. */
+  data(data: string): void {
+    this.write(`data: ${data}\n\n`);
   }
 
   end(): void {

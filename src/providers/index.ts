@@ -1,5 +1,6 @@
+import { OfflineEchoAdapter } from './offline/echo-adapter.ts';
 import { OfflineSketchAdapter } from './offline/sketch-adapter.ts';
-import type { ImageAdapter } from './types.ts';
+import type { ProviderAdapter } from './types.ts';
 // Each upstream adapter is imported and listed here, and nowhere else (src/server.ts calls this).
 // (adapter imports)
 import { OpenAIImageAdapter } from './openai/openai-image-adapter.ts';
@@ -10,9 +11,10 @@ import { FalImageAdapter } from './fal/fal-image-adapter.ts';
 import { GeminiImageAdapter } from './gemini/gemini-image-adapter.ts';
 import { XaiImageAdapter } from './xai/xai-image-adapter.ts';
 
-export function builtInAdapters(): ImageAdapter[] {
+export function builtInAdapters(): ProviderAdapter[] {
   return [
     new OfflineSketchAdapter(),
+    new OfflineEchoAdapter(),
     // (adapter instances)
     new OpenAIImageAdapter(),
     new OpenAICompatibleImageAdapter(),

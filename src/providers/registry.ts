@@ -1,38 +1,48 @@
-import type { CatalogModel } from '../catalog/catalog.ts';
-import type { ImageAdapter, RouteTarget } from './types.ts';
+import type { CatalogModel, ImageCatalogModel, TextCatalogModel } from '../catalog/catalog.ts';
+import type { ImageAdapter, ProviderAdapter, RouteTarget, TextAdapter } from './types.ts';
 
-export interface ResolvedRoute {
-  adapter: ImageAdapter;
+export interface ResolvedRoute<Adapter extends ProviderAdapter = ImageAdapter> {
+  adapter: Adapter;
   target: RouteTarget;
 }
 
 /** Why a model cannot be served right now (logged at start-up), or undefined when it can. */
-export type Availability = { routes: ResolvedRoute[]; unavailableReason?: string };
+export type Availability<Adapter extends ProviderAdapter = ImageAdapter> = { routes: ResolvedRoute<Adapter>[]; unavailableReason?: string };
 
 /**
  * Joins catalog routes with the adapters this build has and the credentials the environment holds.
  * The only place that knows every adapter is the composition root (src/main.ts), which passes them in.
+ * A route's `provider` names an adapter of the model's kind: image adapters serve image models, text adapters
+ * text models (so `offline` is the sketch renderer for one and the echo model for the other).
  */
 export class ProviderRegistry {
-  private readonly adapters: Map<string, ImageAdapter>;
+  private readonly imageAdapters = new Map<string, ImageAdapter>();
+  private readonly textAdapters = new Map<string, TextAdapter>();
   private readonly env: Readonly<Record<string, string | undefined>>;
-  private readonly cache = new Map<string, Availability>();
+  private readonly cache = new Map<string, Availability<ProviderAdapter>>();
 
-  constructor(adapters: ImageAdapter[], env: Readonly<Record<string, string | undefined>>) {
-    this.adapters = new Map(adapters.map((adapter) => [adapter.provider, adapter]));
+  constructor(adapters: ProviderAdapter[], env: Readonly<Record<string, string | undefined>>) {
+    for (const adapter of adapters) {
+      if (adapter.modality === 'text') this.textAdapters.set(adapter.provider, adapter);
+      else this.imageAdapters.set(adapter.provider, adapter);
+    }
     this.env = env;
   }
 
   /** Routes that can serve the model now, in the catalog's priority order. Computed once per model. */
-  availability(model: CatalogModel): Availability {
+  availability(model: ImageCatalogModel): Availability<ImageAdapter>;
+  availability(model: TextCatalogModel): Availability<TextAdapter>;
+  availability(model: CatalogModel): Availability<ProviderAdapter>;
+  availability(model: CatalogModel): Availability<ProviderAdapter> {
     const cached = this.cache.get(model.id);
     if (cached) return cached;
-    const routes: ResolvedRoute[] = [];
+    const adapters: ReadonlyMap<string, ProviderAdapter> = model.kind === 'text' ? this.textAdapters : this.imageAdapters;
+    const routes: ResolvedRoute<ProviderAdapter>[] = [];
     const reasons: string[] = [];
     for (const route of model.routes) {
-      const adapter = this.adapters.get(route.provider);
+      const adapter = adapters.get(route.provider);
       if (!adapter) {
-        reasons.push(`no "${route.provider}" adapter in this build`);
+        reasons.push(`no "${route.provider}" ${model.kind} adapter in this build`);
         continue;
       }
       const target: RouteTarget = {
@@ -51,7 +61,7 @@ export class ProviderRegistry {
       }
       routes.push({ adapter, target });
     }
-    const availability: Availability = routes.length > 0 ? { routes } : { routes, unavailableReason: reasons.join('; ') };
+    const availability: Availability<ProviderAdapter> = routes.length > 0 ? { routes } : { routes, unavailableReason: reasons.join('; ') };
     this.cache.set(model.id, availability);
     return availability;
   }

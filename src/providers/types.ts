@@ -102,11 +102,80 @@ export interface ImageAdapterCapabilities {
 
 export interface ImageAdapter {
   readonly provider: string;
+  /** Image adapters may leave it out; text adapters say 'text'. */
+  readonly modality?: 'image';
   readonly capabilities: ImageAdapterCapabilities;
   /** Whether this adapter can be used with the given route (e.g. credentials present). */
   isConfigured(route: RouteTarget): boolean;
   generate(request: NormalizedImageRequest, route: RouteTarget, context: ImageCallContext): Promise<ImageGenerationResult>;
 }
+
+/**
+ * Text models: the contract between the chat pipeline and one upstream, next to the image one. The adapter gets a
+ * validated, normalised chat request and returns the assistant's message with the usage it measured (or throws a
+ * ProviderError); while it generates it passes each piece of text to `onDelta`, in order, so streaming callers
+ * forward them at once. It knows nothing of our HTTP framing, holds or keys.
+ */
+export type ChatRole = 'system' | 'developer' | 'user' | 'assistant' | 'tool';
+
+export interface ChatMessage {
+  role: ChatRole;
+  /** The message's text: a string content, or its text parts joined ("" for an assistant turn with only tool calls). */
+  content: string;
+  name?: string;
+  /** `tool` messages: the call they answer. */
+  toolCallId?: string;
+  /** `assistant` messages: the tool calls as the caller sent them (kept for upstreams; not interpreted here). */
+  toolCalls?: unknown[];
+}
+
+/** Our normalised chat request, after validation against the catalog entry. Every field is already checked. */
+export interface NormalizedChatRequest {
+  /** Public model id (catalog id). */
+  model: string;
+  messages: ChatMessage[];
+  /** Most completion tokens to produce: the request's max_tokens / max_completion_tokens, else the most the model and context allow. */
+  maxOutputTokens: number;
+  /** Up to 4 stop sequences; generation ends before the first one produced (excluded from the output). */
+  stop: string[];
+  /** Sampling values, only those the model honours (catalog `supported_sampling_parameters`); the rest were warned about. */
+  sampling: { temperature?: number; topP?: number; seed?: number; frequencyPenalty?: number; presencePenalty?: number };
+  /** Unknown request fields, forwarded to the upstream as the docs say (adapters guard the fields they own). */
+  extra: Record<string, unknown>;
+}
+
+export type ChatFinishReason = 'stop' | 'length';
+
+export interface ChatCompletionResult {
+  /** The assistant message's whole content (the deltas passed to onDelta, joined). */
+  content: string;
+  finishReason: ChatFinishReason;
+  /** Token counts as the upstream measured them: inputTokens (cachedInputTokens among them) and outputTokens. */
+  usage: UpstreamUsage;
+  warnings: Warning[];
+}
+
+export interface TextCallContext {
+  signal: AbortSignal;
+  /** Each piece of the answer as it is produced. */
+  onDelta?: (text: string) => void;
+}
+
+export interface TextAdapter {
+  readonly provider: string;
+  /** Tells text adapters from image adapters in the registry (a provider id may have one of each, e.g. `offline`). */
+  readonly modality: 'text';
+  isConfigured(route: RouteTarget): boolean;
+  /**
+   * The most prompt tokens this upstream can bill for the request, known before the call: it sizes the hold and is
+   * checked against the context window. Exact for a model that counts tokens itself, an upper bound otherwise.
+   */
+  countPromptTokens(request: Pick<NormalizedChatRequest, 'messages'>): number;
+  complete(request: NormalizedChatRequest, route: RouteTarget, context: TextCallContext): Promise<ChatCompletionResult>;
+}
+
+/** Every adapter the registry can hold. */
+export type ProviderAdapter = ImageAdapter | TextAdapter;
 
 /**
  * A failure reported by an upstream (or by talking to it). `kind` decides retry/failover and the caller's error:

@@ -1,9 +1,9 @@
 import type { Logger } from 'pino';
-import type { Catalog, CatalogModel } from '../catalog/catalog.ts';
+import type { Catalog, ImageCatalogModel } from '../catalog/catalog.ts';
 import { normalizeImageRequest, type ImageRequestEnvelope } from '../catalog/image-request.ts';
 import { quoteImageRequest, settleImageCost, type PriceQuote } from '../billing/pricing.ts';
 import {
-  GatewayError, contentPolicyViolation, insufficientQuota, internalError, invalidRequest, modelNotFound, rateLimited, upstreamFailure,
+  GatewayError, contentPolicyViolation, insufficientQuota, internalError, invalidRequest, rateLimited, upstreamFailure,
 } from '../domain/errors.ts';
 import type { Nanos } from '../domain/money.ts';
 import type { Warning } from '../domain/warnings.ts';
@@ -17,21 +17,14 @@ import {
 } from '../providers/types.ts';
 import type { Admission, RequestLimiter } from '../limits/limiter.ts';
 import type { Metrics } from '../metrics/metrics.ts';
-import type { ApiKeyLimits, Store } from '../store/types.ts';
+import type { Store } from '../store/types.ts';
 import type { IdempotencyService } from './idempotency.ts';
+import { ModelAccess, wrongEndpoint, type Caller } from './model-access.ts';
 
-/** Who is calling: the authenticated key. */
-export interface Caller {
-  keyId: string;
-  accountId: string;
-  /** null = every model; otherwise the allowlist (empty = nothing). */
-  models: string[] | null;
-  /** The key's own rate limits (null fields = server defaults); absent = server defaults. */
-  limits?: ApiKeyLimits;
-}
+export { isAllowed, type Caller } from './model-access.ts';
 
 export interface PreparedImageRequest extends ImageRequestEnvelope {
-  model: CatalogModel;
+  model: ImageCatalogModel;
   routes: ResolvedRoute[];
   quote: PriceQuote;
   endpoint: 'images.generations' | 'images.edits';
@@ -68,6 +61,7 @@ export interface ExecuteHooks {
  */
 export class ImageGenerationService {
   private readonly inFlight = new Set<Promise<unknown>>();
+  private readonly models: ModelAccess;
 
   constructor(
     private readonly deps: {
@@ -82,7 +76,9 @@ export class ImageGenerationService {
       idempotency: IdempotencyService;
       metrics: Metrics;
     },
-  ) {}
+  ) {
+    this.models = new ModelAccess(deps.catalog, deps.registry);
+  }
 
   /** Idempotency-Key handling, for the routes that run image requests. */
   get idempotency(): IdempotencyService {
@@ -108,26 +104,14 @@ export class ImageGenerationService {
     });
   }
 
-  /** Models this caller may call and the server can serve now. */
-  listModels(caller: Caller): CatalogModel[] {
-    return this.deps.catalog.list().filter((model) => isAllowed(caller, model.id) && this.deps.registry.availability(model).routes.length > 0);
-  }
-
-  /** Resolves a model id for this caller: 400 model_not_found if unknown or unservable, 403 if the key may not use it. */
-  resolveModel(caller: Caller, modelId: unknown): { model: CatalogModel; routes: ResolvedRoute[] } {
-    if (modelId === undefined || modelId === null) {
-      throw new GatewayError("Missing required parameter: 'model'. See GET /v1/models for the models your key can use.", {
-        status: 400, type: 'invalid_request_error', code: 'missing_required_parameter', param: 'model',
-      });
-    }
-    if (typeof modelId !== 'string') throw invalidRequest("'model' must be a string.", 'model', 'invalid_type');
-    const model = this.deps.catalog.get(modelId);
-    if (!model) throw modelNotFound(400);
-    const routes = this.deps.registry.availability(model).routes;
-    if (routes.length === 0) throw modelNotFound(400);
-    // Authorise the resolved catalog model, in this one function every route calls.
-    if (!isAllowed(caller, model.id)) throw modelNotFound(403);
-    return { model, routes };
+  /**
+   * Resolves an image model for this caller: 400 model_not_found if unknown or unservable, 403 if the key may not
+   * use it, 400 (param `model`) for a text model.
+   */
+  resolveModel(caller: Caller, modelId: unknown): { model: ImageCatalogModel; routes: ResolvedRoute[] } {
+    const model = this.models.resolve(caller, modelId);
+    if (model.kind !== 'image') throw wrongEndpoint(model, 'the image endpoints');
+    return { model, routes: this.deps.registry.availability(model).routes };
   }
 
   prepare(
@@ -358,17 +342,13 @@ function imagesPerCall(prepared: PreparedImageRequest): number {
   return Math.max(1, prepared.routes[0].adapter.capabilities.maxImagesPerCall);
 }
 
-export function isAllowed(caller: Caller, modelId: string): boolean {
-  return caller.models === null || caller.models.includes(modelId);
-}
-
-function describeFailure(error: unknown): string {
+export function describeFailure(error: unknown): string {
   if (error instanceof ProviderError) return `${error.kind}: ${error.message}`.slice(0, 300);
   if (error instanceof Error) return error.name === 'AbortError' || error.name === 'TimeoutError' ? error.name : 'error';
   return 'error';
 }
 
-function toGatewayError(error: unknown, signal: AbortSignal, callerSignal: AbortSignal): GatewayError {
+export function toGatewayError(error: unknown, signal: AbortSignal, callerSignal: AbortSignal): GatewayError {
   if (error instanceof GatewayError) return error;
   // A call ended by our deadline or by the caller leaving says so, whatever the adapter made of the abort (adapters
   // report an aborted request as 'failed' or 'unavailable'); a verdict the upstream actually gave is kept.

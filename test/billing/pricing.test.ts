@@ -1,14 +1,14 @@
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import { describe, it } from 'node:test';
-import { buildCatalog, loadCatalogFile } from '../../src/catalog/catalog.ts';
+import { buildCatalog, loadCatalogFile, type ImageCatalogModel } from '../../src/catalog/catalog.ts';
 import { normalizeImageRequest } from '../../src/catalog/image-request.ts';
 import { quoteImageRequest, settleImageCost } from '../../src/billing/pricing.ts';
 
 /** Price rules from the catalog, in nanos (1e-9 USD). */
 const catalog = loadCatalogFile(path.resolve(import.meta.dirname, '../../catalog/models.yaml'));
 const quote = (id: string, body: Record<string, unknown>, inputs: Array<{ width: number; height: number }> = []) => {
-  const model = catalog.get(id)!;
+  const model = catalog.get(id) as ImageCatalogModel;
   const inputImages = inputs.map((size) => ({ ...size, bytes: Buffer.alloc(0), mediaType: 'image/png' as const }));
   return quoteImageRequest(model, normalizeImageRequest({ model: id, prompt: 'p', ...body }, model, { inputImages }).request);
 };
@@ -48,7 +48,7 @@ describe('settleImageCost', () => {
         params: { width: { type: 'integer', min: 64, max: 2048, default: 1024 }, height: { type: 'integer', min: 64, max: 2048, default: 1024 } },
         sizing: { style: 'pixel_dimensions' }, edit: { supported: false, max_images: 0 }, pricing, routes: [{ provider: 'offline' }],
       }],
-    }).get('m')!;
+    }).get('m') as ImageCatalogModel;
   const quoteFor = (model: ReturnType<typeof rules>, n: number) => quoteImageRequest(model, normalizeImageRequest({ model: 'm', prompt: 'p', n }, model).request);
 
   it('charges list price × delivered images, never more than the hold', () => {

@@ -8,15 +8,18 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { parse } from 'yaml';
-import { catalogSchema, type CatalogFile, type CatalogFileModel, type ParamSpec } from '../../src/catalog/schema.ts';
+import { catalogSchema, type CatalogFile, type ImageCatalogFileModel, type ParamSpec } from '../../src/catalog/schema.ts';
 
 const catalogPath = fileURLToPath(new URL('../../catalog/models.yaml', import.meta.url));
 const raw: unknown = parse(readFileSync(catalogPath, 'utf8'));
 const result = catalogSchema.safeParse(raw);
 const catalog: CatalogFile = result.success ? result.data : { version: 1, models: [] };
+/** The image models: sizes, formats, edits and per-image prices apply to them only. */
+const imageModels = catalog.models.filter((model): model is ImageCatalogFileModel => model.kind === 'image');
 
 const EXPECTED_IDS = [
   'deepshi-sketch',
+  'deepshi-echo',
   'gpt-image-1.5',
   'gpt-image-2',
   'nano-banana-2',
@@ -44,7 +47,7 @@ function parseRatio(ratio: string): number | undefined {
   return m ? Number(m[1]) / Number(m[2]) : undefined;
 }
 
-function enumOf(model: CatalogFileModel, name: string): string[] {
+function enumOf(model: ImageCatalogFileModel, name: string): string[] {
   const p: ParamSpec | undefined = model.params[name];
   assert.ok(p, `${model.id}: param "${name}" is missing`);
   assert.equal(p.type, 'string', `${model.id}: param "${name}" must be a string enum`);
@@ -60,7 +63,7 @@ function usdToNanos(usd: string): bigint {
   return BigInt(int) * 1_000_000_000n + BigInt(frac.padEnd(9, '0'));
 }
 
-function fitsCustomSize(model: CatalogFileModel, w: number, h: number): string | undefined {
+function fitsCustomSize(model: ImageCatalogFileModel, w: number, h: number): string | undefined {
   const c = model.sizing.custom_size;
   if (!c) return 'no custom_size';
   if (Math.min(w, h) < c.min_side) return 'side below min_side';
@@ -85,7 +88,7 @@ describe('catalog/models.yaml', () => {
   });
 
   it('keeps the basic limits consistent', () => {
-    for (const m of catalog.models) {
+    for (const m of imageModels) {
       assert.ok(m.max_n >= 1 && m.max_n <= 4, `${m.id}: max_n ${m.max_n} outside 1-4`);
       assert.ok(m.output_formats.includes(m.native_output_format), `${m.id}: native format not in output_formats`);
       assert.equal(new Set(m.output_formats).size, m.output_formats.length, `${m.id}: duplicate output formats`);
@@ -97,7 +100,7 @@ describe('catalog/models.yaml', () => {
   });
 
   it('has an edit block that agrees with max_images and modalities', () => {
-    for (const m of catalog.models) {
+    for (const m of imageModels) {
       if (m.edit.supported) {
         assert.ok(m.edit.max_images >= 1 && m.edit.max_images <= 14, `${m.id}: edit max_images ${m.edit.max_images} outside 1-14`);
         assert.ok(m.modalities.input.includes('image'), `${m.id}: edits need image input modality`);
@@ -110,7 +113,7 @@ describe('catalog/models.yaml', () => {
   });
 
   it('has params whose defaults are valid', () => {
-    for (const m of catalog.models) {
+    for (const m of imageModels) {
       for (const [name, p] of Object.entries(m.params)) {
         const where = `${m.id}.params.${name}`;
         if (p.type === 'string') {
@@ -133,7 +136,7 @@ describe('catalog/models.yaml', () => {
   });
 
   it('has size tables keyed exactly by the param enums, with WxH sizes of the right shape', () => {
-    for (const m of catalog.models) {
+    for (const m of imageModels) {
       const { style, table, also_resolution_tier } = m.sizing;
       const tiered = style === 'resolution_tier' || (style === 'pixel_dimensions' && also_resolution_tier === true);
       if (style === 'pixel_dimensions' && !tiered) {
@@ -173,7 +176,7 @@ describe('catalog/models.yaml', () => {
   });
 
   it('keeps pixel-dimension defaults, limits and tables consistent', () => {
-    for (const m of catalog.models) {
+    for (const m of imageModels) {
       if (m.sizing.style !== 'pixel_dimensions') continue;
       const width = m.params.width;
       const height = m.params.height;
@@ -213,7 +216,7 @@ describe('catalog/models.yaml', () => {
   });
 
   it('has preset tables whose sizes pass the model custom-size rules', () => {
-    for (const m of catalog.models) {
+    for (const m of imageModels) {
       if (m.sizing.style !== 'preset_size' || !m.sizing.custom_size || !m.sizing.table) continue;
       for (const [key, size] of Object.entries(m.sizing.table['*'] ?? {})) {
         const { w, h } = parseSize(size);
@@ -224,7 +227,7 @@ describe('catalog/models.yaml', () => {
   });
 
   it('has the offline model keep every side at or under 4096 in multiples of 8', () => {
-    const sketch = catalog.models.find((m) => m.id === 'deepshi-sketch');
+    const sketch = imageModels.find((m) => m.id === 'deepshi-sketch');
     assert.ok(sketch?.sizing.table);
     assert.deepEqual(sketch.routes, [{ provider: 'offline' }]);
     for (const cells of Object.values(sketch.sizing.table)) {
@@ -236,7 +239,7 @@ describe('catalog/models.yaml', () => {
   });
 
   it('has per-image price tables keyed by enum values of the `by` params, covering every combination', () => {
-    for (const m of catalog.models) {
+    for (const m of imageModels) {
       const p = m.pricing;
       if (p.unit === 'image') {
         usdToNanos(p.base);
@@ -283,5 +286,15 @@ describe('catalog/models.yaml', () => {
         assert.ok(r.upstream_model || r.options?.endpoint, `${m.id}: route ${r.provider} names no upstream model or endpoint`);
       }
     }
+  });
+
+  it('has deepshi-echo: an offline text model priced per token, honest about being a stand-in', () => {
+    const echo = catalog.models.find((m) => m.id === 'deepshi-echo');
+    assert.ok(echo && echo.kind === 'text', 'deepshi-echo is a text model');
+    assert.deepEqual(echo.modalities, { input: ['text'], output: ['text'] });
+    assert.deepEqual(echo.routes, [{ provider: 'offline' }]);
+    assert.equal(echo.pricing.unit, 'token');
+    assert.ok(echo.max_output_tokens < echo.context_window);
+    assert.match(echo.description ?? '', /not a language model/);
   });
 });

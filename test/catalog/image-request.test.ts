@@ -1,13 +1,13 @@
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import { describe, it } from 'node:test';
-import { loadCatalogFile } from '../../src/catalog/catalog.ts';
+import { loadCatalogFile, type ImageCatalogModel } from '../../src/catalog/catalog.ts';
 import { normalizeImageRequest } from '../../src/catalog/image-request.ts';
 import { GatewayError } from '../../src/domain/errors.ts';
 
 /** The normaliser: each of Deepshi's four sizing styles, validated against what the model declares. */
 const catalog = loadCatalogFile(path.resolve(import.meta.dirname, '../../catalog/models.yaml'));
-const model = (id: string) => catalog.get(id)!;
+const model = (id: string) => catalog.get(id) as ImageCatalogModel;
 const normalize = (id: string, body: Record<string, unknown>) => normalizeImageRequest({ model: id, prompt: 'p', ...body }, model(id));
 const rejects = (id: string, body: Record<string, unknown>, param: string) =>
   assert.throws(() => normalize(id, body), (error: unknown) => error instanceof GatewayError && error.status === 400 && error.param === param);

@@ -1,12 +1,12 @@
 import type { FastifyInstance } from 'fastify';
 import { modelNotFound } from '../../domain/errors.ts';
 import { modelCard } from '../../catalog/model-card.ts';
-import type { ImageGenerationService } from '../../services/image-generation.ts';
+import type { ModelAccess } from '../../services/model-access.ts';
 import type { Store } from '../../store/types.ts';
 import { authenticate } from '../authenticate.ts';
 
 /** GET /v1/models and /v1/models/{id}: exactly the models this key may call and the server can serve now. */
-export function registerModelRoutes(app: FastifyInstance, deps: { store: Store; images: ImageGenerationService; keyPepper: string }): void {
+export function registerModelRoutes(app: FastifyInstance, deps: { store: Store; models: ModelAccess; keyPepper: string }): void {
   const cards = new Map<string, Record<string, unknown>>();
   const card = (model: Parameters<typeof modelCard>[0]) => {
     let value = cards.get(model.id);
@@ -16,7 +16,7 @@ export function registerModelRoutes(app: FastifyInstance, deps: { store: Store; 
 
   app.get('/v1/models', async (request) => {
     const caller = await authenticate(request, deps.store, deps.keyPepper);
-    return { object: 'list', data: deps.images.listModels(caller).map(card) };
+    return { object: 'list', data: deps.models.list(caller).map(card) };
   });
 
   // A wildcard, so ids with "/" work both percent-encoded (what the SDKs send) and raw.
@@ -30,6 +30,6 @@ export function registerModelRoutes(app: FastifyInstance, deps: { store: Store; 
       throw modelNotFound(400);
     }
     // Same rule as every other route: unknown or unservable → 400, not permitted for this key → 403.
-    return card(deps.images.resolveModel(caller, id).model);
+    return card(deps.models.resolve(caller, id));
   });
 }

@@ -1,0 +1,271 @@
+import { invalidRequest, missingParam } from '../domain/errors.ts';
+import type { Warning } from '../domain/warnings.ts';
+import type { ChatMessage, ChatRole, NormalizedChatRequest } from '../providers/types.ts';
+import type { TextCatalogModel } from './catalog.ts';
+import type { TEXT_FEATURES } from './schema.ts';
+
+/**
+ * Validates a caller's chat completion request against what the chosen text model declares and normalises it.
+ * Rules (Deepshi's docs: "unsupported or model-specific fields are ignored rather than rejected"):
+ * - the standard fields are validated everywhere; a malformed value is a 400 naming the param;
+ * - a standard field the model does not honour (a sampling parameter not in `supported_sampling_parameters`, a
+ *   feature such as `tools` not in `supported_features`) is ignored and reported back as a warning;
+ * - any other unknown field is forwarded to the model in `extra`.
+ * Null counts as absent, as with OpenAI.
+ */
+
+const ROLES: readonly ChatRole[] = ['system', 'developer', 'user', 'assistant', 'tool'];
+const MAX_STOP_SEQUENCES = 4;
+
+/** Fields that switch on an optional feature, and the feature a model must list to honour them. */
+const FEATURE_FIELDS: Record<string, (typeof TEXT_FEATURES)[number]> = {
+  tools: 'tools', tool_choice: 'tools', parallel_tool_calls: 'tools', functions: 'tools', function_call: 'tools',
+  logprobs: 'logprobs', top_logprobs: 'logprobs',
+};
+
+/** Fields defined by the API itself (never forwarded as extras). */
+const STANDARD_FIELDS = new Set([
+  'model', 'messages', 'max_tokens', 'max_completion_tokens', 'stop', 'stream', 'stream_options', 'n', 'temperature', 'top_p', 'seed',
+  'frequency_penalty', 'presence_penalty', 'logit_bias', 'response_format', 'user', ...Object.keys(FEATURE_FIELDS),
+]);
+
+export interface ChatRequestEnvelope {
+  /** The request without its output budget, which follows from the prompt's tokens (see resolveMaxOutputTokens). */
+  request: Omit<NormalizedChatRequest, 'maxOutputTokens'>;
+  /** max_tokens / max_completion_tokens as given, and which of the two names it came under. */
+  maxTokens: { value: number; param: 'max_tokens' | 'max_completion_tokens' } | undefined;
+  stream: boolean;
+  /** stream_options.include_usage: a final chunk with usage (and cost) before [DONE]. */
+  includeUsage: boolean;
+  warnings: Warning[];
+}
+
+export function normalizeChatRequest(body: Record<string, unknown>, model: TextCatalogModel): ChatRequestEnvelope {
+  const warnings: Warning[] = [];
+  const value = (name: string) => (body[name] === null ? undefined : body[name]);
+  const ignore = (param: string, why: string) => warnings.push({ type: 'unsupported', param, message: `${model.id} ${why}; '${param}' was ignored.` });
+
+  const messages = readMessages(body.messages, model);
+
+  const n = readInteger(value('n'), 'n');
+  if (n !== undefined && n !== 1) throw invalidRequest(`'n' must be 1: Deepshi returns one choice per chat completion; got ${n}.`, 'n', 'integer_above_max_value');
+
+  const maxTokens = readMaxTokens(value('max_tokens'), value('max_completion_tokens'), model);
+
+  const stream = readBoolean(value('stream'), 'stream') ?? false;
+  let includeUsage = false;
+  const streamOptions = value('stream_options');
+  if (streamOptions !== undefined) {
+    if (!isRecord(streamOptions)) throw invalidRequest("'stream_options' must be an object such as {\"include_usage\": true}.", 'stream_options', 'invalid_type');
+    includeUsage = readBoolean(streamOptions.include_usage === null ? undefined : streamOptions.include_usage, 'stream_options.include_usage') ?? false;
+    if (!stream) {
+      warnings.push({ type: 'other', param: 'stream_options', message: "'stream_options' applies only with 'stream': true; ignored." });
+      includeUsage = false;
+    }
+  }
+
+  // Sampling: validated always, honoured when the model lists it, otherwise ignored with a warning.
+  const honours = (param: (typeof model.supported_sampling_parameters)[number]) => model.supported_sampling_parameters.includes(param);
+  const sampling: NormalizedChatRequest['sampling'] = {};
+  const temperature = readNumber(value('temperature'), 'temperature', 0, 2);
+  const topP = readNumber(value('top_p'), 'top_p', 0, 1);
+  const frequencyPenalty = readNumber(value('frequency_penalty'), 'frequency_penalty', -2, 2);
+  const presencePenalty = readNumber(value('presence_penalty'), 'presence_penalty', -2, 2);
+  const seed = readInteger(value('seed'), 'seed');
+  const numbers: Array<[keyof NormalizedChatRequest['sampling'], 'temperature' | 'top_p' | 'frequency_penalty' | 'presence_penalty' | 'seed', number | undefined]> = [
+    ['temperature', 'temperature', temperature], ['topP', 'top_p', topP], ['frequencyPenalty', 'frequency_penalty', frequencyPenalty],
+    ['presencePenalty', 'presence_penalty', presencePenalty], ['seed', 'seed', seed],
+  ];
+  for (const [field, param, given] of numbers) {
+    if (given === undefined) continue;
+    if (honours(param)) sampling[field] = given;
+    else ignore(param, `does not support '${param}' (see supported_sampling_parameters in GET /v1/models)`);
+  }
+  const logitBias = value('logit_bias');
+  if (logitBias !== undefined) {
+    if (!isRecord(logitBias)) throw invalidRequest("'logit_bias' must be an object mapping token ids to numbers.", 'logit_bias', 'invalid_type');
+    if (!honours('logit_bias')) ignore('logit_bias', "does not support 'logit_bias'");
+  }
+  let stop = readStop(value('stop'));
+  if (stop.length > 0 && !honours('stop')) {
+    ignore('stop', "does not support 'stop'");
+    stop = [];
+  }
+
+  // Optional features: validated for shape, forwarded when the model has the feature, otherwise ignored with a warning.
+  const forwarded: Record<string, unknown> = {};
+  readFeatureFields(value);
+  for (const [param, feature] of Object.entries(FEATURE_FIELDS)) {
+    if (value(param) === undefined) continue;
+    if (model.supported_features.includes(feature)) forwarded[param] = value(param);
+    else ignore(param, `does not support ${feature === 'tools' ? 'tool calling' : feature}`);
+  }
+  const responseFormat = readResponseFormat(value('response_format'));
+  if (responseFormat !== undefined && responseFormat !== 'text') {
+    const feature = responseFormat === 'json_object' ? 'json' : 'structured';
+    if (model.supported_features.includes(feature)) forwarded.response_format = value('response_format');
+    else ignore('response_format', `does not support response_format ${responseFormat}; it answers in plain text`);
+  }
+  const user = value('user');
+  if (user !== undefined && typeof user !== 'string') throw invalidRequest("'user' must be a string.", 'user', 'invalid_type');
+
+  const extra: Record<string, unknown> = { ...forwarded };
+  for (const [key, item] of Object.entries(body)) {
+    if (!STANDARD_FIELDS.has(key)) extra[key] = item;
+  }
+
+  return { request: { model: model.id, messages, stop, sampling, extra }, maxTokens, stream, includeUsage, warnings };
+}
+
+/**
+ * The completion budget: max_tokens as given (400 when it cannot fit the context window with the prompt), else the
+ * most the model and the context window allow. A prompt that alone fills the context window is a 400 on `messages`.
+ */
+export function resolveMaxOutputTokens(model: TextCatalogModel, promptTokens: number, maxTokens: ChatRequestEnvelope['maxTokens']): number {
+  const room = model.context_window - promptTokens;
+  if (room < 1) {
+    throw invalidRequest(
+      `${model.id}'s context window is ${model.context_window} tokens; the messages take ${promptTokens}, leaving no room for a completion. Shorten the conversation.`,
+      'messages', 'context_length_exceeded',
+    );
+  }
+  if (maxTokens === undefined) return Math.min(model.max_output_tokens, room);
+  if (maxTokens.value > room) {
+    throw invalidRequest(
+      `${model.id}'s context window is ${model.context_window} tokens; you asked for ${promptTokens} in the messages and ${maxTokens.value} in the completion. Lower '${maxTokens.param}' to at most ${room} or shorten the messages.`,
+      maxTokens.param, 'context_length_exceeded',
+    );
+  }
+  return maxTokens.value;
+}
+
+function readMessages(raw: unknown, model: TextCatalogModel): ChatMessage[] {
+  if (raw === undefined || raw === null) throw missingParam('messages');
+  if (!Array.isArray(raw)) throw invalidRequest("'messages' must be an array of message objects, oldest first.", 'messages', 'invalid_type');
+  if (raw.length === 0) throw invalidRequest("'messages' must contain at least one message.", 'messages', 'empty_array');
+  return raw.map((item, index): ChatMessage => {
+    const at = `messages[${index}]`;
+    if (!isRecord(item)) throw invalidRequest(`'${at}' must be an object with 'role' and 'content'.`, at, 'invalid_type');
+    const role = item.role;
+    if (role === undefined || role === null) throw missingParam(`${at}.role`);
+    if (typeof role !== 'string' || !ROLES.includes(role as ChatRole)) {
+      throw invalidRequest(`Invalid value for '${at}.role': ${JSON.stringify(role).slice(0, 40)}. Supported roles are ${ROLES.join(', ')}.`, `${at}.role`, 'invalid_value');
+    }
+    const message: ChatMessage = { role: role as ChatRole, content: '' };
+    const toolCalls = item.tool_calls === null ? undefined : item.tool_calls;
+    if (toolCalls !== undefined) {
+      if (role !== 'assistant' || !Array.isArray(toolCalls)) throw invalidRequest(`'${at}.tool_calls' is an array, on assistant messages only.`, `${at}.tool_calls`, 'invalid_value');
+      message.toolCalls = toolCalls;
+    }
+    const content = item.content;
+    if (content === undefined || content === null) {
+      // An assistant turn may carry only tool calls (OpenAI's shape); every other message needs content.
+      if (role !== 'assistant') throw missingParam(`${at}.content`);
+    } else {
+      message.content = readContent(content, at, role as ChatRole, model);
+    }
+    if (item.name !== undefined && item.name !== null) {
+      if (typeof item.name !== 'string') throw invalidRequest(`'${at}.name' must be a string.`, `${at}.name`, 'invalid_type');
+      message.name = item.name;
+    }
+    if (role === 'tool') {
+      if (typeof item.tool_call_id !== 'string' || item.tool_call_id === '') throw missingParam(`${at}.tool_call_id`);
+      message.toolCallId = item.tool_call_id;
+    }
+    return message;
+  });
+}
+
+/** A string, or an array of content parts of which this model takes the text ones. */
+function readContent(content: unknown, at: string, role: ChatRole, model: TextCatalogModel): string {
+  if (typeof content === 'string') return content;
+  if (!Array.isArray(content)) throw invalidRequest(`'${at}.content' must be a string or an array of content parts.`, `${at}.content`, 'invalid_type');
+  const texts: string[] = [];
+  content.forEach((part, index) => {
+    const where = `${at}.content[${index}]`;
+    if (!isRecord(part) || typeof part.type !== 'string') throw invalidRequest(`'${where}' must be an object with a 'type', e.g. {"type":"text","text":"…"}.`, where, 'invalid_type');
+    if (part.type === 'text' || (part.type === 'refusal' && role === 'assistant')) {
+      const text = part.type === 'text' ? part.text : part.refusal;
+      if (typeof text !== 'string') throw invalidRequest(`'${where}.${part.type}' must be a string.`, `${where}.${part.type}`, 'invalid_type');
+      texts.push(text);
+      return;
+    }
+    const takes = model.modalities.input.join(' and ');
+    throw invalidRequest(`${model.id} takes ${takes} input only; content parts of type ${JSON.stringify(part.type).slice(0, 40)} are not supported.`, `${where}.type`, 'invalid_value');
+  });
+  return texts.join('\n');
+}
+
+function readMaxTokens(maxTokens: unknown, maxCompletionTokens: unknown, model: TextCatalogModel): ChatRequestEnvelope['maxTokens'] {
+  const read = (raw: unknown, param: 'max_tokens' | 'max_completion_tokens') => {
+    const given = readInteger(raw, param);
+    if (given === undefined) return undefined;
+    if (given < 1) throw invalidRequest(`'${param}' must be at least 1; got ${given}.`, param, 'integer_below_min_value');
+    if (given > model.max_output_tokens) {
+      throw invalidRequest(`${model.id} produces at most ${model.max_output_tokens} completion tokens per request; '${param}' is ${given}.`, param, 'integer_above_max_value');
+    }
+    return { value: given, param };
+  };
+  const legacy = read(maxTokens, 'max_tokens');
+  const current = read(maxCompletionTokens, 'max_completion_tokens');
+  if (legacy && current && legacy.value !== current.value) {
+    throw invalidRequest("'max_tokens' and 'max_completion_tokens' are the same setting; send one of them.", 'max_tokens', 'invalid_value');
+  }
+  return current ?? legacy;
+}
+
+function readStop(raw: unknown): string[] {
+  if (raw === undefined) return [];
+  const list = typeof raw === 'string' ? [raw] : raw;
+  if (!Array.isArray(list) || list.some((item) => typeof item !== 'string')) {
+    throw invalidRequest("'stop' must be a string or an array of up to 4 strings.", 'stop', 'invalid_type');
+  }
+  if (list.length > MAX_STOP_SEQUENCES) throw invalidRequest(`'stop' takes at most ${MAX_STOP_SEQUENCES} sequences; got ${list.length}.`, 'stop', 'array_above_max_length');
+  if (list.some((item) => item === '')) throw invalidRequest("'stop' sequences must not be empty strings.", 'stop', 'invalid_value');
+  return list as string[];
+}
+
+/** Shapes of the feature fields, checked even when the model ignores them: bad input is a 400 either way. */
+function readFeatureFields(value: (name: string) => unknown): void {
+  const tools = value('tools');
+  if (tools !== undefined && !Array.isArray(tools)) throw invalidRequest("'tools' must be an array of {type: 'function', function: {...}} objects.", 'tools', 'invalid_type');
+  const toolChoice = value('tool_choice');
+  if (toolChoice !== undefined && typeof toolChoice !== 'string' && !isRecord(toolChoice)) {
+    throw invalidRequest("'tool_choice' must be \"none\", \"auto\", \"required\" or a tool object.", 'tool_choice', 'invalid_type');
+  }
+  readBoolean(value('parallel_tool_calls'), 'parallel_tool_calls');
+  readBoolean(value('logprobs'), 'logprobs');
+  const topLogprobs = readInteger(value('top_logprobs'), 'top_logprobs');
+  if (topLogprobs !== undefined && (topLogprobs < 0 || topLogprobs > 20)) throw invalidRequest("'top_logprobs' must be between 0 and 20.", 'top_logprobs', 'invalid_value');
+}
+
+function readResponseFormat(raw: unknown): string | undefined {
+  if (raw === undefined) return undefined;
+  if (!isRecord(raw) || !['text', 'json_object', 'json_schema'].includes(raw.type as string)) {
+    throw invalidRequest("'response_format' must be {\"type\": \"text\"}, {\"type\": \"json_object\"} or {\"type\": \"json_schema\", \"json_schema\": {...}}.", 'response_format', 'invalid_value');
+  }
+  return raw.type as string;
+}
+
+function readInteger(raw: unknown, param: string): number | undefined {
+  if (raw === undefined || raw === null) return undefined;
+  if (typeof raw !== 'number' || !Number.isSafeInteger(raw)) throw invalidRequest(`'${param}' must be an integer.`, param, 'invalid_type');
+  return raw;
+}
+
+function readNumber(raw: unknown, param: string, min: number, max: number): number | undefined {
+  if (raw === undefined || raw === null) return undefined;
+  if (typeof raw !== 'number' || !Number.isFinite(raw)) throw invalidRequest(`'${param}' must be a number.`, param, 'invalid_type');
+  if (raw < min || raw > max) throw invalidRequest(`'${param}' must be between ${min} and ${max}; got ${raw}.`, param, 'invalid_value');
+  return raw;
+}
+
+function readBoolean(raw: unknown, param: string): boolean | undefined {
+  if (raw === undefined || raw === null) return undefined;
+  if (typeof raw !== 'boolean') throw invalidRequest(`'${param}' must be true or false.`, param, 'invalid_type');
+  return raw;
+}
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return value !== null && typeof value === 'object' && !Array.isArray(value);
+}

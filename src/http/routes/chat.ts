@@ -1,0 +1,140 @@
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { GatewayError, invalidRequest } from '../../domain/errors.ts';
+import type { Admission } from '../../limits/limiter.ts';
+import { fingerprintChatRequest, type ChatCompletionService, type PreparedChatRequest } from '../../services/chat-completion.ts';
+import { readIdempotencyKey, type IdempotentRun } from '../../services/idempotency.ts';
+import type { Caller } from '../../services/model-access.ts';
+import type { Store } from '../../store/types.ts';
+import { authenticate } from '../authenticate.ts';
+import { chatChunks, chatCompletionBody, type ChatFrame } from '../chat-response.ts';
+import { sendError } from '../error-handler.ts';
+import { costHeaders } from '../image-response.ts';
+import { SseWriter } from '../sse.ts';
+
+export interface ChatRouteDeps {
+  store: Store;
+  chat: ChatCompletionService;
+  keyPepper: string;
+  keepaliveIntervalMs: number;
+}
+
+const JSON_TYPE = 'application/json; charset=utf-8';
+const SSE_TYPE = 'text/event-stream; charset=utf-8';
+
+/**
+ * POST /v1/chat/completions: OpenAI's chat completions, served by the same keys, model allowlists, rate limits and
+ * balance as the image endpoints. [Idempotency-Key] → limits → hold → model → settle, answered as JSON or SSE.
+ * Everything that can fail before the hold (auth, validation, limits, credit) is a normal JSON error with its status.
+ */
+export function registerChatRoutes(app: FastifyInstance, deps: ChatRouteDeps): void {
+  app.post('/v1/chat/completions', async (request, reply) => {
+    const caller = await authenticate(request, deps.store, deps.keyPepper);
+    const body = request.body;
+    if (body === null || typeof body !== 'object' || Array.isArray(body)) {
+      throw invalidRequest('The request body must be a JSON object with at least "model" and "messages".', null, 'invalid_body');
+    }
+    const prepared = deps.chat.prepare(caller, body as Record<string, unknown>);
+    return runChatRequest(request, reply, caller, prepared, deps);
+  });
+}
+
+async function runChatRequest(request: FastifyRequest, reply: FastifyReply, caller: Caller, prepared: PreparedChatRequest, deps: ChatRouteDeps): Promise<FastifyReply> {
+  const requestId = String(request.id);
+  let idempotent: IdempotentRun | undefined;
+  let admission: Admission | undefined;
+  try {
+    const idempotencyKey = readIdempotencyKey(request.headers['idempotency-key']);
+    if (idempotencyKey !== undefined) {
+      const start = await deps.chat.idempotency.begin(caller, idempotencyKey, fingerprintChatRequest(prepared), requestId);
+      if (start.kind === 'replay') {
+        return reply
+          .code(start.response.status)
+          .headers({ ...start.response.headers, 'idempotent-replayed': 'true', 'x-deepshi-original-request-id': start.originalRequestId })
+          .send(start.response.body);
+      }
+      idempotent = start;
+    }
+    admission = await deps.chat.admit(caller, prepared, requestId);
+    await deps.chat.reserve(caller, prepared, requestId);
+  } catch (error) {
+    await admission?.release();
+    await idempotent?.abandon();
+    throw error;
+  }
+  try {
+    return await complete(request, reply, prepared, deps, requestId, admission.headers, idempotent);
+  } finally {
+    await admission.release();
+  }
+}
+
+async function complete(
+  request: FastifyRequest,
+  reply: FastifyReply,
+  prepared: PreparedChatRequest,
+  deps: ChatRouteDeps,
+  requestId: string,
+  limitHeaders: Record<string, string>,
+  idempotent: IdempotentRun | undefined,
+): Promise<FastifyReply> {
+  // Cancelled when the caller goes away before the answer is complete: the model is stopped and the hold released.
+  // Not for an idempotent request: its caller will retry with the key and must find the finished result.
+  const disconnect = new AbortController();
+  const onClose = () => {
+    if (!reply.raw.writableEnded && !idempotent) disconnect.abort();
+  };
+  reply.raw.on('close', onClose);
+  const frame: ChatFrame = { id: `chatcmpl-${requestId.replace(/^req_/, '')}`, created: Math.floor(Date.now() / 1000), model: prepared.model.id };
+
+  try {
+    if (!prepared.stream) {
+      let outcome;
+      try {
+        outcome = await deps.chat.execute(prepared, requestId, { signal: disconnect.signal });
+      } catch (error) {
+        await idempotent?.abandon(); // execute charged nothing when it throws
+        throw error;
+      }
+      const headers = costHeaders(outcome.cost, outcome.warnings);
+      const body = JSON.stringify(chatCompletionBody(frame, outcome));
+      await idempotent?.complete({ status: 200, headers: { 'content-type': JSON_TYPE, ...headers }, body });
+      return reply.headers({ ...limitHeaders, ...headers }).type(JSON_TYPE).send(body);
+    }
+
+    reply.hijack();
+    const sse = new SseWriter(reply.raw, { 'x-request-id': requestId, ...limitHeaders, ...(prepared.warnings.length ? costHeaders(0n, prepared.warnings) : {}) });
+    sse.startKeepalive(deps.keepaliveIntervalMs);
+    // Every frame is kept for an idempotent retry, which gets the whole stream back.
+    const frames: string[] = [];
+    const send = (data: string) => {
+      sse.data(data);
+      if (idempotent) frames.push(`data: ${data}\n\n`);
+    };
+    const chunks = chatChunks(frame, prepared.includeUsage);
+    let charged: { cost: bigint; warnings: PreparedChatRequest['warnings'] } | undefined;
+    try {
+      send(chunks.role());
+      const outcome = await deps.chat.execute(prepared, requestId, { signal: disconnect.signal, onDelta: (text) => send(chunks.content(text)) });
+      charged = outcome;
+      // Settled before the final chunks: the usage chunk reports what was charged.
+      send(chunks.finish(outcome.finishReason, outcome.warnings));
+      if (prepared.includeUsage) send(chunks.usage(outcome.usage, outcome.cost));
+      send('[DONE]');
+      request.log.info({ cost: outcome.cost.toString(), completionTokens: outcome.usage.completionTokens }, 'chat stream settled');
+    } catch (error) {
+      // After the stream started an error is a chunk carrying the envelope (the SDKs throw on `error`); no [DONE].
+      const gatewayError = error instanceof GatewayError ? error : new GatewayError('The completion failed.', { status: 500, type: 'api_error' });
+      sse.data(JSON.stringify(gatewayError.toEnvelope()));
+    } finally {
+      if (charged) await idempotent?.complete({ status: 200, headers: { 'content-type': SSE_TYPE, ...costHeaders(charged.cost, charged.warnings) }, body: frames.join('') });
+      else await idempotent?.abandon();
+      sse.end();
+    }
+    return reply;
+  } catch (error) {
+    if (error instanceof GatewayError && !reply.sent) return sendError(reply, error);
+    throw error;
+  } finally {
+    reply.raw.off('close', onClose);
+  }
+}

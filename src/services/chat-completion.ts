@@ -1,0 +1,218 @@
+import { createHash } from 'node:crypto';
+import type { Logger } from 'pino';
+import type { Catalog, TextCatalogModel } from '../catalog/catalog.ts';
+import { normalizeChatRequest, resolveMaxOutputTokens } from '../catalog/chat-request.ts';
+import { quoteChatRequest, settleChatCost, type ChatPriceQuote } from '../billing/pricing.ts';
+import { insufficientQuota, internalError } from '../domain/errors.ts';
+import type { Nanos } from '../domain/money.ts';
+import type { Warning } from '../domain/warnings.ts';
+import type { Admission, RequestLimiter } from '../limits/limiter.ts';
+import type { Metrics } from '../metrics/metrics.ts';
+import type { ProviderRegistry, ResolvedRoute } from '../providers/registry.ts';
+import { ProviderError, type ChatCompletionResult, type ChatFinishReason, type NormalizedChatRequest, type TextAdapter } from '../providers/types.ts';
+import type { Store } from '../store/types.ts';
+import { canonicalJson, type IdempotencyService } from './idempotency.ts';
+import { describeFailure, toGatewayError } from './image-generation.ts';
+import { ModelAccess, wrongEndpoint, type Caller } from './model-access.ts';
+
+/** What the request record and the ledger call this endpoint. */
+export const CHAT_ENDPOINT = 'chat.completions';
+
+export interface PreparedChatRequest {
+  model: TextCatalogModel;
+  routes: ResolvedRoute<TextAdapter>[];
+  request: NormalizedChatRequest;
+  /** Prompt tokens as the first route counts them (exact for deepshi-echo): the input side of the hold. */
+  promptTokens: number;
+  quote: ChatPriceQuote;
+  stream: boolean;
+  includeUsage: boolean;
+  warnings: Warning[];
+}
+
+export interface ChatUsage {
+  promptTokens: number;
+  cachedTokens: number;
+  completionTokens: number;
+}
+
+export interface ChatOutcome {
+  content: string;
+  finishReason: ChatFinishReason;
+  usage: ChatUsage;
+  /** The settled charge, in nanos. */
+  cost: Nanos;
+  warnings: Warning[];
+}
+
+export interface ChatExecuteHooks {
+  signal: AbortSignal;
+  /** Each piece of the answer as the model produces it (streaming sends it at once). */
+  onDelta?: (text: string) => void;
+}
+
+/**
+ * The chat request path after authentication, the text twin of ImageGenerationService: model → permissions →
+ * validation → price → hold → model → settle or release. Same keys, allowlists, limits, balance and ledger as the
+ * image endpoints; HTTP framing (JSON or SSE) is the route's business, money is this one's.
+ */
+export class ChatCompletionService {
+  private readonly inFlight = new Set<Promise<unknown>>();
+  private readonly models: ModelAccess;
+
+  constructor(
+    private readonly deps: {
+      catalog: Catalog;
+      registry: ProviderRegistry;
+      store: Store;
+      logger: Logger;
+      generationTimeoutMs: number;
+      holdGraceMs: number;
+      limiter: RequestLimiter;
+      idempotency: IdempotencyService;
+      metrics: Metrics;
+    },
+  ) {
+    this.models = new ModelAccess(deps.catalog, deps.registry);
+  }
+
+  get idempotency(): IdempotencyService {
+    return this.deps.idempotency;
+  }
+
+  /** Resolves and validates: 400/403 as for images, 400 (param `model`) for an image model, then prices the hold. */
+  prepare(caller: Caller, body: Record<string, unknown>): PreparedChatRequest {
+    const model = this.models.resolve(caller, body.model);
+    if (model.kind !== 'text') throw wrongEndpoint(model, 'POST /v1/chat/completions');
+    const routes = this.deps.registry.availability(model).routes;
+    const envelope = normalizeChatRequest(body, model);
+    const promptTokens = routes[0].adapter.countPromptTokens(envelope.request);
+    const maxOutputTokens = resolveMaxOutputTokens(model, promptTokens, envelope.maxTokens);
+    const request: NormalizedChatRequest = { ...envelope.request, maxOutputTokens };
+    const quote = quoteChatRequest(model, { promptTokens, maxOutputTokens });
+    return { model, routes, request, promptTokens, quote, stream: envelope.stream, includeUsage: envelope.includeUsage, warnings: envelope.warnings };
+  }
+
+  /** The same per-key limits as images (a chat request is one request and no images) and the model's concurrency cap. */
+  admit(caller: Caller, prepared: PreparedChatRequest, requestId: string): Promise<Admission> {
+    return this.deps.limiter.admit({
+      keyId: caller.keyId,
+      keyLimits: caller.limits,
+      images: 0,
+      model: prepared.model.id,
+      modelCap: prepared.model.max_concurrency ?? 0,
+      modelSlots: 1,
+      requestId,
+    });
+  }
+
+  /** Reserves the quoted amount; 402 when the balance cannot cover it (nothing changes then). */
+  async reserve(caller: Caller, prepared: PreparedChatRequest, requestId: string): Promise<void> {
+    const ok = await this.deps.store.reserveCredits({
+      requestId,
+      accountId: caller.accountId,
+      keyId: caller.keyId,
+      model: prepared.model.id,
+      endpoint: CHAT_ENDPOINT,
+      amount: prepared.quote.hold,
+      expiresAt: Date.now() + this.deps.generationTimeoutMs + this.deps.holdGraceMs,
+    });
+    if (!ok) throw insufficientQuota();
+  }
+
+  /**
+   * Runs a reserved request to its end and resolves the hold exactly once: settled for the tokens used, released when
+   * the model failed (nothing is charged for a failed or abandoned completion). Throws a GatewayError after releasing.
+   */
+  async execute(prepared: PreparedChatRequest, requestId: string, hooks: ChatExecuteHooks): Promise<ChatOutcome> {
+    const deadline = new AbortController();
+    const timer = setTimeout(() => deadline.abort(new DOMException('The generation deadline passed.', 'TimeoutError')), this.deps.generationTimeoutMs);
+    const run = this.executeInner(prepared, requestId, hooks, deadline.signal);
+    this.inFlight.add(run);
+    this.deps.metrics.holdTaken();
+    try {
+      return await run;
+    } finally {
+      this.deps.metrics.holdResolved();
+      clearTimeout(timer);
+      this.inFlight.delete(run);
+    }
+  }
+
+  private async executeInner(prepared: PreparedChatRequest, requestId: string, hooks: ChatExecuteHooks, deadline: AbortSignal): Promise<ChatOutcome> {
+    const { store, logger } = this.deps;
+    const signal = AbortSignal.any([hooks.signal, deadline]);
+    let result: ChatCompletionResult;
+    try {
+      result = await this.completeWithFailover(prepared, signal, hooks.onDelta);
+    } catch (error) {
+      await store.releaseReservation(requestId, describeFailure(error)).catch((releaseError) => logger.error({ err: releaseError, requestId }, 'release failed'));
+      throw toGatewayError(error, signal, hooks.signal);
+    }
+    const usage: ChatUsage = {
+      promptTokens: result.usage.inputTokens ?? prepared.promptTokens,
+      cachedTokens: result.usage.cachedInputTokens ?? 0,
+      completionTokens: result.usage.outputTokens ?? 0,
+    };
+    const cost = settleChatCost(prepared.model, prepared.quote, { inputTokens: usage.promptTokens, cachedInputTokens: usage.cachedTokens, outputTokens: usage.completionTokens });
+    const settled = await store.settleReservation({
+      requestId,
+      cost,
+      images: 0,
+      detail: {
+        basis: prepared.quote.basis,
+        prompt_tokens: usage.promptTokens,
+        cached_tokens: usage.cachedTokens,
+        completion_tokens: usage.completionTokens,
+        finish_reason: result.finishReason,
+      },
+    });
+    if (!settled) {
+      // Only the sweeper can have resolved it first, which means we overran the hold's expiry: deliver nothing we did not bill.
+      logger.error({ requestId }, 'hold was already resolved before settlement');
+      throw internalError();
+    }
+    return { content: result.content, finishReason: result.finishReason, usage, cost, warnings: [...prepared.warnings, ...result.warnings] };
+  }
+
+  /** Routes in the catalog's order; the next one is tried only if the upstream refused before accepting and nothing was streamed. */
+  private async completeWithFailover(prepared: PreparedChatRequest, signal: AbortSignal, onDelta: ChatExecuteHooks['onDelta']): Promise<ChatCompletionResult> {
+    let streamed = false;
+    let lastError: unknown;
+    for (const route of prepared.routes) {
+      try {
+        const result = await route.adapter.complete(prepared.request, route.target, {
+          signal,
+          onDelta: (text) => {
+            streamed = true;
+            onDelta?.(text);
+          },
+        });
+        this.deps.metrics.upstreamCall(route.adapter.provider, 'ok');
+        return result;
+      } catch (error) {
+        lastError = error;
+        const retryable = error instanceof ProviderError && !error.accepted && (error.kind === 'unavailable' || error.kind === 'rate_limited');
+        const failover = retryable && !streamed && !signal.aborted && route !== prepared.routes[prepared.routes.length - 1];
+        this.deps.metrics.upstreamCall(route.adapter.provider, failover ? 'failed_over' : 'error');
+        if (!failover) throw error;
+      }
+    }
+    throw lastError;
+  }
+
+  /** Waits (bounded) for in-flight completions, e.g. on SIGTERM. */
+  async drain(timeoutMs: number): Promise<boolean> {
+    const all = Promise.allSettled([...this.inFlight]).then(() => true);
+    const timeout = new Promise<boolean>((resolve) => setTimeout(resolve, timeoutMs, false).unref());
+    return Promise.race([all, timeout]);
+  }
+}
+
+/** "The same request" for an Idempotency-Key: endpoint, model and the validated, normalised request with its framing. */
+export function fingerprintChatRequest(prepared: PreparedChatRequest): string {
+  const canonical = canonicalJson({
+    endpoint: CHAT_ENDPOINT, model: prepared.model.id, stream: prepared.stream, includeUsage: prepared.includeUsage, request: prepared.request,
+  });
+  return createHash('sha256').update(canonical).digest('hex');
+}
