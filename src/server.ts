@@ -6,10 +6,12 @@ import { parseUsd } from './domain/money.ts';
 import { buildApp } from './http/app.ts';
 import { builtInAdapters } from './providers/index.ts';
 import { ProviderRegistry } from './providers/registry.ts';
-import type { ImageAdapter } from './providers/types.ts';
+import type { ProviderAdapter } from './providers/types.ts';
 import { AccountService } from './services/accounts.ts';
+import { ChatCompletionService } from './services/chat-completion.ts';
 import { ImageGenerationService } from './services/image-generation.ts';
 import { IdempotencyService } from './services/idempotency.ts';
+import { ModelAccess } from './services/model-access.ts';
 import type { RequestLimiter } from './limits/limiter.ts';
 import { openLimiter } from './limits/open-limiter.ts';
 import { Metrics } from './metrics/metrics.ts';
@@ -33,7 +35,7 @@ export interface RunningServer {
 
 export interface ServerOptions {
   /** Adapters beyond the built-in ones (tests inject simulators' faults this way). */
-  adapters?: ImageAdapter[];
+  adapters?: ProviderAdapter[];
   logger?: Logger;
   /** Start listening (default true). */
   listen?: boolean;
@@ -48,7 +50,7 @@ export async function startServer(config: Config, options: ServerOptions = {}): 
   });
   const catalog = loadCatalogFile(config.catalogPath);
   const store = await openStore(config.databaseUrl);
-  const adapters: ImageAdapter[] = [...builtInAdapters(), ...(options.adapters ?? [])];
+  const adapters: ProviderAdapter[] = [...builtInAdapters(), ...(options.adapters ?? [])];
   const registry = new ProviderRegistry(adapters, config.env);
 
   const unavailable = catalog.list().flatMap((model) => {
@@ -70,6 +72,9 @@ export async function startServer(config: Config, options: ServerOptions = {}): 
   const images = new ImageGenerationService({
     catalog, registry, store, logger, generationTimeoutMs: config.generationTimeoutMs, holdGraceMs: config.holdGraceMs, limiter, idempotency, metrics,
   });
+  const chat = new ChatCompletionService({
+    catalog, registry, store, logger, generationTimeoutMs: config.generationTimeoutMs, holdGraceMs: config.holdGraceMs, limiter, idempotency, metrics,
+  });
 
   let devKey: string | undefined;
   if (config.bootstrapDevAccount && store.kind === 'sqlite' && (await store.isEmpty())) {
@@ -81,6 +86,8 @@ export async function startServer(config: Config, options: ServerOptions = {}): 
   const app = buildApp({
     store,
     images,
+    chat,
+    models: new ModelAccess(catalog, registry),
     accounts,
     logger,
     keyPepper: config.keyPepper,
@@ -124,7 +131,7 @@ export async function startServer(config: Config, options: ServerOptions = {}): 
         ready = false;
         clearInterval(sweeper);
         const closed = app.close();
-        const drained = await images.drain(config.shutdownGraceMs);
+        const drained = (await Promise.all([images.drain(config.shutdownGraceMs), chat.drain(config.shutdownGraceMs)])).every(Boolean);
         if (!drained) logger.warn('shutdown grace period ended with generations still running; their holds expire and are released by the sweeper');
         await Promise.race([closed, new Promise((resolve) => setTimeout(resolve, 1000).unref())]);
         await limiter.close();

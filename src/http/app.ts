@@ -2,11 +2,14 @@ import { randomUUID } from 'node:crypto';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import type { Metrics } from '../metrics/metrics.ts';
+import type { ChatCompletionService } from '../services/chat-completion.ts';
 import type { ImageGenerationService } from '../services/image-generation.ts';
+import type { ModelAccess } from '../services/model-access.ts';
 import type { AccountService } from '../services/accounts.ts';
 import type { Store } from '../store/types.ts';
 import { clientErrorHandler, installErrorHandling, noteReceiving } from './error-handler.ts';
 import { registerAccountRoutes } from './routes/account.ts';
+import { registerChatRoutes } from './routes/chat.ts';
 import { registerEditRoutes, type EditLimits } from './routes/edits.ts';
 import { registerAdminRoutes } from './routes/admin.ts';
 import { registerImageRoutes } from './routes/images.ts';
@@ -16,6 +19,9 @@ import { registerModelRoutes } from './routes/models.ts';
 export interface AppDeps {
   store: Store;
   images: ImageGenerationService;
+  chat: ChatCompletionService;
+  /** Which models a key may call, image and text alike (GET /v1/models). */
+  models: ModelAccess;
   accounts: AccountService;
   logger: Logger;
   keyPepper: string;
@@ -87,7 +93,8 @@ export function buildApp(deps: AppDeps): FastifyInstance {
   const imageDeps = { store: deps.store, images: deps.images, metrics: deps.metrics, keyPepper: deps.keyPepper, keepaliveIntervalMs: deps.keepaliveIntervalMs };
   registerImageRoutes(app, imageDeps);
   registerEditRoutes(app, { ...imageDeps, limits: deps.editLimits });
-  registerModelRoutes(app, { store: deps.store, images: deps.images, keyPepper: deps.keyPepper });
+  registerChatRoutes(app, { store: deps.store, chat: deps.chat, keyPepper: deps.keyPepper, keepaliveIntervalMs: deps.keepaliveIntervalMs });
+  registerModelRoutes(app, { store: deps.store, models: deps.models, keyPepper: deps.keyPepper });
   registerAccountRoutes(app, { store: deps.store, accounts: deps.accounts, keyPepper: deps.keyPepper });
   if (deps.adminToken) registerAdminRoutes(app, { accounts: deps.accounts, adminToken: deps.adminToken });
   return app;
