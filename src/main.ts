@@ -14,7 +14,10 @@ async function main() {
         `\n  Deepshi created a development account with $${config.devAccountCredits} of credit. Its API key (shown once):\n\n` +
           `    ${server.devKey}\n\n  Try it:\n\n` +
           `    curl ${base}/v1/images/generations -H "Authorization: Bearer ${server.devKey}" \\\n` +
-          `      -H "Content-Type: application/json" -d '{"model":"deepshi-sketch","prompt":"a red fox in the snow"}'\n\n`,
+          `      -H "Content-Type: application/json" -d '{"model":"deepshi-sketch","prompt":"a red fox in the snow"}'\n\n` +
+          `  and chat with the offline text model:\n\n` +
+          `    curl ${base}/v1/chat/completions -H "Authorization: Bearer ${server.devKey}" \\\n` +
+          `      -H "Content-Type: application/json" -d '{"model":"deepshi-echo","messages":[{"role":"user","content":"hello"}]}'\n\n`,
       );
     }
   } catch (error) {

@@ -536,6 +536,20 @@ export function runStoreContract(name: string, open: () => Promise<Store>): void
         assert.deepEqual(await balances(acct.id), { balance: 0n, held: 0n });
       });
 
+      it('a chat completion: endpoint chat.completions, no images, token detail; settled like any hold', async () => {
+        const acct = await account(10_000n);
+        const req = reservation(acct.id, 4_500n, { model: 'deepshi-echo', endpoint: 'chat.completions' });
+        assert.equal(await store.reserveCredits(req), true);
+        const detail = { basis: 'per token', prompt_tokens: 5, cached_tokens: 0, completion_tokens: 2, finish_reason: 'length' };
+        assert.equal(await store.settleReservation({ requestId: req.requestId, cost: 1_300n, images: 0, detail }), true);
+        const record = await store.getRequest(req.requestId);
+        assert.equal(record?.endpoint, 'chat.completions');
+        assert.equal(record?.images, 0);
+        assert.equal(record?.cost, 1_300n);
+        assert.deepEqual(record?.detail, detail);
+        assert.deepEqual(await balances(acct.id), { balance: 8_700n, held: 0n });
+      });
+
       it('a cost above the hold is clamped to the hold (never an extra charge)', async () => {
         const acct = await account(1_000n);
         const req = reservation(acct.id, 300n);
