@@ -25,14 +25,15 @@ export function usageObject(usage: UpstreamUsage | undefined, cost: Nanos): Reco
 }
 
 /**
- * The ImageResponse body, assembled as bytes: the multi-megabyte base64 texts (usually views of the upstream body)
- * are copied once into the body and never re-scanned by JSON.stringify or re-encoded as UTF-8; only the small JSON
- * pieces around them (which may hold non-ASCII text such as a revised prompt) are UTF-8 encoded.
+ * The ImageResponse body, assembled as byte parts: the multi-megabyte base64 texts (usually views of the upstream
+ * body) are never copied, re-scanned by JSON.stringify or re-encoded as UTF-8; only the small JSON pieces around
+ * them (which may hold non-ASCII text such as a revised prompt) are UTF-8 encoded. The parts go to the socket as
+ * they are (sendParts), so no multi-megabyte buffer is allocated for the response at all.
  */
-export function imageResponseBody(
+export function imageResponseParts(
   outcome: ImageOutcome,
   options: { model: string; created: number; responseFormat: 'b64_json' | 'url' },
-): Buffer {
+): Buffer[] {
   const first = outcome.images[0];
   const parts: Buffer[] = [
     Buffer.from(`{"created":${options.created},"model":${JSON.stringify(options.model)},"size":"${first.width}x${first.height}","data":[`),
@@ -44,7 +45,7 @@ export function imageResponseBody(
     parts.push(Buffer.from(`"${revised},"index":${image.index}}`));
   });
   parts.push(Buffer.from(`],"usage":${JSON.stringify(usageObject(outcome.usage, outcome.cost))}${warningsField(outcome.warnings)}}`));
-  return Buffer.concat(parts);
+  return parts;
 }
 
 function warningsField(warnings: Warning[]): string {

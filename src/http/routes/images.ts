@@ -1,3 +1,4 @@
+import { Readable } from 'node:stream';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { GatewayError, invalidRequest } from '../../domain/errors.ts';
 import { base64String } from '../../images/base64.ts';
@@ -8,7 +9,7 @@ import type { Caller, ImageGenerationService, ImageOutcome, PreparedImageRequest
 import { fingerprintImageRequest, readIdempotencyKey, type IdempotentRun } from '../../services/idempotency.ts';
 import { authenticate } from '../authenticate.ts';
 import { sendError } from '../error-handler.ts';
-import { costHeaders, imageResponseBody, usageObject } from '../image-response.ts';
+import { costHeaders, imageResponseParts, usageObject } from '../image-response.ts';
 import { SseWriter } from '../sse.ts';
 
 export interface ImageRouteDeps {
@@ -134,9 +135,11 @@ async function generate(
         throw error;
       }
       const headers = costHeaders(outcome.cost, outcome.warnings);
-      const body = imageResponseBody(outcome, { model: prepared.model.id, created, responseFormat: prepared.responseFormat });
-      await idempotent?.complete({ status: 200, headers: { 'content-type': JSON_TYPE, ...headers }, body: body.toString('utf8') });
-      return reply.headers({ ...limitHeaders, ...headers }).type(JSON_TYPE).send(body);
+      const parts = imageResponseParts(outcome, { model: prepared.model.id, created, responseFormat: prepared.responseFormat });
+      await idempotent?.complete({ status: 200, headers: { 'content-type': JSON_TYPE, ...headers }, body: Buffer.concat(parts).toString('utf8') });
+      const length = parts.reduce((total, part) => total + part.length, 0);
+      // A stream of the parts (with its length declared) rather than one concatenated buffer: see imageResponseParts.
+      return reply.headers({ ...limitHeaders, ...headers, 'content-length': String(length) }).type(JSON_TYPE).send(Readable.from(parts, { objectMode: false }));
     }
 
     reply.hijack();
