@@ -33,7 +33,7 @@ async function main() {
     fs.writeFileSync(path.join(dir, 'catalog.json'), JSON.stringify(catalog));
     const port = await freePort();
     const gateway = `http://127.0.0.1:${port}`;
-    await startChild([...(process.env.BENCH_PROFILE ? ['--cpu-prof', '--cpu-prof-dir=' + process.env.BENCH_PROFILE] : []), ...(process.env.BENCH_NODE_FLAGS ?? '').split(' ').filter(Boolean), '--import', 'tsx', path.join(ROOT, 'src/main.ts')], {
+    await startChild([...(process.env.BENCH_PROFILE ? ['--cpu-prof', '--cpu-prof-dir=' + process.env.BENCH_PROFILE] : []), ...serverNodeFlags(), '--import', 'tsx', path.join(ROOT, 'src/main.ts')], {
       PORT: String(port), HOST: '127.0.0.1', LOG_LEVEL: 'warn', DEEPSHI_DEV_ACCOUNT: 'false', DEEPSHI_ADMIN_TOKEN: ADMIN,
       DATABASE_URL: process.env.BENCH_DATABASE_URL ?? `sqlite:${path.join(dir, 'bench.db')}`,
       DEEPSHI_CATALOG: path.join(dir, 'catalog.json'), BENCH_UPSTREAM_KEY: 'sk-bench', BENCH_UPSTREAM_URL: upstream,
@@ -105,6 +105,16 @@ async function load(base: string, headers: Record<string, string>, body: string,
   latencies.sort((a, b) => a - b);
   const at = (q: number) => latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))] ?? 0;
   return { rps: latencies.length / seconds, p50: at(0.5), p99: at(0.99), errors };
+}
+
+/**
+ * The Node flags `npm start` gives the server (package.json), so the benchmark measures what operators run;
+ * BENCH_NODE_FLAGS replaces them (e.g. BENCH_NODE_FLAGS=' ' to measure without any).
+ */
+function serverNodeFlags(): string[] {
+  if (process.env.BENCH_NODE_FLAGS !== undefined) return process.env.BENCH_NODE_FLAGS.split(' ').filter(Boolean);
+  const start: string = JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8')).scripts.start;
+  return start.split(' ').slice(1).filter((word) => word.startsWith('--') && word !== '--import');
 }
 
 async function admin(base: string, route: string, body?: unknown) {
