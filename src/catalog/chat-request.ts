@@ -47,8 +47,11 @@ export function normalizeChatRequest(body: Record<string, unknown>, model: TextC
 
   const messages = readMessages(body.messages, model);
 
+  // Several choices are not something the text models here produce: per the docs, ignored (one choice) rather than
+  // rejected, and said so. A value that is not a positive integer is still malformed.
   const n = readInteger(value('n'), 'n');
-  if (n !== undefined && n !== 1) throw invalidRequest(`'n' must be 1: Deepshi returns one choice per chat completion; got ${n}.`, 'n', 'integer_above_max_value');
+  if (n !== undefined && n < 1) throw invalidRequest(`'n' must be at least 1; got ${n}.`, 'n', 'integer_below_min_value');
+  if (n !== undefined && n > 1) ignore('n', `returns one choice per request (asked for ${n})`);
 
   const maxTokens = readMaxTokens(value('max_tokens'), value('max_completion_tokens'), model);
 

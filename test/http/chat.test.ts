@@ -164,11 +164,12 @@ describe('POST /v1/chat/completions (deepshi-echo)', () => {
     const account = await t.createAccount('1');
     const { data, response } = await t
       .client(account.key)
-      .chat.completions.create({ model: 'deepshi-echo', messages: [{ role: 'user', content: 'x' }], temperature: 0.2, seed: 7, tools: [{ type: 'function', function: { name: 'f' } }], unknown_field: 1 } as any)
+      .chat.completions.create({ model: 'deepshi-echo', messages: [{ role: 'user', content: 'x' }], n: 3, temperature: 0.2, seed: 7, tools: [{ type: 'function', function: { name: 'f' } }], unknown_field: 1 } as any)
       .withResponse();
+    assert.equal(data.choices.length, 1, 'n > 1 is ignored: one choice');
     assert.equal(data.choices[0].message.content, 'Echo: x');
-    assert.deepEqual((data as any).warnings.map((warning: any) => warning.param), ['temperature', 'seed', 'tools']);
-    assert.equal(response.headers.get('x-deepshi-warnings'), 'temperature,seed,tools');
+    assert.deepEqual((data as any).warnings.map((warning: any) => warning.param), ['n', 'temperature', 'seed', 'tools']);
+    assert.equal(response.headers.get('x-deepshi-warnings'), 'n,temperature,seed,tools');
   });
 
   it('402 insufficient_quota when the balance cannot cover the hold (prompt + most completion tokens); nothing changes', async () => {
@@ -207,7 +208,8 @@ describe('POST /v1/chat/completions (deepshi-echo)', () => {
     await expectError(create({ temperature: 3 }), 400, 'invalid_value', 'temperature');
     await expectError(create({ top_p: -0.1 }), 400, 'invalid_value', 'top_p');
     await expectError(create({ stop: ['a', 'b', 'c', 'd', 'e'] }), 400, 'array_above_max_length', 'stop');
-    await expectError(create({ n: 2 }), 400, 'integer_above_max_value', 'n');
+    await expectError(create({ n: 0 }), 400, 'integer_below_min_value', 'n');
+    await expectError(create({ n: 1.5 }), 400, 'invalid_type', 'n');
     await expectError(create({ stream: 'yes' }), 400, 'invalid_type', 'stream');
     // The context window: 16384 tokens of prompt and completion together.
     await expectError(create({ messages: [{ role: 'user', content: 'x'.repeat(4 * 12_300) }], max_tokens: 4096 }), 400, 'context_length_exceeded', 'max_tokens');
