@@ -67,6 +67,8 @@ async function main() {
     console.log(`throughput ratio (Deepshi / direct): ${(viaDeepshi.rps / direct.rps).toFixed(3)}`);
     console.log(`p50 latency added by Deepshi: ${(viaDeepshi.p50 - direct.p50).toFixed(1)} ms; p99 added: ${(viaDeepshi.p99 - direct.p99).toFixed(1)} ms`);
     console.log(`account after the run: balance ${ledger.balance}, held ${ledger.held} (held must be 0)`);
+    const serverNodeArgs = serverNodeFlags().join(' ') || 'none';
+    console.log(`Deepshi peak RSS: ${peakRssMb(children[1].pid)} (node flags: ${serverNodeArgs})`);
   } finally {
     for (const child of children) child.kill('SIGTERM');
     fs.rmSync(dir, { recursive: true, force: true });
@@ -115,6 +117,16 @@ function serverNodeFlags(): string[] {
   if (process.env.BENCH_NODE_FLAGS !== undefined) return process.env.BENCH_NODE_FLAGS.split(' ').filter(Boolean);
   const start: string = JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8')).scripts.start;
   return start.split(' ').slice(1).filter((word) => word.startsWith('--') && word !== '--import');
+}
+
+/** The process's peak resident set (Linux /proc VmHWM), the memory cost of the server's settings. */
+function peakRssMb(pid: number | undefined): string {
+  try {
+    const match = /VmHWM:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return match ? `${(Number(match[1]) / 1024).toFixed(0)} MB` : 'unknown';
+  } catch {
+    return 'unknown (no /proc)';
+  }
 }
 
 async function admin(base: string, route: string, body?: unknown) {
