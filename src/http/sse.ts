@@ -37,6 +37,20 @@ export class SseWriter {
     this.write(`event: ${type}\ndata: ${data}\n\n`);
   }
 
+  /**
+   * An event whose JSON is given as byte parts (one line in all), for image payloads: the multi-megabyte base64 goes
+   * to the socket as the bytes it arrived in, never as a string. Returns the frame's parts.
+   */
+  eventParts(type: string, data: Buffer[]): Buffer[] {
+    const frame = [Buffer.from(`event: ${type}\ndata: `), ...data, Buffer.from('\n\n')];
+    if (this.isOpen) {
+      this.response.cork();
+      for (const part of frame) this.response.write(part);
+      process.nextTick(() => this.response.uncork());
+    }
+    return frame;
+  }
+
   /** A bare `data:` frame: pre-serialised JSON on one line, or `[DONE]`. */
   data(data: string): void {
     this.write(`data: ${data}\n\n`);

@@ -1,7 +1,7 @@
 import { Readable } from 'node:stream';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { GatewayError, invalidRequest } from '../../domain/errors.ts';
-import { base64String } from '../../images/base64.ts';
+import { base64Ascii, type Base64Text } from '../../images/base64.ts';
 import type { Store } from '../../store/types.ts';
 import type { Admission } from '../../limits/limiter.ts';
 import type { Metrics } from '../../metrics/metrics.ts';
@@ -146,11 +146,13 @@ async function generate(
     const sse = new SseWriter(reply.raw, { 'x-request-id': requestId, ...limitHeaders, ...(prepared.warnings.length ? costHeaders(0n, prepared.warnings) : {}) });
     sse.startKeepalive(deps.keepaliveIntervalMs);
     // The final events (not partials or keepalives) are what an idempotent retry gets back.
-    const finalEvents: string[] = [];
-    const final = (type: string, data: string) => {
-      sse.event(type, data);
-      if (idempotent) finalEvents.push(`event: ${type}\ndata: ${data}\n\n`);
+    const finalEvents: Buffer[] = [];
+    const final = (type: string, data: Buffer[]) => {
+      const frame = sse.eventParts(type, data);
+      if (idempotent) finalEvents.push(...frame);
     };
+    // An image event's JSON as byte parts around the base64, which is written as the bytes it arrived in.
+    const imageEvent = (head: string, base64: Base64Text, tail: string) => [Buffer.from(head), base64Ascii(base64), Buffer.from(tail)];
     const outputFormat = prepared.request.outputFormat ?? prepared.model.native_output_format;
     const extras = (size: string) =>
       `"created_at":${created},"size":"${size}","output_format":"${outputFormat}"` +
@@ -161,9 +163,13 @@ async function generate(
       const outcome = await deps.images.execute(prepared, requestId, {
         signal: disconnect.signal,
         onPartialImage: (partial) => {
-          sse.event(
+          sse.eventParts(
             `${eventPrefix}.partial_image`,
-            `{"type":"${eventPrefix}.partial_image","b64_json":"${base64String(partial.base64)}","partial_image_index":${partial.partialImageIndex},"image_index":${partial.imageIndex},${extras(`${prepared.request.width}x${prepared.request.height}`)}}`,
+            imageEvent(
+              `{"type":"${eventPrefix}.partial_image","b64_json":"`,
+              partial.base64,
+              `","partial_image_index":${partial.partialImageIndex},"image_index":${partial.imageIndex},${extras(`${prepared.request.width}x${prepared.request.height}`)}}`,
+            ),
           );
         },
       });
@@ -176,20 +182,24 @@ async function generate(
         const isLast = position === outcome.images.length - 1;
         final(
           `${eventPrefix}.completed`,
-          `{"type":"${eventPrefix}.completed","b64_json":"${base64String(image.base64)}","index":${image.index},${extras(`${image.width}x${image.height}`)},"usage":${JSON.stringify(usageObject(isLast ? outcome.usage : undefined, shares[position]))}}`,
+          imageEvent(
+            `{"type":"${eventPrefix}.completed","b64_json":"`,
+            image.base64,
+            `","index":${image.index},${extras(`${image.width}x${image.height}`)},"usage":${JSON.stringify(usageObject(isLast ? outcome.usage : undefined, shares[position]))}}`,
+          ),
         );
       });
       request.log.info({ cost: outcome.cost.toString(), images: outcome.images.length }, 'stream settled');
       if (outcome.partialFailure) {
         const reason = outcome.partialFailure;
         const message = `Only ${outcome.images.length} of ${prepared.request.n} images could be generated; you were charged for ${outcome.images.length}. ${reason.message}`;
-        final('error', JSON.stringify({ type: 'error', error: { ...reason.toEnvelope().error, message } }));
+        final('error', [Buffer.from(JSON.stringify({ type: 'error', error: { ...reason.toEnvelope().error, message } }))]);
       }
     } catch (error) {
       const gatewayError = error instanceof GatewayError ? error : new GatewayError('The generation failed.', { status: 500, type: 'api_error' });
       sse.event('error', JSON.stringify({ type: 'error', error: gatewayError.toEnvelope().error }));
     } finally {
-      if (charged) await idempotent?.complete({ status: 200, headers: { 'content-type': SSE_TYPE, ...costHeaders(charged.cost, charged.warnings) }, body: finalEvents.join('') });
+      if (charged) await idempotent?.complete({ status: 200, headers: { 'content-type': SSE_TYPE, ...costHeaders(charged.cost, charged.warnings) }, body: Buffer.concat(finalEvents).toString('utf8') });
       else await idempotent?.abandon();
       sse.end();
     }
