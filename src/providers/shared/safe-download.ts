@@ -110,7 +110,7 @@ export function hostMatches(host: string, pattern: string): boolean {
 
 /** True for loopback, private, link-local (cloud metadata), CGNAT, multicast and reserved ranges, v4 and v6. */
 export function isForbiddenAddress(address: string): boolean {
-  const v4 = address.startsWith('::ffff:') ? address.slice(7) : address;
+  const v4 = ipv4Of(address);
   if (net.isIPv4(v4)) {
     const [a, b] = v4.split('.').map(Number);
     return (
@@ -126,6 +126,18 @@ export function isForbiddenAddress(address: string): boolean {
   const v6 = address.toLowerCase();
   return v6 === '::' || v6 === '::1' || v6.startsWith('fc') || v6.startsWith('fd') || v6.startsWith('fe8') || v6.startsWith('fe9') ||
     v6.startsWith('fea') || v6.startsWith('feb') || v6.startsWith('ff') || v6.startsWith('64:ff9b') || v6.startsWith('2001:db8');
+}
+
+/** The IPv4 address inside an IPv4-mapped IPv6 address, dotted (`::ffff:127.0.0.1`) or hex (`::ffff:7f00:1`). */
+function ipv4Of(address: string): string {
+  const mapped = /^(?:0{0,4}:){0,4}:?(?:0{0,4}:)?ffff:(.+)$/i.exec(address)?.[1];
+  if (mapped === undefined) return address;
+  if (net.isIPv4(mapped)) return mapped;
+  const hex = /^([0-9a-f]{1,4}):([0-9a-f]{1,4})$/i.exec(mapped);
+  if (!hex) return address;
+  const high = parseInt(hex[1], 16);
+  const low = parseInt(hex[2], 16);
+  return `${high >> 8}.${high & 255}.${low >> 8}.${low & 255}`;
 }
 
 /** Resolves, then refuses forbidden addresses: the connection uses exactly the address that was checked. */
