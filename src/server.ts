@@ -97,6 +97,7 @@ export async function startServer(config: Config, options: ServerOptions = {}): 
     keepaliveIntervalMs: config.keepaliveIntervalMs,
     bodyLimitBytes: config.bodyLimitBytes,
     requestTimeoutMs: config.requestTimeoutMs,
+    corsOrigins: config.corsOrigins,
     editLimits: { maxFileBytes: config.editMaxFileBytes, maxRequestBytes: config.editMaxRequestBytes, maxPixels: config.editMaxPixels },
     isReady: () => ready,
   });

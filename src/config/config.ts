@@ -1,5 +1,8 @@
 import path from 'node:path';
 
+/** Origins allowed to call /v1 from browsers: any ('*'), a list, or none (false: CORS off). */
+export type CorsOrigins = '*' | string[] | false;
+
 /**
  * All configuration, read once at start-up from the environment and validated. This is the only module
  * that reads process.env (provider credentials are looked up by variable name through `env`, kept here).
@@ -15,6 +18,8 @@ export interface Config {
   adminToken: string | undefined;
   /** Enables GET /metrics (Prometheus) behind this Bearer token; unset = no /metrics. */
   metricsToken: string | undefined;
+  /** Origins allowed to call /v1 from browsers: '*' (default), a list, or false (CORS off). */
+  corsOrigins: CorsOrigins;
   /** Create a development account and key on first start with an empty embedded database. */
   bootstrapDevAccount: boolean;
   devAccountCredits: string;
@@ -65,6 +70,25 @@ function integer(env: Record<string, string | undefined>, name: string, fallback
   return value;
 }
 
+/** DEEPSHI_CORS_ORIGINS: unset or `*` = any origin; `off` = no CORS; else a comma-separated list of origins. */
+function corsOrigins(env: Record<string, string | undefined>): CorsOrigins {
+  const raw = read(env, 'DEEPSHI_CORS_ORIGINS');
+  if (raw === undefined || raw.trim() === '*') return '*';
+  if (/^(off|none|false)$/i.test(raw.trim())) return false;
+  return raw.split(',').map((item) => item.trim()).filter(Boolean).map((origin) => {
+    let parsed: URL | undefined;
+    try {
+      parsed = new URL(origin);
+    } catch {
+      parsed = undefined;
+    }
+    if (!parsed || !/^https?:$/.test(parsed.protocol) || parsed.origin !== origin.replace(/\/$/, '')) {
+      throw new ConfigError(`DEEPSHI_CORS_ORIGINS must be *, off, or comma-separated origins like https://app.example.com (scheme and host, no path); got "${origin}".`);
+    }
+    return parsed.origin;
+  });
+}
+
 function boolean(env: Record<string, string | undefined>, name: string, fallback: boolean): boolean {
   const raw = read(env, name);
   if (raw === undefined) return fallback;
@@ -102,6 +126,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     bodyLimitBytes: integer(env, 'DEEPSHI_BODY_LIMIT_BYTES', 1_048_576, 1024, 512 * 1024 * 1024),
     adminToken,
     metricsToken,
+    corsOrigins: corsOrigins(env),
     bootstrapDevAccount: boolean(env, 'DEEPSHI_DEV_ACCOUNT', true),
     devAccountCredits: read(env, 'DEEPSHI_DEV_CREDITS') ?? '5',
     logLevel,

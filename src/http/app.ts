@@ -7,6 +7,8 @@ import type { ImageGenerationService } from '../services/image-generation.ts';
 import type { ModelAccess } from '../services/model-access.ts';
 import type { AccountService } from '../services/accounts.ts';
 import type { Store } from '../store/types.ts';
+import type { CorsOrigins } from '../config/config.ts';
+import { registerCors } from './cors.ts';
 import { clientErrorHandler, installErrorHandling, noteReceiving } from './error-handler.ts';
 import { registerAccountRoutes } from './routes/account.ts';
 import { registerChatRoutes } from './routes/chat.ts';
@@ -33,6 +35,8 @@ export interface AppDeps {
   bodyLimitBytes: number;
   /** Longest the server waits to receive a whole request, headers and body (0 = no limit). */
   requestTimeoutMs: number;
+  /** Browser origins allowed on /v1 (see cors.ts). */
+  corsOrigins: CorsOrigins;
   /** Upload limits of POST /v1/images/edits. */
   editLimits: EditLimits;
   /** false once shutdown began: /readyz answers 503 so the load balancer stops sending traffic. */
@@ -69,6 +73,8 @@ export function buildApp(deps: AppDeps): FastifyInstance {
 
   const routes = new Map<string, Set<string>>();
   app.addHook('onRoute', (route) => {
+    // The CORS preflight catch-all (`OPTIONS *`) is not an endpoint: counting it would turn every 404 into a 405.
+    if (route.url === '*' || route.url === '/*') return;
     const methods = Array.isArray(route.method) ? route.method : [route.method];
     const set = routes.get(route.url) ?? new Set<string>();
     for (const method of methods) set.add(method);
@@ -79,6 +85,7 @@ export function buildApp(deps: AppDeps): FastifyInstance {
     noteReceiving(request, reply);
   });
   installErrorHandling(app, () => routes);
+  registerCors(app, deps.corsOrigins);
   registerMetrics(app, { metrics: deps.metrics, token: deps.metricsToken });
   // JSON endpoints take JSON only: a text/plain body is a 415 with a clear message, not a confusing 400.
   app.removeContentTypeParser('text/plain');
