@@ -62,7 +62,10 @@ export async function startServer(config: Config, options: ServerOptions = {}): 
   if (unavailable.length) logger.info(`not offered until configured: ${unavailable.join('; ')}`);
 
   const accounts = new AccountService(store, config.keyPepper);
-  const metrics = new Metrics({ models: catalog.list().map((model) => model.id) });
+  const metrics = new Metrics({
+    models: catalog.list().filter((model) => model.kind === 'image').map((model) => model.id),
+    textModels: catalog.list().filter((model) => model.kind === 'text').map((model) => model.id),
+  });
   // A request lives at most this long (deadline + grace): its hold expires, its limit slots and idempotency lock lapse.
   const requestLifetimeMs = config.generationTimeoutMs + config.holdGraceMs;
   const limiter = await openLimiter({

@@ -100,7 +100,7 @@ export function buildApp(deps: AppDeps): FastifyInstance {
   const imageDeps = { store: deps.store, images: deps.images, metrics: deps.metrics, keyPepper: deps.keyPepper, keepaliveIntervalMs: deps.keepaliveIntervalMs };
   registerImageRoutes(app, imageDeps);
   registerEditRoutes(app, { ...imageDeps, limits: deps.editLimits });
-  registerChatRoutes(app, { store: deps.store, chat: deps.chat, keyPepper: deps.keyPepper, keepaliveIntervalMs: deps.keepaliveIntervalMs });
+  registerChatRoutes(app, { store: deps.store, chat: deps.chat, metrics: deps.metrics, keyPepper: deps.keyPepper, keepaliveIntervalMs: deps.keepaliveIntervalMs });
   registerModelRoutes(app, { store: deps.store, models: deps.models, keyPepper: deps.keyPepper });
   registerAccountRoutes(app, { store: deps.store, accounts: deps.accounts, keyPepper: deps.keyPepper });
   if (deps.adminToken) registerAdminRoutes(app, { accounts: deps.accounts, adminToken: deps.adminToken });

@@ -15,10 +15,15 @@ import type { RefusalReason } from '../limits/types.ts';
 export type ImageEndpoint = 'images.generations' | 'images.edits';
 export type ImageRequestOutcome = 'success' | 'partial' | 'failed' | 'refused' | 'rejected';
 export type UpstreamCallResult = 'ok' | 'retried' | 'failed_over' | 'error';
+/** success: answered and charged (whatever the finish reason); failed: the model failed, nothing charged; rejected: before the hold. */
+export type ChatRequestOutcome = 'success' | 'failed' | 'rejected';
+export type TokenKind = 'prompt' | 'cached_prompt' | 'completion';
 
 const ENDPOINTS: readonly ImageEndpoint[] = ['images.generations', 'images.edits'];
 const OUTCOMES: readonly ImageRequestOutcome[] = ['success', 'partial', 'failed', 'refused', 'rejected'];
 const UPSTREAM_RESULTS: readonly UpstreamCallResult[] = ['ok', 'retried', 'failed_over', 'error'];
+const CHAT_OUTCOMES: readonly ChatRequestOutcome[] = ['success', 'failed', 'rejected'];
+const TOKEN_KINDS: readonly TokenKind[] = ['prompt', 'cached_prompt', 'completion'];
 const LIMITS: readonly RefusalReason[] = ['requests', 'images', 'images_over_limit', 'in_flight', 'model_concurrency'];
 
 /** Image calls take from a fraction of a second (offline, cached) to minutes (large sizes, slow upstreams). */
@@ -26,6 +31,11 @@ const GENERATION_BUCKETS = [0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 15, 30, 45, 60, 90
 
 type Child = Counter.Internal;
 type RequestSeries = Record<ImageEndpoint, Record<ImageRequestOutcome, Child>>;
+interface ChatSeries {
+  requests: Record<ChatRequestOutcome, Child>;
+  tokens: Record<TokenKind, Child>;
+  credits: Child;
+}
 interface GenerationSeries {
   requests: RequestSeries;
   images: Child;
@@ -54,6 +64,8 @@ export class Metrics {
   private readonly routes = new Map<string, HttpRouteSeries>();
   private readonly models = new Map<string, GenerationSeries>();
   private readonly unknownModel: RequestSeries;
+  private readonly textModels = new Map<string, ChatSeries>();
+  private readonly unknownTextModel: Record<ChatRequestOutcome, Child>;
   private readonly providers = new Map<string, Record<UpstreamCallResult, Child>>();
   private readonly refusals: Record<RefusalReason, Child>;
 
@@ -63,11 +75,13 @@ export class Metrics {
   private readonly generationDuration: Histogram<'model'>;
   private readonly upstreamCalls: Counter<'provider' | 'result'>;
   private readonly creditsCharged: Counter<'model'>;
+  private readonly chatRequests: Counter<'model' | 'outcome'>;
+  private readonly chatTokens: Counter<'model' | 'kind'>;
   private readonly holdsInFlight: Gauge;
   private readonly degraded: Counter;
 
-  /** `models`: the catalog's ids; their series start at 0 so rates are right from the first request. */
-  constructor(options: { models?: readonly string[] } = {}) {
+  /** `models` / `textModels`: the catalog's image and text ids; their series start at 0 so rates are right from the first request. */
+  constructor(options: { models?: readonly string[]; textModels?: readonly string[] } = {}) {
     const registers = [this.registry];
     this.httpRequests = new Counter({
       name: 'deepshi_http_requests_total', help: 'HTTP requests answered, by route pattern ("unmatched" when none matched), method and status.',
@@ -104,8 +118,19 @@ export class Metrics {
       child.inc(0);
       return [limit, child];
     })) as Metrics['refusals'];
+    this.chatRequests = new Counter({
+      name: 'deepshi_chat_requests_total',
+      help: 'Chat completion requests by catalog model ("unknown" before one was resolved) and outcome: success (answered and charged, whatever the finish reason), failed (model error, timeout, cancelled; nothing charged), rejected (before the hold: auth, validation, limits, credit).',
+      labelNames: ['model', 'outcome'], registers,
+    });
+    this.chatTokens = new Counter({
+      name: 'deepshi_chat_tokens_total', help: 'Tokens billed on chat completions, by model and kind (prompt includes cached_prompt).',
+      labelNames: ['model', 'kind'], registers,
+    });
     this.unknownModel = this.requestSeries('unknown');
+    this.unknownTextModel = this.chatOutcomeSeries('unknown');
     for (const model of options.models ?? []) this.model(model);
+    for (const model of options.textModels ?? []) this.textModel(model);
 
     // Process metrics (event-loop lag, heap, GC, CPU…) describe the process, not a server: collected once per process
     // and registered in every server's registry.
@@ -140,6 +165,27 @@ export class Metrics {
     series.images.inc(images);
     if (cost > 0n) series.credits.inc(Number(cost));
     series.duration.observe(seconds);
+  }
+
+  /** A chat completion answered and charged: its tokens and cost. */
+  chatCompleted(model: string, tokens: { prompt: number; cachedPrompt: number; completion: number }, cost: bigint): void {
+    const series = this.textModel(model);
+    series.requests.success.inc();
+    series.tokens.prompt.inc(tokens.prompt);
+    series.tokens.cached_prompt.inc(tokens.cachedPrompt);
+    series.tokens.completion.inc(tokens.completion);
+    if (cost > 0n) series.credits.inc(Number(cost));
+  }
+
+  /** A chat completion whose model failed after the hold (nothing charged). */
+  chatFailed(model: string): void {
+    this.textModel(model).requests.failed.inc();
+  }
+
+  /** A chat request turned away before its hold; `requested` becomes a label only when it is a text model's catalog id. */
+  chatRejected(requested: unknown): void {
+    const series = typeof requested === 'string' ? this.textModels.get(requested)?.requests : undefined;
+    (series ?? this.unknownTextModel).rejected.inc();
   }
 
   upstreamCall(provider: string, result: UpstreamCallResult): void {
@@ -184,6 +230,31 @@ export class Metrics {
       this.models.set(id, series);
     }
     return series;
+  }
+
+  /** A text model's series, bound on first use (catalog ids only). */
+  private textModel(id: string): ChatSeries {
+    let series = this.textModels.get(id);
+    if (!series) {
+      const tokens = Object.fromEntries(TOKEN_KINDS.map((kind) => {
+        const child = this.chatTokens.labels(id, kind);
+        child.inc(0);
+        return [kind, child];
+      })) as Record<TokenKind, Child>;
+      const credits = this.creditsCharged.labels(id);
+      credits.inc(0);
+      series = { requests: this.chatOutcomeSeries(id), tokens, credits };
+      this.textModels.set(id, series);
+    }
+    return series;
+  }
+
+  private chatOutcomeSeries(model: string): Record<ChatRequestOutcome, Child> {
+    return Object.fromEntries(CHAT_OUTCOMES.map((outcome) => {
+      const child = this.chatRequests.labels(model, outcome);
+      child.inc(0);
+      return [outcome, child];
+    })) as Record<ChatRequestOutcome, Child>;
   }
 
   private requestSeries(model: string): RequestSeries {

@@ -147,6 +147,7 @@ export class ChatCompletionService {
       result = await this.completeWithFailover(prepared, signal, hooks.onDelta);
     } catch (error) {
       await store.releaseReservation(requestId, describeFailure(error)).catch((releaseError) => logger.error({ err: releaseError, requestId }, 'release failed'));
+      this.deps.metrics.chatFailed(prepared.model.id);
       throw toGatewayError(error, signal, hooks.signal);
     }
     const usage: ChatUsage = {
@@ -170,8 +171,10 @@ export class ChatCompletionService {
     if (!settled) {
       // Only the sweeper can have resolved it first, which means we overran the hold's expiry: deliver nothing we did not bill.
       logger.error({ requestId }, 'hold was already resolved before settlement');
+      this.deps.metrics.chatFailed(prepared.model.id);
       throw internalError();
     }
+    this.deps.metrics.chatCompleted(prepared.model.id, { prompt: usage.promptTokens, cachedPrompt: usage.cachedTokens, completion: usage.completionTokens }, cost);
     return { content: result.content, finishReason: result.finishReason, usage, cost, warnings: [...prepared.warnings, ...result.warnings] };
   }
 

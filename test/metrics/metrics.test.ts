@@ -233,3 +233,34 @@ describe('GET /metrics (Prometheus)', () => {
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
+
+describe('GET /metrics: chat completions', () => {
+  let t: TestServer;
+  before(async () => {
+    t = await startTestServer({ env: { DEEPSHI_METRICS_TOKEN: TOKEN } });
+  });
+  after(() => t.close());
+
+  it('a completion through the openai SDK shows as a request, its billed tokens and the charged nanos; a 402 as rejected', async () => {
+    const at = (scraped: Awaited<ReturnType<typeof scrape>>, name: string, labels: Record<string, string>) => scraped.value(name, labels) ?? NaN;
+    const before = await scrape(t);
+    assert.equal(at(before, 'deepshi_chat_requests_total', { model: 'deepshi-echo', outcome: 'success' }), 0, 'text models start at 0');
+    assert.equal(before.value('deepshi_image_requests_total', { model: 'deepshi-echo', endpoint: 'images.generations', outcome: 'success' }), undefined, 'no image series for a text model');
+
+    const account = await t.createAccount('1');
+    const completion = await t.client(account.key).chat.completions.create({ model: 'deepshi-echo', messages: [{ role: 'user', content: 'count me' }], max_tokens: 16 });
+    const poor = await t.createAccount('0.000001');
+    await assert.rejects(t.client(poor.key).chat.completions.create({ model: 'deepshi-echo', messages: [{ role: 'user', content: 'x' }] }));
+    await assert.rejects(t.client(account.key).chat.completions.create({ model: 'no-such-model', messages: [{ role: 'user', content: 'x' }] }));
+
+    const after = await scrape(t);
+    const delta = (name: string, labels: Record<string, string>) => at(after, name, labels) - (before.value(name, labels) ?? 0);
+    assert.equal(delta('deepshi_chat_requests_total', { model: 'deepshi-echo', outcome: 'success' }), 1);
+    assert.equal(delta('deepshi_chat_requests_total', { model: 'deepshi-echo', outcome: 'rejected' }), 1, 'the 402');
+    assert.equal(delta('deepshi_chat_requests_total', { model: 'unknown', outcome: 'rejected' }), 1, 'the unknown model');
+    assert.equal(delta('deepshi_chat_tokens_total', { model: 'deepshi-echo', kind: 'prompt' }), completion.usage!.prompt_tokens);
+    assert.equal(delta('deepshi_chat_tokens_total', { model: 'deepshi-echo', kind: 'completion' }), completion.usage!.completion_tokens);
+    const nanos = Math.round((completion.usage as unknown as { cost: { total_cost: number } }).cost.total_cost * 1e9);
+    assert.equal(delta('deepshi_credits_charged_nanos_total', { model: 'deepshi-echo' }), nanos);
+  });
+});

@@ -1,6 +1,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { GatewayError, invalidRequest } from '../../domain/errors.ts';
 import type { Admission } from '../../limits/limiter.ts';
+import type { Metrics } from '../../metrics/metrics.ts';
 import { fingerprintChatRequest, type ChatCompletionService, type PreparedChatRequest } from '../../services/chat-completion.ts';
 import { readIdempotencyKey, type IdempotentRun } from '../../services/idempotency.ts';
 import type { Caller } from '../../services/model-access.ts';
@@ -14,6 +15,7 @@ import { SseWriter } from '../sse.ts';
 export interface ChatRouteDeps {
   store: Store;
   chat: ChatCompletionService;
+  metrics: Metrics;
   keyPepper: string;
   keepaliveIntervalMs: number;
 }
@@ -28,12 +30,20 @@ const SSE_TYPE = 'text/event-stream; charset=utf-8';
  */
 export function registerChatRoutes(app: FastifyInstance, deps: ChatRouteDeps): void {
   app.post('/v1/chat/completions', async (request, reply) => {
-    const caller = await authenticate(request, deps.store, deps.keyPepper);
-    const body = request.body;
-    if (body === null || typeof body !== 'object' || Array.isArray(body)) {
-      throw invalidRequest('The request body must be a JSON object with at least "model" and "messages".', null, 'invalid_body');
+    let caller: Caller;
+    let prepared: PreparedChatRequest;
+    try {
+      caller = await authenticate(request, deps.store, deps.keyPepper);
+      const body = request.body;
+      if (body === null || typeof body !== 'object' || Array.isArray(body)) {
+        throw invalidRequest('The request body must be a JSON object with at least "model" and "messages".', null, 'invalid_body');
+      }
+      prepared = deps.chat.prepare(caller, body as Record<string, unknown>);
+    } catch (error) {
+      const body = request.body;
+      deps.metrics.chatRejected(body !== null && typeof body === 'object' ? (body as Record<string, unknown>).model : undefined);
+      throw error;
     }
-    const prepared = deps.chat.prepare(caller, body as Record<string, unknown>);
     return runChatRequest(request, reply, caller, prepared, deps);
   });
 }
@@ -57,6 +67,8 @@ async function runChatRequest(request: FastifyRequest, reply: FastifyReply, call
     admission = await deps.chat.admit(caller, prepared, requestId);
     await deps.chat.reserve(caller, prepared, requestId);
   } catch (error) {
+    // Turned away before the hold (bad Idempotency-Key, 409/422, 429, 402): counted as rejected.
+    deps.metrics.chatRejected(prepared.model.id);
     await admission?.release();
     await idempotent?.abandon();
     throw error;
