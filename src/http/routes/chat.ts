@@ -1,9 +1,9 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { GatewayError, invalidRequest } from '../../domain/errors.ts';
-import type { Admission } from '../../limits/limiter.ts';
 import type { Metrics } from '../../metrics/metrics.ts';
 import { fingerprintChatRequest, type ChatCompletionService, type PreparedChatRequest } from '../../services/chat-completion.ts';
-import { readIdempotencyKey, type IdempotentRun } from '../../services/idempotency.ts';
+import type { IdempotentRun } from '../../services/idempotency.ts';
+import { admitAndReserve } from '../billed-request.ts';
 import type { Caller } from '../../services/model-access.ts';
 import type { Store } from '../../store/types.ts';
 import { authenticate } from '../authenticate.ts';
@@ -49,32 +49,11 @@ export function registerChatRoutes(app: FastifyInstance, deps: ChatRouteDeps): v
 }
 
 async function runChatRequest(request: FastifyRequest, reply: FastifyReply, caller: Caller, prepared: PreparedChatRequest, deps: ChatRouteDeps): Promise<FastifyReply> {
-  const requestId = String(request.id);
-  let idempotent: IdempotentRun | undefined;
-  let admission: Admission | undefined;
+  const reservation = await admitAndReserve(request, reply, caller, prepared, deps.chat, fingerprintChatRequest, () => deps.metrics.chatRejected(prepared.model.id));
+  if (reservation.kind === 'replayed') return reservation.reply;
+  const { admission, idempotent } = reservation;
   try {
-    const idempotencyKey = readIdempotencyKey(request.headers['idempotency-key']);
-    if (idempotencyKey !== undefined) {
-      const start = await deps.chat.idempotency.begin(caller, idempotencyKey, fingerprintChatRequest(prepared), requestId);
-      if (start.kind === 'replay') {
-        return reply
-          .code(start.response.status)
-          .headers({ ...start.response.headers, 'idempotent-replayed': 'true', 'x-deepshi-original-request-id': start.originalRequestId })
-          .send(start.response.body);
-      }
-      idempotent = start;
-    }
-    admission = await deps.chat.admit(caller, prepared, requestId);
-    await deps.chat.reserve(caller, prepared, requestId);
-  } catch (error) {
-    // Turned away before the hold (bad Idempotency-Key, 409/422, 429, 402): counted as rejected.
-    deps.metrics.chatRejected(prepared.model.id);
-    await admission?.release();
-    await idempotent?.abandon();
-    throw error;
-  }
-  try {
-    return await complete(request, reply, prepared, deps, requestId, admission.headers, idempotent);
+    return await complete(request, reply, prepared, deps, String(request.id), admission.headers, idempotent);
   } finally {
     await admission.release();
   }

@@ -3,10 +3,10 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { GatewayError, invalidRequest } from '../../domain/errors.ts';
 import { base64Ascii, type Base64Text } from '../../images/base64.ts';
 import type { Store } from '../../store/types.ts';
-import type { Admission } from '../../limits/limiter.ts';
 import type { Metrics } from '../../metrics/metrics.ts';
 import type { Caller, ImageGenerationService, ImageOutcome, PreparedImageRequest } from '../../services/image-generation.ts';
-import { fingerprintImageRequest, readIdempotencyKey, type IdempotentRun } from '../../services/idempotency.ts';
+import { fingerprintImageRequest, type IdempotentRun } from '../../services/idempotency.ts';
+import { admitAndReserve } from '../billed-request.ts';
 import { authenticate } from '../authenticate.ts';
 import { sendError } from '../error-handler.ts';
 import { costHeaders, imageResponseParts, usageObject } from '../image-response.ts';
@@ -62,33 +62,13 @@ export async function runImageRequest(
   deps: ImageRouteDeps,
   eventPrefix: 'image_generation' | 'image_edit',
 ): Promise<FastifyReply> {
-  const requestId = String(request.id);
-  let idempotent: IdempotentRun | undefined;
-  let admission: Admission | undefined;
+  const reservation = await admitAndReserve(request, reply, caller, prepared, deps.images, fingerprintImageRequest, () =>
+    deps.metrics.imageRejected(prepared.model.id, prepared.endpoint),
+  );
+  if (reservation.kind === 'replayed') return reservation.reply;
+  const { admission, idempotent } = reservation;
   try {
-    const idempotencyKey = readIdempotencyKey(request.headers['idempotency-key']);
-    if (idempotencyKey !== undefined) {
-      const start = await deps.images.idempotency.begin(caller, idempotencyKey, fingerprintImageRequest(prepared), requestId);
-      if (start.kind === 'replay') {
-        // A replay is not counted as an image request: nothing was generated or charged (http_requests_total has it).
-        return reply
-          .code(start.response.status)
-          .headers({ ...start.response.headers, 'idempotent-replayed': 'true', 'x-deepshi-original-request-id': start.originalRequestId })
-          .send(start.response.body);
-      }
-      idempotent = start;
-    }
-    admission = await deps.images.admit(caller, prepared, requestId);
-    await deps.images.reserve(caller, prepared, requestId);
-  } catch (error) {
-    // Turned away before the hold (bad Idempotency-Key, 409/422, 429, 402): counted as rejected.
-    deps.metrics.imageRejected(prepared.model.id, prepared.endpoint);
-    await admission?.release();
-    await idempotent?.abandon();
-    throw error;
-  }
-  try {
-    return await generate(request, reply, prepared, deps, eventPrefix, requestId, admission.headers, idempotent);
+    return await generate(request, reply, prepared, deps, eventPrefix, String(request.id), admission.headers, idempotent);
   } finally {
     await admission.release();
   }
