@@ -18,8 +18,19 @@ interface Child {
   exited: Promise<number | null>;
 }
 
+/**
+ * Exactly the command `npm start` runs (package.json), with this Node binary: a broken script or Node flag fails
+ * here. Spawned directly rather than through npm so that SIGTERM reaches the server itself.
+ */
+function npmStartArgs(): string[] {
+  const start: string = JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8')).scripts.start;
+  const [command, ...args] = start.split(/\s+/);
+  assert.equal(command, 'node', 'npm start runs node');
+  return args;
+}
+
 function startMain(env: Record<string, string>): Child {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], { cwd: ROOT, env: { ...process.env, ...env } });
+  const child = spawn(process.execPath, npmStartArgs(), { cwd: ROOT, env: { ...process.env, ...env } });
   let stdout = '';
   let stderr = '';
   child.stdout!.on('data', (chunk) => (stdout += chunk));
