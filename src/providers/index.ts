@@ -5,6 +5,7 @@ import type { ProviderAdapter } from './types.ts';
 // (adapter imports)
 import { OpenAIImageAdapter } from './openai/openai-image-adapter.ts';
 import { OpenAICompatibleImageAdapter } from './openai-compatible/openai-compatible-image-adapter.ts';
+import { OpenAICompatibleChatAdapter } from './openai-compatible/openai-compatible-chat-adapter.ts';
 import { ArkImageAdapter } from './ark/ark-image-adapter.ts';
 import { BflImageAdapter } from './bfl/bfl-image-adapter.ts';
 import { FalImageAdapter } from './fal/fal-image-adapter.ts';
@@ -18,6 +19,7 @@ export function builtInAdapters(): ProviderAdapter[] {
     // (adapter instances)
     new OpenAIImageAdapter(),
     new OpenAICompatibleImageAdapter(),
+    new OpenAICompatibleChatAdapter(),
     new ArkImageAdapter(),
     new BflImageAdapter(),
     new FalImageAdapter(),

@@ -144,7 +144,8 @@ export interface NormalizedChatRequest {
   extra: Record<string, unknown>;
 }
 
-export type ChatFinishReason = 'stop' | 'length';
+/** Why the answer ended: naturally or at a stop sequence, at max_tokens, or cut by the upstream's content filter. */
+export type ChatFinishReason = 'stop' | 'length' | 'content_filter';
 
 export interface ChatCompletionResult {
   /** The assistant message's whole content (the deltas passed to onDelta, joined). */
@@ -157,7 +158,10 @@ export interface ChatCompletionResult {
 
 export interface TextCallContext {
   signal: AbortSignal;
-  /** Each piece of the answer as it is produced. */
+  /**
+   * Each piece of the answer as it is produced. Given only when the caller streams: an upstream adapter asks its
+   * upstream for a stream exactly when this is set.
+   */
   onDelta?: (text: string) => void;
 }
 
@@ -169,8 +173,9 @@ export interface TextAdapter {
   /**
    * The most prompt tokens this upstream can bill for the request, known before the call: it sizes the hold and is
    * checked against the context window. Exact for a model that counts tokens itself, an upper bound otherwise.
+   * `extra` (forwarded fields such as tools or a response schema, which upstreams count as prompt) when known.
    */
-  countPromptTokens(request: Pick<NormalizedChatRequest, 'messages'>): number;
+  countPromptTokens(request: Pick<NormalizedChatRequest, 'messages'> & Partial<Pick<NormalizedChatRequest, 'extra'>>): number;
   complete(request: NormalizedChatRequest, route: RouteTarget, context: TextCallContext): Promise<ChatCompletionResult>;
 }
 

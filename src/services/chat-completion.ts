@@ -12,7 +12,8 @@ import type { ProviderRegistry, ResolvedRoute } from '../providers/registry.ts';
 import { ProviderError, type ChatCompletionResult, type ChatFinishReason, type NormalizedChatRequest, type TextAdapter } from '../providers/types.ts';
 import type { Store } from '../store/types.ts';
 import { canonicalJson, type IdempotencyService } from './idempotency.ts';
-import { describeFailure, toGatewayError } from './image-generation.ts';
+import { ATTEMPTS_PER_ROUTE, backoffMs, describeFailure, toGatewayError } from './image-generation.ts';
+import { sleep } from '../providers/shared/http.ts';
 import { ModelAccess, wrongEndpoint, type Caller } from './model-access.ts';
 
 /** What the request record and the ledger call this endpoint. */
@@ -22,7 +23,7 @@ export interface PreparedChatRequest {
   model: TextCatalogModel;
   routes: ResolvedRoute<TextAdapter>[];
   request: NormalizedChatRequest;
-  /** Prompt tokens as the first route counts them (exact for deepshi-echo): the input side of the hold. */
+  /** Prompt tokens, the most any route counts (exact for deepshi-echo, an upper bound for upstreams): the input side of the hold. */
   promptTokens: number;
   quote: ChatPriceQuote;
   stream: boolean;
@@ -86,7 +87,8 @@ export class ChatCompletionService {
     if (model.kind !== 'text') throw wrongEndpoint(model, 'POST /v1/chat/completions');
     const routes = this.deps.registry.availability(model).routes;
     const envelope = normalizeChatRequest(body, model);
-    const promptTokens = routes[0].adapter.countPromptTokens(envelope.request);
+    // Any route may end up serving the request (failover), so the hold covers the largest count.
+    const promptTokens = Math.max(...routes.map((route) => route.adapter.countPromptTokens(envelope.request)));
     const maxOutputTokens = resolveMaxOutputTokens(model, promptTokens, envelope.maxTokens);
     const request: NormalizedChatRequest = { ...envelope.request, maxOutputTokens };
     const quote = quoteChatRequest(model, { promptTokens, maxOutputTokens });
@@ -178,27 +180,41 @@ export class ChatCompletionService {
     return { content: result.content, finishReason: result.finishReason, usage, cost, warnings: [...prepared.warnings, ...result.warnings] };
   }
 
-  /** Routes in the catalog's order; the next one is tried only if the upstream refused before accepting and nothing was streamed. */
+  /**
+   * Routes in the catalog's order, each tried up to ATTEMPTS_PER_ROUTE times (backoff, Retry-After honoured up to
+   * 10 s), as for images: another attempt or the next route only if the upstream refused before accepting the work
+   * (connection refused, 429, 5xx) and nothing was streamed to the caller yet.
+   */
   private async completeWithFailover(prepared: PreparedChatRequest, signal: AbortSignal, onDelta: ChatExecuteHooks['onDelta']): Promise<ChatCompletionResult> {
     let streamed = false;
     let lastError: unknown;
-    for (const route of prepared.routes) {
-      try {
-        const result = await route.adapter.complete(prepared.request, route.target, {
-          signal,
-          onDelta: (text) => {
-            streamed = true;
-            onDelta?.(text);
-          },
-        });
-        this.deps.metrics.upstreamCall(route.adapter.provider, 'ok');
-        return result;
-      } catch (error) {
-        lastError = error;
-        const retryable = error instanceof ProviderError && !error.accepted && (error.kind === 'unavailable' || error.kind === 'rate_limited');
-        const failover = retryable && !streamed && !signal.aborted && route !== prepared.routes[prepared.routes.length - 1];
-        this.deps.metrics.upstreamCall(route.adapter.provider, failover ? 'failed_over' : 'error');
-        if (!failover) throw error;
+    const { routes } = prepared;
+    for (let position = 0; position < routes.length; position++) {
+      const route = routes[position];
+      for (let attempt = 0; attempt < ATTEMPTS_PER_ROUTE; attempt++) {
+        try {
+          const result = await route.adapter.complete(prepared.request, route.target, {
+            signal,
+            // Only for a streaming caller: adapters stream upstream exactly when they are given onDelta.
+            onDelta: onDelta
+              ? (text) => {
+                  streamed = true;
+                  onDelta(text);
+                }
+              : undefined,
+          });
+          this.deps.metrics.upstreamCall(route.adapter.provider, 'ok');
+          return result;
+        } catch (error) {
+          lastError = error;
+          const retryable = error instanceof ProviderError && !error.accepted && (error.kind === 'unavailable' || error.kind === 'rate_limited') && !streamed;
+          const again = retryable && !signal.aborted && attempt + 1 < ATTEMPTS_PER_ROUTE;
+          const failover = retryable && !signal.aborted && !again && position + 1 < routes.length;
+          this.deps.metrics.upstreamCall(route.adapter.provider, again ? 'retried' : failover ? 'failed_over' : 'error');
+          if (!retryable || signal.aborted) throw error;
+          this.deps.logger.warn({ provider: route.adapter.provider, attempt, err: error }, 'upstream failed before accepting the work');
+          if (again) await sleep(backoffMs(attempt, (error as ProviderError).retryAfterSeconds), signal);
+        }
       }
     }
     throw lastError;

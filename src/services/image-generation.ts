@@ -313,10 +313,10 @@ export class ImageGenerationService {
   }
 }
 
-const ATTEMPTS_PER_ROUTE = 2;
+export const ATTEMPTS_PER_ROUTE = 2;
 
 /** Jittered exponential backoff, honouring the upstream's Retry-After up to 10 s (the caller is waiting). */
-function backoffMs(attempt: number, retryAfterSeconds: number | undefined): number {
+export function backoffMs(attempt: number, retryAfterSeconds: number | undefined): number {
   if (retryAfterSeconds !== undefined) return Math.min(10_000, retryAfterSeconds * 1000);
   const base = Math.min(4_000, 250 * 2 ** attempt);
   return base / 2 + Math.random() * (base / 2);

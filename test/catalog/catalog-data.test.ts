@@ -30,6 +30,7 @@ const EXPECTED_IDS = [
   'grok-imagine-quality',
   'deepshi-banana-pro',
   'deepshi-image-1',
+  'gpt-4o-mini',
 ];
 
 function parseSize(size: string): { w: number; h: number } {

@@ -1,0 +1,245 @@
+import type { ServerResponse } from 'node:http';
+import { sendJson, startRecordingServer, type RecordedRequest } from './recording-server.ts';
+
+/**
+ * A local OpenAI chat completions server (`POST /v1/chat/completions`), test code only. Like OpenAI it checks the
+ * Bearer key (401 envelope), validates the body (400 naming the `param`: model, messages and their roles, numeric
+ * ranges, max_tokens / max_completion_tokens, stop, stream_options only with stream, and any field it does not know:
+ * "Unrecognized request argument"), answers a `chat.completion` with `usage` including
+ * `prompt_tokens_details.cached_tokens`, or streams SSE chunks: role, content pieces, finish, the usage chunk when
+ * `stream_options.include_usage`, then `data: [DONE]`. Every request is recorded before it is answered.
+ *
+ * The answer is "Reply: " + the last user message, cut before the first stop sequence (finish "stop") or at
+ * max tokens (finish "length"). Its own token rule (not a real tokenizer, but within Deepshi's UTF-8 byte bound):
+ * a text is ceil(characters / 4) tokens, each prompt message adds 3, the reply 3. Content streams in pieces of
+ * `pieceTokens` tokens (4 characters each).
+ */
+
+export type ChatFault =
+  | { kind: 'status500' }
+  | { kind: 'rate429'; retryAfter: string }
+  /** Headers never come: the client's first-byte timeout must fire. */
+  | { kind: 'hang' }
+  /** The socket is destroyed before any answer. */
+  | { kind: 'reset' }
+  /** A stream that sends the role and `pieces` content chunks, then the socket is destroyed. */
+  | { kind: 'reset-mid-stream'; pieces: number }
+  /** HTTP 200 with a JSON body cut off (or, streaming, a data line that is not JSON after the role chunk). */
+  | { kind: 'malformed' }
+  /** A stream that sends the role and one content chunk, then an error event. */
+  | { kind: 'stream-error' }
+  /** No usage at all in the answer (a server ignoring include_usage). */
+  | { kind: 'no-usage' };
+
+export interface ChatSimulator {
+  url: string;
+  requests: RecordedRequest[];
+  /** Cached prompt tokens to report (capped at the prompt tokens). */
+  cachedTokens: number;
+  /** Tokens per streamed content chunk. */
+  pieceTokens: number;
+  /** Every usage object sent, in order. */
+  sentUsages: Array<Record<string, any>>;
+  /** Active until cleared; `times` limits how many requests it affects. */
+  setFault(fault: ChatFault | undefined, times?: number): void;
+  reset(): void;
+  close(): Promise<void>;
+}
+
+export const SIM_MESSAGE_TOKENS = 3;
+export const SIM_REPLY_TOKENS = 3;
+export const simTokens = (text: string) => Math.ceil([...text].length / 4);
+/** The simulator's prompt token count for these message contents. */
+export const simPromptTokens = (...contents: string[]) => SIM_REPLY_TOKENS + contents.reduce((sum, content) => sum + SIM_MESSAGE_TOKENS + simTokens(content), 0);
+
+const ROLES = ['system', 'developer', 'user', 'assistant', 'tool'];
+/** The fields OpenAI's chat completions take; anything else is a 400. */
+const KNOWN_FIELDS = new Set([
+  'model', 'messages', 'max_tokens', 'max_completion_tokens', 'stop', 'stream', 'stream_options', 'n', 'temperature', 'top_p', 'seed',
+  'frequency_penalty', 'presence_penalty', 'logit_bias', 'logprobs', 'top_logprobs', 'response_format', 'tools', 'tool_choice',
+  'parallel_tool_calls', 'functions', 'function_call', 'user', 'metadata', 'store', 'service_tier', 'reasoning_effort', 'prediction',
+  'modalities', 'audio', 'web_search_options', 'verbosity', 'safety_identifier', 'prompt_cache_key',
+]);
+
+export async function startChatSimulator(options: { apiKey?: string } = {}): Promise<ChatSimulator> {
+  let fault: ChatFault | undefined;
+  let faultUses = Infinity;
+  const takeFault = () => {
+    if (!fault || faultUses <= 0) return undefined;
+    faultUses--;
+    return fault;
+  };
+  const defaults = { cachedTokens: 0, pieceTokens: 1 };
+  const server = await startRecordingServer(async (request, response) => {
+    if (request.method !== 'POST' || request.pathname !== '/v1/chat/completions') {
+      return apiError(response, 404, { message: `Invalid URL (${request.method} ${request.pathname})`, type: 'invalid_request_error' });
+    }
+    if (options.apiKey !== undefined && request.headers.authorization !== `Bearer ${options.apiKey}`) {
+      return apiError(response, 401, { message: 'Incorrect API key provided: sk-wr***ey. You can find your API key at https://platform.openai.com/account/api-keys.', type: 'invalid_request_error', code: 'invalid_api_key' });
+    }
+    const active = takeFault();
+    switch (active?.kind) {
+      case 'status500':
+        return apiError(response, 500, { message: 'The server had an error while processing your request. Sorry about that!', type: 'server_error' });
+      case 'rate429':
+        return apiError(response, 429, { message: 'Rate limit reached for requests per min. Please try again in 1s.', type: 'requests', code: 'rate_limit_exceeded' }, { 'retry-after': active.retryAfter });
+      case 'hang':
+        return;
+      case 'reset':
+        response.socket?.destroy();
+        return;
+    }
+    const body = request.body;
+    if (body === null || typeof body !== 'object' || Array.isArray(body)) {
+      return apiError(response, 400, { message: 'We could not parse the JSON body of your request.', type: 'invalid_request_error' });
+    }
+    const problem = check(body);
+    if (problem) return apiError(response, 400, { message: problem.message, type: 'invalid_request_error', param: problem.param, code: problem.code ?? 'invalid_value' });
+
+    const messages = body.messages as Array<{ role: string; content: unknown }>;
+    const contents = messages.map((message) => textOf(message.content));
+    const lastUser = [...messages].reverse().find((message) => message.role === 'user');
+    let answer = `Reply: ${lastUser ? textOf(lastUser.content) : ''}`;
+    let finish = 'stop';
+    const stops: string[] = body.stop === undefined || body.stop === null ? [] : typeof body.stop === 'string' ? [body.stop] : body.stop;
+    let cut = -1;
+    for (const stop of stops) {
+      const at = answer.indexOf(stop);
+      if (at >= 0 && (cut < 0 || at < cut)) cut = at;
+    }
+    if (cut >= 0) answer = answer.slice(0, cut);
+    const limit = (body.max_completion_tokens ?? body.max_tokens) as number | undefined;
+    if (limit !== undefined && simTokens(answer) > limit) {
+      answer = [...answer].slice(0, limit * 4).join('');
+      finish = 'length';
+    }
+    const promptTokens = simPromptTokens(...contents);
+    const usage = {
+      prompt_tokens: promptTokens,
+      completion_tokens: simTokens(answer),
+      total_tokens: promptTokens + simTokens(answer),
+      prompt_tokens_details: { cached_tokens: Math.min(simulator.cachedTokens, promptTokens), audio_tokens: 0 },
+      completion_tokens_details: { reasoning_tokens: 0, audio_tokens: 0, accepted_prediction_tokens: 0, rejected_prediction_tokens: 0 },
+    };
+    const id = `chatcmpl-sim${server.requests.length}`;
+    const created = Math.floor(Date.now() / 1000);
+    const model = body.model as string;
+    const reportUsage = active?.kind !== 'no-usage';
+
+    if (body.stream !== true) {
+      if (active?.kind === 'malformed') {
+        response.writeHead(200, { 'content-type': 'application/json' });
+        return void response.end('{"id": "chatcmpl-x", "choices": [{"message": {"content": "Rep');
+      }
+      const completion: Record<string, unknown> = {
+        id, object: 'chat.completion', created, model, system_fingerprint: 'fp_sim',
+        choices: [{ index: 0, message: { role: 'assistant', content: answer, refusal: null, annotations: [] }, logprobs: null, finish_reason: finish }],
+        service_tier: 'default',
+      };
+      if (reportUsage) {
+        completion.usage = usage;
+        simulator.sentUsages.push(usage);
+      }
+      return sendJson(response, 200, completion);
+    }
+
+    response.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache', connection: 'keep-alive' });
+    const includeUsage = body.stream_options?.include_usage === true && reportUsage;
+    const chunk = (choices: unknown[], extra: Record<string, unknown> = {}) =>
+      `data: ${JSON.stringify({ id, object: 'chat.completion.chunk', created, model, system_fingerprint: 'fp_sim', choices, ...(includeUsage ? { usage: null } : {}), ...extra })}\n\n`;
+    const choice = (delta: Record<string, unknown>, finishReason: string | null) => ({ index: 0, delta, logprobs: null, finish_reason: finishReason });
+    response.write(chunk([choice({ role: 'assistant', content: '', refusal: null }, null)]));
+    if (active?.kind === 'malformed') {
+      response.write('data: {"id": "chatcmpl-x", "choices": [{"delta": {"content": "Rep\n\n');
+      return void setTimeout(() => response.end(), 20);
+    }
+    const characters = [...answer];
+    const size = simulator.pieceTokens * 4;
+    const pieces: string[] = [];
+    for (let start = 0; start < characters.length; start += size) pieces.push(characters.slice(start, start + size).join(''));
+    for (const [index, piece] of pieces.entries()) {
+      if (active?.kind === 'reset-mid-stream' && index === active.pieces) {
+        // Let the pieces already written reach the client before the connection dies.
+        await new Promise((resolve) => setTimeout(resolve, 50));
+        response.socket?.destroy();
+        return;
+      }
+      if (active?.kind === 'stream-error' && index === 1) {
+        response.write(`data: ${JSON.stringify({ error: { message: 'The server had an error while processing your request. Contact us at https://help.openai.com with sk-abcdefghijklmnop.', type: 'server_error', param: null, code: null } })}\n\n`);
+        return void response.end();
+      }
+      response.write(chunk([choice({ content: piece }, null)]));
+    }
+    response.write(chunk([choice({}, finish)]));
+    if (includeUsage) {
+      response.write(chunk([], { usage }));
+      simulator.sentUsages.push(usage);
+    }
+    response.end('data: [DONE]\n\n');
+  });
+
+  const simulator: ChatSimulator = {
+    url: server.url,
+    requests: server.requests,
+    ...defaults,
+    sentUsages: [],
+    setFault(next, times = Infinity) {
+      fault = next;
+      faultUses = times;
+    },
+    reset() {
+      server.requests.length = 0;
+      simulator.sentUsages.length = 0;
+      fault = undefined;
+      Object.assign(simulator, defaults);
+    },
+    close: () => server.close(),
+  };
+  return simulator;
+}
+
+function apiError(response: ServerResponse, status: number, error: { message: string; type: string; param?: string | null; code?: string | null }, headers: Record<string, string> = {}): void {
+  sendJson(response, status, { error: { param: null, code: null, ...error } }, headers);
+}
+
+function textOf(content: unknown): string {
+  if (typeof content === 'string') return content;
+  if (Array.isArray(content)) return content.map((part) => (part && typeof part.text === 'string' ? part.text : '')).join('');
+  return '';
+}
+
+function check(body: Record<string, any>): { param: string; message: string; code?: string } | undefined {
+  for (const key of Object.keys(body)) {
+    if (!KNOWN_FIELDS.has(key)) return { param: key, message: `Unrecognized request argument supplied: ${key}`, code: 'unknown_parameter' };
+  }
+  if (typeof body.model !== 'string' || body.model === '') return { param: 'model', message: 'you must provide a model parameter', code: 'missing_required_parameter' };
+  if (!Array.isArray(body.messages) || body.messages.length === 0) return { param: 'messages', message: "Invalid 'messages': empty array. Expected an array with minimum length 1." };
+  for (const [index, message] of body.messages.entries()) {
+    if (!message || !ROLES.includes(message.role)) return { param: `messages[${index}].role`, message: `Invalid value for 'messages[${index}].role'.` };
+    if (message.content === null && !(message.role === 'assistant' && Array.isArray(message.tool_calls))) {
+      return { param: `messages[${index}].content`, message: `Invalid value for 'messages[${index}].content': expected a string, got null.` };
+    }
+    if (message.role === 'tool' && typeof message.tool_call_id !== 'string') return { param: `messages[${index}].tool_call_id`, message: 'tool_call_id is required.' };
+  }
+  const range = (name: string, min: number, max: number) => {
+    const value = body[name];
+    if (value === undefined || value === null) return undefined;
+    if (typeof value !== 'number' || value < min || value > max) return { param: name, message: `Invalid '${name}': expected a number between ${min} and ${max}.` };
+    return undefined;
+  };
+  const bad = range('temperature', 0, 2) ?? range('top_p', 0, 1) ?? range('frequency_penalty', -2, 2) ?? range('presence_penalty', -2, 2);
+  if (bad) return bad;
+  for (const name of ['max_tokens', 'max_completion_tokens']) {
+    const value = body[name];
+    if (value !== undefined && value !== null && (!Number.isInteger(value) || value < 1)) return { param: name, message: `Invalid '${name}': integer below minimum value.` };
+  }
+  if (body.stop !== undefined && body.stop !== null) {
+    const list = typeof body.stop === 'string' ? [body.stop] : body.stop;
+    if (!Array.isArray(list) || list.length > 4 || list.some((item: unknown) => typeof item !== 'string')) return { param: 'stop', message: "Invalid 'stop'." };
+  }
+  if (body.stream !== undefined && typeof body.stream !== 'boolean') return { param: 'stream', message: "Invalid 'stream': expected a boolean." };
+  if (body.stream_options !== undefined && body.stream_options !== null && body.stream !== true) {
+    return { param: 'stream_options', message: "The 'stream_options' parameter is only allowed when 'stream' is enabled." };
+  }
+  return undefined;
+}
