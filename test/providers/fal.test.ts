@@ -21,17 +21,30 @@ const TIMEOUTS = { connect_ms: 500, first_byte_ms: 2_000, total_ms: 4_000 };
 const ENDPOINT = 'fal-ai/bytedance/seedream/v4.5/text-to-image';
 const FAL_OPTIONS = { endpoint: ENDPOINT, edit_endpoint: 'fal-ai/bytedance/seedream/v4.5/edit', poll_interval_ms: 5, poll_timeout_ms: 400, timeouts: TIMEOUTS };
 
-/** The shipped catalog with tiny poll/timeouts, plus `seedream-slow` (fal only, a long poll timeout) for disconnects. */
+/**
+ * The shipped catalog with tiny poll/timeouts, plus fal-only variants: `seedream-slow` (a long poll timeout, for
+ * slow jobs and disconnects), `seedream-polling` and `seedream-slow-polling` (the same with `status_stream: false`).
+ */
 function falCatalog(): string {
   const catalog = parseYaml(fs.readFileSync(SHIPPED, 'utf8'));
   const seedream = catalog.models.find((model: { id: string }) => model.id === 'seedream-4.5');
   seedream.routes.find((route: { provider: string }) => route.provider === 'fal').options = FAL_OPTIONS;
   seedream.routes.find((route: { provider: string }) => route.provider === 'ark').options = { timeouts: TIMEOUTS };
-  const slow = structuredClone(seedream);
-  slow.id = 'seedream-slow';
-  slow.routes = [{ ...slow.routes[0], options: { ...FAL_OPTIONS, poll_timeout_ms: 60_000 } }];
-  catalog.models.push(slow);
+  const variant = (id: string, options: Record<string, unknown>) => {
+    const model = structuredClone(seedream);
+    model.id = id;
+    model.routes = [{ ...model.routes[0], options: { ...FAL_OPTIONS, ...options } }];
+    catalog.models.push(model);
+  };
+  variant('seedream-slow', { poll_timeout_ms: 60_000 });
+  variant('seedream-polling', { status_stream: false });
+  variant('seedream-slow-polling', { poll_timeout_ms: 60_000, status_stream: false });
   return JSON.stringify(catalog);
+}
+
+/** Every upstream request, in order, as `METHOD path`. */
+function requestLines(sim: FalSimulator): string[] {
+  return sim.requests.map((request) => `${request.method} ${request.path}`);
 }
 
 describe('fal.ai queue adapter (seedream-4.5) against the fal simulator', () => {
@@ -50,7 +63,7 @@ describe('fal.ai queue adapter (seedream-4.5) against the fal simulator', () => 
   });
   beforeEach(() => sim.reset());
 
-  it('submit → status (202 queued, 202 running, 200 completed) → result → keyless download; exact requests; $0.04', async () => {
+  it('submit → status stream (IN_QUEUE, IN_PROGRESS, COMPLETED events) → result → keyless download; exact requests; $0.04', async () => {
     const start = await t.balance(account.accountId);
     const { data: result, response } = await t.client(account.key).images.generate({ model: 'seedream-4.5', prompt: 'a paper crane' }).withResponse();
 
@@ -61,13 +74,16 @@ describe('fal.ai queue adapter (seedream-4.5) against the fal simulator', () => 
     assert.equal(submit.headers['content-type'], 'application/json');
     assert.deepEqual(submit.body, { prompt: 'a paper crane', image_size: 'auto_2K', num_images: 1, enable_safety_checker: true, sync_mode: false });
 
-    const polls = sim.statusPolls();
-    assert.equal(polls.length, 3);
-    const id = polls[0].pathname.split('/')[4];
-    for (const poll of polls) {
-      assert.equal(poll.pathname, `/fal-ai/bytedance/requests/${id}/status`, 'the subpath is dropped');
-      assert.equal(poll.headers.authorization, 'Key sk-sim');
-    }
+    assert.equal(sim.statusPolls().length, 0, 'no status polls: the stream said COMPLETED');
+    const [stream] = sim.statusStreams();
+    const id = stream.pathname.split('/')[4];
+    assert.equal(stream.path, `/fal-ai/bytedance/requests/${id}/status/stream?logs=0`, 'the subpath is dropped');
+    assert.equal(stream.headers.authorization, 'Key sk-sim');
+    assert.equal(stream.headers.accept, 'text/event-stream');
+    assert.deepEqual(sim.streamEvents, ['IN_QUEUE', 'IN_PROGRESS', 'COMPLETED']);
+    assert.deepEqual(requestLines(sim), [
+      `POST /${ENDPOINT}`, `GET /fal-ai/bytedance/requests/${id}/status/stream?logs=0`, `GET /fal-ai/bytedance/requests/${id}`, `GET /files/${id}-0.jpeg`,
+    ]);
     const [fetch] = sim.resultFetches();
     assert.equal(fetch.path, `/fal-ai/bytedance/requests/${id}`);
     assert.equal(fetch.headers.authorization, 'Key sk-sim');
@@ -83,6 +99,93 @@ describe('fal.ai queue adapter (seedream-4.5) against the fal simulator', () => 
     assert.equal((result.usage as any).cost.total_cost, 0.04);
     assert.equal(response.headers.get('x-request-cost'), '0.04');
     assert.equal(await spent(t, account, start), 40_000_000n);
+  });
+
+  it('a job running 1.2 s: completion is learnt from the stream (zero status polls), the result fetched at once; $0.04', async () => {
+    const start = await t.balance(account.accountId);
+    // The stream stays open 5 s after COMPLETED: the result must not wait for it to close.
+    sim.script = { completeAfterMs: 1_200, streamLingerMs: 5_000 };
+    const began = Date.now();
+    const result = await t.client(account.key).images.generate({ model: 'seedream-slow', prompt: 'x' });
+    const elapsed = Date.now() - began;
+
+    assert.equal(sim.statusPolls().length, 0);
+    assert.equal(sim.statusStreams().length, 1);
+    const id = sim.statusStreams()[0].pathname.split('/')[4];
+    assert.deepEqual(requestLines(sim), [
+      `POST /${ENDPOINT}`, `GET /fal-ai/bytedance/requests/${id}/status/stream?logs=0`, `GET /fal-ai/bytedance/requests/${id}`, `GET /files/${id}-0.jpeg`,
+    ]);
+    const events = sim.streamEvents;
+    assert.equal(events[0], 'IN_QUEUE');
+    assert.equal(events.at(-1), 'COMPLETED');
+    assert.ok(events.slice(1, -1).length >= 5 && events.slice(1, -1).every((status) => status === 'IN_PROGRESS'), events.join());
+    assert.ok(elapsed >= 1_200 && elapsed < 3_500, `${elapsed} ms`);
+    assert.equal(sim.cancels().length, 0);
+    assert.equal(result.data!.length, 1);
+    assert.equal(await spent(t, account, start), 40_000_000n);
+  });
+
+  it('status_stream: false → status polls only (202 queued, 202 running, 200 completed), no stream request; exact requests', async () => {
+    const start = await t.balance(account.accountId);
+    const result = await t.client(account.key).images.generate({ model: 'seedream-polling', prompt: 'a paper crane' });
+
+    assert.equal(sim.statusStreams().length, 0);
+    const polls = sim.statusPolls();
+    assert.equal(polls.length, 3);
+    const id = polls[0].pathname.split('/')[4];
+    for (const poll of polls) {
+      assert.equal(poll.path, `/fal-ai/bytedance/requests/${id}/status`, 'the subpath is dropped');
+      assert.equal(poll.headers.authorization, 'Key sk-sim');
+      assert.equal(poll.headers.accept, 'application/json');
+    }
+    const status = `GET /fal-ai/bytedance/requests/${id}/status`;
+    assert.deepEqual(requestLines(sim), [`POST /${ENDPOINT}`, status, status, status, `GET /fal-ai/bytedance/requests/${id}`, `GET /files/${id}-0.jpeg`]);
+    assert.equal(probeImage(Buffer.from(result.data![0].b64_json!, 'base64'))!.width, 2048);
+    assert.equal(await spent(t, account, start), 40_000_000n);
+  });
+
+  for (const [fault, polls] of [['http404', 3], ['http500', 3], ['json', 2]] as const) {
+    it(`the status stream answering ${fault === 'json' ? '200 JSON, not an event stream' : fault} → status polls take over; one submit, charged once`, async () => {
+      const start = await t.balance(account.accountId);
+      sim.script = { streamFault: fault };
+      const result = await t.client(account.key).images.generate({ model: 'seedream-4.5', prompt: 'x' });
+      assert.equal(sim.submits().length, 1);
+      assert.equal(sim.statusStreams().length, 1);
+      assert.equal(sim.statusPolls().length, polls, 'polled until COMPLETED');
+      assert.deepEqual(sim.streamEvents, []);
+      assert.equal(sim.resultFetches().length, 1);
+      assert.equal(sim.cancels().length, 0);
+      assert.equal(probeImage(Buffer.from(result.data![0].b64_json!, 'base64'))!.width, 2048);
+      assert.equal(await spent(t, account, start), 40_000_000n);
+    });
+  }
+
+  for (const fault of ['drop', 'end'] as const) {
+    it(`the status stream ${fault === 'drop' ? 'dropped (socket destroyed)' : 'closed cleanly'} mid-job without COMPLETED → status polls take over; one submit, charged once`, async () => {
+      const start = await t.balance(account.accountId);
+      sim.script = { streamFault: fault, completeAfterMs: 600 };
+      const result = await t.client(account.key).images.generate({ model: 'seedream-slow', prompt: 'x' });
+      assert.equal(sim.submits().length, 1);
+      assert.equal(sim.statusStreams().length, 1, 'the stream is not reopened');
+      assert.deepEqual(sim.streamEvents, ['IN_QUEUE', 'IN_PROGRESS']);
+      assert.ok(sim.statusPolls().length >= 2, `${sim.statusPolls().length} polls`);
+      const id = sim.statusStreams()[0].pathname.split('/')[4];
+      assert.deepEqual(requestLines(sim).slice(-2), [`GET /fal-ai/bytedance/requests/${id}`, `GET /files/${id}-0.jpeg`]);
+      assert.equal(sim.cancels().length, 0);
+      assert.equal(probeImage(Buffer.from(result.data![0].b64_json!, 'base64'))!.width, 2048);
+      assert.equal(await spent(t, account, start), 40_000_000n);
+    });
+  }
+
+  it('a FAILED event on the status stream → 502 at once, no poll, no result fetch, never resubmitted, no charge', async () => {
+    const start = await t.balance(account.accountId);
+    sim.script = { streamFault: 'failed' };
+    const error = await expectError(t.client(account.key).images.generate({ model: 'seedream-4.5', prompt: 'x' }), 502, 'upstream_error');
+    assert.match(error.message, /FAILED/);
+    assert.deepEqual(sim.streamEvents, ['IN_QUEUE', 'IN_PROGRESS', 'FAILED']);
+    assert.equal(sim.submits().length, 1);
+    assert.equal(sim.statusPolls().length + sim.resultFetches().length + sim.cancels().length, 0);
+    await expectBalanceOnceSettled(t, account, start);
   });
 
   it('every declared parameter: preset and custom image_size, seed, n as num_images (one submit), watermark warned', async () => {
@@ -178,30 +281,52 @@ describe('fal.ai queue adapter (seedream-4.5) against the fal simulator', () => 
     });
   }
 
-  it('a job that never completes → 502 after poll_timeout_ms, cancelled upstream, no charge', async () => {
-    const start = await t.balance(account.accountId);
-    sim.script = { outcome: 'never' };
-    const error = await expectError(t.client(account.key).images.generate({ model: 'seedream-4.5', prompt: 'x' }), 502, 'upstream_error');
-    assert.match(error.message, /did not finish/);
-    await eventually(() => sim.cancels().length === 1);
-    await expectBalanceOnceSettled(t, account, start);
+  it('a job that never completes → the same 502 after poll_timeout_ms on the stream as with polls, cancelled upstream, no charge', async () => {
+    const messages: string[] = [];
+    for (const model of ['seedream-4.5', 'seedream-polling']) {
+      sim.reset();
+      const start = await t.balance(account.accountId);
+      sim.script = { outcome: 'never' };
+      const began = Date.now();
+      const error = await expectError(t.client(account.key).images.generate({ model, prompt: 'x' }), 502, 'upstream_error');
+      assert.ok(Date.now() - began >= 300, 'not long before poll_timeout_ms (400 ms)');
+      assert.match(error.message, /did not finish/);
+      messages.push(error.message);
+      await eventually(() => sim.cancels().length === 1);
+      const id = sim.cancels()[0].pathname.split('/')[4];
+      assert.equal(sim.cancels()[0].path, `/fal-ai/bytedance/requests/${id}/cancel`);
+      if (model === 'seedream-4.5') {
+        assert.equal(sim.statusStreams().length, 1);
+        assert.equal(sim.statusPolls().length, 0, 'the stream had the whole poll timeout; no poll after it');
+        assert.deepEqual(sim.streamEvents, ['IN_QUEUE']);
+      } else {
+        assert.equal(sim.statusStreams().length, 0);
+        assert.ok(sim.statusPolls().length >= 3);
+      }
+      assert.equal(sim.submits().length, 1);
+      assert.equal(sim.resultFetches().length, 0);
+      await expectBalanceOnceSettled(t, account, start);
+    }
+    assert.equal(messages[0], messages[1]);
   });
 
-  it('the caller disconnecting mid-queue cancels the fal job (PUT cancel_url with the key); the hold is released', async () => {
-    const start = await t.balance(account.accountId);
-    sim.script = { outcome: 'never' };
-    const controller = new AbortController();
-    const pending = t.client(account.key).images.generate({ model: 'seedream-slow', prompt: 'x' }, { signal: controller.signal }).catch((error) => error);
-    await eventually(() => sim.statusPolls().length >= 1);
-    controller.abort();
-    await pending;
-    await eventually(() => sim.cancels().length === 1);
-    const [cancel] = sim.cancels();
-    const id = sim.statusPolls()[0].pathname.split('/')[4];
-    assert.equal(cancel.path, `/fal-ai/bytedance/requests/${id}/cancel`);
-    assert.equal(cancel.headers.authorization, 'Key sk-sim');
-    await expectBalanceOnceSettled(t, account, start);
-  });
+  for (const [model, seen] of [['seedream-slow', 'statusStreams'], ['seedream-slow-polling', 'statusPolls']] as const) {
+    it(`the caller disconnecting mid-queue (${seen === 'statusStreams' ? 'on the status stream' : 'while polling'}) cancels the fal job (PUT cancel_url with the key); the hold is released`, async () => {
+      const start = await t.balance(account.accountId);
+      sim.script = { outcome: 'never' };
+      const controller = new AbortController();
+      const pending = t.client(account.key).images.generate({ model, prompt: 'x' }, { signal: controller.signal }).catch((error) => error);
+      await eventually(() => sim[seen]().length >= 1);
+      controller.abort();
+      await pending;
+      await eventually(() => sim.cancels().length === 1);
+      const [cancel] = sim.cancels();
+      const id = sim[seen]()[0].pathname.split('/')[4];
+      assert.equal(cancel.path, `/fal-ai/bytedance/requests/${id}/cancel`);
+      assert.equal(cancel.headers.authorization, 'Key sk-sim');
+      await expectBalanceOnceSettled(t, account, start);
+    });
+  }
 
   for (const target of ['other-port', 'metadata'] as const) {
     it(`an image URL on ${target} is refused, nothing fetched, no charge`, async () => {
@@ -267,7 +392,7 @@ describe('seedream-4.5 on two routes: fal first, BytePlus Ark on failover', () =
       fal.submitFault = fault;
       const result = await t.client(account.key).images.generate({ model: 'seedream-4.5', prompt: 'x' });
       assert.equal(fal.submits().length, 2);
-      assert.equal(fal.statusPolls().length, 0);
+      assert.equal(fal.statusPolls().length + fal.statusStreams().length, 0);
       assert.equal(ark.calls().length, 1);
       assert.equal(ark.calls()[0].body.size, '2K');
       assert.equal(result.data!.length, 1);
@@ -350,7 +475,8 @@ describe('POST /v1/images/edits for seedream-4.5 on the fal route (openai SDK �
     assert.equal(submit.headers.authorization, 'Key sk-sim');
     assert.equal(submit.headers['content-type'], 'application/json');
     assert.deepEqual(submit.body, { prompt, image_size: 'auto_2K', num_images: 1, enable_safety_checker: true, sync_mode: false, image_urls: imageUrls });
-    const id = sim.statusPolls()[0].pathname.split('/')[4];
+    const id = sim.statusStreams()[0].pathname.split('/')[4];
+    assert.equal(sim.statusPolls().length, 0);
     assert.equal(sim.resultFetches()[0].path, `/fal-ai/bytedance/requests/${id}`);
     assert.deepEqual(sim.downloads().map((download) => download.path), [`/files/${id}-0.jpeg`]);
   }
@@ -461,7 +587,8 @@ describe('stream: true for seedream-4.5 on the fal route (SSE while the fal job 
     const text = await response.text();
     const beforeFirstEvent = text.slice(0, text.indexOf('event: '));
     assert.match(beforeFirstEvent, /^(: keepalive\n\n)+$/);
-    assert.ok(sim.statusPolls().length >= 3, 'the job was still being polled meanwhile');
+    assert.equal(sim.statusStreams().length, 1);
+    assert.ok(sim.streamEvents.length >= 3, 'the job was still being followed meanwhile');
     assert.match(text, /event: image_generation.completed\ndata: \{"type":"image_generation.completed"/);
   });
 });

@@ -7,9 +7,10 @@ import {
 /**
  * The fal.ai queue, as research/providers.md §6 and §4a describe it: `POST /{owner}/{alias}/{subpath}` with
  * `Authorization: Key …` queues the bare input; `GET /{owner}/{alias}/requests/{id}/status` answers 202
- * IN_QUEUE → 202 IN_PROGRESS → 200 COMPLETED; `GET …/requests/{id}` is the result. fal never reports FAILED:
- * validation and content-policy errors appear only on the result fetch, as 422 `{"detail":[{loc,msg,type}]}`.
- * Images are served from /files/… here (the CDN).
+ * IN_QUEUE → 202 IN_PROGRESS → 200 COMPLETED; `GET …/requests/{id}/status/stream` tells the same as SSE
+ * (`data: <status JSON>` events, comments while nothing changes, closed after COMPLETED); `GET …/requests/{id}`
+ * is the result. fal never reports FAILED: validation and content-policy errors appear only on the result fetch,
+ * as 422 `{"detail":[{loc,msg,type}]}`. Images are served from /files/… here (the CDN).
  */
 export type FalOutcome =
   | 'ok' | 'never' | 'content_policy' | 'validation' | 'http500' | 'timeout504' | 'nsfw-first' | 'nsfw-all' | 'sync' | 'extra-images';
@@ -21,6 +22,14 @@ export interface FalScript {
   /** Also stay IN_PROGRESS until this long after the submit (default 0): a job that keeps a stream waiting. */
   completeAfterMs?: number;
   outcome?: FalOutcome;
+  /**
+   * The status stream answering 404 or 500, 200 JSON instead of an event stream, or cut after its first
+   * IN_PROGRESS event (`drop`: the socket destroyed; `end`: closed cleanly), never having said COMPLETED;
+   * `failed`: a FAILED event after IN_PROGRESS (fal's own types have no such status; third-party schemas do).
+   */
+  streamFault?: FalStreamFault;
+  /** Keep the status stream open this long after its COMPLETED event (default 0: fal closes it at once). */
+  streamLingerMs?: number;
   /** Where image URLs point: here (default), another local port, the cloud metadata address (all, or the first only). */
   imageUrl?: 'simulator' | 'other-port' | 'metadata' | 'metadata-first';
   /** status_url/response_url/cancel_url: here (default), on another (untrusted) origin, or absent. */
@@ -28,6 +37,10 @@ export interface FalScript {
 }
 
 export type FalSubmitFault = 'http500' | 'http429' | TransportFault;
+export type FalStreamFault = 'http404' | 'http500' | 'json' | 'drop' | 'end' | 'failed';
+
+/** How often an open status stream looks at its job (each look counts as a poll for the script). */
+const STREAM_TICK_MS = 50;
 
 /** Presets → the sizes Deepshi's catalog assumes (fal does not document them for Seedream 4.5 [R]). */
 const PRESETS: Record<string, [number, number]> = {
@@ -58,6 +71,8 @@ export class FalSimulator {
   private tones = 0;
   /** The bytes of every image file served from /files/ (the CDN), in the order they were downloaded. */
   served: Buffer[] = [];
+  /** The status of every event sent on a status stream, in order. */
+  streamEvents: string[] = [];
 
   get url(): string {
     return this.server.url;
@@ -70,6 +85,9 @@ export class FalSimulator {
   }
   statusPolls(): RecordedRequest[] {
     return this.requests.filter((request) => request.method === 'GET' && request.pathname.endsWith('/status'));
+  }
+  statusStreams(): RecordedRequest[] {
+    return this.requests.filter((request) => request.method === 'GET' && request.pathname.endsWith('/status/stream'));
   }
   resultFetches(): RecordedRequest[] {
     return this.requests.filter((request) => request.method === 'GET' && /\/requests\/[^/]+$/.test(request.pathname));
@@ -93,6 +111,7 @@ export class FalSimulator {
     this.script = {};
     this.submitFault = undefined;
     this.served = [];
+    this.streamEvents = [];
   }
 
   async close(): Promise<void> {
@@ -107,6 +126,7 @@ export class FalSimulator {
       const job = this.jobs.get(parts[3]);
       if (!job || job.appId !== `${parts[0]}/${parts[1]}`) return sendJson(response, 404, { detail: 'Request not found' });
       if (request.method === 'GET' && parts[4] === 'status' && parts.length === 5) return this.status(job, response);
+      if (request.method === 'GET' && parts[4] === 'status' && parts[5] === 'stream' && parts.length === 6) return this.statusStream(job, response);
       if (request.method === 'GET' && parts.length === 4) return this.result(job, response);
       if (request.method === 'PUT' && parts[4] === 'cancel') return this.cancel(job, response);
       return sendJson(response, 405, { detail: 'Method Not Allowed' });
@@ -153,10 +173,59 @@ export class FalSimulator {
   private status(job: Job, response: ServerResponse): void {
     job.polls++;
     const state = this.state(job);
+    sendJson(response, state === 'COMPLETED' ? 200 : 202, this.statusBody(job, state));
+  }
+
+  /** The status object, the same on the status endpoint and in stream events. */
+  private statusBody(job: Job, state: ReturnType<FalSimulator['state']>): Record<string, unknown> {
     const links = { response_url: `${this.url}/${job.appId}/requests/${job.id}`, status_url: `${this.url}/${job.appId}/requests/${job.id}/status` };
-    if (state === 'IN_QUEUE') return sendJson(response, 202, { status: state, queue_position: 0, request_id: job.id, ...links });
-    if (state === 'IN_PROGRESS') return sendJson(response, 202, { status: state, request_id: job.id, logs: [{ message: 'step 1/20', level: 'INFO', source: 'user', timestamp: new Date().toISOString() }], ...links });
-    sendJson(response, 200, { status: state, request_id: job.id, logs: [], metrics: { inference_time: 1.2 }, ...links });
+    if (state === 'IN_QUEUE') return { status: state, queue_position: 0, request_id: job.id, ...links };
+    if (state === 'IN_PROGRESS') return { status: state, request_id: job.id, logs: [{ message: 'step 1/20', level: 'INFO', source: 'user', timestamp: new Date().toISOString() }], ...links };
+    return { status: state, request_id: job.id, logs: [], metrics: { inference_time: 1.2 }, ...links };
+  }
+
+  /**
+   * `text/event-stream`: an event with the current status at once, then every STREAM_TICK_MS an IN_PROGRESS event
+   * while the job runs (a `: ping` comment while it is queued), then COMPLETED, and the stream closes.
+   */
+  private statusStream(job: Job, response: ServerResponse): void {
+    const fault = job.script.streamFault;
+    if (fault === 'http404') return sendJson(response, 404, { detail: 'Not Found' });
+    if (fault === 'http500') return sendJson(response, 500, { detail: 'Internal Server Error' });
+    if (fault === 'json') {
+      job.polls++;
+      return sendJson(response, 200, this.statusBody(job, this.state(job)));
+    }
+    response.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' });
+    let last: string | undefined;
+    const tick = () => {
+      if ((fault === 'drop' || fault === 'end' || fault === 'failed') && last === 'IN_PROGRESS') {
+        clearInterval(timer);
+        if (fault === 'drop') return response.socket?.destroy();
+        if (fault === 'failed') {
+          this.streamEvents.push('FAILED');
+          response.write(`data: ${JSON.stringify({ status: 'FAILED', request_id: job.id })}\n\n`);
+        }
+        return response.end();
+      }
+      job.polls++;
+      const state = this.state(job);
+      if (state === 'IN_QUEUE' && last === 'IN_QUEUE') {
+        response.write(': ping\n\n');
+        return;
+      }
+      last = state;
+      this.streamEvents.push(state);
+      response.write(`data: ${JSON.stringify(this.statusBody(job, state))}\n\n`);
+      if (state === 'COMPLETED') {
+        clearInterval(timer);
+        const linger = setTimeout(() => response.end(), job.script.streamLingerMs ?? 0);
+        response.on('close', () => clearTimeout(linger));
+      }
+    };
+    const timer = setInterval(tick, STREAM_TICK_MS);
+    response.on('close', () => clearInterval(timer));
+    tick();
   }
 
   private cancel(job: Job, response: ServerResponse): void {

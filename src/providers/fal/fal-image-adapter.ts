@@ -3,8 +3,9 @@ import { mediaTypeOf } from '../../images/encode.ts';
 import { probeBase64, probeImage } from '../../images/probe.ts';
 import { forwardableExtras } from '../shared/forwarded-extras.ts';
 import {
-  failureFromStatus, header, originOf, sanitize, timeoutsFromOptions, upstreamRequest, type UpstreamResponse, type UpstreamTimeouts,
+  deadlineSignal, failureFromStatus, header, originOf, sanitize, timeoutsFromOptions, upstreamRequest, type UpstreamResponse, type UpstreamTimeouts,
 } from '../shared/http.ts';
+import { SseDecoder, isEventStream } from '../shared/openai-images-wire.ts';
 import { pollSchedule } from '../shared/polling.ts';
 import { hostMatches, safeDownload } from '../shared/safe-download.ts';
 import {
@@ -14,9 +15,10 @@ import {
 import { appIdOf, errorDetail, parseResult, parseStatus, parseSubmitResponse } from './fal-api.ts';
 
 /**
- * fal.ai queue: submit → status polls → result → download (research/providers.md §6, §4a). Serves any fal
- * endpoint a catalog route names: `options.endpoint` (else `upstream_model`) for generations,
- * `options.edit_endpoint` for edits. Route options `poll_interval_ms` / `poll_timeout_ms` as for BFL.
+ * fal.ai queue: submit → status stream (polls as the fallback) → result → download (research/providers.md §6,
+ * §4a). Serves any fal endpoint a catalog route names: `options.endpoint` (else `upstream_model`) for
+ * generations, `options.edit_endpoint` for edits. Route options `poll_interval_ms` / `poll_timeout_ms` as for
+ * BFL; `status_stream: false` polls only.
  *
  * Once the submit answers 200 the job is queued and billed by fal, so every later failure is accepted (no
  * failover). fal never reports FAILED: a failed job "completes" and its error appears only on the result
@@ -32,6 +34,12 @@ const QUEUE_HOST = 'queue.fal.run';
 const DOWNLOAD_HOSTS = ['fal.media', '*.fal.media'];
 const MAX_IMAGES_PER_CALL = 4;
 const MAX_POLL_ERRORS = 3;
+/** fal sends a comment every 15 s on a quiet status stream [fal docs]: silence this long means it is dead. */
+const STREAM_IDLE_MS = 45_000;
+/** Status events are a few hundred bytes (logs=0); a stream larger than this is dropped for polling. */
+const STREAM_MAX_BYTES = 1024 * 1024;
+/** Not in fal's own types, but listed by third-party schemas: handled defensively. */
+const FAILED_STATUSES = new Set(['FAILED', 'ERROR', 'CANCELED', 'CANCELLED']);
 /** Parameters this adapter knows how to send to fal (see buildRequestBody). */
 const SIZING_PARAMS = new Set(['image_size', 'aspect_ratio', 'resolution', 'width', 'height']);
 
@@ -89,7 +97,7 @@ export class FalImageAdapter implements ImageAdapter {
     };
 
     try {
-      await waitForCompletion(statusUrl, auth, route, timeouts, signal, cancel);
+      await waitForCompletion({ statusUrl, streamUrl: `${requestBase}/status/stream?logs=0` }, auth, route, timeouts, signal, cancel);
     } catch (error) {
       if (!signal.aborted) throw error;
       cancel();
@@ -168,10 +176,17 @@ function onQueueHost(raw: string | null | undefined, base: string): string | und
   }
 }
 
+/**
+ * Until the job completes: fal's status stream tells at once; when the stream cannot be opened, breaks, or goes
+ * quiet before a final status, status polls take over for the time left (the job is never submitted again).
+ */
 async function waitForCompletion(
-  statusUrl: string, auth: Record<string, string>, route: RouteTarget, timeouts: UpstreamTimeouts, signal: AbortSignal, cancel: () => void,
+  urls: { statusUrl: string; streamUrl: string }, auth: Record<string, string>, route: RouteTarget, timeouts: UpstreamTimeouts,
+  signal: AbortSignal, cancel: () => void,
 ): Promise<void> {
   const schedule = pollSchedule(route.options, PROVIDER);
+  if (route.options.status_stream !== false && (await followStatusStream(urls.streamUrl, auth, schedule.deadline, timeouts, signal))) return;
+  const { statusUrl } = urls;
   let errors = 0;
   for (;;) {
     await schedule.next(signal, cancel);
@@ -196,11 +211,67 @@ async function waitForCompletion(
     errors = 0;
     const status = parseStatus(response.json());
     if (status === 'COMPLETED') return;
-    if (status === 'FAILED' || status === 'ERROR' || status === 'CANCELED' || status === 'CANCELLED') {
-      // Not in fal's own types, but listed by third-party schemas: handled defensively.
-      throw new ProviderError('failed', `${PROVIDER} reported the job as ${status}`, { accepted: true });
-    }
+    if (status !== undefined && FAILED_STATUSES.has(status)) throw jobFailed(status);
     // IN_QUEUE, IN_PROGRESS, or anything unknown: keep polling until the timeout.
+  }
+}
+
+/**
+ * fal's status stream (research/providers.md §6; fal docs): `GET …/status/stream?logs=0` answers SSE whose events
+ * are each `data: <status JSON>` (the status endpoint's fields), with a comment every 15 s, and closes after
+ * COMPLETED. Events are decoded as they arrive. True as soon as one says COMPLETED; throws for a failed job or the
+ * caller's abort; false when the stream is unusable (not a 200 event stream, connection error, too large), ends,
+ * breaks or stays silent for STREAM_IDLE_MS without a final status, or `deadline` passes: the caller then polls.
+ */
+async function followStatusStream(
+  url: string, auth: Record<string, string>, deadline: number, timeouts: UpstreamTimeouts, signal: AbortSignal,
+): Promise<boolean> {
+  let final: string | undefined;
+  const decoder = new SseDecoder(({ data }) => {
+    const status = parseStatus(jsonOrUndefined(data));
+    if (final === undefined && status !== undefined && (status === 'COMPLETED' || FAILED_STATUSES.has(status))) final = status;
+  });
+  const limit = deadlineSignal(signal, Math.max(0, deadline - Date.now()));
+  const silence = new AbortController();
+  const idle = setTimeout(() => silence.abort(new DOMException('The status stream went quiet.', 'TimeoutError')), STREAM_IDLE_MS);
+  try {
+    await upstreamRequest({
+      url,
+      headers: { ...auth, accept: 'text/event-stream' },
+      signal: AbortSignal.any([limit.signal, silence.signal]),
+      timeouts,
+      maxBytes: STREAM_MAX_BYTES,
+      provider: PROVIDER,
+      onChunk: (chunk, head) => {
+        if (head.status !== 200 || !isEventStream(head.headers)) throw new ProviderError('unavailable', 'no status stream');
+        idle.refresh();
+        decoder.push(chunk);
+        // The answer is in: stop reading rather than wait for fal to close the stream.
+        if (final !== undefined) throw new ProviderError('failed', 'status stream done', { accepted: true });
+      },
+    });
+    decoder.end();
+  } catch {
+    // Only the caller's abort ends the wait here; anything else gives the stream up (below) and polling decides.
+    if (signal.aborted) throw signal.reason;
+  } finally {
+    clearTimeout(idle);
+    limit.clear();
+  }
+  if (final === 'COMPLETED') return true;
+  if (final !== undefined) throw jobFailed(final);
+  return false;
+}
+
+function jobFailed(status: string): ProviderError {
+  return new ProviderError('failed', `${PROVIDER} reported the job as ${status}`, { accepted: true });
+}
+
+function jsonOrUndefined(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
   }
 }
 

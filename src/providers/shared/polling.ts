@@ -2,6 +2,8 @@ import { ProviderError } from '../types.ts';
 import { sleep } from './http.ts';
 
 export interface PollSchedule {
+  /** When the job is given up (epoch ms): `poll_timeout_ms` after the schedule was made. */
+  readonly deadline: number;
   /**
    * Waits until the next poll is due. When that poll would come after `poll_timeout_ms`, runs `onTimeout` and throws
    * an accepted failure instead (the job was accepted, so it is never submitted again).
@@ -20,6 +22,7 @@ export function pollSchedule(options: Record<string, unknown>, provider: string)
   const deadline = Date.now() + timeoutMs;
   let wait = interval;
   return {
+    deadline,
     async next(signal, onTimeout) {
       if (Date.now() + wait > deadline) {
         onTimeout?.();
