@@ -9,7 +9,7 @@
  *
  * Processes: this one generates load; the mock upstream and Deepshi each run in their own child process.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -20,6 +20,9 @@ const SECONDS = Number(process.env.BENCH_SECONDS ?? 20);
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 32);
 const ROOT = path.resolve(import.meta.dirname, '..');
 const ADMIN = 'bench-admin-token-0123456789';
+/** BENCH_PEER=portkey adds a peer gateway to the same run: Portkey's open-source gateway, proxying to the same mock. */
+const PEER = process.env.BENCH_PEER;
+const PORTKEY_VERSION = '1.15.2';
 
 async function main() {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'deepshi-bench-'));
@@ -40,18 +43,24 @@ async function main() {
     }, undefined, children);
     await waitForHealth(gateway);
 
+    const peer = PEER === 'portkey' ? await startPortkey(upstream, children) : undefined;
+    if (PEER !== undefined && !peer) throw new Error(`BENCH_PEER=${PEER}: only "portkey" is known`);
+
     const account = await admin(gateway, '/admin/v1/accounts', { name: 'bench', credits: '1000000' });
     const key = (await admin(gateway, '/admin/v1/keys', { account_id: account.id, name: 'bench' })).key;
     const body = JSON.stringify({ model: 'bench-image', prompt: 'a benchmark of a lighthouse at dusk', width: 1024, height: 1024 });
 
     await load(upstream, { authorization: 'Bearer sk-bench' }, body, 3); // warm-up
     await load(gateway, { authorization: `Bearer ${key}` }, body, 3);
+    if (peer) await load(peer.base, peer.headers, body, 3);
     // One connection: the latency Deepshi adds to a single request on an idle machine.
     const directOne = await load(upstream, { authorization: 'Bearer sk-bench' }, body, SECONDS / 2, 1);
     const viaDeepshiOne = await load(gateway, { authorization: `Bearer ${key}` }, body, SECONDS / 2, 1);
-    // Many connections: throughput, with both targets sharing the machine with the load generator and the mock.
+    const viaPeerOne = peer ? await load(peer.base, peer.headers, body, SECONDS / 2, 1) : undefined;
+    // Many connections: throughput, with every target sharing the machine with the load generator and the mock.
     const direct = await load(upstream, { authorization: 'Bearer sk-bench' }, body, SECONDS);
     const viaDeepshi = await load(gateway, { authorization: `Bearer ${key}` }, body, SECONDS);
+    const viaPeer = peer ? await load(peer.base, peer.headers, body, SECONDS) : undefined;
     const ledger = await admin(gateway, `/admin/v1/accounts/${account.id}`);
 
     const row = (name: string, result: LoadResult) =>
@@ -60,11 +69,15 @@ async function main() {
     console.log('1 connection:');
     console.log(row('direct upstream', directOne));
     console.log(row('via Deepshi', viaDeepshiOne));
+    if (viaPeerOne) console.log(row(`via ${PEER}`, viaPeerOne));
     console.log(`latency added per request (p50): ${(viaDeepshiOne.p50 - directOne.p50).toFixed(2)} ms`);
+    if (viaPeerOne) console.log(`latency added by ${PEER} (p50): ${(viaPeerOne.p50 - directOne.p50).toFixed(2)} ms`);
     console.log(`${CONNECTIONS} connections:`);
     console.log(row('direct upstream', direct));
     console.log(row('via Deepshi', viaDeepshi));
+    if (viaPeer) console.log(row(`via ${PEER}`, viaPeer));
     console.log(`throughput ratio (Deepshi / direct): ${(viaDeepshi.rps / direct.rps).toFixed(3)}`);
+    if (viaPeer) console.log(`throughput ratio (Deepshi / ${PEER}): ${(viaDeepshi.rps / viaPeer.rps).toFixed(3)}; ${PEER} / direct: ${(viaPeer.rps / direct.rps).toFixed(3)}`);
     console.log(`p50 latency added by Deepshi: ${(viaDeepshi.p50 - direct.p50).toFixed(1)} ms; p99 added: ${(viaDeepshi.p99 - direct.p99).toFixed(1)} ms`);
     console.log(`account after the run: balance ${ledger.balance}, held ${ledger.held} (held must be 0)`);
     const serverNodeArgs = serverNodeFlags().join(' ') || 'none';
@@ -117,6 +130,33 @@ function serverNodeFlags(): string[] {
   if (process.env.BENCH_NODE_FLAGS !== undefined) return process.env.BENCH_NODE_FLAGS.split(' ').filter(Boolean);
   const start: string = JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8')).scripts.start;
   return start.split(' ').slice(1).filter((word) => word.startsWith('--') && word !== '--import');
+}
+
+/**
+ * Portkey's gateway (npm @portkey-ai/gateway, pinned), installed on first use into a cache outside the repo (it is
+ * not a dependency of Deepshi) and started headless, routed to the mock with its custom-host headers. It proxies
+ * only: no keys, no ledger, no database, so it is a floor for a gateway's overhead rather than a like-for-like peer.
+ */
+async function startPortkey(upstream: string, children: ChildProcess[]): Promise<{ base: string; headers: Record<string, string> }> {
+  const cache = path.join(os.homedir(), '.cache', 'deepshi-bench', `portkey-${PORTKEY_VERSION}`);
+  const entry = path.join(cache, 'node_modules/@portkey-ai/gateway/build/start-server.js');
+  if (!fs.existsSync(entry)) {
+    fs.mkdirSync(cache, { recursive: true });
+    execFileSync('npm', ['install', '--prefix', cache, `@portkey-ai/gateway@${PORTKEY_VERSION}`, '--no-audit', '--no-fund', '--ignore-scripts'], { stdio: 'inherit' });
+  }
+  const port = await freePort();
+  const child = spawn(process.execPath, [entry, `--port=${port}`, '--headless'], { stdio: ['ignore', 'ignore', 'inherit'], env: { ...process.env, NODE_ENV: 'production' } });
+  children.push(child);
+  const base = `http://127.0.0.1:${port}`;
+  for (let attempt = 0; attempt < 100; attempt++) {
+    try {
+      await fetch(base);
+      return { base, headers: { authorization: 'Bearer sk-bench', 'x-portkey-provider': 'openai', 'x-portkey-custom-host': `${upstream}/v1` } };
+    } catch {
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+  }
+  throw new Error('portkey did not start');
 }
 
 /** The process's peak resident set (Linux /proc VmHWM), the memory cost of the server's settings. */
