@@ -1,6 +1,6 @@
 import { usdNumber, type Nanos } from '../domain/money.ts';
 import type { Warning } from '../domain/warnings.ts';
-import type { ChatFinishReason } from '../providers/types.ts';
+import type { ChatFinishReason, ChatToolCallDelta } from '../providers/types.ts';
 import type { ChatOutcome, ChatUsage } from '../services/chat-completion.ts';
 
 /** OpenAI's chat completion objects, plus Deepshi's `usage.cost.total_cost` and `warnings`. */
@@ -31,10 +31,16 @@ export function chatCompletionBody(frame: ChatFrame, outcome: ChatOutcome): Reco
     object: 'chat.completion',
     created: frame.created,
     model: frame.model,
-    choices: [{ index: 0, message: { role: 'assistant', content: outcome.content, refusal: null }, logprobs: null, finish_reason: outcome.finishReason }],
+    choices: [{ index: 0, message: chatMessage(outcome), logprobs: null, finish_reason: outcome.finishReason }],
     usage: chatUsageObject(outcome.usage, outcome.cost),
     ...(outcome.warnings.length > 0 ? { warnings: outcome.warnings } : {}),
   };
+}
+
+/** The assistant message: with tool calls, `tool_calls` and (OpenAI's shape) `content: null` when there is no text. */
+function chatMessage(outcome: ChatOutcome): Record<string, unknown> {
+  if (!outcome.toolCalls?.length) return { role: 'assistant', content: outcome.content, refusal: null };
+  return { role: 'assistant', content: outcome.content === '' ? null : outcome.content, refusal: null, tool_calls: outcome.toolCalls };
 }
 
 /**
@@ -48,6 +54,8 @@ export function chatChunks(frame: ChatFrame, includeUsage: boolean) {
   return {
     role: () => chunk([choice({ role: 'assistant', content: '' }, null)]),
     content: (text: string) => chunk([choice({ content: text }, null)]),
+    /** One piece of a tool call, as the adapter shaped it (OpenAI's: id, type and name first, then argument fragments). */
+    toolCall: (delta: ChatToolCallDelta) => chunk([choice({ tool_calls: [delta] }, null)]),
     finish: (finishReason: ChatFinishReason, warnings: Warning[]) => chunk([choice({}, finishReason)], warnings.length > 0 ? { warnings } : {}),
     usage: (usage: ChatUsage, cost: Nanos) => chunk([], { usage: chatUsageObject(usage, cost) }),
   };

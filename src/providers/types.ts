@@ -145,12 +145,33 @@ export interface NormalizedChatRequest {
 }
 
 /** Why the answer ended: naturally or at a stop sequence, at max_tokens, or cut by the upstream's content filter. */
-export type ChatFinishReason = 'stop' | 'length' | 'content_filter';
+export type ChatFinishReason = 'stop' | 'length' | 'content_filter' | 'tool_calls';
+
+/** A complete tool call of the assistant's answer (OpenAI's shape; `arguments` is the model's JSON text, unparsed). */
+export interface ChatToolCall {
+  id: string;
+  type: 'function';
+  function: { name: string; arguments: string };
+}
+
+/**
+ * One streamed piece of a tool call, in OpenAI's chunk shape. `index` numbers the calls of the answer from 0 in the
+ * order they start; the first piece of a call carries `id`, `type` and `function.name` (and `function.arguments: ""`),
+ * later pieces only `index` and a fragment of `function.arguments`. The fragments, joined, are the call's arguments.
+ */
+export interface ChatToolCallDelta {
+  index: number;
+  id?: string;
+  type?: 'function';
+  function?: { name?: string; arguments?: string };
+}
 
 export interface ChatCompletionResult {
   /** The assistant message's whole content (the deltas passed to onDelta, joined). */
   content: string;
   finishReason: ChatFinishReason;
+  /** The tool calls the model made (absent or empty: none), in index order; their deltas went to onToolCallDelta. */
+  toolCalls?: ChatToolCall[];
   /** Token counts as the upstream measured them: inputTokens (cachedInputTokens among them) and outputTokens. */
   usage: UpstreamUsage;
   warnings: Warning[];
@@ -163,6 +184,11 @@ export interface TextCallContext {
    * upstream for a stream exactly when this is set.
    */
   onDelta?: (text: string) => void;
+  /**
+   * Each piece of a tool call as it is produced (see ChatToolCallDelta), given with onDelta to a streaming caller.
+   * Adapters that never call tools (deepshi-echo) ignore it.
+   */
+  onToolCallDelta?: (delta: ChatToolCallDelta) => void;
 }
 
 export interface TextAdapter {

@@ -9,7 +9,9 @@ import type { Warning } from '../domain/warnings.ts';
 import type { Admission, RequestLimiter } from '../limits/limiter.ts';
 import type { Metrics } from '../metrics/metrics.ts';
 import type { ProviderRegistry, ResolvedRoute } from '../providers/registry.ts';
-import { ProviderError, type ChatCompletionResult, type ChatFinishReason, type NormalizedChatRequest, type TextAdapter } from '../providers/types.ts';
+import {
+  ProviderError, type ChatCompletionResult, type ChatFinishReason, type ChatToolCall, type ChatToolCallDelta, type NormalizedChatRequest, type TextAdapter,
+} from '../providers/types.ts';
 import type { Store } from '../store/types.ts';
 import { canonicalJson, type IdempotencyService } from './idempotency.ts';
 import { ATTEMPTS_PER_ROUTE, backoffMs, describeFailure, toGatewayError } from './image-generation.ts';
@@ -40,6 +42,8 @@ export interface ChatUsage {
 export interface ChatOutcome {
   content: string;
   finishReason: ChatFinishReason;
+  /** The tool calls of the answer, when the model made any. */
+  toolCalls?: ChatToolCall[];
   usage: ChatUsage;
   /** The settled charge, in nanos. */
   cost: Nanos;
@@ -50,6 +54,8 @@ export interface ChatExecuteHooks {
   signal: AbortSignal;
   /** Each piece of the answer as the model produces it (streaming sends it at once). */
   onDelta?: (text: string) => void;
+  /** Each piece of a tool call as the model produces it (streaming only, with onDelta). */
+  onToolCallDelta?: (delta: ChatToolCallDelta) => void;
 }
 
 /**
@@ -146,7 +152,7 @@ export class ChatCompletionService {
     const signal = AbortSignal.any([hooks.signal, deadline]);
     let result: ChatCompletionResult;
     try {
-      result = await this.completeWithFailover(prepared, signal, hooks.onDelta);
+      result = await this.completeWithFailover(prepared, signal, hooks.onDelta, hooks.onToolCallDelta);
     } catch (error) {
       await store.releaseReservation(requestId, describeFailure(error)).catch((releaseError) => logger.error({ err: releaseError, requestId }, 'release failed'));
       this.deps.metrics.chatFailed(prepared.model.id);
@@ -177,7 +183,9 @@ export class ChatCompletionService {
       throw internalError();
     }
     this.deps.metrics.chatCompleted(prepared.model.id, { prompt: usage.promptTokens, cachedPrompt: usage.cachedTokens, completion: usage.completionTokens }, cost);
-    return { content: result.content, finishReason: result.finishReason, usage, cost, warnings: [...prepared.warnings, ...result.warnings] };
+    const outcome: ChatOutcome = { content: result.content, finishReason: result.finishReason, usage, cost, warnings: [...prepared.warnings, ...result.warnings] };
+    if (result.toolCalls?.length) outcome.toolCalls = result.toolCalls;
+    return outcome;
   }
 
   /**
@@ -185,7 +193,12 @@ export class ChatCompletionService {
    * 10 s), as for images: another attempt or the next route only if the upstream refused before accepting the work
    * (connection refused, 429, 5xx) and nothing was streamed to the caller yet.
    */
-  private async completeWithFailover(prepared: PreparedChatRequest, signal: AbortSignal, onDelta: ChatExecuteHooks['onDelta']): Promise<ChatCompletionResult> {
+  private async completeWithFailover(
+    prepared: PreparedChatRequest,
+    signal: AbortSignal,
+    onDelta: ChatExecuteHooks['onDelta'],
+    onToolCallDelta: ChatExecuteHooks['onToolCallDelta'],
+  ): Promise<ChatCompletionResult> {
     let streamed = false;
     let lastError: unknown;
     const { routes } = prepared;
@@ -200,6 +213,12 @@ export class ChatCompletionService {
               ? (text) => {
                   streamed = true;
                   onDelta(text);
+                }
+              : undefined,
+            onToolCallDelta: onDelta && onToolCallDelta
+              ? (delta) => {
+                  streamed = true;
+                  onToolCallDelta(delta);
                 }
               : undefined,
           });

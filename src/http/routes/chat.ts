@@ -105,7 +105,11 @@ async function complete(
     let charged: { cost: bigint; warnings: PreparedChatRequest['warnings'] } | undefined;
     try {
       send(chunks.role());
-      const outcome = await deps.chat.execute(prepared, requestId, { signal: disconnect.signal, onDelta: (text) => send(chunks.content(text)) });
+      const outcome = await deps.chat.execute(prepared, requestId, {
+        signal: disconnect.signal,
+        onDelta: (text) => send(chunks.content(text)),
+        onToolCallDelta: (delta) => send(chunks.toolCall(delta)),
+      });
       charged = outcome;
       // Settled before the final chunks: the usage chunk reports what was charged.
       send(chunks.finish(outcome.finishReason, outcome.warnings));
