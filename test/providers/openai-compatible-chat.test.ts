@@ -12,7 +12,7 @@ import { parse as parseYaml } from 'yaml';
 import { charged, failsWith } from '../helpers/assertions.ts';
 import { deadPort } from '../helpers/ports.ts';
 import { startTestServer, type TestServer } from '../helpers/test-server.ts';
-import { simPromptTokens, simTokens, startChatSimulator, type ChatSimulator } from '../simulators/openai-chat-simulator.ts';
+import { simPromptTokens, simToolCallTokens, simTokens, startChatSimulator, type ChatSimulator } from '../simulators/openai-chat-simulator.ts';
 
 /**
  * The openai-compatible chat adapter end to end: openai SDK → Deepshi → a local OpenAI chat completions simulator.
@@ -33,7 +33,7 @@ function textModel(id: string, overrides: Record<string, unknown>, routes: unkno
   return {
     id, owned_by: 'test', modalities: { input: ['text'], output: ['text'] }, context_window: 4096, max_output_tokens: 1024, streaming: true,
     supported_sampling_parameters: ['temperature', 'top_p', 'max_tokens', 'max_completion_tokens', 'stop', 'seed', 'frequency_penalty', 'presence_penalty'],
-    supported_features: ['json', 'structured'],
+    supported_features: ['tools', 'json', 'structured'],
     pricing: { unit: 'token', input_per_million: '2.5', cached_input_per_million: '1.25', output_per_million: '10' },
     routes, ...overrides,
   };
@@ -202,6 +202,181 @@ describe('openai-compatible chat adapter through POST /v1/chat/completions', () 
       model: 'sim-model', messages: [{ role: 'user', content: 'hi' }], max_tokens: 1024, stream: false,
     });
     assert.deepEqual((data as any).warnings.map((warning: any) => warning.param), ['prediction']);
+  });
+
+  describe('tool calls', () => {
+    const weather = { type: 'function' as const, function: { name: 'get_weather', description: 'Weather in a city', parameters: { type: 'object', properties: { query: { type: 'string' } } } } };
+    const time = { type: 'function' as const, function: { name: 'get_time', parameters: { type: 'object', properties: {} } } };
+    const call = (index: number, name: string, query: string) => ({ id: `call_sim_${index}`, type: 'function' as const, function: { name, arguments: JSON.stringify({ query, n: index }) } });
+    const toolsPrompt = (tools: unknown[]) => simTokens(JSON.stringify(tools));
+
+    /** Every tool call piece of a stream, and the calls they add up to (OpenAI's accumulation rule: by index). */
+    function toolCallsOf(chunks: any[]) {
+      const pieces = chunks.flatMap((chunk) => chunk.choices[0]?.delta?.tool_calls ?? []);
+      const calls: any[] = [];
+      for (const piece of pieces) {
+        if (piece.id) calls[piece.index] = { id: piece.id, type: piece.type, function: { name: piece.function.name, arguments: piece.function.arguments } };
+        else calls[piece.index].function.arguments += piece.function.arguments;
+      }
+      return { pieces, calls };
+    }
+
+    it('non-streaming: tool_calls exactly, content null, finish tool_calls; tools, tool_choice, parallel_tool_calls forwarded; billed on the upstream usage', async () => {
+      const messages = [{ role: 'user' as const, content: 'call: weather in Oslo' }];
+      const { result, charge } = await charged(t, account, () => client.chat.completions.create({
+        model: 'chat-sim', messages, tools: [weather, time], tool_choice: 'auto', parallel_tool_calls: true,
+      }).withResponse());
+      assert.deepEqual(sim.requests[0].body, {
+        tools: [weather, time], tool_choice: 'auto', parallel_tool_calls: true,
+        model: 'sim-model', messages, max_tokens: 1024, stream: false,
+      });
+      const expected = [call(0, 'get_weather', 'weather in Oslo'), call(1, 'get_time', 'weather in Oslo')];
+      const completion = result.data;
+      assert.deepEqual(completion.choices[0].message, { role: 'assistant', content: null, refusal: null, tool_calls: expected });
+      assert.equal(completion.choices[0].finish_reason, 'tool_calls');
+      const prompt = simPromptTokens(messages[0].content) + toolsPrompt([weather, time]);
+      const output = simToolCallTokens(expected);
+      assert.equal(completion.usage!.prompt_tokens, prompt);
+      assert.equal(completion.usage!.completion_tokens, output);
+      assert.equal(charge, price(prompt, 0, output));
+      assert.equal(parseUsd(result.response.headers.get('x-request-cost')!), charge);
+      assert.equal((completion as any).warnings, undefined);
+    });
+
+    it('a specific tool_choice and parallel_tool_calls false are forwarded as given (one call each)', async () => {
+      const named = await client.chat.completions.create({
+        model: 'chat-sim', messages: [{ role: 'user', content: 'call: now' }], tools: [weather, time], tool_choice: { type: 'function', function: { name: 'get_time' } },
+      });
+      assert.deepEqual(sim.requests[0].body.tool_choice, { type: 'function', function: { name: 'get_time' } });
+      assert.deepEqual(named.choices[0].message.tool_calls, [call(0, 'get_time', 'now')]);
+      const single = await client.chat.completions.create({ model: 'chat-sim', messages: [{ role: 'user', content: 'call: x' }], tools: [weather, time], parallel_tool_calls: false, tool_choice: 'required' });
+      assert.equal(sim.requests[1].body.parallel_tool_calls, false);
+      assert.equal(sim.requests[1].body.tool_choice, 'required');
+      assert.deepEqual(single.choices[0].message.tool_calls, [call(0, 'get_weather', 'x')]);
+      const none = await client.chat.completions.create({ model: 'chat-sim', messages: [{ role: 'user', content: 'call: x' }], tools: [weather], tool_choice: 'none' });
+      assert.equal(none.choices[0].message.content, 'Reply: call: x');
+      assert.equal(none.choices[0].message.tool_calls, undefined);
+      assert.equal(none.choices[0].finish_reason, 'stop');
+    });
+
+    it('streaming: OpenAI-shaped delta.tool_calls pieces (first with id, type, name and arguments "", then argument fragments), finish tool_calls, exact charge', async () => {
+      sim.pieceTokens = 2;
+      const messages = [{ role: 'user' as const, content: 'call: weather in Oslo' }];
+      const { result, charge } = await charged(t, account, async () => collect(await client.chat.completions.create({
+        model: 'chat-sim', messages, tools: [weather, time], stream: true, stream_options: { include_usage: true },
+      })));
+      assert.equal(result.error, undefined);
+      assert.deepEqual(sim.requests[0].body, {
+        tools: [weather, time], model: 'sim-model', messages, max_tokens: 1024, stream: true, stream_options: { include_usage: true },
+      });
+      const expected = [call(0, 'get_weather', 'weather in Oslo'), call(1, 'get_time', 'weather in Oslo')];
+      const { pieces, calls } = toolCallsOf(result.chunks);
+      assert.deepEqual(calls, expected);
+      // The upstream's pieces, passed on one by one in OpenAI's shape: 8-character argument fragments.
+      const expectedPieces = expected.flatMap((tool, index) => [
+        { index, id: tool.id, type: 'function', function: { name: tool.function.name, arguments: '' } },
+        ...tool.function.arguments.match(/.{1,8}/g)!.map((fragment) => ({ index, function: { arguments: fragment } })),
+      ]);
+      assert.deepEqual(pieces, expectedPieces);
+      assert.deepEqual(result.deltas, []);
+      const finish = result.chunks.find((chunk) => chunk.choices[0]?.finish_reason);
+      assert.equal(finish.choices[0].finish_reason, 'tool_calls');
+      const prompt = simPromptTokens(messages[0].content) + toolsPrompt([weather, time]);
+      const cost = price(prompt, 0, simToolCallTokens(expected));
+      assert.equal(result.chunks.at(-1).usage.completion_tokens, simToolCallTokens(expected));
+      assert.equal(charge, cost);
+    });
+
+    it('a server streaming odd pieces (indices 10, 20; id before name): renumbered 0, 1 and passed on in OpenAI\'s shape', async () => {
+      sim.setFault({ kind: 'odd-tool-stream' });
+      const result = await collect(await client.chat.completions.create({ model: 'chat-sim', messages: [{ role: 'user', content: 'call: z' }], tools: [weather, time], stream: true }));
+      assert.equal(result.error, undefined);
+      const expected = [call(0, 'get_weather', 'z'), call(1, 'get_time', 'z')];
+      assert.deepEqual(toolCallsOf(result.chunks).pieces, expected.flatMap((tool, index) => [
+        { index, id: tool.id, type: 'function', function: { name: tool.function.name, arguments: '' } },
+        { index, function: { arguments: tool.function.arguments } },
+      ]));
+    });
+
+    it('streaming through the SDK\'s stream helper: finalChatCompletion() reassembles the tool call', async () => {
+      const stream = client.chat.completions.stream({ model: 'chat-sim', messages: [{ role: 'user', content: 'call: Bergen' }], tools: [weather] });
+      const final = await stream.finalChatCompletion();
+      assert.deepEqual(final.choices[0].message.tool_calls, [call(0, 'get_weather', 'Bergen')]);
+      assert.equal(final.choices[0].finish_reason, 'tool_calls');
+    });
+
+    it('the round trip: tool call, then the tool result message, then a text answer; both turns billed exactly', async () => {
+      const question = { role: 'user' as const, content: 'call: weather in Oslo' };
+      const first = await charged(t, account, () => client.chat.completions.create({ model: 'chat-sim', messages: [question], tools: [weather] }));
+      const assistant = first.result.choices[0].message;
+      assert.deepEqual(assistant.tool_calls, [call(0, 'get_weather', 'weather in Oslo')]);
+      assert.equal(first.charge, price(simPromptTokens(question.content) + toolsPrompt([weather]), 0, simToolCallTokens(assistant.tool_calls as any)));
+
+      const toolResult = { role: 'tool' as const, tool_call_id: assistant.tool_calls![0].id, content: '{"temp": 3}' };
+      const second = await charged(t, account, async () => collect(await client.chat.completions.create({
+        model: 'chat-sim', messages: [question, assistant as any, toolResult], tools: [weather], stream: true,
+      })));
+      assert.equal(second.result.error, undefined);
+      assert.deepEqual(sim.requests[1].body.messages, [
+        question,
+        { role: 'assistant', content: null, tool_calls: assistant.tool_calls },
+        { role: 'tool', content: '{"temp": 3}', tool_call_id: 'call_sim_0' },
+      ]);
+      assert.equal(second.result.deltas.join(''), 'Tool said: {"temp": 3}');
+      assert.equal(second.result.chunks.find((chunk) => chunk.choices[0]?.finish_reason).choices[0].finish_reason, 'stop');
+      const prompt = simPromptTokens(question.content, JSON.stringify(assistant.tool_calls), '{"temp": 3}') + toolsPrompt([weather]);
+      assert.equal(second.charge, price(prompt, 0, simTokens('Tool said: {"temp": 3}')));
+    });
+
+    it('an Idempotency-Key replay returns the same tool calls (JSON and stream) without a second call or charge', async () => {
+      const body = { model: 'chat-sim', messages: [{ role: 'user' as const, content: 'call: replay me' }], tools: [weather] };
+      const once = await client.chat.completions.create(body, { headers: { 'Idempotency-Key': 'tools-json-1' } });
+      const { result: again, charge } = await charged(t, account, () => client.chat.completions.create(body, { headers: { 'Idempotency-Key': 'tools-json-1' } }));
+      assert.equal(charge, 0n);
+      assert.deepEqual(again, once);
+      assert.deepEqual(again.choices[0].message.tool_calls, [call(0, 'get_weather', 'replay me')]);
+
+      const streamed = await collect(await client.chat.completions.create({ ...body, stream: true }, { headers: { 'Idempotency-Key': 'tools-stream-1' } }));
+      const replay = await charged(t, account, async () => collect(await client.chat.completions.create({ ...body, stream: true }, { headers: { 'Idempotency-Key': 'tools-stream-1' } })));
+      assert.equal(replay.charge, 0n);
+      assert.deepEqual(replay.result.chunks, streamed.chunks);
+      assert.deepEqual(toolCallsOf(replay.result.chunks).calls, [call(0, 'get_weather', 'replay me')]);
+      assert.equal(sim.requests.length, 2);
+    });
+
+    it('an upstream without usage: the tool calls\' JSON counts toward the completion bound', async () => {
+      sim.setFault({ kind: 'no-usage' });
+      const messages = [{ role: 'user' as const, content: 'call: Oslo' }];
+      const { result, charge } = await charged(t, account, () => client.chat.completions.create({ model: 'chat-sim', messages, tools: [weather] }));
+      const completion = Buffer.byteLength(JSON.stringify([call(0, 'get_weather', 'Oslo')]));
+      const prompt = promptTokenBound(messages, { tools: [weather] });
+      assert.equal(result.usage!.completion_tokens, completion);
+      assert.equal(charge, price(prompt, 0, completion));
+    });
+
+    it('a model that does not list tools ignores them with a warning, upstream and on deepshi-echo', async () => {
+      const plain = await client.chat.completions.create({ model: 'chat-sim-plain', messages: [{ role: 'user', content: 'call: x' }], tools: [weather], tool_choice: 'auto' });
+      assert.equal(sim.requests[0].body.tools, undefined);
+      assert.equal(plain.choices[0].message.content, 'Reply: call: x');
+      assert.deepEqual((plain as any).warnings.map((warning: any) => warning.param), ['tools', 'tool_choice']);
+      const echo = await client.chat.completions.create({ model: 'deepshi-echo', messages: [{ role: 'user', content: 'call: x' }], tools: [weather], parallel_tool_calls: false });
+      assert.deepEqual(echo.choices[0].message, { role: 'assistant', content: 'Echo: call: x', refusal: null });
+      assert.equal(echo.choices[0].finish_reason, 'stop');
+      assert.deepEqual((echo as any).warnings.map((warning: any) => warning.param), ['tools', 'parallel_tool_calls']);
+      const echoStream = await collect(await client.chat.completions.create({ model: 'deepshi-echo', messages: [{ role: 'user', content: 'call: x' }], tools: [weather], stream: true }));
+      assert.equal(echoStream.deltas.join(''), 'Echo: call: x');
+      assert.ok(echoStream.chunks.every((chunk) => chunk.choices[0]?.delta?.tool_calls === undefined));
+      assert.equal(sim.requests.length, 1);
+    });
+
+    it('the shipped gpt-4o-mini lists tools and answers tool calls', async () => {
+      const card = (await client.models.retrieve('gpt-4o-mini')) as any;
+      assert.ok(card.supported_features.includes('tools'));
+      const result = await client.chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'call: Oslo' }], tools: [weather], tool_choice: 'auto' });
+      assert.deepEqual(sim.requests[0].body.tools, [weather]);
+      assert.deepEqual(result.choices[0].message.tool_calls, [call(0, 'get_weather', 'Oslo')]);
+      assert.equal(result.choices[0].finish_reason, 'tool_calls');
+    });
   });
 
   it('extras can never override the model, messages, streaming or the token budget (adapter level)', () => {

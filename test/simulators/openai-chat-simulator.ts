@@ -13,6 +13,16 @@ import { sendJson, startRecordingServer, type RecordedRequest } from './recordin
  * max tokens (finish "length"). Its own token rule (not a real tokenizer, but within Deepshi's UTF-8 byte bound):
  * a text is ceil(characters / 4) tokens, each prompt message adds 3, the reply 3. Content streams in pieces of
  * `pieceTokens` tokens (4 characters each).
+ *
+ * Tool calls: when the request has `tools` (not `tool_choice: "none"`) and the last message is a user message starting
+ * with "call:", the answer is tool calls instead (finish "tool_calls", content null): one per tool, or only the first
+ * with `parallel_tool_calls: false`, or only the named one with a specific `tool_choice`. Call i has id `call_sim_i`,
+ * the tool's name and arguments `{"query":"<the text after call:, trimmed>","n":i}`; streamed as a first piece (index,
+ * id, type, name, arguments "") then argument fragments of `pieceTokens` tokens. A conversation whose last message is
+ * a `tool` message gets the text answer "Tool said: " + its content. Like OpenAI it checks that every assistant
+ * `tool_calls` is answered by `tool` messages with those ids, and that `tool` messages answer one. Tokens: `tools`
+ * add ceil(JSON characters / 4) to the prompt, an assistant message's `tool_calls` add their JSON to its text, and a
+ * tool-call answer costs simToolCallTokens.
  */
 
 export type ChatFault =
@@ -29,7 +39,12 @@ export type ChatFault =
   /** A stream that sends the role and one content chunk, then an error event. */
   | { kind: 'stream-error' }
   /** No usage at all in the answer (a server ignoring include_usage). */
-  | { kind: 'no-usage' };
+  | { kind: 'no-usage' }
+  /**
+   * Streamed tool calls the way some compatible servers send them: indices 10, 20, … instead of 0, 1, …, the id in a
+   * piece of its own before the name, and the arguments in one piece.
+   */
+  | { kind: 'odd-tool-stream' };
 
 export interface ChatSimulator {
   url: string;
@@ -51,6 +66,24 @@ export const SIM_REPLY_TOKENS = 3;
 export const simTokens = (text: string) => Math.ceil([...text].length / 4);
 /** The simulator's prompt token count for these message contents. */
 export const simPromptTokens = (...contents: string[]) => SIM_REPLY_TOKENS + contents.reduce((sum, content) => sum + SIM_MESSAGE_TOKENS + simTokens(content), 0);
+
+/** The simulator's completion tokens for tool calls: each call's name and arguments, as text. */
+export const simToolCallTokens = (calls: Array<{ function: { name: string; arguments: string } }>) =>
+  calls.reduce((sum, call) => sum + simTokens(call.function.name) + simTokens(call.function.arguments), 0);
+
+/** The tool calls the simulator answers to a "call:" request (see above). */
+export function simToolCalls(body: Record<string, any>): Array<{ id: string; type: 'function'; function: { name: string; arguments: string } }> | undefined {
+  const tools: any[] = Array.isArray(body.tools) ? body.tools : [];
+  if (tools.length === 0 || body.tool_choice === 'none') return undefined;
+  const last = body.messages[body.messages.length - 1];
+  const text = last?.role === 'user' ? textOf(last.content) : '';
+  if (!text.startsWith('call:')) return undefined;
+  let names: string[] = tools.map((tool) => tool.function.name);
+  if (body.tool_choice && typeof body.tool_choice === 'object') names = [body.tool_choice.function.name];
+  else if (body.parallel_tool_calls === false) names = names.slice(0, 1);
+  const query = text.slice('call:'.length).trim();
+  return names.map((name, index) => ({ id: `call_sim_${index}`, type: 'function' as const, function: { name, arguments: JSON.stringify({ query, n: index }) } }));
+}
 
 const ROLES = ['system', 'developer', 'user', 'assistant', 'tool'];
 /** The fields OpenAI's chat completions take; anything else is a 400. */
@@ -96,11 +129,17 @@ export async function startChatSimulator(options: { apiKey?: string } = {}): Pro
     const problem = check(body);
     if (problem) return apiError(response, 400, { message: problem.message, type: 'invalid_request_error', param: problem.param, code: problem.code ?? 'invalid_value' });
 
-    const messages = body.messages as Array<{ role: string; content: unknown }>;
-    const contents = messages.map((message) => textOf(message.content));
+    const messages = body.messages as Array<{ role: string; content: unknown; tool_calls?: unknown[] }>;
+    const contents = messages.map((message) => textOf(message.content) + (message.tool_calls ? JSON.stringify(message.tool_calls) : ''));
     const lastUser = [...messages].reverse().find((message) => message.role === 'user');
-    let answer = `Reply: ${lastUser ? textOf(lastUser.content) : ''}`;
+    const lastMessage = messages[messages.length - 1];
+    let answer = lastMessage.role === 'tool' ? `Tool said: ${textOf(lastMessage.content)}` : `Reply: ${lastUser ? textOf(lastUser.content) : ''}`;
     let finish = 'stop';
+    const toolCalls = simToolCalls(body);
+    if (toolCalls) {
+      answer = '';
+      finish = 'tool_calls';
+    }
     const stops: string[] = body.stop === undefined || body.stop === null ? [] : typeof body.stop === 'string' ? [body.stop] : body.stop;
     let cut = -1;
     for (const stop of stops) {
@@ -113,11 +152,12 @@ export async function startChatSimulator(options: { apiKey?: string } = {}): Pro
       answer = [...answer].slice(0, limit * 4).join('');
       finish = 'length';
     }
-    const promptTokens = simPromptTokens(...contents);
+    const promptTokens = simPromptTokens(...contents) + (Array.isArray(body.tools) ? simTokens(JSON.stringify(body.tools)) : 0);
+    const completionTokens = toolCalls ? simToolCallTokens(toolCalls) : simTokens(answer);
     const usage = {
       prompt_tokens: promptTokens,
-      completion_tokens: simTokens(answer),
-      total_tokens: promptTokens + simTokens(answer),
+      completion_tokens: completionTokens,
+      total_tokens: promptTokens + completionTokens,
       prompt_tokens_details: { cached_tokens: Math.min(simulator.cachedTokens, promptTokens), audio_tokens: 0 },
       completion_tokens_details: { reasoning_tokens: 0, audio_tokens: 0, accepted_prediction_tokens: 0, rejected_prediction_tokens: 0 },
     };
@@ -133,7 +173,12 @@ export async function startChatSimulator(options: { apiKey?: string } = {}): Pro
       }
       const completion: Record<string, unknown> = {
         id, object: 'chat.completion', created, model, system_fingerprint: 'fp_sim',
-        choices: [{ index: 0, message: { role: 'assistant', content: answer, refusal: null, annotations: [] }, logprobs: null, finish_reason: finish }],
+        choices: [{
+          index: 0,
+          message: { role: 'assistant', content: toolCalls ? null : answer, refusal: null, annotations: [], ...(toolCalls ? { tool_calls: toolCalls } : {}) },
+          logprobs: null,
+          finish_reason: finish,
+        }],
         service_tier: 'default',
       };
       if (reportUsage) {
@@ -169,6 +214,20 @@ export async function startChatSimulator(options: { apiKey?: string } = {}): Pro
         return void response.end();
       }
       response.write(chunk([choice({ content: piece }, null)]));
+    }
+    for (const [index, call] of (toolCalls ?? []).entries()) {
+      if (active?.kind === 'odd-tool-stream') {
+        const odd = (index + 1) * 10;
+        response.write(chunk([choice({ tool_calls: [{ index: odd, id: call.id, type: 'function' }] }, null)]));
+        response.write(chunk([choice({ tool_calls: [{ index: odd, function: { name: call.function.name } }] }, null)]));
+        response.write(chunk([choice({ tool_calls: [{ index: odd, function: { arguments: call.function.arguments } }] }, null)]));
+        continue;
+      }
+      response.write(chunk([choice({ tool_calls: [{ index, id: call.id, type: 'function', function: { name: call.function.name, arguments: '' } }] }, null)]));
+      const argument = [...call.function.arguments];
+      for (let start = 0; start < argument.length; start += size) {
+        response.write(chunk([choice({ tool_calls: [{ index, function: { arguments: argument.slice(start, start + size).join('') } }] }, null)]));
+      }
     }
     response.write(chunk([choice({}, finish)]));
     if (includeUsage) {
@@ -220,6 +279,33 @@ function check(body: Record<string, any>): { param: string; message: string; cod
       return { param: `messages[${index}].content`, message: `Invalid value for 'messages[${index}].content': expected a string, got null.` };
     }
     if (message.role === 'tool' && typeof message.tool_call_id !== 'string') return { param: `messages[${index}].tool_call_id`, message: 'tool_call_id is required.' };
+    if (message.role === 'assistant' && Array.isArray(message.tool_calls)) {
+      const answered = new Set<string>();
+      for (let next = index + 1; next < body.messages.length && body.messages[next]?.role === 'tool'; next++) answered.add(body.messages[next].tool_call_id);
+      const missing = message.tool_calls.find((call: any) => !answered.has(call?.id));
+      if (missing) {
+        return { param: 'messages', message: `An assistant message with 'tool_calls' must be followed by tool messages responding to each 'tool_call_id'. The following tool_call_ids did not have response messages: ${missing?.id}` };
+      }
+    }
+    if (message.role === 'tool') {
+      let previous = index - 1;
+      while (previous >= 0 && body.messages[previous]?.role === 'tool') previous--;
+      const calls = previous >= 0 ? body.messages[previous]?.tool_calls : undefined;
+      if (!Array.isArray(calls) || !calls.some((call: any) => call?.id === message.tool_call_id)) {
+        return { param: `messages[${index}].role`, message: "Invalid parameter: messages with role 'tool' must be a response to a preceeding message with 'tool_calls'." };
+      }
+    }
+  }
+  if (body.tools !== undefined && body.tools !== null) {
+    if (!Array.isArray(body.tools) || body.tools.some((tool: any) => tool?.type !== 'function' || typeof tool.function?.name !== 'string')) {
+      return { param: 'tools', message: "Invalid 'tools': expected an array of function tools." };
+    }
+  }
+  if (body.tool_choice !== undefined && body.tool_choice !== null) {
+    const choice = body.tool_choice;
+    const named = typeof choice === 'object' && choice.type === 'function' && Array.isArray(body.tools) && body.tools.some((tool: any) => tool.function.name === choice.function?.name);
+    if (!(['none', 'auto', 'required'].includes(choice) || named)) return { param: 'tool_choice', message: "Invalid 'tool_choice'." };
+    if (!Array.isArray(body.tools)) return { param: 'tool_choice', message: "Invalid value for 'tool_choice': 'tool_choice' is only allowed when 'tools' are specified." };
   }
   const range = (name: string, min: number, max: number) => {
     const value = body[name];

@@ -1,11 +1,12 @@
+import { randomUUID } from 'node:crypto';
 import { z } from 'zod';
 import type { Warning } from '../../domain/warnings.ts';
 import { forwardableExtras } from '../shared/forwarded-extras.ts';
 import { failureFromStatus, maxResponseBytes, sanitize, timeoutsFromOptions, upstreamRequest, type UpstreamResponse } from '../shared/http.ts';
 import { isEventStream, isUsableBaseUrl, readApiError, SseDecoder } from '../shared/openai-images-wire.ts';
 import {
-  ProviderError, type ChatCompletionResult, type ChatFinishReason, type ChatMessage, type NormalizedChatRequest, type RouteTarget,
-  type TextAdapter, type TextCallContext, type UpstreamUsage,
+  ProviderError, type ChatCompletionResult, type ChatFinishReason, type ChatMessage, type ChatToolCall, type ChatToolCallDelta,
+  type NormalizedChatRequest, type RouteTarget, type TextAdapter, type TextCallContext, type UpstreamUsage,
 } from '../types.ts';
 
 /**
@@ -35,8 +36,14 @@ import {
  * and for the completion its UTF-8 byte length capped at the max tokens sent, with a warning. The service clamps the
  * charge to the hold either way.
  *
- * Not supported yet: tool calls in the answer (the catalog must not list `tools` for a model on this adapter) and
- * logprobs in the answer (nor `logprobs`). A tool-call or function-call finish is reported as `stop`.
+ * Tool calls (when the model lists `tools`, the validator forwards `tools`, `tool_choice`, `parallel_tool_calls`):
+ * `message.tool_calls` of a completion, or the `delta.tool_calls` fragments of a stream, accumulated per call by their
+ * `index` and passed on as they arrive, renumbered 0, 1, … in the order the calls start (the first piece of a call
+ * carries its id and name, later ones argument fragments; see ChatToolCallDelta). Finish `tool_calls` is kept. Their
+ * JSON counts toward the completion bound when the upstream reports no usage.
+ *
+ * Not supported yet: logprobs in the answer (the catalog must not list `logprobs`), and the legacy
+ * `function_call` answer (its finish is reported as `stop`).
  */
 
 const PROVIDER = 'the upstream chat server';
@@ -75,7 +82,7 @@ export class OpenAICompatibleChatAdapter implements TextAdapter {
     const { body, warnings } = buildChatRequestBody(request, route, stream);
     const headers: Record<string, string> = { 'content-type': 'application/json', accept: stream ? 'text/event-stream' : 'application/json' };
     if (route.credential) headers.authorization = `Bearer ${route.credential}`;
-    const reader = stream ? new ChatStreamReader(context.onDelta!) : undefined;
+    const reader = stream ? new ChatStreamReader(context.onDelta!, context.onToolCallDelta) : undefined;
     const response = await upstreamRequest({
       url: chatEndpoint(route.baseUrl!),
       method: 'POST',
@@ -99,6 +106,12 @@ export class OpenAICompatibleChatAdapter implements TextAdapter {
       // Not streaming, or a server that ignored `stream` and answered JSON: one delta with the whole answer.
       answer = readChatCompletion(response);
       if (context.onDelta && answer.content !== '') context.onDelta(answer.content);
+      if (context.onDelta) {
+        answer.toolCalls?.forEach((call, index) => {
+          context.onToolCallDelta?.({ index, id: call.id, type: 'function', function: { name: call.function.name, arguments: '' } });
+          if (call.function.arguments !== '') context.onToolCallDelta?.({ index, function: { arguments: call.function.arguments } });
+        });
+      }
     }
     return toResult(answer, request, warnings);
   }
@@ -179,6 +192,7 @@ function wireMessage(message: ChatMessage): Record<string, unknown> {
 interface UpstreamAnswer {
   content: string;
   finishReason: ChatFinishReason;
+  toolCalls?: ChatToolCall[];
   usage: ReportedUsage;
   refusal?: string;
 }
@@ -212,18 +226,42 @@ export function readChatUsage(raw: unknown): ReportedUsage {
   return out;
 }
 
-/** OpenAI's finish reasons onto ours; a tool or function call (not supported here yet) ends the answer as `stop`. */
+/** OpenAI's finish reasons onto ours; a legacy function call (not supported here) ends the answer as `stop`. */
 export function mapFinishReason(raw: unknown): ChatFinishReason {
   if (raw === 'length') return 'length';
   if (raw === 'content_filter') return 'content_filter';
+  if (raw === 'tool_calls') return 'tool_calls';
   return 'stop';
 }
+
+/**
+ * Tool call arguments: JSON text, as OpenAI sends them. Lenient like the rest: a server that sends them as an object
+ * (some OpenAI-compatible servers do) gets them serialised.
+ */
+const toolArguments = z.union([z.string(), z.record(z.string(), z.unknown()).transform((value) => JSON.stringify(value))]);
+
+/** A complete tool call in a completion's `message.tool_calls`: a function call with an id and a name. */
+const toolCallSchema = z.object({
+  id: z.string().min(1),
+  type: z.literal('function').nullish(),
+  function: z.object({ name: z.string().min(1), arguments: toolArguments.nullish() }),
+});
+
+/** A piece of one in a chunk's `delta.tool_calls`: every field optional but the shapes checked. */
+const toolCallDeltaSchema = z.object({
+  index: z.number().int().min(0).max(1e6).nullish(),
+  id: z.string().nullish(),
+  type: z.literal('function').nullish(),
+  function: z.object({ name: z.string().nullish(), arguments: toolArguments.nullish() }).nullish(),
+});
 
 const completionSchema = z.object({
   choices: z
     .array(
       z.object({
-        message: z.object({ content: z.string().nullish(), refusal: z.string().nullish() }).nullish(),
+        message: z
+          .object({ content: z.string().nullish(), refusal: z.string().nullish(), tool_calls: z.array(toolCallSchema).nullish() })
+          .nullish(),
         finish_reason: z.string().nullish(),
       }),
     )
@@ -242,6 +280,10 @@ function readChatCompletion(response: UpstreamResponse): UpstreamAnswer {
     usage: readChatUsage(parsed.data.usage),
   };
   if (choice.message?.refusal) answer.refusal = choice.message.refusal;
+  const toolCalls = choice.message?.tool_calls ?? [];
+  if (toolCalls.length > 0) {
+    answer.toolCalls = toolCalls.map((call) => ({ id: call.id, type: 'function', function: { name: call.function.name, arguments: call.function.arguments ?? '' } }));
+  }
   return answer;
 }
 
@@ -249,7 +291,9 @@ const chunkSchema = z.object({
   choices: z
     .array(
       z.object({
-        delta: z.object({ content: z.string().nullish(), refusal: z.string().nullish() }).nullish(),
+        delta: z
+          .object({ content: z.string().nullish(), refusal: z.string().nullish(), tool_calls: z.array(toolCallDeltaSchema).nullish() })
+          .nullish(),
         finish_reason: z.string().nullish(),
       }),
     )
@@ -268,9 +312,13 @@ class ChatStreamReader {
   private finishReason: ChatFinishReason | undefined;
   private usage: ReportedUsage = {};
   private done = false;
+  private readonly toolCalls = new ToolCallAccumulator();
   private readonly decoder = new SseDecoder((event) => this.event(event.data));
 
-  constructor(private readonly onDelta: (text: string) => void) {}
+  constructor(
+    private readonly onDelta: (text: string) => void,
+    private readonly onToolCallDelta: ((delta: ChatToolCallDelta) => void) | undefined,
+  ) {}
 
   push(chunk: Buffer): void {
     this.decoder.push(chunk);
@@ -283,6 +331,8 @@ class ChatStreamReader {
     }
     const answer: UpstreamAnswer = { content: this.content, finishReason: this.finishReason ?? 'stop', usage: this.usage };
     if (this.refusal) answer.refusal = this.refusal;
+    const toolCalls = this.toolCalls.finish();
+    if (toolCalls.length > 0) answer.toolCalls = toolCalls;
     return answer;
   }
 
@@ -313,7 +363,54 @@ class ChatStreamReader {
       this.onDelta(text);
     }
     if (choice.delta?.refusal) this.refusal += choice.delta.refusal;
+    for (const piece of choice.delta?.tool_calls ?? []) {
+      for (const delta of this.toolCalls.push(piece)) this.onToolCallDelta?.(delta);
+    }
     if (choice.finish_reason) this.finishReason = mapFinishReason(choice.finish_reason);
+  }
+}
+
+/**
+ * Tool calls of a stream, accumulated from their pieces. A piece names its call by `index` (a piece without one
+ * continues the last call, or starts a new one when it brings a new id: some servers omit the index). Calls are
+ * renumbered 0, 1, … as they start, so the pieces passed on always describe a well-formed sequence: the first piece of
+ * a call with id, type, name and empty arguments, then argument fragments. A call without an id gets one of ours; one
+ * that never got a name makes the answer malformed.
+ */
+class ToolCallAccumulator {
+  private readonly calls: Array<{ upstreamIndex: number | undefined; call: ChatToolCall; announced: boolean }> = [];
+
+  push(piece: z.infer<typeof toolCallDeltaSchema>): ChatToolCallDelta[] {
+    const upstreamIndex = piece.index ?? undefined;
+    let index = upstreamIndex !== undefined ? this.calls.findIndex((entry) => entry.upstreamIndex === upstreamIndex) : this.calls.length - 1;
+    if (index >= 0 && upstreamIndex === undefined && piece.id && piece.id !== this.calls[index].call.id) index = -1;
+    if (index < 0) {
+      index = this.calls.length;
+      const id = piece.id || `call_${randomUUID().replace(/-/g, '').slice(0, 24)}`;
+      this.calls.push({ upstreamIndex, call: { id, type: 'function', function: { name: '', arguments: '' } }, announced: false });
+    }
+    const entry = this.calls[index];
+    entry.call.function.name += piece.function?.name ?? '';
+    const fragment = piece.function?.arguments ?? '';
+    entry.call.function.arguments += fragment;
+    const out: ChatToolCallDelta[] = [];
+    if (!entry.announced) {
+      // Held until the name is known (it comes with the first piece from OpenAI); then the arguments so far follow.
+      if (entry.call.function.name === '') return out;
+      entry.announced = true;
+      out.push({ index, id: entry.call.id, type: 'function', function: { name: entry.call.function.name, arguments: '' } });
+      if (entry.call.function.arguments !== '') out.push({ index, function: { arguments: entry.call.function.arguments } });
+    } else if (fragment !== '') {
+      out.push({ index, function: { arguments: fragment } });
+    }
+    return out;
+  }
+
+  finish(): ChatToolCall[] {
+    if (this.calls.some((entry) => !entry.announced)) {
+      throw new ProviderError('failed', `${PROVIDER} streamed a tool call without a function name`, { accepted: true });
+    }
+    return this.calls.map((entry) => entry.call);
   }
 }
 
@@ -327,7 +424,7 @@ function toResult(answer: UpstreamAnswer, request: NormalizedChatRequest, warnin
   const usage: UpstreamUsage = {
     inputTokens: reported.promptTokens ?? promptTokenBound(request.messages, request.extra),
     cachedInputTokens: reported.promptTokens !== undefined ? (reported.cachedTokens ?? 0) : 0,
-    outputTokens: reported.completionTokens ?? Math.min(bytes(answer.content), request.maxOutputTokens),
+    outputTokens: reported.completionTokens ?? Math.min(bytes(answer.content) + (answer.toolCalls?.length ? bytes(JSON.stringify(answer.toolCalls)) : 0), request.maxOutputTokens),
   };
   if (reported.reasoningTokens !== undefined) usage.reasoningTokens = reported.reasoningTokens;
   if (reported.promptTokens === undefined || reported.completionTokens === undefined) {
@@ -338,7 +435,9 @@ function toResult(answer: UpstreamAnswer, request: NormalizedChatRequest, warnin
     });
   }
   if (answer.refusal) out.push({ type: 'other', message: sanitize(`The model refused: ${answer.refusal}`) });
-  return { content: answer.content, finishReason: answer.finishReason, usage, warnings: out };
+  const result: ChatCompletionResult = { content: answer.content, finishReason: answer.finishReason, usage, warnings: out };
+  if (answer.toolCalls?.length) result.toolCalls = answer.toolCalls;
+  return result;
 }
 
 /**
