@@ -9,7 +9,7 @@ import {
 } from '../../src/providers/openai-compatible/openai-compatible-chat-adapter.ts';
 import type { NormalizedChatRequest } from '../../src/providers/types.ts';
 import { parse as parseYaml } from 'yaml';
-import { charged, failsWith } from '../helpers/assertions.ts';
+import { charged, expectBalanceOnceSettled, failsWith, settledState } from '../helpers/assertions.ts';
 import { deadPort } from '../helpers/ports.ts';
 import { startTestServer, type TestServer } from '../helpers/test-server.ts';
 import { simPromptTokens, simToolCallTokens, simTokens, startChatSimulator, type ChatSimulator } from '../simulators/openai-chat-simulator.ts';
@@ -566,6 +566,55 @@ describe('openai-compatible chat adapter through POST /v1/chat/completions', () 
       await other.close();
       await wrongSim.close();
     }
+  });
+
+  it('a streaming caller that hangs up after part of the answer pays what the upstream billed: the completion runs to its end', async () => {
+    const caller = await t.createAccount('1');
+    sim.pieceDelayMs = 25;
+    const content = 'tell me a long story about lighthouses, ships and the sea at night';
+    const controller = new AbortController();
+    const stream = await t.client(caller.key).chat.completions.create(
+      { model: 'chat-sim', messages: [{ role: 'user', content }], stream: true, stream_options: { include_usage: true } },
+      { signal: controller.signal },
+    );
+    let received = '';
+    // The SDK ends the iteration (or throws an abort error) once the signal fires: either way the connection is closed.
+    await (async () => {
+      for await (const chunk of stream) {
+        received += chunk.choices[0]?.delta?.content ?? '';
+        if (received.length > 0) controller.abort(); // read the first words, then hang up
+      }
+    })().catch(() => undefined);
+    assert.ok(received.length > 0 && received.length < `Reply: ${content}`.length, 'only part of the answer was read');
+    const state = await settledState(t, caller);
+    assert.equal(sim.completedStreams, 1, 'the upstream generation was not cut off');
+    const usage = sim.sentUsages.at(-1)!;
+    assert.equal(parseUsd('1') - parseUsd(state.balance), price(usage.prompt_tokens, 0, usage.completion_tokens), 'charged exactly the upstream usage');
+    const ledger = await t.admin('GET', `/admin/v1/accounts/${caller.accountId}/ledger`);
+    assert.deepEqual(ledger.data.map((entry: any) => entry.kind).sort(), ['credit', 'hold', 'settle']);
+  });
+
+  it('a streaming caller that hangs up before any of the answer reached it pays nothing: the upstream call is stopped', async () => {
+    const caller = await t.createAccount('1');
+    sim.pieceDelayMs = 300;
+    const controller = new AbortController();
+    const stream = await t.client(caller.key).chat.completions.create(
+      { model: 'chat-sim', messages: [{ role: 'user', content: 'a slow start' }], stream: true },
+      { signal: controller.signal },
+    );
+    const contents: string[] = [];
+    await (async () => {
+      for await (const chunk of stream) {
+        contents.push(chunk.choices[0]?.delta?.content ?? '');
+        controller.abort(); // hang up on the role chunk, before any content
+      }
+    })().catch(() => undefined);
+    assert.deepEqual(contents, [''], 'only the role chunk was read');
+    await expectBalanceOnceSettled(t, caller, '1');
+    await new Promise((resolve) => setTimeout(resolve, 400));
+    assert.equal(sim.completedStreams, 0, 'the upstream stream was cut off');
+    const ledger = await t.admin('GET', `/admin/v1/accounts/${caller.accountId}/ledger`);
+    assert.deepEqual(ledger.data.map((entry: any) => entry.kind).sort(), ['credit', 'hold', 'release']);
   });
 
   it('the shipped gpt-4o-mini: routed to OPENAI_BASE_URL with its upstream id, charged at its catalog rates', async () => {

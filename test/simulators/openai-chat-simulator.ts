@@ -53,6 +53,10 @@ export interface ChatSimulator {
   cachedTokens: number;
   /** Tokens per streamed content chunk. */
   pieceTokens: number;
+  /** Pause before each streamed content chunk (a model producing tokens over time). */
+  pieceDelayMs: number;
+  /** Streams that ran to their end (usage sent), whether or not the client was still there. */
+  completedStreams: number;
   /** Every usage object sent, in order. */
   sentUsages: Array<Record<string, any>>;
   /** Active until cleared; `times` limits how many requests it affects. */
@@ -102,7 +106,7 @@ export async function startChatSimulator(options: { apiKey?: string } = {}): Pro
     faultUses--;
     return fault;
   };
-  const defaults = { cachedTokens: 0, pieceTokens: 1 };
+  const defaults = { cachedTokens: 0, pieceTokens: 1, pieceDelayMs: 0 };
   const server = await startRecordingServer(async (request, response) => {
     if (request.method !== 'POST' || request.pathname !== '/v1/chat/completions') {
       return apiError(response, 404, { message: `Invalid URL (${request.method} ${request.pathname})`, type: 'invalid_request_error' });
@@ -213,6 +217,8 @@ export async function startChatSimulator(options: { apiKey?: string } = {}): Pro
         response.write(`data: ${JSON.stringify({ error: { message: 'The server had an error while processing your request. Contact us at https://help.openai.com with sk-abcdefghijklmnop.', type: 'server_error', param: null, code: null } })}\n\n`);
         return void response.end();
       }
+      if (simulator.pieceDelayMs > 0) await new Promise((resolve) => setTimeout(resolve, simulator.pieceDelayMs));
+      if (response.destroyed) return; // the client (Deepshi) hung up: the generation stops, as OpenAI's does
       response.write(chunk([choice({ content: piece }, null)]));
     }
     for (const [index, call] of (toolCalls ?? []).entries()) {
@@ -234,6 +240,7 @@ export async function startChatSimulator(options: { apiKey?: string } = {}): Pro
       response.write(chunk([], { usage }));
       simulator.sentUsages.push(usage);
     }
+    simulator.completedStreams++;
     response.end('data: [DONE]\n\n');
   });
 
@@ -242,6 +249,7 @@ export async function startChatSimulator(options: { apiKey?: string } = {}): Pro
     requests: server.requests,
     ...defaults,
     sentUsages: [],
+    completedStreams: 0,
     setFault(next, times = Infinity) {
       fault = next;
       faultUses = times;
@@ -249,6 +257,7 @@ export async function startChatSimulator(options: { apiKey?: string } = {}): Pro
     reset() {
       server.requests.length = 0;
       simulator.sentUsages.length = 0;
+      simulator.completedStreams = 0;
       fault = undefined;
       Object.assign(simulator, defaults);
     },

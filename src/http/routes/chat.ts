@@ -68,11 +68,15 @@ async function complete(
   limitHeaders: Record<string, string>,
   idempotent: IdempotentRun | undefined,
 ): Promise<FastifyReply> {
-  // Cancelled when the caller goes away before the answer is complete: the model is stopped and the hold released.
-  // Not for an idempotent request: its caller will retry with the key and must find the finished result.
+  // Cancelled when the caller goes away before any of the answer reached it: the model is stopped and the hold
+  // released. Not once part of a streamed answer was delivered: the completion then runs to its end (bounded by the
+  // generation deadline) and is charged at the usage the model reports, so reading an answer and hanging up before
+  // settlement cannot make it free (the upstream bills those tokens either way). Not for an idempotent request
+  // either: its caller will retry with the key and must find the finished result.
   const disconnect = new AbortController();
+  let delivered = false;
   const onClose = () => {
-    if (!reply.raw.writableEnded && !idempotent) disconnect.abort();
+    if (!reply.raw.writableEnded && !idempotent && !delivered) disconnect.abort();
   };
   reply.raw.on('close', onClose);
   const frame: ChatFrame = { id: `chatcmpl-${requestId.replace(/^req_/, '')}`, created: Math.floor(Date.now() / 1000), model: prepared.model.id };
@@ -107,8 +111,14 @@ async function complete(
       send(chunks.role());
       const outcome = await deps.chat.execute(prepared, requestId, {
         signal: disconnect.signal,
-        onDelta: (text) => send(chunks.content(text)),
-        onToolCallDelta: (delta) => send(chunks.toolCall(delta)),
+        onDelta: (text) => {
+          delivered = true;
+          send(chunks.content(text));
+        },
+        onToolCallDelta: (delta) => {
+          delivered = true;
+          send(chunks.toolCall(delta));
+        },
       });
       charged = outcome;
       // Settled before the final chunks: the usage chunk reports what was charged.
