@@ -1,13 +1,11 @@
-import { randomUUID } from 'node:crypto';
-import { z } from 'zod';
 import type { Warning } from '../../domain/warnings.ts';
 import { forwardableExtras } from '../shared/forwarded-extras.ts';
 import { failureFromStatus, maxResponseBytes, sanitize, timeoutsFromOptions, upstreamRequest, type UpstreamResponse } from '../shared/http.ts';
-import { isEventStream, isUsableBaseUrl, readApiError, SseDecoder } from '../shared/openai-images-wire.ts';
+import { isEventStream, isUsableBaseUrl, readApiError } from '../shared/openai-images-wire.ts';
 import {
-  ProviderError, type ChatCompletionResult, type ChatFinishReason, type ChatMessage, type ChatToolCall, type ChatToolCallDelta,
-  type NormalizedChatRequest, type RouteTarget, type TextAdapter, type TextCallContext, type UpstreamUsage,
+  ProviderError, type ChatCompletionResult, type ChatMessage, type NormalizedChatRequest, type RouteTarget, type TextAdapter, type TextCallContext, type UpstreamUsage,
 } from '../types.ts';
+import { ChatStreamReader, readChatCompletion, UPSTREAM_CHAT_SERVER, type UpstreamAnswer } from './openai-chat-wire.ts';
 
 /**
  * Any server speaking OpenAI's `/v1/chat/completions` (`provider: openai-compatible` on a text model): OpenAI itself,
@@ -46,7 +44,7 @@ import {
  * `function_call` answer (its finish is reported as `stop`).
  */
 
-const PROVIDER = 'the upstream chat server';
+const PROVIDER = UPSTREAM_CHAT_SERVER;
 
 /** Chat-template tokens per message (OpenAI's documented count is 3–4); generous for other templates. */
 export const MESSAGE_OVERHEAD = 8;
@@ -188,236 +186,6 @@ function wireMessage(message: ChatMessage): Record<string, unknown> {
   return wire;
 }
 
-/** What the upstream answered, before the usage rule is applied. */
-interface UpstreamAnswer {
-  content: string;
-  finishReason: ChatFinishReason;
-  toolCalls?: ChatToolCall[];
-  usage: ReportedUsage;
-  refusal?: string;
-}
-
-interface ReportedUsage {
-  promptTokens?: number;
-  cachedTokens?: number;
-  completionTokens?: number;
-  reasoningTokens?: number;
-}
-
-const tokenCount = z.number().int().min(0).max(1e9);
-
-/** OpenAI's usage object; fields that are missing or malformed count as not reported. */
-export function readChatUsage(raw: unknown): ReportedUsage {
-  if (raw === null || typeof raw !== 'object') return {};
-  const usage = raw as Record<string, unknown>;
-  const read = (value: unknown) => (tokenCount.safeParse(value).success ? (value as number) : undefined);
-  const details = (value: unknown) => (value !== null && typeof value === 'object' ? (value as Record<string, unknown>) : {});
-  const promptTokens = read(usage.prompt_tokens);
-  const completionTokens = read(usage.completion_tokens);
-  let cachedTokens = read(details(usage.prompt_tokens_details).cached_tokens);
-  if (cachedTokens !== undefined && (promptTokens === undefined || cachedTokens > promptTokens)) cachedTokens = undefined;
-  let reasoningTokens = read(details(usage.completion_tokens_details).reasoning_tokens);
-  if (reasoningTokens !== undefined && (completionTokens === undefined || reasoningTokens > completionTokens)) reasoningTokens = undefined;
-  const out: ReportedUsage = {};
-  if (promptTokens !== undefined) out.promptTokens = promptTokens;
-  if (cachedTokens !== undefined) out.cachedTokens = cachedTokens;
-  if (completionTokens !== undefined) out.completionTokens = completionTokens;
-  if (reasoningTokens !== undefined) out.reasoningTokens = reasoningTokens;
-  return out;
-}
-
-/** OpenAI's finish reasons onto ours; a legacy function call (not supported here) ends the answer as `stop`. */
-export function mapFinishReason(raw: unknown): ChatFinishReason {
-  if (raw === 'length') return 'length';
-  if (raw === 'content_filter') return 'content_filter';
-  if (raw === 'tool_calls') return 'tool_calls';
-  return 'stop';
-}
-
-/**
- * Tool call arguments: JSON text, as OpenAI sends them. Lenient like the rest: a server that sends them as an object
- * (some OpenAI-compatible servers do) gets them serialised.
- */
-const toolArguments = z.union([z.string(), z.record(z.string(), z.unknown()).transform((value) => JSON.stringify(value))]);
-
-/** A complete tool call in a completion's `message.tool_calls`: a function call with an id and a name. */
-const toolCallSchema = z.object({
-  id: z.string().min(1),
-  type: z.literal('function').nullish(),
-  function: z.object({ name: z.string().min(1), arguments: toolArguments.nullish() }),
-});
-
-/** A piece of one in a chunk's `delta.tool_calls`: every field optional but the shapes checked. */
-const toolCallDeltaSchema = z.object({
-  index: z.number().int().min(0).max(1e6).nullish(),
-  id: z.string().nullish(),
-  type: z.literal('function').nullish(),
-  function: z.object({ name: z.string().nullish(), arguments: toolArguments.nullish() }).nullish(),
-});
-
-const completionSchema = z.object({
-  choices: z
-    .array(
-      z.object({
-        message: z
-          .object({ content: z.string().nullish(), refusal: z.string().nullish(), tool_calls: z.array(toolCallSchema).nullish() })
-          .nullish(),
-        finish_reason: z.string().nullish(),
-      }),
-    )
-    .min(1),
-  usage: z.unknown().optional(),
-});
-
-function readChatCompletion(response: UpstreamResponse): UpstreamAnswer {
-  const json = response.json();
-  const parsed = completionSchema.safeParse(json);
-  if (!parsed.success) throw new ProviderError('failed', `${PROVIDER} sent a response that is not a chat completion`, { accepted: true });
-  const [choice] = parsed.data.choices;
-  const answer: UpstreamAnswer = {
-    content: choice.message?.content ?? '',
-    finishReason: mapFinishReason(choice.finish_reason),
-    usage: readChatUsage(parsed.data.usage),
-  };
-  if (choice.message?.refusal) answer.refusal = choice.message.refusal;
-  const toolCalls = choice.message?.tool_calls ?? [];
-  if (toolCalls.length > 0) {
-    answer.toolCalls = toolCalls.map((call) => ({ id: call.id, type: 'function', function: { name: call.function.name, arguments: call.function.arguments ?? '' } }));
-  }
-  return answer;
-}
-
-const chunkSchema = z.object({
-  choices: z
-    .array(
-      z.object({
-        delta: z
-          .object({ content: z.string().nullish(), refusal: z.string().nullish(), tool_calls: z.array(toolCallDeltaSchema).nullish() })
-          .nullish(),
-        finish_reason: z.string().nullish(),
-      }),
-    )
-    .nullish(),
-  usage: z.unknown().optional(),
-});
-
-/**
- * Reads the upstream's SSE stream as it arrives: `data: {chat.completion.chunk}` events, each `delta.content` passed
- * on at once, the finish reason, the usage chunk (asked for with include_usage), then `data: [DONE]`. An error event
- * or a chunk that is not JSON ends the call as failed; the upstream had accepted the work.
- */
-class ChatStreamReader {
-  private content = '';
-  private refusal = '';
-  private finishReason: ChatFinishReason | undefined;
-  private usage: ReportedUsage = {};
-  private done = false;
-  private readonly toolCalls = new ToolCallAccumulator();
-  private readonly decoder = new SseDecoder((event) => this.event(event.data));
-
-  constructor(
-    private readonly onDelta: (text: string) => void,
-    private readonly onToolCallDelta: ((delta: ChatToolCallDelta) => void) | undefined,
-  ) {}
-
-  push(chunk: Buffer): void {
-    this.decoder.push(chunk);
-  }
-
-  finish(): UpstreamAnswer {
-    this.decoder.end();
-    if (!this.done && this.finishReason === undefined) {
-      throw new ProviderError('failed', `${PROVIDER} ended the stream before the answer was complete`, { accepted: true });
-    }
-    const answer: UpstreamAnswer = { content: this.content, finishReason: this.finishReason ?? 'stop', usage: this.usage };
-    if (this.refusal) answer.refusal = this.refusal;
-    const toolCalls = this.toolCalls.finish();
-    if (toolCalls.length > 0) answer.toolCalls = toolCalls;
-    return answer;
-  }
-
-  private event(data: string): void {
-    if (this.done) return;
-    if (data.trim() === '[DONE]') {
-      this.done = true;
-      return;
-    }
-    let json: unknown;
-    try {
-      json = JSON.parse(data);
-    } catch {
-      throw new ProviderError('failed', `${PROVIDER} sent a stream chunk that is not JSON`, { accepted: true });
-    }
-    if (json !== null && typeof json === 'object' && 'error' in json && (json as { error: unknown }).error) {
-      const error = readApiError(json);
-      throw new ProviderError('failed', sanitize(`${PROVIDER} failed mid-stream${error.message ? `: ${error.message}` : ''}`), { accepted: true });
-    }
-    const parsed = chunkSchema.safeParse(json);
-    if (!parsed.success) throw new ProviderError('failed', `${PROVIDER} sent a stream chunk that is not a chat.completion.chunk`, { accepted: true });
-    if (parsed.data.usage !== undefined && parsed.data.usage !== null) this.usage = readChatUsage(parsed.data.usage);
-    const choice = parsed.data.choices?.[0];
-    if (!choice) return;
-    const text = choice.delta?.content;
-    if (text) {
-      this.content += text;
-      this.onDelta(text);
-    }
-    if (choice.delta?.refusal) this.refusal += choice.delta.refusal;
-    for (const piece of choice.delta?.tool_calls ?? []) {
-      for (const delta of this.toolCalls.push(piece)) this.onToolCallDelta?.(delta);
-    }
-    if (choice.finish_reason) this.finishReason = mapFinishReason(choice.finish_reason);
-  }
-}
-
-/**
- * Tool calls of a stream, accumulated from their pieces. A piece names its call by `index` (a piece without one
- * continues the last call, or starts a new one when it brings a new id: some servers omit the index). Calls are
- * renumbered 0, 1, … as they start, so the pieces passed on always describe a well-formed sequence: the first piece of
- * a call with id, type, name and empty arguments, then argument fragments. A call without an id gets one of ours; one
- * that never got a name makes the answer malformed.
- */
-class ToolCallAccumulator {
-  private readonly calls: Array<{ upstreamIndex: number | undefined; call: ChatToolCall; announced: boolean }> = [];
-
-  push(piece: z.infer<typeof toolCallDeltaSchema>): ChatToolCallDelta[] {
-    const upstreamIndex = piece.index ?? undefined;
-    let index = upstreamIndex !== undefined ? this.calls.findIndex((entry) => entry.upstreamIndex === upstreamIndex) : this.calls.length - 1;
-    if (index >= 0 && upstreamIndex === undefined && piece.id && piece.id !== this.calls[index].call.id) index = -1;
-    if (index < 0) {
-      index = this.calls.length;
-      const id = piece.id || `call_${randomUUID().replace(/-/g, '').slice(0, 24)}`;
-      this.calls.push({ upstreamIndex, call: { id, type: 'function', function: { name: '', arguments: '' } }, announced: false });
-    }
-    const entry = this.calls[index];
-    entry.call.function.name += piece.function?.name ?? '';
-    const fragment = piece.function?.arguments ?? '';
-    entry.call.function.arguments += fragment;
-    const out: ChatToolCallDelta[] = [];
-    if (!entry.announced) {
-      // Held until the name is known (it comes with the first piece from OpenAI); then the arguments so far follow.
-      if (entry.call.function.name === '') return out;
-      entry.announced = true;
-      out.push({ index, id: entry.call.id, type: 'function', function: { name: entry.call.function.name, arguments: '' } });
-      if (entry.call.function.arguments !== '') out.push({ index, function: { arguments: entry.call.function.arguments } });
-    } else if (fragment !== '') {
-      out.push({ index, function: { arguments: fragment } });
-    }
-    return out;
-  }
-
-  finish(): ChatToolCall[] {
-    if (this.calls.some((entry) => !entry.announced)) {
-      throw new ProviderError('failed', `${PROVIDER} streamed a tool call without a function name`, { accepted: true });
-    }
-    return this.calls.map((entry) => entry.call);
-  }
-}
-
-/**
- * The result with the billing rule applied: the upstream's counts where it reported them; where it did not, our upper
- * bounds (prompt: countPromptTokens; completion: the answer's UTF-8 bytes, at most the max tokens sent), with a warning.
- */
 function toResult(answer: UpstreamAnswer, request: NormalizedChatRequest, warnings: Warning[]): ChatCompletionResult {
   const out = [...warnings];
   const reported = answer.usage;
