@@ -3,7 +3,7 @@ import type { Logger } from 'pino';
 import type { Catalog, TextCatalogModel } from '../catalog/catalog.ts';
 import { normalizeChatRequest, resolveMaxOutputTokens } from '../catalog/chat-request.ts';
 import { quoteChatRequest, settleChatCost, type ChatPriceQuote } from '../billing/pricing.ts';
-import { insufficientQuota, internalError } from '../domain/errors.ts';
+import { internalError } from '../domain/errors.ts';
 import type { Nanos } from '../domain/money.ts';
 import type { Warning } from '../domain/warnings.ts';
 import type { Admission, RequestLimiter } from '../limits/limiter.ts';
@@ -14,6 +14,7 @@ import {
 } from '../providers/types.ts';
 import type { Store } from '../store/types.ts';
 import { canonicalJson, type IdempotencyService } from './idempotency.ts';
+import { HeldWork } from './held-work.ts';
 import { ATTEMPTS_PER_ROUTE, backoffMs, describeFailure, toGatewayError } from './image-generation.ts';
 import { sleep } from '../providers/shared/http.ts';
 import { ModelAccess, wrongEndpoint, type Caller } from './model-access.ts';
@@ -64,8 +65,8 @@ export interface ChatExecuteHooks {
  * image endpoints; HTTP framing (JSON or SSE) is the route's business, money is this one's.
  */
 export class ChatCompletionService {
-  private readonly inFlight = new Set<Promise<unknown>>();
   private readonly models: ModelAccess;
+  private readonly held: HeldWork;
 
   constructor(
     private readonly deps: {
@@ -81,6 +82,7 @@ export class ChatCompletionService {
     },
   ) {
     this.models = new ModelAccess(deps.catalog, deps.registry);
+    this.held = new HeldWork(deps);
   }
 
   get idempotency(): IdempotencyService {
@@ -115,36 +117,18 @@ export class ChatCompletionService {
   }
 
   /** Reserves the quoted amount; 402 when the balance cannot cover it (nothing changes then). */
-  async reserve(caller: Caller, prepared: PreparedChatRequest, requestId: string): Promise<void> {
-    const ok = await this.deps.store.reserveCredits({
-      requestId,
-      accountId: caller.accountId,
-      keyId: caller.keyId,
-      model: prepared.model.id,
-      endpoint: CHAT_ENDPOINT,
-      amount: prepared.quote.hold,
-      expiresAt: Date.now() + this.deps.generationTimeoutMs + this.deps.holdGraceMs,
+  reserve(caller: Caller, prepared: PreparedChatRequest, requestId: string): Promise<void> {
+    return this.held.reserve({
+      requestId, accountId: caller.accountId, keyId: caller.keyId, model: prepared.model.id, endpoint: CHAT_ENDPOINT, amount: prepared.quote.hold,
     });
-    if (!ok) throw insufficientQuota();
   }
 
   /**
    * Runs a reserved request to its end and resolves the hold exactly once: settled for the tokens used, released when
    * the model failed (nothing is charged for a failed or abandoned completion). Throws a GatewayError after releasing.
    */
-  async execute(prepared: PreparedChatRequest, requestId: string, hooks: ChatExecuteHooks): Promise<ChatOutcome> {
-    const deadline = new AbortController();
-    const timer = setTimeout(() => deadline.abort(new DOMException('The generation deadline passed.', 'TimeoutError')), this.deps.generationTimeoutMs);
-    const run = this.executeInner(prepared, requestId, hooks, deadline.signal);
-    this.inFlight.add(run);
-    this.deps.metrics.holdTaken();
-    try {
-      return await run;
-    } finally {
-      this.deps.metrics.holdResolved();
-      clearTimeout(timer);
-      this.inFlight.delete(run);
-    }
+  execute(prepared: PreparedChatRequest, requestId: string, hooks: ChatExecuteHooks): Promise<ChatOutcome> {
+    return this.held.run((deadline) => this.executeInner(prepared, requestId, hooks, deadline));
   }
 
   private async executeInner(prepared: PreparedChatRequest, requestId: string, hooks: ChatExecuteHooks, deadline: AbortSignal): Promise<ChatOutcome> {
@@ -240,10 +224,8 @@ export class ChatCompletionService {
   }
 
   /** Waits (bounded) for in-flight completions, e.g. on SIGTERM. */
-  async drain(timeoutMs: number): Promise<boolean> {
-    const all = Promise.allSettled([...this.inFlight]).then(() => true);
-    const timeout = new Promise<boolean>((resolve) => setTimeout(resolve, timeoutMs, false).unref());
-    return Promise.race([all, timeout]);
+  drain(timeoutMs: number): Promise<boolean> {
+    return this.held.drain(timeoutMs);
   }
 }
 

@@ -3,7 +3,7 @@ import type { Catalog, ImageCatalogModel } from '../catalog/catalog.ts';
 import { normalizeImageRequest, type ImageRequestEnvelope } from '../catalog/image-request.ts';
 import { quoteImageRequest, settleImageCost, type PriceQuote } from '../billing/pricing.ts';
 import {
-  GatewayError, contentPolicyViolation, insufficientQuota, internalError, invalidRequest, rateLimited, upstreamFailure,
+  GatewayError, contentPolicyViolation, internalError, invalidRequest, rateLimited, upstreamFailure,
 } from '../domain/errors.ts';
 import type { Nanos } from '../domain/money.ts';
 import type { Warning } from '../domain/warnings.ts';
@@ -19,6 +19,7 @@ import type { Admission, RequestLimiter } from '../limits/limiter.ts';
 import type { Metrics } from '../metrics/metrics.ts';
 import type { Store } from '../store/types.ts';
 import type { IdempotencyService } from './idempotency.ts';
+import { HeldWork } from './held-work.ts';
 import { ModelAccess, wrongEndpoint, type Caller } from './model-access.ts';
 
 export { isAllowed, type Caller } from './model-access.ts';
@@ -60,8 +61,8 @@ export interface ExecuteHooks {
  * upstream → settle or release. HTTP framing (JSON or SSE) is the caller's business; money is this one's.
  */
 export class ImageGenerationService {
-  private readonly inFlight = new Set<Promise<unknown>>();
   private readonly models: ModelAccess;
+  private readonly held: HeldWork;
 
   constructor(
     private readonly deps: {
@@ -78,6 +79,7 @@ export class ImageGenerationService {
     },
   ) {
     this.models = new ModelAccess(deps.catalog, deps.registry);
+    this.held = new HeldWork(deps);
   }
 
   /** Idempotency-Key handling, for the routes that run image requests. */
@@ -126,18 +128,10 @@ export class ImageGenerationService {
   }
 
   /** Reserves the quoted amount; 402 when the balance cannot cover it (nothing changes then). */
-  async reserve(caller: Caller, prepared: PreparedImageRequest, requestId: string): Promise<void> {
-    const ok = await this.deps.store.reserveCredits({
-      requestId,
-      accountId: caller.accountId,
-      keyId: caller.keyId,
-      model: prepared.model.id,
-      endpoint: prepared.endpoint,
-      amount: prepared.quote.hold,
-      // The sweeper may release it only after the generation deadline has certainly passed.
-      expiresAt: Date.now() + this.deps.generationTimeoutMs + this.deps.holdGraceMs,
+  reserve(caller: Caller, prepared: PreparedImageRequest, requestId: string): Promise<void> {
+    return this.held.reserve({
+      requestId, accountId: caller.accountId, keyId: caller.keyId, model: prepared.model.id, endpoint: prepared.endpoint, amount: prepared.quote.hold,
     });
-    if (!ok) throw insufficientQuota();
   }
 
   /**
@@ -145,27 +139,16 @@ export class ImageGenerationService {
    * released when none were. Throws a GatewayError (after releasing) when nothing can be delivered.
    */
   async execute(prepared: PreparedImageRequest, requestId: string, hooks: ExecuteHooks): Promise<ImageOutcome> {
-    // The deadline is our own timer, not AbortSignal.timeout(): on Node 20 a timeout signal whose only reference is
-    // an AbortSignal.any() is garbage-collected and never fires, and the generation would outlive its deadline.
-    const deadline = new AbortController();
-    const timer = setTimeout(() => deadline.abort(new DOMException('The generation deadline passed.', 'TimeoutError')), this.deps.generationTimeoutMs);
     const { metrics } = this.deps;
     const started = performance.now();
-    const run = this.executeInner(prepared, requestId, hooks, deadline.signal);
-    this.inFlight.add(run);
-    metrics.holdTaken();
     try {
-      const outcome = await run;
+      const outcome = await this.held.run((deadline) => this.executeInner(prepared, requestId, hooks, deadline));
       metrics.imageDelivered(prepared.model.id, prepared.endpoint, outcome.partialFailure !== undefined, outcome.images.length, outcome.cost, (performance.now() - started) / 1000);
       return outcome;
     } catch (error) {
       const refused = error instanceof GatewayError && error.code === 'content_policy_violation';
       metrics.imageRequest(prepared.model.id, prepared.endpoint, refused ? 'refused' : 'failed');
       throw error;
-    } finally {
-      metrics.holdResolved();
-      clearTimeout(timer);
-      this.inFlight.delete(run);
     }
   }
 
@@ -306,10 +289,8 @@ export class ImageGenerationService {
   }
 
   /** Waits (bounded) for in-flight generations, e.g. on SIGTERM. */
-  async drain(timeoutMs: number): Promise<boolean> {
-    const all = Promise.allSettled([...this.inFlight]).then(() => true);
-    const timeout = new Promise<boolean>((resolve) => setTimeout(resolve, timeoutMs, false).unref());
-    return Promise.race([all, timeout]);
+  drain(timeoutMs: number): Promise<boolean> {
+    return this.held.drain(timeoutMs);
   }
 }
 
