@@ -6,7 +6,7 @@ async function main() {
   let server;
   try {
     const config = loadConfig();
-    server = await startServer(config);
+    server = await startServer(config, { guardProcess: true });
     const base = server.url.replace('0.0.0.0', 'localhost').replace('[::]', 'localhost');
     if (server.devKey) {
       // Printed once, to the terminal only (never to the logs): it is not stored anywhere in clear.

@@ -39,6 +39,8 @@ export interface ServerOptions {
   logger?: Logger;
   /** Start listening (default true). */
   listen?: boolean;
+  /** Install guardProcess (main.ts does; in-process tests leave the process to the test runner). */
+  guardProcess?: boolean;
 }
 
 /** The composition root: the only place that knows every module. */
@@ -127,6 +129,8 @@ export async function startServer(config: Config, options: ServerOptions = {}): 
     url = await app.listen({ port: config.port, host: config.host });
   }
 
+  // Once started: a failure to start still ends the process with its error.
+  if (options.guardProcess) guardProcess(logger);
   let closing: Promise<void> | undefined;
   return {
     app, url, store, catalog, metrics, accounts, images, limiter, devKey,
@@ -144,6 +148,21 @@ export async function startServer(config: Config, options: ServerOptions = {}): 
       return closing;
     },
   };
+}
+
+/**
+ * The last line of defence: an error no code path was listening for (a stream of one request erroring after it was
+ * abandoned, a promise nobody awaited) is logged and the process keeps serving every other request. Node's default
+ * would end the process and drop every request in flight with it. The causes are fixed where they are found (e.g.
+ * providers/shared/http.ts discardBody); this only keeps one that was missed from becoming an outage.
+ */
+export function guardProcess(logger: Logger): void {
+  process.on('uncaughtException', (error, origin) => {
+    logger.error({ err: error, origin }, 'uncaught error (a bug: an error nothing listened for); the process keeps serving');
+  });
+  process.on('unhandledRejection', (reason) => {
+    logger.error({ err: reason }, 'unhandled promise rejection (a bug); the process keeps serving');
+  });
 }
 
 export async function sweepExpiredHolds(store: Store, logger: Logger): Promise<number> {

@@ -167,6 +167,20 @@ describe('openai-compatible adapter through POST /v1/images/generations', () => 
     });
   }
 
+  // A result link on the server's own origin that answers 404 (gone), a redirect to it, or an expired signed URL
+  // used to end the whole process (an unheard UND_ERR_ABORTED from the abandoned download body).
+  for (const [name, route] of [['404', '/does-not-exist'], ['404 for a missing file', '/files/missing.png']] as const) {
+    it(`a result link answering ${name}: 502, nothing charged, and the server serves the next request`, async () => {
+      sim.setFault({ kind: 'url', url: `${sim.url}${route}` });
+      await failsUncharged(() => generate({}), { status: 502, code: 'upstream_error', message: /HTTP 404/ });
+      assert.equal(sim.requests.filter((request) => request.method === 'GET').length, 1, 'the link was fetched once');
+      // Destroyed download bodies report on a later tick; the process must still be here to answer.
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      sim.setFault(undefined);
+      assert.equal((await generate({})).data!.length, 1);
+    });
+  }
+
   describe('usage.cost rule (settle: upstream_cost)', () => {
     for (const { cost, charge } of [
       { cost: 0.0123, charge: '0.0123' },

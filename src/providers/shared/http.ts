@@ -81,6 +81,18 @@ export async function upstreamRequest(options: UpstreamRequest): Promise<Upstrea
 }
 
 /**
+ * Ends an upstream response body we will not read (an error status, a redirect, too large). undici makes a body
+ * destroyed unread emit 'error' (UND_ERR_ABORTED, RequestAbortedError); with no listener that error is uncaught and
+ * ends the process, so a listener is attached first. Safe to call on a body already ended or destroyed.
+ */
+export function discardBody(body: Dispatcher.ResponseData['body']): void {
+  body.on('error', ignoreError);
+  if (!body.destroyed) body.destroy();
+}
+
+function ignoreError(): void {}
+
+/**
  * `parent` aborted, or `ms` passed. Our own timer rather than AbortSignal.timeout(): on Node 20 a timeout signal
  * referenced only from AbortSignal.any() can be garbage-collected and then never fires.
  */
@@ -106,7 +118,7 @@ async function requestWithin(options: UpstreamRequest, timeouts: UpstreamTimeout
   }
   const declared = Number(response.headers['content-length']);
   if (Number.isFinite(declared) && declared > maxBytes) {
-    response.body.destroy();
+    discardBody(response.body);
     throw new ProviderError('failed', `${options.provider} sent a response larger than ${maxBytes} bytes.`, { accepted: true });
   }
   const chunks: Buffer[] = [];
@@ -115,13 +127,14 @@ async function requestWithin(options: UpstreamRequest, timeouts: UpstreamTimeout
     for await (const chunk of response.body) {
       size += chunk.length;
       if (size > maxBytes) {
-        response.body.destroy();
         throw new ProviderError('failed', `${options.provider} sent a response larger than ${maxBytes} bytes.`, { accepted: true });
       }
       chunks.push(chunk as Buffer);
       options.onChunk?.(chunk as Buffer, { status: response.statusCode, headers: response.headers });
     }
   } catch (error) {
+    // Leaving the loop early (too large, or onChunk ended it) abandons the body: end it so it cannot error unheard.
+    discardBody(response.body);
     if (error instanceof ProviderError) throw error;
     throw classifyTransportError(error, options, true);
   }

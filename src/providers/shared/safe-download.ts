@@ -2,7 +2,7 @@ import dns from 'node:dns';
 import net from 'node:net';
 import { Agent, request } from 'undici';
 import { ProviderError } from '../types.ts';
-import { deadlineSignal } from './http.ts';
+import { deadlineSignal, discardBody } from './http.ts';
 
 /**
  * Downloads an image from a URL an upstream handed us (BFL, fal, xAI, Ark deliver results as links).
@@ -61,23 +61,26 @@ async function downloadWithin(url: string, policy: DownloadPolicy, signal: Abort
         : `could not download the result from ${policy.provider}`, { accepted: true, cause: error });
     }
     if (response.statusCode >= 300 && response.statusCode < 400 && response.headers.location) {
-      response.body.destroy();
+      discardBody(response.body);
       current = new URL(String(response.headers.location), target).toString();
       continue;
     }
     if (response.statusCode !== 200) {
-      response.body.destroy();
+      discardBody(response.body);
       throw new ProviderError('failed', `downloading the result from ${policy.provider} failed (HTTP ${response.statusCode})`, { accepted: true });
     }
     const chunks: Buffer[] = [];
     let size = 0;
-    for await (const chunk of response.body) {
-      size += chunk.length;
-      if (size > maxBytes) {
-        response.body.destroy();
-        throw new ProviderError('failed', `the result from ${policy.provider} is larger than ${maxBytes} bytes`, { accepted: true });
+    try {
+      for await (const chunk of response.body) {
+        size += chunk.length;
+        if (size > maxBytes) throw new ProviderError('failed', `the result from ${policy.provider} is larger than ${maxBytes} bytes`, { accepted: true });
+        chunks.push(chunk as Buffer);
       }
-      chunks.push(chunk as Buffer);
+    } catch (error) {
+      discardBody(response.body);
+      if (error instanceof ProviderError || signal.aborted) throw error;
+      throw new ProviderError('failed', `the download of the result from ${policy.provider} broke off`, { accepted: true, cause: error });
     }
     const type = response.headers['content-type'];
     return { bytes: Buffer.concat(chunks, size), contentType: Array.isArray(type) ? type[0] : type };

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import http from 'node:http';
 import net from 'node:net';
 import { describe, it } from 'node:test';
 import { isForbiddenAddress, safeDownload } from '../../../src/providers/shared/safe-download.ts';
@@ -59,6 +60,56 @@ describe('safeDownload', () => {
       ['https://user:pw@img.example-cdn.test/x.png', /credentials/],
     ] as const) {
       await assert.rejects(safeDownload(url, policy, AbortSignal.timeout(5_000)), (error: unknown) => error instanceof ProviderError && reason.test(error.message), url);
+    }
+  });
+});
+
+describe('safeDownload: result links that do not answer with the image', () => {
+  /**
+   * An unread undici body that is destroyed emits UND_ERR_ABORTED; with no listener that error was uncaught and ended
+   * the process (a 404, 403 or redirect on a result link took the whole gateway down). Every way a download can end
+   * early must reject with a ProviderError and leave no stray error behind.
+   */
+  it('rejects 404, 403, a redirect to a 404, a redirect loop, an oversized and a cut-off body without an uncaught error', async () => {
+    const uncaught: unknown[] = [];
+    const onUncaught = (error: unknown) => uncaught.push(error);
+    process.on('uncaughtException', onUncaught);
+    const server = http.createServer((request, response) => {
+      const route = request.url ?? '';
+      if (route === '/gone') return void response.writeHead(404, { 'content-type': 'text/plain' }).end('not found '.repeat(1000));
+      if (route === '/expired') return void response.writeHead(403).end('<Error>Request has expired</Error>');
+      if (route === '/moved') return void response.writeHead(302, { location: '/gone' }).end('moved');
+      if (route === '/loop') return void response.writeHead(301, { location: '/loop' }).end('again');
+      if (route === '/huge') return void response.writeHead(200, { 'content-type': 'image/png' }).end(Buffer.alloc(64 * 1024));
+      // Headers, part of the body, then the connection is reset.
+      response.writeHead(200, { 'content-type': 'image/png', 'content-length': '100000' });
+      response.write(Buffer.alloc(1000));
+      setTimeout(() => response.socket?.destroy(), 20);
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const origin = `http://127.0.0.1:${(server.address() as net.AddressInfo).port}`;
+    const policy = { allowedHosts: [], trustedOrigins: [origin], provider: 'Test', maxBytes: 16 * 1024 };
+    try {
+      for (const [route, reason] of [
+        ['/gone', /HTTP 404/],
+        ['/expired', /HTTP 403/],
+        ['/moved', /HTTP 404/],
+        ['/loop', /redirected too many times/],
+        ['/huge', /larger than 16384 bytes/],
+        ['/cut', /broke off/],
+      ] as const) {
+        await assert.rejects(
+          safeDownload(`${origin}${route}`, policy, AbortSignal.timeout(5_000)),
+          (error: unknown) => error instanceof ProviderError && reason.test(error.message) && error.accepted,
+          route,
+        );
+      }
+      // Destroyed bodies report their error on a later tick: give them the chance to.
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      assert.deepEqual(uncaught.map((error) => (error as { code?: string }).code ?? String(error)), []);
+    } finally {
+      process.off('uncaughtException', onUncaught);
+      server.close();
     }
   });
 });
