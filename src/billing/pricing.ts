@@ -1,6 +1,7 @@
 import { divCeil, type Nanos } from '../domain/money.ts';
 import type { CompiledTokenRates, ImageCatalogModel, CompiledPricing, TextCatalogModel } from '../catalog/catalog.ts';
-import type { NormalizedImageRequest, UpstreamUsage } from '../providers/types.ts';
+import type { NormalizedImageRequest } from '../domain/requests.ts';
+import type { UpstreamUsage } from '../domain/usage.ts';
 
 /**
  * Prices a normalised request from the catalog's rule, before any upstream call.

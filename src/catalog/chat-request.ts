@@ -1,6 +1,6 @@
 import { invalidRequest, missingParam } from '../domain/errors.ts';
 import type { Warning } from '../domain/warnings.ts';
-import type { ChatMessage, ChatRole, NormalizedChatRequest } from '../providers/types.ts';
+import type { ChatMessage, ChatRole, NormalizedChatRequest } from '../domain/requests.ts';
 import type { TextCatalogModel } from './catalog.ts';
 import type { TEXT_FEATURES } from './schema.ts';
 

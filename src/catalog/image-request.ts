@@ -1,6 +1,6 @@
 import { invalidRequest, missingParam, GatewayError } from '../domain/errors.ts';
 import type { Warning } from '../domain/warnings.ts';
-import type { ImageFormat, InputImage, NormalizedImageRequest } from '../providers/types.ts';
+import type { ImageFormat, InputImage, NormalizedImageRequest } from '../domain/requests.ts';
 import type { ImageCatalogModel } from './catalog.ts';
 import type { ParamSpec } from './schema.ts';
 

@@ -1,7 +1,7 @@
 import type { FastifyRequest } from 'fastify';
 import { hashApiKey, isWellFormedApiKey } from '../auth/api-keys.ts';
 import { invalidApiKey, revokedApiKey } from '../domain/errors.ts';
-import type { Caller } from '../services/image-generation.ts';
+import type { Caller } from '../domain/caller.ts';
 import type { Store } from '../store/types.ts';
 
 /**

@@ -1,6 +1,6 @@
 import { usdNumber, type Nanos } from '../domain/money.ts';
 import type { Warning } from '../domain/warnings.ts';
-import type { ChatFinishReason, ChatToolCallDelta } from '../providers/types.ts';
+import type { ChatFinishReason, ChatToolCallDelta } from '../domain/requests.ts';
 import type { ChatOutcome, ChatUsage } from '../services/chat-completion.ts';
 
 /** OpenAI's chat completion objects, plus Deepshi's `usage.cost.total_cost` and `warnings`. */

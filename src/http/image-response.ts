@@ -1,7 +1,7 @@
 import { formatUsd, usdNumber, type Nanos } from '../domain/money.ts';
 import { base64Ascii } from '../images/base64.ts';
 import type { Warning } from '../domain/warnings.ts';
-import type { UpstreamUsage } from '../providers/types.ts';
+import type { UpstreamUsage } from '../domain/usage.ts';
 import type { ImageOutcome } from '../services/image-generation.ts';
 
 /** The spec's Usage object: token counts where the upstream reported them, and always the billed cost. */

@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import { rateLimited } from '../domain/errors.ts';
-import type { ApiKeyLimits } from '../store/types.ts';
+import type { ApiKeyLimits } from '../domain/caller.ts';
 import { MemoryLimitBackend } from './memory-backend.ts';
 import type { AdmitInput, AdmitResult, KeyLimits, LimitBackend, RefusalReason, WindowState } from './types.ts';
 

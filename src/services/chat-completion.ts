@@ -5,6 +5,8 @@ import { normalizeChatRequest, resolveMaxOutputTokens } from '../catalog/chat-re
 import { quoteChatRequest, settleChatCost, type ChatPriceQuote } from '../billing/pricing.ts';
 import { internalError } from '../domain/errors.ts';
 import type { Nanos } from '../domain/money.ts';
+import { canonicalJson } from '../domain/canonical-json.ts';
+import { sleep } from '../domain/sleep.ts';
 import type { Warning } from '../domain/warnings.ts';
 import type { Admission, RequestLimiter } from '../limits/limiter.ts';
 import type { Metrics } from '../metrics/metrics.ts';
@@ -13,10 +15,9 @@ import {
   ProviderError, type ChatCompletionResult, type ChatFinishReason, type ChatToolCall, type ChatToolCallDelta, type NormalizedChatRequest, type TextAdapter,
 } from '../providers/types.ts';
 import type { Store } from '../store/types.ts';
-import { canonicalJson, type IdempotencyService } from './idempotency.ts';
+import type { IdempotencyService } from './idempotency.ts';
 import { HeldWork } from './held-work.ts';
 import { ATTEMPTS_PER_ROUTE, backoffMs, describeFailure, toGatewayError } from './image-generation.ts';
-import { sleep } from '../providers/shared/http.ts';
 import { ModelAccess, wrongEndpoint, type Caller } from './model-access.ts';
 
 /** What the request record and the ledger call this endpoint. */

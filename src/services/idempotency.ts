@@ -1,8 +1,7 @@
-import { createHash } from 'node:crypto';
 import type { Logger } from 'pino';
 import { GatewayError, invalidRequest } from '../domain/errors.ts';
 import type { Store, StoredResponse } from '../store/types.ts';
-import type { Caller, PreparedImageRequest } from './image-generation.ts';
+import type { Caller } from '../domain/caller.ts';
 
 /** How long a key remembers its request and response (Stripe, Checkout.com, PPRO: 24 h). */
 export const IDEMPOTENCY_TTL_MS = 24 * 60 * 60 * 1000;
@@ -122,29 +121,6 @@ export function readIdempotencyKey(header: string | string[] | undefined): strin
     throw invalidRequest('The Idempotency-Key header must be 1 to 255 visible ASCII characters (a UUID is a good choice).', null, 'invalid_idempotency_key');
   }
   return value;
-}
-
-/**
- * What "the same request" means: the endpoint, the model and the validated, normalised parameters (so key order
- * and spelled-out defaults do not matter), the response shape, and the bytes of any input images.
- */
-export function fingerprintImageRequest(prepared: PreparedImageRequest): string {
-  const { inputImages, ...request } = prepared.request;
-  const images = inputImages.map((image) => ({ sha256: createHash('sha256').update(image.bytes).digest('hex'), mediaType: image.mediaType }));
-  const canonical = canonicalJson({
-    endpoint: prepared.endpoint, model: prepared.model.id, stream: prepared.stream, responseFormat: prepared.responseFormat, request, images,
-  });
-  return createHash('sha256').update(canonical).digest('hex');
-}
-
-/** JSON with object keys sorted and undefined members dropped: equal values give equal text. */
-export function canonicalJson(value: unknown): string {
-  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
-  if (value !== null && typeof value === 'object') {
-    const entries = Object.entries(value as Record<string, unknown>).filter(([, item]) => item !== undefined).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
-    return `{${entries.map(([name, item]) => `${JSON.stringify(name)}:${canonicalJson(item)}`).join(',')}}`;
-  }
-  return JSON.stringify(value) ?? 'null';
 }
 
 function inProgress(): GatewayError {

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { Catalog, ImageCatalogModel } from '../catalog/catalog.ts';
 import { normalizeImageRequest, type ImageRequestEnvelope } from '../catalog/image-request.ts';
@@ -6,12 +7,13 @@ import {
   GatewayError, contentPolicyViolation, internalError, invalidRequest, rateLimited, upstreamFailure,
 } from '../domain/errors.ts';
 import type { Nanos } from '../domain/money.ts';
+import { canonicalJson } from '../domain/canonical-json.ts';
+import { sleep } from '../domain/sleep.ts';
 import type { Warning } from '../domain/warnings.ts';
 import { transcode } from '../images/encode.ts';
 import { decodeBase64Text, type Base64Text } from '../images/base64.ts';
 import { probeBase64 } from '../images/probe.ts';
 import type { ProviderRegistry, ResolvedRoute } from '../providers/registry.ts';
-import { sleep } from '../providers/shared/http.ts';
 import {
   ProviderError, type GeneratedImage, type ImageGenerationResult, type InputImage, type NormalizedImageRequest, type PartialImage, type UpstreamUsage,
 } from '../providers/types.ts';
@@ -359,4 +361,17 @@ function abortedError(callerSignal: AbortSignal): GatewayError {
   return new GatewayError('The generation took too long and was abandoned; you were not charged. Try `stream: true` or a smaller size.', {
     status: 504, type: 'api_error', code: 'timeout',
   });
+}
+
+/**
+ * What "the same request" means: the endpoint, the model and the validated, normalised parameters (so key order
+ * and spelled-out defaults do not matter), the response shape, and the bytes of any input images.
+ */
+export function fingerprintImageRequest(prepared: PreparedImageRequest): string {
+  const { inputImages, ...request } = prepared.request;
+  const images = inputImages.map((image) => ({ sha256: createHash('sha256').update(image.bytes).digest('hex'), mediaType: image.mediaType }));
+  const canonical = canonicalJson({
+    endpoint: prepared.endpoint, model: prepared.model.id, stream: prepared.stream, responseFormat: prepared.responseFormat, request, images,
+  });
+  return createHash('sha256').update(canonical).digest('hex');
 }

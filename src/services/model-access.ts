@@ -1,17 +1,9 @@
 import type { Catalog, CatalogModel } from '../catalog/catalog.ts';
 import { GatewayError, invalidRequest, modelNotFound } from '../domain/errors.ts';
 import type { ProviderRegistry } from '../providers/registry.ts';
-import type { ApiKeyLimits } from '../store/types.ts';
+import { isAllowed, type Caller } from '../domain/caller.ts';
 
-/** Who is calling: the authenticated key. */
-export interface Caller {
-  keyId: string;
-  accountId: string;
-  /** null = every model; otherwise the allowlist (empty = nothing). */
-  models: string[] | null;
-  /** The key's own rate limits (null fields = server defaults); absent = server defaults. */
-  limits?: ApiKeyLimits;
-}
+export { isAllowed, type Caller };
 
 /**
  * Which catalog models a key may call and the server can serve now, whatever they produce: the one rule every
@@ -40,10 +32,6 @@ export class ModelAccess {
     if (!isAllowed(caller, model.id)) throw modelNotFound(403);
     return model;
   }
-}
-
-export function isAllowed(caller: Caller, modelId: string): boolean {
-  return caller.models === null || caller.models.includes(modelId);
 }
 
 /** 400 for a model of the wrong kind for the endpoint, pointing at the endpoint that serves it. */

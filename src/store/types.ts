@@ -1,4 +1,7 @@
+import type { ApiKeyLimits } from '../domain/caller.ts';
 import type { Nanos } from '../domain/money.ts';
+
+export type { ApiKeyLimits };
 
 /**
  * Persistence for accounts, keys, the credit ledger and per-request usage. SQLite (embedded default) and
@@ -34,13 +37,6 @@ export interface ApiKeyRecord {
   createdAt: number;
   /** Per-key rate limits; each null = the server-wide default. */
   limits: ApiKeyLimits;
-}
-
-/** A key's own limits. 0 = unlimited; null = use the server default (DEEPSHI_DEFAULT_*). */
-export interface ApiKeyLimits {
-  requestsPerMinute: number | null;
-  imagesPerMinute: number | null;
-  maxInFlight: number | null;
 }
 
 export type LedgerKind = 'credit' | 'hold' | 'settle' | 'release' | 'adjustment';

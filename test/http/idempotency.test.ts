@@ -3,7 +3,7 @@ import { randomUUID } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import OpenAI from 'openai';
 import { ProviderError } from '../../src/providers/types.ts';
-import { fingerprintImageRequest } from '../../src/services/idempotency.ts';
+import { fingerprintImageRequest } from '../../src/services/image-generation.ts';
 import { ScriptedAdapter, testCatalogJson } from '../helpers/test-adapters.ts';
 import { startTestServer, streamsValidated, type TestServer } from '../helpers/test-server.ts';
 

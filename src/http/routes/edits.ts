@@ -4,7 +4,7 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import sharp from 'sharp';
 import { GatewayError, invalidRequest } from '../../domain/errors.ts';
 import { probeImage } from '../../images/probe.ts';
-import type { InputImage } from '../../providers/types.ts';
+import type { InputImage } from '../../domain/requests.ts';
 import type { Caller, PreparedImageRequest } from '../../services/image-generation.ts';
 import { authenticate } from '../authenticate.ts';
 import { runImageRequest, type ImageRouteDeps } from './images.ts';

@@ -3,6 +3,8 @@ import { Agent, request, errors as undiciErrors, type Dispatcher } from 'undici'
 import { ProviderError } from '../types.ts';
 import { parseUpstreamJson } from './large-json.ts';
 
+export { sleep } from '../../domain/sleep.ts';
+
 /**
  * Upstream HTTP for every adapter: undici with explicit timeouts (Node's defaults would cut a slow generation
  * off at 300 s, or wait forever on a dead peer), a response size cap, and failures classified for the
@@ -233,21 +235,6 @@ export function header(headers: UpstreamResponse['headers'], name: string): stri
   return Array.isArray(value) ? value[0] : value;
 }
 
-/** Sleeps, rejecting at once when the signal aborts. */
-export function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal.aborted) return reject(signal.reason);
-    const timer = setTimeout(() => {
-      signal.removeEventListener('abort', onAbort);
-      resolve();
-    }, ms);
-    const onAbort = () => {
-      clearTimeout(timer);
-      reject(signal.reason);
-    };
-    signal.addEventListener('abort', onAbort, { once: true });
-  });
-}
 
 /** Per-route timeouts from the catalog's route `options.timeouts` ({connect_ms, first_byte_ms, total_ms}). */
 export function timeoutsFromOptions(options: Record<string, unknown>): UpstreamTimeouts {
