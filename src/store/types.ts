@@ -1,5 +1,6 @@
 import type { ApiKeyLimits } from '../domain/caller.ts';
 import type { Nanos } from '../domain/money.ts';
+import type { JobStore } from './jobs.ts';
 
 export type { ApiKeyLimits };
 
@@ -141,7 +142,7 @@ export interface NewApiKey {
   display: string;
 }
 
-export interface Store {
+export interface Store extends JobStore {
   readonly kind: 'sqlite' | 'postgres';
   createAccount(input: { name: string; credits: Nanos; note?: string }): Promise<Account>;
   getAccount(id: string): Promise<Account | undefined>;

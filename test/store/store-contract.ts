@@ -10,6 +10,7 @@ import { randomUUID } from 'node:crypto';
 import { after, afterEach, before, describe, it } from 'node:test';
 import type { Nanos } from '../../src/domain/money.ts';
 import type { Account, ApiKeyRecord, IdempotencyClaimInput, ReserveInput, Store } from '../../src/store/types.ts';
+import { jobStoreScenarios } from './job-store-contract.ts';
 
 const ALL = 1_000_000;
 const HOUR = 3_600_000;
@@ -757,6 +758,8 @@ export function runStoreContract(name: string, open: () => Promise<Store>): void
         for (const acct of accounts) assert.equal((await balances(acct.id)).held, 0n);
       });
     });
+
+    jobStoreScenarios(() => store, (credits) => account(credits));
   });
 }
 

@@ -6,6 +6,8 @@
  * timestamps are BIGINT epoch milliseconds, and the same CHECK constraints hold (balance ≥ 0, held ≥ 0,
  * 0 ≤ cost ≤ hold), so an overdraft is impossible even for a buggy statement.
  */
+import { POSTGRES_JOBS_MIGRATION } from './postgres-jobs.ts';
+
 export interface Migration {
   version: number;
   name: string;
@@ -98,5 +100,10 @@ CREATE TABLE idempotency_keys (
 );
 CREATE INDEX idempotency_by_expiry ON idempotency_keys(expires_at);
 `,
+  },
+  {
+    version: 3,
+    name: 'async image jobs, hosted files, webhook deliveries, account webhook settings',
+    sql: POSTGRES_JOBS_MIGRATION,
   },
 ];

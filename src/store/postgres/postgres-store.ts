@@ -7,6 +7,8 @@ import type {
   RequestRecord, ReserveInput, SettleInput, Store, StoredResponse,
 } from '../types.ts';
 import { MIGRATIONS } from './migrations.ts';
+import { delegateJobStore, type JobStore } from '../jobs.ts';
+import { PostgresJobs } from './postgres-jobs.ts';
 
 // JSONB columns arrive parsed.
 const { toAccount, toApiKey, toIdempotency, toLedgerEntry, toRequest } = rowMappers((value) => value);
@@ -141,11 +143,16 @@ type StatementName = keyof typeof SQL;
  * every money movement is a single atomic statement, so no interleaving of instances can overdraw an account
  * or resolve a hold twice.
  */
+// The job tables' methods come from PostgresJobs (delegateJobStore below).
+export interface PostgresStore extends JobStore {}
 export class PostgresStore implements Store {
   readonly kind = 'postgres' as const;
   private closed = false;
+  readonly jobs: PostgresJobs;
 
-  private constructor(private readonly pool: pg.Pool) {}
+  private constructor(private readonly pool: pg.Pool) {
+    this.jobs = new PostgresJobs(pool);
+  }
 
   /** Opens a pool on `url` and brings the schema up to date (safe when several instances start at once). */
   static async connect(url: string, options: { max?: number } = {}): Promise<PostgresStore> {
@@ -373,3 +380,5 @@ async function migrate(pool: pg.Pool): Promise<void> {
 function modelsParam(models: string[] | null): string | null {
   return models ? JSON.stringify(models) : null;
 }
+
+delegateJobStore(PostgresStore.prototype, (store) => store.jobs);

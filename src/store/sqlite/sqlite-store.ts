@@ -8,6 +8,8 @@ import type {
   Account, ApiKeyLimits, ApiKeyRecord, IdempotencyClaim, IdempotencyClaimInput, IdempotencyRecord, LedgerEntry, LedgerKind, NewApiKey,
   RequestRecord, ReserveInput, SettleInput, Store, StoredResponse,
 } from '../types.ts';
+import { delegateJobStore, type JobStore } from '../jobs.ts';
+import { SQLITE_JOBS_MIGRATION, SqliteJobs } from './sqlite-jobs.ts';
 
 /**
  * Versioned with PRAGMA user_version: append a new entry to apply on existing files; never edit a shipped one.
@@ -82,6 +84,7 @@ CREATE TABLE idempotency_keys (
 );
 CREATE INDEX idempotency_by_expiry ON idempotency_keys(expires_at);
 `,
+  SQLITE_JOBS_MIGRATION,
 ];
 
 // JSON columns are stored as text.
@@ -91,9 +94,12 @@ const { toAccount, toApiKey, toIdempotency, toLedgerEntry, toRequest } = rowMapp
  * The embedded store. Durable by construction: WAL with synchronous=FULL (a committed charge survives power
  * loss), and every money transaction is BEGIN IMMEDIATE so a read-then-write never upgrades its lock late.
  */
+// The job tables' methods come from SqliteJobs (delegateJobStore below).
+export interface SqliteStore extends JobStore {}
 export class SqliteStore implements Store {
   readonly kind = 'sqlite' as const;
   private readonly db: Database.Database;
+  readonly jobs: SqliteJobs;
   private readonly statements: ReturnType<SqliteStore['prepare']>;
   private readonly pending: Array<{ operation: () => unknown; resolve: (value: unknown) => void; reject: (error: unknown) => void }> = [];
 
@@ -106,6 +112,7 @@ export class SqliteStore implements Store {
     this.db.pragma('foreign_keys = ON');
     this.migrate();
     this.statements = this.prepare();
+    this.jobs = new SqliteJobs(this.db);
   }
 
   private migrate(): void {
@@ -388,3 +395,5 @@ export class SqliteStore implements Store {
     if (this.db.open) this.db.close();
   }
 }
+
+delegateJobStore(SqliteStore.prototype, (store) => store.jobs);
