@@ -43,6 +43,24 @@ export interface AppDeps {
   isReady: () => boolean;
 }
 
+/** What a request log line says about the request: method, URL with query values replaced, and the peer. */
+export function requestForLog(request: { method: string; url: string; ip?: string; socket?: { remotePort?: number } }) {
+  return { method: request.method, url: urlForLog(request.url), remoteAddress: request.ip, remotePort: request.socket?.remotePort };
+}
+
+/** `/v1/models?api_key=sk-bf-…&limit=5` → `/v1/models?api_key=[redacted]&limit=[redacted]`; key-looking path parts redacted too. */
+export function urlForLog(url: string): string {
+  const mark = url.indexOf('?');
+  // A key pasted into the path (`/v1/sk-bf-…`) is as secret as one in the query.
+  const path = (mark < 0 ? url : url.slice(0, mark)).replace(/(sk|key|token|bearer)[-_][A-Za-z0-9._~-]{6,}/gi, '[redacted]');
+  if (mark < 0) return path;
+  const names = url.slice(mark + 1).split('&').filter(Boolean).map((pair) => {
+    const name = pair.split('=')[0];
+    return `${name.length > 64 || /[^\w.~%[\]-]/.test(name) ? '[name]' : name}=[redacted]`;
+  });
+  return `${path}?${names.join('&')}`;
+}
+
 const newRequestId = () => `req_${randomUUID().replace(/-/g, '')}`;
 
 export function buildApp(deps: AppDeps): FastifyInstance {
@@ -70,6 +88,12 @@ export function buildApp(deps: AppDeps): FastifyInstance {
     return503OnClosing: true,
     routerOptions: { ignoreTrailingSlash: true },
   }) as unknown as FastifyInstance;
+
+  // Request logs carry the path and the names of query parameters, never their values: callers put keys and tokens
+  // there (`?api_key=sk-bf-…`, `?token=…`), and nothing from a request's headers (Authorization) is logged at all.
+  app.setChildLoggerFactory((logger, bindings, options) =>
+    logger.child(bindings, { ...options, serializers: { ...options.serializers, req: requestForLog } }),
+  );
 
   const routes = new Map<string, Set<string>>();
   app.addHook('onRoute', (route) => {
