@@ -82,6 +82,12 @@ export function installErrorHandling(app: FastifyInstance, knownRoutes: () => Ma
     if (error instanceof GatewayError) return sendError(reply, error);
     const mapped = mapFastifyError(error);
     if (mapped) return sendError(reply, mapped);
+    if (error.code === 'ERR_STREAM_PREMATURE_CLOSE' && (reply.raw.destroyed || request.raw.socket?.destroyed)) {
+      // The caller closed its connection before the response body was sent (Fastify reports the abandoned body stream
+      // as this error when no header had gone out yet): nothing is wrong with the server, and nothing can be sent.
+      request.log.info('the client closed the connection before the response was sent');
+      return sendError(reply, internalError());
+    }
     if (error.code === 'ECONNRESET' && request.raw.socket?.destroyed) {
       // The connection closed before the request was read (the client left, or DEEPSHI_REQUEST_TIMEOUT_MS cut it off): not a bug.
       request.log.info('connection closed before the request was received');

@@ -1,6 +1,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { Writable } from 'node:stream';
 import OpenAI from 'openai';
 import pino from 'pino';
 import { loadConfig } from '../../src/config/config.ts';
@@ -20,6 +21,8 @@ export interface TestServer {
   /** Creates an account with `credits` USD and a key for it. */
   createAccount(credits: string, keyOptions?: { models?: string[] | null }): Promise<{ accountId: string; keyId: string; key: string }>;
   balance(accountId: string): Promise<string>;
+  /** The server's log lines so far, parsed (only with `captureLogs`). */
+  logs(): Array<Record<string, any>>;
   close(): Promise<void>;
 }
 
@@ -28,6 +31,8 @@ export interface TestServerOptions {
   adapters?: ImageAdapter[];
   /** Catalog YAML/JSON text written to a temp file and used instead of the shipped catalog. */
   catalog?: string;
+  /** Keep every log line (debug and up) in memory for logs(); otherwise the server logs nothing. */
+  captureLogs?: boolean;
 }
 
 export async function startTestServer(options: TestServerOptions = {}): Promise<TestServer> {
@@ -47,7 +52,11 @@ export async function startTestServer(options: TestServerOptions = {}): Promise<
     ...(catalogPath ? { DEEPSHI_CATALOG: catalogPath } : {}),
     ...options.env,
   });
-  const server = await startServer(config, { adapters: options.adapters, logger: pino({ level: 'silent' }) });
+  let logText = '';
+  const logger = options.captureLogs
+    ? pino({ level: 'debug' }, new Writable({ write: (chunk, _encoding, done) => ((logText += String(chunk)), done()) }))
+    : pino({ level: 'silent' });
+  const server = await startServer(config, { adapters: options.adapters, logger });
   const url = server.url;
 
   const admin = async (method: string, route: string, body?: unknown) => {
@@ -81,6 +90,7 @@ export async function startTestServer(options: TestServerOptions = {}): Promise<
     async balance(accountId) {
       return (await admin('GET', `/admin/v1/accounts/${accountId}`)).balance;
     },
+    logs: () => logText.split('\n').filter(Boolean).map((line) => JSON.parse(line)),
     async close() {
       await server.close();
       fs.rmSync(dir, { recursive: true, force: true });
