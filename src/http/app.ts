@@ -113,6 +113,16 @@ export function buildApp(deps: AppDeps): FastifyInstance {
   registerMetrics(app, { metrics: deps.metrics, token: deps.metricsToken });
   // JSON endpoints take JSON only: a text/plain body is a 415 with a clear message, not a confusing 400.
   app.removeContentTypeParser('text/plain');
+  // An empty body sent as application/json (`curl -X POST -H 'Content-Type: application/json'`, many HTTP helpers)
+  // is `{}`: endpoints whose body is optional (key rotate/revoke) just work, the others name what is missing.
+  // Anything else goes to Fastify's own parser (prototype-poisoning protection included).
+  const parseJson = app.getDefaultJsonParser('error', 'error');
+  app.removeContentTypeParser('application/json');
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => {
+    const text = typeof body === 'string' ? body : body.toString('utf8');
+    if (text.trim() === '') return done(null, {});
+    return parseJson(request, text, done);
+  });
 
   app.get('/healthz', async () => ({ status: 'ok' }));
   app.get('/readyz', async (_request, reply) => {

@@ -52,10 +52,21 @@ function warningsField(warnings: Warning[]): string {
   return warnings.length > 0 ? `,"warnings":${JSON.stringify(warnings)}` : '';
 }
 
-/** Headers for clients that only expose headers (the Vercel AI SDK): exact cost, and which params were ignored. */
+/**
+ * Headers for clients that only expose headers (the Vercel AI SDK): the exact settled cost, and which params were
+ * ignored. Only for answers sent once the charge is settled (JSON): see warningHeaders for streams.
+ */
 export function costHeaders(cost: Nanos, warnings: Warning[]): Record<string, string> {
-  const headers: Record<string, string> = { 'x-request-cost': formatUsd(cost) };
+  return { 'x-request-cost': formatUsd(cost), ...warningHeaders(warnings) };
+}
+
+/**
+ * `x-deepshi-warnings`: the ignored params, comma-separated. A stream's headers go out before anything is charged,
+ * so streams carry this and never `x-request-cost` (a number that is not the charge would be worse than none); their
+ * cost is in the final event's or usage chunk's `usage.cost`.
+ */
+export function warningHeaders(warnings: Warning[]): Record<string, string> {
+  if (warnings.length === 0) return {};
   const params = [...new Set(warnings.map((warning) => warning.param).filter((param): param is string => Boolean(param)))];
-  if (warnings.length > 0) headers['x-deepshi-warnings'] = params.length > 0 ? params.join(',') : 'other';
-  return headers;
+  return { 'x-deepshi-warnings': params.length > 0 ? params.join(',') : 'other' };
 }

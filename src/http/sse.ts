@@ -1,4 +1,15 @@
-import type { ServerResponse } from 'node:http';
+import type { OutgoingHttpHeaders, ServerResponse } from 'node:http';
+import type { FastifyReply } from 'fastify';
+
+/**
+ * Takes the response over from Fastify and starts an event stream on it. The headers Fastify's hooks already set on
+ * the reply (x-request-id, the CORS allow-origin and expose-headers) go out with it: a hijacked reply bypasses them,
+ * and without them a browser caller could not read the stream at all.
+ */
+export function openSse(reply: FastifyReply, headers: Record<string, string>): SseWriter {
+  reply.hijack();
+  return new SseWriter(reply.raw, { ...(reply.getHeaders() as OutgoingHttpHeaders), ...headers });
+}
 
 /**
  * A Server-Sent Events writer. Image streams send `event: <type>` + one `data:` JSON line; chat streams send bare
@@ -9,7 +20,7 @@ export class SseWriter {
   private timer: NodeJS.Timeout | undefined;
   private closed = false;
 
-  constructor(private readonly response: ServerResponse, headers: Record<string, string>) {
+  constructor(private readonly response: ServerResponse, headers: OutgoingHttpHeaders) {
     response.writeHead(200, {
       ...headers,
       'content-type': 'text/event-stream; charset=utf-8',

@@ -39,6 +39,27 @@ describe('/admin/v1', () => {
     assert.equal(missing.status, 404);
   });
 
+  it('takes an empty body sent as application/json as {} where the body is optional (rotate, revoke)', async () => {
+    const account = await t.createAccount('1');
+    const headers = { authorization: `Bearer ${ADMIN_TOKEN}`, 'content-type': 'application/json' };
+    // What `curl -X POST -H 'Content-Type: application/json'` and many HTTP helpers send: the header, no body.
+    const rotated = await rawRequest(t.url, { path: `/admin/v1/keys/${account.keyId}/rotate`, method: 'POST', headers });
+    assert.equal(rotated.status, 200, JSON.stringify(rotated.body));
+    assert.match(rotated.body.key, /^sk-bf-/);
+    const revoked = await rawRequest(t.url, { path: `/admin/v1/keys/${account.keyId}/revoke`, method: 'POST', headers, body: '  \n' });
+    assert.equal(revoked.status, 200, JSON.stringify(revoked.body));
+    assert.equal(revoked.body.status, 'revoked');
+    // Where a body is required, `{}` names what is missing instead of calling valid-but-empty input malformed JSON.
+    const created = await rawRequest(t.url, { path: '/admin/v1/accounts', method: 'POST', headers: { ...headers, 'content-length': '0' } });
+    assert.equal(created.status, 400);
+    assert.notEqual(created.body.error.code, 'invalid_json');
+    const generation = await rawRequest(t.url, { path: '/v1/images/generations', method: 'POST', headers: { ...headers, authorization: `Bearer ${rotated.body.key}` } });
+    assert.notEqual(generation.body.error.code, 'invalid_json');
+    // A body that is there but is not JSON is still invalid_json.
+    const broken = await rawRequest(t.url, { path: `/admin/v1/keys/${account.keyId}/revoke`, method: 'POST', headers, body: '{' });
+    assert.equal(broken.body.error.code, 'invalid_json');
+  });
+
   it('refuses customer keys and missing tokens', async () => {
     const account = await t.createAccount('1');
     const withCustomerKey = await rawRequest(t.url, { path: '/admin/v1/accounts', method: 'POST', headers: { authorization: `Bearer ${account.key}`, 'content-type': 'application/json' }, body: '{"name":"x"}' });

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import OpenAI from 'openai';
+import sharp from 'sharp';
+import OpenAI, { toFile } from 'openai';
 import { ConfigError, loadConfig } from '../../src/config/config.ts';
 import { startTestServer, validatingFetch, type TestServer } from '../helpers/test-server.ts';
 
@@ -33,7 +34,9 @@ function browserFetch(origin: string): typeof fetch {
 
     const headers = new Headers(request.headers);
     headers.set('origin', origin);
-    const response = await validatingFetch(request.url, { method: request.method, headers, body: init?.body, signal: init?.signal });
+    // The body as the Request holds it (a multipart body may be a one-shot stream that constructing the Request took).
+    const body = request.body === null ? undefined : await request.arrayBuffer();
+    const response = await validatingFetch(request.url, { method: request.method, headers, body, signal: init?.signal });
     const responseOrigin = response.headers.get('access-control-allow-origin');
     if (responseOrigin !== '*' && responseOrigin !== origin) throw new TypeError(`CORS blocked the response (allow-origin ${responseOrigin})`);
     const exposed = new Set((response.headers.get('access-control-expose-headers') ?? '').toLowerCase().split(/\s*,\s*/));
@@ -63,6 +66,49 @@ describe('CORS: browser callers on /v1 (any origin by default)', () => {
     assert.equal(response.headers.get('x-request-cost'), String((data as any).usage.cost.total_cost));
     const models = await browserClient(account.key).models.list();
     assert.ok(models.data.some((model) => model.id === 'deepshi-sketch'));
+  });
+
+  it('streams are readable too: a streamed image, a streamed edit and a streamed chat completion, each with its request id', async () => {
+    const account = await t.createAccount('1');
+    const client = browserClient(account.key);
+
+    // `quality` is ignored by deepshi-sketch: the warning header is exposed; a stream never states a cost in its headers.
+    const image = await client.images.generate({ model: 'deepshi-sketch', prompt: 'a fox', size: '256x256', quality: 'high', stream: true }).withResponse();
+    assert.match(image.response.headers.get('x-request-id') ?? '', /^req_/);
+    assert.equal(image.response.headers.get('x-deepshi-warnings'), 'quality');
+    assert.equal(image.response.headers.get('x-request-cost'), null);
+    const imageEvents = [];
+    for await (const event of image.data) imageEvents.push(event);
+    assert.equal(imageEvents.at(-1)?.type, 'image_generation.completed');
+
+    const reference = await sharp({ create: { width: 64, height: 64, channels: 3, background: '#336699' } }).png().toBuffer();
+    const edit = await client.images
+      .edit({ model: 'deepshi-sketch', prompt: 'night', image: await toFile(reference, 'ref.png', { type: 'image/png' }), stream: true })
+      .withResponse();
+    assert.match(edit.response.headers.get('x-request-id') ?? '', /^req_/);
+    assert.notEqual(edit.response.headers.get('x-request-id'), image.response.headers.get('x-request-id'));
+    const editEvents = [];
+    for await (const event of edit.data) editEvents.push(event);
+    assert.equal(editEvents.at(-1)?.type, 'image_edit.completed');
+
+    const chat = await client.chat.completions
+      .create({ model: 'deepshi-echo', messages: [{ role: 'user', content: 'hi' }], stream: true, stream_options: { include_usage: true } })
+      .withResponse();
+    assert.match(chat.response.headers.get('x-request-id') ?? '', /^req_/);
+    let text = '';
+    for await (const chunk of chat.data) text += chunk.choices[0]?.delta.content ?? '';
+    assert.equal(text, 'Echo: hi');
+  });
+
+  it('a streamed request refused before its stream (402) is readable: APIError with status, code and request id', async () => {
+    const poor = await t.createAccount('0');
+    await assert.rejects(browserClient(poor.key).images.generate({ model: 'deepshi-sketch', prompt: 'x', stream: true }), (error: unknown) => {
+      assert.ok(error instanceof OpenAI.APIError && !(error instanceof OpenAI.RateLimitError), String(error));
+      assert.equal(error.status, 402);
+      assert.equal(error.code, 'insufficient_quota');
+      assert.match(error.requestID ?? '', /^req_/);
+      return true;
+    });
   });
 
   it('errors are readable too: a 401 reaches the SDK as AuthenticationError with its request id', async () => {
@@ -121,6 +167,26 @@ describe('CORS: DEEPSHI_CORS_ORIGINS', () => {
     assert.match(direct.headers.get('vary') ?? '', /origin/i);
     // A browser blocks it; the SDK reports a blocked fetch as a connection error.
     await assert.rejects(client('https://evil.example').models.list(), (error: unknown) => error instanceof OpenAI.APIConnectionError && /CORS/.test(String((error as Error).cause)));
+  });
+
+  it('a listed origin reads a streamed chat completion (the origin echoed, with Vary: Origin)', async () => {
+    const account = await listed.createAccount('1');
+    const client = new OpenAI({ apiKey: account.key, baseURL: `${listed.url}/v1`, maxRetries: 0, dangerouslyAllowBrowser: true, fetch: browserFetch(APP) });
+    const chat = await client.chat.completions.create({ model: 'deepshi-echo', messages: [{ role: 'user', content: 'hi' }], stream: true }).withResponse();
+    assert.match(chat.response.headers.get('x-request-id') ?? '', /^req_/);
+    for await (const _chunk of chat.data) {
+      // drained
+    }
+    const direct = await fetch(`${listed.url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { origin: APP, authorization: `Bearer ${account.key}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'deepshi-echo', messages: [{ role: 'user', content: 'hi' }], stream: true }),
+    });
+    assert.equal(direct.headers.get('content-type'), 'text/event-stream; charset=utf-8');
+    assert.equal(direct.headers.get('access-control-allow-origin'), APP);
+    assert.match(direct.headers.get('vary') ?? '', /origin/i);
+    assert.match(direct.headers.get('access-control-expose-headers') ?? '', /x-request-id/);
+    await direct.text();
   });
 
   it('off sends no CORS headers at all', async () => {

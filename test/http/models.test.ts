@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import OpenAI from 'openai';
 import { testCatalogJson } from '../helpers/test-adapters.ts';
 import { startTestServer, type TestServer } from '../helpers/test-server.ts';
 
@@ -59,9 +60,25 @@ describe('GET /v1/models', () => {
     assert.equal(raw.status, 200);
   });
 
-  it('an unknown id is the spec 400 model_not_found', async () => {
+  it('an unknown id is 404 model_not_found, as OpenAI answers (the SDK raises NotFoundError)', async () => {
     const response = await fetch(`${t.url}/v1/models/nope`, { headers: { authorization: `Bearer ${key}` } });
-    assert.equal(response.status, 400);
+    assert.equal(response.status, 404);
     assert.equal((await response.json()).error.code, 'model_not_found');
+    await assert.rejects(t.client(key).models.retrieve('vendor/nope'), (error: unknown) => {
+      assert.ok(error instanceof OpenAI.NotFoundError, String(error));
+      assert.equal(error.code, 'model_not_found');
+      return true;
+    });
+    // A model that exists but is not offered on this server (no credentials) is just as unknown to the caller.
+    assert.equal((await fetch(`${t.url}/v1/models/gpt-image-2`, { headers: { authorization: `Bearer ${key}` } })).status, 404);
+  });
+
+  it('an unknown model in a generation body stays the spec 400 model_not_found', async () => {
+    await assert.rejects(t.client(key).images.generate({ model: 'nope', prompt: 'a fox' }), (error: unknown) => {
+      assert.ok(error instanceof OpenAI.BadRequestError, String(error));
+      assert.equal(error.code, 'model_not_found');
+      assert.equal(error.param, 'model');
+      return true;
+    });
   });
 });

@@ -9,8 +9,8 @@ import type { Store } from '../../store/types.ts';
 import { authenticate } from '../authenticate.ts';
 import { chatChunks, chatCompletionBody, type ChatFrame } from '../chat-response.ts';
 import { sendError } from '../error-handler.ts';
-import { costHeaders } from '../image-response.ts';
-import { SseWriter } from '../sse.ts';
+import { costHeaders, warningHeaders } from '../image-response.ts';
+import { openSse } from '../sse.ts';
 
 export interface ChatRouteDeps {
   store: Store;
@@ -96,8 +96,8 @@ async function complete(
       return reply.headers({ ...limitHeaders, ...headers }).type(JSON_TYPE).send(body);
     }
 
-    reply.hijack();
-    const sse = new SseWriter(reply.raw, { 'x-request-id': requestId, ...limitHeaders, ...(prepared.warnings.length ? costHeaders(0n, prepared.warnings) : {}) });
+    // The warnings known before the completion; the settled cost is in the usage chunk, never a header.
+    const sse = openSse(reply, { ...limitHeaders, ...warningHeaders(prepared.warnings) });
     sse.startKeepalive(deps.keepaliveIntervalMs);
     // Every frame is kept for an idempotent retry, which gets the whole stream back.
     const frames: string[] = [];
@@ -131,7 +131,7 @@ async function complete(
       const gatewayError = error instanceof GatewayError ? error : new GatewayError('The completion failed.', { status: 500, type: 'api_error' });
       sse.data(JSON.stringify(gatewayError.toEnvelope()));
     } finally {
-      if (charged) await idempotent?.complete({ status: 200, headers: { 'content-type': SSE_TYPE, ...costHeaders(charged.cost, charged.warnings) }, body: frames.join('') });
+      if (charged) await idempotent?.complete({ status: 200, headers: { 'content-type': SSE_TYPE, ...warningHeaders(charged.warnings) }, body: frames.join('') });
       else await idempotent?.abandon();
       sse.end();
     }

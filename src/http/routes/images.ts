@@ -9,8 +9,8 @@ import type { IdempotentRun } from '../../services/idempotency.ts';
 import { admitAndReserve } from '../billed-request.ts';
 import { authenticate } from '../authenticate.ts';
 import { sendError } from '../error-handler.ts';
-import { costHeaders, imageResponseParts, usageObject } from '../image-response.ts';
-import { SseWriter } from '../sse.ts';
+import { costHeaders, imageResponseParts, usageObject, warningHeaders } from '../image-response.ts';
+import { openSse } from '../sse.ts';
 
 export interface ImageRouteDeps {
   store: Store;
@@ -122,8 +122,8 @@ async function generate(
       return reply.headers({ ...limitHeaders, ...headers, 'content-length': String(length) }).type(JSON_TYPE).send(Readable.from(parts, { objectMode: false }));
     }
 
-    reply.hijack();
-    const sse = new SseWriter(reply.raw, { 'x-request-id': requestId, ...limitHeaders, ...(prepared.warnings.length ? costHeaders(0n, prepared.warnings) : {}) });
+    // The warnings known before the generation; the settled cost is in the completed events, never a header.
+    const sse = openSse(reply, { ...limitHeaders, ...warningHeaders(prepared.warnings) });
     sse.startKeepalive(deps.keepaliveIntervalMs);
     // The final events (not partials or keepalives) are what an idempotent retry gets back.
     const finalEvents: Buffer[] = [];
@@ -165,7 +165,9 @@ async function generate(
           imageEvent(
             `{"type":"${eventPrefix}.completed","b64_json":"`,
             image.base64,
-            `","index":${image.index},${extras(`${image.width}x${image.height}`)},"usage":${JSON.stringify(usageObject(isLast ? outcome.usage : undefined, shares[position]))}}`,
+            `","index":${image.index},${extras(`${image.width}x${image.height}`)},"usage":${JSON.stringify(usageObject(isLast ? outcome.usage : undefined, shares[position]))}` +
+              // Every warning of the request, those found during the generation included (the headers had only the earlier ones).
+              `${isLast && outcome.warnings.length > 0 ? `,"warnings":${JSON.stringify(outcome.warnings)}` : ''}}`,
           ),
         );
       });
@@ -179,7 +181,7 @@ async function generate(
       const gatewayError = error instanceof GatewayError ? error : new GatewayError('The generation failed.', { status: 500, type: 'api_error' });
       sse.event('error', JSON.stringify({ type: 'error', error: gatewayError.toEnvelope().error }));
     } finally {
-      if (charged) await idempotent?.complete({ status: 200, headers: { 'content-type': SSE_TYPE, ...costHeaders(charged.cost, charged.warnings) }, body: Buffer.concat(finalEvents).toString('utf8') });
+      if (charged) await idempotent?.complete({ status: 200, headers: { 'content-type': SSE_TYPE, ...warningHeaders(charged.warnings) }, body: Buffer.concat(finalEvents).toString('utf8') });
       else await idempotent?.abandon();
       sse.end();
     }

@@ -1,5 +1,5 @@
 import type { FastifyInstance } from 'fastify';
-import { modelNotFound } from '../../domain/errors.ts';
+import { GatewayError, modelNotFound } from '../../domain/errors.ts';
 import { modelCard } from '../../catalog/model-card.ts';
 import type { ModelAccess } from '../../services/model-access.ts';
 import type { Store } from '../../store/types.ts';
@@ -27,9 +27,15 @@ export function registerModelRoutes(app: FastifyInstance, deps: { store: Store; 
     try {
       id = decodeURIComponent(raw);
     } catch {
-      throw modelNotFound(400);
+      throw modelNotFound(404);
     }
-    // Same rule as every other route: unknown or unservable → 400, not permitted for this key → 403.
-    return card(deps.models.resolve(caller, id));
+    // A resource route, so an unknown or unservable id is OpenAI's 404 model_not_found (the SDKs' NotFoundError);
+    // a generation body naming one stays the spec's 400. Not permitted for this key → 403, as everywhere.
+    try {
+      return card(deps.models.resolve(caller, id));
+    } catch (error) {
+      if (error instanceof GatewayError && error.code === 'model_not_found' && error.status === 400) throw modelNotFound(404);
+      throw error;
+    }
   });
 }
