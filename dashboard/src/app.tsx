@@ -1,0 +1,136 @@
+import type { JSX } from 'preact';
+import { LocationProvider, Route, Router, useLocation } from 'preact-iso';
+import { useEffect } from 'preact/hooks';
+import { Loading, RequireSignIn } from './components.tsx';
+import { SessionProvider, useSession } from './session.tsx';
+import { ModelsPage } from './pages/models.tsx';
+import { ReferencePage } from './pages/reference.tsx';
+import { SignInPage, SignUpPage } from './pages/sign-in.tsx';
+
+export function App() {
+  return (
+    <LocationProvider>
+      <SessionProvider>
+        <Shell />
+      </SessionProvider>
+    </LocationProvider>
+  );
+}
+
+const signedIn = (Page: () => JSX.Element, role?: 'operator') => () => (
+  <RequireSignIn role={role}>
+    <Page />
+  </RequireSignIn>
+);
+
+function Shell() {
+  return (
+    <div class="shell">
+      <a class="skip-link" href="#main">
+        Skip to content
+      </a>
+      <Navigation />
+      <main id="main" tabIndex={-1}>
+        <Router>
+          <Route path="/" component={Home} />
+          <Route path="/signin" component={SignInPage} />
+          <Route path="/signup" component={SignUpPage} />
+          <Route path="/models" component={ModelsPage} />
+          <Route path="/reference" component={ReferencePage} />
+          <Route default component={NotFound} />
+        </Router>
+      </main>
+    </div>
+  );
+}
+
+/** `/`: the overview when signed in (the console for the operator token), otherwise the sign-in page. */
+function Home() {
+  const { user } = useSession();
+  const location = useLocation();
+  useEffect(() => {
+    if (user === undefined) return;
+    if (user === null) location.route('/signin', true);
+    else location.route(user.role === 'operator' && !user.account_id ? '/operator' : '/overview', true);
+  }, [user]);
+  return <Loading />;
+}
+
+function NotFound() {
+  return (
+    <section>
+      <h1>Page not found</h1>
+      <p>
+        There is no dashboard page at this address. Go to the <a href="/">start page</a> or the <a href="/models">models</a>.
+      </p>
+    </section>
+  );
+}
+
+function Navigation() {
+  const { user, signOut, config } = useSession();
+  const location = useLocation();
+  const link = (href: string, label: string) => {
+    const current = location.path === href || (href !== '/' && location.path.startsWith(`${href}/`));
+    return (
+      <li>
+        <a href={href} aria-current={current ? 'page' : undefined}>
+          {label}
+        </a>
+      </li>
+    );
+  };
+  const isOperator = user?.role === 'operator';
+  const hasAccount = Boolean(user?.account_id);
+  return (
+    <nav class="sidebar" aria-label="Dashboard">
+      <a class="brand" href="/">
+        <img src="/favicon.svg" alt="" width="24" height="24" />
+        <span>Deepshi</span>
+      </a>
+      {user && hasAccount ? (
+        <ul>
+          {link('/overview', 'Overview')}
+          {link('/keys', 'API keys')}
+          {link('/usage', 'Usage')}
+          {link('/credits', 'Credits')}
+          {link('/playground', 'Playground')}
+        </ul>
+      ) : null}
+      {isOperator ? (
+        <ul aria-label="Operator">
+          {link('/operator', 'Operator console')}
+        </ul>
+      ) : null}
+      <ul aria-label="Documentation">
+        {link('/models', 'Models & pricing')}
+        {link('/reference', 'API reference')}
+      </ul>
+      <div class="sidebar-foot">
+        {user ? (
+          <>
+            <p class="muted small" data-testid="signed-in-as">
+              {user.email ?? 'Operator (token)'}
+            </p>
+            <button
+              type="button"
+              class="secondary"
+              onClick={async () => {
+                await signOut();
+                location.route('/signin');
+              }}
+            >
+              Sign out
+            </button>
+          </>
+        ) : user === null ? (
+          <ul>
+            {link('/signin', 'Sign in')}
+            {config?.signup === 'open' ? link('/signup', 'Create account') : null}
+          </ul>
+        ) : null}
+        {config?.version ? <p class="muted small">Deepshi {config.version}</p> : null}
+      </div>
+    </nav>
+  );
+}
