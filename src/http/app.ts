@@ -9,6 +9,7 @@ import type { AccountService } from '../services/accounts.ts';
 import type { Store } from '../store/types.ts';
 import type { CorsOrigins } from '../config/config.ts';
 import { registerCors } from './cors.ts';
+import { registerDashboard } from './dashboard-static.ts';
 import { clientErrorHandler, installErrorHandling, noteReceiving } from './error-handler.ts';
 import { registerAccountRoutes } from './routes/account.ts';
 import { registerChatRoutes } from './routes/chat.ts';
@@ -41,6 +42,8 @@ export interface AppDeps {
   editLimits: EditLimits;
   /** false once shutdown began: /readyz answers 503 so the load balancer stops sending traffic. */
   isReady: () => boolean;
+  /** The built dashboard served at / (default: dashboard/dist in this checkout). */
+  dashboardDir?: string;
 }
 
 /** What a request log line says about the request: method, URL with query values replaced, and the peer. */
@@ -138,5 +141,6 @@ export function buildApp(deps: AppDeps): FastifyInstance {
   registerModelRoutes(app, { store: deps.store, models: deps.models, keyPepper: deps.keyPepper });
   registerAccountRoutes(app, { store: deps.store, accounts: deps.accounts, keyPepper: deps.keyPepper });
   if (deps.adminToken) registerAdminRoutes(app, { accounts: deps.accounts, adminToken: deps.adminToken });
+  registerDashboard(app, { dir: deps.dashboardDir });
   return app;
 }
