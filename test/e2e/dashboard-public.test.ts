@@ -1,0 +1,54 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import type { Browser } from 'playwright-core';
+import { browserSkipReason, launchBrowser, openContext, screenshot } from '../helpers/browser.ts';
+import { startTestServer, type TestServer } from '../helpers/test-server.ts';
+
+/** The dashboard's public pages in real headless Chromium, served by a real server over HTTP. */
+const skip = browserSkipReason();
+
+describe('dashboard in the browser: public pages, CSP and keyboard', { skip }, () => {
+  let server: TestServer;
+  let browser: Browser;
+  before(async () => {
+    server = await startTestServer();
+    browser = await launchBrowser();
+  });
+  after(async () => {
+    await browser?.close();
+    await server?.close();
+  });
+
+  it('the sign-in page: labelled controls, keyboard reachable', async () => {
+    const { context, page, assertClean } = await openContext(browser, server.url);
+    try {
+      await page.goto('/');
+      await page.waitForURL(/\/signin/);
+      await page.getByRole('heading', { name: 'Sign in' }).waitFor();
+      // The first Tab reaches the skip link.
+      await page.keyboard.press('Tab');
+      assert.equal(await page.evaluate(() => document.activeElement?.textContent), 'Skip to content');
+      // Every control has a visible label the browser associates with it; Enter submits; the API's answer is shown.
+      await page.getByLabel('Email').fill('nobody@example.com');
+      await page.getByLabel('Password').fill('not the password');
+      await page.getByLabel('Password').press('Enter');
+      await page.getByRole('alert').waitFor();
+      await screenshot(page, 'sign-in');
+      assertClean();
+    } finally {
+      await context.close();
+    }
+  });
+
+  it('the models page asks a signed-out visitor to sign in', async () => {
+    const { context, page, assertClean } = await openContext(browser, server.url);
+    try {
+      await page.goto('/models');
+      await page.getByRole('heading', { name: 'Models & pricing' }).waitFor();
+      await page.getByRole('status').filter({ hasText: 'Sign in' }).waitFor();
+      assertClean();
+    } finally {
+      await context.close();
+    }
+  });
+});
