@@ -1,6 +1,6 @@
 import { invalidRequest, missingParam } from '../domain/errors.ts';
 import type { Warning } from '../domain/warnings.ts';
-import type { ChatMessage, ChatRole, NormalizedChatRequest } from '../domain/requests.ts';
+import type { ChatMessage, ChatReasoningRequest, ChatRole, NormalizedChatRequest } from '../domain/requests.ts';
 import type { TextCatalogModel } from './catalog.ts';
 import type { TEXT_FEATURES } from './schema.ts';
 
@@ -26,8 +26,11 @@ const FEATURE_FIELDS: Record<string, (typeof TEXT_FEATURES)[number]> = {
 /** Fields defined by the API itself (never forwarded as extras). */
 const STANDARD_FIELDS = new Set([
   'model', 'messages', 'max_tokens', 'max_completion_tokens', 'stop', 'stream', 'stream_options', 'n', 'temperature', 'top_p', 'seed',
-  'frequency_penalty', 'presence_penalty', 'logit_bias', 'response_format', 'user', ...Object.keys(FEATURE_FIELDS),
+  'frequency_penalty', 'presence_penalty', 'logit_bias', 'response_format', 'user', 'reasoning_effort', 'reasoning', ...Object.keys(FEATURE_FIELDS),
 ]);
+
+/** Values of `reasoning_effort` (and `reasoning.effort`) across OpenAI's and OpenRouter's APIs. */
+const REASONING_EFFORTS = ['none', 'minimal', 'low', 'medium', 'high', 'xhigh'];
 
 export interface ChatRequestEnvelope {
   /** The request without its output budget, which follows from the prompt's tokens (see resolveMaxOutputTokens). */
@@ -75,7 +78,7 @@ export function normalizeChatRequest(body: Record<string, unknown>, model: TextC
   const frequencyPenalty = readNumber(value('frequency_penalty'), 'frequency_penalty', -2, 2);
   const presencePenalty = readNumber(value('presence_penalty'), 'presence_penalty', -2, 2);
   const seed = readInteger(value('seed'), 'seed');
-  const numbers: Array<[keyof NormalizedChatRequest['sampling'], 'temperature' | 'top_p' | 'frequency_penalty' | 'presence_penalty' | 'seed', number | undefined]> = [
+  const numbers: Array<[Exclude<keyof NormalizedChatRequest['sampling'], 'logitBias'>, 'temperature' | 'top_p' | 'frequency_penalty' | 'presence_penalty' | 'seed', number | undefined]> = [
     ['temperature', 'temperature', temperature], ['topP', 'top_p', topP], ['frequencyPenalty', 'frequency_penalty', frequencyPenalty],
     ['presencePenalty', 'presence_penalty', presencePenalty], ['seed', 'seed', seed],
   ];
@@ -86,8 +89,11 @@ export function normalizeChatRequest(body: Record<string, unknown>, model: TextC
   }
   const logitBias = value('logit_bias');
   if (logitBias !== undefined) {
-    if (!isRecord(logitBias)) throw invalidRequest("'logit_bias' must be an object mapping token ids to numbers.", 'logit_bias', 'invalid_type');
-    if (!honours('logit_bias')) ignore('logit_bias', "does not support 'logit_bias'");
+    if (!isRecord(logitBias) || Object.values(logitBias).some((bias) => typeof bias !== 'number' || !(bias >= -100 && bias <= 100))) {
+      throw invalidRequest("'logit_bias' must be an object mapping token ids to numbers between -100 and 100.", 'logit_bias', 'invalid_type');
+    }
+    if (honours('logit_bias')) sampling.logitBias = logitBias as Record<string, number>;
+    else ignore('logit_bias', "does not support 'logit_bias'");
   }
   let stop = readStop(value('stop'));
   if (stop.length > 0 && !honours('stop')) {
@@ -109,6 +115,10 @@ export function normalizeChatRequest(body: Record<string, unknown>, model: TextC
     if (model.supported_features.includes(feature)) forwarded.response_format = value('response_format');
     else ignore('response_format', `does not support response_format ${responseFormat}; it answers in plain text`);
   }
+  const reasoning = readReasoning(value('reasoning_effort'), value('reasoning'));
+  if (reasoning !== undefined && !model.supported_features.includes('reasoning')) {
+    for (const param of ['reasoning_effort', 'reasoning']) if (value(param) !== undefined) ignore(param, 'is not a reasoning model');
+  }
   const user = value('user');
   if (user !== undefined && typeof user !== 'string') throw invalidRequest("'user' must be a string.", 'user', 'invalid_type');
 
@@ -117,7 +127,9 @@ export function normalizeChatRequest(body: Record<string, unknown>, model: TextC
     if (!STANDARD_FIELDS.has(key)) extra[key] = item;
   }
 
-  return { request: { model: model.id, messages, stop, sampling, extra }, maxTokens, stream, includeUsage, warnings };
+  const request: ChatRequestEnvelope['request'] = { model: model.id, messages, stop, sampling, extra };
+  if (reasoning !== undefined && model.supported_features.includes('reasoning')) request.reasoning = reasoning;
+  return { request, maxTokens, stream, includeUsage, warnings };
 }
 
 /**
@@ -240,6 +252,42 @@ function readFeatureFields(value: (name: string) => unknown): void {
   readBoolean(value('logprobs'), 'logprobs');
   const topLogprobs = readInteger(value('top_logprobs'), 'top_logprobs');
   if (topLogprobs !== undefined && (topLogprobs < 0 || topLogprobs > 20)) throw invalidRequest("'top_logprobs' must be between 0 and 20.", 'top_logprobs', 'invalid_value');
+}
+
+/**
+ * `reasoning_effort` (OpenAI's) and `reasoning: {effort, max_tokens, exclude, enabled}` (OpenRouter's) as one setting.
+ * Both may be given when they agree on the effort.
+ */
+function readReasoning(effortRaw: unknown, raw: unknown): ChatReasoningRequest | undefined {
+  const readEffort = (given: unknown, param: string) => {
+    if (given === undefined || given === null) return undefined;
+    if (typeof given !== 'string' || !REASONING_EFFORTS.includes(given)) {
+      throw invalidRequest(`'${param}' must be one of ${REASONING_EFFORTS.join(', ')}.`, param, 'invalid_value');
+    }
+    return given;
+  };
+  const effort = readEffort(effortRaw, 'reasoning_effort');
+  if (raw === undefined && effort === undefined) return undefined;
+  const out: ChatReasoningRequest = {};
+  if (effort !== undefined) out.effort = effort;
+  if (raw !== undefined) {
+    if (!isRecord(raw)) throw invalidRequest("'reasoning' must be an object such as {\"effort\": \"high\"}.", 'reasoning', 'invalid_type');
+    const nested = readEffort(raw.effort, 'reasoning.effort');
+    if (nested !== undefined && effort !== undefined && nested !== effort) {
+      throw invalidRequest("'reasoning_effort' and 'reasoning.effort' are the same setting; send one of them.", 'reasoning_effort', 'invalid_value');
+    }
+    if (nested !== undefined) out.effort = nested;
+    const maxTokens = readInteger(raw.max_tokens, 'reasoning.max_tokens');
+    if (maxTokens !== undefined) {
+      if (maxTokens < 0) throw invalidRequest("'reasoning.max_tokens' must be at least 0.", 'reasoning.max_tokens', 'integer_below_min_value');
+      out.maxTokens = maxTokens;
+    }
+    const exclude = readBoolean(raw.exclude, 'reasoning.exclude');
+    if (exclude !== undefined) out.exclude = exclude;
+    const enabled = readBoolean(raw.enabled, 'reasoning.enabled');
+    if (enabled !== undefined) out.enabled = enabled;
+  }
+  return out;
 }
 
 function readResponseFormat(raw: unknown): string | undefined {

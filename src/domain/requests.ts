@@ -58,12 +58,43 @@ export interface NormalizedChatRequest {
   /** Up to 4 stop sequences; generation ends before the first one produced (excluded from the output). */
   stop: string[];
   /** Sampling values, only those the model honours (catalog `supported_sampling_parameters`); the rest were warned about. */
-  sampling: { temperature?: number; topP?: number; seed?: number; frequencyPenalty?: number; presencePenalty?: number };
+  sampling: { temperature?: number; topP?: number; seed?: number; frequencyPenalty?: number; presencePenalty?: number; logitBias?: Record<string, number> };
+  /**
+   * The caller's reasoning settings (`reasoning_effort`, or `reasoning: {effort, max_tokens, exclude, enabled}`), present
+   * only when the model lists `reasoning`; the adapter sends them in the field its route takes.
+   */
+  reasoning?: ChatReasoningRequest;
   /** Unknown request fields, forwarded to the upstream as the docs say (adapters guard the fields they own). */
   extra: Record<string, unknown>;
 }
 
 /** Why the answer ended: naturally or at a stop sequence, at max_tokens, or cut by the upstream's content filter. */
+/** What the caller asked of the model's reasoning, from `reasoning_effort` and/or `reasoning` (null fields dropped). */
+export interface ChatReasoningRequest {
+  effort?: string;
+  maxTokens?: number;
+  /** Reason, but leave the trace out of the answer. */
+  exclude?: boolean;
+  enabled?: boolean;
+}
+
+/** One token's log-probability, with the most likely alternatives when top_logprobs was asked (OpenAI's shape). */
+export interface TokenLogprob {
+  token: string;
+  logprob: number;
+  bytes: number[] | null;
+  top_logprobs: Array<{ token: string; logprob: number; bytes: number[] | null }>;
+}
+
+/** `choices[].logprobs` of a completion or a chunk: the content's tokens and the refusal's. */
+export interface ChatLogprobs {
+  content: TokenLogprob[] | null;
+  refusal: TokenLogprob[] | null;
+}
+
+/** One segment of a reasoning trace, in OpenRouter's shape (`reasoning.text`, `reasoning.summary`, `reasoning.encrypted`). */
+export type ReasoningDetail = Record<string, unknown> & { type: string };
+
 export type ChatFinishReason = 'stop' | 'length' | 'content_filter' | 'tool_calls';
 
 /** A complete tool call of the assistant's answer (OpenAI's shape; `arguments` is the model's JSON text, unparsed). */

@@ -1,6 +1,6 @@
 import { usdNumber, type Nanos } from '../domain/money.ts';
 import type { Warning } from '../domain/warnings.ts';
-import type { ChatFinishReason, ChatToolCallDelta } from '../domain/requests.ts';
+import type { ChatFinishReason, ChatLogprobs, ChatToolCallDelta, ReasoningDetail } from '../domain/requests.ts';
 import type { ChatOutcome, ChatUsage } from '../services/chat-completion.ts';
 
 /** OpenAI's chat completion objects, plus Deepshi's `usage.cost.total_cost` and `warnings`. */
@@ -19,7 +19,7 @@ export function chatUsageObject(usage: ChatUsage, cost: Nanos): Record<string, u
     completion_tokens: usage.completionTokens,
     total_tokens: usage.promptTokens + usage.completionTokens,
     prompt_tokens_details: { cached_tokens: usage.cachedTokens },
-    completion_tokens_details: { reasoning_tokens: 0 },
+    completion_tokens_details: { reasoning_tokens: usage.reasoningTokens },
     cost: { total_cost: usdNumber(cost) },
   };
 }
@@ -31,16 +31,24 @@ export function chatCompletionBody(frame: ChatFrame, outcome: ChatOutcome): Reco
     object: 'chat.completion',
     created: frame.created,
     model: frame.model,
-    choices: [{ index: 0, message: chatMessage(outcome), logprobs: null, finish_reason: outcome.finishReason }],
+    choices: [{ index: 0, message: chatMessage(outcome), logprobs: outcome.logprobs ?? null, finish_reason: outcome.finishReason }],
     usage: chatUsageObject(outcome.usage, outcome.cost),
     ...(outcome.warnings.length > 0 ? { warnings: outcome.warnings } : {}),
   };
 }
 
-/** The assistant message: with tool calls, `tool_calls` and (OpenAI's shape) `content: null` when there is no text. */
+/**
+ * The assistant message: with tool calls, `tool_calls` and (OpenAI's shape) `content: null` when there is no text; a
+ * refusal as the model gave it (content null when that is all it said); the reasoning trace as `reasoning` and
+ * `reasoning_details` (docs §11), whatever the upstream called it.
+ */
 function chatMessage(outcome: ChatOutcome): Record<string, unknown> {
-  if (!outcome.toolCalls?.length) return { role: 'assistant', content: outcome.content, refusal: null };
-  return { role: 'assistant', content: outcome.content === '' ? null : outcome.content, refusal: null, tool_calls: outcome.toolCalls };
+  const bare = outcome.content === '' && (outcome.toolCalls?.length || outcome.refusal);
+  const message: Record<string, unknown> = { role: 'assistant', content: bare ? null : outcome.content, refusal: outcome.refusal ?? null };
+  if (outcome.reasoning !== undefined) message.reasoning = outcome.reasoning;
+  if (outcome.reasoningDetails !== undefined) message.reasoning_details = outcome.reasoningDetails;
+  if (outcome.toolCalls?.length) message.tool_calls = outcome.toolCalls;
+  return message;
 }
 
 /**
@@ -50,10 +58,13 @@ function chatMessage(outcome: ChatOutcome): Record<string, unknown> {
 export function chatChunks(frame: ChatFrame, includeUsage: boolean) {
   const chunk = (choices: unknown[], extra: Record<string, unknown> = {}) =>
     JSON.stringify({ id: frame.id, object: 'chat.completion.chunk', created: frame.created, model: frame.model, choices, ...(includeUsage ? { usage: null } : {}), ...extra });
-  const choice = (delta: Record<string, unknown>, finishReason: ChatFinishReason | null) => ({ index: 0, delta, logprobs: null, finish_reason: finishReason });
+  const choice = (delta: Record<string, unknown>, finishReason: ChatFinishReason | null, logprobs: ChatLogprobs | null = null) => ({ index: 0, delta, logprobs, finish_reason: finishReason });
   return {
     role: () => chunk([choice({ role: 'assistant', content: '' }, null)]),
-    content: (text: string) => chunk([choice({ content: text }, null)]),
+    content: (text: string, logprobs?: ChatLogprobs) => chunk([choice({ content: text }, null, logprobs ?? null)]),
+    /** A piece of the reasoning trace (`delta.reasoning`, with the upstream's segments when it streams them). */
+    reasoning: (text: string, details?: ReasoningDetail[]) => chunk([choice({ reasoning: text, ...(details ? { reasoning_details: details } : {}) }, null)]),
+    refusal: (text: string, logprobs?: ChatLogprobs) => chunk([choice({ refusal: text }, null, logprobs ?? null)]),
     /** One piece of a tool call, as the adapter shaped it (OpenAI's: id, type and name first, then argument fragments). */
     toolCall: (delta: ChatToolCallDelta) => chunk([choice({ tool_calls: [delta] }, null)]),
     finish: (finishReason: ChatFinishReason, warnings: Warning[]) => chunk([choice({}, finishReason)], warnings.length > 0 ? { warnings } : {}),

@@ -1,10 +1,16 @@
-import type { ChatFinishReason, ChatMessage, ChatRole, ChatToolCall, ChatToolCallDelta, ImageFormat, InputImage, NormalizedChatRequest, NormalizedImageRequest } from '../domain/requests.ts';
+import type {
+  ChatFinishReason, ChatLogprobs, ChatMessage, ChatReasoningRequest, ChatRole, ChatToolCall, ChatToolCallDelta, ImageFormat, InputImage, NormalizedChatRequest,
+  NormalizedImageRequest, ReasoningDetail, TokenLogprob,
+} from '../domain/requests.ts';
 import type { UpstreamUsage } from '../domain/usage.ts';
 import type { Warning } from '../domain/warnings.ts';
 import type { Base64Text } from '../images/base64.ts';
 
 // The shared request and usage types live in domain/; adapters keep importing them from here.
-export type { ChatFinishReason, ChatMessage, ChatRole, ChatToolCall, ChatToolCallDelta, ImageFormat, InputImage, NormalizedChatRequest, NormalizedImageRequest, UpstreamUsage };
+export type {
+  ChatFinishReason, ChatLogprobs, ChatMessage, ChatReasoningRequest, ChatRole, ChatToolCall, ChatToolCallDelta, ImageFormat, InputImage, NormalizedChatRequest,
+  NormalizedImageRequest, ReasoningDetail, TokenLogprob, UpstreamUsage,
+};
 
 /**
  * The contract between the request pipeline and one upstream. An adapter knows one wire format and nothing
@@ -81,10 +87,19 @@ export interface ChatCompletionResult {
   finishReason: ChatFinishReason;
   /** The tool calls the model made (absent or empty: none), in index order; their deltas went to onToolCallDelta. */
   toolCalls?: ChatToolCall[];
-  /** Token counts as the upstream measured them: inputTokens (cachedInputTokens among them) and outputTokens. */
+  /** The model's reasoning trace as text (message.reasoning), when it sent one: every upstream spelling normalised. */
+  reasoning?: string;
+  /** The trace as structured segments (message.reasoning_details): the upstream's own, or one text segment built from the text. */
+  reasoningDetails?: ReasoningDetail[];
+  /** The model's refusal message (message.refusal), passed through as the upstream sent it. */
+  refusal?: string;
+  /** Token log-probabilities, when asked for and the upstream sent them. */
+  logprobs?: ChatLogprobs;
+  /** Token counts as the upstream measured them: inputTokens (cachedInputTokens among them) and outputTokens (reasoningTokens among them). */
   usage: UpstreamUsage;
   warnings: Warning[];
 }
+
 
 export interface TextCallContext {
   signal: AbortSignal;
@@ -92,12 +107,19 @@ export interface TextCallContext {
    * Each piece of the answer as it is produced. Given only when the caller streams: an upstream adapter asks its
    * upstream for a stream exactly when this is set.
    */
-  onDelta?: (text: string) => void;
+  onDelta?: (text: string, logprobs?: ChatLogprobs) => void;
   /**
    * Each piece of a tool call as it is produced (see ChatToolCallDelta), given with onDelta to a streaming caller.
    * Adapters that never call tools (deepshi-echo) ignore it.
    */
   onToolCallDelta?: (delta: ChatToolCallDelta) => void;
+  /**
+   * Each piece of the reasoning trace as it is produced (text, and the upstream's structured segments when it sends
+   * them), given with onDelta to a streaming caller. Reasoning comes before the answer's content.
+   */
+  onReasoningDelta?: (text: string, details?: ReasoningDetail[]) => void;
+  /** Each piece of a refusal (delta.refusal) as it is produced, given with onDelta. */
+  onRefusalDelta?: (text: string, logprobs?: ChatLogprobs) => void;
 }
 
 export interface TextAdapter {

@@ -12,7 +12,8 @@ import type { Admission, RequestLimiter } from '../limits/limiter.ts';
 import type { Metrics } from '../metrics/metrics.ts';
 import type { ProviderRegistry, ResolvedRoute } from '../providers/registry.ts';
 import {
-  ProviderError, type ChatCompletionResult, type ChatFinishReason, type ChatToolCall, type ChatToolCallDelta, type NormalizedChatRequest, type TextAdapter,
+  ProviderError, type ChatCompletionResult, type ChatFinishReason, type ChatLogprobs, type ChatToolCall, type ChatToolCallDelta, type NormalizedChatRequest,
+  type ReasoningDetail, type TextAdapter, type TextCallContext,
 } from '../providers/types.ts';
 import type { Store } from '../store/types.ts';
 import type { IdempotencyService } from './idempotency.ts';
@@ -39,6 +40,8 @@ export interface ChatUsage {
   promptTokens: number;
   cachedTokens: number;
   completionTokens: number;
+  /** Of the completion tokens, those spent reasoning (billed as completion tokens). */
+  reasoningTokens: number;
 }
 
 export interface ChatOutcome {
@@ -46,6 +49,10 @@ export interface ChatOutcome {
   finishReason: ChatFinishReason;
   /** The tool calls of the answer, when the model made any. */
   toolCalls?: ChatToolCall[];
+  reasoning?: string;
+  reasoningDetails?: ReasoningDetail[];
+  refusal?: string;
+  logprobs?: ChatLogprobs;
   usage: ChatUsage;
   /** The settled charge, in nanos. */
   cost: Nanos;
@@ -55,9 +62,12 @@ export interface ChatOutcome {
 export interface ChatExecuteHooks {
   signal: AbortSignal;
   /** Each piece of the answer as the model produces it (streaming sends it at once). */
-  onDelta?: (text: string) => void;
+  onDelta?: TextCallContext['onDelta'];
   /** Each piece of a tool call as the model produces it (streaming only, with onDelta). */
-  onToolCallDelta?: (delta: ChatToolCallDelta) => void;
+  onToolCallDelta?: TextCallContext['onToolCallDelta'];
+  /** Each piece of the reasoning trace, and of a refusal (streaming only, with onDelta). */
+  onReasoningDelta?: TextCallContext['onReasoningDelta'];
+  onRefusalDelta?: TextCallContext['onRefusalDelta'];
 }
 
 /**
@@ -137,7 +147,7 @@ export class ChatCompletionService {
     const signal = AbortSignal.any([hooks.signal, deadline]);
     let result: ChatCompletionResult;
     try {
-      result = await this.completeWithFailover(prepared, signal, hooks.onDelta, hooks.onToolCallDelta);
+      result = await this.completeWithFailover(prepared, signal, hooks);
     } catch (error) {
       await store.releaseReservation(requestId, describeFailure(error)).catch((releaseError) => logger.error({ err: releaseError, requestId }, 'release failed'));
       this.deps.metrics.chatFailed(prepared.model.id);
@@ -147,6 +157,7 @@ export class ChatCompletionService {
       promptTokens: result.usage.inputTokens ?? prepared.promptTokens,
       cachedTokens: result.usage.cachedInputTokens ?? 0,
       completionTokens: result.usage.outputTokens ?? 0,
+      reasoningTokens: result.usage.reasoningTokens ?? 0,
     };
     const cost = settleChatCost(prepared.model, prepared.quote, { inputTokens: usage.promptTokens, cachedInputTokens: usage.cachedTokens, outputTokens: usage.completionTokens });
     const settled = await store.settleReservation({
@@ -158,6 +169,7 @@ export class ChatCompletionService {
         prompt_tokens: usage.promptTokens,
         cached_tokens: usage.cachedTokens,
         completion_tokens: usage.completionTokens,
+        ...(usage.reasoningTokens > 0 ? { reasoning_tokens: usage.reasoningTokens } : {}),
         finish_reason: result.finishReason,
       },
     });
@@ -170,6 +182,7 @@ export class ChatCompletionService {
     this.deps.metrics.chatCompleted(prepared.model.id, { prompt: usage.promptTokens, cachedPrompt: usage.cachedTokens, completion: usage.completionTokens }, cost);
     const outcome: ChatOutcome = { content: result.content, finishReason: result.finishReason, usage, cost, warnings: [...prepared.warnings, ...result.warnings] };
     if (result.toolCalls?.length) outcome.toolCalls = result.toolCalls;
+    for (const field of ['reasoning', 'reasoningDetails', 'refusal', 'logprobs'] as const) if (result[field] !== undefined) Object.assign(outcome, { [field]: result[field] });
     return outcome;
   }
 
@@ -178,35 +191,30 @@ export class ChatCompletionService {
    * 10 s), as for images: another attempt or the next route only if the upstream refused before accepting the work
    * (connection refused, 429, 5xx) and nothing was streamed to the caller yet.
    */
-  private async completeWithFailover(
-    prepared: PreparedChatRequest,
-    signal: AbortSignal,
-    onDelta: ChatExecuteHooks['onDelta'],
-    onToolCallDelta: ChatExecuteHooks['onToolCallDelta'],
-  ): Promise<ChatCompletionResult> {
+  private async completeWithFailover(prepared: PreparedChatRequest, signal: AbortSignal, hooks: ChatExecuteHooks): Promise<ChatCompletionResult> {
     let streamed = false;
+    // Only for a streaming caller: adapters stream upstream exactly when they are given onDelta. Anything passed on
+    // counts as streamed (no retry or failover after it).
+    const passOn = <F extends (...args: any[]) => void>(hook: F | undefined): F | undefined =>
+      hooks.onDelta && hook
+        ? ((...args: Parameters<F>) => {
+            streamed = true;
+            hook(...args);
+          }) as F
+        : undefined;
+    const context: Omit<TextCallContext, 'signal'> = {
+      onDelta: passOn(hooks.onDelta),
+      onToolCallDelta: passOn(hooks.onToolCallDelta),
+      onReasoningDelta: passOn(hooks.onReasoningDelta),
+      onRefusalDelta: passOn(hooks.onRefusalDelta),
+    };
     let lastError: unknown;
     const { routes } = prepared;
     for (let position = 0; position < routes.length; position++) {
       const route = routes[position];
       for (let attempt = 0; attempt < ATTEMPTS_PER_ROUTE; attempt++) {
         try {
-          const result = await route.adapter.complete(prepared.request, route.target, {
-            signal,
-            // Only for a streaming caller: adapters stream upstream exactly when they are given onDelta.
-            onDelta: onDelta
-              ? (text) => {
-                  streamed = true;
-                  onDelta(text);
-                }
-              : undefined,
-            onToolCallDelta: onDelta && onToolCallDelta
-              ? (delta) => {
-                  streamed = true;
-                  onToolCallDelta(delta);
-                }
-              : undefined,
-          });
+          const result = await route.adapter.complete(prepared.request, route.target, { signal, ...context });
           this.deps.metrics.upstreamCall(route.adapter.provider, 'ok');
           return result;
         } catch (error) {

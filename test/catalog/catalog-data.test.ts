@@ -31,6 +31,9 @@ const EXPECTED_IDS = [
   'deepshi-banana-pro',
   'deepshi-image-1',
   'gpt-4o-mini',
+  'gpt-4o',
+  'deepshi-2.0',
+  'deepshi-3.0',
 ];
 
 function parseSize(size: string): { w: number; h: number } {
@@ -297,5 +300,46 @@ describe('catalog/models.yaml', () => {
     assert.equal(echo.pricing.unit, 'token');
     assert.ok(echo.max_output_tokens < echo.context_window);
     assert.match(echo.description ?? '', /not a language model/);
+  });
+
+  it('has the launch text models as the docs describe them: deepshi-2.0 without tools, deepshi-3.0 reasoning with tools and JSON, gpt-4o', () => {
+    const text = (id: string) => {
+      const model = catalog.models.find((m) => m.id === id);
+      assert.ok(model && model.kind === 'text', `${id} is a text model`);
+      return model;
+    };
+    const two = text('deepshi-2.0');
+    const three = text('deepshi-3.0');
+    const gpt = text('gpt-4o');
+    assert.ok(!two.supported_features.includes('tools'), 'Deepshi 2.0 does not support tools [docs §10]');
+    assert.ok(!two.supported_features.includes('reasoning'));
+    for (const feature of ['tools', 'reasoning', 'json', 'structured', 'logprobs'] as const) assert.ok(three.supported_features.includes(feature), `deepshi-3.0 ${feature}`);
+    assert.ok(gpt.supported_features.includes('tools') && !gpt.supported_features.includes('reasoning'));
+    // Routed to the operator's own servers exactly as deepshi-image-1 is, and to OpenAI.
+    assert.deepEqual(two.routes.map((r) => [r.provider, r.credentials_env, r.base_url_env]), [['openai-compatible', 'DEEPSHI_2_0_API_KEY', 'DEEPSHI_2_0_BASE_URL']]);
+    assert.deepEqual(three.routes.map((r) => [r.provider, r.credentials_env, r.base_url_env]), [['openai-compatible', 'DEEPSHI_3_0_API_KEY', 'DEEPSHI_3_0_BASE_URL']]);
+    assert.deepEqual(gpt.routes.map((r) => [r.provider, r.credentials_env, r.base_url_env, r.base_url]), [['openai-compatible', 'OPENAI_API_KEY', 'OPENAI_BASE_URL', 'https://api.openai.com/v1']]);
+    const image1 = catalog.models.find((m) => m.id === 'deepshi-image-1')!;
+    assert.equal(image1.routes[0].base_url, undefined, 'like deepshi-image-1: no public default base URL');
+    assert.equal(two.routes[0].base_url, undefined);
+    assert.equal(three.routes[0].base_url, undefined);
+    for (const model of [two, three, gpt]) {
+      assert.equal(model.pricing.unit, 'token');
+      assert.ok(model.max_output_tokens < model.context_window);
+      for (const name of ['temperature', 'top_p', 'max_tokens', 'max_completion_tokens', 'stop', 'seed'] as const) assert.ok(model.supported_sampling_parameters.includes(name), `${model.id} ${name}`);
+    }
+    // The docs' only worked price (22 prompt + 8 completion tokens = $0.000135, §3) at deepshi-3.0's and gpt-4o's rates.
+    for (const model of [three, gpt]) {
+      assert.ok(model.pricing.unit === 'token');
+      assert.equal(22 * Number(model.pricing.input_per_million) + 8 * Number(model.pricing.output_per_million), 135);
+    }
+  });
+
+  it('marks every launch text model price that is not in the docs', () => {
+    const source = readFileSync(catalogPath, 'utf8');
+    for (const id of ['gpt-4o', 'deepshi-2.0', 'deepshi-3.0']) {
+      const entry = source.slice(source.indexOf(`- id: ${id}\n`), source.indexOf('routes:', source.indexOf(`- id: ${id}\n`)));
+      for (const line of entry.split('\n').filter((l) => /_per_million:/.test(l))) assert.match(line, /# \[(R|I)\]/, `${id}: ${line.trim()}`);
+    }
   });
 });

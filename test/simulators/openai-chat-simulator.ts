@@ -23,6 +23,14 @@ import { sendJson, startRecordingServer, type RecordedRequest } from './recordin
  * `tool_calls` is answered by `tool` messages with those ids, and that `tool` messages answer one. Tokens: `tools`
  * add ceil(JSON characters / 4) to the prompt, an assistant message's `tool_calls` add their JSON to its text, and a
  * tool-call answer costs simToolCallTokens.
+ *
+ * Also, as OpenAI and vLLM do: `n` choices (choice i > 0 answers "Reply <i+1>: …"; usage counts every choice's
+ * completion tokens; streamed one choice after the other, each chunk naming its `index`); `logprobs` / `top_logprobs`
+ * (simTokenLogprobs, on every content or refusal chunk when streaming); a refusal (content null, `refusal`
+ * SIM_REFUSAL) to a user message starting with "refuse:"; and, with `reasoning` set, a reasoning model in vLLM's manner:
+ * a trace (simReasoning, showing `reasoning_effort`) before the answer under the configured name, sharing the
+ * max tokens budget with it, counted in completion_tokens and in completion_tokens_details.reasoning_tokens (unless
+ * `reportReasoningTokens` is false, as on vLLM).
  */
 
 export type ChatFault =
@@ -59,10 +67,57 @@ export interface ChatSimulator {
   completedStreams: number;
   /** Every usage object sent, in order. */
   sentUsages: Array<Record<string, any>>;
+  /**
+   * A reasoning model: every answer starts with a trace (simReasoning), sent under this name (vLLM and DeepSeek:
+   * `reasoning_content`; vLLM 0.10+ and OpenRouter: `reasoning`; OpenRouter's segments: `reasoning_details`).
+   */
+  reasoning: 'reasoning_content' | 'reasoning' | 'reasoning_details' | undefined;
+  /** Whether usage has completion_tokens_details.reasoning_tokens (OpenAI does; vLLM sends completion_tokens_details: null). */
+  reportReasoningTokens: boolean;
   /** Active until cleared; `times` limits how many requests it affects. */
   setFault(fault: ChatFault | undefined, times?: number): void;
   reset(): void;
   close(): Promise<void>;
+}
+
+/** One planned choice of an answer. */
+interface SimChoice {
+  reasoning: string;
+  content: string;
+  refusal: string;
+  toolCalls: ReturnType<typeof simToolCalls>;
+  finish: string;
+}
+
+/** What the simulator's reasoning model thinks before answering (the effort asked for shows in it). */
+export const simReasoning = (userText: string, effort?: unknown) => `Thinking${typeof effort === 'string' ? ` (${effort})` : ''} about: ${userText}`;
+/** The refusal the simulator answers to a user message starting with "refuse:". */
+export const SIM_REFUSAL = "I'm sorry, I can't help with that.";
+
+/**
+ * The simulator's logprobs for a text: one "token" per 4 characters (its token rule), logprob -(i mod 4) / 4 - 0.01,
+ * with `top` alternatives: the token itself first, then "<token>~1", "<token>~2"... each 1 lower.
+ */
+export function simTokenLogprobs(text: string, top: number, offset = 0) {
+  const characters = [...text];
+  const out = [];
+  for (let start = 0; start < characters.length; start += 4) {
+    const token = characters.slice(start, start + 4).join('');
+    const logprob = -(((offset + start / 4) % 4) / 4) - 0.01;
+    const bytes = [...Buffer.from(token, 'utf8')];
+    const alternatives = Array.from({ length: top }, (_, k) => {
+      const alt = k === 0 ? token : `${token}~${k}`;
+      return { token: alt, logprob: logprob - k, bytes: [...Buffer.from(alt, 'utf8')] };
+    });
+    out.push({ token, logprob, bytes, top_logprobs: alternatives });
+  }
+  return out;
+}
+
+function simLogprobs(choice: SimChoice, top: number) {
+  if (choice.toolCalls) return { content: null, refusal: null };
+  if (choice.refusal) return { content: null, refusal: simTokenLogprobs(choice.refusal, top) };
+  return { content: simTokenLogprobs(choice.content, top), refusal: null };
 }
 
 export const SIM_MESSAGE_TOKENS = 3;
@@ -106,7 +161,7 @@ export async function startChatSimulator(options: { apiKey?: string } = {}): Pro
     faultUses--;
     return fault;
   };
-  const defaults = { cachedTokens: 0, pieceTokens: 1, pieceDelayMs: 0 };
+  const defaults = { cachedTokens: 0, pieceTokens: 1, pieceDelayMs: 0, reasoning: undefined, reportReasoningTokens: true };
   const server = await startRecordingServer(async (request, response) => {
     if (request.method !== 'POST' || request.pathname !== '/v1/chat/completions') {
       return apiError(response, 404, { message: `Invalid URL (${request.method} ${request.pathname})`, type: 'invalid_request_error' });
@@ -137,38 +192,66 @@ export async function startChatSimulator(options: { apiKey?: string } = {}): Pro
     const contents = messages.map((message) => textOf(message.content) + (message.tool_calls ? JSON.stringify(message.tool_calls) : ''));
     const lastUser = [...messages].reverse().find((message) => message.role === 'user');
     const lastMessage = messages[messages.length - 1];
-    let answer = lastMessage.role === 'tool' ? `Tool said: ${textOf(lastMessage.content)}` : `Reply: ${lastUser ? textOf(lastUser.content) : ''}`;
-    let finish = 'stop';
-    const toolCalls = simToolCalls(body);
-    if (toolCalls) {
-      answer = '';
-      finish = 'tool_calls';
-    }
+    const userText = lastUser ? textOf(lastUser.content) : '';
     const stops: string[] = body.stop === undefined || body.stop === null ? [] : typeof body.stop === 'string' ? [body.stop] : body.stop;
-    let cut = -1;
-    for (const stop of stops) {
-      const at = answer.indexOf(stop);
-      if (at >= 0 && (cut < 0 || at < cut)) cut = at;
-    }
-    if (cut >= 0) answer = answer.slice(0, cut);
     const limit = (body.max_completion_tokens ?? body.max_tokens) as number | undefined;
-    if (limit !== undefined && simTokens(answer) > limit) {
-      answer = [...answer].slice(0, limit * 4).join('');
-      finish = 'length';
-    }
+    const toolCalls = simToolCalls(body);
+    const choiceCount = typeof body.n === 'number' ? body.n : 1;
+    const choices = Array.from({ length: choiceCount }, (_, index): SimChoice => {
+      // The reasoning trace comes first and shares the budget with the answer (as on vLLM and OpenAI).
+      let reasoning = simulator.reasoning ? simReasoning(userText, body.reasoning_effort) : '';
+      let budget = limit;
+      let finish = 'stop';
+      if (budget !== undefined && simTokens(reasoning) >= budget) {
+        reasoning = [...reasoning].slice(0, budget * 4).join('');
+        return { reasoning, content: '', refusal: '', toolCalls: undefined, finish: 'length' };
+      }
+      if (budget !== undefined) budget -= simTokens(reasoning);
+      if (userText.startsWith('refuse:') && lastMessage.role === 'user') {
+        return { reasoning, content: '', refusal: SIM_REFUSAL, toolCalls: undefined, finish };
+      }
+      if (toolCalls) return { reasoning, content: '', refusal: '', toolCalls, finish: 'tool_calls' };
+      const label = index === 0 ? 'Reply' : `Reply ${index + 1}`;
+      let answer = lastMessage.role === 'tool' ? `Tool said: ${textOf(lastMessage.content)}` : `${label}: ${userText}`;
+      let cut = -1;
+      for (const stop of stops) {
+        const at = answer.indexOf(stop);
+        if (at >= 0 && (cut < 0 || at < cut)) cut = at;
+      }
+      if (cut >= 0) answer = answer.slice(0, cut);
+      if (budget !== undefined && simTokens(answer) > budget) {
+        answer = [...answer].slice(0, budget * 4).join('');
+        finish = 'length';
+      }
+      return { reasoning, content: answer, refusal: '', toolCalls: undefined, finish };
+    });
     const promptTokens = simPromptTokens(...contents) + (Array.isArray(body.tools) ? simTokens(JSON.stringify(body.tools)) : 0);
-    const completionTokens = toolCalls ? simToolCallTokens(toolCalls) : simTokens(answer);
-    const usage = {
+    const reasoningTokens = choices.reduce((sum, choice) => sum + simTokens(choice.reasoning), 0);
+    const completionTokens = choices.reduce(
+      (sum, choice) => sum + simTokens(choice.reasoning) + (choice.toolCalls ? simToolCallTokens(choice.toolCalls) : simTokens(choice.content) + simTokens(choice.refusal)),
+      0,
+    );
+    const usage: Record<string, unknown> = {
       prompt_tokens: promptTokens,
       completion_tokens: completionTokens,
       total_tokens: promptTokens + completionTokens,
       prompt_tokens_details: { cached_tokens: Math.min(simulator.cachedTokens, promptTokens), audio_tokens: 0 },
-      completion_tokens_details: { reasoning_tokens: 0, audio_tokens: 0, accepted_prediction_tokens: 0, rejected_prediction_tokens: 0 },
+      completion_tokens_details: { reasoning_tokens: reasoningTokens, audio_tokens: 0, accepted_prediction_tokens: 0, rejected_prediction_tokens: 0 },
     };
+    // vLLM reports no completion_tokens_details (its reasoning tokens are inside completion_tokens).
+    if (simulator.reasoning && !simulator.reportReasoningTokens) usage.completion_tokens_details = null;
     const id = `chatcmpl-sim${server.requests.length}`;
     const created = Math.floor(Date.now() / 1000);
     const model = body.model as string;
     const reportUsage = active?.kind !== 'no-usage';
+    const withLogprobs = body.logprobs === true;
+    const topLogprobs = typeof body.top_logprobs === 'number' ? body.top_logprobs : 0;
+    const spelling = simulator.reasoning;
+    const reasoningFields = (text: string): Record<string, unknown> => {
+      if (!spelling || text === '') return {};
+      if (spelling === 'reasoning_details') return { reasoning_details: [{ type: 'reasoning.text', text, format: 'unknown', index: 0 }] };
+      return { [spelling]: text };
+    };
 
     if (body.stream !== true) {
       if (active?.kind === 'malformed') {
@@ -177,12 +260,19 @@ export async function startChatSimulator(options: { apiKey?: string } = {}): Pro
       }
       const completion: Record<string, unknown> = {
         id, object: 'chat.completion', created, model, system_fingerprint: 'fp_sim',
-        choices: [{
-          index: 0,
-          message: { role: 'assistant', content: toolCalls ? null : answer, refusal: null, annotations: [], ...(toolCalls ? { tool_calls: toolCalls } : {}) },
-          logprobs: null,
-          finish_reason: finish,
-        }],
+        choices: choices.map((choice, index) => ({
+          index,
+          message: {
+            role: 'assistant',
+            content: choice.toolCalls || choice.refusal ? null : choice.content,
+            refusal: choice.refusal || null,
+            annotations: [],
+            ...reasoningFields(choice.reasoning),
+            ...(choice.toolCalls ? { tool_calls: choice.toolCalls } : {}),
+          },
+          logprobs: withLogprobs ? simLogprobs(choice, topLogprobs) : null,
+          finish_reason: choice.finish,
+        })),
         service_tier: 'default',
       };
       if (reportUsage) {
@@ -196,46 +286,53 @@ export async function startChatSimulator(options: { apiKey?: string } = {}): Pro
     const includeUsage = body.stream_options?.include_usage === true && reportUsage;
     const chunk = (choices: unknown[], extra: Record<string, unknown> = {}) =>
       `data: ${JSON.stringify({ id, object: 'chat.completion.chunk', created, model, system_fingerprint: 'fp_sim', choices, ...(includeUsage ? { usage: null } : {}), ...extra })}\n\n`;
-    const choice = (delta: Record<string, unknown>, finishReason: string | null) => ({ index: 0, delta, logprobs: null, finish_reason: finishReason });
-    response.write(chunk([choice({ role: 'assistant', content: '', refusal: null }, null)]));
+    const choice = (index: number, delta: Record<string, unknown>, finishReason: string | null, logprobs: unknown = null) => ({ index, delta, logprobs, finish_reason: finishReason });
+    for (let index = 0; index < choices.length; index++) response.write(chunk([choice(index, { role: 'assistant', content: '', refusal: null }, null)]));
     if (active?.kind === 'malformed') {
       response.write('data: {"id": "chatcmpl-x", "choices": [{"delta": {"content": "Rep\n\n');
       return void setTimeout(() => response.end(), 20);
     }
-    const characters = [...answer];
     const size = simulator.pieceTokens * 4;
-    const pieces: string[] = [];
-    for (let start = 0; start < characters.length; start += size) pieces.push(characters.slice(start, start + size).join(''));
-    for (const [index, piece] of pieces.entries()) {
-      if (active?.kind === 'reset-mid-stream' && index === active.pieces) {
-        // Let the pieces already written reach the client before the connection dies.
-        await new Promise((resolve) => setTimeout(resolve, 50));
-        response.socket?.destroy();
-        return;
+    const split = (text: string) => {
+      const characters = [...text];
+      const pieces: string[] = [];
+      for (let start = 0; start < characters.length; start += size) pieces.push(characters.slice(start, start + size).join(''));
+      return pieces;
+    };
+    for (const [choiceIndex, planned] of choices.entries()) {
+      for (const piece of split(planned.reasoning)) response.write(chunk([choice(choiceIndex, reasoningFields(piece), null)]));
+      const field = planned.refusal ? 'refusal' : 'content';
+      for (const [index, piece] of split(planned.refusal || planned.content).entries()) {
+        if (active?.kind === 'reset-mid-stream' && index === active.pieces) {
+          // Let the pieces already written reach the client before the connection dies.
+          await new Promise((resolve) => setTimeout(resolve, 50));
+          response.socket?.destroy();
+          return;
+        }
+        if (active?.kind === 'stream-error' && index === 1) {
+          response.write(`data: ${JSON.stringify({ error: { message: 'The server had an error while processing your request. Contact us at https://help.openai.com with sk-abcdefghijklmnop.', type: 'server_error', param: null, code: null } })}\n\n`);
+          return void response.end();
+        }
+        if (simulator.pieceDelayMs > 0) await new Promise((resolve) => setTimeout(resolve, simulator.pieceDelayMs));
+        if (response.destroyed) return; // the client (Deepshi) hung up: the generation stops, as OpenAI's does
+        const logprobs = withLogprobs ? { content: null, refusal: null, [field]: simTokenLogprobs(piece, topLogprobs, index * simulator.pieceTokens) } : null;
+        response.write(chunk([choice(choiceIndex, { [field]: piece }, null, logprobs)]));
       }
-      if (active?.kind === 'stream-error' && index === 1) {
-        response.write(`data: ${JSON.stringify({ error: { message: 'The server had an error while processing your request. Contact us at https://help.openai.com with sk-abcdefghijklmnop.', type: 'server_error', param: null, code: null } })}\n\n`);
-        return void response.end();
+      for (const [index, call] of (planned.toolCalls ?? []).entries()) {
+        if (active?.kind === 'odd-tool-stream') {
+          const odd = (index + 1) * 10;
+          response.write(chunk([choice(choiceIndex, { tool_calls: [{ index: odd, id: call.id, type: 'function' }] }, null)]));
+          response.write(chunk([choice(choiceIndex, { tool_calls: [{ index: odd, function: { name: call.function.name } }] }, null)]));
+          response.write(chunk([choice(choiceIndex, { tool_calls: [{ index: odd, function: { arguments: call.function.arguments } }] }, null)]));
+          continue;
+        }
+        response.write(chunk([choice(choiceIndex, { tool_calls: [{ index, id: call.id, type: 'function', function: { name: call.function.name, arguments: '' } }] }, null)]));
+        for (const piece of split(call.function.arguments)) {
+          response.write(chunk([choice(choiceIndex, { tool_calls: [{ index, function: { arguments: piece } }] }, null)]));
+        }
       }
-      if (simulator.pieceDelayMs > 0) await new Promise((resolve) => setTimeout(resolve, simulator.pieceDelayMs));
-      if (response.destroyed) return; // the client (Deepshi) hung up: the generation stops, as OpenAI's does
-      response.write(chunk([choice({ content: piece }, null)]));
+      response.write(chunk([choice(choiceIndex, {}, planned.finish)]));
     }
-    for (const [index, call] of (toolCalls ?? []).entries()) {
-      if (active?.kind === 'odd-tool-stream') {
-        const odd = (index + 1) * 10;
-        response.write(chunk([choice({ tool_calls: [{ index: odd, id: call.id, type: 'function' }] }, null)]));
-        response.write(chunk([choice({ tool_calls: [{ index: odd, function: { name: call.function.name } }] }, null)]));
-        response.write(chunk([choice({ tool_calls: [{ index: odd, function: { arguments: call.function.arguments } }] }, null)]));
-        continue;
-      }
-      response.write(chunk([choice({ tool_calls: [{ index, id: call.id, type: 'function', function: { name: call.function.name, arguments: '' } }] }, null)]));
-      const argument = [...call.function.arguments];
-      for (let start = 0; start < argument.length; start += size) {
-        response.write(chunk([choice({ tool_calls: [{ index, function: { arguments: argument.slice(start, start + size).join('') } }] }, null)]));
-      }
-    }
-    response.write(chunk([choice({}, finish)]));
     if (includeUsage) {
       response.write(chunk([], { usage }));
       simulator.sentUsages.push(usage);
@@ -331,6 +428,14 @@ function check(body: Record<string, any>): { param: string; message: string; cod
   if (body.stop !== undefined && body.stop !== null) {
     const list = typeof body.stop === 'string' ? [body.stop] : body.stop;
     if (!Array.isArray(list) || list.length > 4 || list.some((item: unknown) => typeof item !== 'string')) return { param: 'stop', message: "Invalid 'stop'." };
+  }
+  if (body.n !== undefined && body.n !== null && (!Number.isInteger(body.n) || body.n < 1 || body.n > 128)) return { param: 'n', message: "Invalid 'n': expected an integer between 1 and 128." };
+  if (body.logprobs !== undefined && body.logprobs !== null && typeof body.logprobs !== 'boolean') return { param: 'logprobs', message: "Invalid 'logprobs': expected a boolean." };
+  if (body.top_logprobs !== undefined && body.top_logprobs !== null && body.logprobs !== true) {
+    return { param: 'top_logprobs', message: "Invalid 'top_logprobs': 'logprobs' must be set to true when 'top_logprobs' is used." };
+  }
+  if (body.reasoning_effort !== undefined && !['none', 'minimal', 'low', 'medium', 'high', 'xhigh'].includes(body.reasoning_effort)) {
+    return { param: 'reasoning_effort', message: "Invalid 'reasoning_effort'." };
   }
   if (body.stream !== undefined && typeof body.stream !== 'boolean') return { param: 'stream', message: "Invalid 'stream': expected a boolean." };
   if (body.stream_options !== undefined && body.stream_options !== null && body.stream !== true) {

@@ -111,9 +111,17 @@ async function complete(
       send(chunks.role());
       const outcome = await deps.chat.execute(prepared, requestId, {
         signal: disconnect.signal,
-        onDelta: (text) => {
+        onDelta: (text, logprobs) => {
           delivered = true;
-          send(chunks.content(text));
+          send(chunks.content(text, logprobs));
+        },
+        onReasoningDelta: (text, details) => {
+          delivered = true;
+          send(chunks.reasoning(text, details));
+        },
+        onRefusalDelta: (text, logprobs) => {
+          delivered = true;
+          send(chunks.refusal(text, logprobs));
         },
         onToolCallDelta: (delta) => {
           delivered = true;

@@ -2,7 +2,9 @@ import { randomUUID } from 'node:crypto';
 import { z } from 'zod';
 import { sanitize, type UpstreamResponse } from '../shared/http.ts';
 import { readApiError, SseDecoder } from '../shared/openai-images-wire.ts';
-import { ProviderError, type ChatFinishReason, type ChatToolCall, type ChatToolCallDelta } from '../types.ts';
+import { ProviderError, type ChatFinishReason, type ChatLogprobs, type ChatToolCall, type ChatToolCallDelta, type ReasoningDetail } from '../types.ts';
+import { readLogprobs, LogprobsAccumulator } from './logprobs.ts';
+import { ReasoningAccumulator, readReasoning, type ReadReasoning } from './reasoning.ts';
 
 /**
  * The answer side of OpenAI's chat completions wire format, as OpenAICompatibleChatAdapter reads it: a completion
@@ -20,6 +22,9 @@ export interface UpstreamAnswer {
   toolCalls?: ChatToolCall[];
   usage: ReportedUsage;
   refusal?: string;
+  /** The reasoning trace, whatever the upstream called it (reasoning.ts). */
+  reasoning?: ReadReasoning;
+  logprobs?: ChatLogprobs;
 }
 
 interface ReportedUsage {
@@ -85,9 +90,13 @@ const completionSchema = z.object({
     .array(
       z.object({
         message: z
-          .object({ content: z.string().nullish(), refusal: z.string().nullish(), tool_calls: z.array(toolCallSchema).nullish() })
+          .object({
+            content: z.string().nullish(), refusal: z.string().nullish(), tool_calls: z.array(toolCallSchema).nullish(),
+            reasoning: z.unknown().optional(), reasoning_content: z.unknown().optional(), reasoning_details: z.unknown().optional(),
+          })
           .nullish(),
         finish_reason: z.string().nullish(),
+        logprobs: z.unknown().optional(),
       }),
     )
     .min(1),
@@ -105,6 +114,10 @@ export function readChatCompletion(response: UpstreamResponse): UpstreamAnswer {
     usage: readChatUsage(parsed.data.usage),
   };
   if (choice.message?.refusal) answer.refusal = choice.message.refusal;
+  const reasoning = readReasoning(choice.message);
+  if (reasoning.text !== '' || reasoning.details) answer.reasoning = reasoning;
+  const logprobs = readLogprobs(choice.logprobs);
+  if (logprobs) answer.logprobs = logprobs;
   const toolCalls = choice.message?.tool_calls ?? [];
   if (toolCalls.length > 0) {
     answer.toolCalls = toolCalls.map((call) => ({ id: call.id, type: 'function', function: { name: call.function.name, arguments: call.function.arguments ?? '' } }));
@@ -117,14 +130,26 @@ const chunkSchema = z.object({
     .array(
       z.object({
         delta: z
-          .object({ content: z.string().nullish(), refusal: z.string().nullish(), tool_calls: z.array(toolCallDeltaSchema).nullish() })
+          .object({
+            content: z.string().nullish(), refusal: z.string().nullish(), tool_calls: z.array(toolCallDeltaSchema).nullish(),
+            reasoning: z.unknown().optional(), reasoning_content: z.unknown().optional(), reasoning_details: z.unknown().optional(),
+          })
           .nullish(),
         finish_reason: z.string().nullish(),
+        logprobs: z.unknown().optional(),
       }),
     )
     .nullish(),
   usage: z.unknown().optional(),
 });
+
+/** Where a stream's pieces go as they arrive (TextCallContext's hooks). */
+export interface StreamHooks {
+  onDelta: (text: string, logprobs?: ChatLogprobs) => void;
+  onToolCallDelta?: (delta: ChatToolCallDelta) => void;
+  onReasoningDelta?: (text: string, details?: ReasoningDetail[]) => void;
+  onRefusalDelta?: (text: string, logprobs?: ChatLogprobs) => void;
+}
 
 /**
  * Reads the upstream's SSE stream as it arrives: `data: {chat.completion.chunk}` events, each `delta.content` passed
@@ -138,12 +163,13 @@ export class ChatStreamReader {
   private usage: ReportedUsage = {};
   private done = false;
   private readonly toolCalls = new ToolCallAccumulator();
+  private readonly reasoning: ReasoningAccumulator;
+  private readonly logprobs = new LogprobsAccumulator();
   private readonly decoder = new SseDecoder((event) => this.event(event.data));
 
-  constructor(
-    private readonly onDelta: (text: string) => void,
-    private readonly onToolCallDelta: ((delta: ChatToolCallDelta) => void) | undefined,
-  ) {}
+  constructor(private readonly hooks: StreamHooks) {
+    this.reasoning = new ReasoningAccumulator(hooks.onReasoningDelta);
+  }
 
   push(chunk: Buffer): void {
     this.decoder.push(chunk);
@@ -156,6 +182,10 @@ export class ChatStreamReader {
     }
     const answer: UpstreamAnswer = { content: this.content, finishReason: this.finishReason ?? 'stop', usage: this.usage };
     if (this.refusal) answer.refusal = this.refusal;
+    const reasoning = this.reasoning.finish();
+    if (reasoning.text !== '' || reasoning.details) answer.reasoning = reasoning;
+    const logprobs = this.logprobs.finish();
+    if (logprobs) answer.logprobs = logprobs;
     const toolCalls = this.toolCalls.finish();
     if (toolCalls.length > 0) answer.toolCalls = toolCalls;
     return answer;
@@ -182,14 +212,22 @@ export class ChatStreamReader {
     if (parsed.data.usage !== undefined && parsed.data.usage !== null) this.usage = readChatUsage(parsed.data.usage);
     const choice = parsed.data.choices?.[0];
     if (!choice) return;
+    this.reasoning.push(choice.delta);
+    const logprobs = readLogprobs(choice.logprobs);
+    if (logprobs) this.logprobs.push(logprobs);
     const text = choice.delta?.content;
     if (text) {
       this.content += text;
-      this.onDelta(text);
+      this.hooks.onDelta(text, logprobs);
+    } else if (logprobs && !choice.delta?.refusal) {
+      this.hooks.onDelta('', logprobs);
     }
-    if (choice.delta?.refusal) this.refusal += choice.delta.refusal;
+    if (choice.delta?.refusal) {
+      this.refusal += choice.delta.refusal;
+      this.hooks.onRefusalDelta?.(choice.delta.refusal, logprobs);
+    }
     for (const piece of choice.delta?.tool_calls ?? []) {
-      for (const delta of this.toolCalls.push(piece)) this.onToolCallDelta?.(delta);
+      for (const delta of this.toolCalls.push(piece)) this.hooks.onToolCallDelta?.(delta);
     }
     if (choice.finish_reason) this.finishReason = mapFinishReason(choice.finish_reason);
   }

@@ -6,6 +6,7 @@ import {
   ProviderError, type ChatCompletionResult, type ChatMessage, type NormalizedChatRequest, type RouteTarget, type TextAdapter, type TextCallContext, type UpstreamUsage,
 } from '../types.ts';
 import { ChatStreamReader, readChatCompletion, UPSTREAM_CHAT_SERVER, type UpstreamAnswer } from './openai-chat-wire.ts';
+import { answerDetails, reasoningField, reasoningRequestFields } from './reasoning.ts';
 
 /**
  * Any server speaking OpenAI's `/v1/chat/completions` (`provider: openai-compatible` on a text model): OpenAI itself,
@@ -54,7 +55,7 @@ export const REPLY_OVERHEAD = 8;
 /** Fields this adapter writes itself: an extra of the same name is dropped with a warning. */
 const OWNED_FIELDS = [
   'model', 'messages', 'stream', 'stream_options', 'max_tokens', 'max_completion_tokens', 'n', 'stop',
-  'temperature', 'top_p', 'seed', 'frequency_penalty', 'presence_penalty',
+  'temperature', 'top_p', 'seed', 'frequency_penalty', 'presence_penalty', 'logit_bias', 'reasoning_effort', 'reasoning',
 ] as const;
 
 /**
@@ -80,7 +81,16 @@ export class OpenAICompatibleChatAdapter implements TextAdapter {
     const { body, warnings } = buildChatRequestBody(request, route, stream);
     const headers: Record<string, string> = { 'content-type': 'application/json', accept: stream ? 'text/event-stream' : 'application/json' };
     if (route.credential) headers.authorization = `Bearer ${route.credential}`;
-    const reader = stream ? new ChatStreamReader(context.onDelta!, context.onToolCallDelta) : undefined;
+    // `reasoning.exclude`: the model reasons, the trace stays out of the answer (honoured here whatever the route takes).
+    const showReasoning = request.reasoning?.exclude !== true;
+    const reader = stream
+      ? new ChatStreamReader({
+          onDelta: context.onDelta!,
+          onToolCallDelta: context.onToolCallDelta,
+          onReasoningDelta: showReasoning ? context.onReasoningDelta : undefined,
+          onRefusalDelta: context.onRefusalDelta,
+        })
+      : undefined;
     const response = await upstreamRequest({
       url: chatEndpoint(route.baseUrl!),
       method: 'POST',
@@ -103,7 +113,9 @@ export class OpenAICompatibleChatAdapter implements TextAdapter {
     } else {
       // Not streaming, or a server that ignored `stream` and answered JSON: one delta with the whole answer.
       answer = readChatCompletion(response);
-      if (context.onDelta && answer.content !== '') context.onDelta(answer.content);
+      if (context.onDelta && showReasoning && answer.reasoning) context.onReasoningDelta?.(answer.reasoning.text, answer.reasoning.details);
+      if (context.onDelta && answer.content !== '') context.onDelta(answer.content, answer.logprobs?.content ? { content: answer.logprobs.content, refusal: null } : undefined);
+      if (context.onDelta && answer.refusal) context.onRefusalDelta?.(answer.refusal);
       if (context.onDelta) {
         answer.toolCalls?.forEach((call, index) => {
           context.onToolCallDelta?.({ index, id: call.id, type: 'function', function: { name: call.function.name, arguments: '' } });
@@ -111,6 +123,7 @@ export class OpenAICompatibleChatAdapter implements TextAdapter {
         });
       }
     }
+    if (!showReasoning) delete answer.reasoning;
     return toResult(answer, request, warnings);
   }
 }
@@ -156,9 +169,11 @@ export function buildChatRequestBody(
   const forwarded = forwardableExtras(unknown, { owned: OWNED_FIELDS, provider: PROVIDER });
   const maxTokensField = route.options.max_tokens_field === 'max_completion_tokens' ? 'max_completion_tokens' : 'max_tokens';
   const { sampling } = request;
+  const reasoning = reasoningRequestFields(request.reasoning, reasoningField(route.options), request.model);
   const body: Record<string, unknown> = {
     ...forwarded.fields,
     ...features,
+    ...reasoning.fields,
     model: route.upstreamModel ?? request.model,
     messages: request.messages.map(wireMessage),
     [maxTokensField]: request.maxOutputTokens,
@@ -168,12 +183,13 @@ export function buildChatRequestBody(
     seed: sampling.seed,
     frequency_penalty: sampling.frequencyPenalty,
     presence_penalty: sampling.presencePenalty,
+    logit_bias: sampling.logitBias,
     stream,
     // Always, when streaming: the final usage chunk is what the request is billed on.
     stream_options: stream ? { include_usage: true } : undefined,
   };
   for (const key of Object.keys(body)) if (body[key] === undefined) delete body[key];
-  return { body, warnings: forwarded.warnings };
+  return { body, warnings: [...forwarded.warnings, ...reasoning.warnings] };
 }
 
 function wireMessage(message: ChatMessage): Record<string, unknown> {
@@ -192,7 +208,7 @@ function toResult(answer: UpstreamAnswer, request: NormalizedChatRequest, warnin
   const usage: UpstreamUsage = {
     inputTokens: reported.promptTokens ?? promptTokenBound(request.messages, request.extra),
     cachedInputTokens: reported.promptTokens !== undefined ? (reported.cachedTokens ?? 0) : 0,
-    outputTokens: reported.completionTokens ?? Math.min(bytes(answer.content) + (answer.toolCalls?.length ? bytes(JSON.stringify(answer.toolCalls)) : 0), request.maxOutputTokens),
+    outputTokens: reported.completionTokens ?? Math.min(completionBytes(answer), request.maxOutputTokens),
   };
   if (reported.reasoningTokens !== undefined) usage.reasoningTokens = reported.reasoningTokens;
   if (reported.promptTokens === undefined || reported.completionTokens === undefined) {
@@ -202,10 +218,23 @@ function toResult(answer: UpstreamAnswer, request: NormalizedChatRequest, warnin
       message: `${PROVIDER} did not report its token usage; Deepshi billed its own upper bounds (prompt and completion UTF-8 bytes), never more than the hold.`,
     });
   }
-  if (answer.refusal) out.push({ type: 'other', message: sanitize(`The model refused: ${answer.refusal}`) });
   const result: ChatCompletionResult = { content: answer.content, finishReason: answer.finishReason, usage, warnings: out };
   if (answer.toolCalls?.length) result.toolCalls = answer.toolCalls;
+  if (answer.refusal) result.refusal = answer.refusal;
+  if (answer.logprobs) result.logprobs = answer.logprobs;
+  if (answer.reasoning) {
+    if (answer.reasoning.text !== '') result.reasoning = answer.reasoning.text;
+    const details = answerDetails(answer.reasoning.text, answer.reasoning.details);
+    if (details) result.reasoningDetails = details;
+  }
   return result;
+}
+
+/** Everything the model produced, in UTF-8 bytes: the bound on its completion tokens when it reports none. */
+function completionBytes(answer: UpstreamAnswer): number {
+  let total = bytes(answer.content) + bytes(answer.refusal ?? '') + bytes(answer.reasoning?.text ?? '');
+  if (answer.toolCalls?.length) total += bytes(JSON.stringify(answer.toolCalls));
+  return total;
 }
 
 /**
