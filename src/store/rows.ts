@@ -53,6 +53,7 @@ export function rowMappers(readJson: JsonReader): RowMappers {
         imagesPerMinute: intOrNull(row.images_per_minute),
         maxInFlight: intOrNull(row.max_in_flight),
       },
+      lastUsedAt: intOrNull(row.last_used_at ?? null),
     }),
     toRequest: (row) => ({
       id: String(row.id),

@@ -3,6 +3,7 @@ import type { Nanos } from '../domain/money.ts';
 import type { JobStore } from './jobs.ts';
 
 export type { ApiKeyLimits };
+import type { DashboardStore } from './dashboard-types.ts';
 
 /**
  * Persistence for accounts, keys, the credit ledger and per-request usage. SQLite (embedded default) and
@@ -38,6 +39,8 @@ export interface ApiKeyRecord {
   createdAt: number;
   /** Per-key rate limits; each null = the server-wide default. */
   limits: ApiKeyLimits;
+  /** Epoch ms of the last authenticated request, written at most once a minute (DashboardStore.noteKeyUse). */
+  lastUsedAt: number | null;
 }
 
 export type LedgerKind = 'credit' | 'hold' | 'settle' | 'release' | 'adjustment';
@@ -144,6 +147,8 @@ export interface NewApiKey {
 
 export interface Store extends JobStore {
   readonly kind: 'sqlite' | 'postgres';
+  /** Users, sessions, credit codes and the dashboard's queries (src/store/dashboard-types.ts). */
+  readonly dashboard: DashboardStore;
   createAccount(input: { name: string; credits: Nanos; note?: string }): Promise<Account>;
   getAccount(id: string): Promise<Account | undefined>;
   listAccounts(): Promise<Account[]>;

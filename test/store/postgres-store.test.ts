@@ -10,6 +10,7 @@ import pg from 'pg';
 import { PostgresStore } from '../../src/store/postgres/postgres-store.ts';
 import { MIGRATIONS } from '../../src/store/postgres/migrations.ts';
 import { assertLedgerInvariant, runStoreContract } from './store-contract.ts';
+import { runDashboardStoreContract } from './dashboard-store-contract.ts';
 
 const baseUrl = process.env.DEEPSHI_TEST_POSTGRES_URL;
 const HOW_TO = 'start PostgreSQL and export the variable with: eval "$(bash .ci/services.sh)"';
@@ -53,6 +54,7 @@ if (!baseUrl) {
   });
 
   runStoreContract('postgres', async () => PostgresStore.connect((await freshSchemaUrl()).url));
+  runDashboardStoreContract('postgres', async () => PostgresStore.connect((await freshSchemaUrl()).url));
 
   describe('PostgresStore specifics', () => {
     it('several instances starting together migrate once, and a restart applies nothing again', async () => {

@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
 import { SqliteStore } from '../../src/store/sqlite/sqlite-store.ts';
 import { runStoreContract } from './store-contract.ts';
+import { runDashboardStoreContract } from './dashboard-store-contract.ts';
 
 // A real file (not :memory:) so WAL, synchronous=FULL and the file-backed code paths are what is tested.
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'deepshi-sqlite-store-'));
@@ -12,6 +13,7 @@ after(() => fs.rmSync(dir, { recursive: true, force: true }));
 
 let opened = 0;
 runStoreContract('sqlite', async () => new SqliteStore(path.join(dir, `store-${++opened}.db`)));
+runDashboardStoreContract('sqlite', async () => new SqliteStore(path.join(dir, `store-${++opened}.db`)));
 
 describe('sqlite group commit', () => {
   it('operations issued together share a transaction but fail alone', async () => {

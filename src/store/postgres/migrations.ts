@@ -7,6 +7,7 @@
  * 0 ≤ cost ≤ hold), so an overdraft is impossible even for a buggy statement.
  */
 import { POSTGRES_JOBS_MIGRATION } from './postgres-jobs.ts';
+import { POSTGRES_DASHBOARD_MIGRATION } from './postgres-dashboard.ts';
 
 export interface Migration {
   version: number;
@@ -106,4 +107,5 @@ CREATE INDEX idempotency_by_expiry ON idempotency_keys(expires_at);
     name: 'async image jobs, hosted files, webhook deliveries, account webhook settings',
     sql: POSTGRES_JOBS_MIGRATION,
   },
+  { version: 4, ...POSTGRES_DASHBOARD_MIGRATION },
 ];

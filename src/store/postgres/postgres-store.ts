@@ -9,6 +9,8 @@ import type {
 import { MIGRATIONS } from './migrations.ts';
 import { delegateJobStore, type JobStore } from '../jobs.ts';
 import { PostgresJobs } from './postgres-jobs.ts';
+import type { DashboardStore } from '../dashboard-types.ts';
+import { PostgresDashboardStore } from './postgres-dashboard.ts';
 
 // JSONB columns arrive parsed.
 const { toAccount, toApiKey, toIdempotency, toLedgerEntry, toRequest } = rowMappers((value) => value);
@@ -64,8 +66,9 @@ const SQL = {
     VALUES ($1, $2, $3, $4::jsonb, 'active', $5, $6, $7)
     RETURNING *`,
   getKey: 'SELECT * FROM api_keys WHERE id = $1',
-  listKeys: "SELECT * FROM api_keys WHERE account_id = $1 AND status <> 'deleted' ORDER BY created_at, id",
-  findKey: "SELECT * FROM api_keys WHERE key_hash = $1 AND status <> 'deleted'",
+  // Playground keys (tied to a dashboard session) are never listed, and stop matching when they expire.
+  listKeys: "SELECT * FROM api_keys WHERE account_id = $1 AND status <> 'deleted' AND session_hash IS NULL ORDER BY created_at, id",
+  findKey: "SELECT * FROM api_keys WHERE key_hash = $1 AND status <> 'deleted' AND (expires_at IS NULL OR expires_at > $2)",
   rotateKey: "UPDATE api_keys SET key_hash = $2, display = $3 WHERE id = $1 AND status = 'active' RETURNING *",
   revokeKey: "UPDATE api_keys SET status = 'revoked' WHERE id = $1 AND status <> 'deleted' RETURNING *",
   deleteKey: "UPDATE api_keys SET status = 'deleted', key_hash = NULL WHERE id = $1 AND status <> 'deleted'",
@@ -149,9 +152,11 @@ export class PostgresStore implements Store {
   readonly kind = 'postgres' as const;
   private closed = false;
   readonly jobs: PostgresJobs;
+  readonly dashboard: DashboardStore;
 
   private constructor(private readonly pool: pg.Pool) {
     this.jobs = new PostgresJobs(pool);
+    this.dashboard = new PostgresDashboardStore(pool);
   }
 
   /** Opens a pool on `url` and brings the schema up to date (safe when several instances start at once). */
@@ -215,8 +220,11 @@ export class PostgresStore implements Store {
   }
 
   async findApiKeyByHash(hash: string): Promise<ApiKeyRecord | undefined> {
-    const { rows } = await this.run('findKey', [hash]);
-    return rows[0] ? toApiKey(rows[0]) : undefined;
+    const now = Date.now();
+    const { rows } = await this.run('findKey', [hash, now]);
+    if (!rows[0]) return undefined;
+    if (rows[0].status === 'active') this.dashboard.noteKeyUse(String(rows[0].id), now);
+    return toApiKey(rows[0]);
   }
 
   async rotateApiKey(id: string, hash: string, display: string): Promise<ApiKeyRecord | undefined> {

@@ -4,6 +4,8 @@ import { randomUUID } from 'node:crypto';
 import Database from 'better-sqlite3';
 import type { Nanos } from '../../domain/money.ts';
 import { rowMappers, type Row } from '../rows.ts';
+import type { DashboardStore } from '../dashboard-types.ts';
+import { SQLITE_DASHBOARD_MIGRATION, SqliteDashboardStore } from './sqlite-dashboard.ts';
 import type {
   Account, ApiKeyLimits, ApiKeyRecord, IdempotencyClaim, IdempotencyClaimInput, IdempotencyRecord, LedgerEntry, LedgerKind, NewApiKey,
   RequestRecord, ReserveInput, SettleInput, Store, StoredResponse,
@@ -85,6 +87,7 @@ CREATE TABLE idempotency_keys (
 CREATE INDEX idempotency_by_expiry ON idempotency_keys(expires_at);
 `,
   SQLITE_JOBS_MIGRATION,
+  SQLITE_DASHBOARD_MIGRATION,
 ];
 
 // JSON columns are stored as text.
@@ -102,6 +105,7 @@ export class SqliteStore implements Store {
   readonly jobs: SqliteJobs;
   private readonly statements: ReturnType<SqliteStore['prepare']>;
   private readonly pending: Array<{ operation: () => unknown; resolve: (value: unknown) => void; reject: (error: unknown) => void }> = [];
+  readonly dashboard: DashboardStore;
 
   constructor(filename: string) {
     if (filename !== ':memory:') fs.mkdirSync(path.dirname(path.resolve(filename)), { recursive: true });
@@ -113,6 +117,7 @@ export class SqliteStore implements Store {
     this.migrate();
     this.statements = this.prepare();
     this.jobs = new SqliteJobs(this.db);
+    this.dashboard = new SqliteDashboardStore(this.db, (operation) => this.grouped(operation));
   }
 
   private migrate(): void {
@@ -142,8 +147,9 @@ export class SqliteStore implements Store {
         'INSERT INTO api_keys (id, account_id, name, models, status, key_hash, display, created_at) VALUES (?, ?, ?, ?, \'active\', ?, ?, ?)',
       ),
       getKey: db.prepare('SELECT * FROM api_keys WHERE id = ?'),
-      listKeys: db.prepare("SELECT * FROM api_keys WHERE account_id = ? AND status != 'deleted' ORDER BY created_at, id"),
-      findKey: db.prepare("SELECT * FROM api_keys WHERE key_hash = ? AND status != 'deleted'"),
+      // Playground keys (tied to a dashboard session) are never listed, and stop matching when they expire.
+      listKeys: db.prepare("SELECT * FROM api_keys WHERE account_id = ? AND status != 'deleted' AND session_hash IS NULL ORDER BY created_at, id"),
+      findKey: db.prepare("SELECT * FROM api_keys WHERE key_hash = ? AND status != 'deleted' AND (expires_at IS NULL OR expires_at > ?)"),
       rotateKey: db.prepare("UPDATE api_keys SET key_hash = ?, display = ? WHERE id = ? AND status = 'active'"),
       revokeKey: db.prepare("UPDATE api_keys SET status = 'revoked' WHERE id = ? AND status != 'deleted'"),
       deleteKey: db.prepare("UPDATE api_keys SET status = 'deleted', key_hash = NULL WHERE id = ? AND status != 'deleted'"),
@@ -237,8 +243,11 @@ export class SqliteStore implements Store {
   }
 
   async findApiKeyByHash(hash: string): Promise<ApiKeyRecord | undefined> {
-    const row = this.statements.findKey.get(hash) as Row | undefined;
-    return row ? toApiKey(row) : undefined;
+    const now = Date.now();
+    const row = this.statements.findKey.get(hash, now) as Row | undefined;
+    if (!row) return undefined;
+    if (row.status === 'active') this.dashboard.noteKeyUse(String(row.id), now);
+    return toApiKey(row);
   }
 
   async rotateApiKey(id: string, hash: string, display: string): Promise<ApiKeyRecord | undefined> {
