@@ -17,7 +17,10 @@ async function main() {
           `      -H "Content-Type: application/json" -d '{"model":"deepshi-sketch","prompt":"a red fox in the snow"}'\n\n` +
           `  and chat with the offline text model:\n\n` +
           `    curl ${base}/v1/chat/completions -H "Authorization: Bearer ${server.devKey}" \\\n` +
-          `      -H "Content-Type: application/json" -d '{"model":"deepshi-echo","messages":[{"role":"user","content":"hello"}]}'\n\n`,
+          `      -H "Content-Type: application/json" -d '{"model":"deepshi-echo","messages":[{"role":"user","content":"hello"}]}'\n\n` +
+          (server.devSignIn
+            ? `  The dashboard: ${base}/\n  Sign in as ${server.devSignIn.email} with the password (shown once): ${server.devSignIn.password}\n\n`
+            : ''),
       );
     }
   } catch (error) {

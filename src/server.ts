@@ -1,3 +1,5 @@
+import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import type { FastifyInstance } from 'fastify';
 import pino, { type Logger } from 'pino';
 import { loadCatalogFile, type Catalog } from './catalog/catalog.ts';
@@ -16,6 +18,11 @@ import type { RequestLimiter } from './limits/limiter.ts';
 import { openLimiter } from './limits/open-limiter.ts';
 import { Metrics } from './metrics/metrics.ts';
 import { openStore } from './store/open-store.ts';
+import { openAttemptCounter } from './limits/attempts.ts';
+import { CreditCodes } from './services/credit-codes.ts';
+import { DashboardQueries } from './services/dashboard-queries.ts';
+import { DashboardUsers } from './services/dashboard-users.ts';
+import { OperatorConsole } from './services/operator-console.ts';
 import type { Store } from './store/types.ts';
 
 export interface RunningServer {
@@ -29,6 +36,9 @@ export interface RunningServer {
   limiter: RequestLimiter;
   /** The development key, when this start created the development account. */
   devKey: string | undefined;
+  /** The development account's dashboard sign-in, made with it (the password is shown once, never stored in clear). */
+  devSignIn: { email: string; password: string } | undefined;
+  users: DashboardUsers;
   /** Stop accepting, let in-flight generations finish (bounded), settle, close the store. */
   close(): Promise<void>;
 }
@@ -41,15 +51,28 @@ export interface ServerOptions {
   listen?: boolean;
   /** Install guardProcess (main.ts does; in-process tests leave the process to the test runner). */
   guardProcess?: boolean;
+  /** Where the default logger writes (stdout when unset); tests capture it to check what is logged. */
+  logStream?: NodeJS.WritableStream;
 }
+
+const PACKAGE_VERSION = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 
 /** The composition root: the only place that knows every module. */
 export async function startServer(config: Config, options: ServerOptions = {}): Promise<RunningServer> {
-  const logger = options.logger ?? pino({
+  const logOptions: pino.LoggerOptions = {
     level: config.logLevel,
     // Keys and tokens never reach the logs, whatever a future log line includes.
-    redact: { paths: ['req.headers.authorization', 'headers.authorization', '*.key', '*.apiKey', 'prompt', '*.prompt'], censor: '[redacted]' },
-  });
+    redact: {
+      paths: [
+        'req.headers.authorization', 'headers.authorization', '*.key', '*.apiKey', 'prompt', '*.prompt',
+        // Dashboard secrets: session cookies, passwords, the admin token, credit codes.
+        'req.headers.cookie', 'headers.cookie', 'res.headers["set-cookie"]', '*.password', '*.current_password', '*.new_password',
+        '*.admin_token', 'password',
+      ],
+      censor: '[redacted]',
+    },
+  };
+  const logger = options.logger ?? (options.logStream ? pino(logOptions, options.logStream) : pino(logOptions));
   const catalog = loadCatalogFile(config.catalogPath);
   const store = await openStore(config.databaseUrl);
   const adapters: ProviderAdapter[] = [...builtInAdapters(), ...(options.adapters ?? [])];
@@ -81,10 +104,21 @@ export async function startServer(config: Config, options: ServerOptions = {}): 
     catalog, registry, store, logger, generationTimeoutMs: config.generationTimeoutMs, holdGraceMs: config.holdGraceMs, limiter, idempotency, metrics,
   });
 
+  const attempts = await openAttemptCounter({
+    redisUrl: config.redisUrl, prefix: config.redisPrefix, onError: () => {}, // the limiter already reports Redis trouble
+  });
+  const users = new DashboardUsers({
+    store, attempts, keyPepper: config.keyPepper, adminToken: config.adminToken, sessionTtlMs: config.sessionTtlMs,
+    signup: { open: config.signupOpen, credits: parseUsd(config.signupCredits) },
+  });
+
   let devKey: string | undefined;
+  let devSignIn: RunningServer['devSignIn'];
   if (config.bootstrapDevAccount && store.kind === 'sqlite' && (await store.isEmpty())) {
     const account = await store.createAccount({ name: 'development', credits: parseUsd(config.devAccountCredits), note: 'development account created on first start' });
     devKey = (await accounts.createKey({ account_id: account.id, name: 'development' })).key;
+    devSignIn = { email: 'dev@localhost', password: randomBytes(12).toString('base64url') };
+    await users.createUser({ account_id: account.id, email: devSignIn.email, password: devSignIn.password });
   }
 
   let ready = true;
@@ -105,6 +139,14 @@ export async function startServer(config: Config, options: ServerOptions = {}): 
     corsOrigins: config.corsOrigins,
     editLimits: { maxFileBytes: config.editMaxFileBytes, maxRequestBytes: config.editMaxRequestBytes, maxPixels: config.editMaxPixels },
     isReady: () => ready,
+    dashboard: {
+      users,
+      queries: new DashboardQueries(store, accounts, config.defaultLimits),
+      creditCodes: new CreditCodes(store, users),
+      console: new OperatorConsole(catalog, registry, metrics.registry),
+      version: PACKAGE_VERSION,
+    },
+    trustProxy: config.trustProxy,
   });
 
   // Holds whose instance died mid-generation: released (the caller was never answered, so never charged).
@@ -116,6 +158,7 @@ export async function startServer(config: Config, options: ServerOptions = {}): 
     try {
       await sweepExpiredHolds(store, logger);
       await idempotency.reap().catch((error: unknown) => logger.error({ err: error }, 'idempotency key reaper failed'));
+      await users.sweep().catch((error: unknown) => logger.error({ err: error }, 'expired session sweep failed'));
     } finally {
       sweeping = false;
     }
@@ -133,7 +176,7 @@ export async function startServer(config: Config, options: ServerOptions = {}): 
   if (options.guardProcess) guardProcess(logger);
   let closing: Promise<void> | undefined;
   return {
-    app, url, store, catalog, metrics, accounts, images, limiter, devKey,
+    app, url, store, catalog, metrics, accounts, images, limiter, devKey, devSignIn, users,
     close() {
       closing ??= (async () => {
         ready = false;
@@ -143,6 +186,7 @@ export async function startServer(config: Config, options: ServerOptions = {}): 
         if (!drained) logger.warn('shutdown grace period ended with generations still running; their holds expire and are released by the sweeper');
         await Promise.race([closed, new Promise((resolve) => setTimeout(resolve, 1000).unref())]);
         await limiter.close();
+        await attempts.close();
         await store.close();
       })();
       return closing;

@@ -45,6 +45,13 @@ export interface Config {
   editMaxFileBytes: number;
   editMaxRequestBytes: number;
   editMaxPixels: number;
+  /** DEEPSHI_SIGNUP=open lets anyone create an account in the dashboard, with DEEPSHI_SIGNUP_CREDITS (USD) of credit. */
+  signupOpen: boolean;
+  signupCredits: string;
+  /** How long a dashboard session lasts from sign-in (DEEPSHI_SESSION_TTL_HOURS). */
+  sessionTtlMs: number;
+  /** Honour X-Forwarded-* from a reverse proxy (DEEPSHI_TRUST_PROXY): client IPs and HTTPS (Secure cookies). */
+  trustProxy: boolean;
   /** The raw environment, for provider credentials looked up by the variable names in the catalog. */
   env: Readonly<Record<string, string | undefined>>;
 }
@@ -97,6 +104,14 @@ function boolean(env: Record<string, string | undefined>, name: string, fallback
   throw new ConfigError(`${name} must be true or false; got "${raw}".`);
 }
 
+/** DEEPSHI_SIGNUP: `open` lets anyone sign up in the dashboard; `closed` (default) leaves accounts to the operator. */
+function signup(env: Record<string, string | undefined>): boolean {
+  const raw = read(env, 'DEEPSHI_SIGNUP');
+  if (raw === undefined || /^closed$/i.test(raw)) return false;
+  if (/^open$/i.test(raw)) return true;
+  throw new ConfigError(`DEEPSHI_SIGNUP must be open or closed; got "${raw}".`);
+}
+
 export function loadConfig(env: Record<string, string | undefined> = process.env): Config {
   const databaseUrl = read(env, 'DATABASE_URL') ?? 'sqlite:./data/deepshi.db';
   if (!/^(sqlite:|postgres(ql)?:\/\/)/.test(databaseUrl) && !databaseUrl.endsWith('.db')) {
@@ -146,10 +161,17 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     editMaxFileBytes: integer(env, 'DEEPSHI_EDIT_MAX_FILE_BYTES', 20 * 1024 * 1024, 1024, 1024 * 1024 * 1024),
     editMaxRequestBytes: integer(env, 'DEEPSHI_EDIT_MAX_REQUEST_BYTES', 50 * 1024 * 1024, 1024, 1024 * 1024 * 1024),
     editMaxPixels: integer(env, 'DEEPSHI_EDIT_MAX_PIXELS', 40_000_000, 1, 1_000_000_000),
+    signupOpen: signup(env),
+    signupCredits: read(env, 'DEEPSHI_SIGNUP_CREDITS') ?? '0',
+    sessionTtlMs: integer(env, 'DEEPSHI_SESSION_TTL_HOURS', 168, 1, 24 * 365) * 3_600_000,
+    trustProxy: boolean(env, 'DEEPSHI_TRUST_PROXY', false),
     env: Object.freeze({ ...env }),
   };
   if (!/^\d+(\.\d{1,9})?$/.test(config.devAccountCredits)) {
     throw new ConfigError(`DEEPSHI_DEV_CREDITS must be a USD amount like "5" or "2.50"; got "${config.devAccountCredits}".`);
+  }
+  if (!/^\d+(\.\d{1,9})?$/.test(config.signupCredits)) {
+    throw new ConfigError(`DEEPSHI_SIGNUP_CREDITS must be a USD amount like "0" or "2.50"; got "${config.signupCredits}".`);
   }
   if (config.requestTimeoutMs > 0 && config.requestTimeoutMs < 1000) {
     throw new ConfigError(

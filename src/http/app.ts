@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import cookie from '@fastify/cookie';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import type { Metrics } from '../metrics/metrics.ts';
@@ -18,6 +19,15 @@ import { registerAdminRoutes } from './routes/admin.ts';
 import { registerImageRoutes } from './routes/images.ts';
 import { registerMetrics } from './routes/metrics.ts';
 import { registerModelRoutes } from './routes/models.ts';
+import { registerAdminConsoleRoutes } from './routes/admin-console.ts';
+import { registerDashboardRoutes } from './routes/dashboard.ts';
+import { registerOpenApiRoute } from './routes/openapi.ts';
+import { registerQuoteRoutes } from './routes/quote.ts';
+import { assertSameOrigin, currentSession } from './dashboard-session.ts';
+import type { CreditCodes } from '../services/credit-codes.ts';
+import type { DashboardQueries } from '../services/dashboard-queries.ts';
+import type { DashboardUsers } from '../services/dashboard-users.ts';
+import type { OperatorConsole } from '../services/operator-console.ts';
 
 export interface AppDeps {
   store: Store;
@@ -44,6 +54,10 @@ export interface AppDeps {
   isReady: () => boolean;
   /** The built dashboard served at / (default: dashboard/dist in this checkout). */
   dashboardDir?: string;
+  /** The dashboard's services (docs/dashboard.md). */
+  dashboard: { users: DashboardUsers; queries: DashboardQueries; creditCodes: CreditCodes; console: OperatorConsole; version: string };
+  /** Honour X-Forwarded-For/-Proto/-Host (DEEPSHI_TRUST_PROXY): the client IP for throttling, HTTPS for Secure cookies. */
+  trustProxy: boolean;
 }
 
 /** What a request log line says about the request: method, URL with query values replaced, and the peer. */
@@ -90,6 +104,7 @@ export function buildApp(deps: AppDeps): FastifyInstance {
     keepAliveTimeout: 75_000,
     return503OnClosing: true,
     routerOptions: { ignoreTrailingSlash: true },
+    trustProxy: deps.trustProxy,
   }) as unknown as FastifyInstance;
 
   // Request logs carry the path and the names of query parameters, never their values: callers put keys and tokens
@@ -140,7 +155,24 @@ export function buildApp(deps: AppDeps): FastifyInstance {
   registerChatRoutes(app, { store: deps.store, chat: deps.chat, metrics: deps.metrics, keyPepper: deps.keyPepper, keepaliveIntervalMs: deps.keepaliveIntervalMs });
   registerModelRoutes(app, { store: deps.store, models: deps.models, keyPepper: deps.keyPepper });
   registerAccountRoutes(app, { store: deps.store, accounts: deps.accounts, keyPepper: deps.keyPepper });
-  if (deps.adminToken) registerAdminRoutes(app, { accounts: deps.accounts, adminToken: deps.adminToken });
+  registerQuoteRoutes(app, { store: deps.store, images: deps.images, keyPepper: deps.keyPepper });
+  registerOpenApiRoute(app, deps.dashboard.version);
+  void app.register(cookie);
+  const { users } = deps.dashboard;
+  registerDashboardRoutes(app, deps.dashboard);
+  if (deps.adminToken) {
+    registerAdminRoutes(app, {
+      accounts: deps.accounts,
+      adminToken: deps.adminToken,
+      operatorSession: async (request) => {
+        const session = await currentSession(request, users);
+        if (session?.role !== 'operator') return false;
+        assertSameOrigin(request);
+        return true;
+      },
+      extraRoutes: (admin) => registerAdminConsoleRoutes(admin, { store: deps.store, ...deps.dashboard }),
+    });
+  }
   registerDashboard(app, { dir: deps.dashboardDir });
   return app;
 }

@@ -7,9 +7,14 @@ import { AccountService, accountJson, keyJson, ledgerJson } from '../../services
  * Operator API under /admin/v1, mounted only when DEEPSHI_ADMIN_TOKEN is set. Customer keys never work here.
  * Amounts are USD, accepted as decimal strings or numbers, and returned as exact decimal strings.
  */
-export function registerAdminRoutes(app: FastifyInstance, deps: { accounts: AccountService; adminToken: string }): void {
+export function registerAdminRoutes(
+  app: FastifyInstance,
+  deps: { accounts: AccountService; adminToken: string; operatorSession?: (request: FastifyRequest) => Promise<boolean>; extraRoutes?: (admin: FastifyInstance) => void },
+): void {
   const expected = digest(deps.adminToken);
   const requireAdmin = async (request: FastifyRequest) => {
+    // Without an Authorization header, an operator's dashboard session (cookie, same-origin writes) stands in for the token.
+    if (request.headers.authorization === undefined && deps.operatorSession && (await deps.operatorSession(request))) return;
     const match = /^Bearer\s+(\S+)$/i.exec(request.headers.authorization ?? '');
     // Compare digests so the comparison is constant-time whatever the lengths.
     if (!match || !timingSafeEqual(digest(match[1]), expected)) {
@@ -53,6 +58,7 @@ export function registerAdminRoutes(app: FastifyInstance, deps: { accounts: Acco
       await deps.accounts.deleteKey(id(request));
       return { id: id(request), object: 'api_key', deleted: true };
     });
+    deps.extraRoutes?.(admin);
   });
 }
 

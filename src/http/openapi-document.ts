@@ -1,0 +1,63 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import { parse as parseYaml } from 'yaml';
+
+/**
+ * The OpenAPI 3.1 document GET /openapi.json serves: the published contract (spec/openapi.yaml, verbatim) merged with
+ * what this server adds (spec/deepshi-extensions.yaml): its other endpoints, the dashboard and operator routes, and
+ * extension fields. The contract's 3.0-style `nullable: true` becomes 3.1's `type: [x, 'null']`, so the whole document
+ * is plain JSON Schema 2020-12 that any 3.1 tool (and the tests' validator) reads as it is.
+ */
+const SPEC_DIR = path.resolve(import.meta.dirname, '../../spec');
+
+type Node = Record<string, unknown>;
+
+export function buildOpenApiDocument(version: string): Node {
+  const contract = parseYaml(fs.readFileSync(path.join(SPEC_DIR, 'openapi.yaml'), 'utf8')) as Node;
+  const extensions = parseYaml(fs.readFileSync(path.join(SPEC_DIR, 'deepshi-extensions.yaml'), 'utf8')) as Node;
+  const document = toJsonSchema2020(contract) as Node;
+  const extra = extensions as { tags: unknown[]; paths: Node; components: Record<string, Node> };
+
+  document.info = { ...(document.info as Node), version, 'x-contract-version': (document.info as Node).version };
+  // Self-hosted: the API is wherever this document was fetched from.
+  document.servers = [{ url: '/', description: 'This Deepshi server' }];
+  document.tags = extra.tags;
+  const paths = (document.paths ??= {}) as Node;
+  for (const [route, item] of Object.entries(extra.paths)) {
+    paths[route] = route.startsWith('/dashboard/api/') ? withSessionSecurity(item as Node) : item;
+  }
+  const components = document.components as Record<string, Node>;
+  for (const [section, entries] of Object.entries(extra.components)) {
+    const target = (components[section] ??= {});
+    for (const [name, value] of Object.entries(entries)) {
+      const existing = target[name] as Node | undefined;
+      // A schema named in both keeps the contract's definition and gains the extension's properties.
+      target[name] = existing && section === 'schemas'
+        ? { ...existing, properties: { ...(existing.properties as Node), ...((value as Node).properties as Node) } }
+        : value;
+    }
+  }
+  return document;
+}
+
+/** Dashboard operations default to the session cookie unless they say otherwise (security: [] = public). */
+function withSessionSecurity(item: Node): Node {
+  const out: Node = {};
+  for (const [method, operation] of Object.entries(item)) {
+    const op = operation as Node;
+    out[method] = 'security' in op ? op : { ...op, security: [{ SessionCookie: [] }] };
+  }
+  return out;
+}
+
+function toJsonSchema2020(node: unknown): unknown {
+  if (Array.isArray(node)) return node.map(toJsonSchema2020);
+  if (node === null || typeof node !== 'object') return node;
+  const out: Node = {};
+  for (const [key, value] of Object.entries(node as Node)) {
+    if (key === 'nullable') continue;
+    out[key] = toJsonSchema2020(value);
+  }
+  if ((node as Node).nullable === true && typeof out.type === 'string') out.type = [out.type, 'null'];
+  return out;
+}
