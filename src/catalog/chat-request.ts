@@ -16,6 +16,8 @@ import type { TEXT_FEATURES } from './schema.ts';
 
 const ROLES: readonly ChatRole[] = ['system', 'developer', 'user', 'assistant', 'tool'];
 const MAX_STOP_SEQUENCES = 4;
+/** OpenAI's rule for function names. */
+const TOOL_NAME = /^[A-Za-z0-9_-]{1,64}$/;
 
 /** Fields that switch on an optional feature, and the feature a model must list to honour them. */
 const FEATURE_FIELDS: Record<string, (typeof TEXT_FEATURES)[number]> = {
@@ -244,9 +246,32 @@ function readStop(raw: unknown): string[] {
 function readFeatureFields(value: (name: string) => unknown): void {
   const tools = value('tools');
   if (tools !== undefined && !Array.isArray(tools)) throw invalidRequest("'tools' must be an array of {type: 'function', function: {...}} objects.", 'tools', 'invalid_type');
+  const names = new Set<string>();
+  (tools as unknown[] | undefined)?.forEach((tool, index) => {
+    const at = `tools[${index}]`;
+    if (!isRecord(tool) || typeof tool.type !== 'string') throw invalidRequest(`'${at}' must be an object such as {"type": "function", "function": {"name": "…"}}.`, at, 'invalid_type');
+    if (tool.type !== 'function') return;
+    const fn = tool.function;
+    if (!isRecord(fn) || typeof fn.name !== 'string' || !TOOL_NAME.test(fn.name)) {
+      throw invalidRequest(`'${at}.function.name' must be 1-64 letters, digits, underscores or dashes.`, `${at}.function.name`, 'invalid_value');
+    }
+    if (fn.parameters !== undefined && fn.parameters !== null && !isRecord(fn.parameters)) {
+      throw invalidRequest(`'${at}.function.parameters' must be a JSON Schema object.`, `${at}.function.parameters`, 'invalid_type');
+    }
+    names.add(fn.name);
+  });
   const toolChoice = value('tool_choice');
   if (toolChoice !== undefined && typeof toolChoice !== 'string' && !isRecord(toolChoice)) {
     throw invalidRequest("'tool_choice' must be \"none\", \"auto\", \"required\" or a tool object.", 'tool_choice', 'invalid_type');
+  }
+  if (typeof toolChoice === 'string' && !['none', 'auto', 'required'].includes(toolChoice)) {
+    throw invalidRequest("'tool_choice' must be \"none\", \"auto\", \"required\" or {\"type\": \"function\", \"function\": {\"name\": …}}.", 'tool_choice', 'invalid_value');
+  }
+  if (isRecord(toolChoice) && toolChoice.type === 'function') {
+    const name = isRecord(toolChoice.function) ? toolChoice.function.name : undefined;
+    if (typeof name !== 'string' || !names.has(name)) {
+      throw invalidRequest(`'tool_choice' names a function that is not in 'tools': ${JSON.stringify(name ?? null).slice(0, 80)}.`, 'tool_choice', 'invalid_value');
+    }
   }
   readBoolean(value('parallel_tool_calls'), 'parallel_tool_calls');
   readBoolean(value('logprobs'), 'logprobs');

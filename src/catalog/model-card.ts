@@ -48,6 +48,25 @@ function textModelCard(model: TextCatalogModel): Record<string, unknown> {
     logit_bias: { type: 'object' },
   };
   for (const name of model.supported_sampling_parameters) if (sampling[name]) parameters[name] = sampling[name];
+  // The feature fields the model honours (the docs' capabilities); the others are ignored with a warning.
+  const features = model.supported_features;
+  if (features.includes('tools')) {
+    parameters.tools = { type: 'array', items: 'function tools' };
+    parameters.tool_choice = { type: 'string | object', enum: ['none', 'auto', 'required'], default: 'auto' };
+    parameters.parallel_tool_calls = { type: 'boolean', default: true };
+    parameters.functions = { type: 'array', deprecated: true, description: 'Legacy; mapped to tools.' };
+    parameters.function_call = { type: 'string | object', deprecated: true, description: 'Legacy; mapped to tool_choice.' };
+  }
+  const formats = ['text', ...(features.includes('json') ? ['json_object'] : []), ...(features.includes('structured') ? ['json_schema'] : [])];
+  if (formats.length > 1) parameters.response_format = { type: 'object', enum: formats, default: 'text' };
+  if (features.includes('logprobs')) {
+    parameters.logprobs = { type: 'boolean', default: false };
+    parameters.top_logprobs = { type: 'integer', min: 0, max: 20 };
+  }
+  if (features.includes('reasoning')) {
+    parameters.reasoning_effort = { type: 'string', enum: ['none', 'minimal', 'low', 'medium', 'high', 'xhigh'] };
+    parameters.reasoning = { type: 'object', fields: { effort: { type: 'string' }, max_tokens: { type: 'integer' }, exclude: { type: 'boolean' }, enabled: { type: 'boolean' } } };
+  }
   return {
     ...cardHeader(model),
     context_window: model.context_window,

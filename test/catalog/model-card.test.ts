@@ -18,9 +18,13 @@ describe('modelCard', () => {
     assert.deepEqual(card.modalities, { input: ['text'], output: ['text'] });
     assert.equal(card.context_window, 16384);
     assert.equal(card.max_output_tokens, 4096);
-    assert.deepEqual(card.supported_sampling_parameters, ['max_tokens', 'max_completion_tokens', 'stop']);
-    assert.deepEqual(card.supported_features, []);
-    assert.deepEqual(card.supported_parameters, ['messages', 'max_tokens', 'max_completion_tokens', 'n', 'stream', 'stream_options', 'stop']);
+    assert.deepEqual(card.supported_sampling_parameters, ['max_tokens', 'max_completion_tokens', 'stop', 'seed']);
+    assert.deepEqual(card.supported_features, ['tools', 'json', 'structured']);
+    assert.deepEqual(card.supported_parameters, [
+      'messages', 'max_tokens', 'max_completion_tokens', 'n', 'stream', 'stream_options', 'stop', 'seed',
+      'tools', 'tool_choice', 'parallel_tool_calls', 'functions', 'function_call', 'response_format',
+    ]);
+    assert.deepEqual((card.parameters as any).response_format.enum, ['text', 'json_object', 'json_schema']);
     assert.deepEqual((card.parameters as any).max_tokens.max, 4096);
     const pricing = card.pricing as Record<string, unknown>;
     assert.deepEqual(
@@ -29,6 +33,17 @@ describe('modelCard', () => {
     );
     assert.equal(pricing.image_output_per_million, undefined);
     for (const imageField of ['sizing', 'edit', 'output_formats', 'prompt_max_length', 'max_n']) assert.equal(card[imageField], undefined, imageField);
+  });
+
+  it('lists the feature fields a model honours: deepshi-3.0 reasoning and logprobs, deepshi-2.0 neither nor tools', () => {
+    const three = modelCard(catalog.get('deepshi-3.0')!);
+    for (const name of ['tools', 'tool_choice', 'response_format', 'logprobs', 'top_logprobs', 'reasoning_effort', 'reasoning', 'logit_bias']) {
+      assert.ok((three.supported_parameters as string[]).includes(name), name);
+    }
+    assert.equal((three.parameters as any).n.max, 4);
+    const two = modelCard(catalog.get('deepshi-2.0')!);
+    for (const name of ['tools', 'logprobs', 'reasoning_effort']) assert.ok(!(two.supported_parameters as string[]).includes(name), name);
+    assert.deepEqual((two.parameters as any).response_format.enum, ['text', 'json_object', 'json_schema']);
   });
 
   it('keeps image cards as they were, marked kind image', () => {

@@ -1,4 +1,5 @@
-import type { ChatCompletionResult, ChatFinishReason, ChatMessage, NormalizedChatRequest, TextAdapter, TextCallContext } from '../types.ts';
+import type { ChatCompletionResult, ChatFinishReason, ChatMessage, ChatToolCall, NormalizedChatRequest, TextAdapter, TextCallContext } from '../types.ts';
+import { planEcho } from './echo-plan.ts';
 
 /**
  * `deepshi-echo`: the built-in development text model. It is not a language model: it answers "Echo: " followed by
@@ -38,31 +39,83 @@ export class OfflineEchoAdapter implements TextAdapter {
     return true;
   }
 
-  countPromptTokens(request: Pick<NormalizedChatRequest, 'messages'>): number {
-    return approximatePromptTokens(request.messages);
+  /** The messages, plus the forwarded features the model reads as prompt (tools, tool_choice, a response schema) as JSON. */
+  countPromptTokens(request: Pick<NormalizedChatRequest, 'messages'> & Partial<Pick<NormalizedChatRequest, 'extra'>>): number {
+    let total = approximatePromptTokens(request.messages);
+    for (const name of PROMPT_FEATURES) {
+      const value = request.extra?.[name];
+      if (value !== undefined) total += approximateTokens(JSON.stringify(value));
+    }
+    return total;
   }
 
   async complete(request: NormalizedChatRequest, _route: unknown, context: TextCallContext): Promise<ChatCompletionResult> {
-    const { content, finishReason } = echoAnswer(request);
-    const characters = codePoints(content);
-    for (let start = 0; start < characters.length; start += CHARACTERS_PER_TOKEN) {
+    context.signal.throwIfAborted();
+    const plan = planEcho(request);
+    const usage = { inputTokens: this.countPromptTokens(request), cachedInputTokens: 0 };
+    if (plan.kind === 'tools') {
+      const { calls, finishReason, tokens } = cutToolCalls(plan.calls, request.maxOutputTokens);
+      calls.forEach((call, index) => {
+        context.signal.throwIfAborted();
+        context.onToolCallDelta?.({ index, id: call.id, type: 'function', function: { name: call.function.name, arguments: '' } });
+        for (const piece of tokenPieces(call.function.arguments)) context.onToolCallDelta?.({ index, function: { arguments: piece } });
+      });
       context.signal.throwIfAborted();
-      context.onDelta?.(characters.slice(start, start + CHARACTERS_PER_TOKEN).join(''));
+      return { content: '', finishReason, toolCalls: calls, usage: { ...usage, outputTokens: tokens }, warnings: [] };
+    }
+    const { content, finishReason } = cutAnswer(plan.content, request);
+    for (const piece of tokenPieces(content)) {
+      context.signal.throwIfAborted();
+      context.onDelta?.(piece);
     }
     context.signal.throwIfAborted();
-    return {
-      content,
-      finishReason,
-      usage: { inputTokens: this.countPromptTokens(request), cachedInputTokens: 0, outputTokens: approximateTokens(content) },
-      warnings: [],
-    };
+    return { content, finishReason, usage: { ...usage, outputTokens: approximateTokens(content) }, warnings: [] };
   }
 }
 
-/** The whole answer: the echo, ended by the first stop sequence, then cut at max output tokens. */
-export function echoAnswer(request: Pick<NormalizedChatRequest, 'messages' | 'stop' | 'maxOutputTokens'>): { content: string; finishReason: ChatFinishReason } {
-  const source = [...request.messages].reverse().find((message) => message.role === 'user') ?? request.messages[request.messages.length - 1];
-  let answer = `Echo: ${source?.content ?? ''}`;
+/** Forwarded features that count as prompt. */
+const PROMPT_FEATURES = ['tools', 'tool_choice', 'response_format'] as const;
+
+/** A text in pieces of one token (4 characters), as streamed. */
+function tokenPieces(text: string): string[] {
+  const characters = codePoints(text);
+  const pieces: string[] = [];
+  for (let start = 0; start < characters.length; start += CHARACTERS_PER_TOKEN) pieces.push(characters.slice(start, start + CHARACTERS_PER_TOKEN).join(''));
+  return pieces;
+}
+
+/**
+ * Tool calls within the completion budget: each call costs its name's and its arguments' tokens; past the budget the
+ * arguments are cut (and later calls dropped), finish "length", as a real model's would be.
+ */
+function cutToolCalls(calls: ChatToolCall[], maxOutputTokens: number): { calls: ChatToolCall[]; finishReason: ChatFinishReason; tokens: number } {
+  const out: ChatToolCall[] = [];
+  let tokens = 0;
+  for (const call of calls) {
+    const cost = approximateTokens(call.function.name) + approximateTokens(call.function.arguments);
+    if (tokens + cost <= maxOutputTokens) {
+      out.push(call);
+      tokens += cost;
+      continue;
+    }
+    const room = maxOutputTokens - tokens - approximateTokens(call.function.name);
+    if (room > 0) {
+      out.push({ ...call, function: { name: call.function.name, arguments: codePoints(call.function.arguments).slice(0, room * CHARACTERS_PER_TOKEN).join('') } });
+      tokens += approximateTokens(call.function.name) + room;
+    }
+    return { calls: out, finishReason: 'length', tokens };
+  }
+  return { calls: out, finishReason: 'tool_calls', tokens };
+}
+
+/** The whole text answer (echo-plan.ts), ended by the first stop sequence, then cut at max output tokens. */
+export function echoAnswer(request: Pick<NormalizedChatRequest, 'messages' | 'stop' | 'maxOutputTokens'> & Partial<Pick<NormalizedChatRequest, 'extra' | 'sampling'>>): { content: string; finishReason: ChatFinishReason } {
+  const plan = planEcho({ messages: request.messages, extra: request.extra ?? {}, sampling: request.sampling ?? {} });
+  return cutAnswer(plan.kind === 'text' ? plan.content : '', request);
+}
+
+function cutAnswer(text: string, request: Pick<NormalizedChatRequest, 'stop' | 'maxOutputTokens'>): { content: string; finishReason: ChatFinishReason } {
+  let answer = text;
   let firstStop = -1;
   for (const sequence of request.stop) {
     const at = answer.indexOf(sequence);
