@@ -10,6 +10,7 @@ import { builtInAdapters } from './providers/index.ts';
 import { ProviderRegistry } from './providers/registry.ts';
 import type { ProviderAdapter } from './providers/types.ts';
 import { AccountService } from './services/accounts.ts';
+import { BilledWorkRunner } from './services/billed-work.ts';
 import { ChatCompletionService } from './services/chat-completion.ts';
 import { ImageGenerationService } from './services/image-generation.ts';
 import { IdempotencyService } from './services/idempotency.ts';
@@ -97,12 +98,13 @@ export async function startServer(config: Config, options: ServerOptions = {}): 
     redisUrl: config.redisUrl, redisPrefix: config.redisPrefix, defaults: config.defaultLimits, leaseMs: requestLifetimeMs, logger, metrics,
   });
   const idempotency = new IdempotencyService({ store, logger, lockMs: requestLifetimeMs });
-  const images = new ImageGenerationService({
-    catalog, registry, store, logger, generationTimeoutMs: config.generationTimeoutMs, holdGraceMs: config.holdGraceMs, limiter, idempotency, metrics,
+  const models = new ModelAccess(catalog, registry);
+  // One runner for every billed request, so shutdown drains them all and each hold is resolved in one place.
+  const runner = new BilledWorkRunner({
+    store, limiter, metrics, logger, generationTimeoutMs: config.generationTimeoutMs, holdGraceMs: config.holdGraceMs,
   });
-  const chat = new ChatCompletionService({
-    catalog, registry, store, logger, generationTimeoutMs: config.generationTimeoutMs, holdGraceMs: config.holdGraceMs, limiter, idempotency, metrics,
-  });
+  const images = new ImageGenerationService({ registry, models, runner, idempotency, metrics, logger });
+  const chat = new ChatCompletionService({ registry, models, runner, idempotency, metrics, logger });
 
   const attempts = await openAttemptCounter({
     redisUrl: config.redisUrl, prefix: config.redisPrefix, onError: () => {}, // the limiter already reports Redis trouble
@@ -123,13 +125,12 @@ export async function startServer(config: Config, options: ServerOptions = {}): 
 
   let ready = true;
   const app = buildApp({
-    store,
+    pingStore: () => store.ping(),
     images,
     chat,
-    models: new ModelAccess(catalog, registry),
+    models,
     accounts,
     logger,
-    keyPepper: config.keyPepper,
     adminToken: config.adminToken,
     metrics,
     metricsToken: config.metricsToken,
@@ -182,7 +183,7 @@ export async function startServer(config: Config, options: ServerOptions = {}): 
         ready = false;
         clearInterval(sweeper);
         const closed = app.close();
-        const drained = (await Promise.all([images.drain(config.shutdownGraceMs), chat.drain(config.shutdownGraceMs)])).every(Boolean);
+        const drained = await runner.drain(config.shutdownGraceMs);
         if (!drained) logger.warn('shutdown grace period ended with generations still running; their holds expire and are released by the sweeper');
         await Promise.race([closed, new Promise((resolve) => setTimeout(resolve, 1000).unref())]);
         await limiter.close();

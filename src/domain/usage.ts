@@ -11,3 +11,31 @@ export interface UpstreamUsage {
   /** Images the upstream says it billed. */
   billedImages?: number;
 }
+
+const COUNTS = ['inputTokens', 'cachedInputTokens', 'inputImageTokens', 'outputTokens', 'outputImageTokens', 'reasoningTokens', 'billedImages'] as const;
+
+/** Adds usages field by field, each field over the usages that report it (the calls of one upstream batch). */
+export function addUsage(list: Array<UpstreamUsage | undefined>): UpstreamUsage | undefined {
+  const present = list.filter((usage): usage is UpstreamUsage => usage !== undefined);
+  return present.length === 0 ? undefined : total(present, (values) => values.some((value) => value !== undefined));
+}
+
+/**
+ * Sums the usage of a fanned-out batch for settlement. A field counts only when every call reported it: settling on a
+ * partial sum would charge for some calls' tokens and nothing for the others', so then the list price applies instead.
+ */
+export function sumCompleteUsage(list: Array<UpstreamUsage | undefined>): UpstreamUsage | undefined {
+  if (list.length === 0 || list.some((usage) => usage === undefined)) return undefined;
+  return total(list as UpstreamUsage[], (values) => values.every((value) => value !== undefined));
+}
+
+function total(list: UpstreamUsage[], counts: (values: unknown[]) => boolean): UpstreamUsage {
+  const sum: UpstreamUsage = {};
+  for (const key of COUNTS) {
+    const values = list.map((usage) => usage[key]);
+    if (counts(values)) sum[key] = values.reduce<number>((acc, value) => acc + (value ?? 0), 0);
+  }
+  const costs = list.map((usage) => usage.costNanos);
+  if (counts(costs)) sum.costNanos = costs.reduce<bigint>((acc, value) => acc + (value ?? 0n), 0n);
+  return sum;
+}

@@ -7,8 +7,8 @@ import type { ChatCompletionService } from '../services/chat-completion.ts';
 import type { ImageGenerationService } from '../services/image-generation.ts';
 import type { ModelAccess } from '../services/model-access.ts';
 import type { AccountService } from '../services/accounts.ts';
-import type { Store } from '../store/types.ts';
 import type { CorsOrigins } from '../config/config.ts';
+import { registerAuthentication } from './authenticate.ts';
 import { registerCors } from './cors.ts';
 import { registerDashboard } from './dashboard-static.ts';
 import { clientErrorHandler, installErrorHandling, noteReceiving } from './error-handler.ts';
@@ -30,14 +30,12 @@ import type { DashboardUsers } from '../services/dashboard-users.ts';
 import type { OperatorConsole } from '../services/operator-console.ts';
 
 export interface AppDeps {
-  store: Store;
   images: ImageGenerationService;
   chat: ChatCompletionService;
   /** Which models a key may call, image and text alike (GET /v1/models). */
   models: ModelAccess;
   accounts: AccountService;
   logger: Logger;
-  keyPepper: string;
   adminToken: string | undefined;
   metrics: Metrics;
   /** Enables GET /metrics behind this Bearer token; undefined = no /metrics route. */
@@ -50,6 +48,8 @@ export interface AppDeps {
   corsOrigins: CorsOrigins;
   /** Upload limits of POST /v1/images/edits. */
   editLimits: EditLimits;
+  /** /readyz: resolves when the database answers. */
+  pingStore: () => Promise<unknown>;
   /** false once shutdown began: /readyz answers 503 so the load balancer stops sending traffic. */
   isReady: () => boolean;
   /** The built dashboard served at / (default: dashboard/dist in this checkout). */
@@ -145,17 +145,18 @@ export function buildApp(deps: AppDeps): FastifyInstance {
   app.get('/healthz', async () => ({ status: 'ok' }));
   app.get('/readyz', async (_request, reply) => {
     if (!deps.isReady()) return reply.code(503).send({ status: 'shutting_down' });
-    await deps.store.ping();
+    await deps.pingStore();
     return { status: 'ready' };
   });
 
-  const imageDeps = { store: deps.store, images: deps.images, metrics: deps.metrics, keyPepper: deps.keyPepper, keepaliveIntervalMs: deps.keepaliveIntervalMs };
+  const authenticate = registerAuthentication(app, deps.accounts);
+  const imageDeps = { images: deps.images, metrics: deps.metrics, authenticate, keepaliveIntervalMs: deps.keepaliveIntervalMs };
   registerImageRoutes(app, imageDeps);
   registerEditRoutes(app, { ...imageDeps, limits: deps.editLimits });
-  registerChatRoutes(app, { store: deps.store, chat: deps.chat, metrics: deps.metrics, keyPepper: deps.keyPepper, keepaliveIntervalMs: deps.keepaliveIntervalMs });
-  registerModelRoutes(app, { store: deps.store, models: deps.models, keyPepper: deps.keyPepper });
-  registerAccountRoutes(app, { store: deps.store, accounts: deps.accounts, keyPepper: deps.keyPepper });
-  registerQuoteRoutes(app, { store: deps.store, images: deps.images, keyPepper: deps.keyPepper });
+  registerChatRoutes(app, { chat: deps.chat, metrics: deps.metrics, authenticate, keepaliveIntervalMs: deps.keepaliveIntervalMs });
+  registerModelRoutes(app, { models: deps.models, authenticate });
+  registerAccountRoutes(app, { accounts: deps.accounts, authenticate });
+  registerQuoteRoutes(app, { images: deps.images, authenticate });
   registerOpenApiRoute(app, deps.dashboard.version);
   void app.register(cookie);
   const { users } = deps.dashboard;
@@ -170,7 +171,7 @@ export function buildApp(deps: AppDeps): FastifyInstance {
         assertSameOrigin(request);
         return true;
       },
-      extraRoutes: (admin) => registerAdminConsoleRoutes(admin, { store: deps.store, ...deps.dashboard }),
+      extraRoutes: (admin) => registerAdminConsoleRoutes(admin, { accounts: deps.accounts, ...deps.dashboard }),
     });
   }
   registerDashboard(app, { dir: deps.dashboardDir });

@@ -1,25 +1,30 @@
-import type { FastifyRequest } from 'fastify';
-import { hashApiKey, isWellFormedApiKey } from '../auth/api-keys.ts';
-import { invalidApiKey, revokedApiKey } from '../domain/errors.ts';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { Caller } from '../domain/caller.ts';
-import type { Store } from '../store/types.ts';
+import type { AccountService } from '../services/accounts.ts';
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** The authenticated key; set by the authentication hook on the API routes, before their handler runs. */
+    caller: Caller;
+  }
+}
+
+/** A hook that authenticates the request; `onRefused` is told before the 401 goes out (per-endpoint metrics). */
+export type Authenticate = (onRefused?: (request: FastifyRequest) => void) => (request: FastifyRequest) => Promise<void>;
 
 /**
- * Bearer key → Caller. Malformed keys (wrong prefix, length or checksum) are refused before any lookup.
- * No cache: a revoked, rotated or deleted key, a narrowed allowlist or new limits take effect on the very next
- * request, on every instance (all of them read the one database).
+ * The API routes' authentication: a hook that sets `request.caller` from the Bearer key (AccountService.authenticate)
+ * or answers 401. JSON routes run it as a preHandler (after the body is parsed, so a malformed body stays a 400);
+ * uploads run it onRequest, before a byte of the body is read.
  */
-export async function authenticate(request: FastifyRequest, store: Store, pepper: string): Promise<Caller> {
-  const header = request.headers.authorization;
-  if (!header) {
-    throw invalidApiKey("You didn't provide an API key. Send it as 'Authorization: Bearer sk-bf-…'.");
-  }
-  const match = /^Bearer\s+(\S+)\s*$/i.exec(header);
-  if (!match) throw invalidApiKey("The Authorization header must be 'Bearer <your Deepshi API key>'.");
-  const key = match[1];
-  if (!isWellFormedApiKey(key)) throw invalidApiKey();
-  const record = await store.findApiKeyByHash(hashApiKey(key, pepper));
-  if (!record) throw invalidApiKey();
-  if (record.status === 'revoked') throw revokedApiKey();
-  return { keyId: record.id, accountId: record.accountId, models: record.models, limits: record.limits };
+export function registerAuthentication(app: FastifyInstance, accounts: Pick<AccountService, 'authenticate'>): Authenticate {
+  app.decorateRequest('caller', undefined as unknown as Caller);
+  return (onRefused) => async (request) => {
+    try {
+      request.caller = await accounts.authenticate(request.headers.authorization);
+    } catch (error) {
+      onRefused?.(request);
+      throw error;
+    }
+  };
 }

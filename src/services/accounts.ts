@@ -1,5 +1,6 @@
-import { issueApiKey, newKeyId } from '../auth/api-keys.ts';
-import { GatewayError, invalidRequest } from '../domain/errors.ts';
+import { hashApiKey, isWellFormedApiKey, issueApiKey, newKeyId } from '../auth/api-keys.ts';
+import type { Caller } from '../domain/caller.ts';
+import { GatewayError, invalidApiKey, invalidRequest, revokedApiKey } from '../domain/errors.ts';
 import { formatUsd, parseUsd, type Nanos } from '../domain/money.ts';
 
 /** Matches the stores' CHECK (2^62 nanos): sums stay inside signed 64-bit integers everywhere. */
@@ -9,6 +10,25 @@ import type { Account, ApiKeyLimits, ApiKeyRecord, LedgerEntry, RequestRecord, S
 /** Operator tasks shared by the admin API and the CLI: accounts, credits, keys. */
 export class AccountService {
   constructor(private readonly store: Store, private readonly keyPepper: string) {}
+
+  /**
+   * An Authorization header → the Caller (401 otherwise). Malformed keys (wrong prefix, length or checksum) are
+   * refused before any lookup. No cache: a revoked, rotated or deleted key, a narrowed allowlist or new limits take
+   * effect on the very next request, on every instance (all of them read the one database).
+   */
+  async authenticate(authorization: string | undefined): Promise<Caller> {
+    if (!authorization) {
+      throw invalidApiKey("You didn't provide an API key. Send it as 'Authorization: Bearer sk-bf-…'.");
+    }
+    const match = /^Bearer\s+(\S+)\s*$/i.exec(authorization);
+    if (!match) throw invalidApiKey("The Authorization header must be 'Bearer <your Deepshi API key>'.");
+    const key = match[1];
+    if (!isWellFormedApiKey(key)) throw invalidApiKey();
+    const record = await this.store.findApiKeyByHash(hashApiKey(key, this.keyPepper));
+    if (!record) throw invalidApiKey();
+    if (record.status === 'revoked') throw revokedApiKey();
+    return { keyId: record.id, accountId: record.accountId, models: record.models, limits: record.limits };
+  }
 
   async createAccount(input: { name?: unknown; credits?: unknown }): Promise<Account> {
     const name = readName(input.name, 'name');
@@ -32,6 +52,16 @@ export class AccountService {
     const account = await this.store.addCredits(accountId, amount, note);
     if (!account) throw notFound('account', accountId);
     return account;
+  }
+
+  /** Accounts whose id, name or a user's email contains `text` (the operator console's search). */
+  search(text: string, limit: number): Promise<Account[]> {
+    return this.store.dashboard.searchAccounts(text, limit);
+  }
+
+  /** An operator's debit of available credit (never of credit on hold). */
+  debit(accountId: string, amount: Nanos, note: string | null) {
+    return this.store.dashboard.debitAccount(accountId, amount, note);
   }
 
   async ledger(accountId: string, limit: number): Promise<LedgerEntry[]> {

@@ -1,28 +1,27 @@
 import { createHash } from 'node:crypto';
 import type { Logger } from 'pino';
-import type { Catalog, ImageCatalogModel } from '../catalog/catalog.ts';
+import type { ImageCatalogModel } from '../catalog/catalog.ts';
 import { normalizeImageRequest, type ImageRequestEnvelope } from '../catalog/image-request.ts';
 import { quoteImageRequest, settleImageCost, type PriceQuote } from '../billing/pricing.ts';
-import {
-  GatewayError, contentPolicyViolation, internalError, invalidRequest, rateLimited, upstreamFailure,
-} from '../domain/errors.ts';
-import type { Nanos } from '../domain/money.ts';
 import { canonicalJson } from '../domain/canonical-json.ts';
-import { sleep } from '../domain/sleep.ts';
+import type { Caller } from '../domain/caller.ts';
+import { GatewayError, internalError, invalidRequest } from '../domain/errors.ts';
+import type { Nanos } from '../domain/money.ts';
+import type { InputImage, NormalizedImageRequest } from '../domain/requests.ts';
+import { sumCompleteUsage, type UpstreamUsage } from '../domain/usage.ts';
 import type { Warning } from '../domain/warnings.ts';
 import { transcode } from '../images/encode.ts';
 import { decodeBase64Text, type Base64Text } from '../images/base64.ts';
+import { assertDecodable } from '../images/decode-check.ts';
 import { probeBase64 } from '../images/probe.ts';
-import type { ProviderRegistry, ResolvedRoute } from '../providers/registry.ts';
-import {
-  ProviderError, type GeneratedImage, type ImageGenerationResult, type InputImage, type NormalizedImageRequest, type PartialImage, type UpstreamUsage,
-} from '../providers/types.ts';
-import type { Admission, RequestLimiter } from '../limits/limiter.ts';
+import type { Admission } from '../limits/limiter.ts';
 import type { Metrics } from '../metrics/metrics.ts';
-import type { Store } from '../store/types.ts';
+import type { ProviderRegistry, ResolvedRoute } from '../providers/registry.ts';
+import { ProviderError, type GeneratedImage, type ImageGenerationResult, type PartialImage } from '../providers/types.ts';
+import type { BilledTicket, BilledWorkRunner } from './billed-work.ts';
 import type { IdempotencyService } from './idempotency.ts';
-import { HeldWork } from './held-work.ts';
-import { ModelAccess, wrongEndpoint, type Caller } from './model-access.ts';
+import { wrongEndpoint, type ModelAccess } from './model-access.ts';
+import { toGatewayError } from './upstream-errors.ts';
 
 export { isAllowed, type Caller } from './model-access.ts';
 
@@ -58,31 +57,28 @@ export interface ExecuteHooks {
   onImage?: (image: DeliveredImage) => void;
 }
 
+/** Edit rules the route cannot know: the model's own cap and the upload limits the server was started with. */
+export interface EditUploadLimits {
+  /** Largest image by pixel count; the decode check's libvips limit too. */
+  maxPixels: number;
+}
+
 /**
- * The image request path after authentication: model → permissions → validation → price → hold →
- * upstream → settle or release. HTTP framing (JSON or SSE) is the caller's business; money is this one's.
+ * The image request path after authentication: model → permissions → validation → price, then the billed path of
+ * the runner (billed-work.ts: admission → hold → upstream calls with failover → settle or release). HTTP framing (JSON
+ * or SSE) is the caller's business; money is the runner's.
  */
 export class ImageGenerationService {
-  private readonly models: ModelAccess;
-  private readonly held: HeldWork;
-
   constructor(
     private readonly deps: {
-      catalog: Catalog;
       registry: ProviderRegistry;
-      store: Store;
-      logger: Logger;
-      generationTimeoutMs: number;
-      /** After the deadline, before the sweeper may release a hold whose instance went away. */
-      holdGraceMs: number;
-      limiter: RequestLimiter;
+      models: ModelAccess;
+      runner: BilledWorkRunner;
       idempotency: IdempotencyService;
       metrics: Metrics;
+      logger: Logger;
     },
-  ) {
-    this.models = new ModelAccess(deps.catalog, deps.registry);
-    this.held = new HeldWork(deps);
-  }
+  ) {}
 
   /** Idempotency-Key handling, for the routes that run image requests. */
   get idempotency(): IdempotencyService {
@@ -90,22 +86,16 @@ export class ImageGenerationService {
   }
 
   /**
-   * Per-key limits (requests and images per minute, in-flight cap) and the model's cap on concurrent upstream
-   * calls, checked before the hold so a refused request takes no credit: 429 rate_limit_exceeded with Retry-After.
-   * The caller releases the admission when the request ends, however it ends.
+   * Per-key limits and the model's cap on concurrent upstream calls, before the hold (429 with Retry-After). The
+   * caller releases the admission when the request ends, however it ends.
    */
   admit(caller: Caller, prepared: PreparedImageRequest, requestId: string): Promise<Admission> {
-    const perCall = imagesPerCall(prepared);
-    return this.deps.limiter.admit({
-      keyId: caller.keyId,
-      keyLimits: caller.limits,
-      images: prepared.request.n,
-      model: prepared.model.id,
-      modelCap: prepared.model.max_concurrency ?? 0,
-      // generateAll fans n out into this many parallel upstream calls.
-      modelSlots: Math.ceil(prepared.request.n / perCall),
-      requestId,
-    });
+    return this.deps.runner.admit(caller, imageTicket(prepared), requestId);
+  }
+
+  /** Reserves the quoted amount; 402 when the balance cannot cover it (nothing changes then). */
+  reserve(caller: Caller, prepared: PreparedImageRequest, requestId: string): Promise<void> {
+    return this.deps.runner.reserve(caller, imageTicket(prepared), requestId);
   }
 
   /**
@@ -113,7 +103,7 @@ export class ImageGenerationService {
    * use it, 400 (param `model`) for a text model.
    */
   resolveModel(caller: Caller, modelId: unknown): { model: ImageCatalogModel; routes: ResolvedRoute[] } {
-    const model = this.models.resolve(caller, modelId);
+    const model = this.deps.models.resolve(caller, modelId);
     if (model.kind !== 'image') throw wrongEndpoint(model, 'the image endpoints');
     return { model, routes: this.deps.registry.availability(model).routes };
   }
@@ -129,11 +119,31 @@ export class ImageGenerationService {
     return { ...envelope, model, routes, quote, endpoint: options.endpoint };
   }
 
-  /** Reserves the quoted amount; 402 when the balance cannot cover it (nothing changes then). */
-  reserve(caller: Caller, prepared: PreparedImageRequest, requestId: string): Promise<void> {
-    return this.held.reserve({
-      requestId, accountId: caller.accountId, keyId: caller.keyId, model: prepared.model.id, endpoint: prepared.endpoint, amount: prepared.quote.hold,
-    });
+  /**
+   * An edit's form (every field a string) and its uploaded images: the model must edit, take that many reference
+   * images and have a route that edits; then the normal validation and price, and a bounded decode of every image so
+   * a truncated or corrupt file is a 400 here, before the hold, not an upstream failure later.
+   */
+  async prepareEdit(caller: Caller, fields: Record<string, unknown>, images: InputImage[], limits: EditUploadLimits): Promise<PreparedImageRequest> {
+    const { model } = this.resolveModel(caller, fields.model);
+    if (!model.edit.supported) {
+      throw invalidRequest(`${model.id} does not edit images. GET /v1/models lists each model's \`edit\` block; pick one with edit.supported: true.`, 'model', 'invalid_value');
+    }
+    if (images.length === 0) {
+      throw new GatewayError("Missing required parameter: 'image'. Send at least one PNG, JPEG or WebP file under image[] (or image).", {
+        status: 400, type: 'invalid_request_error', code: 'missing_required_parameter', param: 'image',
+      });
+    }
+    if (images.length > model.edit.max_images) {
+      throw invalidRequest(`${model.id} takes at most ${model.edit.max_images} reference image${model.edit.max_images === 1 ? '' : 's'}; got ${images.length}.`, 'image', 'too_many_images');
+    }
+    const all = this.prepare(caller, fields, { endpoint: 'images.edits', coerceStrings: true, inputImages: images });
+    const routes = all.routes.filter((route) => route.adapter.capabilities.supportsEdits);
+    if (routes.length === 0) {
+      throw invalidRequest(`Edits with ${model.id} are not available on this server (its configured upstream does not edit).`, 'model', 'invalid_value');
+    }
+    await assertDecodable(images, limits.maxPixels);
+    return { ...all, routes };
   }
 
   /**
@@ -144,7 +154,7 @@ export class ImageGenerationService {
     const { metrics } = this.deps;
     const started = performance.now();
     try {
-      const outcome = await this.held.run((deadline) => this.executeInner(prepared, requestId, hooks, deadline));
+      const outcome = await this.deps.runner.run(requestId, hooks.signal, (signal) => this.generate(prepared, requestId, hooks, signal));
       metrics.imageDelivered(prepared.model.id, prepared.endpoint, outcome.partialFailure !== undefined, outcome.images.length, outcome.cost, (performance.now() - started) / 1000);
       return outcome;
     } catch (error) {
@@ -154,9 +164,21 @@ export class ImageGenerationService {
     }
   }
 
-  private async executeInner(prepared: PreparedImageRequest, requestId: string, hooks: ExecuteHooks, deadline: AbortSignal): Promise<ImageOutcome> {
-    const { store, logger } = this.deps;
-    const signal = AbortSignal.any([hooks.signal, deadline]);
+  /**
+   * The whole billed path for a caller without an HTTP reply (async jobs): admission → hold → execute, the admission
+   * given back however it ends. Throws the GatewayError the caller would have got (429, 402, the upstream's).
+   */
+  async run(caller: Caller, prepared: PreparedImageRequest, requestId: string, hooks: ExecuteHooks): Promise<ImageOutcome> {
+    const admission = await this.admit(caller, prepared, requestId);
+    try {
+      await this.reserve(caller, prepared, requestId);
+      return await this.execute(prepared, requestId, hooks);
+    } finally {
+      await admission.release();
+    }
+  }
+
+  private async generate(prepared: PreparedImageRequest, requestId: string, hooks: ExecuteHooks, signal: AbortSignal) {
     const delivered: DeliveredImage[] = [];
     const warnings = [...prepared.warnings];
     let usage: UpstreamUsage | undefined;
@@ -185,35 +207,22 @@ export class ImageGenerationService {
       await chain.catch((chainError) => (failure ??= chainError));
     }
 
-    if (delivered.length === 0) {
-      await store.releaseReservation(requestId, describeFailure(failure)).catch((error) => logger.error({ err: error, requestId }, 'release failed'));
-      throw toGatewayError(failure, signal, hooks.signal);
-    }
+    // Nothing delivered: the runner releases the hold and maps the failure.
+    if (delivered.length === 0) throw failure ?? internalError();
     if (failure) {
       warnings.push({ type: 'other', message: `Only ${delivered.length} of ${prepared.request.n} images could be generated; you are charged for ${delivered.length}.` });
-      logger.warn({ requestId, err: failure, delivered: delivered.length }, 'partial generation');
+      this.deps.logger.warn({ requestId, err: failure, delivered: delivered.length }, 'partial generation');
     }
     const { cost, upstreamCost } = settleImageCost(prepared.model, prepared.quote, delivered.length, usage);
-    const settled = await store.settleReservation({
-      requestId,
-      cost,
-      upstreamCost,
-      images: delivered.length,
-      detail: { basis: prepared.quote.basis, size: `${delivered[0].width}x${delivered[0].height}` },
-    });
-    if (!settled) {
-      // Only the sweeper can have resolved it first, which means we overran the hold's expiry: deliver nothing we did not bill.
-      logger.error({ requestId }, 'hold was already resolved before settlement');
-      throw internalError();
-    }
     const partialFailure = failure ? toGatewayError(failure, signal, hooks.signal) : undefined;
-    return { images: delivered, cost, usage, warnings, partialFailure };
+    const outcome: ImageOutcome = { images: delivered, cost, usage, warnings, partialFailure };
+    const detail = { basis: prepared.quote.basis, size: `${delivered[0].width}x${delivered[0].height}` };
+    return { value: outcome, settlement: { cost, upstreamCost, images: delivered.length, detail } };
   }
 
   /**
-   * Fans `n` out into calls of at most the adapter's images-per-call, run in parallel. Each call retries on
-   * its route and then fails over to the next route, but only while the upstream has not accepted the work,
-   * so nothing is generated or billed twice. Resolves with the calls' usage summed, or throws the first
+   * Fans `n` out into calls of at most the adapter's images-per-call, run in parallel, each with the runner's retries
+   * and failover (nothing generated or billed twice). Resolves with the calls' usage summed, or throws the first
    * failure once every call has ended (images already delivered through onImage are kept by the caller).
    */
   private async generateAll(
@@ -230,51 +239,22 @@ export class ImageGenerationService {
       // Each call gets its own seed so a fanned-out batch differs image to image, yet stays reproducible.
       calls.push({ ...request, n, seed: request.seed === undefined ? undefined : (request.seed + offset) % 2 ** 32 });
     }
-    const results = await Promise.allSettled(calls.map((call) => this.callWithFailover(prepared, call, signal, onPartialImage, onImage)));
+    const results = await Promise.allSettled(
+      calls.map((call) =>
+        this.deps.runner.withFailover(prepared.routes, signal, async (route): Promise<ImageGenerationResult> => {
+          const result = await route.adapter.generate(call, route.target, { signal, onPartialImage, onImage: (image) => onImage(image) });
+          // Adapters that do not stream images report them only in the result.
+          if (result.images.length > 0 && !result.imagesDelivered) for (const image of result.images) onImage(image);
+          return result;
+        }),
+      ),
+    );
     const failed = results.find((result): result is PromiseRejectedResult => result.status === 'rejected');
     const succeeded = results.flatMap((result) => (result.status === 'fulfilled' ? [result.value] : []));
     const warnings = succeeded.flatMap((result) => result.warnings);
-    const usage = sumUsage(succeeded.map((result) => result.usage));
+    const usage = sumCompleteUsage(succeeded.map((result) => result.usage));
     if (failed) throw Object.assign(failed.reason instanceof Error ? failed.reason : new Error(String(failed.reason)), { usage, warnings });
     return { usage, warnings };
-  }
-
-  private async callWithFailover(
-    prepared: PreparedImageRequest,
-    call: NormalizedImageRequest,
-    signal: AbortSignal,
-    onPartialImage: ExecuteHooks['onPartialImage'],
-    onImage: (image: GeneratedImage) => void,
-  ): Promise<ImageGenerationResult> {
-    let lastError: unknown;
-    const { routes } = prepared;
-    for (let position = 0; position < routes.length; position++) {
-      const route = routes[position];
-      for (let attempt = 0; attempt < ATTEMPTS_PER_ROUTE; attempt++) {
-        try {
-          const result = await route.adapter.generate(call, route.target, {
-            signal,
-            onPartialImage,
-            onImage: (image) => onImage(image),
-          });
-          // Adapters that do not stream images report them only in the result.
-          if (result.images.length > 0 && !result.imagesDelivered) for (const image of result.images) onImage(image);
-          this.deps.metrics.upstreamCall(route.adapter.provider, 'ok');
-          return result;
-        } catch (error) {
-          lastError = error;
-          const retryable = error instanceof ProviderError && !error.accepted && (error.kind === 'unavailable' || error.kind === 'rate_limited');
-          const again = retryable && !signal.aborted && attempt + 1 < ATTEMPTS_PER_ROUTE;
-          // Counted where it is decided: another attempt on this route, the next route, or the end of this call.
-          const failover = retryable && !signal.aborted && !again && position + 1 < routes.length;
-          this.deps.metrics.upstreamCall(route.adapter.provider, again ? 'retried' : failover ? 'failed_over' : 'error');
-          if (!retryable || signal.aborted) throw error;
-          this.deps.logger.warn({ provider: route.adapter.provider, attempt, err: error }, 'upstream failed before accepting the work');
-          if (again) await sleep(backoffMs(attempt, (error as ProviderError).retryAfterSeconds), signal);
-        }
-      }
-    }
-    throw lastError;
   }
 
   private async finishImage(image: GeneratedImage, prepared: PreparedImageRequest, index: number): Promise<DeliveredImage> {
@@ -292,75 +272,25 @@ export class ImageGenerationService {
 
   /** Waits (bounded) for in-flight generations, e.g. on SIGTERM. */
   drain(timeoutMs: number): Promise<boolean> {
-    return this.held.drain(timeoutMs);
+    return this.deps.runner.drain(timeoutMs);
   }
 }
 
-export const ATTEMPTS_PER_ROUTE = 2;
-
-/** Jittered exponential backoff, honouring the upstream's Retry-After up to 10 s (the caller is waiting). */
-export function backoffMs(attempt: number, retryAfterSeconds: number | undefined): number {
-  if (retryAfterSeconds !== undefined) return Math.min(10_000, retryAfterSeconds * 1000);
-  const base = Math.min(4_000, 250 * 2 ** attempt);
-  return base / 2 + Math.random() * (base / 2);
-}
-
-/**
- * Sums the usage of a fanned-out batch. A field counts only when every call reported it: settling on a partial sum
- * would charge for some calls' tokens and nothing for the others', so then the list price applies instead.
- */
-function sumUsage(list: Array<UpstreamUsage | undefined>): UpstreamUsage | undefined {
-  if (list.length === 0 || list.some((usage) => usage === undefined)) return undefined;
-  const reported = list as UpstreamUsage[];
-  const total: UpstreamUsage = {};
-  for (const key of ['inputTokens', 'cachedInputTokens', 'inputImageTokens', 'outputTokens', 'outputImageTokens', 'reasoningTokens', 'billedImages'] as const) {
-    if (reported.every((usage) => usage[key] !== undefined)) total[key] = reported.reduce((sum, usage) => sum + usage[key]!, 0);
-  }
-  if (reported.every((usage) => usage.costNanos !== undefined)) total.costNanos = reported.reduce((sum, usage) => sum + usage.costNanos!, 0n);
-  return total;
+/** The runner's view of an image request: n images, fanned out into this many parallel upstream calls. */
+function imageTicket(prepared: PreparedImageRequest): BilledTicket {
+  return {
+    model: prepared.model.id,
+    endpoint: prepared.endpoint,
+    hold: prepared.quote.hold,
+    images: prepared.request.n,
+    modelCap: prepared.model.max_concurrency ?? 0,
+    modelSlots: Math.ceil(prepared.request.n / imagesPerCall(prepared)),
+  };
 }
 
 /** Images one upstream call returns: the batch is fanned out in calls of this size (and admitted as that many slots). */
 function imagesPerCall(prepared: PreparedImageRequest): number {
   return Math.max(1, prepared.routes[0].adapter.capabilities.maxImagesPerCall);
-}
-
-export function describeFailure(error: unknown): string {
-  if (error instanceof ProviderError) return `${error.kind}: ${error.message}`.slice(0, 300);
-  if (error instanceof Error) return error.name === 'AbortError' || error.name === 'TimeoutError' ? error.name : 'error';
-  return 'error';
-}
-
-export function toGatewayError(error: unknown, signal: AbortSignal, callerSignal: AbortSignal): GatewayError {
-  if (error instanceof GatewayError) return error;
-  // A call ended by our deadline or by the caller leaving says so, whatever the adapter made of the abort (adapters
-  // report an aborted request as 'failed' or 'unavailable'); a verdict the upstream actually gave is kept.
-  const verdict = error instanceof ProviderError && error.kind !== 'failed' && error.kind !== 'unavailable';
-  if (signal.aborted && !verdict) return abortedError(callerSignal);
-  if (error instanceof ProviderError) {
-    switch (error.kind) {
-      case 'refused':
-        return contentPolicyViolation(error.message);
-      case 'invalid_request':
-        return invalidRequest(error.message, error.param ?? null, 'invalid_value');
-      case 'rate_limited':
-        return rateLimited('The upstream provider is rate limiting this model. Please retry after a short delay.', error.retryAfterSeconds ?? 5);
-      case 'unavailable':
-        return upstreamFailure('The model provider is unavailable right now. Please retry.', 503);
-      case 'misconfigured':
-        return upstreamFailure('This model is misconfigured on the server. The operator has been notified in the logs.', 502);
-      case 'failed':
-        return upstreamFailure(`The generation failed: ${error.message}`, 502);
-    }
-  }
-  return internalError(error);
-}
-
-function abortedError(callerSignal: AbortSignal): GatewayError {
-  if (callerSignal.aborted) return new GatewayError('The request was cancelled by the client.', { status: 499, type: 'api_error', code: 'cancelled' });
-  return new GatewayError('The generation took too long and was abandoned; you were not charged. Try `stream: true` or a smaller size.', {
-    status: 504, type: 'api_error', code: 'timeout',
-  });
 }
 
 /**

@@ -1,14 +1,13 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { GatewayError, invalidRequest } from '../../domain/errors.ts';
 import { parseUsd, type Nanos } from '../../domain/money.ts';
-import { accountJson } from '../../services/accounts.ts';
+import { accountJson, type AccountService } from '../../services/accounts.ts';
 import { creditCodeJson, type CreditCodes } from '../../services/credit-codes.ts';
 import { userJson, type DashboardUsers } from '../../services/dashboard-users.ts';
 import type { OperatorConsole } from '../../services/operator-console.ts';
-import type { Store } from '../../store/types.ts';
 
 export interface AdminConsoleDeps {
-  store: Store;
+  accounts: AccountService;
   users: DashboardUsers;
   creditCodes: CreditCodes;
   console: OperatorConsole;
@@ -32,7 +31,7 @@ export function registerAdminConsoleRoutes(admin: FastifyInstance, deps: AdminCo
   admin.get('/admin/v1/accounts', async (request) => {
     const q = query(request).q;
     const text = typeof q === 'string' ? q.trim().slice(0, 200) : '';
-    return { object: 'list', data: (await deps.store.dashboard.searchAccounts(text, limit(request, 100))).map(accountJson) };
+    return { object: 'list', data: (await deps.accounts.search(text, limit(request, 100))).map(accountJson) };
   });
 
   admin.post('/admin/v1/accounts/:id/debits', async (request) => {
@@ -47,7 +46,7 @@ export function registerAdminConsoleRoutes(admin: FastifyInstance, deps: AdminCo
     const note = input.note === undefined || input.note === null ? null : input.note;
     if (note !== null && (typeof note !== 'string' || note.length > 500)) throw invalidRequest("'note' must be a string of at most 500 characters.", 'note');
     const id = (request.params as { id: string }).id;
-    const result = await deps.store.dashboard.debitAccount(id, amount, note);
+    const result = await deps.accounts.debit(id, amount, note);
     if (result.outcome === 'unknown') {
       throw new GatewayError(`No account with id "${id.slice(0, 80)}".`, { status: 404, type: 'invalid_request_error', code: 'not_found' });
     }

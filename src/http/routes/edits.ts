@@ -1,12 +1,10 @@
 import type { IncomingMessage } from 'node:http';
 import multipart from '@fastify/multipart';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
-import sharp from 'sharp';
 import { GatewayError, invalidRequest } from '../../domain/errors.ts';
-import { probeImage } from '../../images/probe.ts';
+import { checkUploadHeader } from '../../images/upload-header.ts';
 import type { InputImage } from '../../domain/requests.ts';
 import type { Caller, PreparedImageRequest } from '../../services/image-generation.ts';
-import { authenticate } from '../authenticate.ts';
 import { runImageRequest, type ImageRouteDeps } from './images.ts';
 
 /**
@@ -47,8 +45,6 @@ const MAX_FIELDS = 64;
 /** Bytes a header probe may look at before the route gives up on an early verdict (JPEG SOF after big EXIF). */
 const EARLY_PROBE_BYTES = 1024 * 1024;
 
-const callers = new WeakMap<FastifyRequest, Caller>();
-
 export function registerEditRoutes(app: FastifyInstance, deps: EditRouteDeps): void {
   // An encapsulated context: the multipart parser exists for this route only, the JSON endpoints keep answering 415.
   void app.register(async (scope) => {
@@ -67,23 +63,22 @@ export function registerEditRoutes(app: FastifyInstance, deps: EditRouteDeps): v
     scope.post(
       '/v1/images/edits',
       {
-        // Before the body: an unauthenticated or oversized upload is refused without reading it.
-        onRequest: async (request) => {
-          try {
-            callers.set(request, await authenticate(request, deps.store, deps.keyPepper));
+        // Before the body: an unauthenticated or oversized upload is refused without reading it. The model is in the
+        // body, not read yet, so a refusal here is counted without one.
+        onRequest: [
+          deps.authenticate(() => deps.metrics.imageRejected(undefined, 'images.edits')),
+          async (request) => {
             const declared = declaredLength(request.raw);
             if (declared !== undefined && declared > deps.limits.maxRequestBytes) {
+              deps.metrics.imageRejected(undefined, 'images.edits');
               discardRest(request.raw, deps.limits.maxRequestBytes);
               throw requestTooLarge(deps.limits);
             }
-          } catch (error) {
-            deps.metrics.imageRejected(undefined, 'images.edits'); // the model is in the body, not read yet
-            throw error;
-          }
-        },
+          },
+        ],
       },
       async (request, reply) => {
-        const caller = callers.get(request)!;
+        const caller = request.caller;
         let requested: unknown;
         let prepared: PreparedImageRequest;
         try {
@@ -97,35 +92,17 @@ export function registerEditRoutes(app: FastifyInstance, deps: EditRouteDeps): v
             form = await readEditForm(request, deps.limits);
           } catch (error) {
             discardRest(request.raw, deps.limits.maxRequestBytes);
-            throw toGatewayError(error);
+            throw multipartError(error);
           }
           const { fields, images } = form;
           requested = fields.model;
 
-          const { model } = deps.images.resolveModel(caller, fields.model);
-          if (!model.edit.supported) {
-            throw invalidRequest(`${model.id} does not edit images. GET /v1/models lists each model's \`edit\` block; pick one with edit.supported: true.`, 'model', 'invalid_value');
-          }
-          if (images.length === 0) {
-            throw new GatewayError("Missing required parameter: 'image'. Send at least one PNG, JPEG or WebP file under image[] (or image).", {
-              status: 400, type: 'invalid_request_error', code: 'missing_required_parameter', param: 'image',
-            });
-          }
-          if (images.length > model.edit.max_images) {
-            throw invalidRequest(`${model.id} takes at most ${model.edit.max_images} reference image${model.edit.max_images === 1 ? '' : 's'}; got ${images.length}.`, 'image', 'too_many_images');
-          }
-          const all = deps.images.prepare(caller, fields, { endpoint: 'images.edits', coerceStrings: true, inputImages: images });
-          const routes = all.routes.filter((route) => route.adapter.capabilities.supportsEdits);
-          if (routes.length === 0) {
-            throw invalidRequest(`Edits with ${model.id} are not available on this server (its configured upstream does not edit).`, 'model', 'invalid_value');
-          }
-          await assertDecodable(images, deps.limits);
-          prepared = { ...all, routes };
+          prepared = await deps.images.prepareEdit(caller, fields, images, { maxPixels: deps.limits.maxPixels });
         } catch (error) {
           deps.metrics.imageRejected(requested, 'images.edits');
           throw error;
         }
-        return runImageRequest(request, reply, caller, prepared, deps, 'image_edit');
+        return runImageRequest(request, reply, prepared, deps, 'image_edit');
       },
     );
   });
@@ -185,12 +162,12 @@ async function readEditForm(request: FastifyRequest, limits: EditLimits): Promis
       if (requestBytes > limits.maxRequestBytes) throw requestTooLarge(limits);
       sink.write(chunk);
       // Decide as early as the bytes allow, so a wrong type or a decompression bomb is refused without reading it all.
-      if (header === undefined && size <= EARLY_PROBE_BYTES) header = checkHeader(sink.prefix(EARLY_PROBE_BYTES), limits, ordinal, false);
+      if (header === undefined && size <= EARLY_PROBE_BYTES) header = checkUploadHeader(sink.prefix(EARLY_PROBE_BYTES), limits.maxPixels, ordinal, false);
     }
     const bytes = sink.finish();
     if (sink.kind === 'arena') arenaUsed += bytes.length;
     if (size === 0) throw invalidRequest(`Image ${ordinal} is empty.`, 'image', 'invalid_image');
-    header ??= checkHeader(bytes, limits, ordinal, true);
+    header ??= checkUploadHeader(bytes, limits.maxPixels, ordinal, true);
     images.push({
       bytes,
       mediaType: `image/${header!.format}`,
@@ -245,68 +222,6 @@ function chunkSink(): FileSink {
 }
 
 /**
- * Format and pixel count from the file's first bytes (never a decode). Returns undefined while the header may
- * still be incomplete (and `final` is false); throws 400 for anything that is not PNG/JPEG/WebP or is too large.
- */
-function checkHeader(bytes: Buffer, limits: EditLimits, ordinal: number, final: boolean): { format: 'png' | 'jpeg' | 'webp'; width: number; height: number } | undefined {
-  if (bytes.length < 12 && !final) return undefined;
-  const signature = sniff(bytes);
-  if (signature !== 'png' && signature !== 'jpeg' && signature !== 'webp') {
-    throw invalidRequest(
-      `Image ${ordinal} is ${signature === 'gif' ? 'a GIF' : 'not a PNG, JPEG or WebP file'}; edits accept image/png, image/jpeg and image/webp.`,
-      'image',
-      'unsupported_file_type',
-    );
-  }
-  const probe = probeImage(bytes);
-  if (!probe) {
-    // PNG and WebP headers sit in the first 30 bytes; only a JPEG's frame header can come later.
-    if (final || (signature !== 'jpeg' && bytes.length >= 64)) {
-      throw invalidRequest(`Image ${ordinal} is not a decodable ${signature.toUpperCase()} file (its header is missing or corrupt).`, 'image', 'invalid_image');
-    }
-    return undefined;
-  }
-  if (probe.width * probe.height > limits.maxPixels) {
-    throw invalidRequest(
-      `Image ${ordinal} is ${probe.width}x${probe.height} (${Math.round((probe.width * probe.height) / 1e6)} MP); this server accepts images up to ${formatPixels(limits.maxPixels)}.`,
-      'image',
-      'image_too_large',
-    );
-  }
-  return { format: signature, width: probe.width, height: probe.height };
-}
-
-function sniff(b: Buffer): 'png' | 'jpeg' | 'webp' | 'gif' | 'other' {
-  if (b.length >= 8 && b.readUInt32BE(0) === 0x89504e47 && b.readUInt32BE(4) === 0x0d0a1a0a) return 'png';
-  if (b.length >= 3 && b[0] === 0xff && b[1] === 0xd8 && b[2] === 0xff) return 'jpeg';
-  if (b.length >= 12 && b.toString('latin1', 0, 4) === 'RIFF' && b.toString('latin1', 8, 12) === 'WEBP') return 'webp';
-  if (b.length >= 6 && /^GIF8[79]a$/.test(b.toString('latin1', 0, 6))) return 'gif';
-  return 'other';
-}
-
-/**
- * Decodes every image once, streaming and into a 16-pixel thumbnail, so a file whose header is fine but whose
- * data is truncated or corrupt is a 400 here, before the hold, and not an upstream failure later. The pixel cap
- * is already checked; libvips' own limit is set to it as well. Memory stays at a few scanlines per image.
- * `failOn: 'truncated'`: missing data fails; minor decoder warnings (extraneous bytes, ...) that browsers and
- * upstreams tolerate in real-world files do not.
- */
-async function assertDecodable(images: InputImage[], limits: EditLimits): Promise<void> {
-  await Promise.all(
-    images.map(async (image, index) => {
-      try {
-        await sharp(image.bytes, { sequentialRead: true, limitInputPixels: limits.maxPixels, failOn: 'truncated' })
-          .resize(16, 16, { fit: 'inside' })
-          .raw()
-          .toBuffer();
-      } catch {
-        throw invalidRequest(`Image ${index + 1} could not be decoded: the ${image.mediaType.slice(6).toUpperCase()} data is truncated or corrupt.`, 'image', 'invalid_image');
-      }
-    }),
-  );
-}
-
-/**
  * For an answer given before the body was read to its end: stop parsing and read the rest into nothing. The answer
  * goes out at once; a client still uploading gets to finish its write and read it (closing the socket under a
  * client that is still writing makes it see a reset instead of the answer), and the connection stays usable.
@@ -329,7 +244,7 @@ function declaredLength(raw: IncomingMessage): number | undefined {
   return Number(header);
 }
 
-function toGatewayError(error: unknown): unknown {
+function multipartError(error: unknown): unknown {
   if (error instanceof GatewayError) return error;
   const code = (error as { code?: string }).code;
   const message = error instanceof Error ? error.message : '';
@@ -370,9 +285,6 @@ function formatBytes(bytes: number): string {
   return bytes % (1024 * 1024) === 0 ? `${bytes / (1024 * 1024)} MiB` : `${bytes} bytes`;
 }
 
-function formatPixels(pixels: number): string {
-  return pixels >= 1e6 ? `${Math.round(pixels / 1e5) / 10} megapixels` : `${pixels} pixels`;
-}
 
 function shortName(name: string): string {
   return name.length > 64 ? `${name.slice(0, 64)}…` : name;

@@ -2,11 +2,10 @@ import type { FastifyInstance } from 'fastify';
 import { GatewayError, modelNotFound } from '../../domain/errors.ts';
 import { modelCard } from '../../catalog/model-card.ts';
 import type { ModelAccess } from '../../services/model-access.ts';
-import type { Store } from '../../store/types.ts';
-import { authenticate } from '../authenticate.ts';
+import type { Authenticate } from '../authenticate.ts';
 
 /** GET /v1/models and /v1/models/{id}: exactly the models this key may call and the server can serve now. */
-export function registerModelRoutes(app: FastifyInstance, deps: { store: Store; models: ModelAccess; keyPepper: string }): void {
+export function registerModelRoutes(app: FastifyInstance, deps: { models: ModelAccess; authenticate: Authenticate }): void {
   const cards = new Map<string, Record<string, unknown>>();
   const card = (model: Parameters<typeof modelCard>[0]) => {
     let value = cards.get(model.id);
@@ -14,14 +13,13 @@ export function registerModelRoutes(app: FastifyInstance, deps: { store: Store; 
     return value;
   };
 
-  app.get('/v1/models', async (request) => {
-    const caller = await authenticate(request, deps.store, deps.keyPepper);
-    return { object: 'list', data: deps.models.list(caller).map(card) };
+  const authenticated = { preHandler: deps.authenticate() };
+  app.get('/v1/models', authenticated, async (request) => {
+    return { object: 'list', data: deps.models.list(request.caller).map(card) };
   });
 
   // A wildcard, so ids with "/" work both percent-encoded (what the SDKs send) and raw.
-  app.get('/v1/models/*', async (request) => {
-    const caller = await authenticate(request, deps.store, deps.keyPepper);
+  app.get('/v1/models/*', authenticated, async (request) => {
     const raw = (request.params as { '*': string })['*'];
     let id: string;
     try {
@@ -32,7 +30,7 @@ export function registerModelRoutes(app: FastifyInstance, deps: { store: Store; 
     // A resource route, so an unknown or unservable id is OpenAI's 404 model_not_found (the SDKs' NotFoundError);
     // a generation body naming one stays the spec's 400. Not permitted for this key → 403, as everywhere.
     try {
-      return card(deps.models.resolve(caller, id));
+      return card(deps.models.resolve(request.caller, id));
     } catch (error) {
       if (error instanceof GatewayError && error.code === 'model_not_found' && error.status === 400) throw modelNotFound(404);
       throw error;

@@ -2,17 +2,16 @@ import type { FastifyInstance } from 'fastify';
 import { invalidRequest } from '../../domain/errors.ts';
 import { usdNumber } from '../../domain/money.ts';
 import type { ImageGenerationService } from '../../services/image-generation.ts';
-import type { Store } from '../../store/types.ts';
-import { authenticate } from '../authenticate.ts';
+import type { Authenticate } from '../authenticate.ts';
 
 /**
  * POST /v1/images/quote (docs/dashboard.md): the price of a generation before making it. The body goes through the
  * generation's own prepare() (same model resolution, permissions and validation, so the same errors), and the answer
  * is the very amount that generation would hold. Nothing is held, charged or counted against rate limits.
  */
-export function registerQuoteRoutes(app: FastifyInstance, deps: { store: Store; images: ImageGenerationService; keyPepper: string }): void {
-  app.post('/v1/images/quote', async (request) => {
-    const caller = await authenticate(request, deps.store, deps.keyPepper);
+export function registerQuoteRoutes(app: FastifyInstance, deps: { images: ImageGenerationService; authenticate: Authenticate }): void {
+  app.post('/v1/images/quote', { preHandler: deps.authenticate() }, async (request) => {
+    const { caller } = request;
     const body = request.body;
     if (body === null || typeof body !== 'object' || Array.isArray(body)) {
       throw invalidRequest('The request body must be a JSON object with at least "model" and "prompt".', null, 'invalid_body');

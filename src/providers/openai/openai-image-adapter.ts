@@ -1,8 +1,9 @@
+import { addUsage } from '../../domain/usage.ts';
 import type { Warning } from '../../domain/warnings.ts';
 import { forwardableExtras } from '../shared/forwarded-extras.ts';
 import { sanitize, type UpstreamRequest, type UpstreamResponse } from '../shared/http.ts';
 import {
-  SseDecoder, addUsage, imagesFailure, isEventStream, isFormScalar, isUsableBaseUrl, mediaTypeOf, postImagesRequest, readApiError,
+  SseDecoder, imagesFailure, isEventStream, isFormScalar, isUsableBaseUrl, mediaTypeOf, postImagesRequest, readApiError,
   readImagesResponse, readTokenUsage, type ImagesApiError,
 } from '../shared/openai-images-wire.ts';
 import {

@@ -209,19 +209,6 @@ function count(value: unknown): number | undefined {
   return typeof value === 'number' && Number.isSafeInteger(value) && value >= 0 && value < 1e9 ? value : undefined;
 }
 
-/** Adds usages field by field (parallel calls of one batch). */
-export function addUsage(list: Array<UpstreamUsage | undefined>): UpstreamUsage | undefined {
-  const present = list.filter((usage): usage is UpstreamUsage => usage !== undefined);
-  if (present.length === 0) return undefined;
-  const total: UpstreamUsage = {};
-  for (const usage of present) {
-    for (const key of ['inputTokens', 'cachedInputTokens', 'inputImageTokens', 'outputTokens', 'outputImageTokens', 'reasoningTokens', 'billedImages'] as const) {
-      if (usage[key] !== undefined) total[key] = (total[key] ?? 0) + usage[key]!;
-    }
-    if (usage.costNanos !== undefined) total.costNanos = (total.costNanos ?? 0n) + usage.costNanos;
-  }
-  return total;
-}
 
 /** One server-sent event: its `event:` name (if any) and its `data:` lines joined by newlines. */
 export interface ServerSentEvent {

@@ -1,3 +1,4 @@
+import { addUsage } from '../../domain/usage.ts';
 import type { Warning } from '../../domain/warnings.ts';
 import { ProviderError, type GeneratedImage, type ImageCallContext, type ImageGenerationResult, type NormalizedImageRequest, type UpstreamUsage } from '../types.ts';
 
@@ -38,7 +39,7 @@ export async function eachImageCall(
   const failures = settled.flatMap((result) => (result.status === 'rejected' ? [result.reason as unknown] : []));
   // One set of warnings per batch: the calls share a request, so they warn alike.
   const warnings = dedupe(succeeded.flatMap((outcome) => outcome.warnings));
-  const usage = sumUsage(succeeded.map((outcome) => outcome.usage));
+  const usage = addUsage(succeeded.map((outcome) => outcome.usage));
   if (failures.length > 0) {
     const accepted = failures.find((error) => error instanceof ProviderError && error.accepted);
     const first = accepted ?? failures[0];
@@ -59,18 +60,4 @@ function dedupe(warnings: Warning[]): Warning[] {
     seen.add(key);
     return true;
   });
-}
-
-function sumUsage(list: Array<UpstreamUsage | undefined>): UpstreamUsage | undefined {
-  const present = list.filter((usage): usage is UpstreamUsage => usage !== undefined);
-  if (present.length === 0) return undefined;
-  const total: UpstreamUsage = {};
-  for (const usage of present) {
-    if (usage.costNanos !== undefined) total.costNanos = (total.costNanos ?? 0n) + usage.costNanos;
-    // Every token count, so token-settled upstreams (Gemini) keep their prompt, image and thinking tokens.
-    for (const key of ['inputTokens', 'cachedInputTokens', 'inputImageTokens', 'outputTokens', 'outputImageTokens', 'reasoningTokens', 'billedImages'] as const) {
-      if (usage[key] !== undefined) total[key] = (total[key] ?? 0) + usage[key]!;
-    }
-  }
-  return total;
 }

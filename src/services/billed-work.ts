@@ -1,0 +1,188 @@
+import type { Logger } from 'pino';
+import type { Caller } from '../domain/caller.ts';
+import { insufficientQuota, internalError } from '../domain/errors.ts';
+import type { Nanos } from '../domain/money.ts';
+import { sleep } from '../domain/sleep.ts';
+import type { Admission, RequestLimiter } from '../limits/limiter.ts';
+
+export type { Admission };
+import type { Metrics } from '../metrics/metrics.ts';
+import type { ResolvedRoute } from '../providers/registry.ts';
+import { ProviderError, type ProviderAdapter } from '../providers/types.ts';
+import type { Store } from '../store/types.ts';
+import { describeFailure, toGatewayError } from './upstream-errors.ts';
+
+/** What the runner needs to know of a prepared request: whose money, how much, and what capacity it takes. */
+export interface BilledTicket {
+  model: string;
+  /** What the request record and the ledger call the endpoint (images.generations, chat.completions, ...). */
+  endpoint: string;
+  /** The most the request can cost: the hold. */
+  hold: Nanos;
+  /** Images asked for (per-key images per minute); 0 for text. */
+  images: number;
+  /** The model's cap on concurrent upstream calls (0 = none) and how many of them this request takes. */
+  modelCap: number;
+  modelSlots: number;
+}
+
+/** What a finished piece of work is charged: the request record's resolution. */
+export interface Settlement {
+  cost: Nanos;
+  upstreamCost?: Nanos;
+  images: number;
+  detail: Record<string, unknown>;
+}
+
+/** Work that delivered something: its value and what it is charged. */
+export interface BilledResult<T> {
+  value: T;
+  settlement: Settlement;
+}
+
+/** Attempts per route before failing over to the next one. */
+export const ATTEMPTS_PER_ROUTE = 2;
+
+/**
+ * The one path of billed upstream work, whoever asks for it (the HTTP routes, async jobs): admission (per-key and
+ * per-model limits) → hold → the work, under the generation deadline, with retries and failover only before an
+ * upstream accepted it → settle or release, exactly once → the caller's error (upstream-errors.ts). Framing an answer
+ * (JSON, SSE, a stored job result) is the caller's business; money is this one's.
+ *
+ * A caller takes these steps in order: `admit` (release the admission however the request ends), `reserve`, `run`.
+ */
+export class BilledWorkRunner {
+  private readonly inFlight = new Set<Promise<unknown>>();
+
+  constructor(
+    private readonly deps: {
+      store: Store;
+      limiter: RequestLimiter;
+      metrics: Metrics;
+      logger: Logger;
+      generationTimeoutMs: number;
+      /** After the deadline, before the sweeper may release a hold whose instance went away. */
+      holdGraceMs: number;
+    },
+  ) {}
+
+  /**
+   * Per-key limits (requests and images per minute, in-flight cap) and the model's cap on concurrent upstream calls,
+   * checked before the hold so a refused request takes no credit: 429 rate_limit_exceeded with Retry-After.
+   */
+  admit(caller: Caller, ticket: BilledTicket, requestId: string): Promise<Admission> {
+    return this.deps.limiter.admit({
+      keyId: caller.keyId,
+      keyLimits: caller.limits,
+      images: ticket.images,
+      model: ticket.model,
+      modelCap: ticket.modelCap,
+      modelSlots: ticket.modelSlots,
+      requestId,
+    });
+  }
+
+  /** Reserves the ticket's hold; 402 insufficient_quota when the balance cannot cover it (nothing changes then). */
+  async reserve(caller: Caller, ticket: BilledTicket, requestId: string): Promise<void> {
+    // The sweeper may release the hold only after the generation deadline has certainly passed.
+    const expiresAt = Date.now() + this.deps.generationTimeoutMs + this.deps.holdGraceMs;
+    const ok = await this.deps.store.reserveCredits({
+      requestId, accountId: caller.accountId, keyId: caller.keyId, model: ticket.model, endpoint: ticket.endpoint, amount: ticket.hold, expiresAt,
+    });
+    if (!ok) throw insufficientQuota();
+  }
+
+  /**
+   * Runs reserved work and resolves its hold exactly once: settled as the work says when it returns, released when it
+   * throws (then the failure is mapped to the caller's GatewayError). The work's signal is the caller's `signal` and
+   * the generation deadline together. The deadline is our own timer, not AbortSignal.timeout(): on Node 20 a timeout
+   * signal whose only reference is an AbortSignal.any() is garbage-collected and never fires.
+   */
+  async run<T>(requestId: string, signal: AbortSignal, work: (signal: AbortSignal) => Promise<BilledResult<T>>): Promise<T> {
+    const deadline = new AbortController();
+    const timer = setTimeout(() => deadline.abort(new DOMException('The generation deadline passed.', 'TimeoutError')), this.deps.generationTimeoutMs);
+    const running = this.resolveHold(requestId, signal, AbortSignal.any([signal, deadline.signal]), work);
+    this.inFlight.add(running);
+    this.deps.metrics.holdTaken();
+    try {
+      return await running;
+    } finally {
+      this.deps.metrics.holdResolved();
+      clearTimeout(timer);
+      this.inFlight.delete(running);
+    }
+  }
+
+  private async resolveHold<T>(
+    requestId: string,
+    callerSignal: AbortSignal,
+    signal: AbortSignal,
+    work: (signal: AbortSignal) => Promise<BilledResult<T>>,
+  ): Promise<T> {
+    const { store, logger } = this.deps;
+    let result: BilledResult<T>;
+    try {
+      result = await work(signal);
+    } catch (error) {
+      await store.releaseReservation(requestId, describeFailure(error)).catch((releaseError) => logger.error({ err: releaseError, requestId }, 'release failed'));
+      throw toGatewayError(error, signal, callerSignal);
+    }
+    const settled = await store.settleReservation({ requestId, ...result.settlement });
+    if (!settled) {
+      // Only the sweeper can have resolved it first, which means we overran the hold's expiry: deliver nothing we did not bill.
+      logger.error({ requestId }, 'hold was already resolved before settlement');
+      throw internalError();
+    }
+    return result.value;
+  }
+
+  /**
+   * Routes in the catalog's order, each tried up to ATTEMPTS_PER_ROUTE times (jittered backoff, Retry-After honoured up
+   * to 10 s). Another attempt, or the next route, only when the upstream failed before accepting the work (connection
+   * refused, 429, 5xx) and `mayRetry` agrees (chat: nothing streamed to the caller yet): nothing is generated or billed
+   * twice. Every call is counted by outcome where it is decided.
+   */
+  async withFailover<Adapter extends ProviderAdapter, R>(
+    routes: ResolvedRoute<Adapter>[],
+    signal: AbortSignal,
+    call: (route: ResolvedRoute<Adapter>) => Promise<R>,
+    mayRetry: () => boolean = () => true,
+  ): Promise<R> {
+    const { metrics, logger } = this.deps;
+    let lastError: unknown;
+    for (let position = 0; position < routes.length; position++) {
+      const route = routes[position];
+      for (let attempt = 0; attempt < ATTEMPTS_PER_ROUTE; attempt++) {
+        try {
+          const result = await call(route);
+          metrics.upstreamCall(route.adapter.provider, 'ok');
+          return result;
+        } catch (error) {
+          lastError = error;
+          const retryable = error instanceof ProviderError && !error.accepted && (error.kind === 'unavailable' || error.kind === 'rate_limited') && mayRetry();
+          const again = retryable && !signal.aborted && attempt + 1 < ATTEMPTS_PER_ROUTE;
+          const failover = retryable && !signal.aborted && !again && position + 1 < routes.length;
+          metrics.upstreamCall(route.adapter.provider, again ? 'retried' : failover ? 'failed_over' : 'error');
+          if (!retryable || signal.aborted) throw error;
+          logger.warn({ provider: route.adapter.provider, attempt, err: error }, 'upstream failed before accepting the work');
+          if (again) await sleep(backoffMs(attempt, (error as ProviderError).retryAfterSeconds), signal);
+        }
+      }
+    }
+    throw lastError;
+  }
+
+  /** Waits (bounded) for the work in flight, e.g. on SIGTERM; false when some was still running at the end. */
+  drain(timeoutMs: number): Promise<boolean> {
+    const all = Promise.allSettled([...this.inFlight]).then(() => true);
+    const timeout = new Promise<boolean>((resolve) => setTimeout(resolve, timeoutMs, false).unref());
+    return Promise.race([all, timeout]);
+  }
+}
+
+/** Jittered exponential backoff, honouring the upstream's Retry-After up to 10 s (the caller is waiting). */
+export function backoffMs(attempt: number, retryAfterSeconds: number | undefined): number {
+  if (retryAfterSeconds !== undefined) return Math.min(10_000, retryAfterSeconds * 1000);
+  const base = Math.min(4_000, 250 * 2 ** attempt);
+  return base / 2 + Math.random() * (base / 2);
+}
