@@ -5,6 +5,12 @@ import { Loading, RequireSignIn } from './components.tsx';
 import { SessionProvider, useSession } from './session.tsx';
 import { ModelsPage } from './pages/models.tsx';
 import { ReferencePage } from './pages/reference.tsx';
+import { CreditsPage } from './pages/credits.tsx';
+import { KeysPage } from './pages/keys.tsx';
+import { OperatorPage } from './pages/operator.tsx';
+import { OverviewPage } from './pages/overview.tsx';
+import { PlaygroundPage } from './pages/playground.tsx';
+import { UsagePage } from './pages/usage.tsx';
 import { SignInPage, SignUpPage } from './pages/sign-in.tsx';
 
 export function App() {
@@ -35,6 +41,13 @@ function Shell() {
           <Route path="/" component={Home} />
           <Route path="/signin" component={SignInPage} />
           <Route path="/signup" component={SignUpPage} />
+          <Route path="/overview" component={signedIn(OverviewPage)} />
+          <Route path="/keys" component={signedIn(KeysPage)} />
+          <Route path="/usage" component={signedIn(UsagePage)} />
+          <Route path="/credits" component={signedIn(CreditsPage)} />
+          <Route path="/playground" component={signedIn(PlaygroundPage)} />
+          <Route path="/operator" component={signedIn(OperatorPage, 'operator')} />
+          <Route path="/operator/*" component={signedIn(OperatorPage, 'operator')} />
           <Route path="/models" component={ModelsPage} />
           <Route path="/reference" component={ReferencePage} />
           <Route default component={NotFound} />
@@ -70,11 +83,14 @@ function NotFound() {
 function Navigation() {
   const { user, signOut, config } = useSession();
   const location = useLocation();
-  const link = (href: string, label: string) => {
+  // An operator acting on an account (?account_id=) keeps it across the account pages.
+  const scopedAccount = user?.role === 'operator' ? location.query.account_id : undefined;
+  const link = (href: string, label: string, scoped = false) => {
     const current = location.path === href || (href !== '/' && location.path.startsWith(`${href}/`));
+    const target = scoped && scopedAccount ? `${href}?account_id=${encodeURIComponent(scopedAccount)}` : href;
     return (
       <li>
-        <a href={href} aria-current={current ? 'page' : undefined}>
+        <a href={target} aria-current={current ? 'page' : undefined}>
           {label}
         </a>
       </li>
@@ -88,13 +104,14 @@ function Navigation() {
         <img src="/favicon.svg" alt="" width="24" height="24" />
         <span>Deepshi</span>
       </a>
-      {user && hasAccount ? (
-        <ul>
-          {link('/overview', 'Overview')}
-          {link('/keys', 'API keys')}
-          {link('/usage', 'Usage')}
-          {link('/credits', 'Credits')}
-          {link('/playground', 'Playground')}
+      {user && (hasAccount || scopedAccount) ? (
+        <ul aria-label={scopedAccount ? `Account ${scopedAccount}` : 'Account'}>
+          {scopedAccount ? <li class="muted small mono">{scopedAccount}</li> : null}
+          {link('/overview', 'Overview', true)}
+          {link('/keys', 'API keys', true)}
+          {link('/usage', 'Usage', true)}
+          {link('/credits', 'Credits', true)}
+          {link('/playground', 'Playground', true)}
         </ul>
       ) : null}
       {isOperator ? (

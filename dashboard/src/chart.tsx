@@ -1,0 +1,66 @@
+import { useEffect, useRef } from 'preact/hooks';
+import uPlot from 'uplot';
+import { toNanos, usd, fromNanos } from './format.ts';
+
+const COLOURS = ['#3b5bdb', '#f08c00', '#2f9e44', '#c2255c', '#1098ad', '#7048e8', '#e8590c', '#5c940d', '#862e9c', '#495057'];
+
+/** The last `count` UTC days, oldest first, as YYYY-MM-DD. */
+export function lastDays(count: number, now = Date.now()): string[] {
+  const today = Date.UTC(new Date(now).getUTCFullYear(), new Date(now).getUTCMonth(), new Date(now).getUTCDate());
+  return Array.from({ length: count }, (_, index) => new Date(today - (count - 1 - index) * 86_400_000).toISOString().slice(0, 10));
+}
+
+/**
+ * Daily spend by model as stacked bars (uPlot). Each series is drawn as the running total up to its model, largest
+ * first, so the visible slice of each bar is that model's spend; the legend shows each model's own amount.
+ */
+export function DailySpendChart({ daily }: { daily: { date: string; model: string; cost: string }[] }) {
+  const container = useRef<HTMLDivElement>(null);
+  useEffect(() => {
+    const element = container.current;
+    if (!element) return;
+    const days = lastDays(30);
+    const models = [...new Set(daily.map((entry) => entry.model))].sort();
+    const own = models.map((model) =>
+      days.map((day) => {
+        const nanos = daily.filter((entry) => entry.model === model && entry.date === day).reduce((sum, entry) => sum + toNanos(entry.cost), 0n);
+        return Number(nanos) / 1e9; // for drawing only; amounts shown as text stay exact
+      }),
+    );
+    const stacked = own.map((_, index) => days.map((__, day) => own.slice(0, index + 1).reduce((sum, values) => sum + values[day], 0)));
+    const order = models.map((_, index) => index).reverse();
+    const x = days.map((day) => Date.parse(`${day}T00:00:00Z`) / 1000);
+    const bars = uPlot.paths.bars!({ size: [0.7, 48] });
+    const plot = new uPlot(
+      {
+        width: Math.max(320, element.clientWidth - 8),
+        height: 260,
+        title: 'Daily spend by model (USD, last 30 days, UTC)',
+        scales: { x: { time: true }, y: { range: (_u, _min, max) => [0, max > 0 ? max * 1.1 : 0.01] } },
+        axes: [{}, { values: (_u, values) => values.map((value) => `$${value}`), size: 70 }],
+        series: [
+          { value: (_u, value) => (value == null ? '' : new Date(value * 1000).toISOString().slice(0, 10)) },
+          ...order.map((index) => ({
+            label: models[index],
+            stroke: COLOURS[index % COLOURS.length],
+            fill: COLOURS[index % COLOURS.length],
+            paths: bars,
+            points: { show: false },
+            value: (_u: uPlot, _value: number | null, _series: number, row: number | null) =>
+              row == null ? '' : usd(fromNanos(BigInt(Math.round(own[index][row] * 1e9)))),
+          })),
+        ],
+        legend: { live: true },
+      },
+      [x, ...order.map((index) => stacked[index])] as uPlot.AlignedData,
+      element,
+    );
+    const observer = new ResizeObserver(() => plot.setSize({ width: Math.max(320, element.clientWidth - 8), height: 260 }));
+    observer.observe(element);
+    return () => {
+      observer.disconnect();
+      plot.destroy();
+    };
+  }, [daily]);
+  return <div class="chart" ref={container} role="img" aria-label="Chart of daily spend by model; the same figures are in the table below it." />;
+}
