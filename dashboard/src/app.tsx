@@ -100,6 +100,7 @@ function Navigation() {
   const hasAccount = Boolean(user?.account_id);
   return (
     <nav class="sidebar" aria-label="Dashboard">
+      <div class="sidebar-inner">
       <a class="brand" href="/">
         <img src="/favicon.svg" alt="" width="24" height="24" />
         <span>Deepshi</span>
@@ -147,6 +148,7 @@ function Navigation() {
           </ul>
         ) : null}
         {config?.version ? <p class="muted small">Deepshi {config.version}</p> : null}
+      </div>
       </div>
     </nav>
   );

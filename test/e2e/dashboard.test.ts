@@ -98,10 +98,11 @@ describe('dashboard end to end in Chromium', { skip }, () => {
     assert.equal(await images.count(), 2);
     const width = await images.first().evaluate((element) => (element as HTMLImageElement).naturalWidth);
     assert.ok(width > 0, 'the image decodes');
-    // A reload keeps the request (model, prompt, n are in the URL).
+    await screenshot(page, 'playground');
+    // A reload keeps the request (model, prompt, n are in the URL) and its price.
     await page.reload();
     assert.equal(await page.getByLabel('Prompt').inputValue(), 'a red fox in the snow');
-    await screenshot(page, 'playground');
+    await page.getByTestId('quote').getByText('$0.002').waitFor();
     member.assertClean();
   });
 
@@ -135,13 +136,13 @@ describe('dashboard end to end in Chromium', { skip }, () => {
     const code = codes.data[0].code;
     await page.goto('/credits');
     await page.getByTestId('balance').getByText('$0.997').waitFor();
-    await page.getByLabel('Top-up code').fill(code);
+    await page.getByLabel('Top-up code', { exact: true }).fill(code);
     await page.getByRole('button', { name: 'Redeem' }).click();
     await page.getByRole('status').getByText('Added $10.00').waitFor();
     await page.getByTestId('balance').getByText('$10.997').waitFor();
     await page.getByTestId('ledger-table').getByText(/credit code/).first().waitFor();
     // A code is single-use: the second try shows the API's reason.
-    await page.getByLabel('Top-up code').fill(code);
+    await page.getByLabel('Top-up code', { exact: true }).fill(code);
     await page.getByRole('button', { name: 'Redeem' }).click();
     await page.getByRole('alert').waitFor();
     await screenshot(page, 'credits');
@@ -173,7 +174,7 @@ describe('dashboard end to end in Chromium', { skip }, () => {
     await screenshot(page, 'models');
     await page.goto('/reference');
     await page.getByRole('heading', { name: /\/v1\/images\/generations/ }).first().waitFor();
-    await screenshot(page, 'reference');
+    await screenshot(page, 'reference', { fullPage: false });
     member.assertClean();
   });
 

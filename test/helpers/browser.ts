@@ -66,10 +66,10 @@ export async function openContext(browser: Browser, origin: string): Promise<{ c
   };
 }
 
-/** Saves a full-page screenshot as a test artifact (test-artifacts/dashboard/<name>.png). */
-export async function screenshot(page: Page, name: string): Promise<string> {
+/** Saves a screenshot as a test artifact (test-artifacts/dashboard/<name>.png): the whole page, or the window only. */
+export async function screenshot(page: Page, name: string, options: { fullPage?: boolean } = {}): Promise<string> {
   fs.mkdirSync(ARTIFACTS_DIR, { recursive: true });
   const file = path.join(ARTIFACTS_DIR, `${name}.png`);
-  await page.screenshot({ path: file, fullPage: true });
+  await page.screenshot({ path: file, fullPage: options.fullPage ?? true });
   return file;
 }

@@ -460,7 +460,8 @@ interface AdminModel {
   owned_by: string;
   offered: boolean;
   unavailable_reason: string | null;
-  routes: { provider: string; offered: boolean; unavailable_reason: string | null }[];
+  /** docs/dashboard.md gives route objects; a server may answer provider names only. */
+  routes: ({ provider: string; offered: boolean; unavailable_reason: string | null } | string)[];
 }
 
 function ModelsSection() {
@@ -492,11 +493,17 @@ function ModelsSection() {
                   </td>
                   <td class="small">
                     {model.unavailable_reason ? <div>{model.unavailable_reason}</div> : null}
-                    {model.routes.map((route) => (
-                      <div key={route.provider} class="muted">
-                        {route.provider}: {route.offered ? 'ready' : route.unavailable_reason}
-                      </div>
-                    ))}
+                    {(model.routes ?? []).map((route) =>
+                      typeof route === 'string' ? (
+                        <div key={route} class="muted">
+                          route: {route}
+                        </div>
+                      ) : (
+                        <div key={route.provider} class="muted">
+                          {route.provider}: {route.offered ? 'ready' : route.unavailable_reason}
+                        </div>
+                      ),
+                    )}
                   </td>
                 </tr>
               ))}
@@ -509,13 +516,34 @@ function ModelsSection() {
 }
 
 interface Stats {
-  requests: Record<string, number>;
+  requests?: Record<string, number>;
+  image_requests?: Record<string, number>;
+  chat_requests?: Record<string, number>;
+  http_requests?: number;
   images: number;
   spend: string;
-  errors: Record<string, number>;
-  latency_ms: { p50: number; p95: number; p99: number } | null;
+  errors?: Record<string, number>;
+  latency_ms?: { p50: number; p95: number; p99: number } | null;
+  generation_seconds?: { count: number; p50: number; p95: number; p99: number } | null;
   holds_in_flight: number;
   uptime_s: number;
+}
+
+/** Requests by outcome: as docs/dashboard.md names them, or per endpoint kind (image_requests, chat_requests). */
+function outcomes(stats: Stats): Record<string, number> {
+  if (stats.requests) return stats.requests;
+  const merged: Record<string, number> = {};
+  for (const [kind, counts] of [['images', stats.image_requests], ['chat', stats.chat_requests]] as const) {
+    for (const [outcome, count] of Object.entries(counts ?? {})) merged[`${kind} ${outcome}`] = count;
+  }
+  return merged;
+}
+
+function latency(stats: Stats): string {
+  if (stats.latency_ms) return `${stats.latency_ms.p50} / ${stats.latency_ms.p95} / ${stats.latency_ms.p99} ms`;
+  const seconds = stats.generation_seconds;
+  if (seconds && seconds.count > 0) return `${seconds.p50} / ${seconds.p95} / ${seconds.p99} s`;
+  return '—';
 }
 
 function ServiceSection() {
@@ -525,7 +553,8 @@ function ServiceSection() {
     return () => clearInterval(timer);
   }, [stats.reload]);
   const data = stats.data;
-  const total = data ? Object.values(data.requests).reduce((sum, count) => sum + count, 0) : 0;
+  const byOutcome = data ? outcomes(data) : {};
+  const total = data?.http_requests ?? Object.values(byOutcome).reduce((sum, count) => sum + count, 0);
   return (
     <>
       <PageHeader title="Service">
@@ -539,12 +568,12 @@ function ServiceSection() {
             <Stat label="Images" value={data.images.toLocaleString()} />
             <Stat label="Spend" value={usd(data.spend)} />
             <Stat label="Holds in flight" value={String(data.holds_in_flight)} />
-            <Stat label="Latency p50 / p95 / p99" value={data.latency_ms ? `${data.latency_ms.p50} / ${data.latency_ms.p95} / ${data.latency_ms.p99} ms` : '—'} />
+            <Stat label="Latency p50 / p95 / p99" value={latency(data)} />
             <Stat label="Up for" value={`${Math.floor(data.uptime_s / 3600)} h ${Math.floor((data.uptime_s % 3600) / 60)} min`} />
           </div>
           <div class="grid-2">
-            <CountTable title="Requests by outcome" counts={data.requests} />
-            <CountTable title="Errors by code" counts={data.errors} />
+            <CountTable title="Requests by outcome" counts={byOutcome} />
+            <CountTable title="Errors by code" counts={data.errors ?? {}} />
           </div>
         </>
       ) : null}
