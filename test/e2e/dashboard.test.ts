@@ -12,6 +12,16 @@ import { ADMIN_TOKEN, startTestServer, type TestServer } from '../helpers/test-s
  */
 const skip = browserSkipReason();
 
+/** "$0.0031" → 3_100_000 nano-dollars (the page shows amounts digit for digit). */
+const nanos = (text: string) => {
+  const [whole, fraction = ''] = text.replace(/[$,\s]/g, '').split('.');
+  return BigInt(whole || '0') * 1_000_000_000n + BigInt((fraction + '000000000').slice(0, 9));
+};
+/** 3_100_000n → "$0.0031", as the page formats it (at least two decimals). */
+const dollars = (value: bigint) => {
+  const fraction = (value % 1_000_000_000n).toString().padStart(9, '0').replace(/0+$/, '').padEnd(2, '0');
+  return `$${(value / 1_000_000_000n).toLocaleString('en-US')}.${fraction}`;
+};
 const textOf = async (page: Page, testId: string) => (await page.getByTestId(testId).first().textContent())?.trim() ?? '';
 
 describe('dashboard end to end in Chromium', { skip }, () => {
@@ -22,6 +32,7 @@ describe('dashboard end to end in Chromium', { skip }, () => {
   const password = 'correct horse battery staple';
   let apiKey = '';
   let sdk: OpenAI;
+  let spent = 0n;
 
   before(async () => {
     server = await startTestServer({ env: { DEEPSHI_SIGNUP: 'open', DEEPSHI_SIGNUP_CREDITS: '1' } });
@@ -106,14 +117,64 @@ describe('dashboard end to end in Chromium', { skip }, () => {
     member.assertClean();
   });
 
-  it('shows both requests in Usage and their spend in Overview', async () => {
+  it('edits with reference images dropped and pasted, streaming partial images; the temporary key is never stored or shown', async () => {
+    const { page } = member;
+    await page.goto('/playground?model=deepshi-sketch&mode=edit&partial_images=2');
+    await page.getByLabel('Prompt').fill('make it night');
+    // One reference dropped onto the page, one pasted: both as PNG files the browser made.
+    const png = async () =>
+      page.evaluateHandle(async () => {
+        const canvas = document.createElement('canvas');
+        canvas.width = 64;
+        canvas.height = 64;
+        const context = canvas.getContext('2d')!;
+        context.fillStyle = '#3b5bdb';
+        context.fillRect(0, 0, 64, 64);
+        const blob = await new Promise<Blob>((resolve) => canvas.toBlob((made) => resolve(made!), 'image/png'));
+        const transfer = new DataTransfer();
+        transfer.items.add(new File([blob], 'blue.png', { type: 'image/png' }));
+        return transfer;
+      });
+    await page.locator('.dropzone').dispatchEvent('drop', { dataTransfer: await png() });
+    const pasted = await png();
+    await page.evaluate((clipboardData) => window.dispatchEvent(new ClipboardEvent('paste', { clipboardData })), pasted);
+    await page.getByRole('img', { name: /Reference 2/ }).waitFor();
+    await page.getByRole('button', { name: 'Edit', exact: true }).click();
+    const run = page.getByTestId('run').first();
+    await run.getByTestId('charged').waitFor({ timeout: 60_000 });
+    assert.equal(await run.getByTestId('result-image').count(), 1);
+    assert.equal(await run.getAttribute('data-partials'), '1', 'the partial images arrived before the final one');
+    const snippet = await textOf(page, 'snippet');
+    assert.match(snippet, /\/v1\/images\/edits/);
+    assert.match(snippet, /image\[\]=@reference-2\.png/);
+    // The session's temporary key lives in memory only: not in storage, the URL, the page's text or a cookie.
+    const exposed = await page.evaluate(() => [JSON.stringify({ ...localStorage }), JSON.stringify({ ...sessionStorage }), location.href, document.body.innerText, document.cookie].join('\n'));
+    assert.doesNotMatch(exposed, /sk-bf-/);
+    member.assertClean();
+  });
+
+  it('chats with a text model, streamed, with its cost', async () => {
+    const { page } = member;
+    await page.goto('/playground?model=deepshi-echo');
+    await page.getByLabel('Message').fill('hello there');
+    await page.getByLabel('Message').press('Control+Enter');
+    const reply = page.getByTestId('chat-assistant');
+    await reply.getByText('Echo: hello there').waitFor();
+    await reply.getByText(/deepshi-echo · \$0\.0000/).waitFor();
+    await screenshot(page, 'playground-chat');
+    member.assertClean();
+  });
+
+  it('shows every request in Usage and their spend in Overview', async () => {
     const { page } = member;
     await page.goto('/usage');
     const rows = page.getByTestId('usage-table').locator('tbody tr');
-    await rows.nth(1).waitFor();
-    assert.equal(await rows.count(), 2);
-    assert.match((await rows.nth(0).textContent()) ?? '', /deepshi-sketch.*images\.generations.*settled.*2 images.*\$0\.002/);
-    assert.match((await rows.nth(1).textContent()) ?? '', /laptop.*deepshi-sketch.*\$0\.001/);
+    await rows.nth(3).waitFor();
+    assert.equal(await rows.count(), 4);
+    assert.match((await rows.nth(0).textContent()) ?? '', /deepshi-echo.*chat\.completions.*settled.*tokens/);
+    assert.match((await rows.nth(1).textContent()) ?? '', /deepshi-sketch.*images\.edits.*settled.*1 image.*\$0\.001/);
+    assert.match((await rows.nth(2).textContent()) ?? '', /deepshi-sketch.*images\.generations.*settled.*2 images.*\$0\.002/);
+    assert.match((await rows.nth(3).textContent()) ?? '', /laptop.*deepshi-sketch.*\$0\.001/);
     // Filters live in the URL: a reload shows the same rows.
     const laptop = await page.getByLabel('Key').locator('option', { hasText: 'laptop' }).getAttribute('value');
     await page.getByLabel('Key').selectOption(laptop!);
@@ -123,9 +184,16 @@ describe('dashboard end to end in Chromium', { skip }, () => {
     assert.equal(await rows.count(), 1);
     await screenshot(page, 'usage');
 
+    // Overview: today's spend is exactly the sum of those requests' costs, and the balance what the server holds.
+    await page.goto('/usage');
+    await rows.nth(3).waitFor();
+    const costs = await rows.locator('td:last-child').allTextContents();
+    spent = costs.reduce((sum, cost) => sum + nanos(cost), 0n);
     await page.goto('/overview');
-    await page.getByTestId('spend-today').getByText('$0.003').waitFor();
-    assert.equal(await textOf(page, 'balance').then((text) => text.replace(/^Balance/, '').match(/\$[\d.,]+/)?.[0]), '$0.997');
+    await page.getByTestId('spend-today').getByText(dollars(spent)).waitFor();
+    const { data } = await server.admin<{ data: { balance: string }[] }>('GET', `/admin/v1/accounts?q=${encodeURIComponent(email)}`);
+    assert.equal(nanos(data[0].balance), 1_000_000_000n - spent);
+    await page.getByTestId('balance').getByText(dollars(1_000_000_000n - spent)).waitFor();
     await screenshot(page, 'overview');
     member.assertClean();
   });
@@ -135,11 +203,11 @@ describe('dashboard end to end in Chromium', { skip }, () => {
     const codes = await server.admin<{ data: { code: string }[] }>('POST', '/admin/v1/credit-codes', { amount: '10', count: 1, note: 'welcome' });
     const code = codes.data[0].code;
     await page.goto('/credits');
-    await page.getByTestId('balance').getByText('$0.997').waitFor();
+    await page.getByTestId('balance').getByText(dollars(1_000_000_000n - spent)).waitFor();
     await page.getByLabel('Top-up code', { exact: true }).fill(code);
     await page.getByRole('button', { name: 'Redeem' }).click();
     await page.getByRole('status').getByText('Added $10.00').waitFor();
-    await page.getByTestId('balance').getByText('$10.997').waitFor();
+    await page.getByTestId('balance').getByText(dollars(11_000_000_000n - spent)).waitFor();
     await page.getByTestId('ledger-table').getByText(/credit code/).first().waitFor();
     // A code is single-use: the second try shows the API's reason.
     await page.getByLabel('Top-up code', { exact: true }).fill(code);

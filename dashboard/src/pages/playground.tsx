@@ -447,7 +447,7 @@ function Results({ runs, now, compare, setCompare }: { runs: Run[]; now: number;
         const charged = run.images.length ? fromNanos(run.images.reduce((sum, image) => sum + toNanos(image.cost), 0n)) : undefined;
         const elapsed = ((run.finishedAt ?? now) - run.startedAt) / 1000;
         return (
-          <section class="card" key={run.id} aria-label={`Run: ${run.prompt}`} data-testid="run">
+          <section class="card" key={run.id} aria-label={`Run: ${run.prompt}`} data-testid="run" data-partials={Object.keys(run.partials).length}>
             <div class="progress" role="status">
               <strong>{run.finishedAt ? (run.error && !run.images.length ? 'Failed' : 'Done') : 'Generating…'}</strong>
               <span data-testid="elapsed">{elapsed.toFixed(1)} s</span>
