@@ -43,12 +43,15 @@ export function ErrorNote({ error, id }: { error: unknown; id?: string }) {
 }
 
 export function Field({ label, hint, children, class: className }: { label: string; hint?: ComponentChildren; children: ComponentChildren; class?: string }) {
+  // The hint sits after the label, not in it, so the control's accessible name is the label alone.
   return (
-    <label class={`field ${className ?? ''}`}>
-      <span class="field-label">{label}</span>
-      {children}
+    <div class={`field ${className ?? ''}`}>
+      <label class="field">
+        <span class="field-label">{label}</span>
+        {children}
+      </label>
       {hint ? <span class="field-hint">{hint}</span> : null}
-    </label>
+    </div>
   );
 }
 

@@ -270,7 +270,36 @@ describe('dashboard end to end in Chromium', { skip }, () => {
       await entry.waitFor();
       assert.match((await entry.textContent()) ?? '', /credit.*\$25/);
       assert.equal(await server.balance(accountId), '25');
+
+      // A person for that account, who then signs in and sees its balance.
+      await page.getByRole('textbox', { name: 'Email' }).fill('bob@acme.test');
+      await page.getByLabel('Password', { exact: true }).fill('bob-password-123');
+      await page.getByRole('button', { name: 'Add user' }).click();
+      await page.getByText('bob@acme.test').first().waitFor();
       await screenshot(page, 'operator-account');
+
+      // Every account's keys, with the same page and actions as the account holder's.
+      await page.getByRole('link', { name: 'Keys' }).click();
+      await page.waitForURL(/\/keys\?account_id=/);
+      await page.getByLabel('Name').fill('acme-ci');
+      await page.getByRole('button', { name: 'Create key' }).click();
+      const acmeKey = (await textOf(page, 'secret-value')) ?? '';
+      const acme = await server.client(acmeKey).images.generate({ model: 'deepshi-sketch', prompt: 'acme logo' });
+      assert.equal((acme.usage as any).cost.total_cost, 0.001);
+      assert.equal(await server.balance(accountId), '24.999');
+
+      const bob = await openContext(browser, server.url);
+      try {
+        await bob.page.goto('/signin');
+        await bob.page.getByLabel('Email').fill('bob@acme.test');
+        await bob.page.getByLabel('Password').fill('bob-password-123');
+        await bob.page.getByRole('button', { name: 'Sign in' }).click();
+        await bob.page.waitForURL('**/overview');
+        await bob.page.getByTestId('balance').getByText('$24.999').waitFor();
+        bob.assertClean();
+      } finally {
+        await bob.context.close();
+      }
 
       for (const [path, name] of [['/operator/codes', 'operator-codes'], ['/operator/users', 'operator-users'], ['/operator/models', 'operator-models'], ['/operator/service', 'operator-service']]) {
         await page.goto(path);
