@@ -70,3 +70,14 @@ export async function documentedFetch(url: string, init: RequestInit = {}): Prom
   assertDocumentedResponse(init.method ?? 'GET', url, response.status, contentType, response.status === 204 ? undefined : body);
   return { status: response.status, headers: response.headers, body, text };
 }
+
+/** A fetch for the openai SDK: every JSON response it receives is validated against /openapi.json first. */
+export async function documentingFetch(input: string | URL | Request, init?: RequestInit): Promise<Response> {
+  const response = await fetch(input, init);
+  const url = String(input instanceof Request ? input.url : input);
+  const type = response.headers.get('content-type');
+  if (type?.startsWith('application/json')) {
+    assertDocumentedResponse(init?.method ?? 'GET', url, response.status, type, await response.clone().json());
+  }
+  return response;
+}
