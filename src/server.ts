@@ -103,7 +103,9 @@ export async function startServer(config: Config, options: ServerOptions = {}): 
   const runner = new BilledWorkRunner({
     store, limiter, metrics, logger, generationTimeoutMs: config.generationTimeoutMs, holdGraceMs: config.holdGraceMs,
   });
-  const images = new ImageGenerationService({ registry, models, runner, idempotency, metrics, logger });
+  const images = new ImageGenerationService({
+    registry, models, runner, idempotency, metrics, logger, upstreamImageLimits: { maxPixels: config.upstreamMaxPixels, maxSide: config.upstreamMaxSide },
+  });
   const chat = new ChatCompletionService({ registry, models, runner, idempotency, metrics, logger });
 
   const attempts = await openAttemptCounter({

@@ -52,6 +52,9 @@ export interface Config {
   sessionTtlMs: number;
   /** Honour X-Forwarded-* from a reverse proxy (DEEPSHI_TRUST_PROXY): client IPs and HTTPS (Secure cookies). */
   trustProxy: boolean;
+  /** Largest image accepted from an upstream: width x height, and either side (docs/reliability.md). */
+  upstreamMaxPixels: number;
+  upstreamMaxSide: number;
   /** The raw environment, for provider credentials looked up by the variable names in the catalog. */
   env: Readonly<Record<string, string | undefined>>;
 }
@@ -165,6 +168,8 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     signupCredits: read(env, 'DEEPSHI_SIGNUP_CREDITS') ?? '0',
     sessionTtlMs: integer(env, 'DEEPSHI_SESSION_TTL_HOURS', 168, 1, 24 * 365) * 3_600_000,
     trustProxy: boolean(env, 'DEEPSHI_TRUST_PROXY', false),
+    upstreamMaxPixels: integer(env, 'DEEPSHI_UPSTREAM_MAX_PIXELS', 40_000_000, 1, 1_000_000_000),
+    upstreamMaxSide: integer(env, 'DEEPSHI_UPSTREAM_MAX_SIDE', 16_384, 1, 1_000_000),
     env: Object.freeze({ ...env }),
   };
   if (!/^\d+(\.\d{1,9})?$/.test(config.devAccountCredits)) {

@@ -47,9 +47,10 @@ export function applyEncoder(pipeline: Sharp, to: OutputFormat): Sharp {
  * When the input already is `to` (by header probe) the bytes are returned untouched: re-encoding a JPEG or WebP
  * as itself only loses quality and burns CPU, and upstream provenance metadata (e.g. C2PA) survives.
  * Otherwise EXIF orientation is applied first, because encoding strips metadata and a phone photo would
- * otherwise come out sideways. Throws (sharp's error) on bytes that are not a decodable image.
+ * otherwise come out sideways. Throws (sharp's error) on bytes that are not a decodable image, or larger than `maxPixels`.
  */
-export async function transcode(bytes: Buffer, to: OutputFormat): Promise<Buffer> {
+export async function transcode(bytes: Buffer, to: OutputFormat, maxPixels?: number): Promise<Buffer> {
   if (probeImage(bytes)?.format === to) return bytes;
-  return applyEncoder(sharp(bytes).autoOrient(), to).toBuffer();
+  // limitInputPixels: sharp refuses, from the header, an input larger than this before decoding it.
+  return applyEncoder(sharp(bytes, maxPixels ? { limitInputPixels: maxPixels } : {}).autoOrient(), to).toBuffer();
 }

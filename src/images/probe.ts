@@ -195,3 +195,38 @@ function probeWebp(b: Uint8Array): Outcome {
 function probeGif(b: Uint8Array): Outcome {
   return sized('gif', u16le(b, 6), u16le(b, 8));
 }
+
+/**
+ * Whether an image's bytes run to the end its format marks (PNG's IEND chunk, JPEG's EOI marker, the length WebP's
+ * RIFF header declares, GIF's trailer), read from the base64's last characters only. A download cut short but
+ * declared complete, or a body truncated upstream, probes fine (the header is intact) yet is not an image anyone
+ * can use: it must not be delivered, let alone charged.
+ */
+export function looksComplete(base64: Base64Text, format: ProbedFormat): boolean {
+  let start = 0;
+  if (base64StartsWith(base64, 'data:')) start = base64IndexOf(base64, ',') + 1;
+  let end = base64.length;
+  while (end > start && /[\s=]/.test(base64Slice(base64, end - 1, end))) end--;
+  const length = end - start;
+  const decodedLength = Math.floor((length * 3) / 4);
+  // The last whole 4-character groups (~36 bytes), aligned to the start of the data; an unpadded tail is padded.
+  const from = start + Math.max(0, Math.floor((length - 48) / 4) * 4);
+  const text = base64Slice(base64, from, end);
+  const tail = Buffer.from(text + '='.repeat((4 - (text.length % 4)) % 4), 'base64');
+  switch (format) {
+    case 'png':
+      return tail.subarray(-8).equals(PNG_IEND);
+    case 'jpeg':
+      // Encoders may pad after the EOI marker; it must be among the last bytes.
+      return tail.subarray(-24).includes(JPEG_EOI);
+    case 'gif':
+      return tail.subarray(-8).includes(0x3b);
+    case 'webp': {
+      const head = Buffer.from(base64Slice(base64, start, start + 12), 'base64');
+      return head.length >= 8 && head.readUInt32LE(4) + 8 <= decodedLength;
+    }
+  }
+}
+
+const PNG_IEND = Buffer.from([0x49, 0x45, 0x4e, 0x44, 0xae, 0x42, 0x60, 0x82]);
+const JPEG_EOI = Buffer.from([0xff, 0xd9]);

@@ -13,7 +13,7 @@ import type { Warning } from '../domain/warnings.ts';
 import { transcode } from '../images/encode.ts';
 import { decodeBase64Text, type Base64Text } from '../images/base64.ts';
 import { assertDecodable } from '../images/decode-check.ts';
-import { probeBase64 } from '../images/probe.ts';
+import { looksComplete, probeBase64 } from '../images/probe.ts';
 import type { Admission } from '../limits/limiter.ts';
 import type { Metrics } from '../metrics/metrics.ts';
 import type { ProviderRegistry, ResolvedRoute } from '../providers/registry.ts';
@@ -77,6 +77,8 @@ export class ImageGenerationService {
       idempotency: IdempotencyService;
       metrics: Metrics;
       logger: Logger;
+      /** Largest image an upstream may hand us (DEEPSHI_UPSTREAM_MAX_PIXELS / _MAX_SIDE): checked on its header first. */
+      upstreamImageLimits?: UpstreamImageLimits;
     },
   ) {}
 
@@ -185,9 +187,9 @@ export class ImageGenerationService {
     let failure: unknown;
     // Post-processing is chained so images are delivered in order even when transcoding takes a while.
     let chain: Promise<void> = Promise.resolve();
-    const accept = (image: GeneratedImage) => {
+    const accept = (image: GeneratedImage, route: ResolvedRoute) => {
       chain = chain.then(async () => {
-        const ready = await this.finishImage(image, prepared, delivered.length);
+        const ready = await this.finishImage(image, prepared, delivered.length, route, requestId);
         delivered.push(ready);
         hooks.onImage?.(ready);
       });
@@ -195,7 +197,8 @@ export class ImageGenerationService {
     };
 
     try {
-      const result = await this.generateAll(prepared, signal, hooks.onPartialImage, (image) => void accept(image).catch(() => {}));
+      const onPartialImage = hooks.onPartialImage && this.partialImageFilter(prepared, requestId, hooks.onPartialImage);
+      const result = await this.generateAll(prepared, signal, onPartialImage, (image, route) => void accept(image, route).catch(() => {}));
       usage = result.usage;
       warnings.push(...result.warnings);
       await chain;
@@ -229,7 +232,7 @@ export class ImageGenerationService {
     prepared: PreparedImageRequest,
     signal: AbortSignal,
     onPartialImage: ExecuteHooks['onPartialImage'],
-    onImage: (image: GeneratedImage) => void,
+    onImage: (image: GeneratedImage, route: ResolvedRoute) => void,
   ): Promise<{ usage: UpstreamUsage | undefined; warnings: Warning[] }> {
     const { request } = prepared;
     const perCall = imagesPerCall(prepared);
@@ -242,9 +245,9 @@ export class ImageGenerationService {
     const results = await Promise.allSettled(
       calls.map((call) =>
         this.deps.runner.withFailover(prepared.routes, signal, async (route): Promise<ImageGenerationResult> => {
-          const result = await route.adapter.generate(call, route.target, { signal, onPartialImage, onImage: (image) => onImage(image) });
+          const result = await route.adapter.generate(call, route.target, { signal, onPartialImage, onImage: (image) => onImage(image, route) });
           // Adapters that do not stream images report them only in the result.
-          if (result.images.length > 0 && !result.imagesDelivered) for (const image of result.images) onImage(image);
+          if (result.images.length > 0 && !result.imagesDelivered) for (const image of result.images) onImage(image, route);
           return result;
         }),
       ),
@@ -257,23 +260,69 @@ export class ImageGenerationService {
     return { usage, warnings };
   }
 
-  private async finishImage(image: GeneratedImage, prepared: PreparedImageRequest, index: number): Promise<DeliveredImage> {
+  /**
+   * Before anything else touches an upstream image (transcoding, probing for `size`, the response), its header's
+   * dimensions are checked against the limits: a PNG claiming 100000x100000 would otherwise be decoded (memory) or
+   * delivered and billed as that size. Over the limit: 502 upstream_error, logged at warn with the route.
+   */
+  private async finishImage(image: GeneratedImage, prepared: PreparedImageRequest, index: number, route: ResolvedRoute, requestId: string): Promise<DeliveredImage> {
     let { base64, mediaType } = image;
+    const limits = this.deps.upstreamImageLimits ?? DEFAULT_UPSTREAM_IMAGE_LIMITS;
+    const declared = probeBase64(base64);
+    if (declared && exceedsLimits(declared, limits)) {
+      this.deps.logger.warn(
+        { requestId, model: prepared.model.id, provider: route.adapter.provider, upstreamModel: route.target.upstreamModel, width: declared.width, height: declared.height, limits },
+        'upstream image over the size limit; not delivered',
+      );
+      throw new ProviderError('failed', `The model returned an image of ${declared.width}x${declared.height} pixels, over this server's limit.`, { accepted: true });
+    }
     const wanted = prepared.request.outputFormat;
     if (wanted && mediaType !== `image/${wanted}`) {
-      base64 = (await transcode(decodeBase64Text(base64), wanted)).toString('base64');
+      try {
+        base64 = (await transcode(decodeBase64Text(base64), wanted, limits.maxPixels)).toString('base64');
+      } catch (error) {
+        this.deps.logger.warn({ requestId, model: prepared.model.id, provider: route.adapter.provider, err: error }, 'upstream image could not be converted');
+        throw new ProviderError('failed', `The model returned an image that could not be converted to ${wanted}.`, { accepted: true, cause: error });
+      }
       mediaType = `image/${wanted}`;
     }
     // Validate what the upstream sent: it must be an image we can measure. `size` is read from these bytes.
     const probe = probeBase64(base64);
     if (!probe) throw new ProviderError('failed', 'The model returned data that is not a PNG, JPEG or WebP image.', { accepted: true });
+    if (!looksComplete(base64, probe.format)) {
+      this.deps.logger.warn({ requestId, model: prepared.model.id, provider: route.adapter.provider }, 'upstream image is truncated; not delivered');
+      throw new ProviderError('failed', 'The model returned a truncated image.', { accepted: true });
+    }
+    if (exceedsLimits(probe, limits)) throw new ProviderError('failed', `The model returned an image of ${probe.width}x${probe.height} pixels, over this server's limit.`, { accepted: true });
     return { base64, mediaType: `image/${probe.format}`, width: probe.width, height: probe.height, revisedPrompt: image.revisedPrompt, index };
+  }
+
+  /** Partial images go to the caller as they are, so only those within the limits do (the others are dropped, with a warning logged). */
+  private partialImageFilter(prepared: PreparedImageRequest, requestId: string, forward: NonNullable<ExecuteHooks['onPartialImage']>): NonNullable<ExecuteHooks['onPartialImage']> {
+    const limits = this.deps.upstreamImageLimits ?? DEFAULT_UPSTREAM_IMAGE_LIMITS;
+    return (partial) => {
+      const probe = probeBase64(partial.base64);
+      if (probe && !exceedsLimits(probe, limits)) return forward(partial);
+      this.deps.logger.warn({ requestId, model: prepared.model.id, width: probe?.width, height: probe?.height }, 'upstream partial image unreadable or over the size limit; not forwarded');
+    };
   }
 
   /** Waits (bounded) for in-flight generations, e.g. on SIGTERM. */
   drain(timeoutMs: number): Promise<boolean> {
     return this.deps.runner.drain(timeoutMs);
   }
+}
+
+/** The largest image an upstream may return: pixels (width x height) and either side. */
+export interface UpstreamImageLimits {
+  maxPixels: number;
+  maxSide: number;
+}
+
+export const DEFAULT_UPSTREAM_IMAGE_LIMITS: UpstreamImageLimits = { maxPixels: 40_000_000, maxSide: 16_384 };
+
+function exceedsLimits(size: { width: number; height: number }, limits: UpstreamImageLimits): boolean {
+  return size.width > limits.maxSide || size.height > limits.maxSide || size.width * size.height > limits.maxPixels;
 }
 
 /** The runner's view of an image request: n images, fanned out into this many parallel upstream calls. */

@@ -1,7 +1,8 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import sharp, { type Sharp } from 'sharp';
-import { probeBase64, probeImage } from '../../src/images/probe.ts';
+import { looksComplete, probeBase64, probeImage } from '../../src/images/probe.ts';
+import { renderSketch } from '../../src/images/sketch.ts';
 
 // Odd, non-square sizes catch swapped width/height and off-by-one (VP8L/VP8X store size-1).
 const W = 333;
@@ -203,5 +204,22 @@ describe('probeBase64', () => {
     assert.equal(probeBase64(jpeg.subarray(0, 40_000).toString('base64')), null);
     // A PNG signature alone.
     assert.equal(probeBase64(Buffer.from([0x89, 0x50, 0x4e, 0x47]).toString('base64')), null);
+  });
+});
+
+describe('looksComplete', () => {
+  it('is true for whole PNG, JPEG and WebP files (plain, padded, unpadded, data URL) and false for each cut short', async () => {
+    for (const format of ['png', 'jpeg', 'webp'] as const) {
+      const bytes = await renderSketch({ prompt: 'complete', seed: 3, width: 96, height: 64, format });
+      const base64 = bytes.toString('base64');
+      assert.equal(looksComplete(base64, format), true, format);
+      assert.equal(looksComplete(base64.replace(/=+$/, ''), format), true, `${format} unpadded`);
+      assert.equal(looksComplete(`data:image/${format};base64,${base64}`, format), true, `${format} data URL`);
+      assert.equal(looksComplete(Buffer.from(base64), format), true, `${format} as a buffer`);
+      for (const keep of [0.5, 0.9, (bytes.length - 3) / bytes.length]) {
+        const cut = bytes.subarray(0, Math.floor(bytes.length * keep)).toString('base64');
+        assert.equal(looksComplete(cut, format), false, `${format} cut to ${keep}`);
+      }
+    }
   });
 });
