@@ -6,6 +6,8 @@ import { builtInAdapters } from '../providers/index.ts';
 import { ProviderRegistry } from '../providers/registry.ts';
 import { AccountService, accountJson, keyJson, ledgerJson, usageJson } from '../services/accounts.ts';
 import { openStore } from '../store/open-store.ts';
+import { MemoryAttemptCounter } from '../limits/attempts.ts';
+import { DashboardUsers, userJson } from '../services/dashboard-users.ts';
 
 /**
  * Operator tasks against the configured database (DATABASE_URL), the same operations as /admin/v1.
@@ -28,6 +30,10 @@ const USAGE = `Usage: deepshi <command> [options]
   keys limits <key-id> [--rpm <n>] [--ipm <n>] [--in-flight <n>]
                     per-key limits: requests/min, images/min, concurrent generations
                     (0 = unlimited, "default" = the server default; omitted = unchanged)
+  users create --email <email> [--account <account-id>] [--role member|operator] [--password <pw>]
+                    a dashboard sign-in; without --password the password is read from stdin
+                    (so it stays out of the shell history and the process list)
+  users list [--account <account-id>]
   models            the catalog, and which models this configuration can serve
 
 Reads DATABASE_URL (default sqlite:./data/deepshi.db) and DEEPSHI_CATALOG like the server.
@@ -46,6 +52,10 @@ export async function runCli(argv: string[], out: (text: string) => void = (text
       rpm: { type: 'string' },
       ipm: { type: 'string' },
       'in-flight': { type: 'string' },
+      email: { type: 'string' },
+      password: { type: 'string' },
+      account: { type: 'string' },
+      role: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -123,6 +133,19 @@ export async function runCli(argv: string[], out: (text: string) => void = (text
         print(keyJson(await accounts.setKeyLimits(need(rest[0], '<key-id>'), limits)));
         break;
       }
+      case 'users create': {
+        const users = new DashboardUsers({
+          store, attempts: new MemoryAttemptCounter(), keyPepper: config.keyPepper, adminToken: config.adminToken,
+          sessionTtlMs: config.sessionTtlMs, signup: { open: config.signupOpen, credits: 0n },
+        });
+        const password = values.password ?? (await readPassword());
+        const user = await users.createUser({ account_id: values.account, email: need(values.email, '--email'), password, role: values.role });
+        print({ ...userJson(user), created_at: Math.floor(user.createdAt / 1000) });
+        break;
+      }
+      case 'users list':
+        print((await store.dashboard.listUsers(values.account)).map((user) => ({ ...userJson(user), created_at: Math.floor(user.createdAt / 1000) })));
+        break;
       case 'keys models':
         print(keyJson(await accounts.setKeyModels(need(rest[0], '<key-id>'), modelList(need(rest[1], '<id,id,...|all>')))));
         break;
@@ -144,6 +167,16 @@ export async function runCli(argv: string[], out: (text: string) => void = (text
 }
 
 class UsageError extends Error {}
+
+/** The first line of stdin, without its line break. */
+async function readPassword(): Promise<string> {
+  let text = '';
+  for await (const chunk of process.stdin) {
+    text += String(chunk);
+    if (text.includes('\n')) break;
+  }
+  return text.split(/\r?\n/)[0];
+}
 
 const isMain = process.argv[1] && /deepshi(\.mjs|\.ts)?$/.test(process.argv[1]);
 if (isMain) {

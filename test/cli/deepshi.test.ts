@@ -49,6 +49,31 @@ describe('deepshi CLI', () => {
     assert.deepEqual(run('keys', 'list', account.id), []);
   });
 
+  it('creates dashboard users (password from stdin or the flag), stored only as a scrypt hash', async () => {
+    const account = run('accounts', 'create', '--name', 'people');
+    const fromStdin = JSON.parse(execFileSync(process.execPath, [bin, 'users', 'create', '--email', 'Ops@Example.com', '--account', account.id], {
+      env, encoding: 'utf8', input: 'a password from stdin\n',
+    }));
+    assert.deepEqual([fromStdin.email, fromStdin.role, fromStdin.account_id], ['ops@example.com', 'member', account.id]);
+    const operator = run('users', 'create', '--email', 'root@example.com', '--role', 'operator', '--password', 'operator password');
+    assert.deepEqual([operator.role, operator.account_id], ['operator', null]);
+    assert.deepEqual(run('users', 'list', '--account', account.id).map((user: any) => user.email), ['ops@example.com']);
+    const weak = spawnSync(process.execPath, [bin, 'users', 'create', '--email', 'x@example.com', '--account', account.id, '--password', 'short'], { env, encoding: 'utf8' });
+    assert.equal(weak.status, 1);
+    assert.match(weak.stderr, /10 to 1024 characters/);
+
+    const store = new SqliteStore(path.join(dir, 'cli.db'));
+    try {
+      const user = await store.dashboard.findUserByEmail('ops@example.com');
+      assert.match(user!.passwordHash, /^scrypt\$32768\$8\$1\$/);
+      assert.equal(user!.passwordHash.includes('a password from stdin'), false);
+      const { verifyPassword } = await import('../../src/auth/passwords.ts');
+      assert.equal(await verifyPassword('a password from stdin', user!.passwordHash), true);
+    } finally {
+      await store.close();
+    }
+  });
+
   it('lists the catalog with availability and reasons', () => {
     const models = run('models');
     const sketch = models.find((model: any) => model.id === 'deepshi-sketch');
