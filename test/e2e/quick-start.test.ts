@@ -70,6 +70,19 @@ describe('quick start (npm start)', () => {
     assert.equal(json.model, 'deepshi-sketch');
     assert.equal(json.usage.cost.total_cost, 0.001);
 
+    // Beside the key: the dashboard's URL and a development sign-in that works.
+    const dashboard = /The dashboard: (\S+)/.exec(child.stdout())![1];
+    assert.equal(dashboard, `${new URL(url).origin}/`);
+    const [, email, password] = /Sign in as (\S+) with the password \(shown once\): (\S+)/.exec(child.stdout())!;
+    assert.equal(email, 'dev@localhost');
+    const signIn = await fetch(`${new URL(url).origin}/dashboard/api/session`, {
+      method: 'POST', headers: { origin: new URL(url).origin, 'content-type': 'application/json' }, body: JSON.stringify({ email, password }),
+    });
+    assert.equal(signIn.status, 200);
+    const signedIn = await signIn.json();
+    const keyAccount = await (await fetch(`${new URL(url).origin}/v1/account`, { headers: { authorization: `Bearer ${key}` } })).json();
+    assert.equal(signedIn.user.account_id, keyAccount.id, 'the sign-in is for the development account');
+
     // A slow generation in flight when SIGTERM arrives still completes, is settled, and the process exits 0.
     const secretPrompt = 'a very particular secret prompt about herons';
     const slow = fetch(url, {
@@ -90,6 +103,7 @@ describe('quick start (npm start)', () => {
       assert.ok(!line.includes(key), 'no key in the logs');
       assert.ok(!line.includes(key.slice(6, 26)), 'no part of the secret in the logs');
       assert.ok(!line.includes('secret prompt'), 'no prompt in the logs');
+      assert.ok(!line.includes(password), 'no dev password in the logs');
     }
 
     // Restarting on the same database does not create a second development account.
@@ -97,6 +111,7 @@ describe('quick start (npm start)', () => {
     children.push(again);
     await waitFor(() => /Server listening/.test(again.stdout()), 'the second start');
     assert.ok(!again.stdout().includes('sk-bf-'));
+    assert.ok(!again.stdout().includes('Sign in as'));
     again.process.kill('SIGTERM');
     assert.equal(await again.exited, 0);
   });
