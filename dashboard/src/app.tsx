@@ -11,6 +11,7 @@ import { OperatorPage } from './pages/operator.tsx';
 import { OverviewPage } from './pages/overview.tsx';
 import { PlaygroundPage } from './pages/playground.tsx';
 import { UsagePage } from './pages/usage.tsx';
+import { SettingsPage } from './pages/settings.tsx';
 import { SignInPage, SignUpPage } from './pages/sign-in.tsx';
 
 export function App() {
@@ -48,6 +49,7 @@ function Shell() {
           <Route path="/playground" component={signedIn(PlaygroundPage)} />
           <Route path="/operator" component={signedIn(OperatorPage, 'operator')} />
           <Route path="/operator/*" component={signedIn(OperatorPage, 'operator')} />
+          <Route path="/settings" component={signedIn(SettingsPage)} />
           <Route path="/models" component={ModelsPage} />
           <Route path="/reference" component={ReferencePage} />
           <Route default component={NotFound} />
@@ -130,6 +132,9 @@ function Navigation() {
             <p class="muted small" data-testid="signed-in-as">
               {user.email ?? 'Operator (token)'}
             </p>
+            <a href="/settings" class="small">
+              Settings
+            </a>
             <button
               type="button"
               class="secondary"

@@ -27,7 +27,8 @@ export function DailySpendChart({ daily }: { daily: { date: string; model: strin
         return Number(nanos) / 1e9; // for drawing only; amounts shown as text stay exact
       }),
     );
-    const stacked = own.map((_, index) => days.map((__, day) => own.slice(0, index + 1).reduce((sum, values) => sum + values[day], 0)));
+    // A day without spend draws no bar at all (null), rather than a hairline at zero.
+    const stacked = own.map((_, index) => days.map((__, day) => own.slice(0, index + 1).reduce((sum, values) => sum + values[day], 0) || null));
     const order = models.map((_, index) => index).reverse();
     const x = days.map((day) => Date.parse(`${day}T00:00:00Z`) / 1000);
     const bars = uPlot.paths.bars!({ size: [0.7, 48] });

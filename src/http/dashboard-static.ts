@@ -30,7 +30,7 @@ export const DASHBOARD_CSP = [
  */
 export const DASHBOARD_PAGES = [
   '/', '/signin', '/signup', '/overview', '/keys', '/usage', '/credits', '/playground', '/models', '/reference',
-  '/operator', '/operator/*',
+  '/settings', '/operator', '/operator/*',
 ];
 
 const pageHeaders = (reply: FastifyReply) =>

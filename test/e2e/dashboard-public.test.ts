@@ -32,7 +32,13 @@ describe('dashboard in the browser: public pages, CSP and keyboard', { skip }, (
       await page.getByLabel('Email').fill('nobody@example.com');
       await page.getByLabel('Password').fill('not the password');
       await page.getByLabel('Password').press('Enter');
-      await page.getByRole('alert').waitFor();
+      await page.getByRole('alert').getByText('The email or password is not correct.').waitFor();
+      // Sign-in throttling: after repeated failures the page says when to try again (the server's Retry-After).
+      for (let attempt = 0; attempt < 6; attempt++) {
+        await page.getByRole('button', { name: 'Sign in', exact: true }).click();
+        await page.getByRole('button', { name: 'Sign in', exact: true }).waitFor();
+      }
+      await page.getByRole('alert').getByText(/Try again in \d+ s\./).waitFor();
       await screenshot(page, 'sign-in');
       assertClean();
     } finally {

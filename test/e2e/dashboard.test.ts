@@ -29,7 +29,7 @@ describe('dashboard end to end in Chromium', { skip }, () => {
   let browser: Browser;
   let member: Awaited<ReturnType<typeof openContext>>;
   const email = 'ada@example.com';
-  const password = 'correct horse battery staple';
+  let password = 'correct horse battery staple';
   let apiKey = '';
   let sdk: OpenAI;
   let spent = 0n;
@@ -65,6 +65,21 @@ describe('dashboard end to end in Chromium', { skip }, () => {
     await page.getByLabel('Password').fill(password);
     await page.getByRole('button', { name: 'Sign in' }).click();
     await page.waitForURL('**/overview');
+
+    // Changing the password: the old one stops working, the new one signs in.
+    await page.getByRole('link', { name: 'Settings' }).click();
+    await page.getByLabel('Current password').fill(password);
+    await page.getByLabel('New password').fill(`${password}!`);
+    await page.getByRole('button', { name: 'Change password' }).click();
+    await page.getByRole('status').getByText('Password changed').waitFor();
+    await screenshot(page, 'settings');
+    const refused = await fetch(`${server.url}/dashboard/api/session`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', origin: server.url },
+      body: JSON.stringify({ email, password }),
+    });
+    assert.equal(refused.status, 401);
+    password = `${password}!`;
     member.assertClean();
   });
 
@@ -195,6 +210,7 @@ describe('dashboard end to end in Chromium', { skip }, () => {
     assert.equal(nanos(data[0].balance), 1_000_000_000n - spent);
     await page.getByTestId('balance').getByText(dollars(1_000_000_000n - spent)).waitFor();
     await screenshot(page, 'overview');
+    await screenshot(page, 'overview-window', { fullPage: false });
     member.assertClean();
   });
 
