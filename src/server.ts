@@ -186,8 +186,12 @@ export async function startServer(config: Config, options: ServerOptions = {}): 
         clearInterval(sweeper);
         const closed = app.close();
         const drained = await runner.drain(config.shutdownGraceMs);
-        if (!drained) logger.warn('shutdown grace period ended with generations still running; their holds expire and are released by the sweeper');
-        await Promise.race([closed, new Promise((resolve) => setTimeout(resolve, 1000).unref())]);
+        if (!drained) {
+          // Each remaining caller is answered (503, or an error event on its stream) and its hold released now.
+          const stopped = await runner.abandonAll(5_000);
+          logger.warn({ stopped }, 'shutdown grace period ended with generations still running; they were stopped, answered 503 and their holds released');
+        }
+        await Promise.race([closed, new Promise((resolve) => setTimeout(resolve, drained ? 1000 : 3000).unref())]);
         await limiter.close();
         await attempts.close();
         await store.close();

@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import type { Caller } from '../domain/caller.ts';
-import { insufficientQuota, internalError } from '../domain/errors.ts';
+import { GatewayError, insufficientQuota, internalError } from '../domain/errors.ts';
 import type { Nanos } from '../domain/money.ts';
 import { sleep } from '../domain/sleep.ts';
 import type { Admission, RequestLimiter } from '../limits/limiter.ts';
@@ -53,6 +53,8 @@ export const ATTEMPTS_PER_ROUTE = 2;
  */
 export class BilledWorkRunner {
   private readonly inFlight = new Set<Promise<unknown>>();
+  /** Aborted when shutdown's grace period ends (abandonAll): every running piece of work stops and is answered. */
+  private readonly stopping = new AbortController();
 
   constructor(
     private readonly deps: {
@@ -101,7 +103,7 @@ export class BilledWorkRunner {
   async run<T>(requestId: string, signal: AbortSignal, work: (signal: AbortSignal) => Promise<BilledResult<T>>): Promise<T> {
     const deadline = new AbortController();
     const timer = setTimeout(() => deadline.abort(new DOMException('The generation deadline passed.', 'TimeoutError')), this.deps.generationTimeoutMs);
-    const running = this.resolveHold(requestId, signal, AbortSignal.any([signal, deadline.signal]), work);
+    const running = this.resolveHold(requestId, signal, AbortSignal.any([signal, deadline.signal, this.stopping.signal]), work);
     this.inFlight.add(running);
     this.deps.metrics.holdTaken();
     try {
@@ -124,8 +126,10 @@ export class BilledWorkRunner {
     try {
       result = await work(signal);
     } catch (error) {
-      await store.releaseReservation(requestId, describeFailure(error)).catch((releaseError) => logger.error({ err: releaseError, requestId }, 'release failed'));
-      throw toGatewayError(error, signal, callerSignal);
+      const stopped = this.stopping.signal.aborted && !callerSignal.aborted;
+      const reason = stopped ? 'shutdown: the server stopped before the work finished' : describeFailure(error);
+      await store.releaseReservation(requestId, reason).catch((releaseError) => logger.error({ err: releaseError, requestId }, 'release failed'));
+      throw stopped ? shuttingDown() : toGatewayError(error, signal, callerSignal);
     }
     const settled = await store.settleReservation({ requestId, ...result.settlement });
     if (!settled) {
@@ -172,12 +176,32 @@ export class BilledWorkRunner {
     throw lastError;
   }
 
+  /**
+   * The end of shutdown's grace period: every piece of work still running is stopped, its hold released at once and
+   * its caller answered 503 server_shutting_down (an `error` event on a stream), instead of a hang-up and a hold left
+   * for the sweeper. Resolves when all of it has ended (bounded by `timeoutMs`). New work started after this fails
+   * the same way at once.
+   */
+  async abandonAll(timeoutMs: number): Promise<number> {
+    const running = this.inFlight.size;
+    this.stopping.abort(new DOMException('The server is shutting down.', 'AbortError'));
+    await this.drain(timeoutMs);
+    return running;
+  }
+
   /** Waits (bounded) for the work in flight, e.g. on SIGTERM; false when some was still running at the end. */
   drain(timeoutMs: number): Promise<boolean> {
     const all = Promise.allSettled([...this.inFlight]).then(() => true);
     const timeout = new Promise<boolean>((resolve) => setTimeout(resolve, timeoutMs, false).unref());
     return Promise.race([all, timeout]);
   }
+}
+
+/** What a caller whose work was stopped by shutdown gets: retryable, on another instance or after a restart. */
+export function shuttingDown(): GatewayError {
+  return new GatewayError('The server is shutting down and stopped this request before it finished; you were not charged. Please retry.', {
+    status: 503, type: 'api_error', code: 'server_shutting_down', headers: { 'retry-after': '1' },
+  });
 }
 
 /** Jittered exponential backoff, honouring the upstream's Retry-After up to 10 s (the caller is waiting). */
