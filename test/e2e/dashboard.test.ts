@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import fs from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import OpenAI from 'openai';
 import type { Browser, Page } from 'playwright-core';
@@ -199,6 +200,31 @@ describe('dashboard end to end in Chromium', { skip }, () => {
     assert.equal(await rows.count(), 1);
     await screenshot(page, 'usage');
 
+    // Paging: two rows a page, older and back to the newest; the page is in the URL too.
+    await page.goto('/usage?limit=2');
+    await rows.nth(1).waitFor();
+    const firstPage = await rows.allTextContents();
+    assert.equal(firstPage.length, 2);
+    await page.getByRole('link', { name: 'Older →' }).click();
+    await page.waitForURL(/before=/);
+    await page.waitForFunction((first) => document.querySelector('[data-testid=usage-table] tbody tr')?.textContent !== first, firstPage[0]);
+    const secondPage = await rows.allTextContents();
+    assert.equal(secondPage.length, 2);
+    assert.ok(!secondPage.some((row) => firstPage.includes(row)), 'the older page has other requests');
+    await page.reload();
+    await rows.nth(1).waitFor();
+    assert.deepEqual(await rows.allTextContents(), secondPage);
+    await page.getByRole('button', { name: 'Newest' }).click();
+    await page.waitForFunction((first) => document.querySelector('[data-testid=usage-table] tbody tr')?.textContent === first, firstPage[0]);
+
+    // CSV export: the same requests as a download.
+    await page.goto('/usage');
+    await rows.nth(3).waitFor();
+    const [download] = await Promise.all([page.waitForEvent('download'), page.getByRole('link', { name: 'Export CSV' }).click()]);
+    const csv = fs.readFileSync((await download.path())!, 'utf8').trim().split('\n');
+    assert.match(csv[0], /^id,created_at,key_id,model,endpoint,status,images,prompt_tokens,completion_tokens,cost/);
+    assert.equal(csv.length, 5);
+
     // Overview: today's spend is exactly the sum of those requests' costs, and the balance what the server holds.
     await page.goto('/usage');
     await rows.nth(3).waitFor();
@@ -317,7 +343,21 @@ describe('dashboard end to end in Chromium', { skip }, () => {
         await bob.context.close();
       }
 
-      for (const [path, name] of [['/operator/codes', 'operator-codes'], ['/operator/users', 'operator-users'], ['/operator/models', 'operator-models'], ['/operator/service', 'operator-service']]) {
+      // Top-up codes: created in the console, shown once, then listed by prefix until redeemed.
+      await page.goto('/operator/codes');
+      await page.getByLabel('Amount per code (USD)').fill('5');
+      await page.getByLabel('How many').fill('2');
+      await page.getByRole('button', { name: 'Create codes' }).click();
+      const issued = (await textOf(page, 'codes-value')).split('\n');
+      assert.equal(issued.length, 2);
+      for (const code of issued) assert.match(code, /^DSC-/);
+      await screenshot(page, 'operator-codes');
+      await page.getByRole('button', { name: 'Done' }).click();
+      await page.reload();
+      assert.equal(await page.getByText(issued[0]).count(), 0, 'a code is never shown again');
+      assert.ok((await page.getByText('not yet').count()) >= 2);
+
+      for (const [path, name] of [['/operator/users', 'operator-users'], ['/operator/models', 'operator-models'], ['/operator/service', 'operator-service']]) {
         await page.goto(path);
         await page.getByRole('heading', { level: 1 }).waitFor();
         await page.waitForLoadState('networkidle');

@@ -74,7 +74,7 @@ export function UsagePage() {
         </Field>
         <Field label="Rows per page">
           <select value={limit} onChange={filter('limit')}>
-            {['25', '50', '100', '500'].map((size) => (
+            {[...new Set(['25', '50', '100', '500', limit])].map((size) => (
               <option key={size}>{size}</option>
             ))}
           </select>
