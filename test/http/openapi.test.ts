@@ -1,0 +1,94 @@
+/**
+ * GET /openapi.json (src/http/openapi-document.ts): the served document is the one the tests validate against, it is
+ * OpenAPI 3.1 with every reference resolving and every schema compiling as JSON Schema 2020-12, the published
+ * contract's operation is in it unchanged, and every operation it documents is a route the server really has.
+ */
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { Ajv2020 } from 'ajv/dist/2020.js';
+import { parse as parseYaml } from 'yaml';
+import { startTestServer, type TestServer } from '../helpers/test-server.ts';
+import { documentedFetch, openApiDocument } from '../helpers/openapi-responses.ts';
+
+type Node = Record<string, any>;
+
+describe('GET /openapi.json', () => {
+  let t: TestServer;
+  let served: Node;
+  before(async () => {
+    t = await startTestServer();
+    const response = await documentedFetch(`${t.url}/openapi.json`);
+    assert.equal(response.status, 200);
+    served = response.body;
+  });
+  after(async () => {
+    await t?.close();
+  });
+
+  it('is public, OpenAPI 3.1, and exactly the document the tests validate responses against', () => {
+    assert.equal(served.openapi, '3.1.0');
+    assert.deepEqual(served, openApiDocument);
+    assert.deepEqual(served.servers, [{ url: '/', description: 'This Deepshi server' }]);
+  });
+
+  it('keeps the published contract: its operation and schemas are there, 3.0 nullable rewritten as 3.1 types', () => {
+    const contract = parseYaml(fs.readFileSync(path.resolve(import.meta.dirname, '../../spec/openapi.yaml'), 'utf8'));
+    const strip = (node: unknown): unknown => {
+      if (Array.isArray(node)) return node.map(strip);
+      if (node === null || typeof node !== 'object') return node;
+      const out: Node = {};
+      for (const [key, value] of Object.entries(node as Node)) if (key !== 'nullable') out[key] = strip(value);
+      if ((node as Node).nullable === true) out.type = [(node as Node).type, 'null'];
+      return out;
+    };
+    assert.deepEqual(served.paths['/v1/images/generations'], strip(contract.paths['/v1/images/generations']));
+    for (const name of Object.keys(contract.components.schemas)) assert.ok(served.components.schemas[name], name);
+    assert.equal(JSON.stringify(served).includes('"nullable"'), false);
+  });
+
+  it('documents the whole public API, the dashboard and the console', () => {
+    for (const route of ['/v1/images/generations', '/v1/images/edits', '/v1/images/quote', '/v1/models', '/v1/models/{model}', '/v1/account',
+      '/v1/account/usage', '/v1/chat/completions', '/dashboard/api/session', '/dashboard/api/keys', '/dashboard/api/usage', '/dashboard/api/usage.csv',
+      '/dashboard/api/ledger', '/dashboard/api/credit-codes/redeem', '/dashboard/api/playground-key', '/admin/v1/credit-codes', '/admin/v1/stats']) {
+      assert.ok(served.paths[route], route);
+    }
+    assert.ok(served.components.schemas.Cost.properties.total_cost, 'the contract extension field');
+    assert.ok(served.components.schemas.ImageResponse.properties.warnings, 'our extension field on the contract schema');
+    assert.deepEqual(served.paths['/dashboard/api/keys'].get.security, [{ SessionCookie: [] }]);
+    assert.deepEqual(served.paths['/dashboard/api/config'].get.security, []);
+  });
+
+  it('every operation it documents is a route the server has', () => {
+    for (const [route, item] of Object.entries(served.paths as Node)) {
+      for (const method of Object.keys(item as Node)) {
+        const url = route === '/v1/models/{model}' ? '/v1/models/*' : route.replace(/\{([^}]+)\}/g, ':$1');
+        assert.ok(t.server.app.hasRoute({ method: method.toUpperCase() as 'GET', url }), `${method.toUpperCase()} ${route} is not a route`);
+      }
+    }
+  });
+
+  it('every reference resolves and every schema compiles as JSON Schema 2020-12', () => {
+    const refs = new Set<string>();
+    const walk = (node: unknown) => {
+      if (Array.isArray(node)) return node.forEach(walk);
+      if (node === null || typeof node !== 'object') return;
+      for (const [key, value] of Object.entries(node as Node)) {
+        if (key === '$ref') refs.add(String(value));
+        else walk(value);
+      }
+    };
+    walk(served);
+    assert.ok(refs.size > 20);
+    for (const ref of refs) {
+      assert.match(ref, /^#\//);
+      const target = ref.slice(2).split('/').reduce((node: any, part) => node?.[part.replace(/~1/g, '/').replace(/~0/g, '~')], served);
+      assert.ok(target, `${ref} resolves`);
+    }
+    const ajv = new Ajv2020({ strict: false });
+    ajv.addFormat('int64', true).addFormat('binary', true);
+    ajv.addSchema({ ...served, $id: 'doc' });
+    for (const name of Object.keys(served.components.schemas)) ajv.compile({ $ref: `doc#/components/schemas/${name}` });
+  });
+});
