@@ -194,6 +194,32 @@ describe('rate limits', () => {
     }
   });
 
+  it('when the headers are sent (README): on the billed endpoints, per window the key is limited by; never on GET routes', async () => {
+    const account = await t.createAccount('1');
+    const headersOf = (response: Response) => Object.fromEntries([...response.headers].filter(([name]) => name.startsWith('x-ratelimit-')));
+    // No per-minute limit (the dev key's case): nothing to report, no headers.
+    const unlimited = await generate(account.key);
+    assert.equal(unlimited.status, 200);
+    assert.deepEqual(headersOf(unlimited), {});
+
+    await limits(account.keyId, { requests_per_minute: 10 });
+    const chat = await fetch(`${t.url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${account.key}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'deepshi-echo', messages: [{ role: 'user', content: 'hi' }] }),
+    });
+    assert.equal(chat.status, 200);
+    assert.deepEqual(Object.keys(headersOf(chat)).sort(), [...RATE_HEADERS].sort(), 'requests window only');
+    // GET routes are not counted against the limits and carry none.
+    for (const path of ['/v1/models', '/v1/models/deepshi-sketch', '/v1/account']) {
+      const response = await fetch(`${t.url}${path}`, { headers: { authorization: `Bearer ${account.key}` } });
+      assert.equal(response.status, 200, path);
+      assert.deepEqual(headersOf(response), {}, path);
+    }
+    await limits(account.keyId, { requests_per_minute: 10, images_per_minute: 20 });
+    assert.equal(Object.keys(headersOf(await generate(account.key))).length, 6, 'requests and images windows');
+  });
+
   it('server-wide defaults apply to keys without their own limits; a key can be set unlimited', async () => {
     const local = await startTestServer({ env: { DEEPSHI_DEFAULT_RPM: '1' } });
     try {
