@@ -17,8 +17,20 @@ const STANDARD_FIELDS = new Set([
   'model', 'prompt', 'n', 'response_format', 'output_format', 'stream', 'seed', 'partial_images', 'size', 'user',
   'image', 'image[]',
 ]);
-/** Model-specific fields the spec names: ignored with a warning when the model does not declare them. */
-const SPEC_MODEL_FIELDS = ['width', 'height', 'aspect_ratio', 'resolution', 'quality', 'image_size'];
+/** Sizing fields the spec names: ignored with a warning when the model does not declare them. */
+const SIZING_FIELDS = ['width', 'height', 'aspect_ratio', 'resolution', 'image_size'];
+/**
+ * OpenAI Images request fields (openai-node's ImageGenerateParams and ImageEditParams) that a model honours only when
+ * its catalog entry declares them: otherwise ignored and reported back (never forwarded under their OpenAI name to an
+ * upstream that would read them differently). `auto` asks the model to decide, which is what happens, so it is
+ * no warning. `size`, `output_format` and `output_compression` have rules of their own below.
+ */
+const OPENAI_MODEL_FIELDS = [
+  'quality', 'background', 'moderation', 'style', 'input_fidelity', 'complexity', 'frame_count', 'frame_duration_ms',
+  'svg', 'user', 'safety_identifier',
+];
+/** Fields the request path reads itself: never forwarded as extras. */
+const HANDLED_FIELDS = new Set([...SIZING_FIELDS, ...OPENAI_MODEL_FIELDS, 'output_compression']);
 
 export interface ImageRequestEnvelope {
   request: NormalizedImageRequest;
@@ -56,11 +68,12 @@ export function normalizeImageRequest(body: Record<string, unknown>, model: Imag
   if (n > model.max_n) throw invalidRequest(`${model.id} generates at most ${model.max_n} image${model.max_n === 1 ? '' : 's'} per request ('n' ≤ ${model.max_n}); got ${n}.`, 'n');
 
   const responseFormat = readEnum(body, 'response_format', ['b64_json', 'url'] as const, coerce) ?? 'b64_json';
-  let outputFormat = readEnum(body, 'output_format', ['png', 'jpeg', 'webp'] as const, coerce);
-  if (outputFormat === undefined && typeof body.output_format === 'string' && body.output_format.toLowerCase() === 'jpg') outputFormat = 'jpeg';
+  // `jpg` is accepted as another name for jpeg (the response then says "jpeg").
+  const outputFormat = readEnum(body, 'output_format', ['png', 'jpeg', 'webp'] as const, coerce, { jpg: 'jpeg' });
   if (outputFormat !== undefined && !model.output_formats.includes(outputFormat)) {
     throw invalidRequest(`${model.id} can return ${model.output_formats.join(', ')}; 'output_format' ${outputFormat} is not available.`, 'output_format');
   }
+  const outputCompression = readOutputCompression(body, outputFormat ?? model.native_output_format, model, warnings, coerce);
   const stream = readBoolean(body, 'stream', coerce) ?? false;
 
   let seed = readInteger(body, 'seed', coerce);
@@ -99,10 +112,13 @@ export function normalizeImageRequest(body: Record<string, unknown>, model: Imag
     }
   }
   // OpenAI's `size` is the SDKs' sizing field: map it onto the model's own sizing style when we can.
-  applyOpenAiSize(body, model, params, given, warnings, coerce);
+  const sizeGiven = applyOpenAiSize(body, model, params, given, warnings, coerce);
+  // An edit with no size asked for keeps its (first) input image's shape, where the model's sizing can.
+  const inputImage = options.inputImages?.[0];
+  if (inputImage && !sizeGiven && !SIZING_FIELDS.some((field) => given.has(field))) matchInputShape(model, params, inputImage);
 
-  for (const field of SPEC_MODEL_FIELDS) {
-    if (body[field] !== undefined && !(field in model.params)) {
+  for (const field of SIZING_FIELDS) {
+    if (body[field] !== undefined && body[field] !== null && !(field in model.params)) {
       warnings.push({
         type: 'unsupported',
         param: field,
@@ -110,10 +126,15 @@ export function normalizeImageRequest(body: Record<string, unknown>, model: Imag
       });
     }
   }
+  for (const field of OPENAI_MODEL_FIELDS) {
+    const value = body[field];
+    if (value === undefined || value === null || value === 'auto' || field in model.params) continue;
+    warnings.push({ type: 'unsupported', param: field, message: `${model.id} does not support '${field}'; ignored.` });
+  }
 
   const extra: Record<string, unknown> = {};
   for (const [key, value] of Object.entries(body)) {
-    if (STANDARD_FIELDS.has(key) || SPEC_MODEL_FIELDS.includes(key) || key in model.params) continue;
+    if (STANDARD_FIELDS.has(key) || HANDLED_FIELDS.has(key) || key in model.params) continue;
     extra[key] = value;
   }
 
@@ -129,6 +150,7 @@ export function normalizeImageRequest(body: Record<string, unknown>, model: Imag
       height,
       params,
       outputFormat,
+      ...(outputCompression !== undefined ? { outputCompression } : {}),
       partialImages: stream ? partialImages : 0,
       extra,
       inputImages: options.inputImages ?? [],
@@ -139,6 +161,10 @@ export function normalizeImageRequest(body: Record<string, unknown>, model: Imag
   };
 }
 
+/**
+ * Maps OpenAI's `size` onto the model's sizing; true when it set a size. `auto` (an SDK value) is the model's own
+ * choice where its image_size offers one (gpt-image), and its default size everywhere else.
+ */
 function applyOpenAiSize(
   body: Record<string, unknown>,
   model: ImageCatalogModel,
@@ -146,10 +172,17 @@ function applyOpenAiSize(
   given: Set<string>,
   warnings: Warning[],
   coerce: boolean,
-): void {
+): boolean {
   const size = body.size;
-  if (size === undefined || size === null) return;
+  if (size === undefined || size === null) return false;
   if (typeof size !== 'string') throw invalidRequest("'size' must be a string such as \"1024x1024\".", 'size', 'invalid_type');
+  if (size === 'auto') {
+    const imageSize = model.params.image_size;
+    if (imageSize?.type !== 'string' || !imageSize.enum.includes('auto') || given.has('image_size')) return false;
+    params.image_size = 'auto';
+    given.add('image_size');
+    return true;
+  }
   if ('image_size' in model.params && !given.has('image_size')) {
     const spec = model.params.image_size;
     const value = readParam({ image_size: size }, 'image_size', spec, model, coerce, 'size');
@@ -157,23 +190,87 @@ function applyOpenAiSize(
       params.image_size = value;
       given.add('image_size');
     }
-    return;
+    return true;
   }
   if ('width' in model.params && 'height' in model.params && !given.has('width') && !given.has('height')) {
     const match = /^(\d{1,5})x(\d{1,5})$/.exec(size);
-    if (!match) throw invalidRequest(`'size' must look like "1024x1024" for ${model.id}; got "${size.slice(0, 40)}".`, 'size');
+    if (!match) throw invalidRequest(`'size' must look like "1024x1024" (or "auto") for ${model.id}; got "${size.slice(0, 40)}".`, 'size');
     params.width = readParam({ width: Number(match[1]) }, 'width', model.params.width, model, false, 'size') as number;
     params.height = readParam({ height: Number(match[2]) }, 'height', model.params.height, model, false, 'size') as number;
     given.add('width');
     given.add('height');
-    return;
+    return true;
   }
-  if (given.has('image_size') || given.has('width')) return;
+  if (given.has('image_size') || given.has('width')) return false;
   warnings.push({
     type: 'unsupported',
     param: 'size',
     message: `${model.id} does not take 'size' (it uses ${model.sizing.style.replace('_', ' ')} sizing: see GET /v1/models); ignored.`,
   });
+  return false;
+}
+
+/**
+ * The default size of an edit: the input image's aspect ratio at about the model's default pixel count (pixel
+ * dimension models, rounded to their multiple and kept within their bounds), or the model's aspect ratio closest to
+ * the input's (aspect-ratio and resolution-tier models, at the default resolution). Preset-size models keep their
+ * default (gpt-image's `auto` already follows the input). Nothing changes when no size fits the model's rules.
+ */
+function matchInputShape(model: ImageCatalogModel, params: Record<string, string | number | boolean>, image: InputImage): void {
+  const ratio = image.width / image.height;
+  if (!(ratio > 0) || !Number.isFinite(ratio)) return;
+  const { width: widthSpec, height: heightSpec } = model.params;
+  if (model.sizing.style === 'pixel_dimensions' && widthSpec?.type === 'integer' && heightSpec?.type === 'integer') {
+    const area = Number(params.width) * Number(params.height);
+    const fit = (side: number, spec: typeof widthSpec) => {
+      const step = spec.multiple_of ?? 1;
+      // Rounded down, so the edit never has more pixels (and never costs more) than the default size.
+      return Math.min(spec.max - (spec.max % step), Math.max(Math.ceil(spec.min / step) * step, Math.floor(side / step) * step));
+    };
+    const width = fit(Math.sqrt(area * ratio), widthSpec);
+    const height = fit(Math.sqrt(area / ratio), heightSpec);
+    try {
+      checkCustomSize(model, width, height, 'width');
+    } catch {
+      return;
+    }
+    params.width = width;
+    params.height = height;
+    return;
+  }
+  const aspect = model.params.aspect_ratio;
+  if ((model.sizing.style === 'aspect_ratio' || model.sizing.style === 'resolution_tier') && aspect?.type === 'string') {
+    const row = model.sizing.style === 'aspect_ratio' ? '*' : String(params.resolution);
+    const distance = (option: string) => {
+      const [w, h] = option.split(':').map(Number);
+      return Math.abs(Math.log(w / h / ratio));
+    };
+    const candidates = aspect.enum.filter((option) => /^\d+(\.\d+)?:\d+(\.\d+)?$/.test(option) && model.sizing.table?.[row]?.[option]);
+    if (candidates.length === 0) return;
+    params.aspect_ratio = candidates.reduce((best, option) => (distance(option) < distance(best) ? option : best));
+  }
+}
+
+/** OpenAI's output_compression: 0-100, for jpeg and webp output only (reported back as ignored for png). */
+function readOutputCompression(
+  body: Record<string, unknown>,
+  format: ImageFormat,
+  model: ImageCatalogModel,
+  warnings: Warning[],
+  coerce: boolean,
+): number | undefined {
+  const value = readInteger(body, 'output_compression', coerce);
+  if (value === undefined) return undefined;
+  if (value < 0 || value > 100) throw invalidRequest(`'output_compression' must be between 0 and 100; got ${value}.`, 'output_compression');
+  if (format === 'png') {
+    warnings.push({
+      type: 'unsupported',
+      param: 'output_compression',
+      message: `'output_compression' applies to jpeg and webp output; ${model.id} returns png here, so it was ignored.`,
+    });
+    return undefined;
+  }
+  return value;
 }
 
 /** The pixel size the request resolves to, from the catalog's sizing rules. */
@@ -304,12 +401,22 @@ function readBoolean(body: Record<string, unknown>, name: string, coerce: boolea
   return value;
 }
 
-function readEnum<T extends string>(body: Record<string, unknown>, name: string, allowed: readonly T[], _coerce: boolean): T | undefined {
+function readEnum<T extends string>(
+  body: Record<string, unknown>,
+  name: string,
+  allowed: readonly T[],
+  _coerce: boolean,
+  aliases: Record<string, T> = {},
+): T | undefined {
   const raw = body[name];
   if (raw === undefined || raw === null) return undefined;
   if (typeof raw === 'string' && (allowed as readonly string[]).includes(raw)) return raw as T;
-  if (name === 'output_format' && raw === 'jpg') return 'jpeg' as T;
-  throw new GatewayError(`'${name}' must be one of ${allowed.join(', ')}; got ${JSON.stringify(raw).slice(0, 40)}.`, {
+  if (typeof raw === 'string' && Object.hasOwn(aliases, raw)) return aliases[raw];
+  const names = allowed.map((value) => {
+    const alias = Object.keys(aliases).find((key) => aliases[key] === value);
+    return alias ? `${value} (or ${alias})` : value;
+  });
+  throw new GatewayError(`'${name}' must be one of ${names.join(', ')}; got ${JSON.stringify(raw).slice(0, 40)}.`, {
     status: 400,
     type: 'invalid_request_error',
     code: 'invalid_value',

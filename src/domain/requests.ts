@@ -19,6 +19,12 @@ export interface NormalizedImageRequest {
   params: Record<string, string | number | boolean>;
   /** Format the caller asked for; undefined = the model's native format. */
   outputFormat: ImageFormat | undefined;
+  /**
+   * OpenAI's `output_compression` (0-100, the jpeg/webp encoder quality; 100 = least compression), set only when the
+   * output is jpeg or webp. Applied by adapters that encode themselves or send it upstream (they mark such images
+   * `compressed`), and by the gateway when it transcodes; otherwise reported back as not applied.
+   */
+  outputCompression?: number;
   /** 0 when not streaming. */
   partialImages: number;
   /** Unknown request fields, forwarded to the upstream as the spec says (adapters guard the fields they own). */

@@ -4,24 +4,52 @@ import type { Warning } from '../domain/warnings.ts';
 import type { UpstreamUsage } from '../domain/usage.ts';
 import type { ImageOutcome } from '../services/image-generation.ts';
 
-/** The spec's Usage object: token counts where the upstream reported them, and always the billed cost. */
+/**
+ * The images usage object, every token count an integer (0 where the model reported none), so SDK code that sums
+ * them works: OpenAI's names (input_tokens, output_tokens, total_tokens and their details, what openai-node and
+ * openai-python type as integers) and the spec's (prompt_tokens, completion_tokens and details), and always the
+ * billed cost.
+ */
 export function usageObject(usage: UpstreamUsage | undefined, cost: Nanos): Record<string, unknown> {
-  const out: Record<string, unknown> = {};
-  if (usage && (usage.inputTokens !== undefined || usage.outputTokens !== undefined)) {
-    const promptTokens = usage.inputTokens ?? 0;
-    const completionTokens = usage.outputTokens ?? 0;
-    out.prompt_tokens = promptTokens;
-    out.prompt_tokens_details = {
-      cached_tokens: usage.cachedInputTokens ?? 0,
-      cached_read_tokens: usage.cachedInputTokens ?? 0,
-      image_tokens: usage.inputImageTokens ?? 0,
-    };
-    out.completion_tokens = completionTokens;
-    out.completion_tokens_details = { reasoning_tokens: usage.reasoningTokens ?? 0, image_tokens: usage.outputImageTokens ?? 0 };
-    out.total_tokens = promptTokens + completionTokens;
+  const inputTokens = usage?.inputTokens ?? 0;
+  const outputTokens = usage?.outputTokens ?? 0;
+  const inputImageTokens = Math.min(inputTokens, usage?.inputImageTokens ?? 0);
+  const outputImageTokens = Math.min(outputTokens, usage?.outputImageTokens ?? 0);
+  const cachedTokens = usage?.cachedInputTokens ?? 0;
+  return {
+    input_tokens: inputTokens,
+    input_tokens_details: { text_tokens: inputTokens - inputImageTokens, image_tokens: inputImageTokens },
+    output_tokens: outputTokens,
+    output_tokens_details: { text_tokens: outputTokens - outputImageTokens, image_tokens: outputImageTokens },
+    total_tokens: inputTokens + outputTokens,
+    prompt_tokens: inputTokens,
+    prompt_tokens_details: { cached_tokens: cachedTokens, cached_read_tokens: cachedTokens, image_tokens: usage?.inputImageTokens ?? 0 },
+    completion_tokens: outputTokens,
+    completion_tokens_details: { reasoning_tokens: usage?.reasoningTokens ?? 0, image_tokens: usage?.outputImageTokens ?? 0 },
+    cost: { total_cost: usdNumber(cost) },
+  };
+}
+
+/**
+ * What the images are, as OpenAI's ImagesResponse reports it next to `size`: `output_format` (the delivered
+ * encoding), and `quality` and `background` when the model takes them and their value is known (not `auto`).
+ */
+export interface ImageSettings {
+  output_format: string;
+  quality?: string;
+  background?: 'transparent' | 'opaque';
+}
+
+export function imageSettings(params: Record<string, unknown>, outcome: Pick<ImageOutcome, 'images' | 'warnings'>): ImageSettings {
+  const format = outcome.images[0].mediaType.replace(/^image\//, '');
+  const settings: ImageSettings = { output_format: format };
+  if (typeof params.quality === 'string' && params.quality !== 'auto') settings.quality = params.quality;
+  const background = params.background;
+  // Reported only when honoured: a background the model could not apply (reported back as a warning) is not stated.
+  if ((background === 'transparent' || background === 'opaque') && !outcome.warnings.some((warning) => warning.param === 'background')) {
+    settings.background = background === 'transparent' && format === 'jpeg' ? 'opaque' : background;
   }
-  out.cost = { total_cost: usdNumber(cost) };
-  return out;
+  return settings;
 }
 
 /**
@@ -32,11 +60,14 @@ export function usageObject(usage: UpstreamUsage | undefined, cost: Nanos): Reco
  */
 export function imageResponseParts(
   outcome: ImageOutcome,
-  options: { model: string; created: number; responseFormat: 'b64_json' | 'url' },
+  options: { model: string; created: number; responseFormat: 'b64_json' | 'url'; settings?: ImageSettings },
 ): Buffer[] {
   const first = outcome.images[0];
+  const settings = options.settings ?? imageSettings({}, outcome);
   const parts: Buffer[] = [
-    Buffer.from(`{"created":${options.created},"model":${JSON.stringify(options.model)},"size":"${first.width}x${first.height}","data":[`),
+    Buffer.from(
+      `{"created":${options.created},"model":${JSON.stringify(options.model)},"size":"${first.width}x${first.height}",${JSON.stringify(settings).slice(1, -1)},"data":[`,
+    ),
   ];
   outcome.images.forEach((image, position) => {
     const open = options.responseFormat === 'url' ? `{"url":"data:${image.mediaType};base64,` : '{"b64_json":"';

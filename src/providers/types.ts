@@ -23,6 +23,8 @@ export interface GeneratedImage {
   base64: Base64Text;
   mediaType: string;
   revisedPrompt?: string;
+  /** True when request.outputCompression was applied to these bytes (encoded here, or sent to an upstream that honours it). */
+  compressed?: boolean;
 }
 
 export interface ImageGenerationResult {

@@ -187,9 +187,11 @@ export class ImageGenerationService {
     let failure: unknown;
     // Post-processing is chained so images are delivered in order even when transcoding takes a while.
     let chain: Promise<void> = Promise.resolve();
+    let uncompressed = 0;
     const accept = (image: GeneratedImage, route: ResolvedRoute) => {
       chain = chain.then(async () => {
-        const ready = await this.finishImage(image, prepared, delivered.length, route, requestId);
+        const { ready, compressed } = await this.finishImage(image, prepared, delivered.length, route, requestId);
+        if (!compressed) uncompressed++;
         delivered.push(ready);
         hooks.onImage?.(ready);
       });
@@ -212,6 +214,13 @@ export class ImageGenerationService {
 
     // Nothing delivered: the runner releases the hold and maps the failure.
     if (delivered.length === 0) throw failure ?? internalError();
+    if (prepared.request.outputCompression !== undefined && uncompressed > 0) {
+      warnings.push({
+        type: 'unsupported',
+        param: 'output_compression',
+        message: `${prepared.model.id} encoded ${uncompressed === delivered.length ? 'the images' : `${uncompressed} of the images`} itself; 'output_compression' was not applied to ${uncompressed === 1 ? 'it' : 'them'}.`,
+      });
+    }
     if (failure) {
       warnings.push({ type: 'other', message: `Only ${delivered.length} of ${prepared.request.n} images could be generated; you are charged for ${delivered.length}.` });
       this.deps.logger.warn({ requestId, err: failure, delivered: delivered.length }, 'partial generation');
@@ -265,8 +274,16 @@ export class ImageGenerationService {
    * dimensions are checked against the limits: a PNG claiming 100000x100000 would otherwise be decoded (memory) or
    * delivered and billed as that size. Over the limit: 502 upstream_error, logged at warn with the route.
    */
-  private async finishImage(image: GeneratedImage, prepared: PreparedImageRequest, index: number, route: ResolvedRoute, requestId: string): Promise<DeliveredImage> {
+  private async finishImage(
+    image: GeneratedImage,
+    prepared: PreparedImageRequest,
+    index: number,
+    route: ResolvedRoute,
+    requestId: string,
+  ): Promise<{ ready: DeliveredImage; compressed: boolean }> {
     let { base64, mediaType } = image;
+    // Whether the caller's output_compression is in these bytes: applied by the adapter, or by the transcode below.
+    let compressed = image.compressed === true;
     const limits = this.deps.upstreamImageLimits ?? DEFAULT_UPSTREAM_IMAGE_LIMITS;
     const declared = probeBase64(base64);
     if (declared && exceedsLimits(declared, limits)) {
@@ -279,7 +296,8 @@ export class ImageGenerationService {
     const wanted = prepared.request.outputFormat;
     if (wanted && mediaType !== `image/${wanted}`) {
       try {
-        base64 = (await transcode(decodeBase64Text(base64), wanted, limits.maxPixels)).toString('base64');
+        base64 = (await transcode(decodeBase64Text(base64), wanted, limits.maxPixels, prepared.request.outputCompression)).toString('base64');
+        compressed = true;
       } catch (error) {
         this.deps.logger.warn({ requestId, model: prepared.model.id, provider: route.adapter.provider, err: error }, 'upstream image could not be converted');
         throw new ProviderError('failed', `The model returned an image that could not be converted to ${wanted}.`, { accepted: true, cause: error });
@@ -294,7 +312,7 @@ export class ImageGenerationService {
       throw new ProviderError('failed', 'The model returned a truncated image.', { accepted: true });
     }
     if (exceedsLimits(probe, limits)) throw new ProviderError('failed', `The model returned an image of ${probe.width}x${probe.height} pixels, over this server's limit.`, { accepted: true });
-    return { base64, mediaType: `image/${probe.format}`, width: probe.width, height: probe.height, revisedPrompt: image.revisedPrompt, index };
+    return { ready: { base64, mediaType: `image/${probe.format}`, width: probe.width, height: probe.height, revisedPrompt: image.revisedPrompt, index }, compressed };
   }
 
   /** Partial images go to the caller as they are, so only those within the limits do (the others are dropped, with a warning logged). */

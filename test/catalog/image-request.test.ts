@@ -60,9 +60,69 @@ describe('normalizeImageRequest', () => {
 
   it('unknown fields are forwarded; spec fields the model lacks become warnings; seed is dropped with a warning where unsupported', () => {
     const { request, warnings } = normalize('gpt-image-2', { steps: 30, style: 'vivid', seed: 7, aspect_ratio: '1:1' });
-    assert.deepEqual(request.extra, { steps: 30, style: 'vivid' });
+    assert.deepEqual(request.extra, { steps: 30 });
     assert.equal(request.seed, undefined);
-    assert.deepEqual(warnings.map((warning) => warning.param).sort(), ['aspect_ratio', 'seed']);
+    assert.deepEqual(warnings.map((warning) => warning.param).sort(), ['aspect_ratio', 'seed', 'style']);
+  });
+
+  it('every OpenAI Images field the model does not declare is ignored and reported back, never forwarded ("auto" is no warning)', () => {
+    const openAiFields = {
+      quality: 'high', background: 'transparent', moderation: 'low', style: 'natural', input_fidelity: 'high', complexity: 'low',
+      frame_count: 4, frame_duration_ms: 100, svg: { model: 'x' }, user: 'end-user-1', safety_identifier: 'u1', output_compression: 50,
+    };
+    const { request, warnings } = normalize('nano-banana-pro', { ...openAiFields, output_format: 'webp' });
+    assert.deepEqual(request.extra, {});
+    assert.deepEqual(warnings.map((warning) => warning.param).sort(), Object.keys(openAiFields).filter((field) => field !== 'output_compression').sort());
+    // output_compression applies to jpeg/webp: kept for webp (applied or reported later), reported at once for png.
+    assert.equal(request.outputCompression, 50);
+    const png = normalize('nano-banana-pro', { output_compression: 50 });
+    assert.equal(png.request.outputCompression, undefined);
+    assert.deepEqual(png.warnings.map((warning) => warning.param), ['output_compression']);
+    rejects('deepshi-sketch', { output_compression: 101, output_format: 'jpeg' }, 'output_compression');
+    // A model declaring the field honours it; `auto` on a model without it is what happens anyway.
+    const declared = normalize('gpt-image-1.5', { background: 'transparent', moderation: 'low', quality: 'low' });
+    assert.deepEqual(declared.warnings, []);
+    assert.deepEqual([declared.request.params.background, declared.request.params.moderation], ['transparent', 'low']);
+    assert.deepEqual(normalize('nano-banana-pro', { background: 'auto', quality: 'auto', moderation: 'auto' }).warnings, []);
+    assert.equal(normalize('deepshi-sketch', { background: 'transparent' }).request.params.background, 'transparent');
+  });
+
+  it('size "auto" is accepted by every model as its default size (the model\'s own choice on gpt-image)', () => {
+    for (const id of ['deepshi-sketch', 'gpt-image-1.5', 'gpt-image-2', 'nano-banana-2', 'nano-banana-pro', 'flux-2-pro', 'seedream-4.5', 'grok-imagine', 'grok-imagine-quality', 'deepshi-banana-pro', 'deepshi-image-1']) {
+      const auto = normalize(id, { size: 'auto' });
+      const plain = normalize(id, {});
+      assert.deepEqual(auto.warnings, [], id);
+      assert.deepEqual([auto.request.width, auto.request.height], [plain.request.width, plain.request.height], id);
+    }
+    assert.equal(normalize('gpt-image-2', { size: 'auto' }).request.params.image_size, 'auto');
+  });
+
+  it('an edit without a size keeps its input image\'s shape where the model can', () => {
+    const input = (width: number, height: number) => ({ bytes: Buffer.alloc(0), mediaType: 'image/png' as const, width, height });
+    const edit = (id: string, body: Record<string, unknown>, image = input(1600, 900)) =>
+      normalizeImageRequest({ model: id, prompt: 'p', ...body }, model(id), { inputImages: [image] }).request;
+    // Pixel dimensions: the input's ratio at no more than the default pixel count, on the model's multiple.
+    const sketch = edit('deepshi-sketch', {});
+    assert.deepEqual([sketch.width, sketch.height], [1360, 768]);
+    assert.ok(sketch.width * sketch.height <= 1024 * 1024);
+    const flux = edit('flux-2-pro', {}, input(900, 1600));
+    assert.ok(flux.height > flux.width && flux.width % 16 === 0 && flux.height % 16 === 0, `${flux.width}x${flux.height}`);
+    // Aspect-ratio and tier models: the closest ratio they offer.
+    assert.equal(edit('nano-banana-pro', {}).params.aspect_ratio, '16:9');
+    assert.equal(edit('nano-banana-2', {}, input(400, 3000)).params.aspect_ratio, '1:8');
+    assert.equal(edit('grok-imagine', {}, input(1000, 1000)).params.aspect_ratio, '1:1');
+    // An asked size wins; size "auto" is the same as none; preset models keep their default.
+    assert.deepEqual([edit('deepshi-sketch', { size: '512x512' }).width, edit('nano-banana-pro', { aspect_ratio: '1:1' }).params.aspect_ratio], [512, '1:1']);
+    assert.deepEqual([edit('deepshi-sketch', { size: 'auto' }).width], [1360]);
+    assert.equal(edit('gpt-image-2', {}).params.image_size, 'auto');
+    // A shape beyond the model's side limits is clamped to them.
+    const wide = edit('deepshi-banana-pro', {}, input(5000, 100));
+    assert.deepEqual([wide.width, wide.height], [4096, 256]);
+  });
+
+  it('output_format "jpg" is another name for jpeg; the error lists both', () => {
+    assert.equal(normalize('deepshi-sketch', { output_format: 'jpg' }).request.outputFormat, 'jpeg');
+    assert.throws(() => normalize('deepshi-sketch', { output_format: 'gif' }), (error: unknown) => error instanceof GatewayError && /png, jpeg \(or jpg\), webp/.test(error.message));
   });
 
   it('partial_images needs stream and is capped by the model', () => {

@@ -81,3 +81,14 @@ async function heldReleased(t: TestServer, account: AccountRef): Promise<Record<
   }
   return state;
 }
+
+/** An images `usage` for a model that reported no tokens: every count 0 (an integer, as the SDKs type it), and the cost. */
+export function usageWithoutTokens(totalCost: number): Record<string, unknown> {
+  return {
+    input_tokens: 0, input_tokens_details: { text_tokens: 0, image_tokens: 0 },
+    output_tokens: 0, output_tokens_details: { text_tokens: 0, image_tokens: 0 }, total_tokens: 0,
+    prompt_tokens: 0, prompt_tokens_details: { cached_tokens: 0, cached_read_tokens: 0, image_tokens: 0 },
+    completion_tokens: 0, completion_tokens_details: { reasoning_tokens: 0, image_tokens: 0 },
+    cost: { total_cost: totalCost },
+  };
+}

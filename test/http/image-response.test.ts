@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { describe, it } from 'node:test';
-import { costHeaders, imageResponseParts } from '../../src/http/image-response.ts';
+import { costHeaders, imageResponseParts, imageSettings, usageObject } from '../../src/http/image-response.ts';
 import { parseUpstreamJson } from '../../src/providers/shared/large-json.ts';
 import type { ImageOutcome } from '../../src/services/image-generation.ts';
 
@@ -38,10 +38,13 @@ describe('imageResponseParts', () => {
         created: 7,
         model: 'm/x',
         size: '1024x768',
+        output_format: 'png',
         data: [{ b64_json: payload, revised_prompt: 'un phare «au crépuscule»', index: 0 }],
         usage: {
+          input_tokens: 10, input_tokens_details: { text_tokens: 10, image_tokens: 0 },
+          output_tokens: 20, output_tokens_details: { text_tokens: 0, image_tokens: 20 }, total_tokens: 30,
           prompt_tokens: 10, prompt_tokens_details: { cached_tokens: 0, cached_read_tokens: 0, image_tokens: 0 },
-          completion_tokens: 20, completion_tokens_details: { reasoning_tokens: 0, image_tokens: 20 }, total_tokens: 30,
+          completion_tokens: 20, completion_tokens_details: { reasoning_tokens: 0, image_tokens: 20 },
           cost: { total_cost: 0.001234567 },
         },
         warnings: [{ type: 'unsupported', param: 'quality', message: 'ignored' }],
@@ -53,6 +56,27 @@ describe('imageResponseParts', () => {
     const body = JSON.parse(Buffer.concat(imageResponseParts(outcome(lifted, { warnings: [] }), { model: 'm', created: 7, responseFormat: 'url' })).toString('utf8'));
     assert.equal(body.data[0].url, `data:image/png;base64,${payload}`);
     assert.equal(body.warnings, undefined);
+  });
+
+  it('usage: every token count an integer, 0 where the model reported none (SDK code sums them)', () => {
+    assert.deepEqual(usageObject(undefined, 1_000_000n), {
+      input_tokens: 0, input_tokens_details: { text_tokens: 0, image_tokens: 0 },
+      output_tokens: 0, output_tokens_details: { text_tokens: 0, image_tokens: 0 }, total_tokens: 0,
+      prompt_tokens: 0, prompt_tokens_details: { cached_tokens: 0, cached_read_tokens: 0, image_tokens: 0 },
+      completion_tokens: 0, completion_tokens_details: { reasoning_tokens: 0, image_tokens: 0 },
+      cost: { total_cost: 0.001 },
+    });
+    const partial = usageObject({ inputTokens: 50, inputImageTokens: 30 }, 0n);
+    assert.deepEqual([partial.input_tokens, partial.input_tokens_details, partial.output_tokens, partial.total_tokens], [50, { text_tokens: 20, image_tokens: 30 }, 0, 50]);
+  });
+
+  it('settings: the delivered format, and quality and background when known and honoured', () => {
+    const images = outcome(payload).images;
+    assert.deepEqual(imageSettings({ quality: 'high', background: 'transparent' }, { images, warnings: [] }), { output_format: 'png', quality: 'high', background: 'transparent' });
+    assert.deepEqual(imageSettings({ quality: 'auto', background: 'auto' }, { images, warnings: [] }), { output_format: 'png' });
+    const jpeg = [{ ...images[0], mediaType: 'image/jpeg' }];
+    assert.deepEqual(imageSettings({ background: 'transparent' }, { images: jpeg, warnings: [] }), { output_format: 'jpeg', background: 'opaque' });
+    assert.deepEqual(imageSettings({ background: 'transparent' }, { images, warnings: [{ type: 'unsupported', param: 'background', message: 'x' }] }), { output_format: 'png' });
   });
 
   it('cost headers: the exact cost, and the ignored params', () => {

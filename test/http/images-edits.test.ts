@@ -105,8 +105,10 @@ describe('POST /v1/images/edits', () => {
       assert.deepEqual(fields, [['model', 'prompt', 'image']]);
       assert.equal(result.data!.length, 1);
       const bytes = Buffer.from(result.data![0].b64_json!, 'base64');
-      assert.deepEqual(probeImage(bytes), { format: 'png', width: 1024, height: 1024 });
-      assert.equal((result as any).size, '1024x1024');
+      // No size asked for: the reference's 4:3 shape, at no more pixels than the default 1024x1024 (multiples of 8).
+      assert.deepEqual(probeImage(bytes), { format: 'png', width: 1176, height: 880 });
+      assert.equal((result as any).size, '1176x880');
+      assert.equal((result as any).output_format, 'png');
       assert.equal((result as any).model, 'deepshi-sketch');
       assert.equal((result.data![0] as any).index, 0);
       assert.equal((result.usage as any).cost.total_cost, 0.001);

@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import sharp from 'sharp';
 import { probeImage } from '../../src/images/probe.ts';
+import { ScriptedAdapter, testCatalogJson } from '../helpers/test-adapters.ts';
 import { startTestServer, type TestServer, withExtras } from '../helpers/test-server.ts';
 
 /** POST /v1/images/generations with the official openai SDK against the offline model. */
@@ -96,7 +98,66 @@ describe('POST /v1/images/generations', () => {
     const warnings = (data as any).warnings as Array<{ param: string; message: string }>;
     assert.deepEqual(warnings.map((warning) => warning.param).sort(), ['image_size', 'quality']);
     assert.match(warnings[0].message, /deepshi-sketch does not support/);
-    assert.equal(response.headers.get('x-deepshi-warnings'), 'quality,image_size');
+    assert.equal(response.headers.get('x-deepshi-warnings'), 'image_size,quality');
+  });
+
+  it('the body says what the images are, as OpenAI does: output_format, size, and background where the model takes it; jpg is jpeg', async () => {
+    const client = t.client(account.key);
+    const png = (await client.images.generate(withExtras({ model: 'deepshi-sketch', prompt: 'x' }, { size: '64x64' }))) as any;
+    assert.deepEqual([png.output_format, png.size, png.background, png.quality], ['png', '64x64', undefined, undefined]);
+    const jpg = (await client.images.generate(withExtras({ model: 'deepshi-sketch', prompt: 'x', background: 'opaque' }, { size: '64x64', output_format: 'jpg' }))) as any;
+    assert.deepEqual([jpg.output_format, jpg.background], ['jpeg', 'opaque']);
+    assert.equal(probeImage(Buffer.from(jpg.data[0].b64_json, 'base64'))!.format, 'jpeg');
+    assert.equal(jpg.warnings, undefined);
+  });
+
+  it('size "auto" (an SDK value) is the model\'s default size, with no warning', async () => {
+    const result = (await t.client(account.key).images.generate({ model: 'deepshi-sketch', prompt: 'x', size: 'auto' })) as any;
+    assert.equal(result.size, '1024x1024');
+    assert.equal(result.warnings, undefined);
+  });
+
+  it('background "transparent" on deepshi-sketch: the scene without its sky, on real transparency (png and webp)', async () => {
+    for (const format of ['png', 'webp'] as const) {
+      const result = (await t.client(account.key).images.generate({
+        model: 'deepshi-sketch', prompt: 'a red fox', background: 'transparent', output_format: format, size: '256x256' as any,
+      })) as any;
+      assert.equal(result.background, 'transparent');
+      assert.equal(result.warnings, undefined);
+      const { data, info } = await sharp(Buffer.from(result.data[0].b64_json, 'base64')).ensureAlpha().raw().toBuffer({ resolveWithObject: true });
+      assert.equal(info.channels, 4);
+      let clear = 0;
+      for (let alpha = 3; alpha < data.length; alpha += 4) if (data[alpha] < 32) clear++;
+      assert.ok(clear > (info.width * info.height) / 5, `${format}: the sky is transparent (${clear} clear pixels)`);
+    }
+    const opaque = (await t.client(account.key).images.generate({ model: 'deepshi-sketch', prompt: 'a red fox', size: '256x256' as any })) as any;
+    assert.equal((await sharp(Buffer.from(opaque.data[0].b64_json, 'base64')).metadata()).hasAlpha, false);
+    // jpeg has no alpha: drawn opaque and said so.
+    const jpeg = (await t.client(account.key).images.generate({ model: 'deepshi-sketch', prompt: 'x', background: 'transparent', output_format: 'jpeg', size: '64x64' as any })) as any;
+    assert.deepEqual(jpeg.warnings.map((warning: { param: string }) => warning.param), ['background']);
+    assert.equal(jpeg.background, undefined);
+  });
+
+  it('output_compression is applied to jpeg and webp (lower = smaller), and reported back where it cannot be', async () => {
+    const client = t.client(account.key);
+    const sizeOf = async (format: 'jpeg' | 'webp', compression: number) => {
+      const result = (await client.images.generate({ model: 'deepshi-sketch', prompt: 'a harbour at noon', seed: 7, output_format: format, output_compression: compression, size: '512x512' } as any)) as any;
+      assert.equal(result.warnings, undefined);
+      return Buffer.from(result.data[0].b64_json, 'base64').length;
+    };
+    for (const format of ['jpeg', 'webp'] as const) assert.ok((await sizeOf(format, 10)) < (await sizeOf(format, 100)), format);
+    const { data, response } = await client.images.generate({ model: 'deepshi-sketch', prompt: 'x', output_compression: 50, size: '64x64' } as any).withResponse();
+    assert.deepEqual(((data as any).warnings as Array<{ param: string }>).map((warning) => warning.param), ['output_compression']);
+    assert.equal(response.headers.get('x-deepshi-warnings'), 'output_compression');
+  });
+
+  it('OpenAI fields the model does not take (style, moderation, quality, user…) are ignored and reported, in the body and the header', async () => {
+    const { data, response } = await t.client(account.key).images
+      .generate({ model: 'deepshi-sketch', prompt: 'x', style: 'vivid', moderation: 'low', quality: 'high', user: 'u-1', size: '64x64' as any })
+      .withResponse();
+    const params = ((data as any).warnings as Array<{ param: string }>).map((warning) => warning.param).sort();
+    assert.deepEqual(params, ['moderation', 'quality', 'style', 'user']);
+    assert.deepEqual(response.headers.get('x-deepshi-warnings')!.split(',').sort(), params);
   });
 
   it('accepts every x-stainless header, OpenAI-Organization and OpenAI-Project, and requests without them', async () => {
@@ -113,5 +174,25 @@ describe('POST /v1/images/generations', () => {
       body: JSON.stringify({ model: 'deepshi-sketch', prompt: 'x', response_format: 'b64_json' }),
     });
     assert.equal(response.status, 200);
+  });
+});
+
+/** output_compression when the gateway transcodes (the scripted upstream always answers PNG). */
+describe('output_compression on a transcoded image', () => {
+  let t: TestServer;
+  before(async () => {
+    t = await startTestServer({ catalog: testCatalogJson(), adapters: [new ScriptedAdapter()] });
+  });
+  after(() => t.close());
+
+  it('is applied by the transcode, so it is no warning', async () => {
+    const account = await t.createAccount('1');
+    const bytesAt = async (compression: number) => {
+      const result = (await t.client(account.key).images.generate({ model: 'scripted-image', prompt: 'a busy market', output_format: 'jpeg', output_compression: compression, size: '512x512' } as any)) as any;
+      assert.equal(result.warnings, undefined);
+      assert.equal(result.output_format, 'jpeg');
+      return Buffer.from(result.data[0].b64_json, 'base64').length;
+    };
+    assert.ok((await bytesAt(5)) < (await bytesAt(100)));
   });
 });

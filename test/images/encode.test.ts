@@ -45,6 +45,16 @@ describe('transcode', () => {
     }
   });
 
+  it('encodes jpeg and webp at the asked quality (OpenAI output_compression; 100 = least compressed)', async () => {
+    const input = await sharp({ create: { width: 256, height: 256, channels: 3, background: '#808080', noise: { type: 'gaussian', mean: 128, sigma: 40 } } }).png().toBuffer();
+    for (const to of ['jpeg', 'webp'] as const) {
+      const small = await transcode(input, to, undefined, 10);
+      const large = await transcode(input, to, undefined, 100);
+      assert.ok(small.length < large.length / 2, `${to}: ${small.length} vs ${large.length}`);
+      assert.ok((await transcode(input, to)).length < large.length, `${to}: the default (90) is below 100`);
+    }
+  });
+
   it('flattens transparency onto white for JPEG', async () => {
     const transparent = await sharp({ create: { width: 8, height: 8, channels: 4, background: { r: 0, g: 0, b: 0, alpha: 0 } } })
       .png()

@@ -8,7 +8,7 @@ import { probeImage } from '../../src/images/probe.ts';
 import { renderSketch } from '../../src/images/sketch.ts';
 import { ArkImageAdapter } from '../../src/providers/ark/ark-image-adapter.ts';
 import { ProviderError, type NormalizedImageRequest } from '../../src/providers/types.ts';
-import { expectBalance, expectError, failsWith, spent } from '../helpers/assertions.ts';
+import { expectBalance, expectError, failsWith, spent, usageWithoutTokens } from '../helpers/assertions.ts';
 import { startTestServer, type TestServer, withExtras } from '../helpers/test-server.ts';
 import { ArkSimulator } from '../simulators/ark-simulator.ts';
 import { solidImage } from '../simulators/recording-server.ts';
@@ -248,8 +248,9 @@ describe('POST /v1/images/edits for seedream-4.5 on the Ark route (openai SDK â†
       created: 0,
       model: 'seedream-4.5',
       size: '2048x2048',
+      output_format: 'jpeg',
       data: Array.from({ length: n }, (_, index) => ({ b64_json: 'â€¦', index })),
-      usage: { cost: { total_cost: cost } },
+      usage: usageWithoutTokens(cost),
     });
     assert.equal(response.headers.get('x-request-cost'), String(cost));
     assert.equal(await spent(t, account, start), 40_000_000n * BigInt(n));

@@ -9,7 +9,7 @@ import { probeImage } from '../../src/images/probe.ts';
 import { renderSketch } from '../../src/images/sketch.ts';
 import { FalImageAdapter } from '../../src/providers/fal/fal-image-adapter.ts';
 import type { NormalizedImageRequest } from '../../src/providers/types.ts';
-import { expectBalance, expectBalanceOnceSettled, expectError, spent } from '../helpers/assertions.ts';
+import { expectBalance, expectBalanceOnceSettled, expectError, spent, usageWithoutTokens } from '../helpers/assertions.ts';
 import { deadPort } from '../helpers/ports.ts';
 import { startTestServer, streamsValidated, type TestServer, withExtras } from '../helpers/test-server.ts';
 import { ArkSimulator } from '../simulators/ark-simulator.ts';
@@ -488,8 +488,9 @@ describe('POST /v1/images/edits for seedream-4.5 on the fal route (openai SDK â†
       created: 0,
       model: 'seedream-4.5',
       size: '2048x2048',
+      output_format: 'jpeg',
       data: [{ b64_json: sim.served[0].toString('base64'), index: 0 }],
-      usage: { cost: { total_cost: 0.04 } },
+      usage: usageWithoutTokens(0.04),
     });
     assert.equal(response.headers.get('x-request-cost'), '0.04');
   }

@@ -5,7 +5,7 @@ import type { Metrics } from '../../metrics/metrics.ts';
 import { fingerprintImageRequest, type ImageGenerationService, type PreparedImageRequest } from '../../services/image-generation.ts';
 import type { Authenticate } from '../authenticate.ts';
 import { answerBilled, type AnswerStream, type Charged } from '../billed-answer.ts';
-import { imageResponseParts, usageObject } from '../image-response.ts';
+import { imageResponseParts, imageSettings, usageObject } from '../image-response.ts';
 
 export interface ImageRouteDeps {
   images: ImageGenerationService;
@@ -60,7 +60,8 @@ export function runImageRequest(
     keepaliveIntervalMs: deps.keepaliveIntervalMs,
     json: async (signal) => {
       const outcome = await deps.images.execute(prepared, requestId, { signal });
-      return { ...outcome, parts: imageResponseParts(outcome, { model: prepared.model.id, created, responseFormat: prepared.responseFormat }) };
+      const settings = imageSettings(prepared.request.params, outcome);
+      return { ...outcome, parts: imageResponseParts(outcome, { model: prepared.model.id, created, responseFormat: prepared.responseFormat, settings }) };
     },
     sse: (signal, stream) => streamImages(request, prepared, deps, eventPrefix, created, signal, stream),
     sseError: (stream, error) => {

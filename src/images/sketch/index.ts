@@ -44,6 +44,10 @@ export interface SketchOptions {
   progress?: number;
   /** For edits: the image to transform (any format sharp decodes). */
   reference?: { bytes: Buffer };
+  /** No sky: the scene is drawn on a transparent background (png and webp; jpeg has no alpha and stays opaque). Not for edits. */
+  transparent?: boolean;
+  /** jpeg/webp encoder quality, 1-100 (OpenAI's output_compression); 90 by default. */
+  quality?: number;
 }
 
 export const MAX_SKETCH_SIDE = 4096;
@@ -63,22 +67,25 @@ export async function renderSketch(options: SketchOptions): Promise<Buffer> {
   const prompt = typeof options.prompt === 'string' ? options.prompt : '';
   const scene = planScene(prompt, options.seed, width, height);
 
-  if (options.reference) return encode(await renderEdit(scene, options.reference.bytes, progress), format);
+  const output = { format, quality: options.quality, transparent: Boolean(options.transparent) && !options.reference && format !== 'jpeg' };
+  if (options.reference) return encode(await renderEdit(scene, options.reference.bytes, progress), output);
+  const layers = { sky: !output.transparent };
 
   if (progress >= 1) {
     // Final render: scene and text in one SVG, one librsvg pass, one encode.
-    const svg = sceneSvg(scene, 1, width, height);
-    return encode(sharp(Buffer.from(svg.replace('</svg>', textLayer(scene, undefined) + '</svg>'))), format);
+    const svg = sceneSvg(scene, 1, width, height, layers);
+    return encode(sharp(Buffer.from(svg.replace('</svg>', textLayer(scene, undefined) + '</svg>'))), output);
   }
 
   // Partial render: fewer layers, drawn at a fraction of the size and upscaled (upscaling is what makes it look
   // soft, like a diffusion preview), then the caption and label drawn sharp at full size on top.
   const { w: smallW, h: smallH } = previewSize(width, height, progress);
-  const small = await sharp(Buffer.from(sceneSvg(scene, progress, smallW, smallH))).removeAlpha().png({ compressionLevel: 1 }).toBuffer();
-  return encode(sharp(Buffer.from(upscaleSvg(scene, small, progress))), format);
+  const preview = sharp(Buffer.from(sceneSvg(scene, progress, smallW, smallH, layers)));
+  const small = await (output.transparent ? preview : preview.removeAlpha()).png({ compressionLevel: 1 }).toBuffer();
+  return encode(sharp(Buffer.from(upscaleSvg(scene, small, progress))), output);
 }
 
-/** Opaque output: drop the alpha channel librsvg/composite leave behind (smaller, faster PNGs). */
-function encode(pipeline: Sharp, format: OutputFormat): Promise<Buffer> {
-  return applyEncoder(pipeline.removeAlpha(), format).toBuffer();
+/** Opaque output drops the alpha channel librsvg/composite leave behind (smaller, faster PNGs); transparent keeps it. */
+function encode(pipeline: Sharp, output: { format: OutputFormat; quality: number | undefined; transparent: boolean }): Promise<Buffer> {
+  return applyEncoder(output.transparent ? pipeline.ensureAlpha() : pipeline.removeAlpha(), output.format, output.quality).toBuffer();
 }

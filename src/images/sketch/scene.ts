@@ -31,9 +31,13 @@ const LAYERS: Layer[] = [
  * The scene without text. Drawn in scene coordinates; `outW`×`outH` is the pixel size librsvg renders at
  * (smaller than the scene for partial renders), the viewBox maps one onto the other.
  */
-export function sceneSvg(s: Scene, progress: number, outW: number, outH: number): string {
+export function sceneSvg(s: Scene, progress: number, outW: number, outH: number, options: { sky?: boolean } = {}): string {
   let body = '';
-  for (const layer of LAYERS) if (progress >= 1 || progress >= layer.from) body += layer.draw(s);
+  for (const layer of LAYERS) {
+    // Without the sky the scene stands on a transparent background (OpenAI's background: "transparent").
+    if (layer.draw === skyLayer && options.sky === false) continue;
+    if (progress >= 1 || progress >= layer.from) body += layer.draw(s);
+  }
   return (
     `<svg xmlns="http://www.w3.org/2000/svg" width="${outW}" height="${outH}" viewBox="0 0 ${s.w} ${s.h}" preserveAspectRatio="none">` +
     body +

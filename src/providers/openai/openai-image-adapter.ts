@@ -30,8 +30,8 @@ const DEFAULT_BASE_URL = 'https://api.openai.com';
 
 /** Fields this adapter writes itself; an extra with one of these names is dropped with a warning. */
 const OWNED_FIELDS = [
-  'model', 'prompt', 'n', 'size', 'quality', 'background', 'moderation', 'output_format', 'stream', 'partial_images',
-  'response_format', 'image', 'image[]',
+  'model', 'prompt', 'n', 'size', 'quality', 'background', 'moderation', 'output_format', 'output_compression', 'stream',
+  'partial_images', 'response_format', 'image', 'image[]',
 ] as const;
 
 /** Catalog params folded into `size`, never sent under their own names. */
@@ -61,7 +61,7 @@ export class OpenAIImageAdapter implements ImageAdapter {
     const images = parsed.data.map((item): GeneratedImage => {
       // GPT image models answer base64 only; a URL would mean a different (dall-e) model behind the route.
       if (!item.b64_json) throw new ProviderError('failed', `${PROVIDER} sent an image without base64 data`, { accepted: true });
-      return { base64: item.b64_json, mediaType: mediaTypeOf(item.b64_json, parsed.output_format ?? request.outputFormat) };
+      return { base64: item.b64_json, mediaType: mediaTypeOf(item.b64_json, parsed.output_format ?? request.outputFormat), compressed: compressedBy(request) };
     });
     const usage = readTokenUsage(parsed.usage);
     if (images.length < request.n) {
@@ -121,7 +121,7 @@ export class OpenAIImageAdapter implements ImageAdapter {
         context.onPartialImage?.({ base64, partialImageIndex: index, imageIndex });
       } else if (type.endsWith('.completed') && base64 && !final) {
         const format = typeof payload.output_format === 'string' ? payload.output_format : request.outputFormat;
-        final = { image: { base64, mediaType: mediaTypeOf(base64, format) }, usage: readTokenUsage(payload.usage) };
+        final = { image: { base64, mediaType: mediaTypeOf(base64, format), compressed: compressedBy(request) }, usage: readTokenUsage(payload.usage) };
         context.onImage?.(final.image, imageIndex);
       }
     });
@@ -136,7 +136,7 @@ export class OpenAIImageAdapter implements ImageAdapter {
       const parsed = readImagesResponse(PROVIDER, response);
       const base64 = parsed.data[0].b64_json;
       if (!base64) throw new ProviderError('failed', `${PROVIDER} sent an image without base64 data`, { accepted: true });
-      final = { image: { base64, mediaType: mediaTypeOf(base64, parsed.output_format ?? request.outputFormat) }, usage: readTokenUsage(parsed.usage) };
+      final = { image: { base64, mediaType: mediaTypeOf(base64, parsed.output_format ?? request.outputFormat), compressed: compressedBy(request) }, usage: readTokenUsage(parsed.usage) };
       context.onImage?.(final.image, imageIndex);
     }
     if (!final) throw new ProviderError('failed', `${PROVIDER}'s stream ended before the image was completed`, { accepted: true });
@@ -210,6 +210,8 @@ export function buildRequestBody(
     moderation: edit ? undefined : moderation,
     // Asked for upstream, so OpenAI encodes it natively and nothing is transcoded.
     output_format: request.outputFormat,
+    // Set only for jpeg/webp output (catalog/image-request.ts); OpenAI applies it when it encodes.
+    output_compression: request.outputCompression,
     model: route.upstreamModel ?? request.model,
     prompt: request.prompt,
     n: call.n,
@@ -219,6 +221,11 @@ export function buildRequestBody(
   };
   for (const key of Object.keys(body)) if (body[key] === undefined) delete body[key];
   return { body, warnings };
+}
+
+/** OpenAI encodes the output_format it was asked for with the output_compression it was sent. */
+function compressedBy(request: NormalizedImageRequest): boolean {
+  return request.outputCompression !== undefined && request.outputFormat !== undefined;
 }
 
 function failure(request: NormalizedImageRequest, response: UpstreamResponse): ProviderError {
