@@ -27,8 +27,8 @@ const USAGE = `Usage: deepshi <command> [options]
   keys revoke <key-id>
   keys delete <key-id>
   keys models <key-id> <id,id,...|all>
-  keys limits <key-id> [--rpm <n>] [--ipm <n>] [--in-flight <n>]
-                    per-key limits: requests/min, images/min, concurrent generations
+  keys limits <key-id> [--rpm <n>] [--ipm <n>] [--in-flight <n>] [--tpm <n>]
+                    per-key limits: requests/min, images/min, concurrent generations, tokens/min (text models)
                     (0 = unlimited, "default" = the server default; omitted = unchanged)
   users create --email <email> [--account <account-id>] [--role member|operator] [--password <pw>]
                     a dashboard sign-in; without --password the password is read from stdin
@@ -56,6 +56,7 @@ export async function runCli(argv: string[], out: (text: string) => void = (text
       password: { type: 'string' },
       account: { type: 'string' },
       role: { type: 'string' },
+      tpm: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -130,6 +131,7 @@ export async function runCli(argv: string[], out: (text: string) => void = (text
         limit(values.rpm, 'requests_per_minute');
         limit(values.ipm, 'images_per_minute');
         limit(values['in-flight'], 'max_in_flight');
+        limit(values.tpm, 'tokens_per_minute');
         print(keyJson(await accounts.setKeyLimits(need(rest[0], '<key-id>'), limits)));
         break;
       }

@@ -35,8 +35,8 @@ export interface Config {
   redisUrl: string | undefined;
   /** Prefix of every Redis key Deepshi writes, so several deployments (or test runs) can share one Redis. */
   redisPrefix: string;
-  /** Server-wide per-key limits for keys that set none (0 = unlimited): DEEPSHI_DEFAULT_RPM / _IPM / _MAX_IN_FLIGHT. */
-  defaultLimits: { requestsPerMinute: number; imagesPerMinute: number; maxInFlight: number };
+  /** Server-wide per-key limits for keys that set none (0 = unlimited): DEEPSHI_DEFAULT_RPM / _IPM / _MAX_IN_FLIGHT / _TPM. */
+  defaultLimits: { requestsPerMinute: number; imagesPerMinute: number; maxInFlight: number; tokensPerMinute: number };
   /** How often the hold sweeper (and the idempotency-key reaper) runs. */
   sweepIntervalMs: number;
   /** Time after the generation deadline before the sweeper may release a hold whose instance went away. */
@@ -158,6 +158,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       requestsPerMinute: integer(env, 'DEEPSHI_DEFAULT_RPM', 0, 0, 10_000_000),
       imagesPerMinute: integer(env, 'DEEPSHI_DEFAULT_IPM', 0, 0, 10_000_000),
       maxInFlight: integer(env, 'DEEPSHI_DEFAULT_MAX_IN_FLIGHT', 0, 0, 1_000_000),
+      tokensPerMinute: integer(env, 'DEEPSHI_DEFAULT_TPM', 0, 0, 10_000_000_000),
     },
     sweepIntervalMs: integer(env, 'DEEPSHI_SWEEP_INTERVAL_MS', 30_000, 100, 3_600_000),
     holdGraceMs: integer(env, 'DEEPSHI_HOLD_GRACE_MS', 60_000, 0, 3_600_000),

@@ -13,6 +13,8 @@ export interface ApiKeyLimits {
   requestsPerMinute: number | null;
   imagesPerMinute: number | null;
   maxInFlight: number | null;
+  /** Prompt and completion tokens per minute on text models (admitted at the request's upper bound, settled at its usage). */
+  tokensPerMinute?: number | null;
 }
 
 export function isAllowed(caller: Caller, modelId: string): boolean {

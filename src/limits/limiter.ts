@@ -7,7 +7,11 @@ import type { AdmitInput, AdmitResult, KeyLimits, LimitBackend, RefusalReason, W
 /** An admitted request: the headers to answer with, and its in-flight slots to give back (idempotent). */
 export interface Admission {
   headers: Record<string, string>;
-  release(): Promise<void>;
+  /**
+   * Gives back the in-flight slots and, for a text request admitted on a tokens window, the tokens it did not use:
+   * `usedTokens` is what it consumed (prompt + completion; 0 when it failed), unknown = all it was admitted for.
+   */
+  release(usedTokens?: number): Promise<void>;
 }
 
 export interface AdmitRequest {
@@ -15,6 +19,8 @@ export interface AdmitRequest {
   /** The key's own limits; null fields (or none at all) take the server defaults. */
   keyLimits: ApiKeyLimits | undefined;
   images: number;
+  /** The most tokens the request can use (text models: prompt bound + completion budget); 0 or absent for images. */
+  tokens?: number;
   model: string;
   modelCap: number;
   modelSlots: number;
@@ -77,15 +83,18 @@ export class RequestLimiter {
       requestsPerMinute: own?.requestsPerMinute ?? defaults.requestsPerMinute,
       imagesPerMinute: own?.imagesPerMinute ?? defaults.imagesPerMinute,
       maxInFlight: own?.maxInFlight ?? defaults.maxInFlight,
+      tokensPerMinute: own?.tokensPerMinute ?? defaults.tokensPerMinute,
     };
   }
 
   /** Admits the request or throws 429 rate_limit_exceeded (Retry-After 1–60 s, x-ratelimit-* headers). */
   async admit(request: AdmitRequest): Promise<Admission> {
     const limits = this.effectiveLimits(request.keyLimits);
-    if (!limits.requestsPerMinute && !limits.imagesPerMinute && !limits.maxInFlight && !request.modelCap) return NO_SLOTS;
+    const tokens = request.tokens ?? 0;
+    const countsTokens = limits.tokensPerMinute > 0 && tokens > 0;
+    if (!limits.requestsPerMinute && !limits.imagesPerMinute && !limits.maxInFlight && !request.modelCap && !countsTokens) return NO_SLOTS;
     const input: AdmitInput = {
-      keyId: request.keyId, limits, images: request.images, model: request.model, modelCap: request.modelCap,
+      keyId: request.keyId, limits, images: request.images, tokens, model: request.model, modelCap: request.modelCap,
       modelSlots: request.modelSlots, leaseId: request.requestId, leaseMs: this.deps.leaseMs,
     };
     const release = { keyId: input.keyId, model: input.model, leaseId: input.leaseId, modelSlots: input.modelSlots };
@@ -100,12 +109,15 @@ export class RequestLimiter {
       result = await decidedBy.admit(input);
     }
     const degraded = decidedBy !== this.deps.backend;
-    const headers = { ...windowHeaders('requests', result.requests), ...windowHeaders('images', result.images), ...(degraded ? { [DEGRADED_HEADER]: 'redis-unavailable' } : {}) };
+    const headers = {
+      ...windowHeaders('requests', result.requests), ...windowHeaders('images', result.images), ...windowHeaders('tokens', result.tokens),
+      ...(degraded ? { [DEGRADED_HEADER]: 'redis-unavailable' } : {}),
+    };
 
     if (!result.admitted) {
       this.counters.refused++;
       this.deps.metrics?.rateLimitRejected(result.reasons[0]);
-      const overLimit = result.reasons.includes('images_over_limit');
+      const overLimit = result.reasons.includes('images_over_limit') || result.reasons.includes('tokens_over_limit');
       throw rateLimited(refusalMessage(result.reasons[0], request, limits), result.retryAfterMs / 1000, {
         ...headers,
         // Waiting cannot help a request larger than the whole per-minute allowance.
@@ -116,10 +128,12 @@ export class RequestLimiter {
     let released = false;
     return {
       headers,
-      release: async () => {
+      release: async (usedTokens?: number) => {
         if (released) return;
         released = true;
         try {
+          const unused = countsTokens && usedTokens !== undefined ? tokens - Math.min(tokens, Math.max(0, usedTokens)) : 0;
+          if (unused > 0) await decidedBy.refundTokens({ keyId: request.keyId, tokensPerMinute: limits.tokensPerMinute, tokens: unused });
           await decidedBy.release(release);
           // A script that timed out may still have run in Redis: give those slots back too (best effort).
           if (degraded) await this.deps.backend.release(release).catch(() => {});
@@ -151,7 +165,7 @@ export class RequestLimiter {
   }
 }
 
-function windowHeaders(name: 'requests' | 'images', state: WindowState | undefined): Record<string, string> {
+function windowHeaders(name: 'requests' | 'images' | 'tokens', state: WindowState | undefined): Record<string, string> {
   if (!state) return {};
   return {
     [`x-ratelimit-limit-${name}`]: String(state.limit),
@@ -178,6 +192,10 @@ function refusalMessage(reason: RefusalReason, request: AdmitRequest, limits: Ke
       return `Rate limit reached for images per minute on this API key (limit ${limits.imagesPerMinute}, this request asks for ${request.images}). Please retry after the time in Retry-After.`;
     case 'images_over_limit':
       return `This request asks for ${request.images} images, more than this API key's limit of ${limits.imagesPerMinute} images per minute. Lower 'n'.`;
+    case 'tokens':
+      return `Rate limit reached for tokens per minute on this API key (limit ${limits.tokensPerMinute}; this request is counted at its upper bound, ${request.tokens}: the prompt and the most completion tokens it allows, the unused part given back when it ends). Please retry after the time in Retry-After, or lower 'max_tokens'.`;
+    case 'tokens_over_limit':
+      return `This request may use up to ${request.tokens} tokens (the prompt and the most completion tokens it allows), more than this API key's limit of ${limits.tokensPerMinute} tokens per minute. Lower 'max_tokens' or shorten the messages.`;
     case 'in_flight':
       return `Too many concurrent requests on this API key: at most ${limits.maxInFlight} generation${limits.maxInFlight === 1 ? '' : 's'} may run at once. Retry when one finishes.`;
     case 'model_concurrency':

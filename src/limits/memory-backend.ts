@@ -1,4 +1,7 @@
-import { IN_FLIGHT_RETRY_MS, WINDOW_MS, gcra, type AdmitInput, type AdmitResult, type LimitBackend, type RefusalReason, type ReleaseInput, type WindowState } from './types.ts';
+import {
+  IN_FLIGHT_RETRY_MS, WINDOW_MS, gcra, gcraRefund, type AdmitInput, type AdmitResult, type LimitBackend, type RefundInput, type RefusalReason, type ReleaseInput,
+  type WindowState,
+} from './types.ts';
 
 /**
  * Limits for one instance, in process memory: the default, and the fallback while Redis is unreachable.
@@ -6,7 +9,7 @@ import { IN_FLIGHT_RETRY_MS, WINDOW_MS, gcra, type AdmitInput, type AdmitResult,
  */
 export class MemoryLimitBackend implements LimitBackend {
   readonly kind = 'memory' as const;
-  /** GCRA theoretical arrival times, by `r:<key>` / `i:<key>`. */
+  /** GCRA theoretical arrival times, by `r:<key>` / `i:<key>` / `t:<key>`. */
   private readonly tats = new Map<string, number>();
   /** Lease id → expiry, by `k:<key>` / `m:<model>`. */
   private readonly leases = new Map<string, Map<string, number>>();
@@ -22,8 +25,10 @@ export class MemoryLimitBackend implements LimitBackend {
     let retryMs = 0;
     let requests: WindowState | undefined;
     let images: WindowState | undefined;
+    let tokens: WindowState | undefined;
     let nextRequestsTat: number | undefined;
     let nextImagesTat: number | undefined;
+    let nextTokensTat: number | undefined;
 
     if (limits.requestsPerMinute > 0) {
       const step = gcra(this.tats.get(`r:${input.keyId}`) ?? 0, now, limits.requestsPerMinute, 1);
@@ -46,6 +51,18 @@ export class MemoryLimitBackend implements LimitBackend {
         retryMs = Math.max(retryMs, step.retryMs);
       }
     }
+    if (limits.tokensPerMinute > 0 && input.tokens > 0) {
+      const step = gcra(this.tats.get(`t:${input.keyId}`) ?? 0, now, limits.tokensPerMinute, input.tokens);
+      tokens = step.state;
+      if (input.tokens > limits.tokensPerMinute) {
+        reasons.push('tokens_over_limit');
+        retryMs = Math.max(retryMs, WINDOW_MS);
+      } else if (step.allowed) nextTokensTat = step.tat;
+      else {
+        reasons.push('tokens');
+        retryMs = Math.max(retryMs, step.retryMs);
+      }
+    }
     const keyLeases = limits.maxInFlight > 0 ? this.live(`k:${input.keyId}`, now) : undefined;
     if (keyLeases && keyLeases.size >= limits.maxInFlight) {
       reasons.push('in_flight');
@@ -56,14 +73,22 @@ export class MemoryLimitBackend implements LimitBackend {
       reasons.push('model_concurrency');
       retryMs = Math.max(retryMs, IN_FLIGHT_RETRY_MS);
     }
-    if (reasons.length > 0) return { admitted: false, reasons, retryAfterMs: retryMs, requests, images };
+    if (reasons.length > 0) return { admitted: false, reasons, retryAfterMs: retryMs, requests, images, tokens };
 
     if (nextRequestsTat !== undefined) this.tats.set(`r:${input.keyId}`, nextRequestsTat);
     if (nextImagesTat !== undefined) this.tats.set(`i:${input.keyId}`, nextImagesTat);
+    if (nextTokensTat !== undefined) this.tats.set(`t:${input.keyId}`, nextTokensTat);
     const expiry = now + input.leaseMs;
     keyLeases?.set(input.leaseId, expiry);
     for (let slot = 1; slot <= input.modelSlots; slot++) modelLeases?.set(`${input.leaseId}#${slot}`, expiry);
-    return { admitted: true, requests, images };
+    return { admitted: true, requests, images, tokens };
+  }
+
+  async refundTokens(input: RefundInput): Promise<void> {
+    const name = `t:${input.keyId}`;
+    const tat = this.tats.get(name);
+    if (tat === undefined || input.tokens <= 0 || input.tokensPerMinute <= 0) return;
+    this.tats.set(name, gcraRefund(tat, this.now(), input.tokensPerMinute, input.tokens));
   }
 
   async release(input: ReleaseInput): Promise<void> {

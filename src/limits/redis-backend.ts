@@ -1,14 +1,16 @@
 import { Redis } from 'ioredis';
-import { IN_FLIGHT_RETRY_MS, WINDOW_MS, type AdmitInput, type AdmitResult, type LimitBackend, type RefusalReason, type ReleaseInput, type WindowState } from './types.ts';
+import {
+  IN_FLIGHT_RETRY_MS, WINDOW_MS, type AdmitInput, type AdmitResult, type LimitBackend, type RefundInput, type RefusalReason, type ReleaseInput, type WindowState,
+} from './types.ts';
 
 /**
  * The admission as one Lua script, so it is atomic across every instance sharing the Redis: all windows and slots
  * are checked first and then all taken, or nothing changes. Time is Redis's own clock (TIME), so instances with
  * skewed clocks still share one timeline. The GCRA step is the same as `gcra()` in types.ts.
  *
- * KEYS: requests TAT, images TAT, the key's lease set, the model's lease set.
- * ARGV: rpm, ipm, images, max in flight, model cap, model slots, lease id, lease ms.
- * Returns: admitted (0/1), retry ms, refusal bitmask, then limit/remaining/reset for requests and for images.
+ * KEYS: requests TAT, images TAT, the key's lease set, the model's lease set, tokens TAT.
+ * ARGV: rpm, ipm, images, max in flight, model cap, model slots, lease id, lease ms, tpm, tokens.
+ * Returns: admitted (0/1), retry ms, refusal bitmask, then limit/remaining/reset for requests, images and tokens.
  */
 const ADMIT_LUA = `
 local t = redis.call('TIME')
@@ -16,6 +18,7 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local rpm, ipm, images = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local maxIn, cap, slots = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
 local lease, leaseMs = ARGV[7], tonumber(ARGV[8])
+local tpm, tokens = tonumber(ARGV[9]), tonumber(ARGV[10])
 local WINDOW = ${WINDOW_MS}
 
 local function gcra(key, limit, qty)
@@ -33,6 +36,8 @@ end
 local refused, retry = 0, 0
 local rOk, rTat, rRem, rReset = true, 0, 0, 0
 local iOk, iTat, iRem, iReset = true, 0, 0, 0
+local tOk, tTat, tRem, tReset = true, 0, 0, 0
+local useTokens = tpm > 0 and tokens > 0
 if rpm > 0 then
   local wait
   rOk, rTat, wait, rRem, rReset = gcra(KEYS[1], rpm, 1)
@@ -47,6 +52,15 @@ if ipm > 0 then
     refused = refused + 2; retry = math.max(retry, wait)
   end
 end
+if useTokens then
+  local wait
+  tOk, tTat, wait, tRem, tReset = gcra(KEYS[5], tpm, tokens)
+  if tokens > tpm then
+    tOk = false; refused = refused + 64; retry = math.max(retry, WINDOW)
+  elseif not tOk then
+    refused = refused + 32; retry = math.max(retry, wait)
+  end
+end
 if maxIn > 0 then
   redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
   if redis.call('ZCARD', KEYS[3]) >= maxIn then refused = refused + 8; retry = math.max(retry, ${IN_FLIGHT_RETRY_MS}) end
@@ -59,6 +73,7 @@ end
 if refused == 0 then
   if rpm > 0 then redis.call('SET', KEYS[1], string.format('%.3f', rTat), 'PX', math.ceil(rTat - now) + 1000) end
   if ipm > 0 then redis.call('SET', KEYS[2], string.format('%.3f', iTat), 'PX', math.ceil(iTat - now) + 1000) end
+  if useTokens then redis.call('SET', KEYS[5], string.format('%.3f', tTat), 'PX', math.ceil(tTat - now) + 1000) end
   if maxIn > 0 then
     redis.call('ZADD', KEYS[3], now + leaseMs, lease)
     redis.call('PEXPIRE', KEYS[3], leaseMs + 1000)
@@ -68,15 +83,34 @@ if refused == 0 then
     redis.call('PEXPIRE', KEYS[4], leaseMs + 1000)
   end
 end
-return { refused == 0 and 1 or 0, math.ceil(retry), refused, rpm, rRem, math.ceil(rReset), ipm, iRem, math.ceil(iReset) }
+if not useTokens then tpm = 0 end
+return { refused == 0 and 1 or 0, math.ceil(retry), refused, rpm, rRem, math.ceil(rReset), ipm, iRem, math.ceil(iReset), tpm, tRem, math.ceil(tReset) }
 `;
 
-const REASON_BITS: Array<[number, RefusalReason]> = [[1, 'requests'], [2, 'images'], [4, 'images_over_limit'], [8, 'in_flight'], [16, 'model_concurrency']];
+/**
+ * Gives unused tokens back to a tokens window, atomically and on Redis's clock: the stored arrival time moves back by
+ * their share of the window (gcraRefund in types.ts), never before now. A window that has expired meanwhile is left alone.
+ * KEYS: tokens TAT. ARGV: tpm, tokens.
+ */
+const REFUND_LUA = `
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
+if tat <= now then return 0 end
+local nextTat = math.max(now, tat - tonumber(ARGV[2]) * (${WINDOW_MS} / tonumber(ARGV[1])))
+redis.call('SET', KEYS[1], string.format('%.3f', nextTat), 'PX', math.ceil(nextTat - now) + 1000)
+return 1
+`;
 
-type AdmitReply = [number, number, number, number, number, number, number, number, number];
+const REASON_BITS: Array<[number, RefusalReason]> = [
+  [1, 'requests'], [2, 'images'], [4, 'images_over_limit'], [32, 'tokens'], [64, 'tokens_over_limit'], [8, 'in_flight'], [16, 'model_concurrency'],
+];
+
+type AdmitReply = [number, number, number, number, number, number, number, number, number, number, number, number];
 
 interface DeepshiRedis extends Redis {
-  deepshiAdmit(k1: string, k2: string, k3: string, k4: string, ...args: Array<string | number>): Promise<AdmitReply>;
+  deepshiAdmit(k1: string, k2: string, k3: string, k4: string, k5: string, ...args: Array<string | number>): Promise<AdmitReply>;
+  deepshiRefund(k1: string, tpm: number, tokens: number): Promise<number>;
 }
 
 export interface RedisLimitOptions {
@@ -108,7 +142,8 @@ export class RedisLimitBackend implements LimitBackend {
       lazyConnect: true,
     });
     redis.on('error', (error: Error) => options.onError?.(error));
-    redis.defineCommand('deepshiAdmit', { numberOfKeys: 4, lua: ADMIT_LUA });
+    redis.defineCommand('deepshiAdmit', { numberOfKeys: 5, lua: ADMIT_LUA });
+    redis.defineCommand('deepshiRefund', { numberOfKeys: 1, lua: REFUND_LUA });
     this.redis = redis as DeepshiRedis;
   }
 
@@ -121,16 +156,22 @@ export class RedisLimitBackend implements LimitBackend {
 
   async admit(input: AdmitInput): Promise<AdmitResult> {
     const reply = await this.redis.deepshiAdmit(
-      this.key('r', input.keyId), this.key('i', input.keyId), this.key('k', input.keyId), this.key('m', input.model),
+      this.key('r', input.keyId), this.key('i', input.keyId), this.key('k', input.keyId), this.key('m', input.model), this.key('t', input.keyId),
       input.limits.requestsPerMinute, input.limits.imagesPerMinute, input.images, input.limits.maxInFlight,
-      input.modelCap, input.modelSlots, input.leaseId, input.leaseMs,
+      input.modelCap, input.modelSlots, input.leaseId, input.leaseMs, input.limits.tokensPerMinute, input.tokens,
     );
-    const [admitted, retryMs, bits, rpm, rRemaining, rReset, ipm, iRemaining, iReset] = reply.map(Number);
+    const [admitted, retryMs, bits, rpm, rRemaining, rReset, ipm, iRemaining, iReset, tpm, tRemaining, tReset] = reply.map(Number);
     const requests: WindowState | undefined = rpm > 0 ? { limit: rpm, remaining: rRemaining, resetMs: rReset } : undefined;
     const images: WindowState | undefined = ipm > 0 ? { limit: ipm, remaining: iRemaining, resetMs: iReset } : undefined;
-    if (admitted === 1) return { admitted: true, requests, images };
+    const tokens: WindowState | undefined = tpm > 0 ? { limit: tpm, remaining: tRemaining, resetMs: tReset } : undefined;
+    if (admitted === 1) return { admitted: true, requests, images, tokens };
     const reasons = REASON_BITS.filter(([bit]) => (bits & bit) !== 0).map(([, reason]) => reason);
-    return { admitted: false, reasons, retryAfterMs: retryMs, requests, images };
+    return { admitted: false, reasons, retryAfterMs: retryMs, requests, images, tokens };
+  }
+
+  async refundTokens(input: RefundInput): Promise<void> {
+    if (input.tokens <= 0 || input.tokensPerMinute <= 0) return;
+    await this.redis.deepshiRefund(this.key('t', input.keyId), input.tokensPerMinute, input.tokens);
   }
 
   async release(input: ReleaseInput): Promise<void> {
@@ -145,7 +186,7 @@ export class RedisLimitBackend implements LimitBackend {
     this.redis.disconnect();
   }
 
-  private key(kind: 'r' | 'i' | 'k' | 'm', name: string): string {
+  private key(kind: 'r' | 'i' | 'k' | 'm' | 't', name: string): string {
     return `${this.prefix}${kind}:${name}`;
   }
 }

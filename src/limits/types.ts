@@ -1,11 +1,15 @@
 /**
  * Rate limits and concurrency caps, checked before any credit is held. One backend decides each admission in a
- * single atomic step: the per-minute windows of the key (requests and images), the key's in-flight slots and the
+ * single atomic step: the per-minute windows of the key (requests, images, tokens), the key's in-flight slots and the
  * model's upstream-call slots are all taken together, or none is.
  *
  * Windows are GCRA (a leaky bucket kept as one timestamp per key and dimension): a limit of L per minute admits a
  * burst of L, then one more every 60/L seconds. In-flight slots are leases that expire on their own (a crashed
  * instance cannot leak a slot for longer than the lease), and are released by the request that took them.
+ *
+ * Tokens (text models) are admitted at the request's upper bound (its prompt bound plus the most completion tokens it
+ * allows), because the real count is known only at the end; settlement gives the unused part back to the window
+ * (`refundTokens`: the stored arrival time moves back by the unused tokens' share, never before now).
  */
 
 /** Effective limits of one key; 0 = unlimited. */
@@ -13,6 +17,7 @@ export interface KeyLimits {
   requestsPerMinute: number;
   imagesPerMinute: number;
   maxInFlight: number;
+  tokensPerMinute: number;
 }
 
 export interface AdmitInput {
@@ -20,6 +25,8 @@ export interface AdmitInput {
   limits: KeyLimits;
   /** Images this request asks for (n): its cost against the images window. */
   images: number;
+  /** The most tokens this request can use (text models; 0 for images): its cost against the tokens window. */
+  tokens: number;
   model: string;
   /** Concurrent upstream calls this request makes (n fanned out by the adapter's images per call). */
   modelSlots: number;
@@ -39,11 +46,19 @@ export interface WindowState {
   resetMs: number;
 }
 
-export type RefusalReason = 'requests' | 'images' | 'images_over_limit' | 'in_flight' | 'model_concurrency';
+export type RefusalReason = 'requests' | 'images' | 'images_over_limit' | 'tokens' | 'tokens_over_limit' | 'in_flight' | 'model_concurrency';
 
 export type AdmitResult =
-  | { admitted: true; requests?: WindowState; images?: WindowState }
-  | { admitted: false; reasons: RefusalReason[]; retryAfterMs: number; requests?: WindowState; images?: WindowState };
+  | { admitted: true; requests?: WindowState; images?: WindowState; tokens?: WindowState }
+  | { admitted: false; reasons: RefusalReason[]; retryAfterMs: number; requests?: WindowState; images?: WindowState; tokens?: WindowState };
+
+/** Tokens admitted but not used, given back to a key's tokens window at settlement. */
+export interface RefundInput {
+  keyId: string;
+  /** The key's tokens-per-minute limit (the window's rate). */
+  tokensPerMinute: number;
+  tokens: number;
+}
 
 export interface ReleaseInput {
   keyId: string;
@@ -57,6 +72,8 @@ export interface LimitBackend {
   admit(input: AdmitInput): Promise<AdmitResult>;
   /** Frees the in-flight slots of a lease; idempotent, and a no-op for slots already expired or never taken. */
   release(input: ReleaseInput): Promise<void>;
+  /** Gives unused tokens back to the key's tokens window. */
+  refundTokens(input: RefundInput): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -77,6 +94,11 @@ export function gcra(tat: number, now: number, limit: number, quantity: number):
     return { allowed: false, tat: base, retryMs: allowAt - now, state: windowState(limit, base - now, interval) };
   }
   return { allowed: true, tat: next, retryMs: 0, state: windowState(limit, next - now, interval) };
+}
+
+/** The stored arrival time after giving back `quantity` units of a window of `limit` per minute. */
+export function gcraRefund(tat: number, now: number, limit: number, quantity: number): number {
+  return Math.max(now, tat - quantity * (WINDOW_MS / limit));
 }
 
 function windowState(limit: number, backlogMs: number, interval: number): WindowState {

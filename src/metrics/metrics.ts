@@ -24,7 +24,7 @@ const OUTCOMES: readonly ImageRequestOutcome[] = ['success', 'partial', 'failed'
 const UPSTREAM_RESULTS: readonly UpstreamCallResult[] = ['ok', 'retried', 'failed_over', 'error'];
 const CHAT_OUTCOMES: readonly ChatRequestOutcome[] = ['success', 'failed', 'rejected'];
 const TOKEN_KINDS: readonly TokenKind[] = ['prompt', 'cached_prompt', 'completion'];
-const LIMITS: readonly RefusalReason[] = ['requests', 'images', 'images_over_limit', 'in_flight', 'model_concurrency'];
+const LIMITS: readonly RefusalReason[] = ['requests', 'images', 'images_over_limit', 'tokens', 'tokens_over_limit', 'in_flight', 'model_concurrency'];
 
 /** Image calls take from a fraction of a second (offline, cached) to minutes (large sizes, slow upstreams). */
 const GENERATION_BUCKETS = [0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 15, 30, 45, 60, 90, 120, 180, 240, 300];

@@ -106,21 +106,22 @@ export class AccountService {
   }
 
   /**
-   * Sets a key's rate limits. Each of `requests_per_minute`, `images_per_minute`, `max_in_flight` is a whole number
+   * Sets a key's rate limits. Each of `requests_per_minute`, `images_per_minute`, `max_in_flight`, `tokens_per_minute` is a whole number
    * (0 = unlimited) or null (back to the server default); a field left out keeps its current value.
    */
   async setKeyLimits(id: string, input: Record<string, unknown>): Promise<ApiKeyRecord> {
     const current = await this.store.getApiKey(id);
     if (!current || current.status === 'deleted') throw notFound('key', id);
-    const known = new Set(['requests_per_minute', 'images_per_minute', 'max_in_flight']);
+    const known = new Set(['requests_per_minute', 'images_per_minute', 'max_in_flight', 'tokens_per_minute']);
     const unknown = Object.keys(input).find((name) => !known.has(name));
     if (unknown !== undefined) {
-      throw invalidRequest(`Unknown limit '${unknown.slice(0, 80)}'; use requests_per_minute, images_per_minute or max_in_flight.`, unknown.slice(0, 80), 'unknown_parameter');
+      throw invalidRequest(`Unknown limit '${unknown.slice(0, 80)}'; use requests_per_minute, images_per_minute, max_in_flight or tokens_per_minute.`, unknown.slice(0, 80), 'unknown_parameter');
     }
     const limits: ApiKeyLimits = {
       requestsPerMinute: readLimit(input, 'requests_per_minute', current.limits.requestsPerMinute),
       imagesPerMinute: readLimit(input, 'images_per_minute', current.limits.imagesPerMinute),
       maxInFlight: readLimit(input, 'max_in_flight', current.limits.maxInFlight),
+      tokensPerMinute: readLimit(input, 'tokens_per_minute', current.limits.tokensPerMinute ?? null),
     };
     const record = await this.store.setApiKeyLimits(id, limits);
     if (!record) throw notFound('key', id);
@@ -160,6 +161,7 @@ export function keyJson(record: ApiKeyRecord, key?: string) {
       requests_per_minute: record.limits.requestsPerMinute,
       images_per_minute: record.limits.imagesPerMinute,
       max_in_flight: record.limits.maxInFlight,
+      tokens_per_minute: record.limits.tokensPerMinute ?? null,
     },
     created_at: Math.floor(record.createdAt / 1000),
     ...(key ? { key } : {}),

@@ -21,6 +21,8 @@ export interface BilledTicket {
   hold: Nanos;
   /** Images asked for (per-key images per minute); 0 for text. */
   images: number;
+  /** The most tokens the request can use (text: prompt bound + completion budget), for the key's tokens per minute. */
+  tokens?: number;
   /** The model's cap on concurrent upstream calls (0 = none) and how many of them this request takes. */
   modelCap: number;
   modelSlots: number;
@@ -32,6 +34,8 @@ export interface Settlement {
   upstreamCost?: Nanos;
   images: number;
   detail: Record<string, unknown>;
+  /** Tokens the work used (text): the rest of the ticket's tokens go back to the key's tokens per minute. */
+  tokens?: number;
 }
 
 /** Work that delivered something: its value and what it is charged. */
@@ -55,6 +59,8 @@ export class BilledWorkRunner {
   private readonly inFlight = new Set<Promise<unknown>>();
   /** Aborted when shutdown's grace period ends (abandonAll): every running piece of work stops and is answered. */
   private readonly stopping = new AbortController();
+  /** Tokens each admitted text request used, set at settlement and read when its admission is released. */
+  private readonly usedTokens = new Map<string, number>();
 
   constructor(
     private readonly deps: {
@@ -72,16 +78,28 @@ export class BilledWorkRunner {
    * Per-key limits (requests and images per minute, in-flight cap) and the model's cap on concurrent upstream calls,
    * checked before the hold so a refused request takes no credit: 429 rate_limit_exceeded with Retry-After.
    */
-  admit(caller: Caller, ticket: BilledTicket, requestId: string): Promise<Admission> {
-    return this.deps.limiter.admit({
+  async admit(caller: Caller, ticket: BilledTicket, requestId: string): Promise<Admission> {
+    const admission = await this.deps.limiter.admit({
       keyId: caller.keyId,
       keyLimits: caller.limits,
       images: ticket.images,
+      tokens: ticket.tokens,
       model: ticket.model,
       modelCap: ticket.modelCap,
       modelSlots: ticket.modelSlots,
       requestId,
     });
+    if (!ticket.tokens) return admission;
+    // Tokens are admitted at the bound; releasing gives back what the request did not use (all of it if it failed).
+    this.usedTokens.set(requestId, 0);
+    return {
+      headers: admission.headers,
+      release: async () => {
+        const used = this.usedTokens.get(requestId) ?? 0;
+        this.usedTokens.delete(requestId);
+        await admission.release(used);
+      },
+    };
   }
 
   /** Reserves the ticket's hold; 402 insufficient_quota when the balance cannot cover it (nothing changes then). */
@@ -131,12 +149,14 @@ export class BilledWorkRunner {
       await store.releaseReservation(requestId, reason).catch((releaseError) => logger.error({ err: releaseError, requestId }, 'release failed'));
       throw stopped ? shuttingDown() : toGatewayError(error, signal, callerSignal);
     }
-    const settled = await store.settleReservation({ requestId, ...result.settlement });
+    const { tokens, ...settlement } = result.settlement;
+    const settled = await store.settleReservation({ requestId, ...settlement });
     if (!settled) {
       // Only the sweeper can have resolved it first, which means we overran the hold's expiry: deliver nothing we did not bill.
       logger.error({ requestId }, 'hold was already resolved before settlement');
       throw internalError();
     }
+    if (tokens !== undefined && this.usedTokens.has(requestId)) this.usedTokens.set(requestId, tokens);
     return result.value;
   }
 

@@ -99,7 +99,10 @@ export class ChatCompletionService {
     return { model, routes, request, promptTokens, quote, stream: envelope.stream, includeUsage: envelope.includeUsage, warnings: envelope.warnings };
   }
 
-  /** The same per-key limits as images (a chat request is one request and no images) and the model's concurrency cap. */
+  /**
+   * The same per-key limits as images (a chat request is one request and no images), the key's tokens per minute at
+   * the request's upper bound (given back down to its usage when it is settled), and the model's concurrency cap.
+   */
   admit(caller: Caller, prepared: PreparedChatRequest, requestId: string): Promise<Admission> {
     return this.deps.runner.admit(caller, chatTicket(prepared), requestId);
   }
@@ -182,7 +185,7 @@ export class ChatCompletionService {
       ...(usage.reasoningTokens > 0 ? { reasoning_tokens: usage.reasoningTokens } : {}),
       finish_reason: result.finishReason,
     };
-    return { value: outcome, settlement: { cost, images: 0, detail } };
+    return { value: outcome, settlement: { cost, images: 0, detail, tokens: usage.promptTokens + usage.completionTokens } };
   }
 
   /** Waits (bounded) for in-flight completions, e.g. on SIGTERM. */
@@ -192,7 +195,15 @@ export class ChatCompletionService {
 }
 
 function chatTicket(prepared: PreparedChatRequest): BilledTicket {
-  return { model: prepared.model.id, endpoint: CHAT_ENDPOINT, hold: prepared.quote.hold, images: 0, modelCap: prepared.model.max_concurrency ?? 0, modelSlots: 1 };
+  return {
+    model: prepared.model.id, endpoint: CHAT_ENDPOINT, hold: prepared.quote.hold, images: 0, tokens: tokenBound(prepared),
+    modelCap: prepared.model.max_concurrency ?? 0, modelSlots: 1,
+  };
+}
+
+/** The most tokens a request can use (prompt bound + completion budget): what the tokens-per-minute window admits it at. */
+export function tokenBound(prepared: PreparedChatRequest): number {
+  return prepared.promptTokens + prepared.request.maxOutputTokens;
 }
 
 /** "The same request" for an Idempotency-Key: endpoint, model and the validated, normalised request with its framing. */

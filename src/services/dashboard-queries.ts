@@ -126,10 +126,11 @@ export class DashboardQueries {
       requests_per_minute: this.defaultLimits.requestsPerMinute,
       images_per_minute: this.defaultLimits.imagesPerMinute,
       max_in_flight: this.defaultLimits.maxInFlight,
+      tokens_per_minute: this.defaultLimits.tokensPerMinute,
     };
     const limits: Record<string, number | null> = {};
     for (const [name, raw] of Object.entries(value as Record<string, unknown>)) {
-      if (!(name in defaults)) throw invalidRequest(`Unknown limit '${name.slice(0, 80)}'; use requests_per_minute, images_per_minute or max_in_flight.`, `limits.${name.slice(0, 80)}`, 'unknown_parameter');
+      if (!(name in defaults)) throw invalidRequest(`Unknown limit '${name.slice(0, 80)}'; use requests_per_minute, images_per_minute, max_in_flight or tokens_per_minute.`, `limits.${name.slice(0, 80)}`, 'unknown_parameter');
       if (raw === null) {
         limits[name] = null;
         continue;

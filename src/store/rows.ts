@@ -52,6 +52,7 @@ export function rowMappers(readJson: JsonReader): RowMappers {
         requestsPerMinute: intOrNull(row.requests_per_minute),
         imagesPerMinute: intOrNull(row.images_per_minute),
         maxInFlight: intOrNull(row.max_in_flight),
+        tokensPerMinute: intOrNull(row.tokens_per_minute ?? null),
       },
       lastUsedAt: intOrNull(row.last_used_at ?? null),
     }),

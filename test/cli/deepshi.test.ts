@@ -33,9 +33,9 @@ describe('deepshi CLI', () => {
     const rotated = run('keys', 'rotate', key.id);
     assert.notEqual(rotated.key, key.key);
     assert.deepEqual(run('keys', 'models', key.id, 'all').models, null);
-    const limited = run('keys', 'limits', key.id, '--rpm', '60', '--in-flight', '2');
-    assert.deepEqual(limited.limits, { requests_per_minute: 60, images_per_minute: null, max_in_flight: 2 });
-    assert.deepEqual(run('keys', 'limits', key.id, '--rpm', 'default').limits, { requests_per_minute: null, images_per_minute: null, max_in_flight: 2 });
+    const limited = run('keys', 'limits', key.id, '--rpm', '60', '--in-flight', '2', '--tpm', '20000');
+    assert.deepEqual(limited.limits, { requests_per_minute: 60, images_per_minute: null, max_in_flight: 2, tokens_per_minute: 20000 });
+    assert.deepEqual(run('keys', 'limits', key.id, '--rpm', 'default').limits, { requests_per_minute: null, images_per_minute: null, max_in_flight: 2, tokens_per_minute: 20000 });
     assert.equal(run('keys', 'revoke', key.id).status, 'revoked');
 
     const store = new SqliteStore(path.join(dir, 'cli.db'));

@@ -262,6 +262,33 @@ describe('POST /v1/chat/completions (deepshi-echo)', () => {
     assert.equal(ledger.data.filter((entry: any) => entry.kind === 'hold').length, 1);
   });
 
+  it('tokens per minute: admitted at the request\'s upper bound (prompt + max_tokens), the unused part given back, 429 with Retry-After past it', async () => {
+    const account = await t.createAccount('1');
+    await t.admin('POST', `/admin/v1/keys/${account.keyId}/limits`, { tokens_per_minute: 1000 });
+    const client = t.client(account.key);
+    const ask = (max_tokens: number) => client.chat.completions.create({ model: 'deepshi-echo', messages: [{ role: 'user', content: 'hi' }], max_tokens }).withResponse();
+    const first = await ask(700);
+    assert.equal(first.response.headers.get('x-ratelimit-limit-tokens'), '1000');
+    assert.equal(first.response.headers.get('x-ratelimit-remaining-tokens'), String(1000 - (promptTokens('hi') + 700)));
+    assert.match(first.response.headers.get('x-ratelimit-reset-tokens')!, /s$/);
+    // The answer used 6 + 2 tokens: the other 698 came back, so another bound of 706 fits.
+    const second = await ask(700);
+    assert.ok(Number(second.response.headers.get('x-ratelimit-remaining-tokens')) >= 1000 - 8 - 706);
+    // Requests that use their whole bound (an answer longer than max_tokens): two of 404 fit, the third does not.
+    const long = () => client.chat.completions.create({ model: 'deepshi-echo', messages: [{ role: 'user', content: 'x'.repeat(800) }], max_tokens: 200 });
+    await long();
+    await long();
+    const refused = await expectError(long(), 429, 'rate_limit_exceeded');
+    assert.ok(Number(refused.headers?.get('retry-after')) >= 1);
+    assert.equal(refused.headers?.get('x-ratelimit-limit-tokens'), '1000');
+    assert.match(refused.message, /tokens per minute/);
+    const tooLarge = await expectError(ask(1000), 429, 'rate_limit_exceeded');
+    assert.equal(tooLarge.headers?.get('x-should-retry'), 'false');
+    // Image requests are not counted against tokens.
+    const image = await client.images.generate({ model: 'deepshi-sketch', prompt: 'x', size: '64x64' } as any).withResponse();
+    assert.equal(image.response.headers.get('x-ratelimit-limit-tokens'), null);
+  });
+
   it('N concurrent chats against a balance covering exactly k holds: exactly k succeed, the rest get 402, the ledger sums', async () => {
     // max_tokens 2 on an answer longer than 8 characters: every completion uses its whole hold, so the outcome cannot
     // depend on the order in which holds and settlements interleave.

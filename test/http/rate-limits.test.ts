@@ -42,18 +42,20 @@ describe('rate limits', () => {
   it('the admin API sets, changes and clears a key\'s limits, and validates them', async () => {
     const account = await t.createAccount('1');
     const created = await t.admin('GET', `/admin/v1/accounts/${account.accountId}`);
-    assert.deepEqual(created.keys[0].limits, { requests_per_minute: null, images_per_minute: null, max_in_flight: null });
-    const set = await limits(account.keyId, { requests_per_minute: 60, images_per_minute: 0, max_in_flight: 2 });
-    assert.deepEqual(set.limits, { requests_per_minute: 60, images_per_minute: 0, max_in_flight: 2 });
+    assert.deepEqual(created.keys[0].limits, { requests_per_minute: null, images_per_minute: null, max_in_flight: null, tokens_per_minute: null });
+    const set = await limits(account.keyId, { requests_per_minute: 60, images_per_minute: 0, max_in_flight: 2, tokens_per_minute: 30_000 });
+    assert.deepEqual(set.limits, { requests_per_minute: 60, images_per_minute: 0, max_in_flight: 2, tokens_per_minute: 30_000 });
     const partial = await limits(account.keyId, { max_in_flight: null });
-    assert.deepEqual(partial.limits, { requests_per_minute: 60, images_per_minute: 0, max_in_flight: null }, 'fields left out keep their value');
+    assert.deepEqual(partial.limits, { requests_per_minute: 60, images_per_minute: 0, max_in_flight: null, tokens_per_minute: 30_000 }, 'fields left out keep their value');
 
     const headers = { authorization: `Bearer ${ADMIN_TOKEN}`, 'content-type': 'application/json' };
     const post = (keyId: string, body: unknown) => rawRequest(t.url, { path: `/admin/v1/keys/${keyId}/limits`, method: 'POST', headers, body: JSON.stringify(body) });
     for (const bad of [-1, 1.5, '10', true, 2e9]) {
-      const response = await post(account.keyId, { requests_per_minute: bad });
-      assert.equal(response.status, 400, `value ${bad}`);
-      assert.equal(response.body.error.param, 'requests_per_minute');
+      for (const name of ['requests_per_minute', 'tokens_per_minute']) {
+        const response = await post(account.keyId, { [name]: bad });
+        assert.equal(response.status, 400, `value ${bad}`);
+        assert.equal(response.body.error.param, name);
+      }
     }
     assert.equal((await post(account.keyId, { rpm: 1 })).status, 400, 'unknown fields are refused, not ignored');
     assert.equal((await post('key_does_not_exist', { max_in_flight: 1 })).status, 404);

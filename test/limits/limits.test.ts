@@ -19,12 +19,12 @@ import { deadPort } from '../helpers/ports.ts';
 const redisUrl = process.env.DEEPSHI_TEST_REDIS_URL;
 const HOW_TO = 'start Redis and export the variable with: eval "$(bash .ci/services.sh)"';
 const prefix = `deepshi-test:${process.pid}-${randomUUID().slice(0, 8)}:`;
-const UNLIMITED: KeyLimits = { requestsPerMinute: 0, imagesPerMinute: 0, maxInFlight: 0 };
+const UNLIMITED: KeyLimits = { requestsPerMinute: 0, imagesPerMinute: 0, maxInFlight: 0, tokensPerMinute: 0 };
 
 function input(extra: Omit<Partial<AdmitInput>, 'limits'> & { limits?: Partial<KeyLimits> } = {}): AdmitInput {
   const { limits, ...rest } = extra;
   return {
-    keyId: `key_${randomUUID()}`, images: 1, model: `model-${randomUUID()}`, modelSlots: 1, modelCap: 0,
+    keyId: `key_${randomUUID()}`, images: 1, tokens: 0, model: `model-${randomUUID()}`, modelSlots: 1, modelCap: 0,
     leaseId: `req_${randomUUID()}`, leaseMs: 60_000, ...rest, limits: { ...UNLIMITED, ...limits },
   };
 }
@@ -131,6 +131,36 @@ function backendScenarios(name: string, open: () => Promise<LimitBackend>): void
       assert.equal(next.images?.remaining, 7, 'only the admitted images were counted');
     });
 
+    it('tokens per minute: admitted at the bound, refused past the window, unused tokens given back; one request over the whole window is refused as such', async () => {
+      await ready;
+      const base = input({ limits: { tokensPerMinute: 1200 }, images: 0 });
+      const first = await backend.admit({ ...base, tokens: 500, leaseId: 't1' });
+      assert.ok(first.admitted);
+      assert.deepEqual(first.tokens, { limit: 1200, remaining: 700, resetMs: 25_000 });
+      assert.ok((await backend.admit({ ...base, tokens: 500, leaseId: 't2' })).admitted);
+      const refused = await backend.admit({ ...base, tokens: 500, leaseId: 't3' });
+      assert.ok(!refused.admitted);
+      assert.deepEqual(refused.reasons, ['tokens']);
+      // 300 more tokens are needed; at 20 per second they take about 15 s.
+      assert.ok(refused.retryAfterMs > 14_000 && refused.retryAfterMs <= 15_000, `retry after ${refused.retryAfterMs}`);
+      await backend.refundTokens({ keyId: base.keyId, tokensPerMinute: 1200, tokens: 400 });
+      const after = await backend.admit({ ...base, tokens: 500, leaseId: 't4' });
+      assert.ok(after.admitted, 'the refund made room');
+      assert.ok(after.tokens!.remaining <= 100 && after.tokens!.remaining >= 99);
+      // Refunds never go below an empty window.
+      const fresh = input({ limits: { tokensPerMinute: 1200 }, images: 0 });
+      assert.ok((await backend.admit({ ...fresh, tokens: 100 })).admitted);
+      await backend.refundTokens({ keyId: fresh.keyId, tokensPerMinute: 1200, tokens: 5000 });
+      assert.equal((await backend.admit({ ...fresh, tokens: 1200 })).admitted, true);
+      const huge = await backend.admit({ ...input({ limits: { tokensPerMinute: 100 } }), tokens: 101 });
+      assert.ok(!huge.admitted);
+      assert.ok(huge.reasons.includes('tokens_over_limit'));
+      // Image requests (0 tokens) are not counted against tokens.
+      const image = await backend.admit({ ...input({ limits: { tokensPerMinute: 100 } }), tokens: 0 });
+      assert.ok(image.admitted);
+      assert.equal(image.tokens, undefined);
+    });
+
     it('200 concurrent admissions with a limit of 37 per minute: exactly 37 pass', async () => {
       await ready;
       const base = input({ limits: { requestsPerMinute: 37 } });
@@ -196,9 +226,12 @@ describe('RequestLimiter', () => {
   const silent = pino({ level: 'silent' });
 
   it('key limits override the server defaults field by field; null takes the default, 0 is unlimited', () => {
-    const limiter = new RequestLimiter({ backend: new MemoryLimitBackend(), defaults: { requestsPerMinute: 60, imagesPerMinute: 100, maxInFlight: 4 }, leaseMs: 1000, logger: silent });
-    assert.deepEqual(limiter.effectiveLimits(undefined), { requestsPerMinute: 60, imagesPerMinute: 100, maxInFlight: 4 });
-    assert.deepEqual(limiter.effectiveLimits({ requestsPerMinute: 0, imagesPerMinute: null, maxInFlight: 1 }), { requestsPerMinute: 0, imagesPerMinute: 100, maxInFlight: 1 });
+    const limiter = new RequestLimiter({ backend: new MemoryLimitBackend(), defaults: { requestsPerMinute: 60, imagesPerMinute: 100, maxInFlight: 4, tokensPerMinute: 9000 }, leaseMs: 1000, logger: silent });
+    assert.deepEqual(limiter.effectiveLimits(undefined), { requestsPerMinute: 60, imagesPerMinute: 100, maxInFlight: 4, tokensPerMinute: 9000 });
+    assert.deepEqual(
+      limiter.effectiveLimits({ requestsPerMinute: 0, imagesPerMinute: null, maxInFlight: 1, tokensPerMinute: 500 }),
+      { requestsPerMinute: 0, imagesPerMinute: 100, maxInFlight: 1, tokensPerMinute: 500 },
+    );
   });
 
   it('admits with x-ratelimit-* headers, refuses with 429 rate_limit_exceeded, Retry-After 1–60 and the same headers', async () => {
@@ -222,6 +255,33 @@ describe('RequestLimiter', () => {
     assert.equal(limiter.stats.refused, 1);
   });
 
+  it('tokens per minute: x-ratelimit-*-tokens headers, the upper bound admitted, the unused part given back on release, 429 with Retry-After', async () => {
+    const limiter = new RequestLimiter({ backend: new MemoryLimitBackend(), defaults: UNLIMITED, leaseMs: 1000, logger: silent });
+    const request = { keyId: 'kt', keyLimits: { requestsPerMinute: null, imagesPerMinute: null, maxInFlight: null, tokensPerMinute: 1000 }, images: 0, model: 'm', modelCap: 0, modelSlots: 1 };
+    const first = await limiter.admit({ ...request, tokens: 600, requestId: 'a' });
+    assert.deepEqual(first.headers, { 'x-ratelimit-limit-tokens': '1000', 'x-ratelimit-remaining-tokens': '400', 'x-ratelimit-reset-tokens': '36s' });
+    const refused = await limiter.admit({ ...request, tokens: 600, requestId: 'b' }).catch((e) => e);
+    assert.equal(refused.status, 429);
+    assert.match(refused.message, /tokens per minute/);
+    assert.equal(refused.headers['retry-after'], '12');
+    assert.equal(refused.headers['x-ratelimit-remaining-tokens'], '400');
+    // The first request used 100 of its 600: 500 come back, so 600 more fit.
+    await first.release(100);
+    const second = await limiter.admit({ ...request, tokens: 600, requestId: 'c' });
+    assert.equal(second.headers['x-ratelimit-remaining-tokens'], '300');
+    // A failed request (0 used) gives everything back; releasing twice gives nothing more.
+    await second.release(0);
+    await second.release(0);
+    const third = await limiter.admit({ ...request, tokens: 900, requestId: 'd' });
+    assert.equal(third.headers['x-ratelimit-remaining-tokens'], '0');
+    // Images never count against tokens; a request over the whole allowance is refused as such.
+    const image = await limiter.admit({ ...request, images: 1, requestId: 'e' });
+    assert.deepEqual(image.headers, {});
+    const huge = await limiter.admit({ ...request, tokens: 1001, requestId: 'f' }).catch((e) => e);
+    assert.equal(huge.headers['x-should-retry'], 'false');
+    assert.match(huge.message, /Lower 'max_tokens'/);
+  });
+
   it('a request over the whole per-minute image allowance says so and is marked not worth retrying', async () => {
     const limiter = new RequestLimiter({ backend: new MemoryLimitBackend(), defaults: { ...UNLIMITED, imagesPerMinute: 3 }, leaseMs: 1000, logger: silent });
     const error = await limiter.admit({ keyId: 'k', keyLimits: undefined, images: 4, model: 'm', modelCap: 0, modelSlots: 1, requestId: 'r' }).catch((e) => e);
@@ -236,6 +296,7 @@ describe('RequestLimiter', () => {
       kind: 'redis',
       admit: async () => assert.fail('backend called'),
       release: async () => assert.fail('backend called'),
+      refundTokens: async () => assert.fail('backend called'),
       close: async () => {},
     };
     const limiter = new RequestLimiter({ backend, defaults: UNLIMITED, leaseMs: 1000, logger: silent });

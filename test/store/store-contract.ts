@@ -308,15 +308,16 @@ export function runStoreContract(name: string, open: () => Promise<Store>): void
       it('limits: a new key uses the server defaults; set, change and clear round-trip; deleted keys refuse', async () => {
         const acct = await account(0n);
         const { key, hash } = await newKey(acct.id);
-        const defaults = { requestsPerMinute: null, imagesPerMinute: null, maxInFlight: null };
+        const defaults = { requestsPerMinute: null, imagesPerMinute: null, maxInFlight: null, tokensPerMinute: null };
         assert.deepEqual(key.limits, defaults);
-        const set = await store.setApiKeyLimits(key.id, { requestsPerMinute: 60, imagesPerMinute: 0, maxInFlight: 3 });
-        assert.deepEqual(set?.limits, { requestsPerMinute: 60, imagesPerMinute: 0, maxInFlight: 3 }, '0 (unlimited) is kept apart from null');
+        const set = await store.setApiKeyLimits(key.id, { requestsPerMinute: 60, imagesPerMinute: 0, maxInFlight: 3, tokensPerMinute: 40_000 });
+        assert.deepEqual(set?.limits, { requestsPerMinute: 60, imagesPerMinute: 0, maxInFlight: 3, tokensPerMinute: 40_000 }, '0 (unlimited) is kept apart from null');
         assert.deepEqual(await store.getApiKey(key.id), set);
         assert.deepEqual(await store.findApiKeyByHash(hash), set, 'authentication sees the limits with the key');
         assert.deepEqual((await store.listApiKeys(acct.id))[0].limits, set?.limits);
         assert.deepEqual((await store.setApiKeyLimits(key.id, { ...set!.limits, requestsPerMinute: null }))?.limits,
-          { requestsPerMinute: null, imagesPerMinute: 0, maxInFlight: 3 });
+          { requestsPerMinute: null, imagesPerMinute: 0, maxInFlight: 3, tokensPerMinute: 40_000 });
+        assert.deepEqual((await store.setApiKeyLimits(key.id, { ...set!.limits, tokensPerMinute: 0 }))?.limits.tokensPerMinute, 0);
         assert.deepEqual((await store.setApiKeyLimits(key.id, defaults))?.limits, defaults);
         await store.revokeApiKey(key.id);
         assert.deepEqual((await store.setApiKeyLimits(key.id, { ...defaults, maxInFlight: 1 }))?.limits.maxInFlight, 1, 'a revoked key keeps its settings');

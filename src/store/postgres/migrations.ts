@@ -108,4 +108,9 @@ CREATE INDEX idempotency_by_expiry ON idempotency_keys(expires_at);
     sql: POSTGRES_JOBS_MIGRATION,
   },
   { version: 4, ...POSTGRES_DASHBOARD_MIGRATION },
+  {
+    version: 5,
+    name: 'tokens per minute on text models',
+    sql: 'ALTER TABLE api_keys ADD COLUMN tokens_per_minute INTEGER CHECK (tokens_per_minute IS NULL OR tokens_per_minute >= 0);',
+  },
 ];

@@ -74,7 +74,7 @@ const SQL = {
   deleteKey: "UPDATE api_keys SET status = 'deleted', key_hash = NULL WHERE id = $1 AND status <> 'deleted'",
   setKeyModels: "UPDATE api_keys SET models = $2::jsonb WHERE id = $1 AND status <> 'deleted' RETURNING *",
   setKeyLimits: `
-    UPDATE api_keys SET requests_per_minute = $2, images_per_minute = $3, max_in_flight = $4
+    UPDATE api_keys SET requests_per_minute = $2, images_per_minute = $3, max_in_flight = $4, tokens_per_minute = $5
     WHERE id = $1 AND status <> 'deleted' RETURNING *`,
 
   // The guarded reservation. The WHERE clause is the balance check, so check and debit cannot be separated:
@@ -247,7 +247,7 @@ export class PostgresStore implements Store {
   }
 
   async setApiKeyLimits(id: string, limits: ApiKeyLimits): Promise<ApiKeyRecord | undefined> {
-    const { rows } = await this.run('setKeyLimits', [id, limits.requestsPerMinute, limits.imagesPerMinute, limits.maxInFlight]);
+    const { rows } = await this.run('setKeyLimits', [id, limits.requestsPerMinute, limits.imagesPerMinute, limits.maxInFlight, limits.tokensPerMinute ?? null]);
     return rows[0] ? toApiKey(rows[0]) : undefined;
   }
 

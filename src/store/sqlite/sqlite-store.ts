@@ -88,6 +88,8 @@ CREATE INDEX idempotency_by_expiry ON idempotency_keys(expires_at);
 `,
   SQLITE_JOBS_MIGRATION,
   SQLITE_DASHBOARD_MIGRATION,
+  // Tokens per minute on text models (NULL = the server default, 0 = unlimited).
+  'ALTER TABLE api_keys ADD COLUMN tokens_per_minute INTEGER CHECK (tokens_per_minute IS NULL OR tokens_per_minute >= 0);',
 ];
 
 // JSON columns are stored as text.
@@ -155,7 +157,7 @@ export class SqliteStore implements Store {
       deleteKey: db.prepare("UPDATE api_keys SET status = 'deleted', key_hash = NULL WHERE id = ? AND status != 'deleted'"),
       setKeyModels: db.prepare("UPDATE api_keys SET models = ? WHERE id = ? AND status != 'deleted'"),
       setKeyLimits: db.prepare(
-        "UPDATE api_keys SET requests_per_minute = ?, images_per_minute = ?, max_in_flight = ? WHERE id = ? AND status != 'deleted'",
+        "UPDATE api_keys SET requests_per_minute = ?, images_per_minute = ?, max_in_flight = ?, tokens_per_minute = ? WHERE id = ? AND status != 'deleted'",
       ),
       // The guarded reservation: the WHERE clause is the balance check, so check and debit cannot be separated.
       reserve: db.prepare('UPDATE accounts SET balance = balance - ?, held = held + ? WHERE id = ? AND balance >= ?'),
@@ -270,7 +272,7 @@ export class SqliteStore implements Store {
   }
 
   async setApiKeyLimits(id: string, limits: ApiKeyLimits): Promise<ApiKeyRecord | undefined> {
-    const result = this.statements.setKeyLimits.run(limits.requestsPerMinute, limits.imagesPerMinute, limits.maxInFlight, id);
+    const result = this.statements.setKeyLimits.run(limits.requestsPerMinute, limits.imagesPerMinute, limits.maxInFlight, limits.tokensPerMinute ?? null, id);
     return result.changes === 1 ? this.getApiKey(id) : undefined;
   }
 
