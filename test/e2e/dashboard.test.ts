@@ -262,8 +262,18 @@ describe('dashboard end to end in Chromium', { skip }, () => {
   it('revokes the key in the dashboard, and the SDK’s next call gets 403', async () => {
     const { page } = member;
     await page.goto('/keys');
-    await page.getByRole('button', { name: 'Revoke laptop' }).click();
-    await page.getByRole('dialog').getByRole('button', { name: 'Revoke' }).click();
+    // By keyboard: Enter opens the confirmation, Escape closes it, Enter on the focused action confirms.
+    await page.getByRole('button', { name: 'Revoke laptop' }).focus();
+    await page.keyboard.press('Enter');
+    const dialog = page.getByRole('dialog');
+    await dialog.waitFor();
+    await page.keyboard.press('Escape');
+    await dialog.waitFor({ state: 'hidden' });
+    await page.getByRole('button', { name: 'Revoke laptop' }).focus();
+    await page.keyboard.press('Enter');
+    await dialog.waitFor();
+    assert.equal(await page.evaluate(() => document.activeElement?.textContent), 'Revoke', 'focus moves into the dialog');
+    await page.keyboard.press('Enter');
     await page.getByTestId('keys-table').getByText('revoked').waitFor();
     await assert.rejects(sdk.images.generate({ model: 'deepshi-sketch', prompt: 'again' }), (error: unknown) => {
       assert.ok(error instanceof OpenAI.APIError);
