@@ -274,6 +274,72 @@ for (const store of ['sqlite', 'postgres'] as const) {
   });
 }
 
+describe('session cookie transport and lifetime', () => {
+  it('is Secure behind an HTTPS proxy only when the proxy is trusted, and the Origin then must be https', async () => {
+    for (const trusted of [true, false]) {
+      const s = await start('sqlite', { DEEPSHI_TRUST_PROXY: String(trusted) });
+      try {
+        const { email } = await member(s.url);
+        const host = new URL(s.url).host;
+        const client = new DashboardClient(s.url, `https://${host}`);
+        const response = await client.post('/dashboard/api/session', { email, password: PASSWORD }, { 'x-forwarded-proto': 'https' });
+        if (trusted) {
+          assert.equal(response.status, 200);
+          assert.match(client.lastSetCookie ?? '', /; Secure/i);
+          assert.equal((await client.post('/dashboard/api/playground-key', {}, { 'x-forwarded-proto': 'https' })).status, 200);
+          const plain = await client.withOrigin(`http://${host}`).post('/dashboard/api/playground-key', {}, { 'x-forwarded-proto': 'https' });
+          assert.equal(plain.status, 403, 'http origin against an https request');
+        } else {
+          // An untrusted X-Forwarded-Proto is ignored: the request is plain HTTP, so an https Origin is foreign.
+          assert.deepEqual([response.status, response.body.error.code], [403, 'origin_mismatch']);
+          const plain = new DashboardClient(s.url);
+          await plain.request('POST', '/dashboard/api/session', { email, password: PASSWORD }, { 'x-forwarded-proto': 'https' });
+          assert.doesNotMatch(plain.lastSetCookie ?? '', /Secure/i);
+        }
+      } finally {
+        await s.close();
+      }
+    }
+  });
+
+  it("an operator session opened with the admin token ends when the token changes", async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'deepshi-rotate-'));
+    const open = (token: string) => startServer(loadConfig({
+      PORT: '0', HOST: '127.0.0.1', DATABASE_URL: `sqlite:${path.join(dir, 'd.db')}`, DEEPSHI_ADMIN_TOKEN: token, DEEPSHI_DEV_ACCOUNT: 'false', LOG_LEVEL: 'silent',
+    }));
+    try {
+      const first = await open(ADMIN_TOKEN);
+      const operator = new DashboardClient(first.url);
+      assert.equal((await operator.post('/dashboard/api/session', { admin_token: ADMIN_TOKEN })).status, 200);
+      assert.equal((await operator.get('/admin/v1/accounts')).status, 200);
+      await first.close();
+      const second = await open('a-brand-new-admin-token-9876543210');
+      try {
+        const again = new DashboardClient(second.url);
+        again.cookie = operator.cookie;
+        assert.equal((await again.get('/dashboard/api/session')).status, 401);
+        assert.equal((await again.get('/admin/v1/accounts')).status, 401);
+      } finally {
+        await second.close();
+      }
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('unknown /dashboard/api paths are JSON 404 envelopes, never the page', async () => {
+    const s = await start('sqlite');
+    try {
+      const response = await fetch(`${s.url}/dashboard/api/nope`);
+      assert.equal(response.status, 404);
+      assert.match(response.headers.get('content-type') ?? '', /^application\/json/);
+      assert.ok((await response.json()).error.message);
+    } finally {
+      await s.close();
+    }
+  });
+});
+
 describe('sign-in throttling across instances (Redis)', { skip: process.env.DEEPSHI_TEST_REDIS_URL ? false : 'DEEPSHI_TEST_REDIS_URL is not set' }, () => {
   let one: Running;
   let two: Running;
