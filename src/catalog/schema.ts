@@ -128,6 +128,11 @@ export const routeSchema = z.object({
   base_url: z.string().url().optional(),
   /** Adapter-specific route options (fal endpoint ids, timeouts, ...). */
   options: z.record(z.string(), z.unknown()).optional(),
+  /**
+   * Upstream calls this route may have open at once on one instance (each holds one connection at a time); a request
+   * that finds every route of its model full is answered 429 with Retry-After at once, never queued holding credit.
+   */
+  max_connections: z.number().int().positive().max(100_000).optional(),
 });
 
 /** What every model has, whatever it produces. */

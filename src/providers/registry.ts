@@ -50,6 +50,7 @@ export class ProviderRegistry {
         baseUrl: (route.base_url_env ? this.read(route.base_url_env) : undefined) ?? route.base_url,
         credential: route.credentials_env ? this.read(route.credentials_env) : undefined,
         options: route.options ?? {},
+        maxConnections: route.max_connections,
       };
       if (route.credentials_env && target.credential === undefined) {
         reasons.push(`${route.credentials_env} is not set`);

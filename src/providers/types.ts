@@ -56,6 +56,8 @@ export interface RouteTarget {
   baseUrl: string | undefined;
   credential: string | undefined;
   options: Record<string, unknown>;
+  /** The route's `max_connections` (catalog), when set; the runner enforces it (services/billed-work.ts). */
+  maxConnections?: number;
 }
 
 export interface ImageAdapterCapabilities {

@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import type { Caller } from '../domain/caller.ts';
-import { GatewayError, insufficientQuota, internalError } from '../domain/errors.ts';
+import { GatewayError, insufficientQuota, internalError, rateLimited } from '../domain/errors.ts';
 import type { Nanos } from '../domain/money.ts';
 import { sleep } from '../domain/sleep.ts';
 import type { Admission, RequestLimiter } from '../limits/limiter.ts';
@@ -57,6 +57,8 @@ export const ATTEMPTS_PER_ROUTE = 2;
  */
 export class BilledWorkRunner {
   private readonly inFlight = new Set<Promise<unknown>>();
+  /** Upstream calls open per route (provider and base URL), against each route's max_connections. */
+  private readonly openCalls = new Map<string, number>();
   /** Aborted when shutdown's grace period ends (abandonAll): every running piece of work stops and is answered. */
   private readonly stopping = new AbortController();
   /** Tokens each admitted text request used, set at settlement and read when its admission is released. */
@@ -176,21 +178,36 @@ export class BilledWorkRunner {
     let lastError: unknown;
     for (let position = 0; position < routes.length; position++) {
       const route = routes[position];
+      const slot = `${route.adapter.provider} ${route.target.baseUrl ?? ''}`;
+      const cap = route.target.maxConnections ?? DEFAULT_MAX_CONNECTIONS;
       for (let attempt = 0; attempt < ATTEMPTS_PER_ROUTE; attempt++) {
+        const open = this.openCalls.get(slot) ?? 0;
+        if (open >= cap) {
+          // Full: the next route at once, else 429 now. Waiting for a connection would mean waiting while holding credit.
+          logger.warn({ provider: route.adapter.provider, maxConnections: cap }, 'route at its max_connections; call not started');
+          lastError = routeBusy();
+          break;
+        }
+        this.openCalls.set(slot, open + 1);
         try {
           const result = await call(route);
           metrics.upstreamCall(route.adapter.provider, 'ok');
           return result;
         } catch (error) {
           lastError = error;
-          const retryable = error instanceof ProviderError && !error.accepted && (error.kind === 'unavailable' || error.kind === 'rate_limited') && mayRetry();
-          const again = retryable && !signal.aborted && attempt + 1 < ATTEMPTS_PER_ROUTE;
-          const failover = retryable && !signal.aborted && !again && position + 1 < routes.length;
-          metrics.upstreamCall(route.adapter.provider, again ? 'retried' : failover ? 'failed_over' : 'error');
-          if (!retryable || signal.aborted) throw error;
-          logger.warn({ provider: route.adapter.provider, attempt, err: error }, 'upstream failed before accepting the work');
-          if (again) await sleep(backoffMs(attempt, (error as ProviderError).retryAfterSeconds), signal);
+        } finally {
+          const left = (this.openCalls.get(slot) ?? 1) - 1;
+          if (left > 0) this.openCalls.set(slot, left);
+          else this.openCalls.delete(slot);
         }
+        const error = lastError;
+        const retryable = error instanceof ProviderError && !error.accepted && (error.kind === 'unavailable' || error.kind === 'rate_limited') && mayRetry();
+        const again = retryable && !signal.aborted && attempt + 1 < ATTEMPTS_PER_ROUTE;
+        const failover = retryable && !signal.aborted && !again && position + 1 < routes.length;
+        metrics.upstreamCall(route.adapter.provider, again ? 'retried' : failover ? 'failed_over' : 'error');
+        if (!retryable || signal.aborted) throw error;
+        logger.warn({ provider: route.adapter.provider, attempt, err: error }, 'upstream failed before accepting the work');
+        if (again) await sleep(backoffMs(attempt, (error as ProviderError).retryAfterSeconds), signal);
       }
     }
     throw lastError;
@@ -215,6 +232,14 @@ export class BilledWorkRunner {
     const timeout = new Promise<boolean>((resolve) => setTimeout(resolve, timeoutMs, false).unref());
     return Promise.race([all, timeout]);
   }
+}
+
+/** A route's cap on open upstream calls when the catalog sets none (undici's pool used to cap at this, silently queueing). */
+export const DEFAULT_MAX_CONNECTIONS = 256;
+
+/** Every route of the model is at its max_connections on this instance. */
+function routeBusy(): GatewayError {
+  return rateLimited('Every upstream connection this server may open for this model is in use. Please retry after a short delay.', 1);
 }
 
 /** What a caller whose work was stopped by shutdown gets: retryable, on another instance or after a restart. */

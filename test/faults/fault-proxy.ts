@@ -23,6 +23,8 @@ export type FaultAction =
   /** Headers at once, then nothing. */
   | { kind: 'hang-after-headers' }
   | { kind: 'delay'; ms: number }
+  /** Held until release() is called, then passed through. */
+  | { kind: 'hold' }
   | { kind: 'content-type'; type: string }
   /** Half the body, declared complete (content-length of the half). */
   | { kind: 'truncate' }
@@ -49,6 +51,7 @@ export class FaultProxy {
   private server?: http.Server;
   private rules: FaultRule[] = [];
   private readonly sockets = new Set<Socket>();
+  private held: Array<() => void> = [];
   /** Every request that reached the proxy, `METHOD path`. */
   readonly seen: string[] = [];
 
@@ -70,12 +73,18 @@ export class FaultProxy {
     this.rules = rules.map((rule) => ({ ...rule }));
   }
 
+  /** Lets every request held by a `hold` rule through. */
+  release(): void {
+    for (const go of this.held.splice(0)) go();
+  }
+
   clear(): void {
     this.rules = [];
     this.seen.length = 0;
   }
 
   async close(): Promise<void> {
+    this.release();
     for (const socket of this.sockets) socket.destroy();
     await new Promise<void>((resolve) => this.server?.close(() => resolve()));
   }
@@ -102,6 +111,7 @@ export class FaultProxy {
       return void response.writeHead(action.status ?? 302, { location: action.location }).end('redirecting');
     }
     if (action?.kind === 'delay') await new Promise((resolve) => setTimeout(resolve, action.ms));
+    if (action?.kind === 'hold') await new Promise<void>((resolve) => this.held.push(resolve));
 
     const headers: Record<string, string> = {};
     for (const [name, value] of Object.entries(request.headers)) {

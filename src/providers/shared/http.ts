@@ -34,7 +34,8 @@ function agentFor(timeouts: UpstreamTimeouts): Agent {
       headersTimeout: timeouts.firstByteMs,
       bodyTimeout: timeouts.totalMs,
       keepAliveTimeout: 30_000,
-      connections: 256,
+      // No connection cap here: a capped pool queues requests silently, while their callers hold credit. The cap is
+      // each route's max_connections, enforced before a call starts (services/billed-work.ts), answered 429 when full.
     });
     agents.set(key, agent);
   }
