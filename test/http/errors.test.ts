@@ -114,6 +114,36 @@ describe('errors', () => {
     assert.deepEqual(usage.data, []);
   });
 
+  it('a 402 is caught as the README shows: APIError with status 402 (no subclass, so not RateLimitError), one attempt, images and chat', async () => {
+    const poor = await t.createAccount('0');
+    let attempts = 0;
+    const client = new OpenAI({
+      apiKey: poor.key, baseURL: `${t.url}/v1`, maxRetries: 2,
+      fetch: (input, init) => {
+        attempts++;
+        return fetch(input, init);
+      },
+    });
+    for (const call of [
+      () => client.images.generate({ model: 'deepshi-sketch', prompt: 'x' }),
+      () => client.chat.completions.create({ model: 'deepshi-echo', messages: [{ role: 'user', content: 'hi' }] }),
+      () => client.images.generate({ model: 'deepshi-sketch', prompt: 'x', stream: true }),
+    ]) {
+      attempts = 0;
+      let caught: string | undefined;
+      // The README's pattern.
+      try {
+        await call();
+      } catch (err) {
+        if (err instanceof OpenAI.RateLimitError) caught = 'rate limited';
+        else if (err instanceof OpenAI.APIError && err.status === 402) caught = `out of credit: ${err.code}`;
+        else throw err;
+      }
+      assert.equal(caught, 'out of credit: insufficient_quota');
+      assert.equal(attempts, 1, 'a 402 is not retried');
+    }
+  });
+
   it('an upstream failure costs nothing and the hold is released', async () => {
     const fresh = await t.createAccount('1');
     scripted.behaviour = { error: new ProviderError('unavailable', 'boom') };
