@@ -106,8 +106,12 @@ export function normalizeChatRequest(body: Record<string, unknown>, model: TextC
   // Optional features: validated for shape, forwarded when the model has the feature, otherwise ignored with a warning.
   const forwarded: Record<string, unknown> = {};
   readFeatureFields(value);
+  const legacy = readLegacyFunctions(value);
+  const legacyFunctions = legacy !== undefined && model.supported_features.includes('tools');
+  if (legacyFunctions) Object.assign(forwarded, legacy);
   for (const [param, feature] of Object.entries(FEATURE_FIELDS)) {
     if (value(param) === undefined) continue;
+    if (legacyFunctions && (param === 'functions' || param === 'function_call')) continue;
     if (model.supported_features.includes(feature)) forwarded[param] = value(param);
     else ignore(param, `does not support ${feature === 'tools' ? 'tool calling' : feature}`);
   }
@@ -130,6 +134,7 @@ export function normalizeChatRequest(body: Record<string, unknown>, model: TextC
   }
 
   const request: ChatRequestEnvelope['request'] = { model: model.id, messages, stop, sampling, extra };
+  if (legacyFunctions) request.legacyFunctions = true;
   if (reasoning !== undefined && model.supported_features.includes('reasoning')) request.reasoning = reasoning;
   return { request, maxTokens, stream, includeUsage, warnings };
 }
@@ -160,9 +165,26 @@ function readMessages(raw: unknown, model: TextCatalogModel): ChatMessage[] {
   if (raw === undefined || raw === null) throw missingParam('messages');
   if (!Array.isArray(raw)) throw invalidRequest("'messages' must be an array of message objects, oldest first.", 'messages', 'invalid_type');
   if (raw.length === 0) throw invalidRequest("'messages' must contain at least one message.", 'messages', 'empty_array');
-  return raw.map((item, index): ChatMessage => {
+  // The legacy shapes of a function call in the history: an assistant `function_call` becomes a tool call with an id
+  // of ours, and a `function` message the tool message answering the latest one.
+  let legacyCall: string | undefined;
+  return raw.map((original, index): ChatMessage => {
     const at = `messages[${index}]`;
-    if (!isRecord(item)) throw invalidRequest(`'${at}' must be an object with 'role' and 'content'.`, at, 'invalid_type');
+    if (!isRecord(original)) throw invalidRequest(`'${at}' must be an object with 'role' and 'content'.`, at, 'invalid_type');
+    let item = original;
+    if (item.role === 'function') {
+      if (legacyCall === undefined) throw invalidRequest(`'${at}': a 'function' message must follow an assistant message with 'function_call'.`, `${at}.role`, 'invalid_value');
+      const { name: _, ...rest } = item;
+      item = { ...rest, role: 'tool', tool_call_id: legacyCall };
+    } else if (item.role === 'assistant' && isRecord(item.function_call) && (item.tool_calls === undefined || item.tool_calls === null)) {
+      const call = item.function_call;
+      if (typeof call.name !== 'string' || typeof call.arguments !== 'string') {
+        throw invalidRequest(`'${at}.function_call' must be {"name": …, "arguments": "<JSON text>"}.`, `${at}.function_call`, 'invalid_value');
+      }
+      legacyCall = `call_legacy_${index}`;
+      const { function_call: _, ...rest } = item;
+      item = { ...rest, tool_calls: [{ id: legacyCall, type: 'function', function: { name: call.name, arguments: call.arguments } }] };
+    }
     const role = item.role;
     if (role === undefined || role === null) throw missingParam(`${at}.role`);
     if (typeof role !== 'string' || !ROLES.includes(role as ChatRole)) {
@@ -277,6 +299,43 @@ function readFeatureFields(value: (name: string) => unknown): void {
   readBoolean(value('logprobs'), 'logprobs');
   const topLogprobs = readInteger(value('top_logprobs'), 'top_logprobs');
   if (topLogprobs !== undefined && (topLogprobs < 0 || topLogprobs > 20)) throw invalidRequest("'top_logprobs' must be between 0 and 20.", 'top_logprobs', 'invalid_value');
+}
+
+/**
+ * The legacy `functions` / `function_call` fields as `tools` / `tool_choice` (and one call at a time, as functions were
+ * answered): undefined when the request has none. Sending both the legacy and the current fields is a 400.
+ */
+function readLegacyFunctions(value: (name: string) => unknown): Record<string, unknown> | undefined {
+  const functions = value('functions');
+  const functionCall = value('function_call');
+  if (functions === undefined) {
+    if (functionCall !== undefined) throw invalidRequest("'function_call' is only allowed when 'functions' are specified.", 'function_call', 'invalid_value');
+    return undefined;
+  }
+  if (value('tools') !== undefined || value('tool_choice') !== undefined) {
+    throw invalidRequest("'functions' and 'tools' are the same setting in two shapes; send 'tools' (and 'tool_choice') only.", 'functions', 'invalid_value');
+  }
+  if (!Array.isArray(functions)) throw invalidRequest("'functions' must be an array of {name, description, parameters} objects.", 'functions', 'invalid_type');
+  const names = new Set<string>();
+  const tools = functions.map((fn, index) => {
+    const at = `functions[${index}]`;
+    if (!isRecord(fn) || typeof fn.name !== 'string' || !TOOL_NAME.test(fn.name)) {
+      throw invalidRequest(`'${at}.name' must be 1-64 letters, digits, underscores or dashes.`, `${at}.name`, 'invalid_value');
+    }
+    if (fn.parameters !== undefined && fn.parameters !== null && !isRecord(fn.parameters)) {
+      throw invalidRequest(`'${at}.parameters' must be a JSON Schema object.`, `${at}.parameters`, 'invalid_type');
+    }
+    names.add(fn.name);
+    return { type: 'function', function: fn };
+  });
+  const out: Record<string, unknown> = { tools, parallel_tool_calls: false };
+  if (functionCall === 'none' || functionCall === 'auto') out.tool_choice = functionCall;
+  else if (isRecord(functionCall) && typeof functionCall.name === 'string' && names.has(functionCall.name)) {
+    out.tool_choice = { type: 'function', function: { name: functionCall.name } };
+  } else if (functionCall !== undefined) {
+    throw invalidRequest("'function_call' must be \"none\", \"auto\" or {\"name\": …} naming one of 'functions'.", 'function_call', 'invalid_value');
+  }
+  return out;
 }
 
 /**

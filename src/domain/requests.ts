@@ -56,6 +56,11 @@ export interface ChatMessage {
 
 /** Our normalised chat request, after validation against the catalog entry. Every field is already checked. */
 export interface NormalizedChatRequest {
+  /**
+   * The caller used the legacy `functions` / `function_call` fields: they were mapped to `tools` / `tool_choice` (one
+   * call at a time), and the answer goes back in their shape (`message.function_call`, finish `function_call`).
+   */
+  legacyFunctions?: boolean;
   /** Public model id (catalog id). */
   model: string;
   messages: ChatMessage[];

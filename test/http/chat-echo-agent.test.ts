@@ -156,6 +156,33 @@ describe('deepshi-echo: structured output and tool calls, an agent loop offline'
     assert.equal((one as any).warnings, undefined, 'seed is honoured, not warned about');
   });
 
+  it('legacy functions / function_call: mapped to tools, answered as message.function_call (finish "function_call"), streamed as delta.function_call; a "function" message is a tool result', async () => {
+    const validate = ajv.compile(WEATHER_PARAMETERS);
+    const functions = [{ name: 'get_weather', parameters: WEATHER_PARAMETERS }, { name: 'get_time', parameters: TIME.function.parameters }];
+    const body = { model: 'deepshi-echo', messages: [{ role: 'user', content: 'weather in Rome' }], functions, function_call: { name: 'get_weather' } };
+    const completion = (await client.chat.completions.create(body as any)) as any;
+    assert.equal(completion.choices[0].finish_reason, 'function_call');
+    const message = completion.choices[0].message;
+    assert.equal(message.tool_calls, undefined);
+    assert.equal(message.content, null);
+    assert.equal(message.function_call.name, 'get_weather');
+    assert.ok(validate(JSON.parse(message.function_call.arguments)));
+    const chunks = await streamed(body);
+    const pieces = chunks.map((chunk) => chunk.choices[0]?.delta?.function_call).filter(Boolean);
+    assert.equal(pieces[0].name, 'get_weather');
+    assert.equal(pieces.map((piece: any) => piece.arguments ?? '').join(''), message.function_call.arguments);
+    assert.ok(chunks.every((chunk) => chunk.choices[0]?.delta?.tool_calls === undefined));
+    assert.equal(chunks.find((chunk) => chunk.choices[0]?.finish_reason).choices[0].finish_reason, 'function_call');
+    const answer = await client.chat.completions.create({
+      model: 'deepshi-echo', functions,
+      messages: [{ role: 'user', content: 'weather in Rome' }, { role: 'assistant', content: null, function_call: message.function_call }, { role: 'function', name: 'get_weather', content: 'hot' }],
+    } as any);
+    assert.equal(answer.choices[0].message.content, 'Echo: get_weather returned hot');
+    const both = await client.chat.completions.create({ ...body, tools: [WEATHER] } as any).then(() => undefined, (error) => error);
+    assert.equal(both?.status, 400);
+    assert.equal(both?.param, 'functions');
+  });
+
   it('a whole agent loop with the SDK\'s runTools: the model calls the tool, the SDK runs it, the model answers with its result', async () => {
     const seen: unknown[] = [];
     const runner = client.chat.completions.runTools({

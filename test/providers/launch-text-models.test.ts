@@ -257,6 +257,18 @@ describe('the launch text models: deepshi-2.0, deepshi-3.0 (reasoning) and gpt-4
     assert.deepEqual(openai.requests[0].body.top_logprobs, 1);
   });
 
+  it('legacy functions to gpt-4o: sent upstream as tools (one call at a time), answered in the caller\'s shape', async () => {
+    const functions = [{ name: 'lookup', parameters: { type: 'object', properties: { query: { type: 'string' } } } }];
+    const completion = (await client.chat.completions.create({ model: 'gpt-4o', messages: [{ role: 'user', content: 'call: foxes' }], functions, function_call: 'auto' } as any)) as any;
+    assert.deepEqual(openai.requests[0].body, {
+      tools: [{ type: 'function', function: functions[0] }], parallel_tool_calls: false, tool_choice: 'auto',
+      model: 'gpt-4o', messages: [{ role: 'user', content: 'call: foxes' }], max_tokens: 16384, stream: false,
+    });
+    assert.equal(completion.choices[0].finish_reason, 'function_call');
+    assert.deepEqual(completion.choices[0].message.function_call, { name: 'lookup', arguments: JSON.stringify({ query: 'foxes', n: 0 }) });
+    assert.equal(completion.choices[0].message.tool_calls, undefined);
+  });
+
   it('a refusal is passed through as message.refusal (content null), and streamed as delta.refusal', async () => {
     const content = 'refuse: something bad';
     const completion = await client.chat.completions.create({ model: 'gpt-4o', messages: [{ role: 'user', content }] });

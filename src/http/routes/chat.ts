@@ -41,7 +41,10 @@ export function registerChatRoutes(app: FastifyInstance, deps: ChatRouteDeps): v
       throw error;
     }
     const requestId = String(request.id);
-    const frame: ChatFrame = { id: `chatcmpl-${requestId.replace(/^req_/, '')}`, created: Math.floor(Date.now() / 1000), model: prepared.model.id };
+    const frame: ChatFrame = {
+      id: `chatcmpl-${requestId.replace(/^req_/, '')}`, created: Math.floor(Date.now() / 1000), model: prepared.model.id,
+      ...(prepared.request.legacyFunctions ? { legacyFunctions: true } : {}),
+    };
     let delivered = false;
     return answerBilled(request, reply, request.caller, prepared, {
       service: deps.chat,
@@ -75,7 +78,8 @@ export function registerChatRoutes(app: FastifyInstance, deps: ChatRouteDeps): v
           },
           onToolCallDelta: (delta) => {
             delivered = true;
-            stream.data(chunks.toolCall(delta));
+            const piece = chunks.toolCall(delta);
+            if (piece !== undefined) stream.data(piece);
           },
         });
         // Settled before the final chunks: the usage chunk reports what was charged.
