@@ -16,6 +16,7 @@ import OpenAI from 'openai';
 import { loadConfig } from '../../src/config/config.ts';
 import { startServer, type RunningServer } from '../../src/server.ts';
 import { DashboardClient } from '../helpers/dashboard-client.ts';
+import { documentedFetch, documentingFetch } from '../helpers/openapi-responses.ts';
 import { dropSchemas, freshPostgresSchema, postgresBaseUrl, withPostgres } from '../helpers/postgres-schema.ts';
 
 const ADMIN_TOKEN = 'security-admin-token-0123456789abcdef';
@@ -80,13 +81,12 @@ function clientFor(url: string, origin: string | null = url, ip = freshIp()): Da
 }
 
 async function admin(url: string, method: string, route: string, body?: unknown) {
-  const response = await fetch(`${url}${route}`, {
+  const response = await documentedFetch(`${url}${route}`, {
     method, headers: { authorization: `Bearer ${ADMIN_TOKEN}`, ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
     body: body !== undefined ? JSON.stringify(body) : undefined,
   });
-  const json = await response.json();
-  if (!response.ok) throw new Error(`admin ${method} ${route} → ${response.status} ${JSON.stringify(json)}`);
-  return json;
+  if (response.status >= 300) throw new Error(`admin ${method} ${route} → ${response.status} ${response.text}`);
+  return response.body;
 }
 
 async function member(url: string, credits = '5') {
@@ -99,7 +99,7 @@ async function member(url: string, credits = '5') {
   return { accountId: account.id as string, email, client, key };
 }
 
-const sdk = (url: string, key: string) => new OpenAI({ apiKey: key, baseURL: `${url}/v1`, maxRetries: 0 });
+const sdk = (url: string, key: string) => new OpenAI({ apiKey: key, baseURL: `${url}/v1`, maxRetries: 0, fetch: documentingFetch });
 
 for (const store of ['sqlite', 'postgres'] as const) {
   if (store === 'postgres' && !postgresBaseUrl) {
@@ -199,7 +199,7 @@ for (const store of ['sqlite', 'postgres'] as const) {
 
       // Writes that name B land on A (or nowhere): a playground key and a redeemed code are A's.
       const playground = (await a.client.post(`/dashboard/api/playground-key?${asB}`)).body.key;
-      const owner = await fetch(`${s.url}/v1/account`, { headers: { authorization: `Bearer ${playground}` } }).then((r) => r.json());
+      const owner = (await documentedFetch(`${s.url}/v1/account`, { headers: { authorization: `Bearer ${playground}` } })).body;
       assert.equal(owner.id, a.accountId);
       const [{ code }] = (await admin(s.url, 'POST', '/admin/v1/credit-codes', { amount: '1' })).data;
       const redeemed = await a.client.post(`/dashboard/api/credit-codes/redeem?${asB}`, { code });
@@ -333,7 +333,7 @@ describe('session cookie transport and lifetime', () => {
       const response = await fetch(`${s.url}/dashboard/api/nope`);
       assert.equal(response.status, 404);
       assert.match(response.headers.get('content-type') ?? '', /^application\/json/);
-      assert.ok((await response.json()).error.message);
+      assert.ok((await response.json()).error.message); // an undocumented path: validated as an envelope only
     } finally {
       await s.close();
     }
