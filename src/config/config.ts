@@ -57,6 +57,38 @@ export interface Config {
   upstreamMaxSide: number;
   /** The raw environment, for provider credentials looked up by the variable names in the catalog. */
   env: Readonly<Record<string, string | undefined>>;
+  /** Async image jobs, hosted results and webhooks (docs/jobs.md). */
+  jobs: JobsConfig;
+}
+
+/** Settings of async jobs, hosted results and webhooks (docs/jobs.md). */
+export interface JobsConfig {
+  /** Signs result links and seals webhook secrets; shared by every instance. Unset: a file in the data directory (SQLite only). */
+  serverSecret: string | undefined;
+  /** Where hosted results live on the filesystem (and the generated server secret): DEEPSHI_DATA_DIR, else the SQLite file's folder, else ./data. */
+  dataDir: string;
+  /** How long hosted results live (DEEPSHI_RESULT_TTL_HOURS, default 24; decimals allowed). */
+  resultTtlMs: number;
+  /** An S3-compatible bucket for hosted results instead of the filesystem. */
+  s3: { bucket: string; endpoint: string | undefined; region: string; accessKeyId: string | undefined; secretAccessKey: string | undefined; forcePathStyle: boolean } | undefined;
+  /** `hosted`: synchronous response_format "url" answers get hosted links instead of data: URIs. */
+  urlResults: 'data' | 'hosted';
+  /** Public base URL of this deployment for links (DEEPSHI_PUBLIC_URL); unset = the submitting request's origin. */
+  publicUrl: string | undefined;
+  /** Jobs one instance runs at once. */
+  workerConcurrency: number;
+  /** A claimed job's lease; renewed every third of it while the job runs. */
+  leaseMs: number;
+  /** How often an idle worker looks for jobs (and webhook deliveries). */
+  pollMs: number;
+  /** Longest a job may wait in the queue before it fails (its hold lasts this plus the generation deadline). */
+  maxQueueWaitMs: number;
+  /** Per-key cap on queued + running jobs for keys that set none. */
+  defaultMaxQueuedJobs: number;
+  webhooksAllowPrivate: boolean;
+  /** Waits before each webhook retry (the 1st retry waits the first), with ±10 % jitter. */
+  webhookRetryDelaysMs: number[];
+  webhookTimeoutMs: number;
 }
 
 export class ConfigError extends Error {
@@ -172,7 +204,11 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     upstreamMaxPixels: integer(env, 'DEEPSHI_UPSTREAM_MAX_PIXELS', 40_000_000, 1, 1_000_000_000),
     upstreamMaxSide: integer(env, 'DEEPSHI_UPSTREAM_MAX_SIDE', 16_384, 1, 1_000_000),
     env: Object.freeze({ ...env }),
+    jobs: jobsConfig(env, databaseUrl),
   };
+  if (config.jobs.serverSecret !== undefined && config.jobs.serverSecret.length < 32) {
+    throw new ConfigError('DEEPSHI_SERVER_SECRET must be at least 32 characters long (use e.g. `openssl rand -hex 32`).');
+  }
   if (!/^\d+(\.\d{1,9})?$/.test(config.devAccountCredits)) {
     throw new ConfigError(`DEEPSHI_DEV_CREDITS must be a USD amount like "5" or "2.50"; got "${config.devAccountCredits}".`);
   }
@@ -185,4 +221,54 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     );
   }
   return Object.freeze(config);
+}
+
+/** The defaults of the webhook retry schedule: 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 24 h (Standard Webhooks' example). */
+export const DEFAULT_WEBHOOK_RETRY_DELAYS_MS = [5_000, 300_000, 1_800_000, 7_200_000, 18_000_000, 36_000_000, 86_400_000];
+
+function jobsConfig(env: Record<string, string | undefined>, databaseUrl: string): JobsConfig {
+  const sqliteFile = /^postgres(ql)?:\/\//.test(databaseUrl) ? undefined : databaseUrl.replace(/^sqlite:/, '');
+  const dataDir = path.resolve(read(env, 'DEEPSHI_DATA_DIR') ?? (sqliteFile && sqliteFile !== ':memory:' ? path.dirname(sqliteFile) : './data'));
+  const ttlRaw = read(env, 'DEEPSHI_RESULT_TTL_HOURS') ?? '24';
+  if (!/^\d+(\.\d+)?$/.test(ttlRaw) || Number(ttlRaw) <= 0 || Number(ttlRaw) > 24 * 365) {
+    throw new ConfigError(`DEEPSHI_RESULT_TTL_HOURS must be a number of hours above 0 (decimals allowed), at most a year; got "${ttlRaw}".`);
+  }
+  const urlResults = read(env, 'DEEPSHI_URL_RESULTS') ?? 'data';
+  if (urlResults !== 'data' && urlResults !== 'hosted') throw new ConfigError(`DEEPSHI_URL_RESULTS must be data or hosted; got "${urlResults}".`);
+  const publicUrl = read(env, 'DEEPSHI_PUBLIC_URL');
+  if (publicUrl !== undefined && !/^https?:\/\/[^/]+/.test(publicUrl)) {
+    throw new ConfigError(`DEEPSHI_PUBLIC_URL must be an http(s) URL such as https://images.example.com; got "${publicUrl}".`);
+  }
+  const delaysRaw = read(env, 'DEEPSHI_WEBHOOK_RETRY_DELAYS_MS');
+  const webhookRetryDelaysMs = delaysRaw === undefined ? DEFAULT_WEBHOOK_RETRY_DELAYS_MS : delaysRaw.split(',').map((item) => {
+    const value = Number(item.trim());
+    if (!/^\d+$/.test(item.trim()) || value > 7 * 86_400_000) {
+      throw new ConfigError(`DEEPSHI_WEBHOOK_RETRY_DELAYS_MS must be comma-separated whole milliseconds (at most 7 days each); got "${delaysRaw}".`);
+    }
+    return value;
+  });
+  const bucket = read(env, 'DEEPSHI_RESULTS_S3_BUCKET');
+  return {
+    serverSecret: read(env, 'DEEPSHI_SERVER_SECRET'),
+    dataDir,
+    resultTtlMs: Math.round(Number(ttlRaw) * 3_600_000),
+    s3: bucket === undefined ? undefined : {
+      bucket,
+      endpoint: read(env, 'DEEPSHI_RESULTS_S3_ENDPOINT'),
+      region: read(env, 'DEEPSHI_RESULTS_S3_REGION') ?? read(env, 'AWS_REGION') ?? 'us-east-1',
+      accessKeyId: read(env, 'DEEPSHI_RESULTS_S3_ACCESS_KEY_ID') ?? read(env, 'AWS_ACCESS_KEY_ID'),
+      secretAccessKey: read(env, 'DEEPSHI_RESULTS_S3_SECRET_ACCESS_KEY') ?? read(env, 'AWS_SECRET_ACCESS_KEY'),
+      forcePathStyle: boolean(env, 'DEEPSHI_RESULTS_S3_FORCE_PATH_STYLE', read(env, 'DEEPSHI_RESULTS_S3_ENDPOINT') !== undefined),
+    },
+    urlResults,
+    publicUrl: publicUrl?.replace(/\/+$/, ''),
+    workerConcurrency: integer(env, 'DEEPSHI_JOB_CONCURRENCY', 16, 1, 10_000),
+    leaseMs: integer(env, 'DEEPSHI_JOB_LEASE_MS', 30_000, 300, 3_600_000),
+    pollMs: integer(env, 'DEEPSHI_JOB_POLL_MS', 1_000, 10, 60_000),
+    maxQueueWaitMs: integer(env, 'DEEPSHI_JOB_MAX_WAIT_MS', 86_400_000, 1_000, 7 * 86_400_000),
+    defaultMaxQueuedJobs: integer(env, 'DEEPSHI_DEFAULT_MAX_QUEUED_JOBS', 100, 1, 1_000_000),
+    webhooksAllowPrivate: boolean(env, 'DEEPSHI_WEBHOOKS_ALLOW_PRIVATE', false),
+    webhookRetryDelaysMs,
+    webhookTimeoutMs: integer(env, 'DEEPSHI_WEBHOOK_TIMEOUT_MS', 15_000, 100, 60_000),
+  };
 }
