@@ -19,6 +19,14 @@ import type { RequestLimiter } from './limits/limiter.ts';
 import { openLimiter } from './limits/open-limiter.ts';
 import { Metrics } from './metrics/metrics.ts';
 import { openStore } from './store/open-store.ts';
+import { FilesystemResultStorage } from './store/results/filesystem-storage.ts';
+import { S3ResultStorage } from './store/results/s3-storage.ts';
+import { resolveServerSecret } from './store/results/server-secret.ts';
+import { HostedFiles } from './services/jobs/hosted-files.ts';
+import { JobService } from './services/jobs/job-service.ts';
+import { JobWorker } from './services/jobs/job-worker.ts';
+import { ServerKeys } from './services/jobs/secrets.ts';
+import { WebhookService } from './services/jobs/webhooks.ts';
 import { openAttemptCounter } from './limits/attempts.ts';
 import { CreditCodes } from './services/credit-codes.ts';
 import { DashboardQueries } from './services/dashboard-queries.ts';
@@ -116,6 +124,8 @@ export async function startServer(config: Config, options: ServerOptions = {}): 
     signup: { open: config.signupOpen, credits: parseUsd(config.signupCredits) },
   });
 
+  const jobs = openJobs(config, { store, images, limiter, idempotency, logger, metrics });
+
   let devKey: string | undefined;
   let devSignIn: RunningServer['devSignIn'];
   if (config.bootstrapDevAccount && store.kind === 'sqlite' && (await store.isEmpty())) {
@@ -150,6 +160,7 @@ export async function startServer(config: Config, options: ServerOptions = {}): 
       version: PACKAGE_VERSION,
     },
     trustProxy: config.trustProxy,
+    ...(jobs ? { jobs: { service: jobs.service, files: jobs.files, webhooks: jobs.webhooks, pollMs: config.jobs.pollMs } } : {}),
   });
 
   // Holds whose instance died mid-generation: released (the caller was never answered, so never charged).
@@ -162,6 +173,7 @@ export async function startServer(config: Config, options: ServerOptions = {}): 
       await sweepExpiredHolds(store, logger);
       await idempotency.reap().catch((error: unknown) => logger.error({ err: error }, 'idempotency key reaper failed'));
       await users.sweep().catch((error: unknown) => logger.error({ err: error }, 'expired session sweep failed'));
+      if (jobs) await sweepJobs(jobs, store, logger);
     } finally {
       sweeping = false;
     }
@@ -177,6 +189,9 @@ export async function startServer(config: Config, options: ServerOptions = {}): 
 
   // Once started: a failure to start still ends the process with its error.
   if (options.guardProcess) guardProcess(logger);
+  jobs?.worker.start();
+  jobs?.webhooks.start();
+
   let closing: Promise<void> | undefined;
   return {
     app, url, store, catalog, metrics, accounts, images, limiter, devKey, devSignIn, users,
@@ -185,6 +200,8 @@ export async function startServer(config: Config, options: ServerOptions = {}): 
         ready = false;
         clearInterval(sweeper);
         const closed = app.close();
+        // Jobs not started yet go back to the queue at once; running ones finish (or stop) with the other generations.
+        await jobs?.worker.stop(0);
         const drained = await runner.drain(config.shutdownGraceMs);
         if (!drained) {
           // Each remaining caller is answered (503, or an error event on its stream) and its hold released now.
@@ -192,6 +209,8 @@ export async function startServer(config: Config, options: ServerOptions = {}): 
           logger.warn({ stopped }, 'shutdown grace period ended with generations still running; they were stopped, answered 503 and their holds released');
         }
         await Promise.race([closed, new Promise((resolve) => setTimeout(resolve, drained ? 1000 : 3000).unref())]);
+        await jobs?.worker.stop(3_000);
+        await jobs?.webhooks.stop();
         await limiter.close();
         await attempts.close();
         await store.close();
@@ -227,4 +246,49 @@ export async function sweepExpiredHolds(store: Store, logger: Logger): Promise<n
     logger.error({ err: error }, 'hold sweeper failed');
   }
   return released;
+}
+
+/**
+ * Async jobs, hosted results and webhooks (docs/jobs.md). They need the server secret: DEEPSHI_SERVER_SECRET, or with
+ * the embedded SQLite default a generated one kept in the data directory. With PostgreSQL and no secret they are off
+ * (every instance must sign and seal with the same secret), and the log says so.
+ */
+function openJobs(
+  config: Config,
+  deps: { store: Store; images: ImageGenerationService; limiter: RequestLimiter; idempotency: IdempotencyService; logger: Logger; metrics: Metrics },
+) {
+  const { store, logger } = deps;
+  let secret: string;
+  try {
+    secret = resolveServerSecret(config.jobs.serverSecret, config.jobs.dataDir, store.kind);
+  } catch (error) {
+    logger.warn(`${(error as Error).message} Async image jobs and hosted results are off until it is set.`);
+    return undefined;
+  }
+  const keys = new ServerKeys(secret);
+  const storage = config.jobs.s3 ? new S3ResultStorage(config.jobs.s3) : new FilesystemResultStorage(config.jobs.dataDir);
+  const files = new HostedFiles({ store, storage, keys, ttlMs: config.jobs.resultTtlMs, logger });
+  const webhooks = new WebhookService({ store, keys, logger, config: config.jobs, onOutcome: (outcome) => deps.metrics.webhookAttempt(outcome) });
+  const service = new JobService({
+    store, files, webhooks, limiter: deps.limiter, idempotency: deps.idempotency, logger, config: config.jobs,
+    generationTimeoutMs: config.generationTimeoutMs, holdGraceMs: config.holdGraceMs,
+  });
+  const worker = new JobWorker({
+    store, images: deps.images, files, jobs: service, limiter: deps.limiter, logger, config: config.jobs, generationTimeoutMs: config.generationTimeoutMs,
+  });
+  deps.metrics.observeJobs(() => store.jobStats(), () => store.webhookDeliveryStats());
+  return { service, files, webhooks, worker };
+}
+
+/** Deletes expired results, and releases the holds of jobs that ended without a charge but whose instance stopped first. */
+async function sweepJobs(jobs: NonNullable<ReturnType<typeof openJobs>>, store: Store, logger: Logger): Promise<void> {
+  try {
+    const deleted = await jobs.files.sweep();
+    if (deleted) logger.info({ deleted }, 'deleted expired result files');
+    for (const job of await store.listEndedJobsWithHolds(500)) {
+      if (await store.releaseReservation(job.requestId, `job ${job.status}`)) logger.warn({ jobId: job.id }, 'released the hold of an ended job');
+    }
+  } catch (error) {
+    logger.error({ err: error }, 'job sweeper failed');
+  }
 }

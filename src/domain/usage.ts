@@ -1,3 +1,4 @@
+import { usdNumber, type Nanos } from './money.ts';
 /** What the upstream reports about usage; every field optional and untrusted until clamped by billing. */
 export interface UpstreamUsage {
   inputTokens?: number;
@@ -38,4 +39,30 @@ function total(list: UpstreamUsage[], counts: (values: unknown[]) => boolean): U
   const costs = list.map((usage) => usage.costNanos);
   if (counts(costs)) sum.costNanos = costs.reduce<bigint>((acc, value) => acc + (value ?? 0n), 0n);
   return sum;
+}
+
+/**
+ * The images usage object, every token count an integer (0 where the model reported none), so SDK code that sums
+ * them works: OpenAI's names (input_tokens, output_tokens, total_tokens and their details, what openai-node and
+ * openai-python type as integers) and the spec's (prompt_tokens, completion_tokens and details), and always the
+ * billed cost.
+ */
+export function usageObject(usage: UpstreamUsage | undefined, cost: Nanos): Record<string, unknown> {
+  const inputTokens = usage?.inputTokens ?? 0;
+  const outputTokens = usage?.outputTokens ?? 0;
+  const inputImageTokens = Math.min(inputTokens, usage?.inputImageTokens ?? 0);
+  const outputImageTokens = Math.min(outputTokens, usage?.outputImageTokens ?? 0);
+  const cachedTokens = usage?.cachedInputTokens ?? 0;
+  return {
+    input_tokens: inputTokens,
+    input_tokens_details: { text_tokens: inputTokens - inputImageTokens, image_tokens: inputImageTokens },
+    output_tokens: outputTokens,
+    output_tokens_details: { text_tokens: outputTokens - outputImageTokens, image_tokens: outputImageTokens },
+    total_tokens: inputTokens + outputTokens,
+    prompt_tokens: inputTokens,
+    prompt_tokens_details: { cached_tokens: cachedTokens, cached_read_tokens: cachedTokens, image_tokens: usage?.inputImageTokens ?? 0 },
+    completion_tokens: outputTokens,
+    completion_tokens_details: { reasoning_tokens: usage?.reasoningTokens ?? 0, image_tokens: usage?.outputImageTokens ?? 0 },
+    cost: { total_cost: usdNumber(cost) },
+  };
 }

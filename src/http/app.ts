@@ -17,6 +17,10 @@ import { registerChatRoutes } from './routes/chat.ts';
 import { registerEditRoutes, type EditLimits } from './routes/edits.ts';
 import { registerAdminRoutes } from './routes/admin.ts';
 import { registerImageRoutes } from './routes/images.ts';
+import { registerJobRoutes, registerWebhookAdminRoutes } from './routes/jobs.ts';
+import type { HostedFiles } from '../services/jobs/hosted-files.ts';
+import type { JobService } from '../services/jobs/job-service.ts';
+import type { WebhookService } from '../services/jobs/webhooks.ts';
 import { registerMetrics } from './routes/metrics.ts';
 import { registerModelRoutes } from './routes/models.ts';
 import { registerAdminConsoleRoutes } from './routes/admin-console.ts';
@@ -50,6 +54,8 @@ export interface AppDeps {
   editLimits: EditLimits;
   /** /readyz: resolves when the database answers. */
   pingStore: () => Promise<unknown>;
+  /** Async image jobs, hosted results and webhooks (docs/jobs.md). */
+  jobs?: { service: JobService; files: HostedFiles; webhooks: WebhookService; pollMs: number };
   /** false once shutdown began: /readyz answers 503 so the load balancer stops sending traffic. */
   isReady: () => boolean;
   /** The built dashboard served at / (default: dashboard/dist in this checkout). */
@@ -150,13 +156,17 @@ export function buildApp(deps: AppDeps): FastifyInstance {
   });
 
   const authenticate = registerAuthentication(app, deps.accounts);
-  const imageDeps = { images: deps.images, metrics: deps.metrics, authenticate, keepaliveIntervalMs: deps.keepaliveIntervalMs };
+  const imageDeps = { images: deps.images, metrics: deps.metrics, authenticate, keepaliveIntervalMs: deps.keepaliveIntervalMs, jobs: deps.jobs?.service };
   registerImageRoutes(app, imageDeps);
   registerEditRoutes(app, { ...imageDeps, limits: deps.editLimits });
   registerChatRoutes(app, { chat: deps.chat, metrics: deps.metrics, authenticate, keepaliveIntervalMs: deps.keepaliveIntervalMs });
   registerModelRoutes(app, { models: deps.models, authenticate });
   registerAccountRoutes(app, { accounts: deps.accounts, authenticate });
   registerQuoteRoutes(app, { images: deps.images, authenticate });
+  const jobs = deps.jobs;
+  if (jobs) {
+    registerJobRoutes(app, { jobs: jobs.service, files: jobs.files, authenticate, keepaliveIntervalMs: deps.keepaliveIntervalMs, pollMs: jobs.pollMs });
+  }
   registerOpenApiRoute(app, deps.dashboard.version);
   void app.register(cookie);
   const { users } = deps.dashboard;
@@ -171,7 +181,10 @@ export function buildApp(deps: AppDeps): FastifyInstance {
         assertSameOrigin(request);
         return true;
       },
-      extraRoutes: (admin) => registerAdminConsoleRoutes(admin, { accounts: deps.accounts, ...deps.dashboard }),
+      extraRoutes: (admin) => {
+        registerAdminConsoleRoutes(admin, { accounts: deps.accounts, ...deps.dashboard });
+        if (jobs) registerWebhookAdminRoutes(admin, { webhooks: jobs.webhooks, accounts: deps.accounts });
+      },
     });
   }
   registerDashboard(app, { dir: deps.dashboardDir });

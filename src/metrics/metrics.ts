@@ -81,6 +81,8 @@ export class Metrics {
   private readonly degraded: Counter;
 
   /** `models` / `textModels`: the catalog's image and text ids; their series start at 0 so rates are right from the first request. */
+  private webhookAttempts: Counter | undefined;
+
   constructor(options: { models?: readonly string[]; textModels?: readonly string[] } = {}) {
     const registers = [this.registry];
     this.httpRequests = new Counter({
@@ -211,6 +213,45 @@ export class Metrics {
 
   rateLimitDegraded(): void {
     this.degraded.inc();
+  }
+
+  /** A webhook delivery attempt ended: succeeded, retry (scheduled again) or failed (given up, or 410). */
+  webhookAttempt(outcome: 'succeeded' | 'retry' | 'failed'): void {
+    this.webhookAttempts ??= new Counter({
+      name: 'deepshi_webhook_attempts_total', help: 'Webhook delivery attempts by outcome: succeeded, retry (scheduled again), failed (given up, or 410).',
+      labelNames: ['outcome'], registers: [this.registry],
+    });
+    this.webhookAttempts.labels(outcome).inc();
+  }
+
+  /**
+   * Async jobs as the store sees them (every instance's, read at scrape time): jobs by status, the queue's depth and
+   * the age of its oldest job, webhook deliveries by status.
+   */
+  observeJobs(
+    jobStats: () => Promise<{ byStatus: Record<string, number>; oldestQueuedAt: number | null }>,
+    deliveryStats: () => Promise<Record<string, number>>,
+  ): void {
+    const registers = [this.registry];
+    new Gauge({
+      name: 'deepshi_jobs', help: 'Async image jobs in the store by status.', labelNames: ['status'], registers,
+      async collect() {
+        const stats = await jobStats();
+        for (const [status, count] of Object.entries(stats.byStatus)) this.labels(status).set(count);
+        queueAge = stats.oldestQueuedAt === null ? 0 : (Date.now() - stats.oldestQueuedAt) / 1000;
+        queueDepth = stats.byStatus.queued ?? 0;
+      },
+    });
+    let queueDepth = 0;
+    let queueAge = 0;
+    new Gauge({ name: 'deepshi_job_queue_depth', help: 'Jobs waiting to run (as of the last deepshi_jobs collection).', registers, collect() { this.set(queueDepth); } });
+    new Gauge({ name: 'deepshi_job_queue_oldest_age_seconds', help: 'Age of the oldest queued job (0 when none).', registers, collect() { this.set(queueAge); } });
+    new Gauge({
+      name: 'deepshi_webhook_deliveries', help: 'Webhook deliveries in the store by status: pending, succeeded, failed.', labelNames: ['status'], registers,
+      async collect() {
+        for (const [status, count] of Object.entries(await deliveryStats())) this.labels(status).set(count);
+      },
+    });
   }
 
   /** The text exposition (Prometheus 0.0.4) and its content type. */

@@ -49,6 +49,11 @@ export interface ImageCallContext {
   onPartialImage?: (partial: PartialImage) => void;
   /** Called for each finished image as soon as it is ready, before the whole batch resolves. */
   onImage?: (image: GeneratedImage, imageIndex: number) => void;
+  /**
+   * Called once an upstream that runs work as a job (BFL, fal) has accepted it, with what `resume` needs to collect the
+   * result later from any instance (a polling URL, a request id). Async jobs persist it so a crash never resubmits.
+   */
+  onAccepted?: (handle: Record<string, unknown>) => void;
 }
 
 export interface RouteTarget {
@@ -77,6 +82,8 @@ export interface ImageAdapter {
   /** Whether this adapter can be used with the given route (e.g. credentials present). */
   isConfigured(route: RouteTarget): boolean;
   generate(request: NormalizedImageRequest, route: RouteTarget, context: ImageCallContext): Promise<ImageGenerationResult>;
+  /** Collects the result of a call accepted earlier (the handle given to onAccepted) without submitting again. */
+  resume?(handle: Record<string, unknown>, request: NormalizedImageRequest, route: RouteTarget, context: ImageCallContext): Promise<ImageGenerationResult>;
 }
 
 /**

@@ -53,8 +53,18 @@ export interface ImageOutcome {
 export interface ExecuteHooks {
   signal: AbortSignal;
   onPartialImage?: (partial: PartialImage) => void;
-  /** Each finished image, post-processed, in delivery order (streaming sends it at once). */
-  onImage?: (image: DeliveredImage) => void;
+  /** Each finished image, post-processed, in delivery order (streaming sends it at once). Awaited before settling. */
+  onImage?: (image: DeliveredImage) => void | Promise<void>;
+  /** The upstream accepted a call and gave a handle it can be resumed by (async jobs persist it: src/services/jobs/). */
+  onAccepted?: (accepted: UpstreamHandle) => void;
+  /** Resume this accepted call instead of submitting (a job taken over from an instance that stopped): never resubmitted. */
+  resume?: UpstreamHandle;
+}
+
+/** An accepted upstream call: the index of its route in the prepared request and the adapter's handle. */
+export interface UpstreamHandle {
+  route: number;
+  handle: Record<string, unknown>;
 }
 
 /** Edit rules the route cannot know: the model's own cap and the upload limits the server was started with. */
@@ -193,14 +203,14 @@ export class ImageGenerationService {
         const { ready, compressed } = await this.finishImage(image, prepared, delivered.length, route, requestId);
         if (!compressed) uncompressed++;
         delivered.push(ready);
-        hooks.onImage?.(ready);
+        await hooks.onImage?.(ready);
       });
       return chain;
     };
 
     try {
       const onPartialImage = hooks.onPartialImage && this.partialImageFilter(prepared, requestId, hooks.onPartialImage);
-      const result = await this.generateAll(prepared, signal, onPartialImage, (image, route) => void accept(image, route).catch(() => {}));
+      const result = await this.generateAll(prepared, signal, onPartialImage, (image, route) => void accept(image, route).catch(() => {}), hooks);
       usage = result.usage;
       warnings.push(...result.warnings);
       await chain;
@@ -242,6 +252,7 @@ export class ImageGenerationService {
     signal: AbortSignal,
     onPartialImage: ExecuteHooks['onPartialImage'],
     onImage: (image: GeneratedImage, route: ResolvedRoute) => void,
+    upstream: Pick<ExecuteHooks, 'onAccepted' | 'resume'> = {},
   ): Promise<{ usage: UpstreamUsage | undefined; warnings: Warning[] }> {
     const { request } = prepared;
     const perCall = imagesPerCall(prepared);
@@ -253,8 +264,13 @@ export class ImageGenerationService {
     }
     const results = await Promise.allSettled(
       calls.map((call) =>
-        this.deps.runner.withFailover(prepared.routes, signal, async (route): Promise<ImageGenerationResult> => {
-          const result = await route.adapter.generate(call, route.target, { signal, onPartialImage, onImage: (image) => onImage(image, route) });
+        upstream.resume ? this.resumeCall(prepared, call, upstream.resume, signal, onImage) : this.deps.runner.withFailover(prepared.routes, signal, async (route): Promise<ImageGenerationResult> => {
+          const onAccepted = upstream.onAccepted;
+          const position = prepared.routes.indexOf(route);
+          const result = await route.adapter.generate(call, route.target, {
+            signal, onPartialImage, onImage: (image) => onImage(image, route),
+            ...(onAccepted ? { onAccepted: (handle: Record<string, unknown>) => onAccepted({ route: position, handle }) } : {}),
+          });
           // Adapters that do not stream images report them only in the result.
           if (result.images.length > 0 && !result.imagesDelivered) for (const image of result.images) onImage(image, route);
           return result;
@@ -267,6 +283,19 @@ export class ImageGenerationService {
     const usage = sumCompleteUsage(succeeded.map((result) => result.usage));
     if (failed) throw Object.assign(failed.reason instanceof Error ? failed.reason : new Error(String(failed.reason)), { usage, warnings });
     return { usage, warnings };
+  }
+
+  /** Polls an accepted call to its end through its adapter's resume (no failover: the work is the upstream's already). */
+  private async resumeCall(
+    prepared: PreparedImageRequest, call: NormalizedImageRequest, accepted: UpstreamHandle, signal: AbortSignal,
+    onImage: (image: GeneratedImage, route: ResolvedRoute) => void,
+  ): Promise<ImageGenerationResult> {
+    const route = prepared.routes[accepted.route];
+    if (!route?.adapter.resume) throw new ProviderError('failed', 'the upstream call cannot be resumed on this server', { accepted: true });
+    const result = await route.adapter.resume(accepted.handle, call, route.target, { signal, onImage: (image) => onImage(image, route) });
+    if (result.images.length > 0 && !result.imagesDelivered) for (const image of result.images) onImage(image, route);
+    this.deps.metrics.upstreamCall(route.adapter.provider, 'ok');
+    return result;
   }
 
   /**

@@ -176,6 +176,8 @@ export interface JobStore {
 
   createFile(file: Omit<HostedFile, 'deletedAt'>): Promise<HostedFile>;
   getFile(id: string): Promise<HostedFile | undefined>;
+  /** A job's files of one kind, in the order they were recorded. */
+  listJobFiles(jobId: string, kind: HostedFile['kind']): Promise<HostedFile[]>;
   /** Live files whose expiry has passed (the sweeper deletes their bytes, then marks them deleted). */
   listExpiredFiles(now: number, limit: number): Promise<HostedFile[]>;
   markFileDeleted(id: string, now: number): Promise<boolean>;
@@ -199,7 +201,7 @@ export interface JobStore {
 /** Every JobStore method: the stores forward them to their job module (see delegateJobStore). */
 const JOB_STORE_METHODS = [
   'createJob', 'getJob', 'listJobs', 'countOpenJobs', 'claimJob', 'renewJobLeases', 'updateHeldJob', 'unclaimJob', 'unclaimAllJobs',
-  'cancelJob', 'listEndedJobsWithHolds', 'jobStats', 'createFile', 'getFile', 'listExpiredFiles', 'markFileDeleted', 'createWebhookDelivery',
+  'cancelJob', 'listEndedJobsWithHolds', 'jobStats', 'createFile', 'getFile', 'listJobFiles', 'listExpiredFiles', 'markFileDeleted', 'createWebhookDelivery',
   'claimDueWebhookDeliveries', 'recordWebhookAttempt', 'listWebhookDeliveries', 'webhookDeliveryStats', 'getWebhookSettings',
   'setWebhookSecret', 'setWebhookDefaultUrl',
 ] as const satisfies ReadonlyArray<keyof JobStore>;

@@ -119,6 +119,7 @@ export function jobStoreScenarios(getStore: () => Store, account: (credits: bigi
       assert.equal(await store.cancelJob(queued.id, 'acct_other', now), undefined, "another account's job");
       assert.equal(await store.cancelJob(queued.id, owner.id, now), 'cancelled');
       assert.equal((await store.getJob(queued.id))?.status, 'cancelled');
+      assert.equal((await store.getJob(queued.id))?.error?.code, 'cancelled');
       assert.equal(await store.cancelJob(queued.id, owner.id, now), undefined, 'already ended');
       assert.equal(await store.cancelJob(running.id, owner.id, now), 'requested');
       const requested = await store.getJob(running.id);
@@ -165,6 +166,9 @@ export function jobStoreScenarios(getStore: () => Store, account: (credits: bigi
         id: uid('file'), accountId: owner.id, jobId: 'imgjob_x', kind: 'result', mediaType: 'image/png', bytes: 123, storageKey: 'a/b.png', createdAt: now, expiresAt: now + 60_000,
       });
       assert.equal(fresh.deletedAt, null);
+      const input = await store.createFile({ ...fresh, id: uid('file'), kind: 'input', createdAt: now + 1 });
+      assert.deepEqual((await store.listJobFiles('imgjob_x', 'input')).map((file) => file.id).slice(-1), [input.id]);
+      assert.ok((await store.listJobFiles('imgjob_x', 'result')).some((file) => file.id === fresh.id));
       assert.deepEqual(await store.getFile(fresh.id), fresh);
       const old = await store.createFile({ ...fresh, id: uid('file'), expiresAt: now - 1 });
       const expired = await store.listExpiredFiles(now, 10_000);

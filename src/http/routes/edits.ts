@@ -6,6 +6,7 @@ import { checkUploadHeader } from '../../images/upload-header.ts';
 import type { InputImage } from '../../domain/requests.ts';
 import type { Caller, PreparedImageRequest } from '../../services/image-generation.ts';
 import { runImageRequest, type ImageRouteDeps } from './images.ts';
+import { submitImageJob } from './jobs.ts';
 
 /**
  * POST /v1/images/edits: multipart/form-data with `model`, `prompt`, one or more reference images under `image[]`
@@ -81,6 +82,7 @@ export function registerEditRoutes(app: FastifyInstance, deps: EditRouteDeps): v
         const caller = request.caller;
         let requested: unknown;
         let prepared: PreparedImageRequest;
+        let asJob: { async: boolean; webhookUrl: string | undefined } | undefined;
         try {
           if (!request.isMultipart()) {
             throw new GatewayError('Image edits are sent as multipart/form-data (model, prompt and the files under image[] or image).', {
@@ -97,11 +99,13 @@ export function registerEditRoutes(app: FastifyInstance, deps: EditRouteDeps): v
           const { fields, images } = form;
           requested = fields.model;
 
+          asJob = deps.jobs?.takeJobFields(fields, request.headers.prefer, true);
           prepared = await deps.images.prepareEdit(caller, fields, images, { maxPixels: deps.limits.maxPixels });
         } catch (error) {
           deps.metrics.imageRejected(requested, 'images.edits');
           throw error;
         }
+        if (asJob?.async) return submitImageJob(request, reply, prepared, asJob.webhookUrl, { jobs: deps.jobs!, metrics: deps.metrics });
         return runImageRequest(request, reply, prepared, deps, 'image_edit');
       },
     );

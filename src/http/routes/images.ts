@@ -4,6 +4,8 @@ import { base64Ascii, type Base64Text } from '../../images/base64.ts';
 import type { Metrics } from '../../metrics/metrics.ts';
 import { fingerprintImageRequest, type ImageGenerationService, type PreparedImageRequest } from '../../services/image-generation.ts';
 import type { Authenticate } from '../authenticate.ts';
+import type { JobService } from '../../services/jobs/job-service.ts';
+import { submitImageJob } from './jobs.ts';
 import { answerBilled, type AnswerStream, type Charged } from '../billed-answer.ts';
 import { imageResponseParts, imageSettings, usageObject } from '../image-response.ts';
 
@@ -12,22 +14,27 @@ export interface ImageRouteDeps {
   metrics: Metrics;
   authenticate: Authenticate;
   keepaliveIntervalMs: number;
+  /** Async jobs (Prefer: respond-async or "async": true); absent = every request is synchronous. */
+  jobs?: JobService;
 }
 
 export function registerImageRoutes(app: FastifyInstance, deps: ImageRouteDeps): void {
   const refused = (request: FastifyRequest) => deps.metrics.imageRejected(requestedModel(request.body), 'images.generations');
   app.post('/v1/images/generations', { preHandler: deps.authenticate(refused) }, async (request, reply) => {
     let prepared: PreparedImageRequest;
+    let asJob: { async: boolean; webhookUrl: string | undefined } | undefined;
     try {
       const body = request.body;
       if (body === null || typeof body !== 'object' || Array.isArray(body)) {
         throw invalidRequest('The request body must be a JSON object with at least "model" and "prompt".', null, 'invalid_body');
       }
+      asJob = deps.jobs?.takeJobFields(body as Record<string, unknown>, request.headers.prefer);
       prepared = deps.images.prepare(request.caller, body as Record<string, unknown>, { endpoint: 'images.generations' });
     } catch (error) {
       refused(request);
       throw error;
     }
+    if (asJob?.async) return submitImageJob(request, reply, prepared, asJob.webhookUrl, { jobs: deps.jobs!, metrics: deps.metrics });
     return runImageRequest(request, reply, prepared, deps, 'image_generation');
   });
 }

@@ -44,10 +44,21 @@ export class BflImageAdapter implements ImageAdapter {
   }
 
   generate(request: NormalizedImageRequest, route: RouteTarget, context: ImageCallContext): Promise<ImageGenerationResult> {
-    return eachImageCall(request, context, (call) => this.generateOne(call, route, context.signal));
+    return eachImageCall(request, context, (call) => this.generateOne(call, route, context.signal, context.onAccepted));
   }
 
-  private async generateOne(request: NormalizedImageRequest, route: RouteTarget, signal: AbortSignal): Promise<SingleImageOutcome> {
+  /** Collects a job BFL accepted earlier (handle: its id, polling URL and cost) by polling; never submits. */
+  async resume(handle: Record<string, unknown>, request: NormalizedImageRequest, route: RouteTarget, context: ImageCallContext): Promise<ImageGenerationResult> {
+    const submitted = parseSubmitResponse(handle);
+    if (!submitted) throw new ProviderError('failed', `${PROVIDER} job handle is unreadable; the job cannot be resumed`, { accepted: true });
+    const base = (route.baseUrl ?? DEFAULT_BASE_URL).replace(/\/+$/, '');
+    const outcome = await this.collect(submitted, base, route, timeoutsFromOptions(route.options), context.signal, []);
+    return { images: [outcome.image], warnings: outcome.warnings, usage: outcome.usage };
+  }
+
+  private async generateOne(
+    request: NormalizedImageRequest, route: RouteTarget, signal: AbortSignal, onAccepted?: ImageCallContext['onAccepted'],
+  ): Promise<SingleImageOutcome> {
     const base = (route.baseUrl ?? DEFAULT_BASE_URL).replace(/\/+$/, '');
     const timeouts = timeoutsFromOptions(route.options);
     const key = route.credential!;
@@ -67,8 +78,16 @@ export class BflImageAdapter implements ImageAdapter {
     if (response.status !== 200) throw failureFromStatus(PROVIDER, response, errorDetail(response.json(), request.extra));
     const submitted = parseSubmitResponse(response.json());
     if (!submitted) throw new ProviderError('failed', `${PROVIDER} accepted the job but its answer could not be read`, { accepted: true });
-    const usage = { costNanos: creditsToNanos(submitted.cost), billedImages: 1 };
+    onAccepted?.({ id: submitted.id, polling_url: submitted.polling_url ?? null, cost: submitted.cost ?? null });
+    return this.collect(submitted, base, route, timeouts, signal, warnings);
+  }
 
+  /** Polls an accepted job, downloads and checks its image. */
+  private async collect(
+    submitted: BflSubmitResponse, base: string, route: RouteTarget, timeouts: UpstreamTimeouts, signal: AbortSignal, warnings: Warning[],
+  ): Promise<SingleImageOutcome> {
+    const key = route.credential!;
+    const usage = { costNanos: creditsToNanos(submitted.cost), billedImages: 1 };
     const sample = await this.waitForSample(submitted, base, route, key, timeouts, signal);
     const { bytes } = await safeDownload(sample, { allowedHosts: DOWNLOAD_HOSTS, trustedOrigins: originOf(route.baseUrl), provider: PROVIDER }, signal);
     const probe = probeImage(bytes);

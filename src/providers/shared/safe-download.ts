@@ -144,7 +144,7 @@ function ipv4Of(address: string): string {
 }
 
 /** Resolves, then refuses forbidden addresses: the connection uses exactly the address that was checked. */
-function guardedLookup(hostname: string, options: dns.LookupOptions, callback: (error: NodeJS.ErrnoException | null, address: string | dns.LookupAddress[], family?: number) => void): void {
+export function guardedLookup(hostname: string, options: dns.LookupOptions, callback: (error: NodeJS.ErrnoException | null, address: string | dns.LookupAddress[], family?: number) => void): void {
   dns.lookup(hostname, { ...options, all: true }, (error, addresses) => {
     if (error) return callback(error, '', 0);
     const allowed = (addresses as dns.LookupAddress[]).filter((entry) => !isForbiddenAddress(entry.address));

@@ -48,6 +48,7 @@ CREATE TABLE hosted_files (
   deleted_at BIGINT
 );
 CREATE INDEX hosted_files_live_by_expiry ON hosted_files(expires_at) WHERE deleted_at IS NULL;
+CREATE INDEX hosted_files_by_job ON hosted_files(job_id, created_at);
 CREATE TABLE webhook_deliveries (
   id TEXT PRIMARY KEY,
   job_id TEXT NOT NULL,
@@ -90,7 +91,8 @@ const SQL = {
   renew: `UPDATE image_jobs SET lease_until = $1 WHERE claimed_by = $2 AND ${OPEN} AND id = ANY($3::text[]) RETURNING *`,
   unclaim: "UPDATE image_jobs SET claimed_by = NULL, lease_until = NULL, run_after = $1 WHERE id = $2 AND claimed_by = $3 AND status = 'queued'",
   unclaimAll: "UPDATE image_jobs SET claimed_by = NULL, lease_until = NULL WHERE claimed_by = $1 AND status = 'queued'",
-  cancelFree: `UPDATE image_jobs SET status = 'cancelled', completed_at = $1, cancel_requested = true
+  cancelFree: `UPDATE image_jobs SET status = 'cancelled', completed_at = $1, cancel_requested = true,
+      error = '{"message":"The job was cancelled; you were not charged.","type":"invalid_request_error","code":"cancelled","param":null}'::jsonb
       WHERE id = $2 AND account_id = $3 AND status = 'queued' AND (lease_until IS NULL OR lease_until < $1)`,
   cancelHeld: `UPDATE image_jobs SET cancel_requested = true WHERE id = $1 AND account_id = $2 AND ${OPEN}`,
   endedWithHolds: `SELECT j.* FROM image_jobs j JOIN requests r ON r.id = j.request_id
@@ -100,6 +102,7 @@ const SQL = {
   insertFile: `INSERT INTO hosted_files (id, account_id, job_id, kind, media_type, bytes, storage_key, created_at, expires_at)
       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING *`,
   getFile: 'SELECT * FROM hosted_files WHERE id = $1',
+  jobFiles: 'SELECT * FROM hosted_files WHERE job_id = $1 AND kind = $2 ORDER BY created_at, id',
   expiredFiles: 'SELECT * FROM hosted_files WHERE deleted_at IS NULL AND expires_at <= $1 ORDER BY expires_at LIMIT $2',
   deleteFile: 'UPDATE hosted_files SET deleted_at = $1 WHERE id = $2 AND deleted_at IS NULL',
   insertDelivery: `INSERT INTO webhook_deliveries (id, job_id, account_id, url, event_type, payload, status, next_attempt_at, created_at)
@@ -217,6 +220,10 @@ export class PostgresJobs implements JobStore {
   async getFile(id: string): Promise<HostedFile | undefined> {
     const { rows } = await this.run('getFile', [id]);
     return rows[0] ? toFile(rows[0]) : undefined;
+  }
+
+  async listJobFiles(jobId: string, kind: HostedFile['kind']): Promise<HostedFile[]> {
+    return (await this.run('jobFiles', [jobId, kind])).rows.map(toFile);
   }
 
   async listExpiredFiles(now: number, limit: number): Promise<HostedFile[]> {

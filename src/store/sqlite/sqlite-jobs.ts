@@ -48,6 +48,7 @@ CREATE TABLE hosted_files (
   deleted_at INTEGER
 );
 CREATE INDEX hosted_files_live_by_expiry ON hosted_files(expires_at) WHERE deleted_at IS NULL;
+CREATE INDEX hosted_files_by_job ON hosted_files(job_id, created_at);
 CREATE TABLE webhook_deliveries (
   id TEXT PRIMARY KEY,
   job_id TEXT NOT NULL,
@@ -98,7 +99,7 @@ export class SqliteJobs implements JobStore {
       renew: db.prepare(`UPDATE image_jobs SET lease_until = ? WHERE claimed_by = ? AND ${OPEN} AND id IN (SELECT value FROM json_each(?)) RETURNING *`),
       unclaim: db.prepare("UPDATE image_jobs SET claimed_by = NULL, lease_until = NULL, run_after = ? WHERE id = ? AND claimed_by = ? AND status = 'queued'"),
       unclaimAll: db.prepare("UPDATE image_jobs SET claimed_by = NULL, lease_until = NULL WHERE claimed_by = ? AND status = 'queued'"),
-      cancelFree: db.prepare(`UPDATE image_jobs SET status = 'cancelled', completed_at = ?, cancel_requested = 1
+      cancelFree: db.prepare(`UPDATE image_jobs SET status = 'cancelled', completed_at = ?, cancel_requested = 1, error = '{"message":"The job was cancelled; you were not charged.","type":"invalid_request_error","code":"cancelled","param":null}'
         WHERE id = ? AND account_id = ? AND status = 'queued' AND (lease_until IS NULL OR lease_until < ?)`),
       cancelHeld: db.prepare(`UPDATE image_jobs SET cancel_requested = 1 WHERE id = ? AND account_id = ? AND ${OPEN}`),
       endedWithHolds: db.prepare(`SELECT j.* FROM image_jobs j JOIN requests r ON r.id = j.request_id
@@ -108,6 +109,7 @@ export class SqliteJobs implements JobStore {
       insertFile: db.prepare(`INSERT INTO hosted_files (id, account_id, job_id, kind, media_type, bytes, storage_key, created_at, expires_at)
         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`),
       getFile: db.prepare('SELECT * FROM hosted_files WHERE id = ?'),
+      jobFiles: db.prepare('SELECT * FROM hosted_files WHERE job_id = ? AND kind = ? ORDER BY created_at, rowid'),
       expiredFiles: db.prepare('SELECT * FROM hosted_files WHERE deleted_at IS NULL AND expires_at <= ? ORDER BY expires_at LIMIT ?'),
       deleteFile: db.prepare('UPDATE hosted_files SET deleted_at = ? WHERE id = ? AND deleted_at IS NULL'),
       insertDelivery: db.prepare(`INSERT INTO webhook_deliveries (id, job_id, account_id, url, event_type, payload, status, next_attempt_at, created_at)
@@ -214,6 +216,10 @@ export class SqliteJobs implements JobStore {
   async getFile(id: string): Promise<HostedFile | undefined> {
     const row = this.statements.getFile.get(id) as Row | undefined;
     return row ? toFile(row) : undefined;
+  }
+
+  async listJobFiles(jobId: string, kind: HostedFile['kind']): Promise<HostedFile[]> {
+    return (this.statements.jobFiles.all(jobId, kind) as Row[]).map(toFile);
   }
 
   async listExpiredFiles(now: number, limit: number): Promise<HostedFile[]> {
