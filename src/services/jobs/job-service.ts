@@ -74,17 +74,15 @@ export class JobService {
       wantsAsync ||= value;
       delete body.async;
     }
+    // A synchronous request keeps `webhook_url` as an ordinary extra (adapters drop it with a warning, as before).
     let webhookUrl: string | undefined;
-    if ('webhook_url' in body) {
+    if (wantsAsync && 'webhook_url' in body) {
       const value = body.webhook_url;
       delete body.webhook_url;
       if (value !== null && value !== undefined) {
         if (typeof value !== 'string') throw invalidRequest("'webhook_url' must be a URL string.", 'webhook_url', 'invalid_type');
         webhookUrl = value;
       }
-    }
-    if (webhookUrl !== undefined && !wantsAsync) {
-      throw invalidRequest("'webhook_url' is for async jobs: add \"async\": true (or the header Prefer: respond-async).", 'webhook_url', 'invalid_value');
     }
     if (webhookUrl !== undefined) checkWebhookUrl(webhookUrl, this.deps.config.webhooksAllowPrivate);
     return { async: wantsAsync, webhookUrl };
