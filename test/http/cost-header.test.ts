@@ -56,6 +56,9 @@ describe('x-request-cost is the settled charge or absent', () => {
     const completed = events(result.text).filter((event) => event.type === 'image_generation.completed');
     assert.equal(completed.reduce((sum, event) => sum + parseUsd(String(event.usage.cost.total_cost)), 0n), charge);
     assert.deepEqual(completed.at(-1).warnings.map((warning: { param: string }) => warning.param), ['quality']);
+    // The event fields the SDKs type as always present: quality and background (`auto` where the model has no such setting).
+    assert.deepEqual([completed[0].quality, completed[0].background, completed[0].output_format, completed[0].size], ['auto', 'auto', 'png', '64x64']);
+    assert.equal(completed[0].usage.total_tokens, 0);
   });
 
   it('chat, JSON and SSE with a warning: the header is the charge on JSON, absent on the stream', async () => {

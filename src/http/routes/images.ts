@@ -99,10 +99,10 @@ async function streamImages(
   // An image event's JSON as byte parts around the base64, which is written as the bytes it arrived in.
   const imageEvent = (head: string, base64: Base64Text, tail: string) => [Buffer.from(head), base64Ascii(base64), Buffer.from(tail)];
   const outputFormat = prepared.request.outputFormat ?? prepared.model.native_output_format;
+  // `quality` and `background` are in every event, as the SDKs type them: `auto` where the model takes no such setting.
+  const setting = (name: string) => JSON.stringify(typeof prepared.request.params[name] === 'string' ? prepared.request.params[name] : 'auto');
   const extras = (size: string) =>
-    `"created_at":${created},"size":"${size}","output_format":"${outputFormat}"` +
-    (typeof prepared.request.params.quality === 'string' ? `,"quality":${JSON.stringify(prepared.request.params.quality)}` : '') +
-    (typeof prepared.request.params.background === 'string' ? `,"background":${JSON.stringify(prepared.request.params.background)}` : '');
+    `"created_at":${created},"size":"${size}","output_format":"${outputFormat}","quality":${setting('quality')},"background":${setting('background')}`;
   const outcome = await deps.images.execute(prepared, String(request.id), {
     signal,
     onPartialImage: (partial) => {
