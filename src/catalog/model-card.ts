@@ -34,7 +34,7 @@ function textModelCard(model: TextCatalogModel): Record<string, unknown> {
     messages: { type: 'array', required: true, roles: ['system', 'developer', 'user', 'assistant', 'tool'], content: ['string', 'text parts'] },
     max_tokens: maxTokens,
     max_completion_tokens: { ...maxTokens, description: 'Alias of max_tokens.' },
-    n: { type: 'integer', min: 1, max: model.max_choices, default: 1, description: 'Choices; each is billed for its completion tokens.' },
+    n: { type: 'integer', min: 1, max: 1, default: 1 },
     stream: { type: 'boolean', default: false },
     stream_options: { type: 'object', fields: { include_usage: { type: 'boolean', default: false } } },
   };

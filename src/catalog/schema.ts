@@ -199,8 +199,6 @@ export const textModelSchema = z
     /** Sampling fields the model honours; the others are accepted, ignored and reported as warnings. */
     supported_sampling_parameters: z.array(z.enum(SAMPLING_PARAMETERS)).default([]),
     supported_features: z.array(z.enum(TEXT_FEATURES)).default([]),
-    /** Most choices (`n`) one request may ask for; 1 = the upstream serves one (a larger `n` is ignored with a warning). */
-    max_choices: z.number().int().min(1).max(128).default(1),
   })
   .strict();
 

@@ -145,6 +145,9 @@ describe('dashboard API', () => {
     assert.equal(ok.status, 201);
     const unknown = await client.post('/dashboard/api/keys', { name: 'x', limits: { bananas_per_minute: 1 } });
     assert.equal(unknown.body.error?.code, 'unknown_parameter', JSON.stringify([unknown.status, unknown.body]));
+    const tokens = await client.post('/dashboard/api/keys', { name: 'tokens', limits: { tokens_per_minute: 5000 } });
+    assert.equal(tokens.status, 201);
+    assert.equal(tokens.body.limits.tokens_per_minute, 5000);
   });
 
   it('usage: every request with key, cost and tokens; filters; keyset paging; CSV; overview spend equals the charges', async () => {
