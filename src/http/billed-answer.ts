@@ -6,6 +6,7 @@ import type { Nanos } from '../domain/money.ts';
 import type { Warning } from '../domain/warnings.ts';
 import type { Admission } from '../services/billed-work.ts';
 import { readIdempotencyKey, type IdempotencyService, type IdempotentRun } from '../services/idempotency.ts';
+import type { StoredResponse } from '../store/types.ts';
 import { sendError } from './error-handler.ts';
 import { costHeaders, warningHeaders } from './image-response.ts';
 import { openSse } from './sse.ts';
@@ -42,8 +43,11 @@ export interface BilledAnswer<Prepared> {
   /** Request warnings, sent as headers at the start of a stream. */
   warnings: Warning[];
   keepaliveIntervalMs: number;
-  /** A JSON answer: runs the work and returns the body as byte parts. Throws (a GatewayError) when nothing was charged. */
-  json(signal: AbortSignal): Promise<Charged & { parts: Buffer[] }>;
+  /**
+   * A JSON answer: runs the work and returns the body as byte parts. Throws (a GatewayError) when nothing was charged.
+   * With an Idempotency-Key it may save the response with the charge itself (IdempotentRun.atSettlement).
+   */
+  json(signal: AbortSignal, idempotent: IdempotentRun | undefined): Promise<Charged & { parts: Buffer[] }>;
   /** An SSE answer: runs the work, writing its events. Throws when nothing was charged. */
   sse(signal: AbortSignal, stream: AnswerStream): Promise<Charged>;
   /** Frames a failure once the stream has started (image streams send an `error` event, chat a `data:` chunk), not kept. */
@@ -56,6 +60,11 @@ export interface BilledAnswer<Prepared> {
 }
 
 const JSON_TYPE = 'application/json; charset=utf-8';
+
+/** What an Idempotency-Key retry of a JSON answer gets back: the body and its cost headers. */
+export function jsonStoredResponse(parts: Buffer[], headers: Record<string, string>): StoredResponse {
+  return { status: 200, headers: { 'content-type': JSON_TYPE, ...headers }, body: Buffer.concat(parts).toString('utf8') };
+}
 const SSE_TYPE = 'text/event-stream; charset=utf-8';
 
 /**
@@ -121,14 +130,15 @@ async function respond<Prepared>(
     if (!answer.stream) {
       let charged;
       try {
-        charged = await answer.json(disconnect.signal);
+        charged = await answer.json(disconnect.signal, idempotent);
       } catch (error) {
         await idempotent?.abandon(); // the work charged nothing when it throws
         throw error;
       }
       const headers = costHeaders(charged.cost, charged.warnings);
       const { parts } = charged;
-      await idempotent?.complete({ status: 200, headers: { 'content-type': JSON_TYPE, ...headers }, body: Buffer.concat(parts).toString('utf8') });
+      // Saved already when the work saved it with the charge (then this does nothing).
+      await idempotent?.complete(jsonStoredResponse(parts, headers));
       const length = parts.reduce((total, part) => total + part.length, 0);
       // A stream of the parts (with its length declared) rather than one concatenated buffer: see imageResponseParts.
       const body = parts.length === 1 ? parts[0] : Readable.from(parts, { objectMode: false });

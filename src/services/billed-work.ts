@@ -9,7 +9,7 @@ export type { Admission };
 import type { Metrics } from '../metrics/metrics.ts';
 import type { ResolvedRoute } from '../providers/registry.ts';
 import { ProviderError, type ProviderAdapter } from '../providers/types.ts';
-import type { Store } from '../store/types.ts';
+import type { SettleInput, Store } from '../store/types.ts';
 import { describeFailure, toGatewayError } from './upstream-errors.ts';
 
 /** What the runner needs to know of a prepared request: whose money, how much, and what capacity it takes. */
@@ -120,10 +120,16 @@ export class BilledWorkRunner {
    * the generation deadline together. The deadline is our own timer, not AbortSignal.timeout(): on Node 20 a timeout
    * signal whose only reference is an AbortSignal.any() is garbage-collected and never fires.
    */
-  async run<T>(requestId: string, signal: AbortSignal, work: (signal: AbortSignal) => Promise<BilledResult<T>>): Promise<T> {
+  async run<T>(
+    requestId: string,
+    signal: AbortSignal,
+    work: (signal: AbortSignal) => Promise<BilledResult<T>>,
+    /** An Idempotency-Key's response for this value, saved in the settling transaction (see IdempotentRun.atSettlement). */
+    savedResponse?: (value: T) => SettleInput['idempotency'],
+  ): Promise<T> {
     const deadline = new AbortController();
     const timer = setTimeout(() => deadline.abort(new DOMException('The generation deadline passed.', 'TimeoutError')), this.deps.generationTimeoutMs);
-    const running = this.resolveHold(requestId, signal, AbortSignal.any([signal, deadline.signal, this.stopping.signal]), work);
+    const running = this.resolveHold(requestId, signal, AbortSignal.any([signal, deadline.signal, this.stopping.signal]), work, savedResponse);
     this.inFlight.add(running);
     this.deps.metrics.holdTaken();
     try {
@@ -140,6 +146,7 @@ export class BilledWorkRunner {
     callerSignal: AbortSignal,
     signal: AbortSignal,
     work: (signal: AbortSignal) => Promise<BilledResult<T>>,
+    savedResponse?: (value: T) => SettleInput['idempotency'],
   ): Promise<T> {
     const { store, logger } = this.deps;
     let result: BilledResult<T>;
@@ -152,7 +159,7 @@ export class BilledWorkRunner {
       throw stopped ? shuttingDown() : toGatewayError(error, signal, callerSignal);
     }
     const { tokens, ...settlement } = result.settlement;
-    const settled = await store.settleReservation({ requestId, ...settlement });
+    const settled = await store.settleReservation({ requestId, ...settlement, idempotency: savedResponse?.(result.value) });
     if (!settled) {
       // Only the sweeper can have resolved it first, which means we overran the hold's expiry: deliver nothing we did not bill.
       logger.error({ requestId }, 'hold was already resolved before settlement');

@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import { GatewayError, invalidRequest } from '../domain/errors.ts';
-import type { Store, StoredResponse } from '../store/types.ts';
+import type { SettleInput, Store, StoredResponse } from '../store/types.ts';
 import type { Caller } from '../domain/caller.ts';
 
 /** How long a key remembers its request and response (Stripe, Checkout.com, PPRO: 24 h). */
@@ -13,6 +13,11 @@ export interface IdempotentRun {
   kind: 'run';
   complete(response: StoredResponse): Promise<void>;
   abandon(): Promise<void>;
+  /**
+   * The response to save in the settling transaction itself (Store.settleReservation's `idempotency`), so that a
+   * charge and its replayable response are committed together; complete() and abandon() do nothing afterwards.
+   */
+  atSettlement(response: StoredResponse): NonNullable<SettleInput['idempotency']>;
 }
 
 export interface IdempotentReplay {
@@ -101,6 +106,10 @@ export class IdempotencyService {
           return true;
         });
         if (!saved) logger.error({ requestId }, 'idempotency key no longer held by this request; response not saved');
+      },
+      atSettlement: (response) => {
+        done = true;
+        return { accountId, key, response };
       },
       abandon: async () => {
         if (done) return;

@@ -16,6 +16,7 @@ import { assertDecodable } from '../images/decode-check.ts';
 import { looksComplete, probeBase64 } from '../images/probe.ts';
 import type { Admission } from '../limits/limiter.ts';
 import type { Metrics } from '../metrics/metrics.ts';
+import type { SettleInput } from '../store/types.ts';
 import type { ProviderRegistry, ResolvedRoute } from '../providers/registry.ts';
 import { ProviderError, type GeneratedImage, type ImageGenerationResult, type PartialImage } from '../providers/types.ts';
 import type { BilledTicket, BilledWorkRunner } from './billed-work.ts';
@@ -59,6 +60,8 @@ export interface ExecuteHooks {
   onAccepted?: (accepted: UpstreamHandle) => void;
   /** Resume this accepted call instead of submitting (a job taken over from an instance that stopped): never resubmitted. */
   resume?: UpstreamHandle;
+  /** The Idempotency-Key response for this outcome, committed with its charge (BilledWorkRunner.run). */
+  savedResponse?: (outcome: ImageOutcome) => SettleInput['idempotency'];
 }
 
 /** An accepted upstream call: the index of its route in the prepared request and the adapter's handle. */
@@ -166,7 +169,7 @@ export class ImageGenerationService {
     const { metrics } = this.deps;
     const started = performance.now();
     try {
-      const outcome = await this.deps.runner.run(requestId, hooks.signal, (signal) => this.generate(prepared, requestId, hooks, signal));
+      const outcome = await this.deps.runner.run(requestId, hooks.signal, (signal) => this.generate(prepared, requestId, hooks, signal), hooks.savedResponse);
       metrics.imageDelivered(prepared.model.id, prepared.endpoint, outcome.partialFailure !== undefined, outcome.images.length, outcome.cost, (performance.now() - started) / 1000);
       return outcome;
     } catch (error) {

@@ -94,6 +94,11 @@ export interface SettleInput {
   upstreamCost?: Nanos;
   images: number;
   detail?: Record<string, unknown>;
+  /**
+   * The response an Idempotency-Key retry gets, saved in the same transaction as the charge (the key must be running
+   * for this request): a crash right after settling cannot leave a charge whose response is lost.
+   */
+  idempotency?: { accountId: string; key: string; response: StoredResponse };
 }
 
 /** A response saved for an Idempotency-Key, returned as it was to every retry within 24 h. */

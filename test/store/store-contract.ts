@@ -361,6 +361,30 @@ export function runStoreContract(name: string, open: () => Promise<Store>): void
         assert.equal(await store.getIdempotencyKey(acct.id, 'idem-unknown'), undefined);
       });
 
+      it('settleReservation with `idempotency` saves the response in the same transaction as the charge, once', async () => {
+        const acct = await account(1000n);
+        const req = reservation(acct.id, 300n);
+        const claimed = claim(acct.id, 'idem-settle', { requestId: req.requestId });
+        assert.deepEqual(await store.claimIdempotencyKey(claimed), { claimed: true });
+        assert.equal(await store.reserveCredits(req), true);
+        const saved = response('{"data":[],"usage":{"cost":{"total_cost":0.0000002}}}');
+        assert.equal(await store.settleReservation({ requestId: req.requestId, cost: 200n, images: 1, idempotency: { accountId: acct.id, key: 'idem-settle', response: saved } }), true);
+        const record = await store.getIdempotencyKey(acct.id, 'idem-settle');
+        assert.equal(record?.status, 'completed');
+        assert.deepEqual(record?.response, saved);
+        assert.equal((await store.getRequest(req.requestId))?.status, 'settled');
+        assert.deepEqual(await balances(acct.id), { balance: 800n, held: 0n });
+        // A second settlement changes nothing: neither the money nor the saved response.
+        assert.equal(await store.settleReservation({ requestId: req.requestId, cost: 1n, images: 1, idempotency: { accountId: acct.id, key: 'idem-settle', response: response('{}') } }), false);
+        assert.deepEqual((await store.getIdempotencyKey(acct.id, 'idem-settle'))?.response, saved);
+        assert.deepEqual(await balances(acct.id), { balance: 800n, held: 0n });
+        // A key held by another request is left alone; the charge still settles.
+        const other = reservation(acct.id, 100n);
+        assert.equal(await store.reserveCredits(other), true);
+        assert.equal(await store.settleReservation({ requestId: other.requestId, cost: 50n, images: 1, idempotency: { accountId: acct.id, key: 'idem-settle', response: response('{"x":1}') } }), true);
+        assert.deepEqual((await store.getIdempotencyKey(acct.id, 'idem-settle'))?.response, saved);
+      });
+
       it('keys are scoped to the account', async () => {
         const a = await account(0n);
         const b = await account(0n);

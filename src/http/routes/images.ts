@@ -2,12 +2,12 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { GatewayError, invalidRequest } from '../../domain/errors.ts';
 import { base64Ascii, type Base64Text } from '../../images/base64.ts';
 import type { Metrics } from '../../metrics/metrics.ts';
-import { fingerprintImageRequest, type ImageGenerationService, type PreparedImageRequest } from '../../services/image-generation.ts';
+import { fingerprintImageRequest, type ImageGenerationService, type ImageOutcome, type PreparedImageRequest } from '../../services/image-generation.ts';
 import type { Authenticate } from '../authenticate.ts';
 import type { JobService } from '../../services/jobs/job-service.ts';
 import { submitImageJob } from './jobs.ts';
-import { answerBilled, type AnswerStream, type Charged } from '../billed-answer.ts';
-import { imageResponseParts, imageSettings, usageObject } from '../image-response.ts';
+import { answerBilled, jsonStoredResponse, type AnswerStream, type Charged } from '../billed-answer.ts';
+import { costHeaders, imageResponseParts, imageSettings, usageObject } from '../image-response.ts';
 
 export interface ImageRouteDeps {
   images: ImageGenerationService;
@@ -65,10 +65,19 @@ export function runImageRequest(
     stream: prepared.stream,
     warnings: prepared.warnings,
     keepaliveIntervalMs: deps.keepaliveIntervalMs,
-    json: async (signal) => {
-      const outcome = await deps.images.execute(prepared, requestId, { signal });
-      const settings = imageSettings(prepared.request.params, outcome);
-      return { ...outcome, parts: imageResponseParts(outcome, { model: prepared.model.id, created, responseFormat: prepared.responseFormat, settings }) };
+    json: async (signal, idempotent) => {
+      // Built before the charge is settled, so the bytes go out right after it (and an Idempotency-Key's response is
+      // committed with the charge: a crash in between cannot lose it).
+      let parts: Buffer[] | undefined;
+      const partsOf = (outcome: ImageOutcome) =>
+        (parts ??= imageResponseParts(outcome, {
+          model: prepared.model.id, created, responseFormat: prepared.responseFormat, settings: imageSettings(prepared.request.params, outcome),
+        }));
+      const outcome = await deps.images.execute(prepared, requestId, {
+        signal,
+        savedResponse: idempotent && ((settling) => idempotent.atSettlement(jsonStoredResponse(partsOf(settling), costHeaders(settling.cost, settling.warnings)))),
+      });
+      return { ...outcome, parts: partsOf(outcome) };
     },
     sse: (signal, stream) => streamImages(request, prepared, deps, eventPrefix, created, signal, stream),
     sseError: (stream, error) => {

@@ -110,6 +110,27 @@ const SQL = {
     INSERT INTO ledger_entries (account_id, kind, available_delta, held_delta, request_id, note, created_at)
     SELECT r.account_id, $8, r.hold - r.cost, -r.hold, r.id, NULL, $7 FROM r JOIN a ON a.id = r.account_id
     RETURNING id`,
+  // resolve, and the Idempotency-Key's response saved in the same statement (so the same transaction).
+  settleWithIdem: `
+    WITH r AS (
+      UPDATE requests
+      SET status = 'settled', cost = LEAST(GREATEST($2::bigint, 0), hold), upstream_cost = $3::bigint, images = $4,
+          detail = $5::jsonb, resolved_at = $6
+      WHERE id = $1 AND status = 'held'
+      RETURNING id, account_id, hold, cost
+    ), a AS (
+      UPDATE accounts SET held = accounts.held - r.hold, balance = accounts.balance + (r.hold - r.cost)
+      FROM r WHERE accounts.id = r.account_id
+      RETURNING accounts.id
+    ), k AS (
+      UPDATE idempotency_keys SET status = 'completed', response_status = $9, response_headers = $10::jsonb, response_body = $11
+      FROM r WHERE idempotency_keys.account_id = $7 AND idempotency_keys.idem_key = $8 AND idempotency_keys.request_id = r.id
+        AND idempotency_keys.status = 'running'
+      RETURNING 1
+    )
+    INSERT INTO ledger_entries (account_id, kind, available_delta, held_delta, request_id, note, created_at)
+    SELECT r.account_id, 'settle', r.hold - r.cost, -r.hold, r.id, NULL, $6 FROM r JOIN a ON a.id = r.account_id
+    RETURNING id`,
   getRequest: 'SELECT * FROM requests WHERE id = $1',
   listRequests: 'SELECT * FROM requests WHERE account_id = $1 ORDER BY created_at DESC, id DESC LIMIT $2',
   expired: "SELECT id FROM requests WHERE status = 'held' AND expires_at < $1 ORDER BY expires_at LIMIT $2",
@@ -259,6 +280,15 @@ export class PostgresStore implements Store {
   }
 
   async settleReservation(input: SettleInput): Promise<boolean> {
+    if (input.idempotency) {
+      const { accountId, key, response } = input.idempotency;
+      const upstreamCost = input.upstreamCost !== undefined && input.upstreamCost >= 0n ? input.upstreamCost : null;
+      const result = await this.run('settleWithIdem', [
+        input.requestId, n(input.cost), nOrNull(upstreamCost), input.images, input.detail ? JSON.stringify(input.detail) : null, Date.now(),
+        accountId, key, response.status, JSON.stringify(response.headers), response.body,
+      ]);
+      return result.rowCount === 1;
+    }
     return this.resolve(input.requestId, 'settled', input.cost, input.upstreamCost ?? null, input.images, input.detail ?? null);
   }
 

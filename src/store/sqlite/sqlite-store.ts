@@ -288,14 +288,17 @@ export class SqliteStore implements Store {
   }
 
   async settleReservation(input: SettleInput): Promise<boolean> {
-    return this.resolve(input.requestId, 'settled', input.cost, input.upstreamCost ?? null, input.images, input.detail ?? null);
+    return this.resolve(input.requestId, 'settled', input.cost, input.upstreamCost ?? null, input.images, input.detail ?? null, input.idempotency);
   }
 
   async releaseReservation(requestId: string, reason: string): Promise<boolean> {
     return this.resolve(requestId, 'released', 0n, null, 0, { reason });
   }
 
-  private resolve(requestId: string, status: 'settled' | 'released', cost: Nanos, upstreamCost: Nanos | null, images: number, detail: Record<string, unknown> | null): Promise<boolean> {
+  private resolve(
+    requestId: string, status: 'settled' | 'released', cost: Nanos, upstreamCost: Nanos | null, images: number, detail: Record<string, unknown> | null,
+    idempotency?: SettleInput['idempotency'],
+  ): Promise<boolean> {
     const now = Date.now();
     return this.grouped(() => {
       const row = this.statements.getRequest.get(requestId) as Row | undefined;
@@ -308,6 +311,10 @@ export class SqliteStore implements Store {
       const accountId = String(row.account_id);
       this.statements.unhold.run(hold, hold - charged, accountId);
       this.ledger(accountId, status === 'settled' ? 'settle' : 'release', hold - charged, -hold, requestId, null, now);
+      if (idempotency) {
+        const { response } = idempotency;
+        this.statements.completeIdem.run(response.status, JSON.stringify(response.headers), response.body, idempotency.accountId, idempotency.key, requestId);
+      }
       return true;
     });
   }
