@@ -58,6 +58,10 @@ describe('dashboard end to end in Chromium', { skip }, () => {
 
     await page.getByRole('button', { name: 'Sign out' }).click();
     await page.waitForURL('**/signin');
+    // A signed-in page sends a signed-out visitor to sign in, and back to it afterwards.
+    await page.goto('/usage?model=deepshi-sketch');
+    await page.waitForURL(/\/signin\?next=/);
+    assert.equal(new URL(page.url()).searchParams.get('next'), '/usage?model=deepshi-sketch');
     // A wrong password is refused with the API's message, where the person is.
     await page.getByLabel('Email').fill(email);
     await page.getByLabel('Password').fill('wrong password!');
@@ -65,7 +69,7 @@ describe('dashboard end to end in Chromium', { skip }, () => {
     await page.getByRole('alert').waitFor();
     await page.getByLabel('Password').fill(password);
     await page.getByRole('button', { name: 'Sign in' }).click();
-    await page.waitForURL('**/overview');
+    await page.waitForURL('**/usage?model=deepshi-sketch');
 
     // Changing the password: the old one stops working, the new one signs in.
     await page.getByRole('link', { name: 'Settings' }).click();
@@ -125,6 +129,11 @@ describe('dashboard end to end in Chromium', { skip }, () => {
     assert.equal(await images.count(), 2);
     const width = await images.first().evaluate((element) => (element as HTMLImageElement).naturalWidth);
     assert.ok(width > 0, 'the image decodes');
+    // Download links carry the image; two images side by side for comparison.
+    assert.match((await page.getByRole('link', { name: 'Download' }).first().getAttribute('href')) ?? '', /^data:image\/png;base64,/);
+    await page.getByRole('checkbox', { name: 'Compare' }).nth(0).check();
+    await page.getByRole('checkbox', { name: 'Compare' }).nth(1).check();
+    assert.equal(await page.getByRole('region', { name: 'Comparison' }).getByRole('img').count(), 2);
     await screenshot(page, 'playground');
     // A reload keeps the request (model, prompt, n are in the URL) and its price.
     await page.reload();

@@ -1,5 +1,5 @@
 import { Fragment } from 'preact';
-import { ErrorNote, Loading, PageHeader, useAsync } from '../components.tsx';
+import { ErrorNote, Loading, PageHeader, useAccountScope, useAsync } from '../components.tsx';
 import { explainPrice, listModels, SIZING_STYLES, type ModelCard, type ParameterSpec } from '../models.ts';
 import { useSession } from '../session.tsx';
 import { usd } from '../format.ts';
@@ -7,7 +7,10 @@ import { usd } from '../format.ts';
 /** Every model this server offers, as the page a caller reads before choosing one. */
 export function ModelsPage() {
   const { user } = useSession();
-  const models = useAsync(() => (user ? listModels() : Promise.resolve(undefined)), [user?.id]);
+  const { accountId } = useAccountScope();
+  // The cards are what an account's keys can call: the operator token has no account of its own.
+  const needsAccount = user?.role === 'operator' && !user.account_id && !accountId;
+  const models = useAsync(() => (user && !needsAccount ? listModels(accountId) : Promise.resolve(undefined)), [user?.id, accountId]);
   return (
     <section>
       <PageHeader title="Models & pricing" />
@@ -20,6 +23,11 @@ export function ModelsPage() {
       ) : user === null ? (
         <p class="notice" role="status">
           <a href={`/signin?next=${encodeURIComponent('/models')}`}>Sign in</a> to see the models your account can call, with their parameters and prices.
+        </p>
+      ) : needsAccount ? (
+        <p class="notice" role="status">
+          These cards show what an account's keys can call. Open them for an account from the <a href="/operator">console</a> (an account's Playground), or
+          see every catalog model, offered or not, under <a href="/operator/models">Models</a>.
         </p>
       ) : (
         <>

@@ -7,7 +7,8 @@ import { useSession } from '../session.tsx';
 /** Where to go after signing in: ?next= when it is one of our own paths, else the user's start page. */
 function nextPath(query: Record<string, string>, user: User): string {
   const next = query.next;
-  if (next && next.startsWith('/') && !next.startsWith('//') && !next.startsWith('/signin')) return next;
+  // Only a path of this site: never //host or /\host, which a browser may read as another origin.
+  if (next && /^\/(?![/\\])/.test(next) && !next.startsWith('/signin')) return next;
   return user.role === 'operator' && !user.account_id ? '/operator' : '/overview';
 }
 
