@@ -28,7 +28,7 @@ export type FaultAction =
   | { kind: 'content-type'; type: string }
   /** Half the body, declared complete (content-length of the half). */
   | { kind: 'truncate' }
-  /** The real body followed by `bytes` of padding. */
+  /** The real body followed by `bytes` of padding (not whitespace: JSON with it is no longer JSON). */
   | { kind: 'oversize'; bytes: number }
   /** The real body in `chunkBytes` pieces every `intervalMs`. */
   | { kind: 'trickle'; chunkBytes: number; intervalMs: number }
@@ -154,7 +154,7 @@ export class FaultProxy {
       case 'oversize': {
         response.writeHead(upstream.status, outHeaders);
         response.write(payload);
-        const block = Buffer.alloc(64 * 1024, 0x20);
+        const block = Buffer.alloc(64 * 1024, 0x78);
         let left = action.bytes;
         const pump = () => {
           while (left > 0 && !response.destroyed) {

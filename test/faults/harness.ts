@@ -30,8 +30,8 @@ export const SECRETS = {
   chat: 'sk-chat-secret-0123456789abcdef',
   fixed: 'sk-sim', // the BFL, fal and Ark simulators' fixed key
 };
-const TIMEOUTS = { connect_ms: 500, first_byte_ms: 1_000, total_ms: 2_000 };
-const POLLING = { poll_interval_ms: 5, poll_timeout_ms: 1_000 };
+const TIMEOUTS = { connect_ms: 1_000, first_byte_ms: 1_500, total_ms: 3_000 };
+const POLLING = { poll_interval_ms: 5, poll_timeout_ms: 1_500 };
 
 export type Provider = 'openai' | 'gemini' | 'bfl' | 'fal' | 'ark' | 'xai' | 'openai-compatible' | 'chat';
 
@@ -75,7 +75,7 @@ export function faultCatalog(extra: (catalog: any) => void = () => {}): string {
   for (const model of catalog.models) {
     for (const route of model.routes) {
       if (route.provider === 'offline') continue;
-      route.options = { ...route.options, timeouts: TIMEOUTS, ...(['bfl', 'fal'].includes(route.provider) ? POLLING : {}) };
+      route.options = { ...route.options, timeouts: TIMEOUTS, max_response_bytes: 4_000_000, ...(['bfl', 'fal'].includes(route.provider) ? POLLING : {}) };
     }
   }
   const seedream = catalog.models.find((model: { id: string }) => model.id === 'seedream-4.5');
@@ -110,7 +110,7 @@ export async function startFaultServer(upstreams: Upstreams, options: { env?: Re
       DEEPSHI_BANANA_PRO_API_KEY: SECRETS.compat, DEEPSHI_BANANA_PRO_BASE_URL: proxies['openai-compatible'].url,
       CHAT_SIM_KEY: SECRETS.chat, CHAT_SIM_URL: `${proxies.chat.url}/v1`,
       DEEPSHI_KEEPALIVE_MS: '100',
-      DEEPSHI_GENERATION_TIMEOUT_MS: '8000',
+      DEEPSHI_GENERATION_TIMEOUT_MS: '4000',
       ...options.env,
     },
   });
