@@ -1,5 +1,4 @@
 import { createHash } from 'node:crypto';
-import type { Logger } from 'pino';
 import type { TextCatalogModel } from '../catalog/catalog.ts';
 import { normalizeChatRequest, resolveMaxOutputTokens } from '../catalog/chat-request.ts';
 import { quoteChatRequest, settleChatCost, type ChatPriceQuote } from '../billing/pricing.ts';
@@ -7,13 +6,11 @@ import { canonicalJson } from '../domain/canonical-json.ts';
 import type { Nanos } from '../domain/money.ts';
 import type { ChatFinishReason, ChatToolCall, NormalizedChatRequest } from '../domain/requests.ts';
 import type { Warning } from '../domain/warnings.ts';
-import type { Admission } from '../limits/limiter.ts';
-import type { Metrics } from '../metrics/metrics.ts';
-import type { ProviderRegistry, ResolvedRoute } from '../providers/registry.ts';
+import type { ResolvedRoute } from '../providers/registry.ts';
 import type { ChatCompletionResult, ChatLogprobs, ReasoningDetail, TextAdapter, TextCallContext } from '../providers/types.ts';
-import type { BilledResult, BilledTicket, BilledWorkRunner } from './billed-work.ts';
-import type { IdempotencyService } from './idempotency.ts';
-import { wrongEndpoint, type Caller, type ModelAccess } from './model-access.ts';
+import { BilledService } from './billed-service.ts';
+import type { BilledResult, BilledTicket } from './billed-work.ts';
+import { wrongEndpoint, type Caller } from './model-access.ts';
 
 /** What the request record and the ledger call this endpoint. */
 export const CHAT_ENDPOINT = 'chat.completions';
@@ -69,20 +66,16 @@ export interface ChatExecuteHooks {
  * validation → price, then the runner's billed path (billed-work.ts). Same keys, allowlists, limits, balance and
  * ledger as the image endpoints; HTTP framing (JSON or SSE) is the route's business, money is the runner's.
  */
-export class ChatCompletionService {
-  constructor(
-    private readonly deps: {
-      registry: ProviderRegistry;
-      models: ModelAccess;
-      runner: BilledWorkRunner;
-      idempotency: IdempotencyService;
-      metrics: Metrics;
-      logger: Logger;
-    },
-  ) {}
-
-  get idempotency(): IdempotencyService {
-    return this.deps.idempotency;
+export class ChatCompletionService extends BilledService<PreparedChatRequest, ChatExecuteHooks, ChatOutcome> {
+  /**
+   * A chat request is one request, no images, one upstream call; the key's tokens per minute take it at its upper bound
+   * (given back down to its usage when it is settled).
+   */
+  protected ticket(prepared: PreparedChatRequest): BilledTicket {
+    return {
+      model: prepared.model.id, endpoint: CHAT_ENDPOINT, hold: prepared.quote.hold, images: 0, tokens: tokenBound(prepared),
+      modelCap: prepared.model.max_concurrency ?? 0, modelSlots: 1,
+    };
   }
 
   /** Resolves and validates: 400/403 as for images, 400 (param `model`) for an image model, then prices the hold. */
@@ -100,19 +93,6 @@ export class ChatCompletionService {
   }
 
   /**
-   * The same per-key limits as images (a chat request is one request and no images), the key's tokens per minute at
-   * the request's upper bound (given back down to its usage when it is settled), and the model's concurrency cap.
-   */
-  admit(caller: Caller, prepared: PreparedChatRequest, requestId: string): Promise<Admission> {
-    return this.deps.runner.admit(caller, chatTicket(prepared), requestId);
-  }
-
-  /** Reserves the quoted amount; 402 when the balance cannot cover it (nothing changes then). */
-  reserve(caller: Caller, prepared: PreparedChatRequest, requestId: string): Promise<void> {
-    return this.deps.runner.reserve(caller, chatTicket(prepared), requestId);
-  }
-
-  /**
    * Runs a reserved request to its end and resolves the hold exactly once: settled for the tokens used, released when
    * the model failed (nothing is charged for a failed or abandoned completion). Throws a GatewayError after releasing.
    */
@@ -127,17 +107,6 @@ export class ChatCompletionService {
     const { usage } = outcome;
     this.deps.metrics.chatCompleted(prepared.model.id, { prompt: usage.promptTokens, cachedPrompt: usage.cachedTokens, completion: usage.completionTokens }, outcome.cost);
     return outcome;
-  }
-
-  /** The whole billed path for a caller without an HTTP reply (async jobs), as ImageGenerationService.run. */
-  async run(caller: Caller, prepared: PreparedChatRequest, requestId: string, hooks: ChatExecuteHooks): Promise<ChatOutcome> {
-    const admission = await this.admit(caller, prepared, requestId);
-    try {
-      await this.reserve(caller, prepared, requestId);
-      return await this.execute(prepared, requestId, hooks);
-    } finally {
-      await admission.release();
-    }
   }
 
   /**
@@ -187,18 +156,6 @@ export class ChatCompletionService {
     };
     return { value: outcome, settlement: { cost, images: 0, detail, tokens: usage.promptTokens + usage.completionTokens } };
   }
-
-  /** Waits (bounded) for in-flight completions, e.g. on SIGTERM. */
-  drain(timeoutMs: number): Promise<boolean> {
-    return this.deps.runner.drain(timeoutMs);
-  }
-}
-
-function chatTicket(prepared: PreparedChatRequest): BilledTicket {
-  return {
-    model: prepared.model.id, endpoint: CHAT_ENDPOINT, hold: prepared.quote.hold, images: 0, tokens: tokenBound(prepared),
-    modelCap: prepared.model.max_concurrency ?? 0, modelSlots: 1,
-  };
 }
 
 /** The most tokens a request can use (prompt bound + completion budget): what the tokens-per-minute window admits it at. */

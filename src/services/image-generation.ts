@@ -1,5 +1,4 @@
 import { createHash } from 'node:crypto';
-import type { Logger } from 'pino';
 import type { ImageCatalogModel } from '../catalog/catalog.ts';
 import { normalizeImageRequest, type ImageRequestEnvelope } from '../catalog/image-request.ts';
 import { quoteImageRequest, settleImageCost, type PriceQuote } from '../billing/pricing.ts';
@@ -14,14 +13,12 @@ import { transcode } from '../images/encode.ts';
 import { decodeBase64Text, type Base64Text } from '../images/base64.ts';
 import { assertDecodable } from '../images/decode-check.ts';
 import { looksComplete, probeBase64 } from '../images/probe.ts';
-import type { Admission } from '../limits/limiter.ts';
-import type { Metrics } from '../metrics/metrics.ts';
 import type { SettleInput } from '../store/types.ts';
-import type { ProviderRegistry, ResolvedRoute } from '../providers/registry.ts';
+import type { ResolvedRoute } from '../providers/registry.ts';
 import { ProviderError, type GeneratedImage, type ImageGenerationResult, type PartialImage } from '../providers/types.ts';
-import type { BilledTicket, BilledWorkRunner } from './billed-work.ts';
-import type { IdempotencyService } from './idempotency.ts';
-import { wrongEndpoint, type ModelAccess } from './model-access.ts';
+import { BilledService, type BilledServiceDeps } from './billed-service.ts';
+import type { BilledTicket } from './billed-work.ts';
+import { wrongEndpoint } from './model-access.ts';
 import { toGatewayError } from './upstream-errors.ts';
 
 export { isAllowed, type Caller } from './model-access.ts';
@@ -70,6 +67,11 @@ export interface UpstreamHandle {
   handle: Record<string, unknown>;
 }
 
+export interface ImageServiceDeps extends BilledServiceDeps {
+  /** Largest image an upstream may hand us (DEEPSHI_UPSTREAM_MAX_PIXELS / _MAX_SIDE): checked on its header first. */
+  upstreamImageLimits?: UpstreamImageLimits;
+}
+
 /** Edit rules the route cannot know: the model's own cap and the upload limits the server was started with. */
 export interface EditUploadLimits {
   /** Largest image by pixel count; the decode check's libvips limit too. */
@@ -81,36 +83,9 @@ export interface EditUploadLimits {
  * the runner (billed-work.ts: admission → hold → upstream calls with failover → settle or release). HTTP framing (JSON
  * or SSE) is the caller's business; money is the runner's.
  */
-export class ImageGenerationService {
-  constructor(
-    private readonly deps: {
-      registry: ProviderRegistry;
-      models: ModelAccess;
-      runner: BilledWorkRunner;
-      idempotency: IdempotencyService;
-      metrics: Metrics;
-      logger: Logger;
-      /** Largest image an upstream may hand us (DEEPSHI_UPSTREAM_MAX_PIXELS / _MAX_SIDE): checked on its header first. */
-      upstreamImageLimits?: UpstreamImageLimits;
-    },
-  ) {}
-
-  /** Idempotency-Key handling, for the routes that run image requests. */
-  get idempotency(): IdempotencyService {
-    return this.deps.idempotency;
-  }
-
-  /**
-   * Per-key limits and the model's cap on concurrent upstream calls, before the hold (429 with Retry-After). The
-   * caller releases the admission when the request ends, however it ends.
-   */
-  admit(caller: Caller, prepared: PreparedImageRequest, requestId: string): Promise<Admission> {
-    return this.deps.runner.admit(caller, imageTicket(prepared), requestId);
-  }
-
-  /** Reserves the quoted amount; 402 when the balance cannot cover it (nothing changes then). */
-  reserve(caller: Caller, prepared: PreparedImageRequest, requestId: string): Promise<void> {
-    return this.deps.runner.reserve(caller, imageTicket(prepared), requestId);
+export class ImageGenerationService extends BilledService<PreparedImageRequest, ExecuteHooks, ImageOutcome, ImageServiceDeps> {
+  protected ticket(prepared: PreparedImageRequest): BilledTicket {
+    return imageTicket(prepared);
   }
 
   /**
@@ -176,20 +151,6 @@ export class ImageGenerationService {
       const refused = error instanceof GatewayError && error.code === 'content_policy_violation';
       metrics.imageRequest(prepared.model.id, prepared.endpoint, refused ? 'refused' : 'failed');
       throw error;
-    }
-  }
-
-  /**
-   * The whole billed path for a caller without an HTTP reply (async jobs): admission → hold → execute, the admission
-   * given back however it ends. Throws the GatewayError the caller would have got (429, 402, the upstream's).
-   */
-  async run(caller: Caller, prepared: PreparedImageRequest, requestId: string, hooks: ExecuteHooks): Promise<ImageOutcome> {
-    const admission = await this.admit(caller, prepared, requestId);
-    try {
-      await this.reserve(caller, prepared, requestId);
-      return await this.execute(prepared, requestId, hooks);
-    } finally {
-      await admission.release();
     }
   }
 
@@ -357,10 +318,6 @@ export class ImageGenerationService {
     };
   }
 
-  /** Waits (bounded) for in-flight generations, e.g. on SIGTERM. */
-  drain(timeoutMs: number): Promise<boolean> {
-    return this.deps.runner.drain(timeoutMs);
-  }
 }
 
 /** The largest image an upstream may return: pixels (width x height) and either side. */
