@@ -1,5 +1,5 @@
 import type { Nanos } from '../domain/money.ts';
-import type { Account, ApiKeyRecord, LedgerEntry, NewApiKey, RequestRecord, RequestStatus } from './types.ts';
+import type { Account, ApiKeyRecord, LedgerEntry, NewApiKey, RequestRecord, RequestStatus } from './records.ts';
 
 /**
  * Persistence behind the dashboard (docs/dashboard.md): the people who sign in, their sessions, credit codes, the
