@@ -3,7 +3,7 @@ import { ConfigError, loadConfig } from './config/config.ts';
 import { startServer } from './server.ts';
 
 async function main() {
-  let server;
+  let server: Awaited<ReturnType<typeof startServer>> | undefined;
   try {
     const config = loadConfig();
     server = await startServer(config, { guardProcess: true });

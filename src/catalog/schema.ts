@@ -137,7 +137,7 @@ export const routeSchema = z.object({
 
 /** What every model has, whatever it produces. */
 const commonModelFields = {
-  id: z.string().min(1).max(200).regex(/^[A-Za-z0-9._:\/-]+$/, 'letters, digits and . _ : / - only'),
+  id: z.string().min(1).max(200).regex(/^[A-Za-z0-9._:/-]+$/, 'letters, digits and . _ : / - only'),
   name: z.string().optional(),
   owned_by: z.string().min(1),
   description: z.string().optional(),

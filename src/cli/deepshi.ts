@@ -39,7 +39,7 @@ const USAGE = `Usage: deepshi <command> [options]
 Reads DATABASE_URL (default sqlite:./data/deepshi.db) and DEEPSHI_CATALOG like the server.
 Amounts are USD ("10", "2.50"). A new or rotated key is printed once; it is stored only as a hash.`;
 
-export async function runCli(argv: string[], out: (text: string) => void = (text) => process.stdout.write(text + '\n')): Promise<number> {
+export async function runCli(argv: string[], out: (text: string) => void = (text) => process.stdout.write(`${text}\n`)): Promise<number> {
   const { values, positionals } = parseArgs({
     args: argv,
     allowPositionals: true,

@@ -45,7 +45,7 @@ export function formatUsd(nanos: Nanos): string {
   const abs = negative ? -nanos : nanos;
   const whole = abs / NANOS_PER_USD;
   const fraction = (abs % NANOS_PER_USD).toString().padStart(9, '0').replace(/0+$/, '');
-  return `${negative ? '-' : ''}${whole}${fraction ? '.' + fraction : ''}`;
+  return `${negative ? '-' : ''}${whole}${fraction ? `.${fraction}` : ''}`;
 }
 
 /** For JSON number fields such as usage.cost.total_cost: the double nearest to the exact decimal. */

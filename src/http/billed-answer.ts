@@ -108,7 +108,7 @@ export async function answerBilled<Prepared>(
     throw error;
   }
   try {
-    return await respond(reply, requestId, answer, admission.headers, idempotent);
+    return await respond(reply, answer, admission.headers, idempotent);
   } finally {
     await admission.release();
   }
@@ -116,7 +116,6 @@ export async function answerBilled<Prepared>(
 
 async function respond<Prepared>(
   reply: FastifyReply,
-  requestId: string,
   answer: BilledAnswer<Prepared>,
   limitHeaders: Record<string, string>,
   idempotent: IdempotentRun | undefined,
@@ -128,7 +127,7 @@ async function respond<Prepared>(
   reply.raw.on('close', onClose);
   try {
     if (!answer.stream) {
-      let charged;
+      let charged: Charged & { parts: Buffer[] };
       try {
         charged = await answer.json(disconnect.signal, idempotent);
       } catch (error) {

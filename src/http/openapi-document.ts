@@ -22,13 +22,15 @@ export function buildOpenApiDocument(version: string): Node {
   // Self-hosted: the API is wherever this document was fetched from.
   document.servers = [{ url: '/', description: 'This Deepshi server' }];
   document.tags = extra.tags;
-  const paths = (document.paths ??= {}) as Node;
+  document.paths ??= {};
+  const paths = document.paths as Node;
   for (const [route, item] of Object.entries(extra.paths)) {
     paths[route] = route.startsWith('/dashboard/api/') ? withSessionSecurity(item as Node) : item;
   }
   const components = document.components as Record<string, Node>;
   for (const [section, entries] of Object.entries(extra.components)) {
-    const target = (components[section] ??= {});
+    components[section] ??= {};
+    const target = components[section];
     for (const [name, value] of Object.entries(entries)) {
       const existing = target[name] as Node | undefined;
       // A schema named in both keeps the contract's definition and gains the extension's properties.

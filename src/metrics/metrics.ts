@@ -51,9 +51,15 @@ export class HttpRouteSeries {
 
   count(method: string, status: number): void {
     let byStatus = this.byMethod.get(method);
-    if (!byStatus) this.byMethod.set(method, (byStatus = new Map()));
+    if (!byStatus) {
+      byStatus = new Map();
+      this.byMethod.set(method, byStatus);
+    }
     let child = byStatus.get(status);
-    if (!child) byStatus.set(status, (child = this.counter.labels(this.route, method, String(status))));
+    if (!child) {
+      child = this.counter.labels(this.route, method, String(status));
+      byStatus.set(status, child);
+    }
     child.inc();
   }
 }
@@ -142,7 +148,10 @@ export class Metrics {
   /** The series of one route pattern; bound once per route at registration. */
   httpRoute(pattern: string): HttpRouteSeries {
     let series = this.routes.get(pattern);
-    if (!series) this.routes.set(pattern, (series = new HttpRouteSeries(this.httpRequests, pattern)));
+    if (!series) {
+      series = new HttpRouteSeries(this.httpRequests, pattern);
+      this.routes.set(pattern, series);
+    }
     return series;
   }
 
@@ -194,7 +203,8 @@ export class Metrics {
     let series = this.providers.get(provider);
     if (!series) {
       const bound = Object.fromEntries(UPSTREAM_RESULTS.map((name) => [name, this.upstreamCalls.labels(provider, name)]));
-      this.providers.set(provider, (series = bound as Record<UpstreamCallResult, Child>));
+      series = bound as Record<UpstreamCallResult, Child>;
+      this.providers.set(provider, series);
     }
     series[result].inc();
   }

@@ -117,7 +117,7 @@ export class ChatCompletionService extends BilledService<PreparedChatRequest, Ch
     let streamed = false;
     // Only for a streaming caller: adapters stream upstream exactly when they are given onDelta. Anything passed on
     // counts as streamed (no retry or failover after it).
-    const passOn = <F extends (...args: any[]) => void>(hook: F | undefined): F | undefined =>
+    const passOn = <F extends (...args: never[]) => void>(hook: F | undefined): F | undefined =>
       hooks.onDelta && hook
         ? ((...args: Parameters<F>) => {
             streamed = true;

@@ -3,7 +3,7 @@ import { formatUsd } from '../domain/money.ts';
 import type { KeyLimits } from '../limits/types.ts';
 import type { UsageFilter } from '../store/dashboard-types.ts';
 import type { ApiKeyRecord, RequestRecord, RequestStatus, Store } from '../store/types.ts';
-import { AccountService, accountJson, keyJson, ledgerJson, usageJson } from './accounts.ts';
+import { type AccountService, accountJson, keyJson, ledgerJson, usageJson } from './accounts.ts';
 
 /**
  * What an account holder's pages read and do (docs/dashboard.md): overview, keys, usage with filters, paging and

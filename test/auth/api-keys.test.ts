@@ -19,7 +19,7 @@ describe('API key format', () => {
       assert.equal(isWellFormedApiKey(changed), false, `change at ${index}`);
     }
     assert.equal(isWellFormedApiKey(key.replace('sk-bf-', 'sk-xx-')), false);
-    assert.equal(isWellFormedApiKey(key + 'a'), false);
+    assert.equal(isWellFormedApiKey(`${key}a`), false);
     assert.equal(isWellFormedApiKey(''), false);
   });
 

@@ -268,6 +268,7 @@ describe('catalog/models.yaml', () => {
           assert.ok(found, `${m.id}: no price for ${combo.join('/')}`);
         }
         // base is the fallback: it must not be below any table price (a gap may over-hold, never under-hold).
+        // biome-ignore lint/complexity/useMathMinMax: these are bigints, which Math.max does not take.
         const maxTable = Object.values(p.table).map(usdToNanos).reduce((a, b) => (a > b ? a : b));
         assert.ok(usdToNanos(p.base) >= maxTable, `${m.id}: base ${p.base} is below a table price`);
         // A model with custom sizes must have a quality-/first-param-only fallback for them.

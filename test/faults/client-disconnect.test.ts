@@ -28,7 +28,10 @@ describe('callers that disconnect with requests in flight', () => {
         method: 'POST', headers: { authorization: `Bearer ${account.key}`, 'content-type': 'application/json', ...headers },
       });
       request.on('error', () => resolve());
-      request.on('response', (response) => response.once('data', () => (request.destroy(), resolve())));
+      request.on('response', (response) => response.once('data', () => {
+        request.destroy();
+        resolve();
+      }));
       request.on('close', () => resolve());
       request.end(JSON.stringify(body));
       setTimeout(() => request.destroy(), afterMs);

@@ -55,7 +55,10 @@ export function assertDocumentedResponse(method: string, url: string, status: nu
   if (!(type in response.content)) throw new Error(`${where}: content type "${type}" not documented (${Object.keys(response.content).join(', ')})`);
   const ref = `openapi.json#/${responsePath}/${pointer('content', type, 'schema')}`;
   let validate = compiled.get(ref);
-  if (!validate) compiled.set(ref, (validate = ajv.compile({ $ref: ref })));
+  if (!validate) {
+    validate = ajv.compile({ $ref: ref });
+    compiled.set(ref, validate);
+  }
   if (!validate(body)) throw new Error(`${where}: body does not match /openapi.json: ${ajv.errorsText(validate.errors)}\n${JSON.stringify(body).slice(0, 500)}`);
   openApiCounters.validated++;
 }

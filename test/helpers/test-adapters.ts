@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { renderSketch } from '../../src/images/sketch.ts';
-import { ProviderError, type ImageAdapter, type ImageCallContext, type ImageGenerationResult, type NormalizedImageRequest } from '../../src/providers/types.ts';
+import type { ProviderError, ImageAdapter, ImageCallContext, ImageGenerationResult, NormalizedImageRequest } from '../../src/providers/types.ts';
 
 /**
  * A scriptable upstream for pipeline tests (faults, delays, partial failures). It is test code: the real

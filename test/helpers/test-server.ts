@@ -54,7 +54,12 @@ export async function startTestServer(options: TestServerOptions = {}): Promise<
   });
   let logText = '';
   const logger = options.captureLogs
-    ? pino({ level: 'debug' }, new Writable({ write: (chunk, _encoding, done) => ((logText += String(chunk)), done()) }))
+    ? pino({ level: 'debug' }, new Writable({
+          write: (chunk, _encoding, done) => {
+            logText += String(chunk);
+            done();
+          },
+        }))
     : pino({ level: 'silent' });
   const server = await startServer(config, { adapters: options.adapters, logger });
   const url = server.url;

@@ -42,7 +42,12 @@ async function start(store: 'sqlite' | 'postgres', env: Record<string, string> =
     LOG_LEVEL: 'trace', DEEPSHI_TRUST_PROXY: 'true', ...env,
   });
   let logText = '';
-  const logStream = new Writable({ write: (chunk, _encoding, done) => ((logText += String(chunk)), done()) });
+  const logStream = new Writable({
+    write: (chunk, _encoding, done) => {
+      logText += String(chunk);
+      done();
+    },
+  });
   const server = await startServer(config, { logStream });
   return {
     server,

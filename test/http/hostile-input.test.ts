@@ -90,7 +90,10 @@ describe('hostile input', () => {
   it('fuzz: random values in every field of generations and chat → never a 5xx', async () => {
     const payer = await t.createAccount('100');
     let seed = 0x5eed;
-    const random = () => ((seed = (seed * 1_103_515_245 + 12_345) >>> 0) / 2 ** 32);
+    const random = () => {
+      seed = (seed * 1_103_515_245 + 12_345) >>> 0;
+      return seed / 2 ** 32;
+    };
     const pick = <T>(items: readonly T[]): T => items[Math.floor(random() * items.length)];
     const values: unknown[] = [
       null, true, false, 0, -1, 1, 2, 4, 5, 1.5, -0.5, 1e9, Number.MAX_SAFE_INTEGER, '', 'x', '1024x1024', 'auto', '16:9', '2K', 'png', 'url',

@@ -21,7 +21,12 @@ describe('request logs', () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'deepshi-logging-'));
 
   before(async () => {
-    const sink = new Writable({ write: (chunk, _encoding, done) => ((output += String(chunk)), done()) });
+    const sink = new Writable({
+      write: (chunk, _encoding, done) => {
+        output += String(chunk);
+        done();
+      },
+    });
     const config = loadConfig({
       PORT: '0', HOST: '127.0.0.1', DATABASE_URL: `sqlite:${path.join(dir, 'deepshi.db')}`, DEEPSHI_ADMIN_TOKEN: ADMIN_TOKEN, DEEPSHI_DEV_ACCOUNT: 'false',
     });

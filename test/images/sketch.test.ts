@@ -195,7 +195,7 @@ describe('renderSketch', () => {
       '🦊🔥 👨‍👩‍👧‍👦 🇫🇷 🏳️‍🌈 emoji',
       'ctrl \u0000\u0001\u0007\u001b[31m\u007f\u0085\u200b\u202eevil\u202c\ufeff\ufffe\uffff',
       'lone \ud800 surrogates \udc00 here',
-      'Z' + '\u0301'.repeat(20_000),
+      `Z${'\u0301'.repeat(20_000)}`,
       'שלום עולם مرحبا 你好世界 こんにちは',
       '€'.repeat(40_000),
       '\u{10FFFF}\u{E0001}\u{1F600}'.repeat(3000),
@@ -212,8 +212,8 @@ describe('renderSketch', () => {
 
   it('hashes the whole prompt, even beyond the part it reads', async () => {
     const long = 'a forest '.repeat(4000);
-    const a = await renderSketch({ ...base, prompt: long + 'one' });
-    const b = await renderSketch({ ...base, prompt: long + 'two' });
+    const a = await renderSketch({ ...base, prompt: `${long}one` });
+    const b = await renderSketch({ ...base, prompt: `${long}two` });
     assert.ok(!a.equals(b));
   });
 

@@ -1,7 +1,7 @@
 import { timingSafeEqual, createHash } from 'node:crypto';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { GatewayError } from '../../domain/errors.ts';
-import { AccountService, accountJson, keyJson, ledgerJson } from '../../services/accounts.ts';
+import { type AccountService, accountJson, keyJson, ledgerJson } from '../../services/accounts.ts';
 
 /**
  * Operator API under /admin/v1, mounted only when DEEPSHI_ADMIN_TOKEN is set. Customer keys never work here.

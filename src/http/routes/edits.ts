@@ -4,7 +4,7 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { GatewayError, invalidRequest } from '../../domain/errors.ts';
 import { checkUploadHeader } from '../../images/upload-header.ts';
 import type { InputImage } from '../../domain/requests.ts';
-import type { Caller, PreparedImageRequest } from '../../services/image-generation.ts';
+import type { PreparedImageRequest } from '../../services/image-generation.ts';
 import { runImageRequest, type ImageRouteDeps } from './images.ts';
 import { submitImageJob } from './jobs.ts';
 
@@ -153,10 +153,8 @@ async function readEditForm(request: FastifyRequest, limits: EditLimits): Promis
       throw invalidRequest(`At most ${MAX_EDIT_IMAGES} reference images can be sent; the model's own cap is in the edit block of GET /v1/models.`, 'image', 'too_many_images');
     }
     const ordinal = images.length + 1;
-    const sink: FileSink =
-      declared !== undefined
-        ? arenaSink((arena ??= Buffer.allocUnsafeSlow(declared)), arenaUsed)
-        : chunkSink();
+    if (declared !== undefined) arena ??= Buffer.allocUnsafeSlow(declared);
+    const sink: FileSink = arena !== undefined ? arenaSink(arena, arenaUsed) : chunkSink();
     let size = 0;
     let header: { format: 'png' | 'jpeg' | 'webp'; width: number; height: number } | undefined;
     for await (const chunk of part.file as AsyncIterable<Buffer>) {

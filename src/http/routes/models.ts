@@ -9,7 +9,10 @@ export function registerModelRoutes(app: FastifyInstance, deps: { models: ModelA
   const cards = new Map<string, Record<string, unknown>>();
   const card = (model: Parameters<typeof modelCard>[0]) => {
     let value = cards.get(model.id);
-    if (!value) cards.set(model.id, (value = modelCard(model)));
+    if (!value) {
+      value = modelCard(model);
+      cards.set(model.id, value);
+    }
     return value;
   };
 

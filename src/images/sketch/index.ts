@@ -74,7 +74,7 @@ export async function renderSketch(options: SketchOptions): Promise<Buffer> {
   if (progress >= 1) {
     // Final render: scene and text in one SVG, one librsvg pass, one encode.
     const svg = sceneSvg(scene, 1, width, height, layers);
-    return encode(sharp(Buffer.from(svg.replace('</svg>', textLayer(scene, undefined) + '</svg>'))), output);
+    return encode(sharp(Buffer.from(svg.replace('</svg>', `${textLayer(scene, undefined)}</svg>`))), output);
   }
 
   // Partial render: fewer layers, drawn at a fraction of the size and upscaled (upscaling is what makes it look

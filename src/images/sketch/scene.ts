@@ -130,7 +130,7 @@ function starField(s: Scene, rng: Rng): string {
     const r = Math.max(0.5, s.unit * rng.range(0.0008, 0.0032));
     out += `<circle cx="${n(s.w * rng.next())}" cy="${n(s.horizon * rng.range(0, 0.95))}" r="${n(r)}" fill-opacity="${n(rng.range(0.35, 1), 2)}"/>`;
   }
-  return out + '</g>';
+  return `${out}</g>`;
 }
 
 /** Small things: birds in daylight, lit windows are drawn with the skyline, stars with the clouds. */
@@ -191,5 +191,5 @@ function starPath(cx: number, cy: number, outer: number, inner: number): string 
     const r = i % 2 === 0 ? outer : inner;
     d += `${i === 0 ? 'M' : 'L'}${n(cx + Math.cos(a) * r)} ${n(cy + Math.sin(a) * r)}`;
   }
-  return d + 'Z';
+  return `${d}Z`;
 }

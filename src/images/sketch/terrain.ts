@@ -32,7 +32,7 @@ export function terrainBackLayer(s: Scene): string {
         };
         out += `<path d="${smoothArea(s, island, x0, x0 + len, 24)}" fill="${haze}"/>`;
       }
-      return out + `<rect x="0" y="${n(s.horizon)}" width="${s.w}" height="${n(s.h - s.horizon)}" fill="url(#sea)"/>`;
+      return `${out}<rect x="0" y="${n(s.horizon)}" width="${s.w}" height="${n(s.h - s.horizon)}" fill="url(#sea)"/>`;
     }
     case 'mountains':
       return mountainRange(s, rng, s.horizon - s.unit * 0.02, s.unit * rng.range(0.25, 0.4), haze, true) +
@@ -114,7 +114,7 @@ function smoothArea(s: Scene, f: (x: number) => number, x0: number, x1: number, 
       `C${n(p1[0] + (p2[0] - p0[0]) / 6)} ${n(p1[1] + (p2[1] - p0[1]) / 6)} ` +
       `${n(p2[0] - (p3[0] - p1[0]) / 6)} ${n(p2[1] - (p3[1] - p1[1]) / 6)} ${n(p2[0])} ${n(p2[1])}`;
   }
-  return d + `L${n(x1)} ${s.h}Z`;
+  return `${d}L${n(x1)} ${s.h}Z`;
 }
 
 /** Jagged peaks with straight flanks; snow caps on the high ones when `caps`. */
@@ -175,7 +175,7 @@ function skyline(s: Scene, rng: Rng, baseY: number, maxHeight: number, fill: str
     }
     x += bw + s.unit * rng.range(0, 0.015);
   }
-  return `<g fill="${fill}">${body}</g>` + (lit ? `<g fill="${litColour}">${lit}</g>` : '');
+  return `<g fill="${fill}">${body}</g>${lit ? `<g fill="${litColour}">${lit}</g>` : ''}`;
 }
 
 function waves(s: Scene, rng: Rng): string {
@@ -202,7 +202,7 @@ function waves(s: Scene, rng: Rng): string {
       d += `M${n(x)} ${n(y)}q${n(wl / 4)} ${n(-amp)} ${n(wl / 2)} 0`;
     }
   }
-  return out + `<path d="${d}" stroke="${mix(p.skyBottom, '#ffffff', 0.4)}" stroke-opacity="0.45" stroke-width="${n(Math.max(1, s.unit * 0.003))}" fill="none" stroke-linecap="round"/>`;
+  return `${out}<path d="${d}" stroke="${mix(p.skyBottom, '#ffffff', 0.4)}" stroke-opacity="0.45" stroke-width="${n(Math.max(1, s.unit * 0.003))}" fill="none" stroke-linecap="round"/>`;
 }
 
 function tree(rng: Rng, x: number, baseY: number, height: number, colour: string): string {

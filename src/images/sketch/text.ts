@@ -40,7 +40,7 @@ export function fitText(text: string, maxWidth: number, fontSize: number): strin
     used += w;
     out += g;
   }
-  return out.trimEnd() + '…';
+  return `${out.trimEnd()}…`;
 }
 
 export function textWidth(text: string): number {

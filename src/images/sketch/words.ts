@@ -41,7 +41,7 @@ function wordTable<T extends string>(groups: Record<T, string>): Record<string, 
 /** The first keyword in prompt order wins: "a city at night" is a night city; "night" alone does not pick a terrain. */
 export function firstMatch<T>(tokens: string[], table: Record<string, T>): T | undefined {
   for (const t of tokens) {
-    const hit = Object.prototype.hasOwnProperty.call(table, t) ? table[t] : undefined;
+    const hit = Object.hasOwn(table, t) ? table[t] : undefined;
     if (hit !== undefined) return hit;
   }
   return undefined;
@@ -50,7 +50,7 @@ export function firstMatch<T>(tokens: string[], table: Record<string, T>): T | u
 export function uniqueColours(tokens: string[]): string[] {
   const out: string[] = [];
   for (const t of tokens) {
-    const c = Object.prototype.hasOwnProperty.call(COLOUR_WORDS, t) ? COLOUR_WORDS[t] : undefined;
+    const c = Object.hasOwn(COLOUR_WORDS, t) ? COLOUR_WORDS[t] : undefined;
     if (c !== undefined && !out.includes(c)) out.push(c);
     if (out.length === 3) break;
   }

@@ -147,7 +147,7 @@ export class JsonInstanceBuilder {
 
   private array(schema: Schema, depth: number): unknown[] {
     const prefix = Array.isArray(schema.prefixItems) ? schema.prefixItems : [];
-    const min = Math.max(typeof schema.minItems === 'number' ? schema.minItems : 0, prefix.length > 0 ? prefix.length : 0);
+    const min = Math.max(typeof schema.minItems === 'number' ? schema.minItems : 0, prefix.length);
     const max = typeof schema.maxItems === 'number' ? schema.maxItems : Math.max(min, 3);
     const count = Math.min(max, Math.max(min, depth < SHALLOW ? this.random.int(1, 2) : 0));
     const items: unknown[] = [];

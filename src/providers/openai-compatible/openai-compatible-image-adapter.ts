@@ -69,7 +69,7 @@ export class OpenAICompatibleImageAdapter implements ImageAdapter {
     }
     const usage = readUsage(parsed.usage);
     if (images.length < request.n) {
-      images.forEach((image, index) => context.onImage?.(image, index));
+      for (const [index, image] of images.entries()) context.onImage?.(image, index);
       throw new ProviderError('failed', `${PROVIDER} returned ${images.length} of ${request.n} images`, { accepted: true });
     }
     return { images, warnings, usage };

@@ -66,7 +66,7 @@ export class OpenAIImageAdapter implements ImageAdapter {
     const usage = readTokenUsage(parsed.usage);
     if (images.length < request.n) {
       // Deliver what came, then report the shortfall as a failure after acceptance (the delivered ones are charged).
-      images.forEach((image, index) => context.onImage?.(image, index));
+      for (const [index, image] of images.entries()) context.onImage?.(image, index);
       throw new ProviderError('failed', `${PROVIDER} returned ${images.length} of ${request.n} images`, { accepted: true });
     }
     return { images: images.slice(0, request.n), warnings: built.warnings, usage };

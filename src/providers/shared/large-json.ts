@@ -52,8 +52,8 @@ function findLargeValues(body: Buffer): Array<{ start: number; end: number }> {
       const end = body.indexOf(QUOTE, start);
       if (end < 0) return [];
       if (end - start < MIN_LIFT) continue;
-      const escape = body.indexOf(BACKSLASH, start);
-      if (escape >= 0 && escape < end) continue; // escaped content: leave it to JSON.parse
+      const backslash = body.indexOf(BACKSLASH, start);
+      if (backslash >= 0 && backslash < end) continue; // escaped content: leave it to JSON.parse
       spots.push({ start, end });
       from = end + 1;
     }

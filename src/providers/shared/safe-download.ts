@@ -1,6 +1,6 @@
 import dns from 'node:dns';
 import net from 'node:net';
-import { Agent, request } from 'undici';
+import { Agent, request, type Dispatcher } from 'undici';
 import { ProviderError } from '../types.ts';
 import { deadlineSignal, discardBody } from './http.ts';
 
@@ -45,7 +45,7 @@ async function downloadWithin(url: string, policy: DownloadPolicy, signal: Abort
   for (let hop = 0; hop <= MAX_REDIRECTS; hop++) {
     const target = checkUrl(current, policy);
     const trusted = policy.trustedOrigins?.includes(target.origin) ?? false;
-    let response;
+    let response: Dispatcher.ResponseData;
     try {
       response = await request(target, {
         method: 'GET',

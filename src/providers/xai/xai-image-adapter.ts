@@ -152,7 +152,7 @@ export function buildRequestBody(request: NormalizedImageRequest, upstreamModel:
 
 function imageType(value: string | null | undefined): string {
   const type = value?.split(';')[0].trim().toLowerCase();
-  return type && type.startsWith('image/') ? type : 'image/jpeg';
+  return type?.startsWith('image/') ? type : 'image/jpeg';
 }
 
 /** Route option `max_response_bytes` (positive integer), else the shared default. */

@@ -169,6 +169,7 @@ type StatementName = keyof typeof SQL;
  */
 // The job tables' methods come from PostgresJobs (delegateJobStore below).
 export interface PostgresStore extends JobStore {}
+// biome-ignore lint/suspicious/noUnsafeDeclarationMerging: the JobStore methods are put on the prototype by delegateJobStore (end of file).
 export class PostgresStore implements Store {
   readonly kind = 'postgres' as const;
   private closed = false;

@@ -101,6 +101,7 @@ const { toAccount, toApiKey, toIdempotency, toLedgerEntry, toRequest } = rowMapp
  */
 // The job tables' methods come from SqliteJobs (delegateJobStore below).
 export interface SqliteStore extends JobStore {}
+// biome-ignore lint/suspicious/noUnsafeDeclarationMerging: the JobStore methods are put on the prototype by delegateJobStore (end of file).
 export class SqliteStore implements Store {
   readonly kind = 'sqlite' as const;
   private readonly db: Database.Database;
@@ -302,7 +303,7 @@ export class SqliteStore implements Store {
     const now = Date.now();
     return this.grouped(() => {
       const row = this.statements.getRequest.get(requestId) as Row | undefined;
-      if (!row || row.status !== 'held') return false;
+      if (row?.status !== 'held') return false;
       const hold = row.hold as bigint;
       const charged = cost > hold ? hold : cost < 0n ? 0n : cost;
       const reported = upstreamCost !== null && upstreamCost >= 0n ? upstreamCost : null;
