@@ -36,7 +36,7 @@ async function main() {
     fs.writeFileSync(path.join(dir, 'catalog.json'), JSON.stringify(catalog));
     const port = await freePort();
     const gateway = `http://127.0.0.1:${port}`;
-    await startChild([...(process.env.BENCH_PROFILE ? ['--cpu-prof', '--cpu-prof-dir=' + process.env.BENCH_PROFILE] : []), ...serverNodeFlags(), '--import', 'tsx', path.join(ROOT, 'src/main.ts')], {
+    await startChild([...(process.env.BENCH_PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_PROFILE}`] : []), ...serverNodeFlags(), path.join(ROOT, 'dist/main.js')], {
       PORT: String(port), HOST: '127.0.0.1', LOG_LEVEL: 'warn', DEEPSHI_DEV_ACCOUNT: 'false', DEEPSHI_ADMIN_TOKEN: ADMIN,
       DATABASE_URL: process.env.BENCH_DATABASE_URL ?? `sqlite:${path.join(dir, 'bench.db')}`,
       DEEPSHI_CATALOG: path.join(dir, 'catalog.json'), BENCH_UPSTREAM_KEY: 'sk-bench', BENCH_UPSTREAM_URL: upstream,

@@ -1,6 +1,3 @@
 #!/usr/bin/env node
-// `npx deepshi …`: the operator CLI. Runs the TypeScript sources directly through tsx (no build step).
-import { register } from 'tsx/esm/api';
-
-register();
-await import('../src/cli/deepshi.ts');
+// `npx deepshi …`: the operator CLI, from the compiled build in dist/ (built by `npm install` through `prepare`).
+await import('../dist/cli/deepshi.js');

@@ -1,6 +1,6 @@
 /**
- * Multi-instance harness: real Deepshi server processes (`node --import tsx src/main.ts`, exactly what `npm start`
- * runs) on random ports, sharing one PostgreSQL schema and one Redis key prefix, in front of a controllable
+ * Multi-instance harness: real Deepshi server processes (`node dist/main.js`, the compiled build `npm start`
+ * runs; `npm test` builds it first) on random ports, sharing one PostgreSQL schema and one Redis key prefix, in front of a controllable
  * OpenAI-compatible upstream (test code) reached through the shipped `openai-compatible` adapter.
  *
  * These tests need PostgreSQL and Redis: without DEEPSHI_TEST_POSTGRES_URL / DEEPSHI_TEST_REDIS_URL they FAIL under
@@ -80,9 +80,9 @@ export class Cluster {
     fs.writeFileSync(path.join(this.dir, 'catalog.json'), JSON.stringify(catalog));
   }
 
-  /** Starts `node --import tsx src/main.ts` with the shared settings plus `env`; resolves once it listens. */
+  /** Starts `node dist/main.js` with the shared settings plus `env`; resolves once it listens. */
   async startInstance(name: string, env: Record<string, string> = {}): Promise<Instance> {
-    const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
+    const child = spawn(process.execPath, ['dist/main.js'], {
       cwd: ROOT,
       env: {
         ...process.env,
