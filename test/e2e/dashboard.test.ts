@@ -16,7 +16,7 @@ const skip = browserSkipReason();
 /** "$0.0031" → 3_100_000 nano-dollars (the page shows amounts digit for digit). */
 const nanos = (text: string) => {
   const [whole, fraction = ''] = text.replace(/[$,\s]/g, '').split('.');
-  return BigInt(whole || '0') * 1_000_000_000n + BigInt((fraction + '000000000').slice(0, 9));
+  return BigInt(whole || '0') * 1_000_000_000n + BigInt(`${fraction}000000000`.slice(0, 9));
 };
 /** 3_100_000n → "$0.0031", as the page formats it (at least two decimals). */
 const dollars = (value: bigint) => {
@@ -173,6 +173,7 @@ describe('dashboard end to end in Chromium', { skip }, () => {
     assert.match(snippet, /\/v1\/images\/edits/);
     assert.match(snippet, /image\[\]=@reference-2\.png/);
     // The session's temporary key lives in memory only: not in storage, the URL, the page's text or a cookie.
+    // biome-ignore lint/performance/useDomNodeTextContent: the text as rendered (innerText) is what the test reads.
     const exposed = await page.evaluate(() => [JSON.stringify({ ...localStorage }), JSON.stringify({ ...sessionStorage }), location.href, document.body.innerText, document.cookie].join('\n'));
     assert.doesNotMatch(exposed, /sk-bf-/);
     member.assertClean();

@@ -25,7 +25,6 @@ describe('POST /v1/images/quote', () => {
   let t: TestServer;
   const closers: Array<() => Promise<void>> = [];
   let client: OpenAI;
-  let accountId: string;
 
   before(async () => {
     const openai = await startOpenAiSimulator({ apiKey: 'sk-sim' });
@@ -44,7 +43,6 @@ describe('POST /v1/images/quote', () => {
       },
     });
     const account = await t.createAccount('1000');
-    accountId = account.accountId;
     client = new OpenAI({ apiKey: account.key, baseURL: `${t.url}/v1`, maxRetries: 0, fetch: documentingFetch });
   });
   after(async () => {
