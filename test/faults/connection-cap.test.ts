@@ -40,7 +40,10 @@ describe('a route at its max_connections', () => {
         path: '/v1/images/generations', method: 'POST',
         headers: { authorization: `Bearer ${account.key}`, 'content-type': 'application/json' },
         body: JSON.stringify({ model: 'deepshi-banana-pro', prompt: `capped ${index}` }),
-      }).then((answer) => (order.push(`${index}:${answer.status}`), answer));
+      }).then((answer) => {
+        order.push(`${index}:${answer.status}`);
+        return answer;
+      });
     const running = [call(0), call(1)];
     await waitFor(() => proxy.seen.length === 2, 'both calls to reach the upstream');
     const refused = await Promise.all([call(2), call(3), call(4)]);

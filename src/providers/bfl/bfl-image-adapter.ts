@@ -48,7 +48,7 @@ export class BflImageAdapter implements ImageAdapter {
   }
 
   /** Collects a job BFL accepted earlier (handle: its id, polling URL and cost) by polling; never submits. */
-  async resume(handle: Record<string, unknown>, request: NormalizedImageRequest, route: RouteTarget, context: ImageCallContext): Promise<ImageGenerationResult> {
+  async resume(handle: Record<string, unknown>, _request: NormalizedImageRequest, route: RouteTarget, context: ImageCallContext): Promise<ImageGenerationResult> {
     const submitted = parseSubmitResponse(handle);
     if (!submitted) throw new ProviderError('failed', `${PROVIDER} job handle is unreadable; the job cannot be resumed`, { accepted: true });
     const base = (route.baseUrl ?? DEFAULT_BASE_URL).replace(/\/+$/, '');

@@ -246,7 +246,7 @@ export class JobWorker {
     if (!(await update({ status: 'in_progress', startedAt: job.startedAt ?? now, upstream: resume ? job.upstream : { state: 'calling' } }))) return;
 
     const results: Array<{ fileId: string; index: number; revisedPrompt?: string }> = [];
-    let outcome;
+    let outcome: Awaited<ReturnType<typeof images.execute>>;
     try {
       outcome = await images.execute(prepared, job.requestId, {
         signal: entry.abort.signal,
@@ -329,7 +329,7 @@ export class JobWorker {
   private async renewLeases(): Promise<void> {
     if (this.running.size === 0) return;
     const ids = [...this.running.keys()];
-    let held;
+    let held: Awaited<ReturnType<Store['renewJobLeases']>>;
     try {
       held = await this.deps.store.renewJobLeases(this.owner, ids, Date.now() + this.deps.config.leaseMs);
     } catch (error) {
