@@ -19,7 +19,7 @@ function finishReasonFor(frame: ChatFrame, finishReason: ChatFinishReason): stri
   return frame.legacyFunctions && finishReason === 'tool_calls' ? 'function_call' : finishReason;
 }
 
-/** The chat usage object: token counts and the exact charge (docs §3: "usage.cost.total_cost"). */
+/** The chat usage object: token counts and the exact charge (`usage.cost.total_cost`, spec/deepshi-extensions.yaml). */
 export function chatUsageObject(usage: ChatUsage, cost: Nanos): Record<string, unknown> {
   return {
     prompt_tokens: usage.promptTokens,
@@ -47,7 +47,7 @@ export function chatCompletionBody(frame: ChatFrame, outcome: ChatOutcome): Reco
 /**
  * The assistant message: with tool calls, `tool_calls` and (OpenAI's shape) `content: null` when there is no text; a
  * refusal as the model gave it (content null when that is all it said); the reasoning trace as `reasoning` and
- * `reasoning_details` (docs §11), whatever the upstream called it. A legacy `functions` caller gets its one call as
+ * `reasoning_details` (providers/openai-compatible/reasoning.ts), whatever the upstream called it. A legacy `functions` caller gets its one call as
  * `function_call: {name, arguments}`.
  */
 function chatMessage(frame: ChatFrame, outcome: ChatOutcome): Record<string, unknown> {

@@ -11,7 +11,8 @@ export type Availability<Adapter extends ProviderAdapter = ImageAdapter> = { rou
 
 /**
  * Joins catalog routes with the adapters this build has and the credentials the environment holds.
- * The only place that knows every adapter is the composition root (src/main.ts), which passes them in.
+ * The only place that knows every adapter is the composition root (startServer in src/server.ts, and the CLI), which
+ * passes them in.
  * A route's `provider` names an adapter of the model's kind: image adapters serve image models, text adapters
  * text models (so `offline` is the sketch renderer for one and the echo model for the other).
  */

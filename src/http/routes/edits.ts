@@ -38,7 +38,7 @@ export interface EditRouteDeps extends ImageRouteDeps {
   limits: EditLimits;
 }
 
-/** Deepshi's API takes 1 to 14 reference images, whatever the model (docs §15); each model may take fewer. */
+/** Deepshi's API takes 1 to 14 reference images, whatever the model (docs/edits.md); each model may take fewer. */
 export const MAX_EDIT_IMAGES = 14;
 /** Text fields: a 32,000-character prompt is at most 128 KB of UTF-8. */
 const MAX_FIELD_BYTES = 256 * 1024;

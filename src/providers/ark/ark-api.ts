@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { base64TextField } from '../shared/large-json.ts';
 
 /**
- * BytePlus ModelArk image generation wire shapes (research/providers.md §4b): only the fields the adapter
+ * BytePlus ModelArk image generation wire shapes (docs/providers.md, upstream wire contracts): only the fields the adapter
  * reads, all nullish.
  */
 

@@ -12,7 +12,7 @@ import { paramOf, parseError, parseResponse, refusalOf } from './ark-api.ts';
 
 /**
  * BytePlus ModelArk image generation (Seedream), one synchronous JSON call per image
- * (research/providers.md §4b). Ark has no `n`; sequential (multi-image) generation stays disabled, so a
+ * (docs/providers.md, upstream wire contracts). Ark has no `n`; sequential (multi-image) generation stays disabled, so a
  * request for n images is n calls. The answer is base64, so nothing is downloaded from Ark's CDN.
  */
 const PROVIDER = 'BytePlus ModelArk';

@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { divCeil, parseUsd } from '../../domain/money.ts';
 
 /**
- * Black Forest Labs wire shapes (research/providers.md §3): only the fields the adapter reads, all nullish,
+ * Black Forest Labs wire shapes (docs/providers.md, upstream wire contracts): only the fields the adapter reads, all nullish,
  * because BFL's responses vary between clusters and versions.
  */
 

@@ -15,7 +15,7 @@ import {
 import { RUNNING_STATUSES, creditsToNanos, errorDetail, parsePollResponse, parseSubmitResponse, type BflSubmitResponse } from './bfl-api.ts';
 
 /**
- * Black Forest Labs (FLUX.2): submit → poll → download (research/providers.md §3).
+ * Black Forest Labs (FLUX.2): submit → poll → download (docs/providers.md, upstream wire contracts).
  *
  * The job is accepted (and billed by BFL) once the submit answers 200, so every later failure is
  * `accepted: true` and never fails over. Route options: `poll_interval_ms` (first wait, default 500, growing

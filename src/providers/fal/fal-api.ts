@@ -1,7 +1,7 @@
 import { z } from 'zod';
 
 /**
- * fal.ai queue wire shapes (research/providers.md §6, §4a): only the fields the adapter reads, all nullish.
+ * fal.ai queue wire shapes (docs/providers.md, upstream wire contracts): only the fields the adapter reads, all nullish.
  */
 
 /** `fal-ai/bytedance/seedream/v4.5/edit` → app `fal-ai/bytedance`; `workflows/` and `comfy/` add a segment [V S-fal utils]. */

@@ -15,14 +15,14 @@ import {
 import { appIdOf, errorDetail, parseResult, parseStatus, parseSubmitResponse } from './fal-api.ts';
 
 /**
- * fal.ai queue: submit → status stream (polls as the fallback) → result → download (research/providers.md §6,
- * §4a). Serves any fal endpoint a catalog route names: `options.endpoint` (else `upstream_model`) for
+ * fal.ai queue: submit → status stream (polls as the fallback) → result → download (docs/providers.md,
+ * upstream wire contracts). Serves any fal endpoint a catalog route names: `options.endpoint` (else `upstream_model`) for
  * generations, `options.edit_endpoint` for edits. Route options `poll_interval_ms` / `poll_timeout_ms` as for
  * BFL; `status_stream: false` polls only.
  *
  * Once the submit answers 200 the job is queued and billed by fal, so every later failure is accepted (no
  * failover). fal never reports FAILED: a failed job "completes" and its error appears only on the result
- * fetch [V3], as 422 for validation and content-policy errors.
+ * fetch, as 422 for validation and content-policy errors.
  */
 const PROVIDER = 'fal.ai';
 const DEFAULT_BASE_URL = 'https://queue.fal.run';
@@ -217,7 +217,7 @@ async function waitForCompletion(
 }
 
 /**
- * fal's status stream (research/providers.md §6; fal docs): `GET …/status/stream?logs=0` answers SSE whose events
+ * fal's status stream (docs/providers.md, upstream wire contracts): `GET …/status/stream?logs=0` answers SSE whose events
  * are each `data: <status JSON>` (the status endpoint's fields), with a comment every 15 s, and closes after
  * COMPLETED. Events are decoded as they arrive. True as soon as one says COMPLETED; throws for a failed job or the
  * caller's abort; false when the stream is unusable (not a 200 event stream, connection error, too large), ends,

@@ -4,7 +4,7 @@ import { failureFromStatus, retryAfterSeconds, sanitize, type UpstreamResponse }
 import { ProviderError, type UpstreamUsage } from '../types.ts';
 
 /**
- * The parts of Gemini's generateContent wire format the adapter reads (research/providers.md §2), and the
+ * The parts of Gemini's generateContent wire format the adapter reads (docs/providers.md, upstream wire contracts), and the
  * mapping of its answers and errors to ProviderError. Schemas name only the fields read; every leaf is
  * `.catch(undefined)`, so a field of the wrong type counts as absent instead of failing the whole answer.
  */

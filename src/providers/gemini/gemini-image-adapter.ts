@@ -10,7 +10,7 @@ import { finishFailure, geminiFailure, generateContentResponseSchema, isRefusal,
 
 /**
  * Google Gemini image models ("Nano Banana": gemini-3-pro-image-preview, gemini-3.1-flash-image-preview) through
- * `POST /v1beta/models/{model}:generateContent` (research/providers.md §2). Synchronous JSON, base64 `inlineData`
+ * `POST /v1beta/models/{model}:generateContent` (docs/providers.md, upstream wire contracts). Synchronous JSON, base64 `inlineData`
  * out, one image per call (Gemini has no `n`, so the pipeline fans out). Content refusals come back as HTTP 200
  * (prompt block or finishReason) and are turned into ProviderErrors here.
  *

@@ -13,7 +13,7 @@ import {
 
 /**
  * OpenAI Images API (`provider: openai`): gpt-image-1.5, gpt-image-2 and the other GPT image models.
- * Wire contract: research/providers.md §1. Generations are JSON to /v1/images/generations, edits multipart to
+ * Wire contract: docs/providers.md (upstream wire contracts). Generations are JSON to /v1/images/generations, edits multipart to
  * /v1/images/edits; both answer base64 only (never send `response_format` to GPT image models: it is a 400).
  *
  * Route: `credentials_env` (Bearer key), `base_url_env` (default https://api.openai.com; with or without `/v1`,
@@ -22,7 +22,7 @@ import {
  *
  * Streaming: with partial images asked for, each image is one upstream SSE call with `n: 1`, run in parallel.
  * OpenAI's stream events carry no image index, so what it does with `n > 1` while streaming is unspecified
- * (research/openai-compat.md §3); one image per stream keeps every partial attributable to its image.
+ * (docs/providers.md); one image per stream keeps every partial attributable to its image.
  */
 
 const PROVIDER = 'OpenAI';

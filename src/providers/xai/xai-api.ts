@@ -5,7 +5,7 @@ import { failureFromStatus, sanitize, type UpstreamResponse } from '../shared/ht
 import { ProviderError } from '../types.ts';
 
 /**
- * The parts of xAI's image API the adapter reads (research/providers.md §5) and the mapping of its errors.
+ * The parts of xAI's image API the adapter reads (docs/providers.md, upstream wire contracts) and the mapping of its errors.
  * Leaves are `.catch(undefined)`: a field of the wrong type counts as absent instead of failing the answer.
  */
 const text = z.string().optional().nullable().catch(undefined);

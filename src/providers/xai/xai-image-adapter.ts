@@ -11,7 +11,7 @@ import { costNanos, imageResponseSchema, xaiFailure } from './xai-api.ts';
 
 /**
  * xAI Grok Imagine (grok-imagine-image, grok-imagine-image-quality) through `POST /v1/images/generations` and
- * `POST /v1/images/edits`, both JSON (research/providers.md §5). Synchronous; base64 JPEG asked for, result links
+ * `POST /v1/images/edits`, both JSON (docs/providers.md, upstream wire contracts). Synchronous; base64 JPEG asked for, result links
  * downloaded safely if xAI sends links anyway. An output refusal is HTTP 200 with `respect_moderation: false`
  * and a placeholder image, which is never returned. Cost comes back as `usage.cost_in_usd_ticks`.
  *
