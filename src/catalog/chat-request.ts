@@ -1,3 +1,4 @@
+import { isRecord, readJsonBoolean, readJsonInteger, readJsonNumber } from './body-fields.ts';
 import { invalidRequest, missingParam } from '../domain/errors.ts';
 import type { Warning } from '../domain/warnings.ts';
 import type { ChatMessage, ChatReasoningRequest, ChatRole, NormalizedChatRequest } from '../domain/requests.ts';
@@ -54,18 +55,18 @@ export function normalizeChatRequest(body: Record<string, unknown>, model: TextC
 
   // Several choices are not something the text models here produce: per the docs, ignored (one choice) rather than
   // rejected, and said so. A value that is not a positive integer is still malformed.
-  const n = readInteger(value('n'), 'n');
+  const n = readJsonInteger(value('n'), 'n');
   if (n !== undefined && n < 1) throw invalidRequest(`'n' must be at least 1; got ${n}.`, 'n', 'integer_below_min_value');
   if (n !== undefined && n > 1) ignore('n', `returns one choice per request (asked for ${n})`);
 
   const maxTokens = readMaxTokens(value('max_tokens'), value('max_completion_tokens'), model);
 
-  const stream = readBoolean(value('stream'), 'stream') ?? false;
+  const stream = readJsonBoolean(value('stream'), 'stream') ?? false;
   let includeUsage = false;
   const streamOptions = value('stream_options');
   if (streamOptions !== undefined) {
     if (!isRecord(streamOptions)) throw invalidRequest("'stream_options' must be an object such as {\"include_usage\": true}.", 'stream_options', 'invalid_type');
-    includeUsage = readBoolean(streamOptions.include_usage === null ? undefined : streamOptions.include_usage, 'stream_options.include_usage') ?? false;
+    includeUsage = readJsonBoolean(streamOptions.include_usage === null ? undefined : streamOptions.include_usage, 'stream_options.include_usage') ?? false;
     if (!stream) {
       warnings.push({ type: 'other', param: 'stream_options', message: "'stream_options' applies only with 'stream': true; ignored." });
       includeUsage = false;
@@ -75,11 +76,11 @@ export function normalizeChatRequest(body: Record<string, unknown>, model: TextC
   // Sampling: validated always, honoured when the model lists it, otherwise ignored with a warning.
   const honours = (param: (typeof model.supported_sampling_parameters)[number]) => model.supported_sampling_parameters.includes(param);
   const sampling: NormalizedChatRequest['sampling'] = {};
-  const temperature = readNumber(value('temperature'), 'temperature', 0, 2);
-  const topP = readNumber(value('top_p'), 'top_p', 0, 1);
-  const frequencyPenalty = readNumber(value('frequency_penalty'), 'frequency_penalty', -2, 2);
-  const presencePenalty = readNumber(value('presence_penalty'), 'presence_penalty', -2, 2);
-  const seed = readInteger(value('seed'), 'seed');
+  const temperature = readJsonNumber(value('temperature'), 'temperature', 0, 2);
+  const topP = readJsonNumber(value('top_p'), 'top_p', 0, 1);
+  const frequencyPenalty = readJsonNumber(value('frequency_penalty'), 'frequency_penalty', -2, 2);
+  const presencePenalty = readJsonNumber(value('presence_penalty'), 'presence_penalty', -2, 2);
+  const seed = readJsonInteger(value('seed'), 'seed');
   const numbers: Array<[Exclude<keyof NormalizedChatRequest['sampling'], 'logitBias'>, 'temperature' | 'top_p' | 'frequency_penalty' | 'presence_penalty' | 'seed', number | undefined]> = [
     ['temperature', 'temperature', temperature], ['topP', 'top_p', topP], ['frequencyPenalty', 'frequency_penalty', frequencyPenalty],
     ['presencePenalty', 'presence_penalty', presencePenalty], ['seed', 'seed', seed],
@@ -237,7 +238,7 @@ function readContent(content: unknown, at: string, role: ChatRole, model: TextCa
 
 function readMaxTokens(maxTokens: unknown, maxCompletionTokens: unknown, model: TextCatalogModel): ChatRequestEnvelope['maxTokens'] {
   const read = (raw: unknown, param: 'max_tokens' | 'max_completion_tokens') => {
-    const given = readInteger(raw, param);
+    const given = readJsonInteger(raw, param);
     if (given === undefined) return undefined;
     if (given < 1) throw invalidRequest(`'${param}' must be at least 1; got ${given}.`, param, 'integer_below_min_value');
     if (given > model.max_output_tokens) {
@@ -295,9 +296,9 @@ function readFeatureFields(value: (name: string) => unknown): void {
       throw invalidRequest(`'tool_choice' names a function that is not in 'tools': ${JSON.stringify(name ?? null).slice(0, 80)}.`, 'tool_choice', 'invalid_value');
     }
   }
-  readBoolean(value('parallel_tool_calls'), 'parallel_tool_calls');
-  readBoolean(value('logprobs'), 'logprobs');
-  const topLogprobs = readInteger(value('top_logprobs'), 'top_logprobs');
+  readJsonBoolean(value('parallel_tool_calls'), 'parallel_tool_calls');
+  readJsonBoolean(value('logprobs'), 'logprobs');
+  const topLogprobs = readJsonInteger(value('top_logprobs'), 'top_logprobs');
   if (topLogprobs !== undefined && (topLogprobs < 0 || topLogprobs > 20)) throw invalidRequest("'top_logprobs' must be between 0 and 20.", 'top_logprobs', 'invalid_value');
 }
 
@@ -361,14 +362,14 @@ function readReasoning(effortRaw: unknown, raw: unknown): ChatReasoningRequest |
       throw invalidRequest("'reasoning_effort' and 'reasoning.effort' are the same setting; send one of them.", 'reasoning_effort', 'invalid_value');
     }
     if (nested !== undefined) out.effort = nested;
-    const maxTokens = readInteger(raw.max_tokens, 'reasoning.max_tokens');
+    const maxTokens = readJsonInteger(raw.max_tokens, 'reasoning.max_tokens');
     if (maxTokens !== undefined) {
       if (maxTokens < 0) throw invalidRequest("'reasoning.max_tokens' must be at least 0.", 'reasoning.max_tokens', 'integer_below_min_value');
       out.maxTokens = maxTokens;
     }
-    const exclude = readBoolean(raw.exclude, 'reasoning.exclude');
+    const exclude = readJsonBoolean(raw.exclude, 'reasoning.exclude');
     if (exclude !== undefined) out.exclude = exclude;
-    const enabled = readBoolean(raw.enabled, 'reasoning.enabled');
+    const enabled = readJsonBoolean(raw.enabled, 'reasoning.enabled');
     if (enabled !== undefined) out.enabled = enabled;
   }
   return out;
@@ -380,27 +381,4 @@ function readResponseFormat(raw: unknown): string | undefined {
     throw invalidRequest("'response_format' must be {\"type\": \"text\"}, {\"type\": \"json_object\"} or {\"type\": \"json_schema\", \"json_schema\": {...}}.", 'response_format', 'invalid_value');
   }
   return raw.type as string;
-}
-
-function readInteger(raw: unknown, param: string): number | undefined {
-  if (raw === undefined || raw === null) return undefined;
-  if (typeof raw !== 'number' || !Number.isSafeInteger(raw)) throw invalidRequest(`'${param}' must be an integer.`, param, 'invalid_type');
-  return raw;
-}
-
-function readNumber(raw: unknown, param: string, min: number, max: number): number | undefined {
-  if (raw === undefined || raw === null) return undefined;
-  if (typeof raw !== 'number' || !Number.isFinite(raw)) throw invalidRequest(`'${param}' must be a number.`, param, 'invalid_type');
-  if (raw < min || raw > max) throw invalidRequest(`'${param}' must be between ${min} and ${max}; got ${raw}.`, param, 'invalid_value');
-  return raw;
-}
-
-function readBoolean(raw: unknown, param: string): boolean | undefined {
-  if (raw === undefined || raw === null) return undefined;
-  if (typeof raw !== 'boolean') throw invalidRequest(`'${param}' must be true or false.`, param, 'invalid_type');
-  return raw;
-}
-
-function isRecord(value: unknown): value is Record<string, unknown> {
-  return value !== null && typeof value === 'object' && !Array.isArray(value);
 }

@@ -1,4 +1,5 @@
-import { invalidRequest, missingParam, GatewayError } from '../domain/errors.ts';
+import { readBoolean, readEnum, readInteger, toBoolean, toInteger } from './body-fields.ts';
+import { invalidRequest, missingParam } from '../domain/errors.ts';
 import type { Warning } from '../domain/warnings.ts';
 import type { ImageFormat, InputImage, NormalizedImageRequest } from '../domain/requests.ts';
 import type { ImageCatalogModel } from './catalog.ts';
@@ -383,60 +384,6 @@ function readParam(
       );
     }
   }
-}
-
-function readInteger(body: Record<string, unknown>, name: string, coerce: boolean): number | undefined {
-  const raw = body[name];
-  if (raw === undefined || raw === null) return undefined;
-  const value = toInteger(raw, coerce);
-  if (value === undefined) throw invalidRequest(`'${name}' must be an integer.`, name, 'invalid_type');
-  return value;
-}
-
-function readBoolean(body: Record<string, unknown>, name: string, coerce: boolean): boolean | undefined {
-  const raw = body[name];
-  if (raw === undefined || raw === null) return undefined;
-  const value = toBoolean(raw, coerce);
-  if (value === undefined) throw invalidRequest(`'${name}' must be true or false.`, name, 'invalid_type');
-  return value;
-}
-
-function readEnum<T extends string>(
-  body: Record<string, unknown>,
-  name: string,
-  allowed: readonly T[],
-  _coerce: boolean,
-  aliases: Record<string, T> = {},
-): T | undefined {
-  const raw = body[name];
-  if (raw === undefined || raw === null) return undefined;
-  if (typeof raw === 'string' && (allowed as readonly string[]).includes(raw)) return raw as T;
-  if (typeof raw === 'string' && Object.hasOwn(aliases, raw)) return aliases[raw];
-  const names = allowed.map((value) => {
-    const alias = Object.keys(aliases).find((key) => aliases[key] === value);
-    return alias ? `${value} (or ${alias})` : value;
-  });
-  throw new GatewayError(`'${name}' must be one of ${names.join(', ')}; got ${JSON.stringify(raw).slice(0, 40)}.`, {
-    status: 400,
-    type: 'invalid_request_error',
-    code: 'invalid_value',
-    param: name,
-  });
-}
-
-function toInteger(raw: unknown, coerce: boolean): number | undefined {
-  if (typeof raw === 'number') return Number.isSafeInteger(raw) ? raw : undefined;
-  if (coerce && typeof raw === 'string' && /^-?\d{1,15}$/.test(raw.trim())) return Number(raw.trim());
-  return undefined;
-}
-
-function toBoolean(raw: unknown, coerce: boolean): boolean | undefined {
-  if (typeof raw === 'boolean') return raw;
-  if (coerce && typeof raw === 'string') {
-    if (raw === 'true') return true;
-    if (raw === 'false') return false;
-  }
-  return undefined;
 }
 
 export type { ImageFormat };

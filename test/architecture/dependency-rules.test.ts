@@ -67,3 +67,14 @@ describe('layering rules (dependency-cruiser)', () => {
     assert.equal(result.status, 0, result.output);
   });
 });
+
+describe('module size', () => {
+  it('no file in src/ is over 400 lines (split it by what its parts are)', () => {
+    const long = fs
+      .readdirSync(path.join(ROOT, 'src'), { recursive: true, encoding: 'utf8' })
+      .filter((file) => file.endsWith('.ts'))
+      .map((file) => ({ file, lines: fs.readFileSync(path.join(ROOT, 'src', file), 'utf8').split('\n').length - 1 }))
+      .filter(({ lines }) => lines > 400);
+    assert.deepEqual(long, []);
+  });
+});
