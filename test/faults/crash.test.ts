@@ -103,7 +103,12 @@ describe('kill -9 under concurrent load', () => {
       let answered = 0;
       const killed = waitFor(async () => answered >= 8, '8 answers before the kill', 20_000).then(() => server.process.kill('SIGKILL'));
       for (let index = 0; index < REQUESTS; index++) {
-        first.push(generate(server.url, index).then((outcome) => ((answered += outcome.status === 200 ? 1 : 0), outcome)));
+        first.push(
+          generate(server.url, index).then((outcome) => {
+            answered += outcome.status === 200 ? 1 : 0;
+            return outcome;
+          }),
+        );
         if (index % 6 === 5) await new Promise((resolve) => setTimeout(resolve, 100));
       }
       await killed;
