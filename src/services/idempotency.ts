@@ -1,6 +1,8 @@
 import type { Logger } from 'pino';
 import { GatewayError, invalidRequest } from '../domain/errors.ts';
 import type { SettleInput, Store, StoredResponse } from '../store/types.ts';
+
+export type { StoredResponse };
 import type { Caller } from '../domain/caller.ts';
 
 /** How long a key remembers its request and response (Stripe, Checkout.com, PPRO: 24 h). */
