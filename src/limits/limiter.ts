@@ -12,6 +12,11 @@ export interface Admission {
    * `usedTokens` is what it consumed (prompt + completion; 0 when it failed), unknown = all it was admitted for.
    */
   release(usedTokens?: number): Promise<void>;
+  /**
+   * Gives back at once the tokens a settled request did not use (before its answer is sent, so the caller's next request
+   * sees them); once only, and release() then gives back nothing more. A no-op for requests without a tokens window.
+   */
+  settleTokens?(usedTokens: number): Promise<void>;
 }
 
 export interface AdmitRequest {
@@ -42,7 +47,7 @@ export interface LimiterMetrics {
 /** Sent on every response decided while Redis was unreachable: the limits shown are this instance's only. */
 export const DEGRADED_HEADER = 'x-deepshi-limits-degraded';
 
-const NO_SLOTS: Admission = { headers: {}, release: async () => {} };
+const NO_SLOTS: Admission = { headers: {}, release: async () => {}, settleTokens: async () => {} };
 
 /**
  * Per-key and per-model admission in front of the hold. With Redis (several instances) the decision is shared;
@@ -126,14 +131,27 @@ export class RequestLimiter {
     }
 
     let released = false;
+    let tokensSettled = false;
+    const settleTokens = async (usedTokens: number) => {
+      if (tokensSettled || !countsTokens) return;
+      tokensSettled = true;
+      const unused = tokens - Math.min(tokens, Math.max(0, usedTokens));
+      if (unused === 0) return;
+      try {
+        await decidedBy.refundTokens({ keyId: request.keyId, tokensPerMinute: limits.tokensPerMinute, tokens: unused });
+      } catch (error) {
+        // The window refills on its own within a minute; say so rather than fail the response.
+        this.deps.logger.warn({ err: error, requestId: request.requestId }, 'could not give back unused tokens; the window refills on its own');
+      }
+    };
     return {
       headers,
+      settleTokens,
       release: async (usedTokens?: number) => {
         if (released) return;
         released = true;
         try {
-          const unused = countsTokens && usedTokens !== undefined ? tokens - Math.min(tokens, Math.max(0, usedTokens)) : 0;
-          if (unused > 0) await decidedBy.refundTokens({ keyId: request.keyId, tokensPerMinute: limits.tokensPerMinute, tokens: unused });
+          if (usedTokens !== undefined) await settleTokens(usedTokens);
           await decidedBy.release(release);
           // A script that timed out may still have run in Redis: give those slots back too (best effort).
           if (degraded) await this.deps.backend.release(release).catch(() => {});

@@ -61,8 +61,8 @@ export class BilledWorkRunner {
   private readonly openCalls = new Map<string, number>();
   /** Aborted when shutdown's grace period ends (abandonAll): every running piece of work stops and is answered. */
   private readonly stopping = new AbortController();
-  /** Tokens each admitted text request used, set at settlement and read when its admission is released. */
-  private readonly usedTokens = new Map<string, number>();
+  /** The admissions of text requests counted on a tokens window, until released: settlement gives their unused tokens back. */
+  private readonly tokenAdmissions = new Map<string, Admission>();
 
   constructor(
     private readonly deps: {
@@ -92,14 +92,15 @@ export class BilledWorkRunner {
       requestId,
     });
     if (!ticket.tokens) return admission;
-    // Tokens are admitted at the bound; releasing gives back what the request did not use (all of it if it failed).
-    this.usedTokens.set(requestId, 0);
+    // Tokens are admitted at the bound; settlement gives back what the request did not use, and a request that ends
+    // unsettled (failed, refused for credit) gives back all of it when released.
+    this.tokenAdmissions.set(requestId, admission);
     return {
       headers: admission.headers,
+      settleTokens: admission.settleTokens,
       release: async () => {
-        const used = this.usedTokens.get(requestId) ?? 0;
-        this.usedTokens.delete(requestId);
-        await admission.release(used);
+        this.tokenAdmissions.delete(requestId);
+        await admission.release(0);
       },
     };
   }
@@ -165,7 +166,7 @@ export class BilledWorkRunner {
       logger.error({ requestId }, 'hold was already resolved before settlement');
       throw internalError();
     }
-    if (tokens !== undefined && this.usedTokens.has(requestId)) this.usedTokens.set(requestId, tokens);
+    if (tokens !== undefined) await this.tokenAdmissions.get(requestId)?.settleTokens?.(tokens);
     return result.value;
   }
 
