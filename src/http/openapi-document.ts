@@ -4,7 +4,8 @@ import { parse as parseYaml } from 'yaml';
 
 /**
  * The OpenAPI 3.1 document GET /openapi.json serves: the published contract (spec/openapi.yaml, verbatim) merged with
- * what this server adds (spec/deepshi-extensions.yaml): its other endpoints, the dashboard and operator routes, and
+ * what this server adds (spec/deepshi-extensions.yaml): its other endpoints, responses added to the contract's
+ * operations (the 202 of a job), the dashboard and operator routes, and
  * extension fields. The contract's 3.0-style `nullable: true` becomes 3.1's `type: [x, 'null']`, so the whole document
  * is plain JSON Schema 2020-12 that any 3.1 tool (and the tests' validator) reads as it is.
  */
@@ -25,7 +26,8 @@ export function buildOpenApiDocument(version: string): Node {
   document.paths ??= {};
   const paths = document.paths as Node;
   for (const [route, item] of Object.entries(extra.paths)) {
-    paths[route] = route.startsWith('/dashboard/api/') ? withSessionSecurity(item as Node) : item;
+    const added = route.startsWith('/dashboard/api/') ? withSessionSecurity(item as Node) : (item as Node);
+    paths[route] = paths[route] ? withAddedResponses(paths[route] as Node, added) : added;
   }
   const components = document.components as Record<string, Node>;
   for (const [section, entries] of Object.entries(extra.components)) {
@@ -40,6 +42,18 @@ export function buildOpenApiDocument(version: string): Node {
     }
   }
   return document;
+}
+
+/** A contract operation named in the extensions keeps everything it has and gains the responses it lacks (e.g. 202 for jobs). */
+function withAddedResponses(contract: Node, extension: Node): Node {
+  const out: Node = { ...contract };
+  for (const [method, operation] of Object.entries(extension)) {
+    const existing = out[method] as Node | undefined;
+    out[method] = existing
+      ? { ...existing, responses: { ...((operation as Node).responses as Node), ...(existing.responses as Node) } }
+      : operation;
+  }
+  return out;
 }
 
 /** Dashboard operations default to the session cookie unless they say otherwise (security: [] = public). */

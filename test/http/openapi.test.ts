@@ -43,7 +43,10 @@ describe('GET /openapi.json', () => {
       if ((node as Node).nullable === true) out.type = [(node as Node).type, 'null'];
       return out;
     };
-    assert.deepEqual(served.paths['/v1/images/generations'], strip(contract.paths['/v1/images/generations']));
+    // The contract's operation unchanged, with the responses we add (the 202 of a job) and nothing else.
+    const { '202': accepted, ...contractResponses } = served.paths['/v1/images/generations'].post.responses;
+    assert.ok(accepted);
+    assert.deepEqual({ post: { ...served.paths['/v1/images/generations'].post, responses: contractResponses } }, strip(contract.paths['/v1/images/generations']));
     for (const name of Object.keys(contract.components.schemas)) assert.ok(served.components.schemas[name], name);
     assert.equal(JSON.stringify(served).includes('"nullable"'), false);
   });
@@ -69,6 +72,36 @@ describe('GET /openapi.json', () => {
     }
   });
 
+  it('every public route the server registers (/v1, /admin/v1, /dashboard/api) is documented, with each of its methods', () => {
+    const routes = registeredRoutes(t.server.app.printRoutes({ commonPrefix: false }));
+    // The parse of Fastify's route tree is itself checked: every route it yields is one the server has.
+    for (const { url, methods } of routes) for (const method of methods) assert.ok(t.server.app.hasRoute({ method: method as 'GET', url }), `${method} ${url}`);
+    const normalise = (route: string) => route.replace(/\{[^}]+\}|:[^/]+|\*/g, '{}');
+    const documented = new Map(Object.entries(served.paths as Node).map(([route, item]) => [normalise(route), item as Node]));
+    const publicRoutes = routes.filter(({ url }) => /^\/(v1|admin\/v1|dashboard\/api)\//.test(url) || url === '/v1');
+    assert.ok(publicRoutes.length > 40, `found ${publicRoutes.length} public routes`);
+    const missing: string[] = [];
+    for (const { url, methods } of publicRoutes) {
+      for (const method of methods.filter((method) => method !== 'HEAD' && method !== 'OPTIONS')) {
+        if (!documented.get(normalise(url))?.[method.toLowerCase()]) missing.push(`${method} ${url}`);
+      }
+    }
+    assert.deepEqual(missing, [], 'routes missing from /openapi.json');
+    for (const route of ['/v1/images/jobs', '/v1/images/jobs/{id}', '/v1/images/jobs/{id}/cancel', '/v1/images/jobs/{id}/events', '/v1/files/{id}/content',
+      '/admin/v1/accounts/{id}/webhook', '/admin/v1/accounts/{id}/webhook-secret']) {
+      assert.ok(served.paths[route], route);
+    }
+  });
+
+  it('documents the 202 job answer of generations and edits, and the async request fields', () => {
+    for (const route of ['/v1/images/generations', '/v1/images/edits']) {
+      assert.deepEqual(served.paths[route].post.responses['202'], { $ref: '#/components/responses/JobAccepted' }, route);
+    }
+    assert.deepEqual(served.components.responses.JobAccepted.content['application/json'].schema, { $ref: '#/components/schemas/ImageJob' });
+    assert.equal(served.components.schemas.ImageGenerationRequest.properties.async.type, 'boolean');
+    assert.ok(served.components.schemas.ImageGenerationRequest.properties.prompt, 'the contract\'s fields are kept');
+  });
+
   it('every reference resolves and every schema compiles as JSON Schema 2020-12', () => {
     const refs = new Set<string>();
     const walk = (node: unknown) => {
@@ -92,3 +125,23 @@ describe('GET /openapi.json', () => {
     for (const name of Object.keys(served.components.schemas)) ajv.compile({ $ref: `doc#/components/schemas/${name}` });
   });
 });
+
+/** The routes in Fastify's printRoutes({ commonPrefix: false }) tree: each line's segment appended to its parent's path. */
+function registeredRoutes(tree: string): { url: string; methods: string[] }[] {
+  const routes: { url: string; methods: string[] }[] = [];
+  const stack: string[] = [];
+  for (const line of tree.split('\n')) {
+    const match = /^((?:│   |    )*)[├└]── (.+) \(([^)]+)\)$/.exec(line);
+    if (!match) continue;
+    const depth = match[1].length / 4;
+    const parent = depth === 0 ? '' : stack[depth - 1];
+    let segment = match[2];
+    // A wildcard's own '/' is folded into its parent's node in the printed tree (/v1/models/*, the CORS /*).
+    if (segment === '*' && !parent.endsWith('/')) segment = `/${segment}`;
+    const url = `${parent}${segment}`;
+    stack[depth] = url;
+    stack.length = depth + 1;
+    routes.push({ url, methods: match[3].split(', ') });
+  }
+  return routes;
+}
