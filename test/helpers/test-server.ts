@@ -105,7 +105,8 @@ export async function startTestServer(options: TestServerOptions = {}): Promise<
 
 /**
  * The fetch the SDK clients use: every body the suite receives from the image endpoints (generations and edits)
- * is validated against openapi.yaml (ImageResponse, ImageStreamEvent for each SSE event, Error for every non-2xx).
+ * is validated against the served /openapi.json (ImageResponse, ImageStreamEvent for each SSE event, ImageJob for a
+ * 202 and the job routes, Error for every non-2xx).
  */
 export async function validatingFetch(input: string | URL | Request, init?: RequestInit): Promise<Response> {
   const response = await fetch(input, init);
@@ -117,7 +118,15 @@ export async function validatingFetch(input: string | URL | Request, init?: Requ
     specCounters.validated++;
     return response;
   }
-  if (/\/images\//.test(url) && type.startsWith('application/json')) {
+  const pathname = new URL(url).pathname;
+  if (/\/images\/jobs(\/[^/]+(\/cancel)?)?$/.test(pathname) && type.startsWith('application/json')) {
+    const body = await response.clone().json();
+    for (const job of pathname.endsWith('/jobs') ? body.data : [body]) assertMatchesSpec('ImageJob', job, url);
+    specCounters.validated++;
+  } else if (response.status === 202 && /\/images\//.test(url)) {
+    assertMatchesSpec('ImageJob', await response.clone().json(), url);
+    specCounters.validated++;
+  } else if (/\/images\//.test(url) && type.startsWith('application/json')) {
     assertMatchesSpec('ImageResponse', await response.clone().json(), url);
     specCounters.validated++;
   }

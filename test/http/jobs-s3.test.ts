@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { S3ResultStorage } from '../../src/store/results/s3-storage.ts';
 import { S3_CREDENTIALS, startS3 } from '../helpers/s3.ts';
-import { startTestServer, type TestServer } from '../helpers/test-server.ts';
+import { startTestServer, type TestServer, validatingFetch } from '../helpers/test-server.ts';
 
 describe('async job results in S3', () => {
   let t: TestServer;
@@ -34,7 +34,7 @@ describe('async job results in S3', () => {
   it('submit → succeeded with its image in the bucket; signed link without a key; tampered refused; gone after the TTL', async () => {
     const account = await t.createAccount('1');
     const headers = { authorization: `Bearer ${account.key}` };
-    const submitted = await fetch(`${t.url}/v1/images/generations`, {
+    const submitted = await validatingFetch(`${t.url}/v1/images/generations`, {
       method: 'POST', headers: { ...headers, 'content-type': 'application/json', prefer: 'respond-async' },
       body: JSON.stringify({ model: 'deepshi-sketch', prompt: 'stored in a bucket', response_format: 'url' }),
     });
@@ -42,7 +42,7 @@ describe('async job results in S3', () => {
     const { id } = await submitted.json() as { id: string };
     let job: any;
     for (const deadline = Date.now() + 15_000; Date.now() < deadline;) {
-      job = await (await fetch(`${t.url}/v1/images/jobs/${id}`, { headers })).json();
+      job = await (await validatingFetch(`${t.url}/v1/images/jobs/${id}`, { headers })).json();
       if (job.status !== 'queued' && job.status !== 'in_progress') break;
       await new Promise((resolve) => setTimeout(resolve, 25));
     }

@@ -7,7 +7,8 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { Webhook } from 'standardwebhooks';
-import { startTestServer, type TestServer } from '../helpers/test-server.ts';
+import { assertMatchesSpec } from '../helpers/openapi-validator.ts';
+import { startTestServer, type TestServer, validatingFetch } from '../helpers/test-server.ts';
 
 interface Received {
   headers: Record<string, string>;
@@ -64,7 +65,7 @@ describe('job webhooks', () => {
   });
 
   const submit = async (key: string, body: Record<string, unknown>) => {
-    const response = await fetch(`${t.url}/v1/images/generations`, {
+    const response = await validatingFetch(`${t.url}/v1/images/generations`, {
       method: 'POST', headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' }, body: JSON.stringify({ async: true, ...body }),
     });
     return { status: response.status, body: await response.json() as any };
@@ -100,6 +101,9 @@ describe('job webhooks', () => {
       const payload = verifier.verify(delivery.body, delivery.headers) as any;
       ids.add(delivery.headers['webhook-id']);
       assert.equal(payload.type, 'image.job.succeeded');
+      // A delivery carries the job object without its own delivery log, `webhook` (src/services/jobs/webhooks.ts).
+      assert.equal('webhook' in payload.data, false);
+      assertMatchesSpec('ImageJob', { ...payload.data, webhook: null }, 'webhook');
       assert.equal(payload.data.id, job.body.id);
       assert.equal(payload.data.status, 'succeeded');
       assert.match(payload.data.result.data[0].url, /\/v1\/files\/file_/);
@@ -110,7 +114,7 @@ describe('job webhooks', () => {
     assert.throws(() => new Webhook(`whsec_${Buffer.alloc(32, 7).toString('base64')}`).verify(receiver.received[0].body, receiver.received[0].headers));
 
     const polled = await waitFor('the attempts on the job', async () => {
-      const body = await (await fetch(`${t.url}/v1/images/jobs/${job.body.id}`, { headers: { authorization: `Bearer ${account.key}` } })).json() as any;
+      const body = await (await validatingFetch(`${t.url}/v1/images/jobs/${job.body.id}`, { headers: { authorization: `Bearer ${account.key}` } })).json() as any;
       return body.webhook?.deliveries?.[0]?.status === 'succeeded' ? body : undefined;
     });
     assert.equal(polled.webhook.url, receiver.url);

@@ -10,6 +10,8 @@ import { after, before, describe, it } from 'node:test';
 import { parse as parseYaml } from 'yaml';
 import { renderSketch } from '../../src/images/sketch.ts';
 import type { ImageAdapter, ImageCallContext, ImageGenerationResult, NormalizedImageRequest } from '../../src/providers/types.ts';
+import { assertDocumentedResponse } from '../helpers/openapi-responses.ts';
+import { assertMatchesSpec } from '../helpers/openapi-validator.ts';
 import { startTestServer, type TestServer } from '../helpers/test-server.ts';
 import { assertLedgerInvariant } from '../store/store-contract.ts';
 
@@ -76,6 +78,8 @@ async function call(t: TestServer, key: string, method: string, path: string, bo
   } catch {
     // not JSON
   }
+  // Every answer here, job or error, must be one the served /openapi.json documents (path, status, content type, body).
+  assertDocumentedResponse(method, path, response.status, response.headers.get('content-type'), json);
   return { status: response.status, headers: response.headers, body: json };
 }
 
@@ -309,6 +313,7 @@ describe('async image jobs (SQLite, one instance)', () => {
     await readUntil('event: image.job.succeeded');
     const { done } = await reader.read();
     assert.equal(done, true, 'the stream ends with the job');
+    for (const data of text.matchAll(/^data: (.*)$/gm)) assertMatchesSpec('ImageJobEvent', JSON.parse(data[1]), 'job events');
     const final = JSON.parse(/event: image\.job\.succeeded\ndata: (.*)\n/.exec(text)![1]);
     assert.equal(final.data.status, 'succeeded');
     assert.ok(final.data.result.data[0].url);
