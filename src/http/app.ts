@@ -170,7 +170,7 @@ export function buildApp(deps: AppDeps): FastifyInstance {
   registerOpenApiRoute(app, deps.dashboard.version);
   void app.register(cookie);
   const { users } = deps.dashboard;
-  registerDashboardRoutes(app, deps.dashboard);
+  registerDashboardRoutes(app, { ...deps.dashboard, models: deps.models });
   if (deps.adminToken) {
     registerAdminRoutes(app, {
       accounts: deps.accounts,

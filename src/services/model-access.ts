@@ -12,9 +12,14 @@ export { isAllowed, type Caller };
 export class ModelAccess {
   constructor(private readonly catalog: Catalog, private readonly registry: ProviderRegistry) {}
 
+  /** Models the server can serve now: what a key without a model allowlist may call (the public models page). */
+  offered(): CatalogModel[] {
+    return this.catalog.list().filter((model) => this.registry.availability(model).routes.length > 0);
+  }
+
   /** Models this caller may call and the server can serve now. */
   list(caller: Caller): CatalogModel[] {
-    return this.catalog.list().filter((model) => isAllowed(caller, model.id) && this.registry.availability(model).routes.length > 0);
+    return this.offered().filter((model) => isAllowed(caller, model.id));
   }
 
   /** Resolves a model id for this caller: 400 model_not_found if unknown or unservable, 403 if the key may not use it. */

@@ -48,6 +48,29 @@ describe('dashboard API', () => {
     assert.deepEqual(response.body, { signup: 'closed', version: '0.1.0', admin_sign_in: true });
   });
 
+  it('models is public: signed out, every offered model, the same cards /v1/models gives a key without an allowlist', async () => {
+    const response = await documentedFetch(`${t.url}/dashboard/api/models`, { headers: { origin: 'https://evil.example' } });
+    assert.equal(response.status, 200);
+    assert.equal(response.body.object, 'list');
+    const ids = response.body.data.map((model: { id: string }) => model.id);
+    assert.ok(ids.includes('deepshi-sketch') && ids.includes('deepshi-echo'), ids.join(', '));
+    // Never CORS, like every /dashboard/api route; nothing cached.
+    for (const [name] of response.headers) assert.doesNotMatch(name, /^access-control-/, `carries ${name}`);
+    assert.equal(response.headers.get('cache-control'), 'no-store');
+
+    const everything = await t.createAccount('1');
+    const allowed = await sdk(everything.key).models.list();
+    assert.deepEqual(response.body.data, allowed.data, 'the same cards, in the same order');
+    // Only what this server offers: the catalog's unservable models stay off the public list.
+    const catalog = (await admin('GET', '/admin/v1/models')).data as { id: string; offered: boolean }[];
+    assert.deepEqual(ids, catalog.filter((model) => model.offered).map((model) => model.id));
+    assert.ok(catalog.some((model) => !model.offered && !ids.includes(model.id)), 'some catalog model is not offered here');
+    // A key's allowlist narrows /v1/models, not the public page.
+    const narrow = await t.createAccount('1', { models: ['deepshi-sketch'] });
+    assert.deepEqual((await sdk(narrow.key).models.list()).data.map((model) => model.id), ['deepshi-sketch']);
+    assert.deepEqual((await documentedFetch(`${t.url}/dashboard/api/models`)).body.data.map((model: { id: string }) => model.id), ids);
+  });
+
   it('sign-in sets an HttpOnly, SameSite=Strict session cookie; the session names the user; sign-out ends it', async () => {
     const { client, email, accountId } = await member();
     assert.match(client.lastSetCookie ?? '', /^deepshi_session=[A-Za-z0-9_-]{43};/);

@@ -54,13 +54,15 @@ describe('GET /openapi.json', () => {
   it('documents the whole public API, the dashboard and the console', () => {
     for (const route of ['/v1/images/generations', '/v1/images/edits', '/v1/images/quote', '/v1/models', '/v1/models/{model}', '/v1/account',
       '/v1/account/usage', '/v1/chat/completions', '/dashboard/api/session', '/dashboard/api/keys', '/dashboard/api/usage', '/dashboard/api/usage.csv',
-      '/dashboard/api/ledger', '/dashboard/api/credit-codes/redeem', '/dashboard/api/playground-key', '/admin/v1/credit-codes', '/admin/v1/stats']) {
+      '/dashboard/api/ledger', '/dashboard/api/credit-codes/redeem', '/dashboard/api/playground-key', '/dashboard/api/models', '/admin/v1/credit-codes',
+      '/admin/v1/stats']) {
       assert.ok(served.paths[route], route);
     }
     assert.ok(served.components.schemas.Cost.properties.total_cost, 'the contract extension field');
     assert.ok(served.components.schemas.ImageResponse.properties.warnings, 'our extension field on the contract schema');
     assert.deepEqual(served.paths['/dashboard/api/keys'].get.security, [{ SessionCookie: [] }]);
     assert.deepEqual(served.paths['/dashboard/api/config'].get.security, []);
+    assert.deepEqual(served.paths['/dashboard/api/models'].get.security, [], 'the public models page needs no sign-in');
   });
 
   it('every operation it documents is a route the server has', () => {

@@ -4,6 +4,8 @@ import { accountJson } from '../../services/accounts.ts';
 import type { CreditCodes } from '../../services/credit-codes.ts';
 import type { DashboardQueries } from '../../services/dashboard-queries.ts';
 import { userJson, type DashboardUsers } from '../../services/dashboard-users.ts';
+import type { ModelAccess } from '../../services/model-access.ts';
+import { cachedModelCards } from './models.ts';
 import {
   assertSameOrigin, clearSessionCookie, requireSession, sessionToken, setSessionCookie, targetAccount,
 } from '../dashboard-session.ts';
@@ -19,8 +21,9 @@ export interface DashboardRouteDeps {
  * The dashboard's JSON API under /dashboard/api (docs/dashboard.md). Same-origin only: never CORS (src/http/cors.ts
  * answers only /v1), an Origin check on every write, no caching of anything personal.
  */
-export function registerDashboardRoutes(app: FastifyInstance, deps: DashboardRouteDeps): void {
-  const { users, queries, creditCodes } = deps;
+export function registerDashboardRoutes(app: FastifyInstance, deps: DashboardRouteDeps & { models: ModelAccess }): void {
+  const { users, queries, creditCodes, models } = deps;
+  const card = cachedModelCards();
   const body = (request: FastifyRequest) => (request.body && typeof request.body === 'object' ? (request.body as Record<string, unknown>) : {});
   const query = (request: FastifyRequest) => request.query as Record<string, unknown>;
   const keyId = (request: FastifyRequest) => (request.params as { id: string }).id;
@@ -35,6 +38,8 @@ export function registerDashboardRoutes(app: FastifyInstance, deps: DashboardRou
     dashboard.get('/dashboard/api/config', async () => ({
       signup: users.signupOpen ? 'open' : 'closed', version: deps.version, admin_sign_in: users.adminSignIn,
     }));
+    // Public, for the Models & pricing page: the cards GET /v1/models gives a key without a model allowlist.
+    dashboard.get('/dashboard/api/models', async () => ({ object: 'list', data: models.offered().map(card) }));
 
     dashboard.post('/dashboard/api/session', async (request, reply) => {
       const input = body(request);

@@ -1,20 +1,13 @@
 import type { FastifyInstance } from 'fastify';
 import { GatewayError, modelNotFound } from '../../domain/errors.ts';
+import type { CatalogModel } from '../../catalog/catalog.ts';
 import { modelCard } from '../../catalog/model-card.ts';
 import type { ModelAccess } from '../../services/model-access.ts';
 import type { Authenticate } from '../authenticate.ts';
 
 /** GET /v1/models and /v1/models/{id}: exactly the models this key may call and the server can serve now. */
 export function registerModelRoutes(app: FastifyInstance, deps: { models: ModelAccess; authenticate: Authenticate }): void {
-  const cards = new Map<string, Record<string, unknown>>();
-  const card = (model: Parameters<typeof modelCard>[0]) => {
-    let value = cards.get(model.id);
-    if (!value) {
-      value = modelCard(model);
-      cards.set(model.id, value);
-    }
-    return value;
-  };
+  const card = cachedModelCards();
 
   const authenticated = { preHandler: deps.authenticate() };
   app.get('/v1/models', authenticated, async (request) => {
@@ -39,4 +32,17 @@ export function registerModelRoutes(app: FastifyInstance, deps: { models: ModelA
       throw error;
     }
   });
+}
+
+/** modelCard, built once per model: the same cards for GET /v1/models and the public GET /dashboard/api/models. */
+export function cachedModelCards(): (model: CatalogModel) => Record<string, unknown> {
+  const cards = new Map<string, Record<string, unknown>>();
+  return (model) => {
+    let value = cards.get(model.id);
+    if (!value) {
+      value = modelCard(model);
+      cards.set(model.id, value);
+    }
+    return value;
+  };
 }
