@@ -59,6 +59,12 @@ export interface ModelCard {
   pricing: ModelPricing;
 }
 
+/** Every model this server offers, signed in or not (the public GET /dashboard/api/models: the same cards). */
+export async function listOfferedModels(): Promise<ModelCard[]> {
+  const answer = await request<{ data: ModelCard[] }>('GET', '/dashboard/api/models');
+  return answer.data;
+}
+
 /** The models the signed-in account's keys may call, through the playground's temporary key. */
 export async function listModels(accountId: string | null = null): Promise<ModelCard[]> {
   const apiKey = await temporaryKey(accountId);

@@ -46,12 +46,23 @@ describe('dashboard in the browser: public pages, CSP and keyboard', { skip }, (
     }
   });
 
-  it('the models page asks a signed-out visitor to sign in', async () => {
+  it('the models page shows a signed-out visitor every offered model as a card, with its price rule', async () => {
     const { context, page, assertClean } = await openContext(browser, server.url);
     try {
       await page.goto('/models');
       await page.getByRole('heading', { name: 'Models & pricing' }).waitFor();
+      const card = page.locator('#model-deepshi-sketch');
+      await card.waitFor();
+      const text = (await card.textContent()) ?? '';
+      assert.match(text, /Pixel dimensions.*Prompt limit4,000 characters.*up to 4 reference images/s);
+      // The price rule in words and its worked example, from the card's pricing (not a signed-in-only source).
+      assert.match(text, /\$0\.001 per output image.*4 images: 4 × \$0\.001 = \$0\.004/s);
+      await page.locator('#model-deepshi-echo').waitFor();
+      // Exactly the cards the public route lists (every offered model), and still an invitation to sign in.
+      const listed = (await (await fetch(`${server.url}/dashboard/api/models`)).json()) as { data: { id: string }[] };
+      assert.equal(await page.getByTestId('model-card').count(), listed.data.length);
       await page.getByRole('status').filter({ hasText: 'Sign in' }).waitFor();
+      await screenshot(page, 'models-signed-out');
       assertClean();
     } finally {
       await context.close();

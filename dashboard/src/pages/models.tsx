@@ -1,16 +1,13 @@
 import { Fragment } from 'preact';
-import { ErrorNote, Loading, PageHeader, useAccountScope, useAsync } from '../components.tsx';
-import { explainPrice, listModels, SIZING_STYLES, type ModelCard, type ParameterSpec } from '../models.ts';
+import { ErrorNote, Loading, PageHeader, useAsync } from '../components.tsx';
+import { explainPrice, listOfferedModels, SIZING_STYLES, type ModelCard, type ParameterSpec } from '../models.ts';
 import { useSession } from '../session.tsx';
 import { usd } from '../format.ts';
 
-/** Every model this server offers, as the page a caller reads before choosing one. */
+/** Every model this server offers, as the page a caller reads before choosing one: public, signed in or not. */
 export function ModelsPage() {
   const { user } = useSession();
-  const { accountId } = useAccountScope();
-  // The cards are what an account's keys can call: the operator token has no account of its own.
-  const needsAccount = user?.role === 'operator' && !user.account_id && !accountId;
-  const models = useAsync(() => (user && !needsAccount ? listModels(accountId) : Promise.resolve(undefined)), [user?.id, accountId]);
+  const models = useAsync(() => listOfferedModels(), []);
   return (
     <section>
       <PageHeader title="Models & pricing" />
@@ -18,17 +15,13 @@ export function ModelsPage() {
         Every model this server offers, with the request fields it takes and what a request costs. Call any of them with an OpenAI SDK at <code>/v1</code> and
         the model id.
       </p>
-      {user === undefined || models.loading ? (
+      {user === null ? (
+        <p class="notice" role="status">
+          <a href={`/signin?next=${encodeURIComponent('/models')}`}>Sign in</a> to get a key and try them in the playground.
+        </p>
+      ) : null}
+      {models.loading ? (
         <Loading what="Loading models" />
-      ) : user === null ? (
-        <p class="notice" role="status">
-          <a href={`/signin?next=${encodeURIComponent('/models')}`}>Sign in</a> to see the models your account can call, with their parameters and prices.
-        </p>
-      ) : needsAccount ? (
-        <p class="notice" role="status">
-          These cards show what an account's keys can call. Open them for an account from the <a href="/operator">console</a> (an account's Playground), or
-          see every catalog model, offered or not, under <a href="/operator/models">Models</a>.
-        </p>
       ) : (
         <>
           <ErrorNote error={models.error} />
