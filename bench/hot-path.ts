@@ -32,15 +32,37 @@ async function main() {
     const catalog = JSON.parse(JSON.stringify(parseYaml(fs.readFileSync(path.join(ROOT, 'catalog/models.yaml'), 'utf8'))));
     catalog.models = catalog.models.filter((model: { id: string }) => model.id === 'deepshi-image-1');
     catalog.models[0].id = 'bench-image';
-    catalog.models[0].routes = [{ provider: 'openai-compatible', upstream_model: 'bench-image', credentials_env: 'BENCH_UPSTREAM_KEY', base_url_env: 'BENCH_UPSTREAM_URL' }];
+    catalog.models[0].routes = [
+      {
+        provider: 'openai-compatible',
+        upstream_model: 'bench-image',
+        credentials_env: 'BENCH_UPSTREAM_KEY',
+        base_url_env: 'BENCH_UPSTREAM_URL',
+      },
+    ];
     fs.writeFileSync(path.join(dir, 'catalog.json'), JSON.stringify(catalog));
     const port = await freePort();
     const gateway = `http://127.0.0.1:${port}`;
-    await startChild([...(process.env.BENCH_PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_PROFILE}`] : []), ...serverNodeFlags(), path.join(ROOT, 'dist/main.js')], {
-      PORT: String(port), HOST: '127.0.0.1', LOG_LEVEL: 'warn', DEEPSHI_DEV_ACCOUNT: 'false', DEEPSHI_ADMIN_TOKEN: ADMIN,
-      DATABASE_URL: process.env.BENCH_DATABASE_URL ?? `sqlite:${path.join(dir, 'bench.db')}`,
-      DEEPSHI_CATALOG: path.join(dir, 'catalog.json'), BENCH_UPSTREAM_KEY: 'sk-bench', BENCH_UPSTREAM_URL: upstream,
-    }, undefined, children);
+    await startChild(
+      [
+        ...(process.env.BENCH_PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_PROFILE}`] : []),
+        ...serverNodeFlags(),
+        path.join(ROOT, 'dist/main.js'),
+      ],
+      {
+        PORT: String(port),
+        HOST: '127.0.0.1',
+        LOG_LEVEL: 'warn',
+        DEEPSHI_DEV_ACCOUNT: 'false',
+        DEEPSHI_ADMIN_TOKEN: ADMIN,
+        DATABASE_URL: process.env.BENCH_DATABASE_URL ?? `sqlite:${path.join(dir, 'bench.db')}`,
+        DEEPSHI_CATALOG: path.join(dir, 'catalog.json'),
+        BENCH_UPSTREAM_KEY: 'sk-bench',
+        BENCH_UPSTREAM_URL: upstream,
+      },
+      undefined,
+      children,
+    );
     await waitForHealth(gateway);
 
     const peer = PEER === 'portkey' ? await startPortkey(upstream, children) : undefined;
@@ -65,7 +87,9 @@ async function main() {
 
     const row = (name: string, result: LoadResult) =>
       `${name.padEnd(16)} ${result.rps.toFixed(0).padStart(7)} req/s   p50 ${result.p50.toFixed(1).padStart(7)} ms   p99 ${result.p99.toFixed(1).padStart(7)} ms   errors ${result.errors}`;
-    console.log(`\n${CONNECTIONS} connections, ${SECONDS} s each, ${(result0Bytes / 1e6).toFixed(2)} MB responses, node ${process.version}, ${os.cpus().length} cores`);
+    console.log(
+      `\n${CONNECTIONS} connections, ${SECONDS} s each, ${(result0Bytes / 1e6).toFixed(2)} MB responses, node ${process.version}, ${os.cpus().length} cores`,
+    );
     console.log('1 connection:');
     console.log(row('direct upstream', directOne));
     console.log(row('via Deepshi', viaDeepshiOne));
@@ -77,8 +101,13 @@ async function main() {
     console.log(row('via Deepshi', viaDeepshi));
     if (viaPeer) console.log(row(`via ${PEER}`, viaPeer));
     console.log(`throughput ratio (Deepshi / direct): ${(viaDeepshi.rps / direct.rps).toFixed(3)}`);
-    if (viaPeer) console.log(`throughput ratio (Deepshi / ${PEER}): ${(viaDeepshi.rps / viaPeer.rps).toFixed(3)}; ${PEER} / direct: ${(viaPeer.rps / direct.rps).toFixed(3)}`);
-    console.log(`p50 latency added by Deepshi: ${(viaDeepshi.p50 - direct.p50).toFixed(1)} ms; p99 added: ${(viaDeepshi.p99 - direct.p99).toFixed(1)} ms`);
+    if (viaPeer)
+      console.log(
+        `throughput ratio (Deepshi / ${PEER}): ${(viaDeepshi.rps / viaPeer.rps).toFixed(3)}; ${PEER} / direct: ${(viaPeer.rps / direct.rps).toFixed(3)}`,
+      );
+    console.log(
+      `p50 latency added by Deepshi: ${(viaDeepshi.p50 - direct.p50).toFixed(1)} ms; p99 added: ${(viaDeepshi.p99 - direct.p99).toFixed(1)} ms`,
+    );
     console.log(`account after the run: balance ${ledger.balance}, held ${ledger.held} (held must be 0)`);
     const serverNodeArgs = serverNodeFlags().join(' ') || 'none';
     console.log(`Deepshi peak RSS: ${peakRssMb(children[1].pid)} (node flags: ${serverNodeArgs})`);
@@ -97,25 +126,38 @@ interface LoadResult {
 
 let result0Bytes = 0;
 
-async function load(base: string, headers: Record<string, string>, body: string, seconds: number, connections = CONNECTIONS): Promise<LoadResult> {
+async function load(
+  base: string,
+  headers: Record<string, string>,
+  body: string,
+  seconds: number,
+  connections = CONNECTIONS,
+): Promise<LoadResult> {
   const pool = new Pool(base, { connections, pipelining: 1 });
   const latencies: number[] = [];
   let errors = 0;
   const deadline = performance.now() + seconds * 1000;
-  await Promise.all(Array.from({ length: connections }, async () => {
-    while (performance.now() < deadline) {
-      const started = performance.now();
-      try {
-        const response = await pool.request({ path: '/v1/images/generations', method: 'POST', headers: { ...headers, 'content-type': 'application/json' }, body });
-        const bytes = Buffer.from(await response.body.arrayBuffer());
-        if (response.statusCode !== 200) errors++;
-        else result0Bytes = bytes.length;
-      } catch {
-        errors++;
+  await Promise.all(
+    Array.from({ length: connections }, async () => {
+      while (performance.now() < deadline) {
+        const started = performance.now();
+        try {
+          const response = await pool.request({
+            path: '/v1/images/generations',
+            method: 'POST',
+            headers: { ...headers, 'content-type': 'application/json' },
+            body,
+          });
+          const bytes = Buffer.from(await response.body.arrayBuffer());
+          if (response.statusCode !== 200) errors++;
+          else result0Bytes = bytes.length;
+        } catch {
+          errors++;
+        }
+        latencies.push(performance.now() - started);
       }
-      latencies.push(performance.now() - started);
-    }
-  }));
+    }),
+  );
   await pool.close();
   latencies.sort((a, b) => a - b);
   const at = (q: number) => latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))] ?? 0;
@@ -129,7 +171,10 @@ async function load(base: string, headers: Record<string, string>, body: string,
 function serverNodeFlags(): string[] {
   if (process.env.BENCH_NODE_FLAGS !== undefined) return process.env.BENCH_NODE_FLAGS.split(' ').filter(Boolean);
   const start: string = JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8')).scripts.start;
-  return start.split(' ').slice(1).filter((word) => word.startsWith('--') && word !== '--import');
+  return start
+    .split(' ')
+    .slice(1)
+    .filter((word) => word.startsWith('--') && word !== '--import');
 }
 
 /**
@@ -142,16 +187,26 @@ async function startPortkey(upstream: string, children: ChildProcess[]): Promise
   const entry = path.join(cache, 'node_modules/@portkey-ai/gateway/build/start-server.js');
   if (!fs.existsSync(entry)) {
     fs.mkdirSync(cache, { recursive: true });
-    execFileSync('npm', ['install', '--prefix', cache, `@portkey-ai/gateway@${PORTKEY_VERSION}`, '--no-audit', '--no-fund', '--ignore-scripts'], { stdio: 'inherit' });
+    execFileSync(
+      'npm',
+      ['install', '--prefix', cache, `@portkey-ai/gateway@${PORTKEY_VERSION}`, '--no-audit', '--no-fund', '--ignore-scripts'],
+      { stdio: 'inherit' },
+    );
   }
   const port = await freePort();
-  const child = spawn(process.execPath, [entry, `--port=${port}`, '--headless'], { stdio: ['ignore', 'ignore', 'inherit'], env: { ...process.env, NODE_ENV: 'production' } });
+  const child = spawn(process.execPath, [entry, `--port=${port}`, '--headless'], {
+    stdio: ['ignore', 'ignore', 'inherit'],
+    env: { ...process.env, NODE_ENV: 'production' },
+  });
   children.push(child);
   const base = `http://127.0.0.1:${port}`;
   for (let attempt = 0; attempt < 100; attempt++) {
     try {
       await fetch(base);
-      return { base, headers: { authorization: 'Bearer sk-bench', 'x-portkey-provider': 'openai', 'x-portkey-custom-host': `${upstream}/v1` } };
+      return {
+        base,
+        headers: { authorization: 'Bearer sk-bench', 'x-portkey-provider': 'openai', 'x-portkey-custom-host': `${upstream}/v1` },
+      };
     } catch {
       await new Promise((resolve) => setTimeout(resolve, 100));
     }

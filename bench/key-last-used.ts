@@ -37,7 +37,7 @@ async function measure(label: string, store: Store, hash: string, keyId: string,
   }
   const ms = Number(process.hrtime.bigint() - started) / 1e6;
   dashboard.noteKeyUse = original;
-  console.log(`${label.padEnd(20)} ${(ms / N * 1000).toFixed(1).padStart(8)} µs per authentication`);
+  console.log(`${label.padEnd(20)} ${((ms / N) * 1000).toFixed(1).padStart(8)} µs per authentication`);
   return ms;
 }
 
@@ -52,7 +52,14 @@ async function run(url: string, label: string) {
   try {
     const account = await store.createAccount({ name: 'bench', credits: 0n });
     const issued = issueApiKey('');
-    const key = await store.createApiKey({ id: newKeyId(), accountId: account.id, name: 'bench', models: null, hash: issued.hash, display: issued.display });
+    const key = await store.createApiKey({
+      id: newKeyId(),
+      accountId: account.id,
+      name: 'bench',
+      models: null,
+      hash: issued.hash,
+      display: issued.display,
+    });
     for (let i = 0; i < 200; i++) await store.findApiKeyByHash(issued.hash); // warm up
     console.log(`\n${label}, ${N} authentications of one key`);
     const off = await measure('lookup only', store, issued.hash, key.id, 'off');

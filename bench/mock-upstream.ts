@@ -10,7 +10,9 @@ const delayMs = Number(process.env.BENCH_UPSTREAM_DELAY_MS ?? 0);
 // Noise compresses badly, so a 700×700 RGB PNG is about as large as a real 1024² generation (~1.1 MB → 1.5 MB base64).
 const width = 700;
 const noise = randomBytes(width * width * 3);
-const png = await sharp(noise, { raw: { width, height: width, channels: 3 } }).png({ compressionLevel: 1 }).toBuffer();
+const png = await sharp(noise, { raw: { width, height: width, channels: 3 } })
+  .png({ compressionLevel: 1 })
+  .toBuffer();
 const body = Buffer.from(JSON.stringify({ created: 1, data: [{ b64_json: png.toString('base64') }] }));
 
 const server = http.createServer((request, response) => {

@@ -36,7 +36,13 @@ async function timeStart(args: string[], dir: string, run: number): Promise<numb
   const child = spawn(process.execPath, args, {
     cwd: ROOT,
     stdio: 'ignore',
-    env: { ...process.env, PORT: String(port), HOST: '127.0.0.1', LOG_LEVEL: 'warn', DATABASE_URL: `sqlite:${path.join(dir, `s${run}.db`)}` },
+    env: {
+      ...process.env,
+      PORT: String(port),
+      HOST: '127.0.0.1',
+      LOG_LEVEL: 'warn',
+      DATABASE_URL: `sqlite:${path.join(dir, `s${run}.db`)}`,
+    },
   });
   try {
     for (;;) {
@@ -63,6 +69,8 @@ try {
   fs.rmSync(dir, { recursive: true, force: true });
 }
 const median = (list: number[]) => [...list].sort((a, b) => a - b)[Math.floor(list.length / 2)];
-console.log(`start-up to the first /healthz 200, median of ${RUNS}, node ${process.version}, ${os.cpus().length} cores, load ${os.loadavg()[0].toFixed(1)}`);
+console.log(
+  `start-up to the first /healthz 200, median of ${RUNS}, node ${process.version}, ${os.cpus().length} cores, load ${os.loadavg()[0].toFixed(1)}`,
+);
 for (const [index, target] of targets.entries()) console.log(`${target.name.padEnd(70)} ${median(times[index]).toFixed(0).padStart(6)} ms`);
 console.log(`ratio (npm start / tsx): ${(median(times[0]) / median(times[1])).toFixed(2)}`);

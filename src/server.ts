@@ -73,10 +73,21 @@ export async function startServer(config: Config, options: ServerOptions = {}): 
     // Keys and tokens never reach the logs, whatever a future log line includes.
     redact: {
       paths: [
-        'req.headers.authorization', 'headers.authorization', '*.key', '*.apiKey', 'prompt', '*.prompt',
+        'req.headers.authorization',
+        'headers.authorization',
+        '*.key',
+        '*.apiKey',
+        'prompt',
+        '*.prompt',
         // Dashboard secrets: session cookies, passwords, the admin token, credit codes.
-        'req.headers.cookie', 'headers.cookie', 'res.headers["set-cookie"]', '*.password', '*.current_password', '*.new_password',
-        '*.admin_token', 'password',
+        'req.headers.cookie',
+        'headers.cookie',
+        'res.headers["set-cookie"]',
+        '*.password',
+        '*.current_password',
+        '*.new_password',
+        '*.admin_token',
+        'password',
       ],
       censor: '[redacted]',
     },
@@ -91,36 +102,67 @@ export async function startServer(config: Config, options: ServerOptions = {}): 
     const reason = registry.availability(model).unavailableReason;
     return reason ? [`${model.id} (${reason})`] : [];
   });
-  const available = catalog.list().filter((model) => !registry.availability(model).unavailableReason).map((model) => model.id);
+  const available = catalog
+    .list()
+    .filter((model) => !registry.availability(model).unavailableReason)
+    .map((model) => model.id);
   logger.info({ models: available }, `serving ${available.length} model(s)`);
   if (unavailable.length) logger.info(`not offered until configured: ${unavailable.join('; ')}`);
 
   const accounts = new AccountService(store, config.keyPepper);
   const metrics = new Metrics({
-    models: catalog.list().filter((model) => model.kind === 'image').map((model) => model.id),
-    textModels: catalog.list().filter((model) => model.kind === 'text').map((model) => model.id),
+    models: catalog
+      .list()
+      .filter((model) => model.kind === 'image')
+      .map((model) => model.id),
+    textModels: catalog
+      .list()
+      .filter((model) => model.kind === 'text')
+      .map((model) => model.id),
   });
   // A request lives at most this long (deadline + grace): its hold expires, its limit slots and idempotency lock lapse.
   const requestLifetimeMs = config.generationTimeoutMs + config.holdGraceMs;
   const limiter = await openLimiter({
-    redisUrl: config.redisUrl, redisPrefix: config.redisPrefix, defaults: config.defaultLimits, leaseMs: requestLifetimeMs, logger, metrics,
+    redisUrl: config.redisUrl,
+    redisPrefix: config.redisPrefix,
+    defaults: config.defaultLimits,
+    leaseMs: requestLifetimeMs,
+    logger,
+    metrics,
   });
   const idempotency = new IdempotencyService({ store, logger, lockMs: requestLifetimeMs });
   const models = new ModelAccess(catalog, registry);
   // One runner for every billed request, so shutdown drains them all and each hold is resolved in one place.
   const runner = new BilledWorkRunner({
-    store, limiter, metrics, logger, generationTimeoutMs: config.generationTimeoutMs, holdGraceMs: config.holdGraceMs,
+    store,
+    limiter,
+    metrics,
+    logger,
+    generationTimeoutMs: config.generationTimeoutMs,
+    holdGraceMs: config.holdGraceMs,
   });
   const images = new ImageGenerationService({
-    registry, models, runner, idempotency, metrics, logger, upstreamImageLimits: { maxPixels: config.upstreamMaxPixels, maxSide: config.upstreamMaxSide },
+    registry,
+    models,
+    runner,
+    idempotency,
+    metrics,
+    logger,
+    upstreamImageLimits: { maxPixels: config.upstreamMaxPixels, maxSide: config.upstreamMaxSide },
   });
   const chat = new ChatCompletionService({ registry, models, runner, idempotency, metrics, logger });
 
   const attempts = await openAttemptCounter({
-    redisUrl: config.redisUrl, prefix: config.redisPrefix, onError: () => {}, // the limiter already reports Redis trouble
+    redisUrl: config.redisUrl,
+    prefix: config.redisPrefix,
+    onError: () => {}, // the limiter already reports Redis trouble
   });
   const users = new DashboardUsers({
-    store, attempts, keyPepper: config.keyPepper, adminToken: config.adminToken, sessionTtlMs: config.sessionTtlMs,
+    store,
+    attempts,
+    keyPepper: config.keyPepper,
+    adminToken: config.adminToken,
+    sessionTtlMs: config.sessionTtlMs,
     signup: { open: config.signupOpen, credits: parseUsd(config.signupCredits) },
   });
 
@@ -129,7 +171,11 @@ export async function startServer(config: Config, options: ServerOptions = {}): 
   let devKey: string | undefined;
   let devSignIn: RunningServer['devSignIn'];
   if (config.bootstrapDevAccount && store.kind === 'sqlite' && (await store.isEmpty())) {
-    const account = await store.createAccount({ name: 'development', credits: parseUsd(config.devAccountCredits), note: 'development account created on first start' });
+    const account = await store.createAccount({
+      name: 'development',
+      credits: parseUsd(config.devAccountCredits),
+      note: 'development account created on first start',
+    });
     devKey = (await accounts.createKey({ account_id: account.id, name: 'development' })).key;
     devSignIn = { email: 'dev@localhost', password: randomBytes(12).toString('base64url') };
     await users.createUser({ account_id: account.id, email: devSignIn.email, password: devSignIn.password });
@@ -194,7 +240,17 @@ export async function startServer(config: Config, options: ServerOptions = {}): 
 
   let closing: Promise<void> | undefined;
   return {
-    app, url, store, catalog, metrics, accounts, images, limiter, devKey, devSignIn, users,
+    app,
+    url,
+    store,
+    catalog,
+    metrics,
+    accounts,
+    images,
+    limiter,
+    devKey,
+    devSignIn,
+    users,
     close() {
       closing ??= (async () => {
         ready = false;
@@ -206,7 +262,10 @@ export async function startServer(config: Config, options: ServerOptions = {}): 
         if (!drained) {
           // Each remaining caller is answered (503, or an error event on its stream) and its hold released now.
           const stopped = await runner.abandonAll(5_000);
-          logger.warn({ stopped }, 'shutdown grace period ended with generations still running; they were stopped, answered 503 and their holds released');
+          logger.warn(
+            { stopped },
+            'shutdown grace period ended with generations still running; they were stopped, answered 503 and their holds released',
+          );
         }
         await Promise.race([closed, new Promise((resolve) => setTimeout(resolve, drained ? 1000 : 3000).unref())]);
         await jobs?.worker.stop(3_000);
@@ -255,7 +314,14 @@ export async function sweepExpiredHolds(store: Store, logger: Logger): Promise<n
  */
 function openJobs(
   config: Config,
-  deps: { store: Store; images: ImageGenerationService; limiter: RequestLimiter; idempotency: IdempotencyService; logger: Logger; metrics: Metrics },
+  deps: {
+    store: Store;
+    images: ImageGenerationService;
+    limiter: RequestLimiter;
+    idempotency: IdempotencyService;
+    logger: Logger;
+    metrics: Metrics;
+  },
 ) {
   const { store, logger } = deps;
   let secret: string;
@@ -268,15 +334,38 @@ function openJobs(
   const keys = new ServerKeys(secret);
   const storage = config.jobs.s3 ? new S3ResultStorage(config.jobs.s3) : new FilesystemResultStorage(config.jobs.dataDir);
   const files = new HostedFiles({ store, storage, keys, ttlMs: config.jobs.resultTtlMs, logger });
-  const webhooks = new WebhookService({ store, keys, logger, config: config.jobs, onOutcome: (outcome) => deps.metrics.webhookAttempt(outcome) });
+  const webhooks = new WebhookService({
+    store,
+    keys,
+    logger,
+    config: config.jobs,
+    onOutcome: (outcome) => deps.metrics.webhookAttempt(outcome),
+  });
   const service = new JobService({
-    store, files, webhooks, limiter: deps.limiter, idempotency: deps.idempotency, logger, config: config.jobs,
-    generationTimeoutMs: config.generationTimeoutMs, holdGraceMs: config.holdGraceMs,
+    store,
+    files,
+    webhooks,
+    limiter: deps.limiter,
+    idempotency: deps.idempotency,
+    logger,
+    config: config.jobs,
+    generationTimeoutMs: config.generationTimeoutMs,
+    holdGraceMs: config.holdGraceMs,
   });
   const worker = new JobWorker({
-    store, images: deps.images, files, jobs: service, limiter: deps.limiter, logger, config: config.jobs, generationTimeoutMs: config.generationTimeoutMs,
+    store,
+    images: deps.images,
+    files,
+    jobs: service,
+    limiter: deps.limiter,
+    logger,
+    config: config.jobs,
+    generationTimeoutMs: config.generationTimeoutMs,
   });
-  deps.metrics.observeJobs(() => store.jobStats(), () => store.webhookDeliveryStats());
+  deps.metrics.observeJobs(
+    () => store.jobStats(),
+    () => store.webhookDeliveryStats(),
+  );
   return { service, files, webhooks, worker };
 }
 
@@ -286,7 +375,8 @@ async function sweepJobs(jobs: NonNullable<ReturnType<typeof openJobs>>, store: 
     const deleted = await jobs.files.sweep();
     if (deleted) logger.info({ deleted }, 'deleted expired result files');
     for (const job of await store.listEndedJobsWithHolds(500)) {
-      if (await store.releaseReservation(job.requestId, `job ${job.status}`)) logger.warn({ jobId: job.id }, 'released the hold of an ended job');
+      if (await store.releaseReservation(job.requestId, `job ${job.status}`))
+        logger.warn({ jobId: job.id }, 'released the hold of an ended job');
     }
   } catch (error) {
     logger.error({ err: error }, 'job sweeper failed');

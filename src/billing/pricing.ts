@@ -37,7 +37,12 @@ export function quoteImageRequest(model: ImageCatalogModel, request: NormalizedI
       const perImage = pricing.first + (outputMegapixels - 1n) * pricing.additional;
       const inputMegapixels = request.inputImages.reduce((sum, image) => sum + Math.ceil((image.width * image.height) / MEGAPIXEL), 0);
       const inputs = pricing.input * BigInt(inputMegapixels);
-      return { hold: perImage * n + inputs, perImage, inputs, basis: `per megapixel (${outputMegapixels} MP out, ${inputMegapixels} MP in)` };
+      return {
+        hold: perImage * n + inputs,
+        perImage,
+        inputs,
+        basis: `per megapixel (${outputMegapixels} MP out, ${inputMegapixels} MP in)`,
+      };
     }
     case 'token': {
       // Prompt tokens cannot exceed the prompt's UTF-8 bytes (byte-level BPE), so that bounds the input side.
@@ -61,14 +66,19 @@ const HOLD_TOKENS_PER_PARTIAL_IMAGE = 100;
  * prompt's UTF-8 bytes (byte-level BPE); 10% of the list output covers the rounding. Settlement is still the exact
  * token cost, so the room is only ever reserved, never charged.
  */
-function tokenSettlementRoom(pricing: Extract<CompiledPricing, { unit: 'image' }>, request: NormalizedImageRequest, listOutput: Nanos): Nanos {
+function tokenSettlementRoom(
+  pricing: Extract<CompiledPricing, { unit: 'image' }>,
+  request: NormalizedImageRequest,
+  listOutput: Nanos,
+): Nanos {
   if (pricing.settle !== 'upstream_tokens' || !pricing.tokens) return 0n;
   const rates = pricing.tokens;
   // × n: a batch fanned out into several upstream calls pays for the prompt and the references in each.
   const promptTokens = BigInt(request.n * Buffer.byteLength(request.prompt, 'utf8'));
   const referenceTokens = BigInt(request.n * request.inputImages.length * HOLD_TOKENS_PER_REFERENCE_IMAGE);
   const partialTokens = BigInt(request.n * request.partialImages * HOLD_TOKENS_PER_PARTIAL_IMAGE);
-  const tokens = promptTokens * rates.inputPerMillion + referenceTokens * rates.imageInputPerMillion + partialTokens * rates.imageOutputPerMillion;
+  const tokens =
+    promptTokens * rates.inputPerMillion + referenceTokens * rates.imageInputPerMillion + partialTokens * rates.imageOutputPerMillion;
   return divCeil(tokens, 1_000_000n) + divCeil(listOutput, 10n);
 }
 
@@ -95,7 +105,12 @@ export interface Settlement {
  * The amount to charge once images are delivered: list price × delivered images (+ inputs), or token-based
  * for token-priced models. Never more than the hold, never negative, whatever the upstream reported.
  */
-export function settleImageCost(model: ImageCatalogModel, quote: PriceQuote, delivered: number, usage: UpstreamUsage | undefined): Settlement {
+export function settleImageCost(
+  model: ImageCatalogModel,
+  quote: PriceQuote,
+  delivered: number,
+  usage: UpstreamUsage | undefined,
+): Settlement {
   const upstreamCost = sane(usage?.costNanos);
   if (delivered <= 0) return { cost: 0n, upstreamCost };
   let cost = quote.perImage * BigInt(delivered) + quote.inputs;
@@ -137,7 +152,9 @@ export function settleChatCost(model: TextCatalogModel, quote: ChatPriceQuote, u
   return cost > quote.hold ? quote.hold : cost;
 }
 
-type TokenRates = Pick<CompiledTokenRates, 'inputPerMillion' | 'cachedInputPerMillion' | 'outputPerMillion' | 'imageOutputPerMillion'> & { imageInputPerMillion?: Nanos };
+type TokenRates = Pick<CompiledTokenRates, 'inputPerMillion' | 'cachedInputPerMillion' | 'outputPerMillion' | 'imageOutputPerMillion'> & {
+  imageInputPerMillion?: Nanos;
+};
 
 /**
  * Σ tokens × rate ÷ 1M, rounded up once; undefined when the usage holds no usable token counts. Cached and image

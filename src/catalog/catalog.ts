@@ -65,13 +65,17 @@ export function loadCatalogFile(filePath: string): Catalog {
   try {
     text = fs.readFileSync(filePath, 'utf8');
   } catch (error) {
-    throw new CatalogError(`Cannot read the model catalog at ${filePath} (${(error as NodeJS.ErrnoException).code ?? error}). Set DEEPSHI_CATALOG to a readable file.`);
+    throw new CatalogError(
+      `Cannot read the model catalog at ${filePath} (${(error as NodeJS.ErrnoException).code ?? error}). Set DEEPSHI_CATALOG to a readable file.`,
+    );
   }
   let data: unknown;
   try {
     data = filePath.endsWith('.json') ? JSON.parse(text) : parseYaml(text);
   } catch (error) {
-    throw new CatalogError(`The model catalog at ${filePath} is not valid ${filePath.endsWith('.json') ? 'JSON' : 'YAML'}: ${(error as Error).message}`);
+    throw new CatalogError(
+      `The model catalog at ${filePath} is not valid ${filePath.endsWith('.json') ? 'JSON' : 'YAML'}: ${(error as Error).message}`,
+    );
   }
   return buildCatalog(data, filePath);
 }
@@ -90,7 +94,9 @@ export function buildCatalog(data: unknown, source = 'catalog'): Catalog {
     const compiledPricing = compilePricing(model.pricing, model.id, source);
     if (model.kind === 'image') return { ...model, compiledPricing };
     if (compiledPricing.unit !== 'token') {
-      throw new CatalogError(`The model catalog ${source} is invalid: model "${model.id}": pricing: a text model is priced per token (unit: token).`);
+      throw new CatalogError(
+        `The model catalog ${source} is invalid: model "${model.id}": pricing: a text model is priced per token (unit: token).`,
+      );
     }
     return { ...model, compiledPricing };
   });
@@ -102,7 +108,10 @@ function describePath(data: unknown, path: PropertyKey[]): string {
   const root = data as { models?: Array<{ id?: unknown }> };
   const index = path[0] === 'models' && typeof path[1] === 'number' ? path[1] : undefined;
   const id = index !== undefined ? root?.models?.[index]?.id : undefined;
-  const text = path.map((part) => (typeof part === 'number' ? `[${part}]` : `.${String(part)}`)).join('').replace(/^\./, '');
+  const text = path
+    .map((part) => (typeof part === 'number' ? `[${part}]` : `.${String(part)}`))
+    .join('')
+    .replace(/^\./, '');
   return id !== undefined ? `${text} (model "${String(id)}")` : text || '(root)';
 }
 
@@ -117,12 +126,13 @@ function checkModel(model: CatalogFileModel, source: string): void {
   }
   if (!model.modalities.output.includes('image')) fail('kind image needs image in modalities.output.');
   for (const [name, spec] of Object.entries(model.params)) {
-    if (spec.type === 'string' && spec.default !== undefined && !spec.enum.includes(spec.default) ) {
+    if (spec.type === 'string' && spec.default !== undefined && !spec.enum.includes(spec.default)) {
       fail(`params.${name}.default "${spec.default}" is not one of its enum values.`);
     }
     if (spec.type === 'integer') {
       if (spec.min > spec.max) fail(`params.${name}.min is greater than max.`);
-      if (spec.default !== undefined && (spec.default < spec.min || spec.default > spec.max)) fail(`params.${name}.default is outside min..max.`);
+      if (spec.default !== undefined && (spec.default < spec.min || spec.default > spec.max))
+        fail(`params.${name}.default is outside min..max.`);
     }
   }
   const { sizing } = model;

@@ -22,14 +22,36 @@ const TOOL_NAME = /^[A-Za-z0-9_-]{1,64}$/;
 
 /** Fields that switch on an optional feature, and the feature a model must list to honour them. */
 const FEATURE_FIELDS: Record<string, (typeof TEXT_FEATURES)[number]> = {
-  tools: 'tools', tool_choice: 'tools', parallel_tool_calls: 'tools', functions: 'tools', function_call: 'tools',
-  logprobs: 'logprobs', top_logprobs: 'logprobs',
+  tools: 'tools',
+  tool_choice: 'tools',
+  parallel_tool_calls: 'tools',
+  functions: 'tools',
+  function_call: 'tools',
+  logprobs: 'logprobs',
+  top_logprobs: 'logprobs',
 };
 
 /** Fields defined by the API itself (never forwarded as extras). */
 const STANDARD_FIELDS = new Set([
-  'model', 'messages', 'max_tokens', 'max_completion_tokens', 'stop', 'stream', 'stream_options', 'n', 'temperature', 'top_p', 'seed',
-  'frequency_penalty', 'presence_penalty', 'logit_bias', 'response_format', 'user', 'reasoning_effort', 'reasoning', ...Object.keys(FEATURE_FIELDS),
+  'model',
+  'messages',
+  'max_tokens',
+  'max_completion_tokens',
+  'stop',
+  'stream',
+  'stream_options',
+  'n',
+  'temperature',
+  'top_p',
+  'seed',
+  'frequency_penalty',
+  'presence_penalty',
+  'logit_bias',
+  'response_format',
+  'user',
+  'reasoning_effort',
+  'reasoning',
+  ...Object.keys(FEATURE_FIELDS),
 ]);
 
 /** Values of `reasoning_effort` (and `reasoning.effort`) across OpenAI's and OpenRouter's APIs. */
@@ -49,7 +71,8 @@ export interface ChatRequestEnvelope {
 export function normalizeChatRequest(body: Record<string, unknown>, model: TextCatalogModel): ChatRequestEnvelope {
   const warnings: Warning[] = [];
   const value = (name: string) => (body[name] === null ? undefined : body[name]);
-  const ignore = (param: string, why: string) => warnings.push({ type: 'unsupported', param, message: `${model.id} ${why}; '${param}' was ignored.` });
+  const ignore = (param: string, why: string) =>
+    warnings.push({ type: 'unsupported', param, message: `${model.id} ${why}; '${param}' was ignored.` });
 
   const messages = readMessages(body.messages, model);
 
@@ -65,8 +88,11 @@ export function normalizeChatRequest(body: Record<string, unknown>, model: TextC
   let includeUsage = false;
   const streamOptions = value('stream_options');
   if (streamOptions !== undefined) {
-    if (!isRecord(streamOptions)) throw invalidRequest("'stream_options' must be an object such as {\"include_usage\": true}.", 'stream_options', 'invalid_type');
-    includeUsage = readJsonBoolean(streamOptions.include_usage === null ? undefined : streamOptions.include_usage, 'stream_options.include_usage') ?? false;
+    if (!isRecord(streamOptions))
+      throw invalidRequest('\'stream_options\' must be an object such as {"include_usage": true}.', 'stream_options', 'invalid_type');
+    includeUsage =
+      readJsonBoolean(streamOptions.include_usage === null ? undefined : streamOptions.include_usage, 'stream_options.include_usage') ??
+      false;
     if (!stream) {
       warnings.push({ type: 'other', param: 'stream_options', message: "'stream_options' applies only with 'stream': true; ignored." });
       includeUsage = false;
@@ -81,9 +107,18 @@ export function normalizeChatRequest(body: Record<string, unknown>, model: TextC
   const frequencyPenalty = readJsonNumber(value('frequency_penalty'), 'frequency_penalty', -2, 2);
   const presencePenalty = readJsonNumber(value('presence_penalty'), 'presence_penalty', -2, 2);
   const seed = readJsonInteger(value('seed'), 'seed');
-  const numbers: Array<[Exclude<keyof NormalizedChatRequest['sampling'], 'logitBias'>, 'temperature' | 'top_p' | 'frequency_penalty' | 'presence_penalty' | 'seed', number | undefined]> = [
-    ['temperature', 'temperature', temperature], ['topP', 'top_p', topP], ['frequencyPenalty', 'frequency_penalty', frequencyPenalty],
-    ['presencePenalty', 'presence_penalty', presencePenalty], ['seed', 'seed', seed],
+  const numbers: Array<
+    [
+      Exclude<keyof NormalizedChatRequest['sampling'], 'logitBias'>,
+      'temperature' | 'top_p' | 'frequency_penalty' | 'presence_penalty' | 'seed',
+      number | undefined,
+    ]
+  > = [
+    ['temperature', 'temperature', temperature],
+    ['topP', 'top_p', topP],
+    ['frequencyPenalty', 'frequency_penalty', frequencyPenalty],
+    ['presencePenalty', 'presence_penalty', presencePenalty],
+    ['seed', 'seed', seed],
   ];
   for (const [field, param, given] of numbers) {
     if (given === undefined) continue;
@@ -93,7 +128,11 @@ export function normalizeChatRequest(body: Record<string, unknown>, model: TextC
   const logitBias = value('logit_bias');
   if (logitBias !== undefined) {
     if (!isRecord(logitBias) || Object.values(logitBias).some((bias) => typeof bias !== 'number' || !(bias >= -100 && bias <= 100))) {
-      throw invalidRequest("'logit_bias' must be an object mapping token ids to numbers between -100 and 100.", 'logit_bias', 'invalid_type');
+      throw invalidRequest(
+        "'logit_bias' must be an object mapping token ids to numbers between -100 and 100.",
+        'logit_bias',
+        'invalid_type',
+      );
     }
     if (honours('logit_bias')) sampling.logitBias = logitBias as Record<string, number>;
     else ignore('logit_bias', "does not support 'logit_bias'");
@@ -149,14 +188,16 @@ export function resolveMaxOutputTokens(model: TextCatalogModel, promptTokens: nu
   if (room < 1) {
     throw invalidRequest(
       `${model.id}'s context window is ${model.context_window} tokens; the messages take ${promptTokens}, leaving no room for a completion. Shorten the conversation.`,
-      'messages', 'context_length_exceeded',
+      'messages',
+      'context_length_exceeded',
     );
   }
   if (maxTokens === undefined) return Math.min(model.max_output_tokens, room);
   if (maxTokens.value > room) {
     throw invalidRequest(
       `${model.id}'s context window is ${model.context_window} tokens; you asked for ${promptTokens} in the messages and ${maxTokens.value} in the completion. Lower '${maxTokens.param}' to at most ${room} or shorten the messages.`,
-      maxTokens.param, 'context_length_exceeded',
+      maxTokens.param,
+      'context_length_exceeded',
     );
   }
   return maxTokens.value;
@@ -164,7 +205,8 @@ export function resolveMaxOutputTokens(model: TextCatalogModel, promptTokens: nu
 
 function readMessages(raw: unknown, model: TextCatalogModel): ChatMessage[] {
   if (raw === undefined || raw === null) throw missingParam('messages');
-  if (!Array.isArray(raw)) throw invalidRequest("'messages' must be an array of message objects, oldest first.", 'messages', 'invalid_type');
+  if (!Array.isArray(raw))
+    throw invalidRequest("'messages' must be an array of message objects, oldest first.", 'messages', 'invalid_type');
   if (raw.length === 0) throw invalidRequest("'messages' must contain at least one message.", 'messages', 'empty_array');
   // The legacy shapes of a function call in the history: an assistant `function_call` becomes a tool call with an id
   // of ours, and a `function` message the tool message answering the latest one.
@@ -174,13 +216,22 @@ function readMessages(raw: unknown, model: TextCatalogModel): ChatMessage[] {
     if (!isRecord(original)) throw invalidRequest(`'${at}' must be an object with 'role' and 'content'.`, at, 'invalid_type');
     let item = original;
     if (item.role === 'function') {
-      if (legacyCall === undefined) throw invalidRequest(`'${at}': a 'function' message must follow an assistant message with 'function_call'.`, `${at}.role`, 'invalid_value');
+      if (legacyCall === undefined)
+        throw invalidRequest(
+          `'${at}': a 'function' message must follow an assistant message with 'function_call'.`,
+          `${at}.role`,
+          'invalid_value',
+        );
       const { name: _, ...rest } = item;
       item = { ...rest, role: 'tool', tool_call_id: legacyCall };
     } else if (item.role === 'assistant' && isRecord(item.function_call) && (item.tool_calls === undefined || item.tool_calls === null)) {
       const call = item.function_call;
       if (typeof call.name !== 'string' || typeof call.arguments !== 'string') {
-        throw invalidRequest(`'${at}.function_call' must be {"name": …, "arguments": "<JSON text>"}.`, `${at}.function_call`, 'invalid_value');
+        throw invalidRequest(
+          `'${at}.function_call' must be {"name": …, "arguments": "<JSON text>"}.`,
+          `${at}.function_call`,
+          'invalid_value',
+        );
       }
       legacyCall = `call_legacy_${index}`;
       const { function_call: _, ...rest } = item;
@@ -189,12 +240,17 @@ function readMessages(raw: unknown, model: TextCatalogModel): ChatMessage[] {
     const role = item.role;
     if (role === undefined || role === null) throw missingParam(`${at}.role`);
     if (typeof role !== 'string' || !ROLES.includes(role as ChatRole)) {
-      throw invalidRequest(`Invalid value for '${at}.role': ${JSON.stringify(role).slice(0, 40)}. Supported roles are ${ROLES.join(', ')}.`, `${at}.role`, 'invalid_value');
+      throw invalidRequest(
+        `Invalid value for '${at}.role': ${JSON.stringify(role).slice(0, 40)}. Supported roles are ${ROLES.join(', ')}.`,
+        `${at}.role`,
+        'invalid_value',
+      );
     }
     const message: ChatMessage = { role: role as ChatRole, content: '' };
     const toolCalls = item.tool_calls === null ? undefined : item.tool_calls;
     if (toolCalls !== undefined) {
-      if (role !== 'assistant' || !Array.isArray(toolCalls)) throw invalidRequest(`'${at}.tool_calls' is an array, on assistant messages only.`, `${at}.tool_calls`, 'invalid_value');
+      if (role !== 'assistant' || !Array.isArray(toolCalls))
+        throw invalidRequest(`'${at}.tool_calls' is an array, on assistant messages only.`, `${at}.tool_calls`, 'invalid_value');
       message.toolCalls = toolCalls;
     }
     const content = item.content;
@@ -219,19 +275,26 @@ function readMessages(raw: unknown, model: TextCatalogModel): ChatMessage[] {
 /** A string, or an array of content parts of which this model takes the text ones. */
 function readContent(content: unknown, at: string, role: ChatRole, model: TextCatalogModel): string {
   if (typeof content === 'string') return content;
-  if (!Array.isArray(content)) throw invalidRequest(`'${at}.content' must be a string or an array of content parts.`, `${at}.content`, 'invalid_type');
+  if (!Array.isArray(content))
+    throw invalidRequest(`'${at}.content' must be a string or an array of content parts.`, `${at}.content`, 'invalid_type');
   const texts: string[] = [];
   content.forEach((part, index) => {
     const where = `${at}.content[${index}]`;
-    if (!isRecord(part) || typeof part.type !== 'string') throw invalidRequest(`'${where}' must be an object with a 'type', e.g. {"type":"text","text":"…"}.`, where, 'invalid_type');
+    if (!isRecord(part) || typeof part.type !== 'string')
+      throw invalidRequest(`'${where}' must be an object with a 'type', e.g. {"type":"text","text":"…"}.`, where, 'invalid_type');
     if (part.type === 'text' || (part.type === 'refusal' && role === 'assistant')) {
       const text = part.type === 'text' ? part.text : part.refusal;
-      if (typeof text !== 'string') throw invalidRequest(`'${where}.${part.type}' must be a string.`, `${where}.${part.type}`, 'invalid_type');
+      if (typeof text !== 'string')
+        throw invalidRequest(`'${where}.${part.type}' must be a string.`, `${where}.${part.type}`, 'invalid_type');
       texts.push(text);
       return;
     }
     const takes = model.modalities.input.join(' and ');
-    throw invalidRequest(`${model.id} takes ${takes} input only; content parts of type ${JSON.stringify(part.type).slice(0, 40)} are not supported.`, `${where}.type`, 'invalid_value');
+    throw invalidRequest(
+      `${model.id} takes ${takes} input only; content parts of type ${JSON.stringify(part.type).slice(0, 40)} are not supported.`,
+      `${where}.type`,
+      'invalid_value',
+    );
   });
   return texts.join('\n');
 }
@@ -242,7 +305,11 @@ function readMaxTokens(maxTokens: unknown, maxCompletionTokens: unknown, model: 
     if (given === undefined) return undefined;
     if (given < 1) throw invalidRequest(`'${param}' must be at least 1; got ${given}.`, param, 'integer_below_min_value');
     if (given > model.max_output_tokens) {
-      throw invalidRequest(`${model.id} produces at most ${model.max_output_tokens} completion tokens per request; '${param}' is ${given}.`, param, 'integer_above_max_value');
+      throw invalidRequest(
+        `${model.id} produces at most ${model.max_output_tokens} completion tokens per request; '${param}' is ${given}.`,
+        param,
+        'integer_above_max_value',
+      );
     }
     return { value: given, param };
   };
@@ -260,7 +327,8 @@ function readStop(raw: unknown): string[] {
   if (!Array.isArray(list) || list.some((item) => typeof item !== 'string')) {
     throw invalidRequest("'stop' must be a string or an array of up to 4 strings.", 'stop', 'invalid_type');
   }
-  if (list.length > MAX_STOP_SEQUENCES) throw invalidRequest(`'stop' takes at most ${MAX_STOP_SEQUENCES} sequences; got ${list.length}.`, 'stop', 'array_above_max_length');
+  if (list.length > MAX_STOP_SEQUENCES)
+    throw invalidRequest(`'stop' takes at most ${MAX_STOP_SEQUENCES} sequences; got ${list.length}.`, 'stop', 'array_above_max_length');
   if (list.some((item) => item === '')) throw invalidRequest("'stop' sequences must not be empty strings.", 'stop', 'invalid_value');
   return list as string[];
 }
@@ -268,15 +336,21 @@ function readStop(raw: unknown): string[] {
 /** Shapes of the feature fields, checked even when the model ignores them: bad input is a 400 either way. */
 function readFeatureFields(value: (name: string) => unknown): void {
   const tools = value('tools');
-  if (tools !== undefined && !Array.isArray(tools)) throw invalidRequest("'tools' must be an array of {type: 'function', function: {...}} objects.", 'tools', 'invalid_type');
+  if (tools !== undefined && !Array.isArray(tools))
+    throw invalidRequest("'tools' must be an array of {type: 'function', function: {...}} objects.", 'tools', 'invalid_type');
   const names = new Set<string>();
   (tools as unknown[] | undefined)?.forEach((tool, index) => {
     const at = `tools[${index}]`;
-    if (!isRecord(tool) || typeof tool.type !== 'string') throw invalidRequest(`'${at}' must be an object such as {"type": "function", "function": {"name": "…"}}.`, at, 'invalid_type');
+    if (!isRecord(tool) || typeof tool.type !== 'string')
+      throw invalidRequest(`'${at}' must be an object such as {"type": "function", "function": {"name": "…"}}.`, at, 'invalid_type');
     if (tool.type !== 'function') return;
     const fn = tool.function;
     if (!isRecord(fn) || typeof fn.name !== 'string' || !TOOL_NAME.test(fn.name)) {
-      throw invalidRequest(`'${at}.function.name' must be 1-64 letters, digits, underscores or dashes.`, `${at}.function.name`, 'invalid_value');
+      throw invalidRequest(
+        `'${at}.function.name' must be 1-64 letters, digits, underscores or dashes.`,
+        `${at}.function.name`,
+        'invalid_value',
+      );
     }
     if (fn.parameters !== undefined && fn.parameters !== null && !isRecord(fn.parameters)) {
       throw invalidRequest(`'${at}.function.parameters' must be a JSON Schema object.`, `${at}.function.parameters`, 'invalid_type');
@@ -285,21 +359,30 @@ function readFeatureFields(value: (name: string) => unknown): void {
   });
   const toolChoice = value('tool_choice');
   if (toolChoice !== undefined && typeof toolChoice !== 'string' && !isRecord(toolChoice)) {
-    throw invalidRequest("'tool_choice' must be \"none\", \"auto\", \"required\" or a tool object.", 'tool_choice', 'invalid_type');
+    throw invalidRequest('\'tool_choice\' must be "none", "auto", "required" or a tool object.', 'tool_choice', 'invalid_type');
   }
   if (typeof toolChoice === 'string' && !['none', 'auto', 'required'].includes(toolChoice)) {
-    throw invalidRequest("'tool_choice' must be \"none\", \"auto\", \"required\" or {\"type\": \"function\", \"function\": {\"name\": …}}.", 'tool_choice', 'invalid_value');
+    throw invalidRequest(
+      '\'tool_choice\' must be "none", "auto", "required" or {"type": "function", "function": {"name": …}}.',
+      'tool_choice',
+      'invalid_value',
+    );
   }
   if (isRecord(toolChoice) && toolChoice.type === 'function') {
     const name = isRecord(toolChoice.function) ? toolChoice.function.name : undefined;
     if (typeof name !== 'string' || !names.has(name)) {
-      throw invalidRequest(`'tool_choice' names a function that is not in 'tools': ${JSON.stringify(name ?? null).slice(0, 80)}.`, 'tool_choice', 'invalid_value');
+      throw invalidRequest(
+        `'tool_choice' names a function that is not in 'tools': ${JSON.stringify(name ?? null).slice(0, 80)}.`,
+        'tool_choice',
+        'invalid_value',
+      );
     }
   }
   readJsonBoolean(value('parallel_tool_calls'), 'parallel_tool_calls');
   readJsonBoolean(value('logprobs'), 'logprobs');
   const topLogprobs = readJsonInteger(value('top_logprobs'), 'top_logprobs');
-  if (topLogprobs !== undefined && (topLogprobs < 0 || topLogprobs > 20)) throw invalidRequest("'top_logprobs' must be between 0 and 20.", 'top_logprobs', 'invalid_value');
+  if (topLogprobs !== undefined && (topLogprobs < 0 || topLogprobs > 20))
+    throw invalidRequest("'top_logprobs' must be between 0 and 20.", 'top_logprobs', 'invalid_value');
 }
 
 /**
@@ -310,13 +393,19 @@ function readLegacyFunctions(value: (name: string) => unknown): Record<string, u
   const functions = value('functions');
   const functionCall = value('function_call');
   if (functions === undefined) {
-    if (functionCall !== undefined) throw invalidRequest("'function_call' is only allowed when 'functions' are specified.", 'function_call', 'invalid_value');
+    if (functionCall !== undefined)
+      throw invalidRequest("'function_call' is only allowed when 'functions' are specified.", 'function_call', 'invalid_value');
     return undefined;
   }
   if (value('tools') !== undefined || value('tool_choice') !== undefined) {
-    throw invalidRequest("'functions' and 'tools' are the same setting in two shapes; send 'tools' (and 'tool_choice') only.", 'functions', 'invalid_value');
+    throw invalidRequest(
+      "'functions' and 'tools' are the same setting in two shapes; send 'tools' (and 'tool_choice') only.",
+      'functions',
+      'invalid_value',
+    );
   }
-  if (!Array.isArray(functions)) throw invalidRequest("'functions' must be an array of {name, description, parameters} objects.", 'functions', 'invalid_type');
+  if (!Array.isArray(functions))
+    throw invalidRequest("'functions' must be an array of {name, description, parameters} objects.", 'functions', 'invalid_type');
   const names = new Set<string>();
   const tools = functions.map((fn, index) => {
     const at = `functions[${index}]`;
@@ -334,7 +423,11 @@ function readLegacyFunctions(value: (name: string) => unknown): Record<string, u
   else if (isRecord(functionCall) && typeof functionCall.name === 'string' && names.has(functionCall.name)) {
     out.tool_choice = { type: 'function', function: { name: functionCall.name } };
   } else if (functionCall !== undefined) {
-    throw invalidRequest("'function_call' must be \"none\", \"auto\" or {\"name\": …} naming one of 'functions'.", 'function_call', 'invalid_value');
+    throw invalidRequest(
+      '\'function_call\' must be "none", "auto" or {"name": …} naming one of \'functions\'.',
+      'function_call',
+      'invalid_value',
+    );
   }
   return out;
 }
@@ -356,15 +449,20 @@ function readReasoning(effortRaw: unknown, raw: unknown): ChatReasoningRequest |
   const out: ChatReasoningRequest = {};
   if (effort !== undefined) out.effort = effort;
   if (raw !== undefined) {
-    if (!isRecord(raw)) throw invalidRequest("'reasoning' must be an object such as {\"effort\": \"high\"}.", 'reasoning', 'invalid_type');
+    if (!isRecord(raw)) throw invalidRequest('\'reasoning\' must be an object such as {"effort": "high"}.', 'reasoning', 'invalid_type');
     const nested = readEffort(raw.effort, 'reasoning.effort');
     if (nested !== undefined && effort !== undefined && nested !== effort) {
-      throw invalidRequest("'reasoning_effort' and 'reasoning.effort' are the same setting; send one of them.", 'reasoning_effort', 'invalid_value');
+      throw invalidRequest(
+        "'reasoning_effort' and 'reasoning.effort' are the same setting; send one of them.",
+        'reasoning_effort',
+        'invalid_value',
+      );
     }
     if (nested !== undefined) out.effort = nested;
     const maxTokens = readJsonInteger(raw.max_tokens, 'reasoning.max_tokens');
     if (maxTokens !== undefined) {
-      if (maxTokens < 0) throw invalidRequest("'reasoning.max_tokens' must be at least 0.", 'reasoning.max_tokens', 'integer_below_min_value');
+      if (maxTokens < 0)
+        throw invalidRequest("'reasoning.max_tokens' must be at least 0.", 'reasoning.max_tokens', 'integer_below_min_value');
       out.maxTokens = maxTokens;
     }
     const exclude = readJsonBoolean(raw.exclude, 'reasoning.exclude');
@@ -378,7 +476,11 @@ function readReasoning(effortRaw: unknown, raw: unknown): ChatReasoningRequest |
 function readResponseFormat(raw: unknown): string | undefined {
   if (raw === undefined) return undefined;
   if (!isRecord(raw) || !['text', 'json_object', 'json_schema'].includes(raw.type as string)) {
-    throw invalidRequest("'response_format' must be {\"type\": \"text\"}, {\"type\": \"json_object\"} or {\"type\": \"json_schema\", \"json_schema\": {...}}.", 'response_format', 'invalid_value');
+    throw invalidRequest(
+      '\'response_format\' must be {"type": "text"}, {"type": "json_object"} or {"type": "json_schema", "json_schema": {...}}.',
+      'response_format',
+      'invalid_value',
+    );
   }
   return raw.type as string;
 }

@@ -15,8 +15,18 @@ import type { ParamSpec } from './schema.ts';
 
 /** Fields defined by the API itself (never forwarded as extras). */
 const STANDARD_FIELDS = new Set([
-  'model', 'prompt', 'n', 'response_format', 'output_format', 'stream', 'seed', 'partial_images', 'size', 'user',
-  'image', 'image[]',
+  'model',
+  'prompt',
+  'n',
+  'response_format',
+  'output_format',
+  'stream',
+  'seed',
+  'partial_images',
+  'size',
+  'user',
+  'image',
+  'image[]',
 ]);
 /** Sizing fields the spec names: ignored with a warning when the model does not declare them. */
 const SIZING_FIELDS = ['width', 'height', 'aspect_ratio', 'resolution', 'image_size'];
@@ -27,8 +37,17 @@ const SIZING_FIELDS = ['width', 'height', 'aspect_ratio', 'resolution', 'image_s
  * no warning. `size`, `output_format` and `output_compression` have rules of their own below.
  */
 const OPENAI_MODEL_FIELDS = [
-  'quality', 'background', 'moderation', 'style', 'input_fidelity', 'complexity', 'frame_count', 'frame_duration_ms',
-  'svg', 'user', 'safety_identifier',
+  'quality',
+  'background',
+  'moderation',
+  'style',
+  'input_fidelity',
+  'complexity',
+  'frame_count',
+  'frame_duration_ms',
+  'svg',
+  'user',
+  'safety_identifier',
 ];
 /** Fields the request path reads itself: never forwarded as extras. */
 const HANDLED_FIELDS = new Set([...SIZING_FIELDS, ...OPENAI_MODEL_FIELDS, 'output_compression']);
@@ -48,7 +67,11 @@ export interface NormalizeOptions {
 
 const MAX_SEED = 2 ** 32 - 1;
 
-export function normalizeImageRequest(body: Record<string, unknown>, model: ImageCatalogModel, options: NormalizeOptions = {}): ImageRequestEnvelope {
+export function normalizeImageRequest(
+  body: Record<string, unknown>,
+  model: ImageCatalogModel,
+  options: NormalizeOptions = {},
+): ImageRequestEnvelope {
   const warnings: Warning[] = [];
   const coerce = options.coerceStrings ?? false;
 
@@ -66,13 +89,20 @@ export function normalizeImageRequest(body: Record<string, unknown>, model: Imag
 
   const n = readInteger(body, 'n', coerce) ?? 1;
   if (n < 1 || n > 4) throw invalidRequest(`'n' must be between 1 and 4; got ${n}.`, 'n');
-  if (n > model.max_n) throw invalidRequest(`${model.id} generates at most ${model.max_n} image${model.max_n === 1 ? '' : 's'} per request ('n' ≤ ${model.max_n}); got ${n}.`, 'n');
+  if (n > model.max_n)
+    throw invalidRequest(
+      `${model.id} generates at most ${model.max_n} image${model.max_n === 1 ? '' : 's'} per request ('n' ≤ ${model.max_n}); got ${n}.`,
+      'n',
+    );
 
   const responseFormat = readEnum(body, 'response_format', ['b64_json', 'url'] as const, coerce) ?? 'b64_json';
   // `jpg` is accepted as another name for jpeg (the response then says "jpeg").
   const outputFormat = readEnum(body, 'output_format', ['png', 'jpeg', 'webp'] as const, coerce, { jpg: 'jpeg' });
   if (outputFormat !== undefined && !model.output_formats.includes(outputFormat)) {
-    throw invalidRequest(`${model.id} can return ${model.output_formats.join(', ')}; 'output_format' ${outputFormat} is not available.`, 'output_format');
+    throw invalidRequest(
+      `${model.id} can return ${model.output_formats.join(', ')}; 'output_format' ${outputFormat} is not available.`,
+      'output_format',
+    );
   }
   const outputCompression = readOutputCompression(body, outputFormat ?? model.native_output_format, model, warnings, coerce);
   const stream = readBoolean(body, 'stream', coerce) ?? false;
@@ -93,9 +123,10 @@ export function normalizeImageRequest(body: Record<string, unknown>, model: Imag
     warnings.push({
       type: 'unsupported',
       param: 'partial_images',
-      message: model.max_partial_images === 0
-        ? `${model.id} does not produce partial images; only the final image is streamed.`
-        : `${model.id} produces at most ${model.max_partial_images} partial images.`,
+      message:
+        model.max_partial_images === 0
+          ? `${model.id} does not produce partial images; only the final image is streamed.`
+          : `${model.id} produces at most ${model.max_partial_images} partial images.`,
     });
     partialImages = model.max_partial_images;
   }
@@ -176,7 +207,7 @@ function applyOpenAiSize(
 ): boolean {
   const size = body.size;
   if (size === undefined || size === null) return false;
-  if (typeof size !== 'string') throw invalidRequest("'size' must be a string such as \"1024x1024\".", 'size', 'invalid_type');
+  if (typeof size !== 'string') throw invalidRequest('\'size\' must be a string such as "1024x1024".', 'size', 'invalid_type');
   if (size === 'auto') {
     const imageSize = model.params.image_size;
     if (imageSize?.type !== 'string' || !imageSize.enum.includes('auto') || given.has('image_size')) return false;
@@ -302,7 +333,11 @@ function resolveOutputSize(
       return fromTable(String(params.resolution), String(params.aspect_ratio), 'aspect_ratio');
     }
     if (tierRequested && pixelsRequested) {
-      warnings.push({ type: 'other', param: 'aspect_ratio', message: "'width'/'height' were given, so 'aspect_ratio' and 'resolution' were ignored." });
+      warnings.push({
+        type: 'other',
+        param: 'aspect_ratio',
+        message: "'width'/'height' were given, so 'aspect_ratio' and 'resolution' were ignored.",
+      });
     }
     const width = Number(params.width);
     const height = Number(params.height);
@@ -325,14 +360,19 @@ function checkCustomSize(model: ImageCatalogModel, width: number, height: number
   if (!rules) return;
   const pixels = width * height;
   const problem =
-    width < rules.min_side || height < rules.min_side ? `each side must be at least ${rules.min_side} px`
-    : width > rules.max_side || height > rules.max_side ? `each side must be at most ${rules.max_side} px`
-    : width % rules.multiple_of !== 0 || height % rules.multiple_of !== 0 ? `both sides must be multiples of ${rules.multiple_of}`
-    : rules.min_pixels !== undefined && pixels < rules.min_pixels ? `the image must have at least ${rules.min_pixels} pixels`
-    : rules.max_pixels !== undefined && pixels > rules.max_pixels ? `the image must have at most ${rules.max_pixels} pixels`
-    : rules.max_aspect_ratio !== undefined && Math.max(width, height) / Math.min(width, height) > rules.max_aspect_ratio
-      ? `the longer side may be at most ${rules.max_aspect_ratio}× the shorter`
-    : undefined;
+    width < rules.min_side || height < rules.min_side
+      ? `each side must be at least ${rules.min_side} px`
+      : width > rules.max_side || height > rules.max_side
+        ? `each side must be at most ${rules.max_side} px`
+        : width % rules.multiple_of !== 0 || height % rules.multiple_of !== 0
+          ? `both sides must be multiples of ${rules.multiple_of}`
+          : rules.min_pixels !== undefined && pixels < rules.min_pixels
+            ? `the image must have at least ${rules.min_pixels} pixels`
+            : rules.max_pixels !== undefined && pixels > rules.max_pixels
+              ? `the image must have at most ${rules.max_pixels} pixels`
+              : rules.max_aspect_ratio !== undefined && Math.max(width, height) / Math.min(width, height) > rules.max_aspect_ratio
+                ? `the longer side may be at most ${rules.max_aspect_ratio}× the shorter`
+                : undefined;
   if (problem) throw invalidRequest(`${width}x${height} is not a size ${model.id} can produce: ${problem}.`, param);
 }
 

@@ -29,9 +29,19 @@ function cardHeader(model: CatalogModel): Record<string, unknown> {
  * with a warning), its features and its per-token price.
  */
 function textModelCard(model: TextCatalogModel): Record<string, unknown> {
-  const maxTokens = { type: 'integer', min: 1, max: model.max_output_tokens, description: 'Most completion tokens; default: the most the model and the context window allow.' };
+  const maxTokens = {
+    type: 'integer',
+    min: 1,
+    max: model.max_output_tokens,
+    description: 'Most completion tokens; default: the most the model and the context window allow.',
+  };
   const parameters: Record<string, unknown> = {
-    messages: { type: 'array', required: true, roles: ['system', 'developer', 'user', 'assistant', 'tool'], content: ['string', 'text parts'] },
+    messages: {
+      type: 'array',
+      required: true,
+      roles: ['system', 'developer', 'user', 'assistant', 'tool'],
+      content: ['string', 'text parts'],
+    },
     max_tokens: maxTokens,
     max_completion_tokens: { ...maxTokens, description: 'Alias of max_tokens.' },
     n: { type: 'integer', min: 1, max: 1, default: 1 },
@@ -57,7 +67,11 @@ function textModelCard(model: TextCatalogModel): Record<string, unknown> {
     parameters.functions = { type: 'array', deprecated: true, description: 'Legacy; mapped to tools.' };
     parameters.function_call = { type: 'string | object', deprecated: true, description: 'Legacy; mapped to tool_choice.' };
   }
-  const formats = ['text', ...(features.includes('json') ? ['json_object'] : []), ...(features.includes('structured') ? ['json_schema'] : [])];
+  const formats = [
+    'text',
+    ...(features.includes('json') ? ['json_object'] : []),
+    ...(features.includes('structured') ? ['json_schema'] : []),
+  ];
   if (formats.length > 1) parameters.response_format = { type: 'object', enum: formats, default: 'text' };
   if (features.includes('logprobs')) {
     parameters.logprobs = { type: 'boolean', default: false };
@@ -65,7 +79,10 @@ function textModelCard(model: TextCatalogModel): Record<string, unknown> {
   }
   if (features.includes('reasoning')) {
     parameters.reasoning_effort = { type: 'string', enum: ['none', 'minimal', 'low', 'medium', 'high', 'xhigh'] };
-    parameters.reasoning = { type: 'object', fields: { effort: { type: 'string' }, max_tokens: { type: 'integer' }, exclude: { type: 'boolean' }, enabled: { type: 'boolean' } } };
+    parameters.reasoning = {
+      type: 'object',
+      fields: { effort: { type: 'string' }, max_tokens: { type: 'integer' }, exclude: { type: 'boolean' }, enabled: { type: 'boolean' } },
+    };
   }
   return {
     ...cardHeader(model),
@@ -157,7 +174,9 @@ function pricingCard(model: CatalogModel): Record<string, unknown> {
         currency: 'USD',
         unit: 'image',
         per_image: formatUsd(pricing.base),
-        ...(pricing.by.length ? { by: pricing.by, table: Object.fromEntries([...pricing.table].map(([key, value]) => [key, formatUsd(value)])) } : {}),
+        ...(pricing.by.length
+          ? { by: pricing.by, table: Object.fromEntries([...pricing.table].map(([key, value]) => [key, formatUsd(value)])) }
+          : {}),
         ...(pricing.inputImage > 0n ? { per_input_image: formatUsd(pricing.inputImage) } : {}),
         rule: pricing.by.length
           ? `per output image; the price is looked up by ${pricing.by.join(' / ')} (most specific key first), else per_image`
@@ -182,9 +201,10 @@ function pricingCard(model: CatalogModel): Record<string, unknown> {
         cached_input_per_million: formatUsd(pricing.cachedInputPerMillion),
         output_per_million: formatUsd(pricing.outputPerMillion),
         ...(model.kind === 'image' ? { image_output_per_million: formatUsd(pricing.imageOutputPerMillion) } : {}),
-        rule: model.kind === 'text'
-          ? '(uncached prompt tokens × input + cached prompt tokens × cached_input + completion tokens × output) / 1,000,000, rounded up to the next nano-dollar per request; the hold is the prompt tokens plus the most completion tokens the request allows, at the same rates'
-          : 'sum of tokens × rate / 1,000,000, rounded up to the next nano-dollar per request',
+        rule:
+          model.kind === 'text'
+            ? '(uncached prompt tokens × input + cached prompt tokens × cached_input + completion tokens × output) / 1,000,000, rounded up to the next nano-dollar per request; the hold is the prompt tokens plus the most completion tokens the request allows, at the same rates'
+            : 'sum of tokens × rate / 1,000,000, rounded up to the next nano-dollar per request',
       };
   }
 }

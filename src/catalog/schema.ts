@@ -137,7 +137,11 @@ export const routeSchema = z.object({
 
 /** What every model has, whatever it produces. */
 const commonModelFields = {
-  id: z.string().min(1).max(200).regex(/^[A-Za-z0-9._:/-]+$/, 'letters, digits and . _ : / - only'),
+  id: z
+    .string()
+    .min(1)
+    .max(200)
+    .regex(/^[A-Za-z0-9._:/-]+$/, 'letters, digits and . _ : / - only'),
   name: z.string().optional(),
   owned_by: z.string().min(1),
   description: z.string().optional(),
@@ -181,7 +185,15 @@ export const imageModelSchema = z
 
 /** Request fields of POST /v1/chat/completions that change how a text model samples or stops. */
 export const SAMPLING_PARAMETERS = [
-  'temperature', 'top_p', 'max_tokens', 'max_completion_tokens', 'stop', 'seed', 'frequency_penalty', 'presence_penalty', 'logit_bias',
+  'temperature',
+  'top_p',
+  'max_tokens',
+  'max_completion_tokens',
+  'stop',
+  'seed',
+  'frequency_penalty',
+  'presence_penalty',
+  'logit_bias',
 ] as const;
 /** Optional capabilities a text model may offer (the docs' `supported_features`). */
 export const TEXT_FEATURES = ['tools', 'json', 'structured', 'logprobs', 'reasoning'] as const;

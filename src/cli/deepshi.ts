@@ -69,10 +69,16 @@ export async function runCli(argv: string[], out: (text: string) => void = (text
   if (group === 'models') {
     const catalog = loadCatalogFile(config.catalogPath);
     const registry = new ProviderRegistry(builtInAdapters(), config.env);
-    out(JSON.stringify(catalog.list().map((model) => {
-      const availability = registry.availability(model);
-      return { id: model.id, available: availability.routes.length > 0, reason: availability.unavailableReason ?? null };
-    }), null, 2));
+    out(
+      JSON.stringify(
+        catalog.list().map((model) => {
+          const availability = registry.availability(model);
+          return { id: model.id, available: availability.routes.length > 0, reason: availability.unavailableReason ?? null };
+        }),
+        null,
+        2,
+      ),
+    );
     return 0;
   }
   const store = await openStore(config.databaseUrl);
@@ -83,7 +89,13 @@ export async function runCli(argv: string[], out: (text: string) => void = (text
     if (!value) throw new UsageError(`missing ${what}`);
     return value;
   };
-  const modelList = (text: string | undefined) => (text === undefined || text === 'all' ? null : text.split(',').map((id) => id.trim()).filter(Boolean));
+  const modelList = (text: string | undefined) =>
+    text === undefined || text === 'all'
+      ? null
+      : text
+          .split(',')
+          .map((id) => id.trim())
+          .filter(Boolean);
   try {
     switch (`${group} ${action ?? ''}`.trim()) {
       case 'accounts create':
@@ -101,7 +113,11 @@ export async function runCli(argv: string[], out: (text: string) => void = (text
         print(accountJson(await accounts.addCredits(need(rest[0], '<account-id>'), { amount: need(rest[1], '<usd>'), note: values.note })));
         break;
       case 'keys create': {
-        const { record, key } = await accounts.createKey({ account_id: need(rest[0], '<account-id>'), name: values.name, models: modelList(values.models) });
+        const { record, key } = await accounts.createKey({
+          account_id: need(rest[0], '<account-id>'),
+          name: values.name,
+          models: modelList(values.models),
+        });
         print(keyJson(record, key));
         break;
       }
@@ -137,16 +153,30 @@ export async function runCli(argv: string[], out: (text: string) => void = (text
       }
       case 'users create': {
         const users = new DashboardUsers({
-          store, attempts: new MemoryAttemptCounter(), keyPepper: config.keyPepper, adminToken: config.adminToken,
-          sessionTtlMs: config.sessionTtlMs, signup: { open: config.signupOpen, credits: 0n },
+          store,
+          attempts: new MemoryAttemptCounter(),
+          keyPepper: config.keyPepper,
+          adminToken: config.adminToken,
+          sessionTtlMs: config.sessionTtlMs,
+          signup: { open: config.signupOpen, credits: 0n },
         });
         const password = values.password ?? (await readPassword());
-        const user = await users.createUser({ account_id: values.account, email: need(values.email, '--email'), password, role: values.role });
+        const user = await users.createUser({
+          account_id: values.account,
+          email: need(values.email, '--email'),
+          password,
+          role: values.role,
+        });
         print({ ...userJson(user), created_at: Math.floor(user.createdAt / 1000) });
         break;
       }
       case 'users list':
-        print((await store.dashboard.listUsers(values.account)).map((user) => ({ ...userJson(user), created_at: Math.floor(user.createdAt / 1000) })));
+        print(
+          (await store.dashboard.listUsers(values.account)).map((user) => ({
+            ...userJson(user),
+            created_at: Math.floor(user.createdAt / 1000),
+          })),
+        );
         break;
       case 'keys models':
         print(keyJson(await accounts.setKeyModels(need(rest[0], '<key-id>'), modelList(need(rest[1], '<id,id,...|all>')))));

@@ -70,7 +70,16 @@ export interface JobsConfig {
   /** How long hosted results live (DEEPSHI_RESULT_TTL_HOURS, default 24; decimals allowed). */
   resultTtlMs: number;
   /** An S3-compatible bucket for hosted results instead of the filesystem. */
-  s3: { bucket: string; endpoint: string | undefined; region: string; accessKeyId: string | undefined; secretAccessKey: string | undefined; forcePathStyle: boolean } | undefined;
+  s3:
+    | {
+        bucket: string;
+        endpoint: string | undefined;
+        region: string;
+        accessKeyId: string | undefined;
+        secretAccessKey: string | undefined;
+        forcePathStyle: boolean;
+      }
+    | undefined;
   /** `hosted`: synchronous response_format "url" answers get hosted links instead of data: URIs. */
   urlResults: 'data' | 'hosted';
   /** Public base URL of this deployment for links (DEEPSHI_PUBLIC_URL); unset = the submitting request's origin. */
@@ -117,18 +126,24 @@ function corsOrigins(env: Record<string, string | undefined>): CorsOrigins {
   const raw = read(env, 'DEEPSHI_CORS_ORIGINS');
   if (raw === undefined || raw.trim() === '*') return '*';
   if (/^(off|none|false)$/i.test(raw.trim())) return false;
-  return raw.split(',').map((item) => item.trim()).filter(Boolean).map((origin) => {
-    let parsed: URL | undefined;
-    try {
-      parsed = new URL(origin);
-    } catch {
-      parsed = undefined;
-    }
-    if (!parsed || !/^https?:$/.test(parsed.protocol) || parsed.origin !== origin.replace(/\/$/, '')) {
-      throw new ConfigError(`DEEPSHI_CORS_ORIGINS must be *, off, or comma-separated origins like https://app.example.com (scheme and host, no path); got "${origin}".`);
-    }
-    return parsed.origin;
-  });
+  return raw
+    .split(',')
+    .map((item) => item.trim())
+    .filter(Boolean)
+    .map((origin) => {
+      let parsed: URL | undefined;
+      try {
+        parsed = new URL(origin);
+      } catch {
+        parsed = undefined;
+      }
+      if (!parsed || !/^https?:$/.test(parsed.protocol) || parsed.origin !== origin.replace(/\/$/, '')) {
+        throw new ConfigError(
+          `DEEPSHI_CORS_ORIGINS must be *, off, or comma-separated origins like https://app.example.com (scheme and host, no path); got "${origin}".`,
+        );
+      }
+      return parsed.origin;
+    });
 }
 
 function boolean(env: Record<string, string | undefined>, name: string, fallback: boolean): boolean {
@@ -228,38 +243,51 @@ export const DEFAULT_WEBHOOK_RETRY_DELAYS_MS = [5_000, 300_000, 1_800_000, 7_200
 
 function jobsConfig(env: Record<string, string | undefined>, databaseUrl: string): JobsConfig {
   const sqliteFile = /^postgres(ql)?:\/\//.test(databaseUrl) ? undefined : databaseUrl.replace(/^sqlite:/, '');
-  const dataDir = path.resolve(read(env, 'DEEPSHI_DATA_DIR') ?? (sqliteFile && sqliteFile !== ':memory:' ? path.dirname(sqliteFile) : './data'));
+  const dataDir = path.resolve(
+    read(env, 'DEEPSHI_DATA_DIR') ?? (sqliteFile && sqliteFile !== ':memory:' ? path.dirname(sqliteFile) : './data'),
+  );
   const ttlRaw = read(env, 'DEEPSHI_RESULT_TTL_HOURS') ?? '24';
   if (!/^\d+(\.\d+)?$/.test(ttlRaw) || Number(ttlRaw) <= 0 || Number(ttlRaw) > 24 * 365) {
-    throw new ConfigError(`DEEPSHI_RESULT_TTL_HOURS must be a number of hours above 0 (decimals allowed), at most a year; got "${ttlRaw}".`);
+    throw new ConfigError(
+      `DEEPSHI_RESULT_TTL_HOURS must be a number of hours above 0 (decimals allowed), at most a year; got "${ttlRaw}".`,
+    );
   }
   const urlResults = read(env, 'DEEPSHI_URL_RESULTS') ?? 'data';
-  if (urlResults !== 'data' && urlResults !== 'hosted') throw new ConfigError(`DEEPSHI_URL_RESULTS must be data or hosted; got "${urlResults}".`);
+  if (urlResults !== 'data' && urlResults !== 'hosted')
+    throw new ConfigError(`DEEPSHI_URL_RESULTS must be data or hosted; got "${urlResults}".`);
   const publicUrl = read(env, 'DEEPSHI_PUBLIC_URL');
   if (publicUrl !== undefined && !/^https?:\/\/[^/]+/.test(publicUrl)) {
     throw new ConfigError(`DEEPSHI_PUBLIC_URL must be an http(s) URL such as https://images.example.com; got "${publicUrl}".`);
   }
   const delaysRaw = read(env, 'DEEPSHI_WEBHOOK_RETRY_DELAYS_MS');
-  const webhookRetryDelaysMs = delaysRaw === undefined ? DEFAULT_WEBHOOK_RETRY_DELAYS_MS : delaysRaw.split(',').map((item) => {
-    const value = Number(item.trim());
-    if (!/^\d+$/.test(item.trim()) || value > 7 * 86_400_000) {
-      throw new ConfigError(`DEEPSHI_WEBHOOK_RETRY_DELAYS_MS must be comma-separated whole milliseconds (at most 7 days each); got "${delaysRaw}".`);
-    }
-    return value;
-  });
+  const webhookRetryDelaysMs =
+    delaysRaw === undefined
+      ? DEFAULT_WEBHOOK_RETRY_DELAYS_MS
+      : delaysRaw.split(',').map((item) => {
+          const value = Number(item.trim());
+          if (!/^\d+$/.test(item.trim()) || value > 7 * 86_400_000) {
+            throw new ConfigError(
+              `DEEPSHI_WEBHOOK_RETRY_DELAYS_MS must be comma-separated whole milliseconds (at most 7 days each); got "${delaysRaw}".`,
+            );
+          }
+          return value;
+        });
   const bucket = read(env, 'DEEPSHI_RESULTS_S3_BUCKET');
   return {
     serverSecret: read(env, 'DEEPSHI_SERVER_SECRET'),
     dataDir,
     resultTtlMs: Math.round(Number(ttlRaw) * 3_600_000),
-    s3: bucket === undefined ? undefined : {
-      bucket,
-      endpoint: read(env, 'DEEPSHI_RESULTS_S3_ENDPOINT'),
-      region: read(env, 'DEEPSHI_RESULTS_S3_REGION') ?? read(env, 'AWS_REGION') ?? 'us-east-1',
-      accessKeyId: read(env, 'DEEPSHI_RESULTS_S3_ACCESS_KEY_ID') ?? read(env, 'AWS_ACCESS_KEY_ID'),
-      secretAccessKey: read(env, 'DEEPSHI_RESULTS_S3_SECRET_ACCESS_KEY') ?? read(env, 'AWS_SECRET_ACCESS_KEY'),
-      forcePathStyle: boolean(env, 'DEEPSHI_RESULTS_S3_FORCE_PATH_STYLE', read(env, 'DEEPSHI_RESULTS_S3_ENDPOINT') !== undefined),
-    },
+    s3:
+      bucket === undefined
+        ? undefined
+        : {
+            bucket,
+            endpoint: read(env, 'DEEPSHI_RESULTS_S3_ENDPOINT'),
+            region: read(env, 'DEEPSHI_RESULTS_S3_REGION') ?? read(env, 'AWS_REGION') ?? 'us-east-1',
+            accessKeyId: read(env, 'DEEPSHI_RESULTS_S3_ACCESS_KEY_ID') ?? read(env, 'AWS_ACCESS_KEY_ID'),
+            secretAccessKey: read(env, 'DEEPSHI_RESULTS_S3_SECRET_ACCESS_KEY') ?? read(env, 'AWS_SECRET_ACCESS_KEY'),
+            forcePathStyle: boolean(env, 'DEEPSHI_RESULTS_S3_FORCE_PATH_STYLE', read(env, 'DEEPSHI_RESULTS_S3_ENDPOINT') !== undefined),
+          },
     urlResults,
     publicUrl: publicUrl?.replace(/\/+$/, ''),
     workerConcurrency: integer(env, 'DEEPSHI_JOB_CONCURRENCY', 16, 1, 10_000),

@@ -69,7 +69,14 @@ export interface NormalizedChatRequest {
   /** Up to 4 stop sequences; generation ends before the first one produced (excluded from the output). */
   stop: string[];
   /** Sampling values, only those the model honours (catalog `supported_sampling_parameters`); the rest were warned about. */
-  sampling: { temperature?: number; topP?: number; seed?: number; frequencyPenalty?: number; presencePenalty?: number; logitBias?: Record<string, number> };
+  sampling: {
+    temperature?: number;
+    topP?: number;
+    seed?: number;
+    frequencyPenalty?: number;
+    presencePenalty?: number;
+    logitBias?: Record<string, number>;
+  };
   /**
    * The caller's reasoning settings (`reasoning_effort`, or `reasoning: {effort, max_tokens, exclude, enabled}`), present
    * only when the model lists `reasoning`; the adapter sends them in the field its route takes.

@@ -13,7 +13,15 @@ export interface UpstreamUsage {
   billedImages?: number;
 }
 
-const COUNTS = ['inputTokens', 'cachedInputTokens', 'inputImageTokens', 'outputTokens', 'outputImageTokens', 'reasoningTokens', 'billedImages'] as const;
+const COUNTS = [
+  'inputTokens',
+  'cachedInputTokens',
+  'inputImageTokens',
+  'outputTokens',
+  'outputImageTokens',
+  'reasoningTokens',
+  'billedImages',
+] as const;
 
 /** Adds usages field by field, each field over the usages that report it (the calls of one upstream batch). */
 export function addUsage(list: Array<UpstreamUsage | undefined>): UpstreamUsage | undefined {

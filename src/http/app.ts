@@ -77,10 +77,14 @@ export function urlForLog(url: string): string {
   // A key pasted into the path (`/v1/sk-bf-…`) is as secret as one in the query.
   const path = (mark < 0 ? url : url.slice(0, mark)).replace(/(sk|key|token|bearer)[-_][A-Za-z0-9._~-]{6,}/gi, '[redacted]');
   if (mark < 0) return path;
-  const names = url.slice(mark + 1).split('&').filter(Boolean).map((pair) => {
-    const name = pair.split('=')[0];
-    return `${name.length > 64 || /[^\w.~%[\]-]/.test(name) ? '[name]' : name}=[redacted]`;
-  });
+  const names = url
+    .slice(mark + 1)
+    .split('&')
+    .filter(Boolean)
+    .map((pair) => {
+      const name = pair.split('=')[0];
+      return `${name.length > 64 || /[^\w.~%[\]-]/.test(name) ? '[name]' : name}=[redacted]`;
+    });
   return `${path}?${names.join('&')}`;
 }
 
@@ -156,7 +160,13 @@ export function buildApp(deps: AppDeps): FastifyInstance {
   });
 
   const authenticate = registerAuthentication(app, deps.accounts);
-  const imageDeps = { images: deps.images, metrics: deps.metrics, authenticate, keepaliveIntervalMs: deps.keepaliveIntervalMs, jobs: deps.jobs?.service };
+  const imageDeps = {
+    images: deps.images,
+    metrics: deps.metrics,
+    authenticate,
+    keepaliveIntervalMs: deps.keepaliveIntervalMs,
+    jobs: deps.jobs?.service,
+  };
   registerImageRoutes(app, imageDeps);
   registerEditRoutes(app, { ...imageDeps, limits: deps.editLimits });
   registerChatRoutes(app, { chat: deps.chat, metrics: deps.metrics, authenticate, keepaliveIntervalMs: deps.keepaliveIntervalMs });
@@ -165,7 +175,13 @@ export function buildApp(deps: AppDeps): FastifyInstance {
   registerQuoteRoutes(app, { images: deps.images, authenticate });
   const jobs = deps.jobs;
   if (jobs) {
-    registerJobRoutes(app, { jobs: jobs.service, files: jobs.files, authenticate, keepaliveIntervalMs: deps.keepaliveIntervalMs, pollMs: jobs.pollMs });
+    registerJobRoutes(app, {
+      jobs: jobs.service,
+      files: jobs.files,
+      authenticate,
+      keepaliveIntervalMs: deps.keepaliveIntervalMs,
+      pollMs: jobs.pollMs,
+    });
   }
   registerOpenApiRoute(app, deps.dashboard.version);
   void app.register(cookie);

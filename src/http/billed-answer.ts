@@ -140,7 +140,10 @@ async function respond<Prepared>(
       const length = parts.reduce((total, part) => total + part.length, 0);
       // A stream of the parts (with its length declared) rather than one concatenated buffer: see imageResponseParts.
       const body = parts.length === 1 ? parts[0] : Readable.from(parts, { objectMode: false });
-      return reply.headers({ ...limitHeaders, ...headers, 'content-length': String(length) }).type(JSON_TYPE).send(body);
+      return reply
+        .headers({ ...limitHeaders, ...headers, 'content-length': String(length) })
+        .type(JSON_TYPE)
+        .send(body);
     }
 
     // The warnings known before the work; the settled cost is in the final event or usage chunk, never a header.
@@ -164,7 +167,12 @@ async function respond<Prepared>(
       // After the stream started an error is a frame carrying the envelope (the SDKs throw on it).
       answer.sseError(stream, error);
     } finally {
-      if (charged) await idempotent?.complete({ status: 200, headers: { 'content-type': SSE_TYPE, ...warningHeaders(charged.warnings) }, body: Buffer.concat(kept).toString('utf8') });
+      if (charged)
+        await idempotent?.complete({
+          status: 200,
+          headers: { 'content-type': SSE_TYPE, ...warningHeaders(charged.warnings) },
+          body: Buffer.concat(kept).toString('utf8'),
+        });
       else await idempotent?.abandon();
       sse.end();
     }

@@ -38,7 +38,14 @@ export function chatCompletionBody(frame: ChatFrame, outcome: ChatOutcome): Reco
     object: 'chat.completion',
     created: frame.created,
     model: frame.model,
-    choices: [{ index: 0, message: chatMessage(frame, outcome), logprobs: outcome.logprobs ?? null, finish_reason: finishReasonFor(frame, outcome.finishReason) }],
+    choices: [
+      {
+        index: 0,
+        message: chatMessage(frame, outcome),
+        logprobs: outcome.logprobs ?? null,
+        finish_reason: finishReasonFor(frame, outcome.finishReason),
+      },
+    ],
     usage: chatUsageObject(outcome.usage, outcome.cost),
     ...(outcome.warnings.length > 0 ? { warnings: outcome.warnings } : {}),
   };
@@ -66,9 +73,21 @@ function chatMessage(frame: ChatFrame, outcome: ChatOutcome): Record<string, unk
  */
 export function chatChunks(frame: ChatFrame, includeUsage: boolean) {
   const chunk = (choices: unknown[], extra: Record<string, unknown> = {}) =>
-    JSON.stringify({ id: frame.id, object: 'chat.completion.chunk', created: frame.created, model: frame.model, choices, ...(includeUsage ? { usage: null } : {}), ...extra });
-  const choice = (delta: Record<string, unknown>, finishReason: ChatFinishReason | null, logprobs: ChatLogprobs | null = null) =>
-    ({ index: 0, delta, logprobs, finish_reason: finishReason === null ? null : finishReasonFor(frame, finishReason) });
+    JSON.stringify({
+      id: frame.id,
+      object: 'chat.completion.chunk',
+      created: frame.created,
+      model: frame.model,
+      choices,
+      ...(includeUsage ? { usage: null } : {}),
+      ...extra,
+    });
+  const choice = (delta: Record<string, unknown>, finishReason: ChatFinishReason | null, logprobs: ChatLogprobs | null = null) => ({
+    index: 0,
+    delta,
+    logprobs,
+    finish_reason: finishReason === null ? null : finishReasonFor(frame, finishReason),
+  });
   /** A tool call piece as a legacy `delta.function_call` piece (the first call only: functions were answered one at a time). */
   const functionCall = (delta: ChatToolCallDelta) => {
     if (delta.index !== 0) return undefined;
@@ -81,7 +100,8 @@ export function chatChunks(frame: ChatFrame, includeUsage: boolean) {
     role: () => chunk([choice({ role: 'assistant', content: '' }, null)]),
     content: (text: string, logprobs?: ChatLogprobs) => chunk([choice({ content: text }, null, logprobs ?? null)]),
     /** A piece of the reasoning trace (`delta.reasoning`, with the upstream's segments when it streams them). */
-    reasoning: (text: string, details?: ReasoningDetail[]) => chunk([choice({ reasoning: text, ...(details ? { reasoning_details: details } : {}) }, null)]),
+    reasoning: (text: string, details?: ReasoningDetail[]) =>
+      chunk([choice({ reasoning: text, ...(details ? { reasoning_details: details } : {}) }, null)]),
     refusal: (text: string, logprobs?: ChatLogprobs) => chunk([choice({ refusal: text }, null, logprobs ?? null)]),
     /** One piece of a tool call, as the adapter shaped it (OpenAI's: id, type and name first, then argument fragments). */
     toolCall: (delta: ChatToolCallDelta) => {
@@ -89,7 +109,8 @@ export function chatChunks(frame: ChatFrame, includeUsage: boolean) {
       const piece = functionCall(delta);
       return piece ? chunk([choice(piece, null)]) : undefined;
     },
-    finish: (finishReason: ChatFinishReason, warnings: Warning[]) => chunk([choice({}, finishReason)], warnings.length > 0 ? { warnings } : {}),
+    finish: (finishReason: ChatFinishReason, warnings: Warning[]) =>
+      chunk([choice({}, finishReason)], warnings.length > 0 ? { warnings } : {}),
     usage: (usage: ChatUsage, cost: Nanos) => chunk([], { usage: chatUsageObject(usage, cost) }),
   };
 }

@@ -10,18 +10,43 @@ import type { CorsOrigins } from '../config/config.ts';
  */
 /** What the SDKs send besides the body: their telemetry headers and OpenAI's organisation/project headers. */
 const ALLOWED_HEADERS = [
-  'authorization', 'content-type', 'idempotency-key', 'openai-organization', 'openai-project', 'openai-beta',
-  'x-stainless-arch', 'x-stainless-lang', 'x-stainless-os', 'x-stainless-package-version', 'x-stainless-retry-count',
-  'x-stainless-runtime', 'x-stainless-runtime-version', 'x-stainless-timeout', 'x-stainless-async', 'x-stainless-helper-method',
-  'x-stainless-poll-helper', 'x-stainless-custom-poll-interval',
+  'authorization',
+  'content-type',
+  'idempotency-key',
+  'openai-organization',
+  'openai-project',
+  'openai-beta',
+  'x-stainless-arch',
+  'x-stainless-lang',
+  'x-stainless-os',
+  'x-stainless-package-version',
+  'x-stainless-retry-count',
+  'x-stainless-runtime',
+  'x-stainless-runtime-version',
+  'x-stainless-timeout',
+  'x-stainless-async',
+  'x-stainless-helper-method',
+  'x-stainless-poll-helper',
+  'x-stainless-custom-poll-interval',
 ];
 
 /** What a browser caller may read: request id, exact cost, warnings, retry guidance, limits and idempotency markers. */
 const EXPOSED_HEADERS = [
-  'x-request-id', 'x-request-cost', 'x-deepshi-warnings', 'x-should-retry', 'retry-after', 'retry-after-ms',
-  'x-ratelimit-limit-requests', 'x-ratelimit-remaining-requests', 'x-ratelimit-reset-requests',
-  'x-ratelimit-limit-images', 'x-ratelimit-remaining-images', 'x-ratelimit-reset-images', 'x-deepshi-limits-degraded',
-  'idempotent-replayed', 'x-deepshi-original-request-id',
+  'x-request-id',
+  'x-request-cost',
+  'x-deepshi-warnings',
+  'x-should-retry',
+  'retry-after',
+  'retry-after-ms',
+  'x-ratelimit-limit-requests',
+  'x-ratelimit-remaining-requests',
+  'x-ratelimit-reset-requests',
+  'x-ratelimit-limit-images',
+  'x-ratelimit-remaining-images',
+  'x-ratelimit-reset-images',
+  'x-deepshi-limits-degraded',
+  'idempotent-replayed',
+  'x-deepshi-original-request-id',
 ];
 
 export function registerCors(app: FastifyInstance, origins: CorsOrigins): void {

@@ -22,7 +22,11 @@ export async function currentSession(request: FastifyRequest, users: DashboardUs
 export async function requireSession(request: FastifyRequest, users: DashboardUsers): Promise<SessionUser> {
   const session = await currentSession(request, users);
   if (!session) {
-    throw new GatewayError('Sign in first: this needs a dashboard session.', { status: 401, type: 'authentication_error', code: 'not_signed_in' });
+    throw new GatewayError('Sign in first: this needs a dashboard session.', {
+      status: 401,
+      type: 'authentication_error',
+      code: 'not_signed_in',
+    });
   }
   return session;
 }
@@ -38,14 +42,20 @@ export function assertSameOrigin(request: FastifyRequest): void {
   const expected = `${request.protocol}://${request.host}`;
   if (typeof origin !== 'string' || origin.toLowerCase() !== expected.toLowerCase() || request.headers['sec-fetch-site'] === 'cross-site') {
     throw new GatewayError(`This request must come from the dashboard's own origin (${expected}).`, {
-      status: 403, type: 'permission_error', code: 'origin_mismatch',
+      status: 403,
+      type: 'permission_error',
+      code: 'origin_mismatch',
     });
   }
 }
 
 export function setSessionCookie(request: FastifyRequest, reply: FastifyReply, opened: OpenedSession): void {
   reply.setCookie(SESSION_COOKIE, opened.token, {
-    httpOnly: true, sameSite: 'strict', path: '/', secure: request.protocol === 'https', expires: new Date(opened.expiresAt),
+    httpOnly: true,
+    sameSite: 'strict',
+    path: '/',
+    secure: request.protocol === 'https',
+    expires: new Date(opened.expiresAt),
   });
 }
 
@@ -59,10 +69,14 @@ export function targetAccount(request: FastifyRequest, session: SessionUser): st
     const id = (request.query as { account_id?: unknown }).account_id;
     if (typeof id === 'string' && id !== '') return id;
     if (session.accountId) return session.accountId;
-    throw new GatewayError("An operator acts on an account by naming it: add ?account_id=acct_….", {
-      status: 400, type: 'invalid_request_error', code: 'missing_account_id', param: 'account_id',
+    throw new GatewayError('An operator acts on an account by naming it: add ?account_id=acct_….', {
+      status: 400,
+      type: 'invalid_request_error',
+      code: 'missing_account_id',
+      param: 'account_id',
     });
   }
-  if (!session.accountId) throw new GatewayError('This user belongs to no account.', { status: 403, type: 'permission_error', code: 'member_only' });
+  if (!session.accountId)
+    throw new GatewayError('This user belongs to no account.', { status: 403, type: 'permission_error', code: 'member_only' });
   return session.accountId;
 }

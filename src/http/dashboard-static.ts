@@ -29,8 +29,19 @@ export const DASHBOARD_CSP = [
  * /readyz, /metrics, /openapi.json, or a mistyped API path — can ever be answered by the page instead of its JSON.
  */
 export const DASHBOARD_PAGES = [
-  '/', '/signin', '/signup', '/overview', '/keys', '/usage', '/credits', '/playground', '/models', '/reference',
-  '/settings', '/operator', '/operator/*',
+  '/',
+  '/signin',
+  '/signup',
+  '/overview',
+  '/keys',
+  '/usage',
+  '/credits',
+  '/playground',
+  '/models',
+  '/reference',
+  '/settings',
+  '/operator',
+  '/operator/*',
 ];
 
 const pageHeaders = (reply: FastifyReply) =>
@@ -88,7 +99,9 @@ export function registerDashboard(app: FastifyInstance, options: { dir?: string 
 
   void app.register(async (pages) => {
     for (const url of DASHBOARD_PAGES) {
-      pages.get(url, async (_request, reply) => pageHeaders(reply).type('text/html; charset=utf-8').sendFile('index.html', dir, { cacheControl: false }));
+      pages.get(url, async (_request, reply) =>
+        pageHeaders(reply).type('text/html; charset=utf-8').sendFile('index.html', dir, { cacheControl: false }),
+      );
     }
   });
 }

@@ -41,7 +41,8 @@ export function clientErrorHandler(options: { logger: Logger; newRequestId: () =
     const inFlight = current && !current.response.req.complete ? current : undefined;
     const id = inFlight?.id ?? newRequestId();
     const gatewayError = clientError(error.code, requestTimeoutMs);
-    if (error.code === 'ERR_HTTP_REQUEST_TIMEOUT') logger.info({ reqId: id, remoteAddress: socket.remoteAddress }, 'request not received in time; connection closed');
+    if (error.code === 'ERR_HTTP_REQUEST_TIMEOUT')
+      logger.info({ reqId: id, remoteAddress: socket.remoteAddress }, 'request not received in time; connection closed');
     else logger.debug({ reqId: id, err: error }, 'malformed HTTP request; connection closed');
     if (socket.writable && !inFlight?.response.headersSent) {
       const body = JSON.stringify(gatewayError.toEnvelope());
@@ -62,15 +63,31 @@ export function clientErrorHandler(options: { logger: Logger; newRequestId: () =
 function clientError(code: string | undefined, requestTimeoutMs: number): GatewayError {
   switch (code) {
     case 'ERR_HTTP_REQUEST_TIMEOUT': {
-      const allowed = requestTimeoutMs > 0 ? ` (this server allows ${requestTimeoutMs / 1000} second${requestTimeoutMs === 1000 ? '' : 's'} to receive a whole request, headers and body)` : '';
-      return new GatewayError(`The request was not received in time${allowed}; the connection was closed. Retry over a faster connection, or with smaller images.`, {
-        status: 408, type: 'invalid_request_error', code: 'request_timeout',
-      });
+      const allowed =
+        requestTimeoutMs > 0
+          ? ` (this server allows ${requestTimeoutMs / 1000} second${requestTimeoutMs === 1000 ? '' : 's'} to receive a whole request, headers and body)`
+          : '';
+      return new GatewayError(
+        `The request was not received in time${allowed}; the connection was closed. Retry over a faster connection, or with smaller images.`,
+        {
+          status: 408,
+          type: 'invalid_request_error',
+          code: 'request_timeout',
+        },
+      );
     }
     case 'HPE_HEADER_OVERFLOW':
-      return new GatewayError('The request headers are larger than this server accepts.', { status: 431, type: 'invalid_request_error', code: 'headers_too_large' });
+      return new GatewayError('The request headers are larger than this server accepts.', {
+        status: 431,
+        type: 'invalid_request_error',
+        code: 'headers_too_large',
+      });
     case 'HPE_CHUNK_EXTENSIONS_OVERFLOW':
-      return new GatewayError('The chunk extensions of the request body are larger than this server accepts.', { status: 413, type: 'invalid_request_error', code: 'request_too_large' });
+      return new GatewayError('The chunk extensions of the request body are larger than this server accepts.', {
+        status: 413,
+        type: 'invalid_request_error',
+        code: 'request_too_large',
+      });
     default:
       return new GatewayError('The request is not valid HTTP/1.1.', { status: 400, type: 'invalid_request_error', code: 'invalid_http' });
   }
@@ -102,13 +119,23 @@ export function installErrorHandling(app: FastifyInstance, knownRoutes: () => Ma
     const methods = matchMethods(knownRoutes(), path);
     if (methods && !methods.has(request.method)) {
       reply.header('allow', [...methods].join(', '));
-      return sendError(reply, new GatewayError(`${request.method} is not allowed on ${safePath(path)}; use ${[...methods].join(' or ')}.`, {
-        status: 405, type: 'invalid_request_error', code: 'method_not_allowed',
-      }));
+      return sendError(
+        reply,
+        new GatewayError(`${request.method} is not allowed on ${safePath(path)}; use ${[...methods].join(' or ')}.`, {
+          status: 405,
+          type: 'invalid_request_error',
+          code: 'method_not_allowed',
+        }),
+      );
     }
-    return sendError(reply, new GatewayError(`Unknown request URL: ${request.method} ${safePath(path)}. See the API reference for the available endpoints.`, {
-      status: 404, type: 'invalid_request_error', code: 'unknown_url',
-    }));
+    return sendError(
+      reply,
+      new GatewayError(`Unknown request URL: ${request.method} ${safePath(path)}. See the API reference for the available endpoints.`, {
+        status: 404,
+        type: 'invalid_request_error',
+        code: 'unknown_url',
+      }),
+    );
   });
 }
 
@@ -129,18 +156,28 @@ function mapFastifyError(error: FastifyError): GatewayError | undefined {
     case 'FST_ERR_CTP_INVALID_JSON_BODY':
     case 'FST_ERR_CTP_EMPTY_JSON_BODY':
       return new GatewayError('The request body is not valid JSON. Send a JSON object with Content-Type: application/json.', {
-        status: 400, type: 'invalid_request_error', code: 'invalid_json',
+        status: 400,
+        type: 'invalid_request_error',
+        code: 'invalid_json',
       });
     case 'FST_ERR_CTP_BODY_TOO_LARGE':
       return new GatewayError('The request body is larger than this server accepts.', {
-        status: 413, type: 'invalid_request_error', code: 'request_too_large',
+        status: 413,
+        type: 'invalid_request_error',
+        code: 'request_too_large',
       });
     case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
       return new GatewayError('Unsupported Content-Type. Send application/json (or multipart/form-data for image edits).', {
-        status: 415, type: 'invalid_request_error', code: 'unsupported_media_type',
+        status: 415,
+        type: 'invalid_request_error',
+        code: 'unsupported_media_type',
       });
     case 'FST_ERR_CTP_INVALID_CONTENT_LENGTH':
-      return new GatewayError('The Content-Length header does not match the body.', { status: 400, type: 'invalid_request_error', code: 'invalid_body' });
+      return new GatewayError('The Content-Length header does not match the body.', {
+        status: 400,
+        type: 'invalid_request_error',
+        code: 'invalid_body',
+      });
   }
   if (error instanceof SyntaxError || (error.statusCode === 400 && /JSON/i.test(error.message))) {
     return new GatewayError('The request body is not valid JSON.', { status: 400, type: 'invalid_request_error', code: 'invalid_json' });

@@ -36,9 +36,10 @@ export function buildOpenApiDocument(version: string): Node {
     for (const [name, value] of Object.entries(entries)) {
       const existing = target[name] as Node | undefined;
       // A schema named in both keeps the contract's definition and gains the extension's properties.
-      target[name] = existing && section === 'schemas'
-        ? { ...existing, properties: { ...(existing.properties as Node), ...((value as Node).properties as Node) } }
-        : value;
+      target[name] =
+        existing && section === 'schemas'
+          ? { ...existing, properties: { ...(existing.properties as Node), ...((value as Node).properties as Node) } }
+          : value;
     }
   }
   return document;

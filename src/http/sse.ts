@@ -20,7 +20,10 @@ export class SseWriter {
   private timer: NodeJS.Timeout | undefined;
   private closed = false;
 
-  constructor(private readonly response: ServerResponse, headers: OutgoingHttpHeaders) {
+  constructor(
+    private readonly response: ServerResponse,
+    headers: OutgoingHttpHeaders,
+  ) {
     response.writeHead(200, {
       ...headers,
       'content-type': 'text/event-stream; charset=utf-8',

@@ -18,7 +18,11 @@ export async function assertDecodable(images: InputImage[], maxPixels: number): 
           .raw()
           .toBuffer();
       } catch {
-        throw invalidRequest(`Image ${index + 1} could not be decoded: the ${image.mediaType.slice(6).toUpperCase()} data is truncated or corrupt.`, 'image', 'invalid_image');
+        throw invalidRequest(
+          `Image ${index + 1} could not be decoded: the ${image.mediaType.slice(6).toUpperCase()} data is truncated or corrupt.`,
+          'image',
+          'invalid_image',
+        );
       }
     }),
   );

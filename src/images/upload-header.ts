@@ -5,7 +5,12 @@ import { probeImage } from './probe.ts';
  * Format and pixel count from the file's first bytes (never a decode). Returns undefined while the header may
  * still be incomplete (and `final` is false); throws 400 for anything that is not PNG/JPEG/WebP or is too large.
  */
-export function checkUploadHeader(bytes: Buffer, maxPixels: number, ordinal: number, final: boolean): { format: 'png' | 'jpeg' | 'webp'; width: number; height: number } | undefined {
+export function checkUploadHeader(
+  bytes: Buffer,
+  maxPixels: number,
+  ordinal: number,
+  final: boolean,
+): { format: 'png' | 'jpeg' | 'webp'; width: number; height: number } | undefined {
   if (bytes.length < 12 && !final) return undefined;
   const signature = sniff(bytes);
   if (signature !== 'png' && signature !== 'jpeg' && signature !== 'webp') {
@@ -19,7 +24,11 @@ export function checkUploadHeader(bytes: Buffer, maxPixels: number, ordinal: num
   if (!probe) {
     // PNG and WebP headers sit in the first 30 bytes; only a JPEG's frame header can come later.
     if (final || (signature !== 'jpeg' && bytes.length >= 64)) {
-      throw invalidRequest(`Image ${ordinal} is not a decodable ${signature.toUpperCase()} file (its header is missing or corrupt).`, 'image', 'invalid_image');
+      throw invalidRequest(
+        `Image ${ordinal} is not a decodable ${signature.toUpperCase()} file (its header is missing or corrupt).`,
+        'image',
+        'invalid_image',
+      );
     }
     return undefined;
   }

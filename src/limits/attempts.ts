@@ -69,7 +69,11 @@ export class RedisAttemptCounter implements AttemptCounter {
   readonly kind = 'redis' as const;
   private readonly redis: Redis;
 
-  constructor(url: string, private readonly prefix: string, onError: (error: Error) => void) {
+  constructor(
+    url: string,
+    private readonly prefix: string,
+    onError: (error: Error) => void,
+  ) {
     this.redis = new Redis(url, { enableOfflineQueue: false, maxRetriesPerRequest: 0, lazyConnect: true });
     this.redis.on('error', onError);
   }
@@ -116,7 +120,11 @@ export class RedisAttemptCounter implements AttemptCounter {
 }
 
 /** Redis when a URL is given (shared by every instance), memory otherwise. */
-export async function openAttemptCounter(options: { redisUrl: string | undefined; prefix: string; onError: (error: Error) => void }): Promise<AttemptCounter> {
+export async function openAttemptCounter(options: {
+  redisUrl: string | undefined;
+  prefix: string;
+  onError: (error: Error) => void;
+}): Promise<AttemptCounter> {
   if (!options.redisUrl) return new MemoryAttemptCounter();
   const counter = new RedisAttemptCounter(options.redisUrl, options.prefix, options.onError);
   await counter.connect();

@@ -99,8 +99,15 @@ export class RequestLimiter {
     const countsTokens = limits.tokensPerMinute > 0 && tokens > 0;
     if (!limits.requestsPerMinute && !limits.imagesPerMinute && !limits.maxInFlight && !request.modelCap && !countsTokens) return NO_SLOTS;
     const input: AdmitInput = {
-      keyId: request.keyId, limits, images: request.images, tokens, model: request.model, modelCap: request.modelCap,
-      modelSlots: request.modelSlots, leaseId: request.requestId, leaseMs: this.deps.leaseMs,
+      keyId: request.keyId,
+      limits,
+      images: request.images,
+      tokens,
+      model: request.model,
+      modelCap: request.modelCap,
+      modelSlots: request.modelSlots,
+      leaseId: request.requestId,
+      leaseMs: this.deps.leaseMs,
     };
     const release = { keyId: input.keyId, model: input.model, leaseId: input.leaseId, modelSlots: input.modelSlots };
 
@@ -115,7 +122,9 @@ export class RequestLimiter {
     }
     const degraded = decidedBy !== this.deps.backend;
     const headers = {
-      ...windowHeaders('requests', result.requests), ...windowHeaders('images', result.images), ...windowHeaders('tokens', result.tokens),
+      ...windowHeaders('requests', result.requests),
+      ...windowHeaders('images', result.images),
+      ...windowHeaders('tokens', result.tokens),
       ...(degraded ? { [DEGRADED_HEADER]: 'redis-unavailable' } : {}),
     };
 
@@ -141,7 +150,10 @@ export class RequestLimiter {
         await decidedBy.refundTokens({ keyId: request.keyId, tokensPerMinute: limits.tokensPerMinute, tokens: unused });
       } catch (error) {
         // The window refills on its own within a minute; say so rather than fail the response.
-        this.deps.logger.warn({ err: error, requestId: request.requestId }, 'could not give back unused tokens; the window refills on its own');
+        this.deps.logger.warn(
+          { err: error, requestId: request.requestId },
+          'could not give back unused tokens; the window refills on its own',
+        );
       }
     };
     return {
@@ -157,7 +169,10 @@ export class RequestLimiter {
           if (degraded) await this.deps.backend.release(release).catch(() => {});
         } catch (error) {
           // The slot's lease expires on its own; say so rather than fail the response.
-          this.deps.logger.warn({ err: error, requestId: request.requestId }, 'could not release a rate-limit slot; it frees itself when its lease expires');
+          this.deps.logger.warn(
+            { err: error, requestId: request.requestId },
+            'could not release a rate-limit slot; it frees itself when its lease expires',
+          );
         }
       },
     };

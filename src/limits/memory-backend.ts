@@ -1,5 +1,14 @@
 import {
-  IN_FLIGHT_RETRY_MS, WINDOW_MS, gcra, gcraRefund, type AdmitInput, type AdmitResult, type LimitBackend, type RefundInput, type RefusalReason, type ReleaseInput,
+  IN_FLIGHT_RETRY_MS,
+  WINDOW_MS,
+  gcra,
+  gcraRefund,
+  type AdmitInput,
+  type AdmitResult,
+  type LimitBackend,
+  type RefundInput,
+  type RefusalReason,
+  type ReleaseInput,
   type WindowState,
 } from './types.ts';
 

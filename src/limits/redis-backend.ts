@@ -1,6 +1,14 @@
 import { Redis } from 'ioredis';
 import {
-  IN_FLIGHT_RETRY_MS, WINDOW_MS, type AdmitInput, type AdmitResult, type LimitBackend, type RefundInput, type RefusalReason, type ReleaseInput, type WindowState,
+  IN_FLIGHT_RETRY_MS,
+  WINDOW_MS,
+  type AdmitInput,
+  type AdmitResult,
+  type LimitBackend,
+  type RefundInput,
+  type RefusalReason,
+  type ReleaseInput,
+  type WindowState,
 } from './types.ts';
 
 /**
@@ -103,7 +111,13 @@ return 1
 `;
 
 const REASON_BITS: Array<[number, RefusalReason]> = [
-  [1, 'requests'], [2, 'images'], [4, 'images_over_limit'], [32, 'tokens'], [64, 'tokens_over_limit'], [8, 'in_flight'], [16, 'model_concurrency'],
+  [1, 'requests'],
+  [2, 'images'],
+  [4, 'images_over_limit'],
+  [32, 'tokens'],
+  [64, 'tokens_over_limit'],
+  [8, 'in_flight'],
+  [16, 'model_concurrency'],
 ];
 
 type AdmitReply = [number, number, number, number, number, number, number, number, number, number, number, number];
@@ -149,16 +163,31 @@ export class RedisLimitBackend implements LimitBackend {
 
   /** Connects, waiting at most `timeoutMs`; false when Redis is not reachable yet (it keeps retrying). */
   async connect(timeoutMs = 2_000): Promise<boolean> {
-    const ready = this.redis.connect().then(() => true, () => false);
+    const ready = this.redis.connect().then(
+      () => true,
+      () => false,
+    );
     const late = new Promise<boolean>((resolve) => setTimeout(resolve, timeoutMs, false).unref());
     return Promise.race([ready, late]);
   }
 
   async admit(input: AdmitInput): Promise<AdmitResult> {
     const reply = await this.redis.deepshiAdmit(
-      this.key('r', input.keyId), this.key('i', input.keyId), this.key('k', input.keyId), this.key('m', input.model), this.key('t', input.keyId),
-      input.limits.requestsPerMinute, input.limits.imagesPerMinute, input.images, input.limits.maxInFlight,
-      input.modelCap, input.modelSlots, input.leaseId, input.leaseMs, input.limits.tokensPerMinute, input.tokens,
+      this.key('r', input.keyId),
+      this.key('i', input.keyId),
+      this.key('k', input.keyId),
+      this.key('m', input.model),
+      this.key('t', input.keyId),
+      input.limits.requestsPerMinute,
+      input.limits.imagesPerMinute,
+      input.images,
+      input.limits.maxInFlight,
+      input.modelCap,
+      input.modelSlots,
+      input.leaseId,
+      input.leaseMs,
+      input.limits.tokensPerMinute,
+      input.tokens,
     );
     const [admitted, retryMs, bits, rpm, rRemaining, rReset, ipm, iRemaining, iReset, tpm, tRemaining, tReset] = reply.map(Number);
     const requests: WindowState | undefined = rpm > 0 ? { limit: rpm, remaining: rRemaining, resetMs: rReset } : undefined;
@@ -176,7 +205,8 @@ export class RedisLimitBackend implements LimitBackend {
 
   async release(input: ReleaseInput): Promise<void> {
     const slots = Array.from({ length: input.modelSlots }, (_, i) => `${input.leaseId}#${i + 1}`);
-    await this.redis.multi()
+    await this.redis
+      .multi()
       .zrem(this.key('k', input.keyId), input.leaseId)
       .zrem(this.key('m', input.model), ...slots)
       .exec();

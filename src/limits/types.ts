@@ -46,7 +46,14 @@ export interface WindowState {
   resetMs: number;
 }
 
-export type RefusalReason = 'requests' | 'images' | 'images_over_limit' | 'tokens' | 'tokens_over_limit' | 'in_flight' | 'model_concurrency';
+export type RefusalReason =
+  | 'requests'
+  | 'images'
+  | 'images_over_limit'
+  | 'tokens'
+  | 'tokens_over_limit'
+  | 'in_flight'
+  | 'model_concurrency';
 
 export type AdmitResult =
   | { admitted: true; requests?: WindowState; images?: WindowState; tokens?: WindowState }
@@ -85,7 +92,12 @@ export const IN_FLIGHT_RETRY_MS = 1_000;
  * The GCRA step shared by both backends (the Redis script is a line-by-line copy in Lua). `tat` is the stored
  * theoretical arrival time (0 when none). Returns the new TAT to store when allowed.
  */
-export function gcra(tat: number, now: number, limit: number, quantity: number): { allowed: boolean; tat: number; retryMs: number; state: WindowState } {
+export function gcra(
+  tat: number,
+  now: number,
+  limit: number,
+  quantity: number,
+): { allowed: boolean; tat: number; retryMs: number; state: WindowState } {
   const interval = WINDOW_MS / limit;
   const base = Math.max(tat, now);
   const next = base + quantity * interval;

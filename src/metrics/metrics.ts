@@ -24,7 +24,15 @@ const OUTCOMES: readonly ImageRequestOutcome[] = ['success', 'partial', 'failed'
 const UPSTREAM_RESULTS: readonly UpstreamCallResult[] = ['ok', 'retried', 'failed_over', 'error'];
 const CHAT_OUTCOMES: readonly ChatRequestOutcome[] = ['success', 'failed', 'rejected'];
 const TOKEN_KINDS: readonly TokenKind[] = ['prompt', 'cached_prompt', 'completion'];
-const LIMITS: readonly RefusalReason[] = ['requests', 'images', 'images_over_limit', 'tokens', 'tokens_over_limit', 'in_flight', 'model_concurrency'];
+const LIMITS: readonly RefusalReason[] = [
+  'requests',
+  'images',
+  'images_over_limit',
+  'tokens',
+  'tokens_over_limit',
+  'in_flight',
+  'model_concurrency',
+];
 
 /** Image calls take from a fraction of a second (offline, cached) to minutes (large sizes, slow upstreams). */
 const GENERATION_BUCKETS = [0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 15, 30, 45, 60, 90, 120, 180, 240, 300];
@@ -47,7 +55,10 @@ interface GenerationSeries {
 export class HttpRouteSeries {
   private readonly byMethod = new Map<string, Map<number, Child>>();
 
-  constructor(private readonly counter: Counter<'route' | 'method' | 'status'>, private readonly route: string) {}
+  constructor(
+    private readonly counter: Counter<'route' | 'method' | 'status'>,
+    private readonly route: string,
+  ) {}
 
   count(method: string, status: number): void {
     let byStatus = this.byMethod.get(method);
@@ -92,48 +103,79 @@ export class Metrics {
   constructor(options: { models?: readonly string[]; textModels?: readonly string[] } = {}) {
     const registers = [this.registry];
     this.httpRequests = new Counter({
-      name: 'deepshi_http_requests_total', help: 'HTTP requests answered, by route pattern ("unmatched" when none matched), method and status.',
-      labelNames: ['route', 'method', 'status'], registers,
+      name: 'deepshi_http_requests_total',
+      help: 'HTTP requests answered, by route pattern ("unmatched" when none matched), method and status.',
+      labelNames: ['route', 'method', 'status'],
+      registers,
     });
     this.imageRequests = new Counter({
       name: 'deepshi_image_requests_total',
       help: 'Image requests by catalog model ("unknown" before one was resolved), endpoint and outcome: success, partial (fewer images than asked), failed (upstream error, timeout, cancelled), refused (content policy), rejected (before the hold: auth, validation, limits, credit).',
-      labelNames: ['model', 'endpoint', 'outcome'], registers,
+      labelNames: ['model', 'endpoint', 'outcome'],
+      registers,
     });
-    this.imagesGenerated = new Counter({ name: 'deepshi_images_generated_total', help: 'Images delivered (and charged).', labelNames: ['model'], registers });
+    this.imagesGenerated = new Counter({
+      name: 'deepshi_images_generated_total',
+      help: 'Images delivered (and charged).',
+      labelNames: ['model'],
+      registers,
+    });
     this.generationDuration = new Histogram({
-      name: 'deepshi_generation_duration_seconds', help: 'From hold to settlement, for requests that delivered at least one image.',
-      labelNames: ['model'], buckets: GENERATION_BUCKETS, registers,
+      name: 'deepshi_generation_duration_seconds',
+      help: 'From hold to settlement, for requests that delivered at least one image.',
+      labelNames: ['model'],
+      buckets: GENERATION_BUCKETS,
+      registers,
     });
     this.upstreamCalls = new Counter({
       name: 'deepshi_upstream_calls_total',
       help: 'Upstream call attempts by provider and result: ok, retried (same route again), failed_over (next route), error (the call failed).',
-      labelNames: ['provider', 'result'], registers,
+      labelNames: ['provider', 'result'],
+      registers,
     });
     // A counter is a float64: charged nanos stay exact up to 2^53 (about 9 million USD per model per process
     // lifetime); beyond that increments round to the nearest representable value. The ledger is the exact record.
-    this.creditsCharged = new Counter({ name: 'deepshi_credits_charged_nanos_total', help: 'Credits charged, in nano-USD (1e-9 USD).', labelNames: ['model'], registers });
-    this.holdsInFlight = new Gauge({ name: 'deepshi_holds_in_flight', help: 'Generations on this instance holding credit right now.', registers });
+    this.creditsCharged = new Counter({
+      name: 'deepshi_credits_charged_nanos_total',
+      help: 'Credits charged, in nano-USD (1e-9 USD).',
+      labelNames: ['model'],
+      registers,
+    });
+    this.holdsInFlight = new Gauge({
+      name: 'deepshi_holds_in_flight',
+      help: 'Generations on this instance holding credit right now.',
+      registers,
+    });
     const rateLimitRejections = new Counter({
-      name: 'deepshi_rate_limit_rejections_total', help: 'Requests refused by a rate limit (429), by the limit that refused them.', labelNames: ['limit'], registers,
+      name: 'deepshi_rate_limit_rejections_total',
+      help: 'Requests refused by a rate limit (429), by the limit that refused them.',
+      labelNames: ['limit'],
+      registers,
     });
     this.degraded = new Counter({
-      name: 'deepshi_rate_limit_degraded_total', help: 'Admissions decided by the per-instance fallback because the shared (Redis) backend failed.', registers,
+      name: 'deepshi_rate_limit_degraded_total',
+      help: 'Admissions decided by the per-instance fallback because the shared (Redis) backend failed.',
+      registers,
     });
 
-    this.refusals = Object.fromEntries(LIMITS.map((limit) => {
-      const child = rateLimitRejections.labels(limit);
-      child.inc(0);
-      return [limit, child];
-    })) as Metrics['refusals'];
+    this.refusals = Object.fromEntries(
+      LIMITS.map((limit) => {
+        const child = rateLimitRejections.labels(limit);
+        child.inc(0);
+        return [limit, child];
+      }),
+    ) as Metrics['refusals'];
     this.chatRequests = new Counter({
       name: 'deepshi_chat_requests_total',
       help: 'Chat completion requests by catalog model ("unknown" before one was resolved) and outcome: success (answered and charged, whatever the finish reason), failed (model error, timeout, cancelled; nothing charged), rejected (before the hold: auth, validation, limits, credit).',
-      labelNames: ['model', 'outcome'], registers,
+      labelNames: ['model', 'outcome'],
+      registers,
     });
     this.chatTokens = new Counter({
-      name: 'deepshi_chat_tokens_total', help: 'Tokens billed on chat completions, by model and kind (prompt includes cached_prompt).',
-      labelNames: ['model', 'kind'], registers,
+      name: 'deepshi_chat_tokens_total',
+      help: 'Tokens billed on chat completions, by model and kind (prompt includes cached_prompt).',
+      labelNames: ['model', 'kind'],
+      registers,
     });
     this.unknownModel = this.requestSeries('unknown');
     this.unknownTextModel = this.chatOutcomeSeries('unknown');
@@ -228,8 +270,10 @@ export class Metrics {
   /** A webhook delivery attempt ended: succeeded, retry (scheduled again) or failed (given up, or 410). */
   webhookAttempt(outcome: 'succeeded' | 'retry' | 'failed'): void {
     this.webhookAttempts ??= new Counter({
-      name: 'deepshi_webhook_attempts_total', help: 'Webhook delivery attempts by outcome: succeeded, retry (scheduled again), failed (given up, or 410).',
-      labelNames: ['outcome'], registers: [this.registry],
+      name: 'deepshi_webhook_attempts_total',
+      help: 'Webhook delivery attempts by outcome: succeeded, retry (scheduled again), failed (given up, or 410).',
+      labelNames: ['outcome'],
+      registers: [this.registry],
     });
     this.webhookAttempts.labels(outcome).inc();
   }
@@ -244,7 +288,10 @@ export class Metrics {
   ): void {
     const registers = [this.registry];
     new Gauge({
-      name: 'deepshi_jobs', help: 'Async image jobs in the store by status.', labelNames: ['status'], registers,
+      name: 'deepshi_jobs',
+      help: 'Async image jobs in the store by status.',
+      labelNames: ['status'],
+      registers,
       async collect() {
         const stats = await jobStats();
         for (const [status, count] of Object.entries(stats.byStatus)) this.labels(status).set(count);
@@ -254,10 +301,27 @@ export class Metrics {
     });
     let queueDepth = 0;
     let queueAge = 0;
-    new Gauge({ name: 'deepshi_job_queue_depth', help: 'Jobs waiting to run (as of the last deepshi_jobs collection).', registers, collect() { this.set(queueDepth); } });
-    new Gauge({ name: 'deepshi_job_queue_oldest_age_seconds', help: 'Age of the oldest queued job (0 when none).', registers, collect() { this.set(queueAge); } });
     new Gauge({
-      name: 'deepshi_webhook_deliveries', help: 'Webhook deliveries in the store by status: pending, succeeded, failed.', labelNames: ['status'], registers,
+      name: 'deepshi_job_queue_depth',
+      help: 'Jobs waiting to run (as of the last deepshi_jobs collection).',
+      registers,
+      collect() {
+        this.set(queueDepth);
+      },
+    });
+    new Gauge({
+      name: 'deepshi_job_queue_oldest_age_seconds',
+      help: 'Age of the oldest queued job (0 when none).',
+      registers,
+      collect() {
+        this.set(queueAge);
+      },
+    });
+    new Gauge({
+      name: 'deepshi_webhook_deliveries',
+      help: 'Webhook deliveries in the store by status: pending, succeeded, failed.',
+      labelNames: ['status'],
+      registers,
       async collect() {
         for (const [status, count] of Object.entries(await deliveryStats())) this.labels(status).set(count);
       },
@@ -287,11 +351,13 @@ export class Metrics {
   private textModel(id: string): ChatSeries {
     let series = this.textModels.get(id);
     if (!series) {
-      const tokens = Object.fromEntries(TOKEN_KINDS.map((kind) => {
-        const child = this.chatTokens.labels(id, kind);
-        child.inc(0);
-        return [kind, child];
-      })) as Record<TokenKind, Child>;
+      const tokens = Object.fromEntries(
+        TOKEN_KINDS.map((kind) => {
+          const child = this.chatTokens.labels(id, kind);
+          child.inc(0);
+          return [kind, child];
+        }),
+      ) as Record<TokenKind, Child>;
       const credits = this.creditsCharged.labels(id);
       credits.inc(0);
       series = { requests: this.chatOutcomeSeries(id), tokens, credits };
@@ -301,11 +367,13 @@ export class Metrics {
   }
 
   private chatOutcomeSeries(model: string): Record<ChatRequestOutcome, Child> {
-    return Object.fromEntries(CHAT_OUTCOMES.map((outcome) => {
-      const child = this.chatRequests.labels(model, outcome);
-      child.inc(0);
-      return [outcome, child];
-    })) as Record<ChatRequestOutcome, Child>;
+    return Object.fromEntries(
+      CHAT_OUTCOMES.map((outcome) => {
+        const child = this.chatRequests.labels(model, outcome);
+        child.inc(0);
+        return [outcome, child];
+      }),
+    ) as Record<ChatRequestOutcome, Child>;
   }
 
   private requestSeries(model: string): RequestSeries {

@@ -1,6 +1,17 @@
 import type {
-  ChatFinishReason, ChatLogprobs, ChatMessage, ChatReasoningRequest, ChatRole, ChatToolCall, ChatToolCallDelta, ImageFormat, InputImage, NormalizedChatRequest,
-  NormalizedImageRequest, ReasoningDetail, TokenLogprob,
+  ChatFinishReason,
+  ChatLogprobs,
+  ChatMessage,
+  ChatReasoningRequest,
+  ChatRole,
+  ChatToolCall,
+  ChatToolCallDelta,
+  ImageFormat,
+  InputImage,
+  NormalizedChatRequest,
+  NormalizedImageRequest,
+  ReasoningDetail,
+  TokenLogprob,
 } from '../domain/requests.ts';
 import type { UpstreamUsage } from '../domain/usage.ts';
 import type { Warning } from '../domain/warnings.ts';
@@ -8,8 +19,20 @@ import type { Base64Text } from '../images/base64.ts';
 
 // The shared request and usage types live in domain/; adapters keep importing them from here.
 export type {
-  ChatFinishReason, ChatLogprobs, ChatMessage, ChatReasoningRequest, ChatRole, ChatToolCall, ChatToolCallDelta, ImageFormat, InputImage, NormalizedChatRequest,
-  NormalizedImageRequest, ReasoningDetail, TokenLogprob, UpstreamUsage,
+  ChatFinishReason,
+  ChatLogprobs,
+  ChatMessage,
+  ChatReasoningRequest,
+  ChatRole,
+  ChatToolCall,
+  ChatToolCallDelta,
+  ImageFormat,
+  InputImage,
+  NormalizedChatRequest,
+  NormalizedImageRequest,
+  ReasoningDetail,
+  TokenLogprob,
+  UpstreamUsage,
 };
 
 /**
@@ -83,7 +106,12 @@ export interface ImageAdapter {
   isConfigured(route: RouteTarget): boolean;
   generate(request: NormalizedImageRequest, route: RouteTarget, context: ImageCallContext): Promise<ImageGenerationResult>;
   /** Collects the result of a call accepted earlier (the handle given to onAccepted) without submitting again. */
-  resume?(handle: Record<string, unknown>, request: NormalizedImageRequest, route: RouteTarget, context: ImageCallContext): Promise<ImageGenerationResult>;
+  resume?(
+    handle: Record<string, unknown>,
+    request: NormalizedImageRequest,
+    route: RouteTarget,
+    context: ImageCallContext,
+  ): Promise<ImageGenerationResult>;
 }
 
 /**
@@ -110,7 +138,6 @@ export interface ChatCompletionResult {
   usage: UpstreamUsage;
   warnings: Warning[];
 }
-
 
 export interface TextCallContext {
   signal: AbortSignal;

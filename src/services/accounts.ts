@@ -9,7 +9,10 @@ import type { Account, ApiKeyLimits, ApiKeyRecord, LedgerEntry, RequestRecord, S
 
 /** Operator tasks shared by the admin API and the CLI: accounts, credits, keys. */
 export class AccountService {
-  constructor(private readonly store: Store, private readonly keyPepper: string) {}
+  constructor(
+    private readonly store: Store,
+    private readonly keyPepper: string,
+  ) {}
 
   /**
    * An Authorization header → the Caller (401 otherwise). Malformed keys (wrong prefix, length or checksum) are
@@ -79,7 +82,14 @@ export class AccountService {
     const name = input.name === undefined ? 'default' : readName(input.name, 'name');
     const models = readModels(input.models);
     const issued = issueApiKey(this.keyPepper);
-    const record = await this.store.createApiKey({ id: newKeyId(), accountId: input.account_id, name, models, hash: issued.hash, display: issued.display });
+    const record = await this.store.createApiKey({
+      id: newKeyId(),
+      accountId: input.account_id,
+      name,
+      models,
+      hash: issued.hash,
+      display: issued.display,
+    });
     return { record, key: issued.key };
   }
 
@@ -115,7 +125,11 @@ export class AccountService {
     const known = new Set(['requests_per_minute', 'images_per_minute', 'max_in_flight', 'tokens_per_minute']);
     const unknown = Object.keys(input).find((name) => !known.has(name));
     if (unknown !== undefined) {
-      throw invalidRequest(`Unknown limit '${unknown.slice(0, 80)}'; use requests_per_minute, images_per_minute, max_in_flight or tokens_per_minute.`, unknown.slice(0, 80), 'unknown_parameter');
+      throw invalidRequest(
+        `Unknown limit '${unknown.slice(0, 80)}'; use requests_per_minute, images_per_minute, max_in_flight or tokens_per_minute.`,
+        unknown.slice(0, 80),
+        'unknown_parameter',
+      );
     }
     const limits: ApiKeyLimits = {
       requestsPerMinute: readLimit(input, 'requests_per_minute', current.limits.requestsPerMinute),
@@ -195,7 +209,8 @@ export function usageJson(record: RequestRecord) {
 }
 
 function readName(value: unknown, param: string, max = 200): string {
-  if (typeof value !== 'string' || value.trim() === '') throw invalidRequest(`'${param}' must be a non-empty string.`, param, 'invalid_type');
+  if (typeof value !== 'string' || value.trim() === '')
+    throw invalidRequest(`'${param}' must be a non-empty string.`, param, 'invalid_type');
   if (value.length > max) throw invalidRequest(`'${param}' must be at most ${max} characters.`, param);
   return value.trim();
 }
@@ -219,7 +234,11 @@ function readLimit(input: Record<string, unknown>, param: string, current: numbe
   const value = input[param];
   if (value === null) return null;
   if (typeof value !== 'number' || !Number.isInteger(value) || value < 0 || value > MAX_LIMIT) {
-    throw invalidRequest(`'${param}' must be a whole number from 0 (unlimited) to ${MAX_LIMIT}, or null for the server default.`, param, 'invalid_value');
+    throw invalidRequest(
+      `'${param}' must be a whole number from 0 (unlimited) to ${MAX_LIMIT}, or null for the server default.`,
+      param,
+      'invalid_value',
+    );
   }
   return value;
 }

@@ -110,7 +110,13 @@ export class BilledWorkRunner {
     // The sweeper may release the hold only after the generation deadline has certainly passed.
     const expiresAt = Date.now() + this.deps.generationTimeoutMs + this.deps.holdGraceMs;
     const ok = await this.deps.store.reserveCredits({
-      requestId, accountId: caller.accountId, keyId: caller.keyId, model: ticket.model, endpoint: ticket.endpoint, amount: ticket.hold, expiresAt,
+      requestId,
+      accountId: caller.accountId,
+      keyId: caller.keyId,
+      model: ticket.model,
+      endpoint: ticket.endpoint,
+      amount: ticket.hold,
+      expiresAt,
     });
     if (!ok) throw insufficientQuota();
   }
@@ -129,8 +135,17 @@ export class BilledWorkRunner {
     savedResponse?: (value: T) => SettleInput['idempotency'],
   ): Promise<T> {
     const deadline = new AbortController();
-    const timer = setTimeout(() => deadline.abort(new DOMException('The generation deadline passed.', 'TimeoutError')), this.deps.generationTimeoutMs);
-    const running = this.resolveHold(requestId, signal, AbortSignal.any([signal, deadline.signal, this.stopping.signal]), work, savedResponse);
+    const timer = setTimeout(
+      () => deadline.abort(new DOMException('The generation deadline passed.', 'TimeoutError')),
+      this.deps.generationTimeoutMs,
+    );
+    const running = this.resolveHold(
+      requestId,
+      signal,
+      AbortSignal.any([signal, deadline.signal, this.stopping.signal]),
+      work,
+      savedResponse,
+    );
     this.inFlight.add(running);
     this.deps.metrics.holdTaken();
     try {
@@ -156,7 +171,9 @@ export class BilledWorkRunner {
     } catch (error) {
       const stopped = this.stopping.signal.aborted && !callerSignal.aborted;
       const reason = stopped ? 'shutdown: the server stopped before the work finished' : describeFailure(error);
-      await store.releaseReservation(requestId, reason).catch((releaseError) => logger.error({ err: releaseError, requestId }, 'release failed'));
+      await store
+        .releaseReservation(requestId, reason)
+        .catch((releaseError) => logger.error({ err: releaseError, requestId }, 'release failed'));
       throw stopped ? shuttingDown() : toGatewayError(error, signal, callerSignal);
     }
     const { tokens, ...settlement } = result.settlement;
@@ -209,7 +226,11 @@ export class BilledWorkRunner {
           else this.openCalls.delete(slot);
         }
         const error = lastError;
-        const retryable = error instanceof ProviderError && !error.accepted && (error.kind === 'unavailable' || error.kind === 'rate_limited') && mayRetry();
+        const retryable =
+          error instanceof ProviderError &&
+          !error.accepted &&
+          (error.kind === 'unavailable' || error.kind === 'rate_limited') &&
+          mayRetry();
         const again = retryable && !signal.aborted && attempt + 1 < ATTEMPTS_PER_ROUTE;
         const failover = retryable && !signal.aborted && !again && position + 1 < routes.length;
         metrics.upstreamCall(route.adapter.provider, again ? 'retried' : failover ? 'failed_over' : 'error');
@@ -253,7 +274,10 @@ function routeBusy(): GatewayError {
 /** What a caller whose work was stopped by shutdown gets: retryable, on another instance or after a restart. */
 export function shuttingDown(): GatewayError {
   return new GatewayError('The server is shutting down and stopped this request before it finished; you were not charged. Please retry.', {
-    status: 503, type: 'api_error', code: 'server_shutting_down', headers: { 'retry-after': '1' },
+    status: 503,
+    type: 'api_error',
+    code: 'server_shutting_down',
+    headers: { 'retry-after': '1' },
   });
 }
 

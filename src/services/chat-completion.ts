@@ -73,8 +73,13 @@ export class ChatCompletionService extends BilledService<PreparedChatRequest, Ch
    */
   protected ticket(prepared: PreparedChatRequest): BilledTicket {
     return {
-      model: prepared.model.id, endpoint: CHAT_ENDPOINT, hold: prepared.quote.hold, images: 0, tokens: tokenBound(prepared),
-      modelCap: prepared.model.max_concurrency ?? 0, modelSlots: 1,
+      model: prepared.model.id,
+      endpoint: CHAT_ENDPOINT,
+      hold: prepared.quote.hold,
+      images: 0,
+      tokens: tokenBound(prepared),
+      modelCap: prepared.model.max_concurrency ?? 0,
+      modelSlots: 1,
     };
   }
 
@@ -89,7 +94,16 @@ export class ChatCompletionService extends BilledService<PreparedChatRequest, Ch
     const maxOutputTokens = resolveMaxOutputTokens(model, promptTokens, envelope.maxTokens);
     const request: NormalizedChatRequest = { ...envelope.request, maxOutputTokens };
     const quote = quoteChatRequest(model, { promptTokens, maxOutputTokens });
-    return { model, routes, request, promptTokens, quote, stream: envelope.stream, includeUsage: envelope.includeUsage, warnings: envelope.warnings };
+    return {
+      model,
+      routes,
+      request,
+      promptTokens,
+      quote,
+      stream: envelope.stream,
+      includeUsage: envelope.includeUsage,
+      warnings: envelope.warnings,
+    };
   }
 
   /**
@@ -105,7 +119,11 @@ export class ChatCompletionService extends BilledService<PreparedChatRequest, Ch
       throw error;
     }
     const { usage } = outcome;
-    this.deps.metrics.chatCompleted(prepared.model.id, { prompt: usage.promptTokens, cachedPrompt: usage.cachedTokens, completion: usage.completionTokens }, outcome.cost);
+    this.deps.metrics.chatCompleted(
+      prepared.model.id,
+      { prompt: usage.promptTokens, cachedPrompt: usage.cachedTokens, completion: usage.completionTokens },
+      outcome.cost,
+    );
     return outcome;
   }
 
@@ -119,10 +137,10 @@ export class ChatCompletionService extends BilledService<PreparedChatRequest, Ch
     // counts as streamed (no retry or failover after it).
     const passOn = <F extends (...args: never[]) => void>(hook: F | undefined): F | undefined =>
       hooks.onDelta && hook
-        ? ((...args: Parameters<F>) => {
+        ? (((...args: Parameters<F>) => {
             streamed = true;
             hook(...args);
-          }) as F
+          }) as F)
         : undefined;
     const context: Omit<TextCallContext, 'signal'> = {
       onDelta: passOn(hooks.onDelta),
@@ -142,10 +160,21 @@ export class ChatCompletionService extends BilledService<PreparedChatRequest, Ch
       completionTokens: result.usage.outputTokens ?? 0,
       reasoningTokens: result.usage.reasoningTokens ?? 0,
     };
-    const cost = settleChatCost(prepared.model, prepared.quote, { inputTokens: usage.promptTokens, cachedInputTokens: usage.cachedTokens, outputTokens: usage.completionTokens });
-    const outcome: ChatOutcome = { content: result.content, finishReason: result.finishReason, usage, cost, warnings: [...prepared.warnings, ...result.warnings] };
+    const cost = settleChatCost(prepared.model, prepared.quote, {
+      inputTokens: usage.promptTokens,
+      cachedInputTokens: usage.cachedTokens,
+      outputTokens: usage.completionTokens,
+    });
+    const outcome: ChatOutcome = {
+      content: result.content,
+      finishReason: result.finishReason,
+      usage,
+      cost,
+      warnings: [...prepared.warnings, ...result.warnings],
+    };
     if (result.toolCalls?.length) outcome.toolCalls = result.toolCalls;
-    for (const field of ['reasoning', 'reasoningDetails', 'refusal', 'logprobs'] as const) if (result[field] !== undefined) Object.assign(outcome, { [field]: result[field] });
+    for (const field of ['reasoning', 'reasoningDetails', 'refusal', 'logprobs'] as const)
+      if (result[field] !== undefined) Object.assign(outcome, { [field]: result[field] });
     const detail = {
       basis: prepared.quote.basis,
       prompt_tokens: usage.promptTokens,
@@ -166,7 +195,11 @@ export function tokenBound(prepared: PreparedChatRequest): number {
 /** "The same request" for an Idempotency-Key: endpoint, model and the validated, normalised request with its framing. */
 export function fingerprintChatRequest(prepared: PreparedChatRequest): string {
   const canonical = canonicalJson({
-    endpoint: CHAT_ENDPOINT, model: prepared.model.id, stream: prepared.stream, includeUsage: prepared.includeUsage, request: prepared.request,
+    endpoint: CHAT_ENDPOINT,
+    model: prepared.model.id,
+    stream: prepared.stream,
+    includeUsage: prepared.includeUsage,
+    request: prepared.request,
   });
   return createHash('sha256').update(canonical).digest('hex');
 }

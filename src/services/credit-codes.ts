@@ -17,7 +17,10 @@ const PREFIX_LENGTH = 8; // "DSC-ABCD"
 const MAX_CODE_AMOUNT: Nanos = 100_000n * 1_000_000_000n;
 
 export class CreditCodes {
-  constructor(private readonly store: Store, private readonly users: DashboardUsers) {}
+  constructor(
+    private readonly store: Store,
+    private readonly users: DashboardUsers,
+  ) {}
 
   async create(input: { amount?: unknown; count?: unknown; note?: unknown }): Promise<Array<{ record: CreditCodeRecord; code: string }>> {
     let amount: Nanos;
@@ -26,17 +29,25 @@ export class CreditCodes {
     } catch (error) {
       throw invalidRequest(`'amount' ${(error as Error).message}; send USD such as "10" or "2.50".`, 'amount');
     }
-    if (amount <= 0n || amount > MAX_CODE_AMOUNT) throw invalidRequest(`'amount' must be more than 0 and at most $${formatUsd(MAX_CODE_AMOUNT)}.`, 'amount');
+    if (amount <= 0n || amount > MAX_CODE_AMOUNT)
+      throw invalidRequest(`'amount' must be more than 0 and at most $${formatUsd(MAX_CODE_AMOUNT)}.`, 'amount');
     const count = input.count === undefined ? 1 : input.count;
     if (typeof count !== 'number' || !Number.isInteger(count) || count < 1 || count > 1000) {
       throw invalidRequest("'count' must be a whole number from 1 to 1000.", 'count');
     }
     const note = input.note === undefined || input.note === null ? null : input.note;
-    if (note !== null && (typeof note !== 'string' || note.length > 500)) throw invalidRequest("'note' must be a string of at most 500 characters.", 'note');
+    if (note !== null && (typeof note !== 'string' || note.length > 500))
+      throw invalidRequest("'note' must be a string of at most 500 characters.", 'note');
     const codes = Array.from({ length: count }, () => newCode());
-    const records = await this.store.dashboard.createCreditCodes(codes.map((code) => ({
-      id: `code_${randomUUID().replace(/-/g, '').slice(0, 20)}`, hash: codeHash(code), prefix: code.slice(0, PREFIX_LENGTH), amount, note,
-    })));
+    const records = await this.store.dashboard.createCreditCodes(
+      codes.map((code) => ({
+        id: `code_${randomUUID().replace(/-/g, '').slice(0, 20)}`,
+        hash: codeHash(code),
+        prefix: code.slice(0, PREFIX_LENGTH),
+        amount,
+        note,
+      })),
+    );
     return records.map((record, index) => ({ record, code: codes[index] }));
   }
 
@@ -46,17 +57,31 @@ export class CreditCodes {
 
   /** Throttled per account and per IP (failures only), against guessing codes. */
   async redeem(accountId: string, code: unknown, ip: string): Promise<{ account: Account; amount: Nanos }> {
-    if (typeof code !== 'string' || code.trim() === '' || code.length > 100) throw invalidRequest("'code' must be a credit code like DSC-XXXX-XXXX-XXXX-XXXX.", 'code', 'missing_required_parameter');
+    if (typeof code !== 'string' || code.trim() === '' || code.length > 100)
+      throw invalidRequest("'code' must be a credit code like DSC-XXXX-XXXX-XXXX-XXXX.", 'code', 'missing_required_parameter');
     const accountName = `redeem:account:${accountId}`;
     const ipName = `redeem:ip:${ip}`;
-    await this.users.refuseIfThrottled([[accountName, REDEEM_LIMITS.perAccount], [ipName, REDEEM_LIMITS.perIp]]);
+    await this.users.refuseIfThrottled([
+      [accountName, REDEEM_LIMITS.perAccount],
+      [ipName, REDEEM_LIMITS.perIp],
+    ]);
     const result = await this.store.dashboard.redeemCreditCode({ hash: codeHash(code), accountId, note: 'credit code' });
     if (result.outcome === 'redeemed') return { account: result.account, amount: result.amount };
     await this.users.recordFailure([accountName, ipName], REDEEM_LIMITS.windowMs);
     if (result.outcome === 'already_redeemed') {
-      throw new GatewayError('This code has already been redeemed.', { status: 409, type: 'invalid_request_error', code: 'code_already_redeemed', param: 'code' });
+      throw new GatewayError('This code has already been redeemed.', {
+        status: 409,
+        type: 'invalid_request_error',
+        code: 'code_already_redeemed',
+        param: 'code',
+      });
     }
-    throw new GatewayError('This code does not exist. Check it and try again.', { status: 404, type: 'invalid_request_error', code: 'invalid_code', param: 'code' });
+    throw new GatewayError('This code does not exist. Check it and try again.', {
+      status: 404,
+      type: 'invalid_request_error',
+      code: 'invalid_code',
+      param: 'code',
+    });
   }
 }
 
@@ -67,7 +92,9 @@ export function creditCodeJson(record: CreditCodeRecord, code?: string) {
     amount: formatUsd(record.amount),
     note: record.note,
     created_at: Math.floor(record.createdAt / 1000),
-    ...(code ? {} : { redeemed_at: record.redeemedAt === null ? null : Math.floor(record.redeemedAt / 1000), redeemed_by: record.redeemedBy }),
+    ...(code
+      ? {}
+      : { redeemed_at: record.redeemedAt === null ? null : Math.floor(record.redeemedAt / 1000), redeemed_by: record.redeemedBy }),
   };
 }
 

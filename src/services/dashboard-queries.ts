@@ -14,7 +14,11 @@ const DAY_MS = 86_400_000;
 const CSV_MAX_ROWS = 100_000;
 
 export class DashboardQueries {
-  constructor(private readonly store: Store, private readonly accounts: AccountService, private readonly defaultLimits: KeyLimits) {}
+  constructor(
+    private readonly store: Store,
+    private readonly accounts: AccountService,
+    private readonly defaultLimits: KeyLimits,
+  ) {}
 
   async overview(accountId: string, now = Date.now()) {
     const account = await this.accounts.getAccount(accountId);
@@ -28,7 +32,11 @@ export class DashboardQueries {
     return {
       account: accountJson(account),
       spend: { today: formatUsd(spend.today), last_7_days: formatUsd(spend.last7Days), last_30_days: formatUsd(spend.last30Days) },
-      daily: daily.map((entry) => ({ date: new Date(entry.day * DAY_MS).toISOString().slice(0, 10), model: entry.model, cost: formatUsd(entry.cost) })),
+      daily: daily.map((entry) => ({
+        date: new Date(entry.day * DAY_MS).toISOString().slice(0, 10),
+        model: entry.model,
+        cost: formatUsd(entry.cost),
+      })),
       recent: recent.map(dashboardUsageJson),
     };
   }
@@ -81,14 +89,26 @@ export class DashboardQueries {
     const filter = readUsageFilter(accountId, rest);
     const lines = ['id,created_at,key_id,model,endpoint,status,images,prompt_tokens,completion_tokens,cost'];
     let before: UsageFilter['before'];
-    for (let fetched = 0; fetched < CSV_MAX_ROWS;) {
+    for (let fetched = 0; fetched < CSV_MAX_ROWS; ) {
       const rows = await this.store.dashboard.queryUsage({ ...filter, before, limit: Math.min(1000, CSV_MAX_ROWS - fetched) });
       for (const row of rows) {
         const tokens = tokensOf(row);
-        lines.push([
-          row.id, new Date(row.createdAt).toISOString(), row.keyId, row.model, row.endpoint, row.status, row.images,
-          tokens?.prompt ?? '', tokens?.completion ?? '', formatUsd(row.cost),
-        ].map(csvCell).join(','));
+        lines.push(
+          [
+            row.id,
+            new Date(row.createdAt).toISOString(),
+            row.keyId,
+            row.model,
+            row.endpoint,
+            row.status,
+            row.images,
+            tokens?.prompt ?? '',
+            tokens?.completion ?? '',
+            formatUsd(row.cost),
+          ]
+            .map(csvCell)
+            .join(','),
+        );
       }
       fetched += rows.length;
       const last = rows.at(-1);
@@ -130,13 +150,22 @@ export class DashboardQueries {
     };
     const limits: Record<string, number | null> = {};
     for (const [name, raw] of Object.entries(value as Record<string, unknown>)) {
-      if (!(name in defaults)) throw invalidRequest(`Unknown limit '${name.slice(0, 80)}'; use requests_per_minute, images_per_minute, max_in_flight or tokens_per_minute.`, `limits.${name.slice(0, 80)}`, 'unknown_parameter');
+      if (!(name in defaults))
+        throw invalidRequest(
+          `Unknown limit '${name.slice(0, 80)}'; use requests_per_minute, images_per_minute, max_in_flight or tokens_per_minute.`,
+          `limits.${name.slice(0, 80)}`,
+          'unknown_parameter',
+        );
       if (raw === null) {
         limits[name] = null;
         continue;
       }
       if (typeof raw !== 'number' || !Number.isInteger(raw) || raw < 0 || raw > 1_000_000_000) {
-        throw invalidRequest(`'limits.${name}' must be a whole number (0 = unlimited), or null for the server default.`, `limits.${name}`, 'invalid_value');
+        throw invalidRequest(
+          `'limits.${name}' must be a whole number (0 = unlimited), or null for the server default.`,
+          `limits.${name}`,
+          'invalid_value',
+        );
       }
       const ceiling = defaults[name];
       if (ceiling > 0 && (raw === 0 || raw > ceiling)) {
@@ -189,8 +218,15 @@ function readUsageFilter(accountId: string, query: Record<string, unknown>): Usa
     before = { createdAt: Number(match[1]), id: match[2] };
   }
   return {
-    accountId, keyId: text('key_id'), model: text('model'), status: status as RequestStatus | undefined, endpoint: text('endpoint'),
-    from: seconds('from'), to: seconds('to'), before, limit: readLimit(query.limit),
+    accountId,
+    keyId: text('key_id'),
+    model: text('model'),
+    status: status as RequestStatus | undefined,
+    endpoint: text('endpoint'),
+    from: seconds('from'),
+    to: seconds('to'),
+    before,
+    limit: readLimit(query.limit),
   };
 }
 

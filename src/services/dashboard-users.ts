@@ -62,10 +62,14 @@ export class DashboardUsers {
   async signIn(input: { email?: unknown; password?: unknown }, ip: string): Promise<OpenedSession> {
     const email = typeof input.email === 'string' ? normaliseEmail(input.email) : '';
     const password = typeof input.password === 'string' ? input.password : '';
-    if (!email || !password) throw invalidRequest("Send 'email' and 'password'.", email ? 'password' : 'email', 'missing_required_parameter');
+    if (!email || !password)
+      throw invalidRequest("Send 'email' and 'password'.", email ? 'password' : 'email', 'missing_required_parameter');
     const emailName = `signin:email:${sha256Hex(email)}`;
     const ipName = `signin:ip:${ip}`;
-    await this.refuseIfThrottled([[emailName, SIGN_IN_LIMITS.perEmail], [ipName, SIGN_IN_LIMITS.perIp]]);
+    await this.refuseIfThrottled([
+      [emailName, SIGN_IN_LIMITS.perEmail],
+      [ipName, SIGN_IN_LIMITS.perIp],
+    ]);
     const user = await this.options.store.dashboard.findUserByEmail(email);
     // An unknown email costs the same scrypt as a wrong password, so timing does not tell which emails exist.
     const matches = await verifyPassword(password, user?.passwordHash ?? (await decoyPasswordHash()));
@@ -84,18 +88,30 @@ export class DashboardUsers {
     const given = typeof input.admin_token === 'string' ? input.admin_token : '';
     if (!adminToken || !constantTimeEqual(given, adminToken)) {
       await this.recordFailure([ipName], SIGN_IN_LIMITS.windowMs);
-      throw invalidCredentials(adminToken ? 'The operator token is not correct.' : 'Operator sign-in is off: DEEPSHI_ADMIN_TOKEN is not set.');
+      throw invalidCredentials(
+        adminToken ? 'The operator token is not correct.' : 'Operator sign-in is off: DEEPSHI_ADMIN_TOKEN is not set.',
+      );
     }
     const token = newToken();
     const expiresAt = Date.now() + this.options.sessionTtlMs;
     const sessionHash = sha256Hex(token);
-    await this.options.store.dashboard.createSession({ tokenHash: sessionHash, userId: null, role: 'operator', credential: adminFingerprint(adminToken), expiresAt });
+    await this.options.store.dashboard.createSession({
+      tokenHash: sessionHash,
+      userId: null,
+      role: 'operator',
+      credential: adminFingerprint(adminToken),
+      expiresAt,
+    });
     return { token, expiresAt, user: { id: 'operator', email: null, role: 'operator', accountId: null, sessionHash } };
   }
 
   async signUp(input: { email?: unknown; password?: unknown }, ip: string): Promise<OpenedSession> {
     if (!this.options.signup.open) {
-      throw new GatewayError('Sign-up is closed on this server; ask the operator for an account.', { status: 403, type: 'permission_error', code: 'signup_closed' });
+      throw new GatewayError('Sign-up is closed on this server; ask the operator for an account.', {
+        status: 403,
+        type: 'permission_error',
+        code: 'signup_closed',
+      });
     }
     const email = readEmail(input.email);
     const password = readPassword(input.password, 'password');
@@ -141,7 +157,10 @@ export class DashboardUsers {
     const current = typeof input.current_password === 'string' ? input.current_password : '';
     const emailName = `signin:email:${sha256Hex(user.email)}`;
     const ipName = `signin:ip:${ip}`;
-    await this.refuseIfThrottled([[emailName, SIGN_IN_LIMITS.perEmail], [ipName, SIGN_IN_LIMITS.perIp]]);
+    await this.refuseIfThrottled([
+      [emailName, SIGN_IN_LIMITS.perEmail],
+      [ipName, SIGN_IN_LIMITS.perIp],
+    ]);
     if (!(await verifyPassword(current, user.passwordHash))) {
       await this.recordFailure([emailName, ipName], SIGN_IN_LIMITS.windowMs);
       throw invalidCredentials('The current password is not correct.');
@@ -159,14 +178,23 @@ export class DashboardUsers {
     if (input.account_id !== undefined && input.account_id !== null) {
       if (typeof input.account_id !== 'string') throw invalidRequest("'account_id' must be an account id.", 'account_id', 'invalid_type');
       if (!(await this.options.store.getAccount(input.account_id))) {
-        throw new GatewayError(`No account with id "${input.account_id.slice(0, 80)}".`, { status: 404, type: 'invalid_request_error', code: 'not_found', param: 'account_id' });
+        throw new GatewayError(`No account with id "${input.account_id.slice(0, 80)}".`, {
+          status: 404,
+          type: 'invalid_request_error',
+          code: 'not_found',
+          param: 'account_id',
+        });
       }
       accountId = input.account_id;
     } else if (role === 'member') {
       throw invalidRequest("'account_id' is required for a member.", 'account_id', 'missing_required_parameter');
     }
     const user = await this.options.store.dashboard.createUser({
-      id: newUserId(), email, passwordHash: await hashPassword(password, this.options.passwordParams), role, accountId,
+      id: newUserId(),
+      email,
+      passwordHash: await hashPassword(password, this.options.passwordParams),
+      role,
+      accountId,
     });
     if (!user) throw emailTaken();
     return user;
@@ -179,13 +207,25 @@ export class DashboardUsers {
   /** A temporary key of the session's account for the playground: 1 hour at most, deleted with the session. */
   async playgroundKey(session: SessionUser, accountId: string): Promise<{ key: string; expiresAt: number }> {
     if (!(await this.options.store.getAccount(accountId))) {
-      throw new GatewayError(`No account with id "${accountId.slice(0, 80)}".`, { status: 404, type: 'invalid_request_error', code: 'not_found', param: 'account_id' });
+      throw new GatewayError(`No account with id "${accountId.slice(0, 80)}".`, {
+        status: 404,
+        type: 'invalid_request_error',
+        code: 'not_found',
+        param: 'account_id',
+      });
     }
     const issued = issueApiKey(this.options.keyPepper);
     const sessionRecord = await this.options.store.dashboard.getSession(session.sessionHash, Date.now());
     const expiresAt = Math.min(Date.now() + PLAYGROUND_KEY_TTL_MS, sessionRecord?.expiresAt ?? Date.now() + PLAYGROUND_KEY_TTL_MS);
     await this.options.store.dashboard.createPlaygroundKey({
-      id: newKeyId(), accountId, name: 'playground', models: null, hash: issued.hash, display: issued.display, sessionHash: session.sessionHash, expiresAt,
+      id: newKeyId(),
+      accountId,
+      name: 'playground',
+      models: null,
+      hash: issued.hash,
+      display: issued.display,
+      sessionHash: session.sessionHash,
+      expiresAt,
     });
     return { key: issued.key, expiresAt };
   }
@@ -202,7 +242,10 @@ export class DashboardUsers {
       if (state.count >= max) {
         const seconds = Math.max(1, Math.ceil(state.resetMs / 1000));
         throw new GatewayError(`Too many attempts. Try again in ${seconds} seconds.`, {
-          status: 429, type: 'rate_limit_error', code: 'too_many_attempts', headers: { 'retry-after': String(seconds) },
+          status: 429,
+          type: 'rate_limit_error',
+          code: 'too_many_attempts',
+          headers: { 'retry-after': String(seconds) },
         });
       }
     }
@@ -216,7 +259,13 @@ export class DashboardUsers {
     const token = newToken();
     const expiresAt = Date.now() + this.options.sessionTtlMs;
     const sessionHash = sha256Hex(token);
-    await this.options.store.dashboard.createSession({ tokenHash: sessionHash, userId: user.id, role: user.role, credential: null, expiresAt });
+    await this.options.store.dashboard.createSession({
+      tokenHash: sessionHash,
+      userId: user.id,
+      role: user.role,
+      credential: null,
+      expiresAt,
+    });
     return { token, expiresAt, user: { id: user.id, email: user.email, role: user.role, accountId: user.accountId, sessionHash } };
   }
 }
@@ -249,7 +298,12 @@ function invalidCredentials(message = 'The email or password is not correct.'): 
 }
 
 function emailTaken(): GatewayError {
-  return new GatewayError('A user with this email already exists.', { status: 409, type: 'invalid_request_error', code: 'email_taken', param: 'email' });
+  return new GatewayError('A user with this email already exists.', {
+    status: 409,
+    type: 'invalid_request_error',
+    code: 'email_taken',
+    param: 'email',
+  });
 }
 
 function newToken(): string {

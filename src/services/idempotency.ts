@@ -48,7 +48,13 @@ export class IdempotencyService {
     const now = Date.now();
     const lockedUntil = now + this.deps.lockMs;
     const claim = await store.claimIdempotencyKey({
-      accountId: caller.accountId, key, requestHash: fingerprint, requestId, now, lockedUntil, expiresAt: now + IDEMPOTENCY_TTL_MS,
+      accountId: caller.accountId,
+      key,
+      requestHash: fingerprint,
+      requestId,
+      now,
+      lockedUntil,
+      expiresAt: now + IDEMPOTENCY_TTL_MS,
     });
     if (claim.claimed) return this.run(caller.accountId, key, requestId);
 
@@ -73,13 +79,23 @@ export class IdempotencyService {
       await store.completeIdempotencyKey(caller.accountId, key, existing.requestId, lost);
       this.deps.logger.error({ requestId: existing.requestId }, 'idempotent request was charged but its response was lost');
       const saved = await store.getIdempotencyKey(caller.accountId, key);
-      if (saved?.status === 'completed' && saved.response) return { kind: 'replay', response: saved.response, originalRequestId: saved.requestId };
+      if (saved?.status === 'completed' && saved.response)
+        return { kind: 'replay', response: saved.response, originalRequestId: saved.requestId };
       throw inProgress();
     }
     // Released or never reserved: nothing was charged, so this retry runs it again.
-    const took = await store.takeOverIdempotencyKey({ accountId: caller.accountId, key, fromRequestId: existing.requestId, requestId, lockedUntil });
+    const took = await store.takeOverIdempotencyKey({
+      accountId: caller.accountId,
+      key,
+      fromRequestId: existing.requestId,
+      requestId,
+      lockedUntil,
+    });
     if (!took) throw inProgress();
-    this.deps.logger.warn({ requestId, previousRequestId: existing.requestId }, 'idempotency key taken over from a request that never finished');
+    this.deps.logger.warn(
+      { requestId, previousRequestId: existing.requestId },
+      'idempotency key taken over from a request that never finished',
+    );
     return this.run(caller.accountId, key, requestId);
   }
 
@@ -129,24 +145,36 @@ export function readIdempotencyKey(header: string | string[] | undefined): strin
   if (header === undefined) return undefined;
   const value = Array.isArray(header) ? header[0] : header;
   if (typeof value !== 'string' || !/^[\x21-\x7e]{1,255}$/.test(value)) {
-    throw invalidRequest('The Idempotency-Key header must be 1 to 255 visible ASCII characters (a UUID is a good choice).', null, 'invalid_idempotency_key');
+    throw invalidRequest(
+      'The Idempotency-Key header must be 1 to 255 visible ASCII characters (a UUID is a good choice).',
+      null,
+      'invalid_idempotency_key',
+    );
   }
   return value;
 }
 
 function inProgress(): GatewayError {
-  return new GatewayError('A request with this Idempotency-Key is still being processed. Retry after the time in Retry-After to get its result.', {
-    status: 409, type: 'invalid_request_error', code: 'idempotency_request_in_progress', headers: { 'retry-after': String(IN_PROGRESS_RETRY_AFTER_S) },
-  });
+  return new GatewayError(
+    'A request with this Idempotency-Key is still being processed. Retry after the time in Retry-After to get its result.',
+    {
+      status: 409,
+      type: 'invalid_request_error',
+      code: 'idempotency_request_in_progress',
+      headers: { 'retry-after': String(IN_PROGRESS_RETRY_AFTER_S) },
+    },
+  );
 }
 
 function lostResponse(requestId: string): StoredResponse {
   return {
     status: 500,
     headers: { 'content-type': 'application/json; charset=utf-8', 'x-should-retry': 'false' },
-    body: JSON.stringify(new GatewayError(
-      `The original request with this Idempotency-Key (${requestId}) was charged, but the server handling it stopped before its response was saved. Contact the operator with that request id; retrying with this key will not charge again.`,
-      { status: 500, type: 'api_error', code: 'idempotent_response_lost' },
-    ).toEnvelope()),
+    body: JSON.stringify(
+      new GatewayError(
+        `The original request with this Idempotency-Key (${requestId}) was charged, but the server handling it stopped before its response was saved. Contact the operator with that request id; retrying with this key will not charge again.`,
+        { status: 500, type: 'api_error', code: 'idempotent_response_lost' },
+      ).toEnvelope(),
+    ),
   };
 }

@@ -114,23 +114,43 @@ export class ImageGenerationService extends BilledService<PreparedImageRequest, 
    * images and have a route that edits; then the normal validation and price, and a bounded decode of every image so
    * a truncated or corrupt file is a 400 here, before the hold, not an upstream failure later.
    */
-  async prepareEdit(caller: Caller, fields: Record<string, unknown>, images: InputImage[], limits: EditUploadLimits): Promise<PreparedImageRequest> {
+  async prepareEdit(
+    caller: Caller,
+    fields: Record<string, unknown>,
+    images: InputImage[],
+    limits: EditUploadLimits,
+  ): Promise<PreparedImageRequest> {
     const { model } = this.resolveModel(caller, fields.model);
     if (!model.edit.supported) {
-      throw invalidRequest(`${model.id} does not edit images. GET /v1/models lists each model's \`edit\` block; pick one with edit.supported: true.`, 'model', 'invalid_value');
+      throw invalidRequest(
+        `${model.id} does not edit images. GET /v1/models lists each model's \`edit\` block; pick one with edit.supported: true.`,
+        'model',
+        'invalid_value',
+      );
     }
     if (images.length === 0) {
       throw new GatewayError("Missing required parameter: 'image'. Send at least one PNG, JPEG or WebP file under image[] (or image).", {
-        status: 400, type: 'invalid_request_error', code: 'missing_required_parameter', param: 'image',
+        status: 400,
+        type: 'invalid_request_error',
+        code: 'missing_required_parameter',
+        param: 'image',
       });
     }
     if (images.length > model.edit.max_images) {
-      throw invalidRequest(`${model.id} takes at most ${model.edit.max_images} reference image${model.edit.max_images === 1 ? '' : 's'}; got ${images.length}.`, 'image', 'too_many_images');
+      throw invalidRequest(
+        `${model.id} takes at most ${model.edit.max_images} reference image${model.edit.max_images === 1 ? '' : 's'}; got ${images.length}.`,
+        'image',
+        'too_many_images',
+      );
     }
     const all = this.prepare(caller, fields, { endpoint: 'images.edits', coerceStrings: true, inputImages: images });
     const routes = all.routes.filter((route) => route.adapter.capabilities.supportsEdits);
     if (routes.length === 0) {
-      throw invalidRequest(`Edits with ${model.id} are not available on this server (its configured upstream does not edit).`, 'model', 'invalid_value');
+      throw invalidRequest(
+        `Edits with ${model.id} are not available on this server (its configured upstream does not edit).`,
+        'model',
+        'invalid_value',
+      );
     }
     await assertDecodable(images, limits.maxPixels);
     return { ...all, routes };
@@ -144,8 +164,20 @@ export class ImageGenerationService extends BilledService<PreparedImageRequest, 
     const { metrics } = this.deps;
     const started = performance.now();
     try {
-      const outcome = await this.deps.runner.run(requestId, hooks.signal, (signal) => this.generate(prepared, requestId, hooks, signal), hooks.savedResponse);
-      metrics.imageDelivered(prepared.model.id, prepared.endpoint, outcome.partialFailure !== undefined, outcome.images.length, outcome.cost, (performance.now() - started) / 1000);
+      const outcome = await this.deps.runner.run(
+        requestId,
+        hooks.signal,
+        (signal) => this.generate(prepared, requestId, hooks, signal),
+        hooks.savedResponse,
+      );
+      metrics.imageDelivered(
+        prepared.model.id,
+        prepared.endpoint,
+        outcome.partialFailure !== undefined,
+        outcome.images.length,
+        outcome.cost,
+        (performance.now() - started) / 1000,
+      );
       return outcome;
     } catch (error) {
       const refused = error instanceof GatewayError && error.code === 'content_policy_violation';
@@ -174,7 +206,13 @@ export class ImageGenerationService extends BilledService<PreparedImageRequest, 
 
     try {
       const onPartialImage = hooks.onPartialImage && this.partialImageFilter(prepared, requestId, hooks.onPartialImage);
-      const result = await this.generateAll(prepared, signal, onPartialImage, (image, route) => void accept(image, route).catch(() => {}), hooks);
+      const result = await this.generateAll(
+        prepared,
+        signal,
+        onPartialImage,
+        (image, route) => void accept(image, route).catch(() => {}),
+        hooks,
+      );
       usage = result.usage;
       warnings.push(...result.warnings);
       await chain;
@@ -196,7 +234,10 @@ export class ImageGenerationService extends BilledService<PreparedImageRequest, 
       });
     }
     if (failure) {
-      warnings.push({ type: 'other', message: `Only ${delivered.length} of ${prepared.request.n} images could be generated; you are charged for ${delivered.length}.` });
+      warnings.push({
+        type: 'other',
+        message: `Only ${delivered.length} of ${prepared.request.n} images could be generated; you are charged for ${delivered.length}.`,
+      });
       this.deps.logger.warn({ requestId, err: failure, delivered: delivered.length }, 'partial generation');
     }
     const { cost, upstreamCost } = settleImageCost(prepared.model, prepared.quote, delivered.length, usage);
@@ -228,17 +269,21 @@ export class ImageGenerationService extends BilledService<PreparedImageRequest, 
     }
     const results = await Promise.allSettled(
       calls.map((call) =>
-        upstream.resume ? this.resumeCall(prepared, call, upstream.resume, signal, onImage) : this.deps.runner.withFailover(prepared.routes, signal, async (route): Promise<ImageGenerationResult> => {
-          const onAccepted = upstream.onAccepted;
-          const position = prepared.routes.indexOf(route);
-          const result = await route.adapter.generate(call, route.target, {
-            signal, onPartialImage, onImage: (image) => onImage(image, route),
-            ...(onAccepted ? { onAccepted: (handle: Record<string, unknown>) => onAccepted({ route: position, handle }) } : {}),
-          });
-          // Adapters that do not stream images report them only in the result.
-          if (result.images.length > 0 && !result.imagesDelivered) for (const image of result.images) onImage(image, route);
-          return result;
-        }),
+        upstream.resume
+          ? this.resumeCall(prepared, call, upstream.resume, signal, onImage)
+          : this.deps.runner.withFailover(prepared.routes, signal, async (route): Promise<ImageGenerationResult> => {
+              const onAccepted = upstream.onAccepted;
+              const position = prepared.routes.indexOf(route);
+              const result = await route.adapter.generate(call, route.target, {
+                signal,
+                onPartialImage,
+                onImage: (image) => onImage(image, route),
+                ...(onAccepted ? { onAccepted: (handle: Record<string, unknown>) => onAccepted({ route: position, handle }) } : {}),
+              });
+              // Adapters that do not stream images report them only in the result.
+              if (result.images.length > 0 && !result.imagesDelivered) for (const image of result.images) onImage(image, route);
+              return result;
+            }),
       ),
     );
     const failed = results.find((result): result is PromiseRejectedResult => result.status === 'rejected');
@@ -251,7 +296,10 @@ export class ImageGenerationService extends BilledService<PreparedImageRequest, 
 
   /** Polls an accepted call to its end through its adapter's resume (no failover: the work is the upstream's already). */
   private async resumeCall(
-    prepared: PreparedImageRequest, call: NormalizedImageRequest, accepted: UpstreamHandle, signal: AbortSignal,
+    prepared: PreparedImageRequest,
+    call: NormalizedImageRequest,
+    accepted: UpstreamHandle,
+    signal: AbortSignal,
     onImage: (image: GeneratedImage, route: ResolvedRoute) => void,
   ): Promise<ImageGenerationResult> {
     const route = prepared.routes[accepted.route];
@@ -281,19 +329,39 @@ export class ImageGenerationService extends BilledService<PreparedImageRequest, 
     const declared = probeBase64(base64);
     if (declared && exceedsLimits(declared, limits)) {
       this.deps.logger.warn(
-        { requestId, model: prepared.model.id, provider: route.adapter.provider, upstreamModel: route.target.upstreamModel, width: declared.width, height: declared.height, limits },
+        {
+          requestId,
+          model: prepared.model.id,
+          provider: route.adapter.provider,
+          upstreamModel: route.target.upstreamModel,
+          width: declared.width,
+          height: declared.height,
+          limits,
+        },
         'upstream image over the size limit; not delivered',
       );
-      throw new ProviderError('failed', `The model returned an image of ${declared.width}x${declared.height} pixels, over this server's limit.`, { accepted: true });
+      throw new ProviderError(
+        'failed',
+        `The model returned an image of ${declared.width}x${declared.height} pixels, over this server's limit.`,
+        { accepted: true },
+      );
     }
     const wanted = prepared.request.outputFormat;
     if (wanted && mediaType !== `image/${wanted}`) {
       try {
-        base64 = (await transcode(decodeBase64Text(base64), wanted, limits.maxPixels, prepared.request.outputCompression)).toString('base64');
+        base64 = (await transcode(decodeBase64Text(base64), wanted, limits.maxPixels, prepared.request.outputCompression)).toString(
+          'base64',
+        );
         compressed = true;
       } catch (error) {
-        this.deps.logger.warn({ requestId, model: prepared.model.id, provider: route.adapter.provider, err: error }, 'upstream image could not be converted');
-        throw new ProviderError('failed', `The model returned an image that could not be converted to ${wanted}.`, { accepted: true, cause: error });
+        this.deps.logger.warn(
+          { requestId, model: prepared.model.id, provider: route.adapter.provider, err: error },
+          'upstream image could not be converted',
+        );
+        throw new ProviderError('failed', `The model returned an image that could not be converted to ${wanted}.`, {
+          accepted: true,
+          cause: error,
+        });
       }
       mediaType = `image/${wanted}`;
     }
@@ -301,23 +369,45 @@ export class ImageGenerationService extends BilledService<PreparedImageRequest, 
     const probe = probeBase64(base64);
     if (!probe) throw new ProviderError('failed', 'The model returned data that is not a PNG, JPEG or WebP image.', { accepted: true });
     if (!looksComplete(base64, probe.format)) {
-      this.deps.logger.warn({ requestId, model: prepared.model.id, provider: route.adapter.provider }, 'upstream image is truncated; not delivered');
+      this.deps.logger.warn(
+        { requestId, model: prepared.model.id, provider: route.adapter.provider },
+        'upstream image is truncated; not delivered',
+      );
       throw new ProviderError('failed', 'The model returned a truncated image.', { accepted: true });
     }
-    if (exceedsLimits(probe, limits)) throw new ProviderError('failed', `The model returned an image of ${probe.width}x${probe.height} pixels, over this server's limit.`, { accepted: true });
-    return { ready: { base64, mediaType: `image/${probe.format}`, width: probe.width, height: probe.height, revisedPrompt: image.revisedPrompt, index }, compressed };
+    if (exceedsLimits(probe, limits))
+      throw new ProviderError('failed', `The model returned an image of ${probe.width}x${probe.height} pixels, over this server's limit.`, {
+        accepted: true,
+      });
+    return {
+      ready: {
+        base64,
+        mediaType: `image/${probe.format}`,
+        width: probe.width,
+        height: probe.height,
+        revisedPrompt: image.revisedPrompt,
+        index,
+      },
+      compressed,
+    };
   }
 
   /** Partial images go to the caller as they are, so only those within the limits do (the others are dropped, with a warning logged). */
-  private partialImageFilter(prepared: PreparedImageRequest, requestId: string, forward: NonNullable<ExecuteHooks['onPartialImage']>): NonNullable<ExecuteHooks['onPartialImage']> {
+  private partialImageFilter(
+    prepared: PreparedImageRequest,
+    requestId: string,
+    forward: NonNullable<ExecuteHooks['onPartialImage']>,
+  ): NonNullable<ExecuteHooks['onPartialImage']> {
     const limits = this.deps.upstreamImageLimits ?? DEFAULT_UPSTREAM_IMAGE_LIMITS;
     return (partial) => {
       const probe = probeBase64(partial.base64);
       if (probe && !exceedsLimits(probe, limits)) return forward(partial);
-      this.deps.logger.warn({ requestId, model: prepared.model.id, width: probe?.width, height: probe?.height }, 'upstream partial image unreadable or over the size limit; not forwarded');
+      this.deps.logger.warn(
+        { requestId, model: prepared.model.id, width: probe?.width, height: probe?.height },
+        'upstream partial image unreadable or over the size limit; not forwarded',
+      );
     };
   }
-
 }
 
 /** The largest image an upstream may return: pixels (width x height) and either side. */
@@ -355,9 +445,17 @@ function imagesPerCall(prepared: PreparedImageRequest): number {
  */
 export function fingerprintImageRequest(prepared: PreparedImageRequest): string {
   const { inputImages, ...request } = prepared.request;
-  const images = inputImages.map((image) => ({ sha256: createHash('sha256').update(image.bytes).digest('hex'), mediaType: image.mediaType }));
+  const images = inputImages.map((image) => ({
+    sha256: createHash('sha256').update(image.bytes).digest('hex'),
+    mediaType: image.mediaType,
+  }));
   const canonical = canonicalJson({
-    endpoint: prepared.endpoint, model: prepared.model.id, stream: prepared.stream, responseFormat: prepared.responseFormat, request, images,
+    endpoint: prepared.endpoint,
+    model: prepared.model.id,
+    stream: prepared.stream,
+    responseFormat: prepared.responseFormat,
+    request,
+    images,
   });
   return createHash('sha256').update(canonical).digest('hex');
 }

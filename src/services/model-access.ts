@@ -10,7 +10,10 @@ export { isAllowed, type Caller };
  * route applies (GET /v1/models, the image endpoints, chat completions).
  */
 export class ModelAccess {
-  constructor(private readonly catalog: Catalog, private readonly registry: ProviderRegistry) {}
+  constructor(
+    private readonly catalog: Catalog,
+    private readonly registry: ProviderRegistry,
+  ) {}
 
   /** Models the server can serve now: what a key without a model allowlist may call (the public models page). */
   offered(): CatalogModel[] {
@@ -26,7 +29,10 @@ export class ModelAccess {
   resolve(caller: Caller, modelId: unknown): CatalogModel {
     if (modelId === undefined || modelId === null) {
       throw new GatewayError("Missing required parameter: 'model'. See GET /v1/models for the models your key can use.", {
-        status: 400, type: 'invalid_request_error', code: 'missing_required_parameter', param: 'model',
+        status: 400,
+        type: 'invalid_request_error',
+        code: 'missing_required_parameter',
+        param: 'model',
       });
     }
     if (typeof modelId !== 'string') throw invalidRequest("'model' must be a string.", 'model', 'invalid_type');
@@ -41,6 +47,9 @@ export class ModelAccess {
 
 /** 400 for a model of the wrong kind for the endpoint, pointing at the endpoint that serves it. */
 export function wrongEndpoint(model: CatalogModel, endpoint: string): GatewayError {
-  const serves = model.kind === 'text' ? 'a text model: call POST /v1/chat/completions' : 'an image model: call POST /v1/images/generations or /v1/images/edits';
+  const serves =
+    model.kind === 'text'
+      ? 'a text model: call POST /v1/chat/completions'
+      : 'an image model: call POST /v1/images/generations or /v1/images/edits';
   return invalidRequest(`${model.id} is ${serves}; ${endpoint} cannot serve it.`, 'model', 'model_not_supported');
 }

@@ -11,7 +11,11 @@ import type { ProviderRegistry } from '../providers/registry.ts';
 export class OperatorConsole {
   private readonly startedAt = Date.now();
 
-  constructor(private readonly catalog: Catalog, private readonly providers: ProviderRegistry, private readonly registry: Registry) {}
+  constructor(
+    private readonly catalog: Catalog,
+    private readonly providers: ProviderRegistry,
+    private readonly registry: Registry,
+  ) {}
 
   models() {
     return {
@@ -31,7 +35,12 @@ export class OperatorConsole {
 
   async stats() {
     const metrics = await this.registry.getMetricsAsJSON();
-    const byName = new Map(metrics.map((metric) => [metric.name, metric.values as Array<{ value: number; labels: Record<string, string | number>; metricName?: string }>]));
+    const byName = new Map(
+      metrics.map((metric) => [
+        metric.name,
+        metric.values as Array<{ value: number; labels: Record<string, string | number>; metricName?: string }>,
+      ]),
+    );
     const sumBy = (name: string, label: string) => {
       const totals: Record<string, number> = {};
       for (const value of byName.get(name) ?? []) {

@@ -11,5 +11,8 @@ export interface PaymentProvider {
   /** Starts a checkout; the caller is sent to `redirectUrl` to pay. */
   startCheckout(input: { accountId: string; amount: Nanos; returnUrl: string }): Promise<{ paymentId: string; redirectUrl: string }>;
   /** Verifies the provider's webhook (signature and body) and says which payment it settles, if any. */
-  confirm(request: { headers: Record<string, string | string[] | undefined>; body: Buffer }): Promise<{ paymentId: string; accountId: string; amount: Nanos } | undefined>;
+  confirm(request: {
+    headers: Record<string, string | string[] | undefined>;
+    body: Buffer;
+  }): Promise<{ paymentId: string; accountId: string; amount: Nanos } | undefined>;
 }

@@ -17,7 +17,10 @@ export function toGatewayError(error: unknown, signal: AbortSignal, callerSignal
       case 'invalid_request':
         return invalidRequest(error.message, error.param ?? null, 'invalid_value');
       case 'rate_limited':
-        return rateLimited('The upstream provider is rate limiting this model. Please retry after a short delay.', error.retryAfterSeconds ?? 5);
+        return rateLimited(
+          'The upstream provider is rate limiting this model. Please retry after a short delay.',
+          error.retryAfterSeconds ?? 5,
+        );
       case 'unavailable':
         return upstreamFailure('The model provider is unavailable right now. Please retry.', 503);
       case 'misconfigured':
@@ -37,8 +40,11 @@ export function describeFailure(error: unknown): string {
 }
 
 function abortedError(callerSignal: AbortSignal): GatewayError {
-  if (callerSignal.aborted) return new GatewayError('The request was cancelled by the client.', { status: 499, type: 'api_error', code: 'cancelled' });
+  if (callerSignal.aborted)
+    return new GatewayError('The request was cancelled by the client.', { status: 499, type: 'api_error', code: 'cancelled' });
   return new GatewayError('The generation took too long and was abandoned; you were not charged. Try `stream: true` or a smaller size.', {
-    status: 504, type: 'api_error', code: 'timeout',
+    status: 504,
+    type: 'api_error',
+    code: 'timeout',
   });
 }

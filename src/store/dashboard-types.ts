@@ -109,7 +109,12 @@ export interface DashboardStore {
   /** Inserts a user; undefined when the email is taken. */
   createUser(user: NewUser): Promise<UserRecord | undefined>;
   /** A new account with its opening credit and its first member, together or not at all (undefined: email taken). */
-  createAccountWithUser(input: { accountName: string; credits: Nanos; note: string; user: Omit<NewUser, 'accountId' | 'role'> }): Promise<{ account: Account; user: UserRecord } | undefined>;
+  createAccountWithUser(input: {
+    accountName: string;
+    credits: Nanos;
+    note: string;
+    user: Omit<NewUser, 'accountId' | 'role'>;
+  }): Promise<{ account: Account; user: UserRecord } | undefined>;
   getUser(id: string): Promise<UserRecord | undefined>;
   findUserByEmail(email: string): Promise<UserRecord | undefined>;
   /** Every user, or an account's; oldest first. */

@@ -187,23 +187,53 @@ export interface JobStore {
   claimDueWebhookDeliveries(owner: string, now: number, leaseUntil: number, limit: number): Promise<WebhookDelivery[]>;
   /** Appends an attempt and sets what follows (pending with the next time, or done); only by the holder. */
   recordWebhookAttempt(
-    id: string, owner: string, attempt: WebhookAttempt, next: { status: WebhookDelivery['status']; nextAttemptAt: number | null },
+    id: string,
+    owner: string,
+    attempt: WebhookAttempt,
+    next: { status: WebhookDelivery['status']; nextAttemptAt: number | null },
   ): Promise<boolean>;
   listWebhookDeliveries(jobId: string): Promise<WebhookDelivery[]>;
   webhookDeliveryStats(): Promise<Record<WebhookDelivery['status'], number>>;
 
   getWebhookSettings(accountId: string): Promise<WebhookSettings | undefined>;
   /** Sets the secret (the old one kept as previous until `previousUntil`); the account must exist. */
-  setWebhookSecret(accountId: string, sealed: string, sealedPrevious: string | null, previousUntil: number | null, now: number): Promise<WebhookSettings>;
+  setWebhookSecret(
+    accountId: string,
+    sealed: string,
+    sealedPrevious: string | null,
+    previousUntil: number | null,
+    now: number,
+  ): Promise<WebhookSettings>;
   setWebhookDefaultUrl(accountId: string, url: string | null, now: number): Promise<WebhookSettings>;
 }
 
 /** Every JobStore method: the stores forward them to their job module (see delegateJobStore). */
 const JOB_STORE_METHODS = [
-  'createJob', 'getJob', 'listJobs', 'countOpenJobs', 'claimJob', 'renewJobLeases', 'updateHeldJob', 'unclaimJob', 'unclaimAllJobs',
-  'cancelJob', 'listEndedJobsWithHolds', 'jobStats', 'createFile', 'getFile', 'listJobFiles', 'listExpiredFiles', 'markFileDeleted', 'createWebhookDelivery',
-  'claimDueWebhookDeliveries', 'recordWebhookAttempt', 'listWebhookDeliveries', 'webhookDeliveryStats', 'getWebhookSettings',
-  'setWebhookSecret', 'setWebhookDefaultUrl',
+  'createJob',
+  'getJob',
+  'listJobs',
+  'countOpenJobs',
+  'claimJob',
+  'renewJobLeases',
+  'updateHeldJob',
+  'unclaimJob',
+  'unclaimAllJobs',
+  'cancelJob',
+  'listEndedJobsWithHolds',
+  'jobStats',
+  'createFile',
+  'getFile',
+  'listJobFiles',
+  'listExpiredFiles',
+  'markFileDeleted',
+  'createWebhookDelivery',
+  'claimDueWebhookDeliveries',
+  'recordWebhookAttempt',
+  'listWebhookDeliveries',
+  'webhookDeliveryStats',
+  'getWebhookSettings',
+  'setWebhookSecret',
+  'setWebhookDefaultUrl',
 ] as const satisfies ReadonlyArray<keyof JobStore>;
 
 /**

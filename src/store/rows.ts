@@ -81,7 +81,11 @@ export function rowMappers(readJson: JsonReader): RowMappers {
         requestId: String(row.request_id),
         status: completed ? 'completed' : 'running',
         response: completed
-          ? { status: Number(row.response_status), headers: json<Record<string, string>>(row.response_headers)!, body: String(row.response_body) }
+          ? {
+              status: Number(row.response_status),
+              headers: json<Record<string, string>>(row.response_headers)!,
+              body: String(row.response_body),
+            }
           : null,
         createdAt: Number(row.created_at),
         lockedUntil: Number(row.locked_until),

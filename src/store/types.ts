@@ -1,7 +1,20 @@
 import type { Nanos } from '../domain/money.ts';
 import type { DashboardStore } from './dashboard-types.ts';
 import type { JobStore } from './jobs.ts';
-import type { Account, ApiKeyLimits, ApiKeyRecord, IdempotencyClaim, IdempotencyClaimInput, IdempotencyRecord, LedgerEntry, NewApiKey, RequestRecord, ReserveInput, SettleInput, StoredResponse } from './records.ts';
+import type {
+  Account,
+  ApiKeyLimits,
+  ApiKeyRecord,
+  IdempotencyClaim,
+  IdempotencyClaimInput,
+  IdempotencyRecord,
+  LedgerEntry,
+  NewApiKey,
+  RequestRecord,
+  ReserveInput,
+  SettleInput,
+  StoredResponse,
+} from './records.ts';
 
 // The records live in records.ts (so dashboard-types.ts can use them without a cycle); callers import them from here.
 export type * from './records.ts';
@@ -46,7 +59,13 @@ export interface Store extends JobStore {
    */
   claimIdempotencyKey(input: IdempotencyClaimInput): Promise<IdempotencyClaim>;
   /** Moves a running record from one request to another (a retry taking over from a dead instance); false if it changed meanwhile. */
-  takeOverIdempotencyKey(input: { accountId: string; key: string; fromRequestId: string; requestId: string; lockedUntil: number }): Promise<boolean>;
+  takeOverIdempotencyKey(input: {
+    accountId: string;
+    key: string;
+    fromRequestId: string;
+    requestId: string;
+    lockedUntil: number;
+  }): Promise<boolean>;
   /** Saves the response of the request that holds the key; false unless that request still holds it running. */
   completeIdempotencyKey(accountId: string, key: string, requestId: string, response: StoredResponse): Promise<boolean>;
   /** Forgets a running record held by this request (it charged nothing, so a retry may run afresh). */

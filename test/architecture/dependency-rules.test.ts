@@ -21,7 +21,12 @@ function cruise(cwd: string, ...targets: string[]): { status: number | null; out
 /** A scratch tree with the repository's folder names, holding the given files (path → source). */
 function scratch(files: Record<string, string>): string {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'deepshi-layers-'));
-  fs.writeFileSync(path.join(dir, 'tsconfig.json'), JSON.stringify({ compilerOptions: { module: 'NodeNext', moduleResolution: 'NodeNext', allowImportingTsExtensions: true, noEmit: true } }));
+  fs.writeFileSync(
+    path.join(dir, 'tsconfig.json'),
+    JSON.stringify({
+      compilerOptions: { module: 'NodeNext', moduleResolution: 'NodeNext', allowImportingTsExtensions: true, noEmit: true },
+    }),
+  );
   for (const [file, source] of Object.entries(files)) {
     fs.mkdirSync(path.dirname(path.join(dir, file)), { recursive: true });
     fs.writeFileSync(path.join(dir, file), source);
@@ -41,13 +46,55 @@ describe('layering rules (dependency-cruiser)', () => {
   });
 
   const forbidden: Array<[rule: string, files: Record<string, string>]> = [
-    ['providers-stay-in-their-room', { 'src/providers/x/adapter.ts': "import type { Store } from '../../store/types.ts';\nexport type A = Store;\n", 'src/store/types.ts': 'export interface Store { id: string }\n' }],
-    ['lower-layers-not-up', { 'src/store/types.ts': "import { run } from '../services/runner.ts';\nexport const s = run;\n", 'src/services/runner.ts': 'export const run = 1;\n' }],
-    ['http-through-services', { 'src/http/routes/x.ts': "import type { Store } from '../../store/types.ts';\nexport type S = Store;\n", 'src/store/types.ts': 'export interface Store { id: string }\n' }],
-    ['services-not-http', { 'src/services/x.ts': "import { send } from '../http/sse.ts';\nexport const s = send;\n", 'src/http/sse.ts': 'export const send = 1;\n' }],
-    ['domain-is-the-floor', { 'src/domain/x.ts': "import { c } from '../catalog/catalog.ts';\nexport const d = c;\n", 'src/catalog/catalog.ts': 'export const c = 1;\n' }],
-    ['only-the-root-wires-concretes', { 'src/services/x.ts': "import { openStore } from '../store/open-store.ts';\nexport const s = openStore;\n", 'src/store/open-store.ts': 'export const openStore = 1;\n' }],
-    ['no-circular', { 'src/services/a.ts': "import { b } from './b.ts';\nexport const a = () => b;\n", 'src/services/b.ts': "import { a } from './a.ts';\nexport const b = () => a;\n" }],
+    [
+      'providers-stay-in-their-room',
+      {
+        'src/providers/x/adapter.ts': "import type { Store } from '../../store/types.ts';\nexport type A = Store;\n",
+        'src/store/types.ts': 'export interface Store { id: string }\n',
+      },
+    ],
+    [
+      'lower-layers-not-up',
+      {
+        'src/store/types.ts': "import { run } from '../services/runner.ts';\nexport const s = run;\n",
+        'src/services/runner.ts': 'export const run = 1;\n',
+      },
+    ],
+    [
+      'http-through-services',
+      {
+        'src/http/routes/x.ts': "import type { Store } from '../../store/types.ts';\nexport type S = Store;\n",
+        'src/store/types.ts': 'export interface Store { id: string }\n',
+      },
+    ],
+    [
+      'services-not-http',
+      {
+        'src/services/x.ts': "import { send } from '../http/sse.ts';\nexport const s = send;\n",
+        'src/http/sse.ts': 'export const send = 1;\n',
+      },
+    ],
+    [
+      'domain-is-the-floor',
+      {
+        'src/domain/x.ts': "import { c } from '../catalog/catalog.ts';\nexport const d = c;\n",
+        'src/catalog/catalog.ts': 'export const c = 1;\n',
+      },
+    ],
+    [
+      'only-the-root-wires-concretes',
+      {
+        'src/services/x.ts': "import { openStore } from '../store/open-store.ts';\nexport const s = openStore;\n",
+        'src/store/open-store.ts': 'export const openStore = 1;\n',
+      },
+    ],
+    [
+      'no-circular',
+      {
+        'src/services/a.ts': "import { b } from './b.ts';\nexport const a = () => b;\n",
+        'src/services/b.ts': "import { a } from './a.ts';\nexport const b = () => a;\n",
+      },
+    ],
   ];
   for (const [rule, files] of forbidden) {
     it(`a forbidden import fails the check: ${rule}`, () => {

@@ -33,7 +33,10 @@ describe('quoteImageRequest', () => {
   });
 
   it('input images priced per image (grok-imagine-quality)', () => {
-    const q = quote('grok-imagine-quality', { resolution: '1K' }, [{ width: 10, height: 10 }, { width: 10, height: 10 }]);
+    const q = quote('grok-imagine-quality', { resolution: '1K' }, [
+      { width: 10, height: 10 },
+      { width: 10, height: 10 },
+    ]);
     assert.equal(usd(q.inputs), 0.02);
   });
 });
@@ -42,14 +45,30 @@ describe('settleImageCost', () => {
   const rules = (pricing: Record<string, unknown>) =>
     buildCatalog({
       version: 1,
-      models: [{
-        id: 'm', owned_by: 'x', modalities: { input: ['text'], output: ['image'] }, prompt_max_length: 100, max_n: 4,
-        output_formats: ['png'], native_output_format: 'png', streaming: true, seed: true,
-        params: { width: { type: 'integer', min: 64, max: 2048, default: 1024 }, height: { type: 'integer', min: 64, max: 2048, default: 1024 } },
-        sizing: { style: 'pixel_dimensions' }, edit: { supported: false, max_images: 0 }, pricing, routes: [{ provider: 'offline' }],
-      }],
+      models: [
+        {
+          id: 'm',
+          owned_by: 'x',
+          modalities: { input: ['text'], output: ['image'] },
+          prompt_max_length: 100,
+          max_n: 4,
+          output_formats: ['png'],
+          native_output_format: 'png',
+          streaming: true,
+          seed: true,
+          params: {
+            width: { type: 'integer', min: 64, max: 2048, default: 1024 },
+            height: { type: 'integer', min: 64, max: 2048, default: 1024 },
+          },
+          sizing: { style: 'pixel_dimensions' },
+          edit: { supported: false, max_images: 0 },
+          pricing,
+          routes: [{ provider: 'offline' }],
+        },
+      ],
     }).get('m') as ImageCatalogModel;
-  const quoteFor = (model: ReturnType<typeof rules>, n: number) => quoteImageRequest(model, normalizeImageRequest({ model: 'm', prompt: 'p', n }, model).request);
+  const quoteFor = (model: ReturnType<typeof rules>, n: number) =>
+    quoteImageRequest(model, normalizeImageRequest({ model: 'm', prompt: 'p', n }, model).request);
 
   it('charges list price × delivered images, never more than the hold', () => {
     const model = rules({ unit: 'image', base: '0.05' });
@@ -60,12 +79,22 @@ describe('settleImageCost', () => {
   });
 
   it('settles from upstream tokens, rounded up once, clamped to the hold; hostile usage cannot credit', () => {
-    const model = rules({ unit: 'image', base: '0.2', settle: 'upstream_tokens', tokens: { input_per_million: '5', output_per_million: '10', image_output_per_million: '30' } });
+    const model = rules({
+      unit: 'image',
+      base: '0.2',
+      settle: 'upstream_tokens',
+      tokens: { input_per_million: '5', output_per_million: '10', image_output_per_million: '30' },
+    });
     const q = quoteFor(model, 1);
     // 12 text-in tokens × $5/M + 4160 image-out × $30/M = 0.00006 + 0.1248
     assert.equal(settleImageCost(model, q, 1, { inputTokens: 12, outputTokens: 4160, outputImageTokens: 4160 }).cost, 124_860_000n);
     assert.equal(settleImageCost(model, q, 1, { inputTokens: 1, outputTokens: 0 }).cost, 5_000n); // 1 × $5 / 1M = 5e-6 USD
-    const cheap = rules({ unit: 'image', base: '0.2', settle: 'upstream_tokens', tokens: { input_per_million: '0.0005', output_per_million: '1' } });
+    const cheap = rules({
+      unit: 'image',
+      base: '0.2',
+      settle: 'upstream_tokens',
+      tokens: { input_per_million: '0.0005', output_per_million: '1' },
+    });
     assert.equal(settleImageCost(cheap, quoteFor(cheap, 1), 1, { inputTokens: 3 }).cost, 2n); // 1.5 nanos, rounded up
     assert.equal(settleImageCost(model, q, 1, { outputImageTokens: 1e12, outputTokens: 1e12 }).cost, q.perImage); // absurd → ignored, list price
     assert.equal(settleImageCost(model, q, 1, { inputTokens: -500, outputTokens: Number.NaN }).cost, q.perImage);

@@ -203,10 +203,14 @@ describe('catalog/models.yaml', () => {
         for (const [row, cells] of Object.entries(m.sizing.table)) {
           for (const [col, size] of Object.entries(cells)) {
             const { w, h } = parseSize(size);
-            const sides: Array<[number, typeof width]> = [[w, width], [h, height]];
+            const sides: Array<[number, typeof width]> = [
+              [w, width],
+              [h, height],
+            ];
             for (const [side, p] of sides) {
               assert.ok(side >= p.min && side <= p.max, `${m.id}: table["${row}"]["${col}"] side ${side} outside [${p.min}, ${p.max}]`);
-              if (p.multiple_of) assert.equal(side % p.multiple_of, 0, `${m.id}: table["${row}"]["${col}"] side ${side} not a multiple of ${p.multiple_of}`);
+              if (p.multiple_of)
+                assert.equal(side % p.multiple_of, 0, `${m.id}: table["${row}"]["${col}"] side ${side} not a multiple of ${p.multiple_of}`);
             }
           }
         }
@@ -268,8 +272,10 @@ describe('catalog/models.yaml', () => {
           assert.ok(found, `${m.id}: no price for ${combo.join('/')}`);
         }
         // base is the fallback: it must not be below any table price (a gap may over-hold, never under-hold).
-        // biome-ignore lint/complexity/useMathMinMax: these are bigints, which Math.max does not take.
-        const maxTable = Object.values(p.table).map(usdToNanos).reduce((a, b) => (a > b ? a : b));
+        const maxTable = Object.values(p.table)
+          .map(usdToNanos)
+          // biome-ignore lint/complexity/useMathMinMax: these are bigints, which Math.max does not take.
+          .reduce((a, b) => (a > b ? a : b));
         assert.ok(usdToNanos(p.base) >= maxTable, `${m.id}: base ${p.base} is below a table price`);
         // A model with custom sizes must have a quality-/first-param-only fallback for them.
         const sizeParam = m.params[p.by[p.by.length - 1]];
@@ -314,12 +320,22 @@ describe('catalog/models.yaml', () => {
     const gpt = text('gpt-4o');
     assert.ok(!two.supported_features.includes('tools'), 'Deepshi 2.0 does not support tools [docs §10]');
     assert.ok(!two.supported_features.includes('reasoning'));
-    for (const feature of ['tools', 'reasoning', 'json', 'structured', 'logprobs'] as const) assert.ok(three.supported_features.includes(feature), `deepshi-3.0 ${feature}`);
+    for (const feature of ['tools', 'reasoning', 'json', 'structured', 'logprobs'] as const)
+      assert.ok(three.supported_features.includes(feature), `deepshi-3.0 ${feature}`);
     assert.ok(gpt.supported_features.includes('tools') && !gpt.supported_features.includes('reasoning'));
     // Routed to the operator's own servers exactly as deepshi-image-1 is, and to OpenAI.
-    assert.deepEqual(two.routes.map((r) => [r.provider, r.credentials_env, r.base_url_env]), [['openai-compatible', 'DEEPSHI_2_0_API_KEY', 'DEEPSHI_2_0_BASE_URL']]);
-    assert.deepEqual(three.routes.map((r) => [r.provider, r.credentials_env, r.base_url_env]), [['openai-compatible', 'DEEPSHI_3_0_API_KEY', 'DEEPSHI_3_0_BASE_URL']]);
-    assert.deepEqual(gpt.routes.map((r) => [r.provider, r.credentials_env, r.base_url_env, r.base_url]), [['openai-compatible', 'OPENAI_API_KEY', 'OPENAI_BASE_URL', 'https://api.openai.com/v1']]);
+    assert.deepEqual(
+      two.routes.map((r) => [r.provider, r.credentials_env, r.base_url_env]),
+      [['openai-compatible', 'DEEPSHI_2_0_API_KEY', 'DEEPSHI_2_0_BASE_URL']],
+    );
+    assert.deepEqual(
+      three.routes.map((r) => [r.provider, r.credentials_env, r.base_url_env]),
+      [['openai-compatible', 'DEEPSHI_3_0_API_KEY', 'DEEPSHI_3_0_BASE_URL']],
+    );
+    assert.deepEqual(
+      gpt.routes.map((r) => [r.provider, r.credentials_env, r.base_url_env, r.base_url]),
+      [['openai-compatible', 'OPENAI_API_KEY', 'OPENAI_BASE_URL', 'https://api.openai.com/v1']],
+    );
     const image1 = catalog.models.find((m) => m.id === 'deepshi-image-1')!;
     assert.equal(image1.routes[0].base_url, undefined, 'like deepshi-image-1: no public default base URL');
     assert.equal(two.routes[0].base_url, undefined);
@@ -327,7 +343,8 @@ describe('catalog/models.yaml', () => {
     for (const model of [two, three, gpt]) {
       assert.equal(model.pricing.unit, 'token');
       assert.ok(model.max_output_tokens < model.context_window);
-      for (const name of ['temperature', 'top_p', 'max_tokens', 'max_completion_tokens', 'stop', 'seed'] as const) assert.ok(model.supported_sampling_parameters.includes(name), `${model.id} ${name}`);
+      for (const name of ['temperature', 'top_p', 'max_tokens', 'max_completion_tokens', 'stop', 'seed'] as const)
+        assert.ok(model.supported_sampling_parameters.includes(name), `${model.id} ${name}`);
     }
     // The docs' only worked price (22 prompt + 8 completion tokens = $0.000135, §3) at deepshi-3.0's and gpt-4o's rates.
     for (const model of [three, gpt]) {
@@ -340,7 +357,8 @@ describe('catalog/models.yaml', () => {
     const source = readFileSync(catalogPath, 'utf8');
     for (const id of ['gpt-4o', 'deepshi-2.0', 'deepshi-3.0']) {
       const entry = source.slice(source.indexOf(`- id: ${id}\n`), source.indexOf('routes:', source.indexOf(`- id: ${id}\n`)));
-      for (const line of entry.split('\n').filter((l) => /_per_million:/.test(l))) assert.match(line, /# \[(R|I)\]/, `${id}: ${line.trim()}`);
+      for (const line of entry.split('\n').filter((l) => /_per_million:/.test(l)))
+        assert.match(line, /# \[(R|I)\]/, `${id}: ${line.trim()}`);
     }
   });
 });

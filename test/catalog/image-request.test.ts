@@ -10,7 +10,10 @@ const catalog = loadCatalogFile(path.resolve(import.meta.dirname, '../../catalog
 const model = (id: string) => catalog.get(id) as ImageCatalogModel;
 const normalize = (id: string, body: Record<string, unknown>) => normalizeImageRequest({ model: id, prompt: 'p', ...body }, model(id));
 const rejects = (id: string, body: Record<string, unknown>, param: string) =>
-  assert.throws(() => normalize(id, body), (error: unknown) => error instanceof GatewayError && error.status === 400 && error.param === param);
+  assert.throws(
+    () => normalize(id, body),
+    (error: unknown) => error instanceof GatewayError && error.status === 400 && error.param === param,
+  );
 
 describe('normalizeImageRequest', () => {
   it('pixel dimensions (flux-2-pro): width × height as asked, limits from the catalog', () => {
@@ -67,17 +70,35 @@ describe('normalizeImageRequest', () => {
 
   it('every OpenAI Images field the model does not declare is ignored and reported back, never forwarded ("auto" is no warning)', () => {
     const openAiFields = {
-      quality: 'high', background: 'transparent', moderation: 'low', style: 'natural', input_fidelity: 'high', complexity: 'low',
-      frame_count: 4, frame_duration_ms: 100, svg: { model: 'x' }, user: 'end-user-1', safety_identifier: 'u1', output_compression: 50,
+      quality: 'high',
+      background: 'transparent',
+      moderation: 'low',
+      style: 'natural',
+      input_fidelity: 'high',
+      complexity: 'low',
+      frame_count: 4,
+      frame_duration_ms: 100,
+      svg: { model: 'x' },
+      user: 'end-user-1',
+      safety_identifier: 'u1',
+      output_compression: 50,
     };
     const { request, warnings } = normalize('nano-banana-pro', { ...openAiFields, output_format: 'webp' });
     assert.deepEqual(request.extra, {});
-    assert.deepEqual(warnings.map((warning) => warning.param).sort(), Object.keys(openAiFields).filter((field) => field !== 'output_compression').sort());
+    assert.deepEqual(
+      warnings.map((warning) => warning.param).sort(),
+      Object.keys(openAiFields)
+        .filter((field) => field !== 'output_compression')
+        .sort(),
+    );
     // output_compression applies to jpeg/webp: kept for webp (applied or reported later), reported at once for png.
     assert.equal(request.outputCompression, 50);
     const png = normalize('nano-banana-pro', { output_compression: 50 });
     assert.equal(png.request.outputCompression, undefined);
-    assert.deepEqual(png.warnings.map((warning) => warning.param), ['output_compression']);
+    assert.deepEqual(
+      png.warnings.map((warning) => warning.param),
+      ['output_compression'],
+    );
     rejects('deepshi-sketch', { output_compression: 101, output_format: 'jpeg' }, 'output_compression');
     // A model declaring the field honours it; `auto` on a model without it is what happens anyway.
     const declared = normalize('gpt-image-1.5', { background: 'transparent', moderation: 'low', quality: 'low' });
@@ -88,7 +109,19 @@ describe('normalizeImageRequest', () => {
   });
 
   it('size "auto" is accepted by every model as its default size (the model\'s own choice on gpt-image)', () => {
-    for (const id of ['deepshi-sketch', 'gpt-image-1.5', 'gpt-image-2', 'nano-banana-2', 'nano-banana-pro', 'flux-2-pro', 'seedream-4.5', 'grok-imagine', 'grok-imagine-quality', 'deepshi-banana-pro', 'deepshi-image-1']) {
+    for (const id of [
+      'deepshi-sketch',
+      'gpt-image-1.5',
+      'gpt-image-2',
+      'nano-banana-2',
+      'nano-banana-pro',
+      'flux-2-pro',
+      'seedream-4.5',
+      'grok-imagine',
+      'grok-imagine-quality',
+      'deepshi-banana-pro',
+      'deepshi-image-1',
+    ]) {
       const auto = normalize(id, { size: 'auto' });
       const plain = normalize(id, {});
       assert.deepEqual(auto.warnings, [], id);
@@ -97,7 +130,7 @@ describe('normalizeImageRequest', () => {
     assert.equal(normalize('gpt-image-2', { size: 'auto' }).request.params.image_size, 'auto');
   });
 
-  it('an edit without a size keeps its input image\'s shape where the model can', () => {
+  it("an edit without a size keeps its input image's shape where the model can", () => {
     const input = (width: number, height: number) => ({ bytes: Buffer.alloc(0), mediaType: 'image/png' as const, width, height });
     const edit = (id: string, body: Record<string, unknown>, image = input(1600, 900)) =>
       normalizeImageRequest({ model: id, prompt: 'p', ...body }, model(id), { inputImages: [image] }).request;
@@ -112,7 +145,10 @@ describe('normalizeImageRequest', () => {
     assert.equal(edit('nano-banana-2', {}, input(400, 3000)).params.aspect_ratio, '1:8');
     assert.equal(edit('grok-imagine', {}, input(1000, 1000)).params.aspect_ratio, '1:1');
     // An asked size wins; size "auto" is the same as none; preset models keep their default.
-    assert.deepEqual([edit('deepshi-sketch', { size: '512x512' }).width, edit('nano-banana-pro', { aspect_ratio: '1:1' }).params.aspect_ratio], [512, '1:1']);
+    assert.deepEqual(
+      [edit('deepshi-sketch', { size: '512x512' }).width, edit('nano-banana-pro', { aspect_ratio: '1:1' }).params.aspect_ratio],
+      [512, '1:1'],
+    );
     assert.deepEqual([edit('deepshi-sketch', { size: 'auto' }).width], [1360]);
     assert.equal(edit('gpt-image-2', {}).params.image_size, 'auto');
     // A shape beyond the model's side limits is clamped to them.
@@ -122,7 +158,10 @@ describe('normalizeImageRequest', () => {
 
   it('output_format "jpg" is another name for jpeg; the error lists both', () => {
     assert.equal(normalize('deepshi-sketch', { output_format: 'jpg' }).request.outputFormat, 'jpeg');
-    assert.throws(() => normalize('deepshi-sketch', { output_format: 'gif' }), (error: unknown) => error instanceof GatewayError && /png, jpeg \(or jpg\), webp/.test(error.message));
+    assert.throws(
+      () => normalize('deepshi-sketch', { output_format: 'gif' }),
+      (error: unknown) => error instanceof GatewayError && /png, jpeg \(or jpg\), webp/.test(error.message),
+    );
   });
 
   it('partial_images needs stream and is capped by the model', () => {
@@ -134,7 +173,11 @@ describe('normalizeImageRequest', () => {
   });
 
   it('multipart strings are coerced only when asked', () => {
-    const coerced = normalizeImageRequest({ model: 'deepshi-sketch', prompt: 'p', n: '2', width: '512', height: '512', stream: 'true' }, model('deepshi-sketch'), { coerceStrings: true });
+    const coerced = normalizeImageRequest(
+      { model: 'deepshi-sketch', prompt: 'p', n: '2', width: '512', height: '512', stream: 'true' },
+      model('deepshi-sketch'),
+      { coerceStrings: true },
+    );
     assert.deepEqual([coerced.request.n, coerced.request.width, coerced.stream], [2, 512, true]);
     rejects('deepshi-sketch', { n: '2' }, 'n');
   });

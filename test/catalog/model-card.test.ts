@@ -21,23 +21,50 @@ describe('modelCard', () => {
     assert.deepEqual(card.supported_sampling_parameters, ['max_tokens', 'max_completion_tokens', 'stop', 'seed']);
     assert.deepEqual(card.supported_features, ['tools', 'json', 'structured']);
     assert.deepEqual(card.supported_parameters, [
-      'messages', 'max_tokens', 'max_completion_tokens', 'n', 'stream', 'stream_options', 'stop', 'seed',
-      'tools', 'tool_choice', 'parallel_tool_calls', 'functions', 'function_call', 'response_format',
+      'messages',
+      'max_tokens',
+      'max_completion_tokens',
+      'n',
+      'stream',
+      'stream_options',
+      'stop',
+      'seed',
+      'tools',
+      'tool_choice',
+      'parallel_tool_calls',
+      'functions',
+      'function_call',
+      'response_format',
     ]);
     assert.deepEqual((card.parameters as any).response_format.enum, ['text', 'json_object', 'json_schema']);
     assert.deepEqual((card.parameters as any).max_tokens.max, 4096);
     const pricing = card.pricing as Record<string, unknown>;
     assert.deepEqual(
-      { unit: pricing.unit, input: pricing.input_per_million, cached: pricing.cached_input_per_million, output: pricing.output_per_million },
+      {
+        unit: pricing.unit,
+        input: pricing.input_per_million,
+        cached: pricing.cached_input_per_million,
+        output: pricing.output_per_million,
+      },
       { unit: 'token', input: '0.1', cached: '0.025', output: '0.4' },
     );
     assert.equal(pricing.image_output_per_million, undefined);
-    for (const imageField of ['sizing', 'edit', 'output_formats', 'prompt_max_length', 'max_n']) assert.equal(card[imageField], undefined, imageField);
+    for (const imageField of ['sizing', 'edit', 'output_formats', 'prompt_max_length', 'max_n'])
+      assert.equal(card[imageField], undefined, imageField);
   });
 
   it('lists the feature fields a model honours: deepshi-3.0 reasoning and logprobs, deepshi-2.0 neither nor tools', () => {
     const three = modelCard(catalog.get('deepshi-3.0')!);
-    for (const name of ['tools', 'tool_choice', 'response_format', 'logprobs', 'top_logprobs', 'reasoning_effort', 'reasoning', 'logit_bias']) {
+    for (const name of [
+      'tools',
+      'tool_choice',
+      'response_format',
+      'logprobs',
+      'top_logprobs',
+      'reasoning_effort',
+      'reasoning',
+      'logit_bias',
+    ]) {
       assert.ok((three.supported_parameters as string[]).includes(name), name);
     }
     const two = modelCard(catalog.get('deepshi-2.0')!);
@@ -55,8 +82,14 @@ describe('modelCard', () => {
 
 describe('text models in the catalog', () => {
   const echo = () => ({
-    id: 't', owned_by: 'x', modalities: { input: ['text'], output: ['text'] }, context_window: 100, max_output_tokens: 10, streaming: true,
-    pricing: { unit: 'token', input_per_million: '1', output_per_million: '2' }, routes: [{ provider: 'offline' }],
+    id: 't',
+    owned_by: 'x',
+    modalities: { input: ['text'], output: ['text'] },
+    context_window: 100,
+    max_output_tokens: 10,
+    streaming: true,
+    pricing: { unit: 'token', input_per_million: '1', output_per_million: '2' },
+    routes: [{ provider: 'offline' }],
   });
 
   it('takes its kind from modalities.output, and needs no image fields', () => {
@@ -66,8 +99,14 @@ describe('text models in the catalog', () => {
   });
 
   it('refuses per-image prices, image fields and a max output that fills the context window, naming the model', () => {
-    assert.throws(() => buildCatalog({ version: 1, models: [{ ...echo(), pricing: { unit: 'image', base: '0.01' } }] }), (error: Error) => error instanceof CatalogError && /"t".*per token/.test(error.message));
+    assert.throws(
+      () => buildCatalog({ version: 1, models: [{ ...echo(), pricing: { unit: 'image', base: '0.01' } }] }),
+      (error: Error) => error instanceof CatalogError && /"t".*per token/.test(error.message),
+    );
     assert.throws(() => buildCatalog({ version: 1, models: [{ ...echo(), max_n: 1 }] }), CatalogError);
-    assert.throws(() => buildCatalog({ version: 1, models: [{ ...echo(), max_output_tokens: 100 }] }), /max_output_tokens must be smaller than context_window/);
+    assert.throws(
+      () => buildCatalog({ version: 1, models: [{ ...echo(), max_output_tokens: 100 }] }),
+      /max_output_tokens must be smaller than context_window/,
+    );
   });
 });

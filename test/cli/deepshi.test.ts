@@ -25,7 +25,10 @@ describe('deepshi CLI', () => {
     assert.equal(account.balance, '3.5');
     assert.equal(run('credits', 'add', account.id, '1.25', '--note', 'promo').balance, '4.75');
     const ledger = run('ledger', account.id);
-    assert.deepEqual(ledger.map((entry: any) => entry.available_delta), ['1.25', '3.5']);
+    assert.deepEqual(
+      ledger.map((entry: any) => entry.available_delta),
+      ['1.25', '3.5'],
+    );
 
     const key = run('keys', 'create', account.id, '--name', 'ci', '--models', 'deepshi-sketch');
     assert.match(key.key, /^sk-bf-/);
@@ -35,7 +38,12 @@ describe('deepshi CLI', () => {
     assert.deepEqual(run('keys', 'models', key.id, 'all').models, null);
     const limited = run('keys', 'limits', key.id, '--rpm', '60', '--in-flight', '2', '--tpm', '20000');
     assert.deepEqual(limited.limits, { requests_per_minute: 60, images_per_minute: null, max_in_flight: 2, tokens_per_minute: 20000 });
-    assert.deepEqual(run('keys', 'limits', key.id, '--rpm', 'default').limits, { requests_per_minute: null, images_per_minute: null, max_in_flight: 2, tokens_per_minute: 20000 });
+    assert.deepEqual(run('keys', 'limits', key.id, '--rpm', 'default').limits, {
+      requests_per_minute: null,
+      images_per_minute: null,
+      max_in_flight: 2,
+      tokens_per_minute: 20000,
+    });
     assert.equal(run('keys', 'revoke', key.id).status, 'revoked');
 
     const store = new SqliteStore(path.join(dir, 'cli.db'));
@@ -51,14 +59,25 @@ describe('deepshi CLI', () => {
 
   it('creates dashboard users (password from stdin or the flag), stored only as a scrypt hash', async () => {
     const account = run('accounts', 'create', '--name', 'people');
-    const fromStdin = JSON.parse(execFileSync(process.execPath, [bin, 'users', 'create', '--email', 'Ops@Example.com', '--account', account.id], {
-      env, encoding: 'utf8', input: 'a password from stdin\n',
-    }));
+    const fromStdin = JSON.parse(
+      execFileSync(process.execPath, [bin, 'users', 'create', '--email', 'Ops@Example.com', '--account', account.id], {
+        env,
+        encoding: 'utf8',
+        input: 'a password from stdin\n',
+      }),
+    );
     assert.deepEqual([fromStdin.email, fromStdin.role, fromStdin.account_id], ['ops@example.com', 'member', account.id]);
     const operator = run('users', 'create', '--email', 'root@example.com', '--role', 'operator', '--password', 'operator password');
     assert.deepEqual([operator.role, operator.account_id], ['operator', null]);
-    assert.deepEqual(run('users', 'list', '--account', account.id).map((user: any) => user.email), ['ops@example.com']);
-    const weak = spawnSync(process.execPath, [bin, 'users', 'create', '--email', 'x@example.com', '--account', account.id, '--password', 'short'], { env, encoding: 'utf8' });
+    assert.deepEqual(
+      run('users', 'list', '--account', account.id).map((user: any) => user.email),
+      ['ops@example.com'],
+    );
+    const weak = spawnSync(
+      process.execPath,
+      [bin, 'users', 'create', '--email', 'x@example.com', '--account', account.id, '--password', 'short'],
+      { env, encoding: 'utf8' },
+    );
     assert.equal(weak.status, 1);
     assert.match(weak.stderr, /10 to 1024 characters/);
 

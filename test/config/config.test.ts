@@ -34,7 +34,10 @@ describe('loadConfig', () => {
     [{ DEEPSHI_REQUEST_TIMEOUT_MS: '3600001' }, /DEEPSHI_REQUEST_TIMEOUT_MS must be between 0 and 3600000; got 3600001/],
   ] as const) {
     it(`refuses ${JSON.stringify(env)} with a readable message`, () => {
-      assert.throws(() => loadConfig({ ...env }), (error: unknown) => error instanceof ConfigError && message.test(error.message));
+      assert.throws(
+        () => loadConfig({ ...env }),
+        (error: unknown) => error instanceof ConfigError && message.test(error.message),
+      );
     });
   }
 
@@ -45,6 +48,9 @@ describe('loadConfig', () => {
   });
 
   it('never echoes a database password', () => {
-    assert.throws(() => loadConfig({ DATABASE_URL: 'mysql://user:hunter2@db/x' }), (error: Error) => !error.message.includes('hunter2'));
+    assert.throws(
+      () => loadConfig({ DATABASE_URL: 'mysql://user:hunter2@db/x' }),
+      (error: Error) => !error.message.includes('hunter2'),
+    );
   });
 });

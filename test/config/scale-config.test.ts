@@ -15,8 +15,14 @@ describe('loadConfig: limits, sweeper, Redis', () => {
 
   it('reads every variable', () => {
     const config = loadConfig({
-      DEEPSHI_DEFAULT_RPM: '600', DEEPSHI_DEFAULT_IPM: '1200', DEEPSHI_DEFAULT_MAX_IN_FLIGHT: '20', DEEPSHI_DEFAULT_TPM: '90000',
-      DEEPSHI_SWEEP_INTERVAL_MS: '200', DEEPSHI_HOLD_GRACE_MS: '500', DEEPSHI_REDIS_PREFIX: 'prod-eu:', REDIS_URL: 'redis://r:6379',
+      DEEPSHI_DEFAULT_RPM: '600',
+      DEEPSHI_DEFAULT_IPM: '1200',
+      DEEPSHI_DEFAULT_MAX_IN_FLIGHT: '20',
+      DEEPSHI_DEFAULT_TPM: '90000',
+      DEEPSHI_SWEEP_INTERVAL_MS: '200',
+      DEEPSHI_HOLD_GRACE_MS: '500',
+      DEEPSHI_REDIS_PREFIX: 'prod-eu:',
+      REDIS_URL: 'redis://r:6379',
     });
     assert.deepEqual(config.defaultLimits, { requestsPerMinute: 600, imagesPerMinute: 1200, maxInFlight: 20, tokensPerMinute: 90_000 });
     assert.equal(config.sweepIntervalMs, 200);
@@ -33,7 +39,10 @@ describe('loadConfig: limits, sweeper, Redis', () => {
     [{ DEEPSHI_SWEEP_INTERVAL_MS: '10' }, /DEEPSHI_SWEEP_INTERVAL_MS must be between 100/],
   ] as const) {
     it(`refuses ${JSON.stringify(env)}`, () => {
-      assert.throws(() => loadConfig(env), (error: unknown) => error instanceof ConfigError && message.test(error.message));
+      assert.throws(
+        () => loadConfig(env),
+        (error: unknown) => error instanceof ConfigError && message.test(error.message),
+      );
     });
   }
 });

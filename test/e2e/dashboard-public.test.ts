@@ -38,7 +38,10 @@ describe('dashboard in the browser: public pages, CSP and keyboard', { skip }, (
         await page.getByRole('button', { name: 'Sign in', exact: true }).click();
         await page.getByRole('button', { name: 'Sign in', exact: true }).waitFor();
       }
-      await page.getByRole('alert').getByText(/Try again in \d+ s\./).waitFor();
+      await page
+        .getByRole('alert')
+        .getByText(/Try again in \d+ s\./)
+        .waitFor();
       await screenshot(page, 'sign-in');
       assertClean();
     } finally {

@@ -173,8 +173,16 @@ describe('dashboard end to end in Chromium', { skip }, () => {
     assert.match(snippet, /\/v1\/images\/edits/);
     assert.match(snippet, /image\[\]=@reference-2\.png/);
     // The session's temporary key lives in memory only: not in storage, the URL, the page's text or a cookie.
-    // biome-ignore lint/performance/useDomNodeTextContent: the text as rendered (innerText) is what the test reads.
-    const exposed = await page.evaluate(() => [JSON.stringify({ ...localStorage }), JSON.stringify({ ...sessionStorage }), location.href, document.body.innerText, document.cookie].join('\n'));
+    const exposed = await page.evaluate(() =>
+      [
+        JSON.stringify({ ...localStorage }),
+        JSON.stringify({ ...sessionStorage }),
+        location.href,
+        // biome-ignore lint/performance/useDomNodeTextContent: the text as rendered (innerText) is what the test reads.
+        document.body.innerText,
+        document.cookie,
+      ].join('\n'),
+    );
     assert.doesNotMatch(exposed, /sk-bf-/);
     member.assertClean();
   });
@@ -217,7 +225,10 @@ describe('dashboard end to end in Chromium', { skip }, () => {
     assert.equal(firstPage.length, 2);
     await page.getByRole('link', { name: 'Older →' }).click();
     await page.waitForURL(/before=/);
-    await page.waitForFunction((first) => document.querySelector('[data-testid=usage-table] tbody tr')?.textContent !== first, firstPage[0]);
+    await page.waitForFunction(
+      (first) => document.querySelector('[data-testid=usage-table] tbody tr')?.textContent !== first,
+      firstPage[0],
+    );
     const secondPage = await rows.allTextContents();
     assert.equal(secondPage.length, 2);
     assert.ok(!secondPage.some((row) => firstPage.includes(row)), 'the older page has other requests');
@@ -225,13 +236,19 @@ describe('dashboard end to end in Chromium', { skip }, () => {
     await rows.nth(1).waitFor();
     assert.deepEqual(await rows.allTextContents(), secondPage);
     await page.getByRole('button', { name: 'Newest' }).click();
-    await page.waitForFunction((first) => document.querySelector('[data-testid=usage-table] tbody tr')?.textContent === first, firstPage[0]);
+    await page.waitForFunction(
+      (first) => document.querySelector('[data-testid=usage-table] tbody tr')?.textContent === first,
+      firstPage[0],
+    );
 
     // CSV export: the same requests as a download.
     await page.goto('/usage');
     await rows.nth(3).waitFor();
     const [download] = await Promise.all([page.waitForEvent('download'), page.getByRole('link', { name: 'Export CSV' }).click()]);
-    const csv = fs.readFileSync((await download.path())!, 'utf8').trim().split('\n');
+    const csv = fs
+      .readFileSync((await download.path())!, 'utf8')
+      .trim()
+      .split('\n');
     assert.match(csv[0], /^id,created_at,key_id,model,endpoint,status,images,prompt_tokens,completion_tokens,cost/);
     assert.equal(csv.length, 5);
 
@@ -244,7 +261,10 @@ describe('dashboard end to end in Chromium', { skip }, () => {
     await page.getByTestId('spend-today').getByText(dollars(spent)).waitFor();
     const { data } = await server.admin<{ data: { balance: string }[] }>('GET', `/admin/v1/accounts?q=${encodeURIComponent(email)}`);
     assert.equal(nanos(data[0].balance), 1_000_000_000n - spent);
-    await page.getByTestId('balance').getByText(dollars(1_000_000_000n - spent)).waitFor();
+    await page
+      .getByTestId('balance')
+      .getByText(dollars(1_000_000_000n - spent))
+      .waitFor();
     await screenshot(page, 'overview');
     await screenshot(page, 'overview-window', { fullPage: false });
     member.assertClean();
@@ -252,15 +272,29 @@ describe('dashboard end to end in Chromium', { skip }, () => {
 
   it('redeems a top-up code and the balance changes', async () => {
     const { page } = member;
-    const codes = await server.admin<{ data: { code: string }[] }>('POST', '/admin/v1/credit-codes', { amount: '10', count: 1, note: 'welcome' });
+    const codes = await server.admin<{ data: { code: string }[] }>('POST', '/admin/v1/credit-codes', {
+      amount: '10',
+      count: 1,
+      note: 'welcome',
+    });
     const code = codes.data[0].code;
     await page.goto('/credits');
-    await page.getByTestId('balance').getByText(dollars(1_000_000_000n - spent)).waitFor();
+    await page
+      .getByTestId('balance')
+      .getByText(dollars(1_000_000_000n - spent))
+      .waitFor();
     await page.getByLabel('Top-up code', { exact: true }).fill(code);
     await page.getByRole('button', { name: 'Redeem' }).click();
     await page.getByRole('status').getByText('Added $10.00').waitFor();
-    await page.getByTestId('balance').getByText(dollars(11_000_000_000n - spent)).waitFor();
-    await page.getByTestId('ledger-table').getByText(/credit code/).first().waitFor();
+    await page
+      .getByTestId('balance')
+      .getByText(dollars(11_000_000_000n - spent))
+      .waitFor();
+    await page
+      .getByTestId('ledger-table')
+      .getByText(/credit code/)
+      .first()
+      .waitFor();
     // A code is single-use: the second try shows the API's reason.
     await page.getByLabel('Top-up code', { exact: true }).fill(code);
     await page.getByRole('button', { name: 'Redeem' }).click();
@@ -303,7 +337,10 @@ describe('dashboard end to end in Chromium', { skip }, () => {
     await page.locator('#model-deepshi-echo').waitFor();
     await screenshot(page, 'models');
     await page.goto('/reference');
-    await page.getByRole('heading', { name: /\/v1\/images\/generations/ }).first().waitFor();
+    await page
+      .getByRole('heading', { name: /\/v1\/images\/generations/ })
+      .first()
+      .waitFor();
     await screenshot(page, 'reference', { fullPage: false });
     member.assertClean();
   });
@@ -377,7 +414,11 @@ describe('dashboard end to end in Chromium', { skip }, () => {
       assert.equal(await page.getByText(issued[0]).count(), 0, 'a code is never shown again');
       assert.ok((await page.getByText('not yet').count()) >= 2);
 
-      for (const [path, name] of [['/operator/users', 'operator-users'], ['/operator/models', 'operator-models'], ['/operator/service', 'operator-service']]) {
+      for (const [path, name] of [
+        ['/operator/users', 'operator-users'],
+        ['/operator/models', 'operator-models'],
+        ['/operator/service', 'operator-service'],
+      ]) {
         await page.goto(path);
         await page.getByRole('heading', { level: 1 }).waitFor();
         await page.waitForLoadState('networkidle');

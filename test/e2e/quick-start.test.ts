@@ -64,7 +64,11 @@ describe('quick start (npm start)', () => {
     const body = /-d '([^']+)'/.exec(child.stdout())![1];
 
     // The printed curl line, run as printed.
-    const response = await fetch(url, { method: 'POST', headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' }, body });
+    const response = await fetch(url, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+      body,
+    });
     assert.equal(response.status, 200);
     const json = await response.json();
     assert.equal(json.model, 'deepshi-sketch');
@@ -76,7 +80,9 @@ describe('quick start (npm start)', () => {
     const [, email, password] = /Sign in as (\S+) with the password \(shown once\): (\S+)/.exec(child.stdout())!;
     assert.equal(email, 'dev@localhost');
     const signIn = await fetch(`${new URL(url).origin}/dashboard/api/session`, {
-      method: 'POST', headers: { origin: new URL(url).origin, 'content-type': 'application/json' }, body: JSON.stringify({ email, password }),
+      method: 'POST',
+      headers: { origin: new URL(url).origin, 'content-type': 'application/json' },
+      body: JSON.stringify({ email, password }),
     });
     assert.equal(signIn.status, 200);
     const signedIn = await signIn.json();
@@ -97,7 +103,10 @@ describe('quick start (npm start)', () => {
     assert.equal((await slowResponse.json()).data.length, 2);
     assert.equal(await child.exited, 0);
 
-    const logLines = child.stdout().split('\n').filter((line) => line.startsWith('{'));
+    const logLines = child
+      .stdout()
+      .split('\n')
+      .filter((line) => line.startsWith('{'));
     assert.ok(logLines.length > 0);
     for (const line of logLines) {
       assert.ok(!line.includes(key), 'no key in the logs');

@@ -54,7 +54,10 @@ function deepshi(t: TestServer, key: string, options: { includeUsage?: boolean }
 
 /** Awaits `promise`, which must reject with an AI SDK APICallError (not wrapped in a RetryError); returns it. */
 async function apiCallError(promise: Promise<unknown>): Promise<APICallError> {
-  const error = await promise.then(() => assert.fail('expected an error'), (caught: unknown) => caught);
+  const error = await promise.then(
+    () => assert.fail('expected an error'),
+    (caught: unknown) => caught,
+  );
   assert.ok(APICallError.isInstance(error), `not an APICallError: ${error}`);
   return error;
 }
@@ -95,7 +98,10 @@ describe('Vercel AI SDK (ai 6, @ai-sdk/openai-compatible 2.x) as a Deepshi calle
     assert.deepEqual(sent[0].body, { model: 'deepshi-sketch', prompt: 'a lighthouse at dusk', n: 1, response_format: 'b64_json' });
     assert.equal(sent[0].headers.authorization, `Bearer ${account.key}`);
     assert.match(sent[0].headers['user-agent'], /^ai\/6\.0\.\d+ /); // no x-stainless-* headers: nothing Deepshi needs
-    assert.equal(Object.keys(sent[0].headers).some((name) => name.startsWith('x-stainless')), false);
+    assert.equal(
+      Object.keys(sent[0].headers).some((name) => name.startsWith('x-stainless')),
+      false,
+    );
 
     assert.equal(charge, price);
     // The cost is not a typed field of the AI SDK's result; it reaches the caller through the response headers.
@@ -128,16 +134,29 @@ describe('Vercel AI SDK (ai 6, @ai-sdk/openai-compatible 2.x) as a Deepshi calle
     const account = await t.createAccount('1');
     const { provider, sent } = deepshi(t, account.key);
     const draw = (seed: number) =>
-      generateImage({ model: provider.imageModel('deepshi-sketch'), prompt: 'a green valley', size: '256x256', providerOptions: { deepshi: { seed } } });
+      generateImage({
+        model: provider.imageModel('deepshi-sketch'),
+        prompt: 'a green valley',
+        size: '256x256',
+        providerOptions: { deepshi: { seed } },
+      });
     const one = await draw(7);
     const two = await draw(7);
     const three = await draw(8);
-    assert.deepEqual(sent.map((request) => request.body.seed), [7, 7, 8]);
+    assert.deepEqual(
+      sent.map((request) => request.body.seed),
+      [7, 7, 8],
+    );
     assert.deepEqual(one.image.uint8Array, two.image.uint8Array);
     assert.notDeepEqual(one.image.uint8Array, three.image.uint8Array);
 
     // The SDK's top-level `seed` is not sent by openai-compatible: it warns instead, and the server never sees it.
-    const ignored = await generateImage({ model: provider.imageModel('deepshi-sketch'), prompt: 'a green valley', size: '256x256', seed: 7 });
+    const ignored = await generateImage({
+      model: provider.imageModel('deepshi-sketch'),
+      prompt: 'a green valley',
+      size: '256x256',
+      seed: 7,
+    });
     assert.equal('seed' in sent[3].body, false);
     assert.deepEqual(ignored.warnings, [{ type: 'unsupported', feature: 'seed' }]);
   });
@@ -147,7 +166,12 @@ describe('Vercel AI SDK (ai 6, @ai-sdk/openai-compatible 2.x) as a Deepshi calle
     const { provider, sent } = deepshi(t, account.key);
     const base = await generateImage({ model: provider.imageModel('deepshi-sketch'), prompt: 'a cat', size: '256x256' });
     const { result, charge } = await charged(t, account, () =>
-      generateImage({ model: provider.imageModel('deepshi-sketch'), prompt: { text: 'make it blue', images: [base.image.uint8Array, base.image.base64] }, n: 2, size: '320x256' }),
+      generateImage({
+        model: provider.imageModel('deepshi-sketch'),
+        prompt: { text: 'make it blue', images: [base.image.uint8Array, base.image.base64] },
+        n: 2,
+        size: '320x256',
+      }),
     );
     assert.equal(sent[1].url, `${t.url}/v1/images/edits`);
     assert.ok(sent[1].body instanceof FormData);
@@ -159,7 +183,11 @@ describe('Vercel AI SDK (ai 6, @ai-sdk/openai-compatible 2.x) as a Deepshi calle
     }
     assert.equal(charge, 2n * price);
 
-    const single = await generateImage({ model: provider.imageModel('deepshi-sketch'), prompt: { text: 'make it red', images: [base.image.uint8Array] }, size: '256x256' });
+    const single = await generateImage({
+      model: provider.imageModel('deepshi-sketch'),
+      prompt: { text: 'make it red', images: [base.image.uint8Array] },
+      size: '256x256',
+    });
     assert.deepEqual([...(sent[2].body as FormData).keys()], ['model', 'prompt', 'image', 'n', 'size']);
     assert.equal(single.images.length, 1);
   });
@@ -176,7 +204,7 @@ describe('Vercel AI SDK (ai 6, @ai-sdk/openai-compatible 2.x) as a Deepshi calle
     assert.equal(charge, 6n * price);
   });
 
-  it("n: 6 with the default maxImagesPerCall (10): one call with n: 6 → our 400 `n` as an APICallError, nothing charged", async () => {
+  it('n: 6 with the default maxImagesPerCall (10): one call with n: 6 → our 400 `n` as an APICallError, nothing charged', async () => {
     const account = await t.createAccount('1');
     const { provider, sent } = deepshi(t, account.key);
     const error = await apiCallError(generateImage({ model: provider.imageModel('deepshi-sketch'), prompt: 'six kites', n: 6 }));
@@ -185,7 +213,12 @@ describe('Vercel AI SDK (ai 6, @ai-sdk/openai-compatible 2.x) as a Deepshi calle
     assert.equal(error.statusCode, 400);
     assert.equal(error.isRetryable, false);
     assert.equal(error.message, "'n' must be between 1 and 4; got 6.");
-    assert.deepEqual((error.data as any).error, { message: error.message, type: 'invalid_request_error', code: 'invalid_value', param: 'n' });
+    assert.deepEqual((error.data as any).error, {
+      message: error.message,
+      type: 'invalid_request_error',
+      code: 'invalid_value',
+      param: 'n',
+    });
     await expectBalance(t, account, '1');
   });
 
@@ -227,7 +260,11 @@ describe('Vercel AI SDK (ai 6, @ai-sdk/openai-compatible 2.x) as a Deepshi calle
     // maxImagesPerCall 1 and n 2 make the SDK send two calls in parallel; the key allows one generation at a time,
     // and the scripted upstream takes 300 ms, so the second call is refused with 429 + Retry-After: 1 and retried.
     const account = await t.createAccount('1');
-    await t.admin('POST', `/admin/v1/keys/${account.keyId}/limits`, { requests_per_minute: null, images_per_minute: null, max_in_flight: 1 });
+    await t.admin('POST', `/admin/v1/keys/${account.keyId}/limits`, {
+      requests_per_minute: null,
+      images_per_minute: null,
+      max_in_flight: 1,
+    });
     scripted.behaviour = { delayMs: 300 };
     const { provider, sent } = deepshi(t, account.key);
     const started = Date.now();
@@ -249,7 +286,9 @@ describe('Vercel AI SDK (ai 6, @ai-sdk/openai-compatible 2.x) as a Deepshi calle
     it("generateText → 'Echo: hello' with the server's token usage and charge", async () => {
       const account = await t.createAccount('1');
       const { provider, sent } = deepshi(t, account.key);
-      const { result, charge } = await charged(t, account, () => generateText({ model: provider.chatModel('deepshi-echo'), prompt: 'hello' }));
+      const { result, charge } = await charged(t, account, () =>
+        generateText({ model: provider.chatModel('deepshi-echo'), prompt: 'hello' }),
+      );
       assert.equal(result.text, 'Echo: hello');
       assert.equal(result.finishReason, 'stop');
       assert.equal(result.usage.inputTokens, usage.inputTokens);

@@ -25,13 +25,16 @@ describe('callers that disconnect with requests in flight', () => {
   function abandon(body: Record<string, unknown>, headers: Record<string, string>, afterMs: number): Promise<void> {
     return new Promise((resolve) => {
       const request = http.request(`${t.url}/v1/images/generations`, {
-        method: 'POST', headers: { authorization: `Bearer ${account.key}`, 'content-type': 'application/json', ...headers },
+        method: 'POST',
+        headers: { authorization: `Bearer ${account.key}`, 'content-type': 'application/json', ...headers },
       });
       request.on('error', () => resolve());
-      request.on('response', (response) => response.once('data', () => {
-        request.destroy();
-        resolve();
-      }));
+      request.on('response', (response) =>
+        response.once('data', () => {
+          request.destroy();
+          resolve();
+        }),
+      );
       request.on('close', () => resolve());
       request.end(JSON.stringify(body));
       setTimeout(() => request.destroy(), afterMs);
@@ -41,11 +44,13 @@ describe('callers that disconnect with requests in flight', () => {
   it('16 callers die mid-request (JSON, idempotent JSON, SSE): no error logged, no hold left, the next request is served', async () => {
     adapter.behaviour = { delayMs: 300 };
     const body = { model: 'scripted-image', prompt: 'p', size: '256x256' };
-    await Promise.all(Array.from({ length: 16 }, (_, i) => {
-      if (i % 3 === 0) return abandon({ ...body, prompt: `idem ${i}` }, { 'idempotency-key': `gone-${i}` }, 100);
-      if (i % 3 === 1) return abandon({ ...body, stream: true }, {}, 100 + (i % 2) * 250);
-      return abandon(body, {}, 100);
-    }));
+    await Promise.all(
+      Array.from({ length: 16 }, (_, i) => {
+        if (i % 3 === 0) return abandon({ ...body, prompt: `idem ${i}` }, { 'idempotency-key': `gone-${i}` }, 100);
+        if (i % 3 === 1) return abandon({ ...body, stream: true }, {}, 100 + (i % 2) * 250);
+        return abandon(body, {}, 100);
+      }),
+    );
     // The idempotent ones run to their end after their callers left; wait until nothing is held.
     const deadline = Date.now() + 10_000;
     while ((await t.admin('GET', `/admin/v1/accounts/${account.accountId}`)).held !== '0') {
@@ -55,10 +60,19 @@ describe('callers that disconnect with requests in flight', () => {
     await new Promise((resolve) => setTimeout(resolve, 100));
     const requests = await t.server.store.listRequests(account.accountId, 100);
     assert.equal(requests.length, 16);
-    assert.deepEqual(requests.filter((request) => request.status === 'held'), []);
-    assert.ok(requests.filter((request) => request.status === 'settled').length >= 6, 'the idempotent ones were settled (their retries get them)');
+    assert.deepEqual(
+      requests.filter((request) => request.status === 'held'),
+      [],
+    );
+    assert.ok(
+      requests.filter((request) => request.status === 'settled').length >= 6,
+      'the idempotent ones were settled (their retries get them)',
+    );
     const errors = t.logs().filter((line) => line.level >= 50);
-    assert.deepEqual(errors.map((line) => `${line.msg}: ${line.err?.message}`), []);
+    assert.deepEqual(
+      errors.map((line) => `${line.msg}: ${line.err?.message}`),
+      [],
+    );
 
     adapter.behaviour = {};
     const next = await t.client(account.key).images.generate({ model: 'scripted-image', prompt: 'still here', size: '256x256' } as never);

@@ -37,7 +37,8 @@ describe('a route at its max_connections', () => {
     const order: string[] = [];
     const call = (index: number) =>
       rawRequest(t.url, {
-        path: '/v1/images/generations', method: 'POST',
+        path: '/v1/images/generations',
+        method: 'POST',
         headers: { authorization: `Bearer ${account.key}`, 'content-type': 'application/json' },
         body: JSON.stringify({ model: 'deepshi-banana-pro', prompt: `capped ${index}` }),
       }).then((answer) => {
@@ -56,17 +57,27 @@ describe('a route at its max_connections', () => {
     assert.equal(proxy.seen.length, 2, 'the refused calls never reached the upstream');
     const held = (await t.server.store.listRequests(account.accountId, 10)).filter((request) => request.status === 'held');
     assert.equal(held.length, 2, 'only the two running calls hold credit');
-    assert.equal((await t.server.store.getAccount(account.accountId))?.held, held.reduce((sum, request) => sum + request.hold, 0n));
+    assert.equal(
+      (await t.server.store.getAccount(account.accountId))?.held,
+      held.reduce((sum, request) => sum + request.hold, 0n),
+    );
 
     proxy.release();
     const done = await Promise.all(running);
-    assert.deepEqual(done.map((answer) => answer.status), [200, 200]);
+    assert.deepEqual(
+      done.map((answer) => answer.status),
+      [200, 200],
+    );
     assert.deepEqual(order.slice(0, 3).sort(), ['2:429', '3:429', '4:429'], 'refused before the running calls were answered');
     proxy.clear();
     await assertCleanAfter(t, account.accountId, account.key, 'max_connections');
     const requests = await t.server.store.listRequests(account.accountId, 10);
     assert.deepEqual(requests.map((request) => request.status).sort(), ['released', 'released', 'released', 'settled', 'settled']);
-    assert.equal((await t.server.store.getAccount(account.accountId))?.balance, 10_000_000_000n - 2n * 10_000_000n, 'two images charged at $0.01');
+    assert.equal(
+      (await t.server.store.getAccount(account.accountId))?.balance,
+      10_000_000_000n - 2n * 10_000_000n,
+      'two images charged at $0.01',
+    );
 
     // With the slots free again, the next request runs.
     const next = await call(5);

@@ -62,7 +62,9 @@ describe('kill -9 under concurrent load', () => {
     }
   });
 
-  it('PostgreSQL: ledger exact, nothing held after the sweep, idempotent retries get the settled result', { skip: POSTGRES ? false : 'DEEPSHI_TEST_POSTGRES_URL not set' }, async () => {
+  it('PostgreSQL: ledger exact, nothing held after the sweep, idempotent retries get the settled result', {
+    skip: POSTGRES ? false : 'DEEPSHI_TEST_POSTGRES_URL not set',
+  }, async () => {
     const schema = `deepshi_crash_${process.pid}_${randomUUID().replace(/-/g, '').slice(0, 8)}`;
     const adminClient = new pg.Client({ connectionString: POSTGRES });
     await adminClient.connect();
@@ -84,7 +86,13 @@ describe('kill -9 under concurrent load', () => {
     let store: Store | undefined;
     try {
       const admin = async (route: string, body: unknown) =>
-        (await fetch(`${server.url}${route}`, { method: 'POST', headers: { authorization: `Bearer ${ADMIN_TOKEN}`, 'content-type': 'application/json' }, body: JSON.stringify(body) })).json();
+        (
+          await fetch(`${server.url}${route}`, {
+            method: 'POST',
+            headers: { authorization: `Bearer ${ADMIN_TOKEN}`, 'content-type': 'application/json' },
+            body: JSON.stringify(body),
+          })
+        ).json();
       const account = await admin('/admin/v1/accounts', { name: 'crash', credits: '100' });
       const { key } = await admin('/admin/v1/keys', { account_id: account.id, name: 'k' });
       const generate = (url: string, index: number): Promise<Outcome> =>
@@ -114,16 +122,27 @@ describe('kill -9 under concurrent load', () => {
       await killed;
       const outcomes = await Promise.all(first);
       await server.exited;
-      assert.ok(outcomes.some((outcome) => outcome.status === 200), 'some requests finished before the kill');
-      assert.ok(outcomes.some((outcome) => outcome.status === 0), 'some callers lost their connection');
+      assert.ok(
+        outcomes.some((outcome) => outcome.status === 200),
+        'some requests finished before the kill',
+      );
+      assert.ok(
+        outcomes.some((outcome) => outcome.status === 0),
+        'some callers lost their connection',
+      );
 
       // Restarted on the same database: its start-up sweep and the sweeper release the dead instance's holds.
       server = await startInstance(databaseUrl, where);
       store = await openStore(databaseUrl);
-      await waitFor(async () => (await store!.getAccount(account.id))?.held === 0n, 'the dead instance\'s holds to be released', 15_000);
+      await waitFor(async () => (await store!.getAccount(account.id))?.held === 0n, "the dead instance's holds to be released", 15_000);
       const beforeRetries = await store.listRequests(account.id, 1000);
-      assert.deepEqual(beforeRetries.filter((request) => request.status === 'held'), []);
-      const settledBefore = new Map(beforeRetries.filter((request) => request.status === 'settled').map((request) => [request.id, request]));
+      assert.deepEqual(
+        beforeRetries.filter((request) => request.status === 'held'),
+        [],
+      );
+      const settledBefore = new Map(
+        beforeRetries.filter((request) => request.status === 'settled').map((request) => [request.id, request]),
+      );
 
       // Every caller retries with its key.
       proxy.set();
@@ -147,8 +166,15 @@ describe('kill -9 under concurrent load', () => {
       const requests = await store.listRequests(account.id, 1000);
       const ledger = await store.listLedger(account.id, 10_000);
       for (const request of requests) {
-        const kinds = ledger.filter((entry) => entry.requestId === request.id).map((entry) => entry.kind).sort();
-        assert.deepEqual(kinds, ['hold', request.status === 'settled' ? 'settle' : 'release'].sort(), `request ${request.id}: one hold, one resolution`);
+        const kinds = ledger
+          .filter((entry) => entry.requestId === request.id)
+          .map((entry) => entry.kind)
+          .sort();
+        assert.deepEqual(
+          kinds,
+          ['hold', request.status === 'settled' ? 'settle' : 'release'].sort(),
+          `request ${request.id}: one hold, one resolution`,
+        );
       }
       const settled = requests.filter((request) => request.status === 'settled');
       assert.equal(settled.length, REQUESTS, 'each key charged exactly once, before the kill or on its retry');
@@ -157,7 +183,9 @@ describe('kill -9 under concurrent load', () => {
       assert.equal(state?.held, 0n);
       assert.equal(state?.balance, 100_000_000_000n - settled.reduce((sum, request) => sum + request.cost, 0n));
       // Informational: how often this run hit the window between the charge and the answer.
-      process.stdout.write(`# crash (${databaseUrl.split(':')[0]}): ${outcomes.filter((o) => o.status === 200).length} answered, ${lostButReplayed} charged but unanswered and replayed\n`);
+      process.stdout.write(
+        `# crash (${databaseUrl.split(':')[0]}): ${outcomes.filter((o) => o.status === 200).length} answered, ${lostButReplayed} charged but unanswered and replayed\n`,
+      );
     } finally {
       await store?.close();
       server.process.kill('SIGKILL');
@@ -176,16 +204,29 @@ async function fetchRetry(url: string, key: string, index: number): Promise<{ st
   return { status: response.status, headers: response.headers, body: await response.text() };
 }
 
-async function startInstance(databaseUrl: string, where: { catalog: string; upstream: string }): Promise<{ url: string; process: ChildProcess; exited: Promise<number | null> }> {
+async function startInstance(
+  databaseUrl: string,
+  where: { catalog: string; upstream: string },
+): Promise<{ url: string; process: ChildProcess; exited: Promise<number | null> }> {
   const port = await deadPort();
   const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
     cwd: ROOT,
     stdio: ['ignore', 'ignore', 'pipe'],
     env: {
-      ...process.env, PORT: String(port), HOST: '127.0.0.1', DATABASE_URL: databaseUrl, DEEPSHI_CATALOG: where.catalog,
-      DEEPSHI_ADMIN_TOKEN: ADMIN_TOKEN, DEEPSHI_DEV_ACCOUNT: 'false', LOG_LEVEL: 'warn', REDIS_URL: '',
-      DEEPSHI_GENERATION_TIMEOUT_MS: '1500', DEEPSHI_HOLD_GRACE_MS: '500', DEEPSHI_SWEEP_INTERVAL_MS: '200',
-      DEEPSHI_BANANA_PRO_API_KEY: SECRETS.compat, DEEPSHI_BANANA_PRO_BASE_URL: where.upstream,
+      ...process.env,
+      PORT: String(port),
+      HOST: '127.0.0.1',
+      DATABASE_URL: databaseUrl,
+      DEEPSHI_CATALOG: where.catalog,
+      DEEPSHI_ADMIN_TOKEN: ADMIN_TOKEN,
+      DEEPSHI_DEV_ACCOUNT: 'false',
+      LOG_LEVEL: 'warn',
+      REDIS_URL: '',
+      DEEPSHI_GENERATION_TIMEOUT_MS: '1500',
+      DEEPSHI_HOLD_GRACE_MS: '500',
+      DEEPSHI_SWEEP_INTERVAL_MS: '200',
+      DEEPSHI_BANANA_PRO_API_KEY: SECRETS.compat,
+      DEEPSHI_BANANA_PRO_BASE_URL: where.upstream,
     },
   });
   const exited = new Promise<number | null>((resolve) => child.on('exit', resolve));

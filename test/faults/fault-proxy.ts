@@ -90,7 +90,9 @@ export class FaultProxy {
   }
 
   private take(method: string, path: string): FaultAction | undefined {
-    const rule = this.rules.find((candidate) => (!candidate.method || candidate.method === method) && candidate.path.test(path) && candidate.times !== 0);
+    const rule = this.rules.find(
+      (candidate) => (!candidate.method || candidate.method === method) && candidate.path.test(path) && candidate.times !== 0,
+    );
     if (!rule) return undefined;
     if (rule.times !== undefined) rule.times--;
     return rule.action;
@@ -105,7 +107,9 @@ export class FaultProxy {
     if (action?.kind === 'hang') return;
     if (action?.kind === 'status') {
       response.writeHead(action.status, { 'content-type': action.contentType ?? 'application/json', ...action.headers });
-      return void response.end(action.body ?? JSON.stringify({ error: { message: `simulated HTTP ${action.status}`, type: 'server_error' } }));
+      return void response.end(
+        action.body ?? JSON.stringify({ error: { message: `simulated HTTP ${action.status}`, type: 'server_error' } }),
+      );
     }
     if (action?.kind === 'redirect') {
       return void response.writeHead(action.status ?? 302, { location: action.location }).end('redirecting');
@@ -115,10 +119,17 @@ export class FaultProxy {
 
     const headers: Record<string, string> = {};
     for (const [name, value] of Object.entries(request.headers)) {
-      if (typeof value === 'string' && !['host', 'content-length', 'connection', 'keep-alive', 'transfer-encoding', 'expect'].includes(name)) headers[name] = value;
+      if (
+        typeof value === 'string' &&
+        !['host', 'content-length', 'connection', 'keep-alive', 'transfer-encoding', 'expect'].includes(name)
+      )
+        headers[name] = value;
     }
     const upstream = await fetch(`${this.target}${path}`, {
-      method: request.method, headers, body: body.length ? new Uint8Array(body) : undefined, redirect: 'manual',
+      method: request.method,
+      headers,
+      body: body.length ? new Uint8Array(body) : undefined,
+      redirect: 'manual',
     }).catch(() => undefined);
     if (!upstream) return void request.socket.destroy();
     const type = upstream.headers.get('content-type') ?? '';
@@ -136,7 +147,8 @@ export class FaultProxy {
       return void response.end();
     }
     let payload = this.rewrite(Buffer.from(await upstream.arrayBuffer()), type);
-    if (action?.kind === 'bomb' || action?.kind === 'not-an-image') payload = swapImages(payload, type, action.kind === 'bomb' ? BOMB_PNG : NOT_AN_IMAGE);
+    if (action?.kind === 'bomb' || action?.kind === 'not-an-image')
+      payload = swapImages(payload, type, action.kind === 'bomb' ? BOMB_PNG : NOT_AN_IMAGE);
     if (action?.kind === 'content-type') outHeaders['content-type'] = action.type;
 
     switch (action?.kind) {
@@ -210,7 +222,12 @@ export const BOMB_PNG = ((): Buffer => {
   header.writeUInt32BE(100_000, 4);
   header.set([8, 2, 0, 0, 0], 8); // 8-bit RGB
   const signature = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
-  return Buffer.concat([signature, chunk('IHDR', header), chunk('IDAT', zlib.deflateSync(Buffer.alloc(1024))), chunk('IEND', Buffer.alloc(0))]);
+  return Buffer.concat([
+    signature,
+    chunk('IHDR', header),
+    chunk('IDAT', zlib.deflateSync(Buffer.alloc(1024))),
+    chunk('IEND', Buffer.alloc(0)),
+  ]);
 })();
 
 const NOT_AN_IMAGE = Buffer.from('<html><body>Access denied</body></html>');

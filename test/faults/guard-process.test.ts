@@ -18,8 +18,14 @@ it('an uncaught stream error, a thrown timer callback and an unhandled rejection
   child.stderr.on('data', (chunk) => (stderr += chunk));
   const code = await new Promise<number | null>((resolve) => child.on('exit', resolve));
   assert.equal(code, 0, `the child exited with ${code}: ${stderr}`);
-  const lines = stdout.trim().split('\n').map((line) => JSON.parse(line));
+  const lines = stdout
+    .trim()
+    .split('\n')
+    .map((line) => JSON.parse(line));
   assert.equal(lines.at(-1).msg, 'still alive');
   const errors = lines.filter((line) => line.level === 50);
-  assert.deepEqual(errors.map((line) => line.err?.code ?? line.err?.message).sort(), ['UND_ERR_ABORTED', 'a rejection nobody awaited', 'a stray error in a timer'].sort());
+  assert.deepEqual(
+    errors.map((line) => line.err?.code ?? line.err?.message).sort(),
+    ['UND_ERR_ABORTED', 'a rejection nobody awaited', 'a stray error in a timer'].sort(),
+  );
 });

@@ -52,13 +52,22 @@ export async function startUpstreams(): Promise<Upstreams> {
   const compat = await startCompatibleSimulator({ apiKey: SECRETS.compat });
   const chat = await startChatSimulator({ apiKey: SECRETS.chat });
   const targets: Record<Provider, string> = {
-    openai: openai.url, gemini: gemini.url, bfl: bfl.url, fal: fal.url, ark: ark.url, xai: xai.url, 'openai-compatible': compat.url, chat: chat.url,
+    openai: openai.url,
+    gemini: gemini.url,
+    bfl: bfl.url,
+    fal: fal.url,
+    ark: ark.url,
+    xai: xai.url,
+    'openai-compatible': compat.url,
+    chat: chat.url,
   };
   const proxies = Object.fromEntries(
     await Promise.all(Object.entries(targets).map(async ([name, target]) => [name, await new FaultProxy(target).start()])),
   ) as Record<Provider, FaultProxy>;
   return {
-    proxies, compat, xai,
+    proxies,
+    compat,
+    xai,
     async close() {
       await Promise.all(Object.values(proxies).map((proxy) => proxy.close()));
       await Promise.all([openai.close(), gemini.close(), bfl.close(), fal.close(), ark.close(), xai.close(), compat.close(), chat.close()]);
@@ -75,7 +84,12 @@ export function faultCatalog(extra: (catalog: any) => void = () => {}): string {
   for (const model of catalog.models) {
     for (const route of model.routes) {
       if (route.provider === 'offline') continue;
-      route.options = { ...route.options, timeouts: TIMEOUTS, max_response_bytes: 4_000_000, ...(['bfl', 'fal'].includes(route.provider) ? POLLING : {}) };
+      route.options = {
+        ...route.options,
+        timeouts: TIMEOUTS,
+        max_response_bytes: 4_000_000,
+        ...(['bfl', 'fal'].includes(route.provider) ? POLLING : {}),
+      };
     }
   }
   const seedream = catalog.models.find((model: { id: string }) => model.id === 'seedream-4.5');
@@ -86,29 +100,54 @@ export function faultCatalog(extra: (catalog: any) => void = () => {}): string {
     catalog.models.push(variant);
   }
   catalog.models.push({
-    id: 'chat-sim', owned_by: 'test', modalities: { input: ['text'], output: ['text'] }, context_window: 4096, max_output_tokens: 1024, streaming: true,
-    supported_sampling_parameters: ['max_tokens'], supported_features: [],
+    id: 'chat-sim',
+    owned_by: 'test',
+    modalities: { input: ['text'], output: ['text'] },
+    context_window: 4096,
+    max_output_tokens: 1024,
+    streaming: true,
+    supported_sampling_parameters: ['max_tokens'],
+    supported_features: [],
     pricing: { unit: 'token', input_per_million: '2.5', cached_input_per_million: '1.25', output_per_million: '10' },
-    routes: [{ provider: 'openai-compatible', upstream_model: 'sim-model', credentials_env: 'CHAT_SIM_KEY', base_url_env: 'CHAT_SIM_URL', options: { timeouts: TIMEOUTS } }],
+    routes: [
+      {
+        provider: 'openai-compatible',
+        upstream_model: 'sim-model',
+        credentials_env: 'CHAT_SIM_KEY',
+        base_url_env: 'CHAT_SIM_URL',
+        options: { timeouts: TIMEOUTS },
+      },
+    ],
   });
   extra(catalog);
   return JSON.stringify(catalog);
 }
 
-export async function startFaultServer(upstreams: Upstreams, options: { env?: Record<string, string>; catalog?: string } = {}): Promise<TestServer> {
+export async function startFaultServer(
+  upstreams: Upstreams,
+  options: { env?: Record<string, string>; catalog?: string } = {},
+): Promise<TestServer> {
   const { proxies } = upstreams;
   return startTestServer({
     captureLogs: true,
     catalog: options.catalog ?? faultCatalog(),
     env: {
-      OPENAI_API_KEY: SECRETS.openai, OPENAI_BASE_URL: proxies.openai.url,
-      GEMINI_API_KEY: SECRETS.gemini, GEMINI_BASE_URL: proxies.gemini.url,
-      BFL_API_KEY: SECRETS.fixed, BFL_BASE_URL: proxies.bfl.url,
-      FAL_KEY: SECRETS.fixed, FAL_BASE_URL: proxies.fal.url,
-      ARK_API_KEY: SECRETS.fixed, ARK_BASE_URL: proxies.ark.url,
-      XAI_API_KEY: SECRETS.xai, XAI_BASE_URL: proxies.xai.url,
-      DEEPSHI_BANANA_PRO_API_KEY: SECRETS.compat, DEEPSHI_BANANA_PRO_BASE_URL: proxies['openai-compatible'].url,
-      CHAT_SIM_KEY: SECRETS.chat, CHAT_SIM_URL: `${proxies.chat.url}/v1`,
+      OPENAI_API_KEY: SECRETS.openai,
+      OPENAI_BASE_URL: proxies.openai.url,
+      GEMINI_API_KEY: SECRETS.gemini,
+      GEMINI_BASE_URL: proxies.gemini.url,
+      BFL_API_KEY: SECRETS.fixed,
+      BFL_BASE_URL: proxies.bfl.url,
+      FAL_KEY: SECRETS.fixed,
+      FAL_BASE_URL: proxies.fal.url,
+      ARK_API_KEY: SECRETS.fixed,
+      ARK_BASE_URL: proxies.ark.url,
+      XAI_API_KEY: SECRETS.xai,
+      XAI_BASE_URL: proxies.xai.url,
+      DEEPSHI_BANANA_PRO_API_KEY: SECRETS.compat,
+      DEEPSHI_BANANA_PRO_BASE_URL: proxies['openai-compatible'].url,
+      CHAT_SIM_KEY: SECRETS.chat,
+      CHAT_SIM_URL: `${proxies.chat.url}/v1`,
       DEEPSHI_KEEPALIVE_MS: '100',
       DEEPSHI_GENERATION_TIMEOUT_MS: '4000',
       ...options.env,
@@ -128,8 +167,15 @@ export async function assertCleanAfter(t: TestServer, accountId: string, callerK
   const ledger = await store.listLedger(accountId, 100_000);
   for (const request of requests) {
     assert.notEqual(request.status, 'held', `${what}: request ${request.id} resolved`);
-    const kinds = ledger.filter((entry) => entry.requestId === request.id).map((entry) => entry.kind).sort();
-    assert.deepEqual(kinds, ['hold', request.status === 'settled' ? 'settle' : 'release'].sort(), `${what}: request ${request.id} has one hold and one resolution`);
+    const kinds = ledger
+      .filter((entry) => entry.requestId === request.id)
+      .map((entry) => entry.kind)
+      .sort();
+    assert.deepEqual(
+      kinds,
+      ['hold', request.status === 'settled' ? 'settle' : 'release'].sort(),
+      `${what}: request ${request.id} has one hold and one resolution`,
+    );
   }
   await assertLedgerInvariant(store, accountId);
   assertLogsClean(t, [callerKey, callerKey.slice(6), ...Object.values(SECRETS)], what);
@@ -138,7 +184,8 @@ export async function assertCleanAfter(t: TestServer, accountId: string, callerK
 export function assertLogsClean(t: TestServer, secrets: string[], what: string): void {
   for (const line of t.logs()) {
     const text = JSON.stringify(line);
-    for (const secret of secrets) assert.equal(text.includes(secret), false, `${what}: a secret (${secret.slice(0, 6)}…) was logged: ${text.slice(0, 300)}`);
+    for (const secret of secrets)
+      assert.equal(text.includes(secret), false, `${what}: a secret (${secret.slice(0, 6)}…) was logged: ${text.slice(0, 300)}`);
     assert.doesNotMatch(String(line.msg), /uncaught|unhandled/i, `${what}: ${text.slice(0, 300)}`);
   }
 }

@@ -25,7 +25,9 @@ describe('the response of an idempotent request is saved with its charge', () =>
     t.server.store.completeIdempotencyKey = () => new Promise<boolean>(() => {});
     const send = () =>
       rawRequest(t.url, {
-        path: '/v1/images/generations', method: 'POST', signal: AbortSignal.timeout(10_000),
+        path: '/v1/images/generations',
+        method: 'POST',
+        signal: AbortSignal.timeout(10_000),
         headers: { authorization: `Bearer ${account.key}`, 'content-type': 'application/json', 'idempotency-key': 'settled-once' },
         body: JSON.stringify({ model: 'scripted-image', prompt: 'once', size: '256x256' }),
       });
@@ -38,6 +40,10 @@ describe('the response of an idempotent request is saved with its charge', () =>
     assert.deepEqual(retry.body, first.body, 'the very same response');
     assert.equal(retry.headers.get('x-request-cost'), first.headers.get('x-request-cost'));
     const requests = await t.server.store.listRequests(account.accountId, 10);
-    assert.deepEqual(requests.map((request) => request.status), ['settled'], 'generated and charged once');
+    assert.deepEqual(
+      requests.map((request) => request.status),
+      ['settled'],
+      'generated and charged once',
+    );
   });
 });

@@ -38,12 +38,19 @@ describe('images an upstream returns', () => {
       if (link) upstreams.compat.deliver = 'url';
       proxy().set({ path: link ? /^\/files\// : /^\/v1\/images\//, action: { kind: 'bomb' } });
       try {
-        await failsWith(() => generate(extra), { status: 502, code: 'upstream_error', message: /100000x100000 pixels, over this server's limit/ });
+        await failsWith(() => generate(extra), {
+          status: 502,
+          code: 'upstream_error',
+          message: /100000x100000 pixels, over this server's limit/,
+        });
       } finally {
         proxy().clear();
         upstreams.compat.reset();
       }
-      const warning = t.logs().reverse().find((line) => line.msg === 'upstream image over the size limit; not delivered');
+      const warning = t
+        .logs()
+        .reverse()
+        .find((line) => line.msg === 'upstream image over the size limit; not delivered');
       assert.ok(warning, 'logged');
       assert.equal(warning.level, 40);
       assert.equal(warning.provider, 'openai-compatible');

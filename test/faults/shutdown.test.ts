@@ -43,10 +43,19 @@ describe('SIGTERM with generations longer than the grace period', () => {
       cwd: ROOT,
       stdio: ['ignore', 'pipe', 'pipe'],
       env: {
-        ...process.env, PORT: String(port), HOST: '127.0.0.1', DATABASE_URL: `sqlite:${database}`, DEEPSHI_CATALOG: path.join(dir, 'catalog.json'),
-        DEEPSHI_ADMIN_TOKEN: ADMIN_TOKEN, DEEPSHI_DEV_ACCOUNT: 'false', LOG_LEVEL: 'info',
-        DEEPSHI_SHUTDOWN_GRACE_MS: '500', DEEPSHI_GENERATION_TIMEOUT_MS: '60000', DEEPSHI_KEEPALIVE_MS: '100',
-        DEEPSHI_BANANA_PRO_API_KEY: SECRETS.compat, DEEPSHI_BANANA_PRO_BASE_URL: proxy.url,
+        ...process.env,
+        PORT: String(port),
+        HOST: '127.0.0.1',
+        DATABASE_URL: `sqlite:${database}`,
+        DEEPSHI_CATALOG: path.join(dir, 'catalog.json'),
+        DEEPSHI_ADMIN_TOKEN: ADMIN_TOKEN,
+        DEEPSHI_DEV_ACCOUNT: 'false',
+        LOG_LEVEL: 'info',
+        DEEPSHI_SHUTDOWN_GRACE_MS: '500',
+        DEEPSHI_GENERATION_TIMEOUT_MS: '60000',
+        DEEPSHI_KEEPALIVE_MS: '100',
+        DEEPSHI_BANANA_PRO_API_KEY: SECRETS.compat,
+        DEEPSHI_BANANA_PRO_BASE_URL: proxy.url,
       },
     });
     let logs = '';
@@ -56,7 +65,13 @@ describe('SIGTERM with generations longer than the grace period', () => {
     try {
       await waitFor(async () => (await fetch(`${url}/healthz`).catch(() => undefined))?.ok === true, 'the server to start', 20_000);
       const admin = async (route: string, body: unknown) =>
-        (await fetch(`${url}${route}`, { method: 'POST', headers: { authorization: `Bearer ${ADMIN_TOKEN}`, 'content-type': 'application/json' }, body: JSON.stringify(body) })).json();
+        (
+          await fetch(`${url}${route}`, {
+            method: 'POST',
+            headers: { authorization: `Bearer ${ADMIN_TOKEN}`, 'content-type': 'application/json' },
+            body: JSON.stringify(body),
+          })
+        ).json();
       const account = await admin('/admin/v1/accounts', { name: 'shutdown', credits: '10' });
       const { key } = await admin('/admin/v1/keys', { account_id: account.id, name: 'k' });
 
@@ -64,8 +79,13 @@ describe('SIGTERM with generations longer than the grace period', () => {
       proxy.set({ method: 'POST', path: /^\/v1\/images\//, action: { kind: 'hang' } });
       const call = (body: Record<string, unknown>) =>
         fetch(`${url}/v1/images/generations`, {
-          method: 'POST', headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' }, body: JSON.stringify({ model: 'deepshi-banana-pro', prompt: 'forever', ...body }),
-        }).then(async (response) => ({ status: response.status, text: await response.text() }), (error: Error) => ({ status: 0, text: error.message }));
+          method: 'POST',
+          headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+          body: JSON.stringify({ model: 'deepshi-banana-pro', prompt: 'forever', ...body }),
+        }).then(
+          async (response) => ({ status: response.status, text: await response.text() }),
+          (error: Error) => ({ status: 0, text: error.message }),
+        );
       const calls = [call({}), call({ prompt: 'forever 2' }), call({ stream: true })];
       await waitFor(async () => proxy.seen.length >= 3, 'the three generations to reach the upstream', 10_000);
 
@@ -76,7 +96,10 @@ describe('SIGTERM with generations longer than the grace period', () => {
         assert.equal(JSON.parse(answer.text).error.code, 'server_shutting_down');
       }
       assert.equal(streamed.status, 200);
-      const events = streamed.text.split('\n\n').filter((frame) => frame.includes('data: ')).map((frame) => JSON.parse(frame.slice(frame.indexOf('data: ') + 6)));
+      const events = streamed.text
+        .split('\n\n')
+        .filter((frame) => frame.includes('data: '))
+        .map((frame) => JSON.parse(frame.slice(frame.indexOf('data: ') + 6)));
       assert.equal(events.at(-1).type, 'error', streamed.text);
       assert.equal(events.at(-1).error.code, 'server_shutting_down');
       assert.equal(await exited, 0, logs);

@@ -33,22 +33,28 @@ const ADAPTERS: AdapterUnderTest[] = [
   { provider: 'openai', model: 'gpt-image-1.5', steps: { submit: { path: /^\/v1\/images\// } } },
   { provider: 'gemini', model: 'nano-banana-2', steps: { submit: { path: /generateContent/ } } },
   {
-    provider: 'bfl', model: 'flux-2-pro',
+    provider: 'bfl',
+    model: 'flux-2-pro',
     steps: { submit: { method: 'POST', path: /^\/v1\/flux/ }, poll: { path: /^\/v1\/get_result/ }, download: { path: /^\/results\// } },
     imageStep: 'download',
   },
   {
-    provider: 'fal', model: 'seedream-fal',
+    provider: 'fal',
+    model: 'seedream-fal',
     steps: { submit: { method: 'POST', path: /^\/fal-ai\// }, poll: { method: 'GET', path: /\/status/ }, download: { path: /^\/files\// } },
     imageStep: 'download',
   },
   { provider: 'ark', model: 'seedream-ark', steps: { submit: { path: /^\/api\/v3\/images/ } } },
   {
-    provider: 'xai', model: 'grok-imagine', steps: { submit: { method: 'POST', path: /^\/v1\/images/ }, download: { method: 'GET', path: /^\/xai-tmp-imgen\// } },
+    provider: 'xai',
+    model: 'grok-imagine',
+    steps: { submit: { method: 'POST', path: /^\/v1\/images/ }, download: { method: 'GET', path: /^\/xai-tmp-imgen\// } },
     viaLink: (upstreams) => upstreams.xai.queue({ kind: 'images', as: 'url' }),
   },
   {
-    provider: 'openai-compatible', model: 'deepshi-banana-pro', steps: { submit: { method: 'POST', path: /^\/v1\/images/ }, download: { method: 'GET', path: /^\/files\// } },
+    provider: 'openai-compatible',
+    model: 'deepshi-banana-pro',
+    steps: { submit: { method: 'POST', path: /^\/v1\/images/ }, download: { method: 'GET', path: /^\/files\// } },
     viaLink: (upstreams) => (upstreams.compat.deliver = 'url'),
   },
   { provider: 'chat', model: 'chat-sim', text: true, steps: { submit: { path: /^\/v1\/chat\/completions/ } } },
@@ -74,13 +80,24 @@ const ANY_STEP: FaultCase[] = [
 ];
 /** A result link is a signed URL on a CDN: what such links do when they go wrong. */
 const DOWNLOAD_ONLY: FaultCase[] = [
-  { name: 'HTTP 403 (an expired signed URL)', action: { kind: 'status', status: 403, body: '<Error><Code>AccessDenied</Code><Message>Request has expired</Message></Error>', contentType: 'application/xml' } },
+  {
+    name: 'HTTP 403 (an expired signed URL)',
+    action: {
+      kind: 'status',
+      status: 403,
+      body: '<Error><Code>AccessDenied</Code><Message>Request has expired</Message></Error>',
+      contentType: 'application/xml',
+    },
+  },
   { name: 'a trickled body', action: { kind: 'trickle', chunkBytes: 2048, intervalMs: 40 }, mayPass: true },
 ];
 const SUBMIT_ONLY: FaultCase[] = [
   { name: 'HTTP 503 with Retry-After', action: { kind: 'status', status: 503, headers: { 'retry-after': '1' } } },
   { name: 'headers then a hang', action: { kind: 'hang-after-headers' } },
-  { name: 'HTTP 400', action: { kind: 'status', status: 400, body: '{"error":{"message":"bad value for size","type":"invalid_request_error"}}' } },
+  {
+    name: 'HTTP 400',
+    action: { kind: 'status', status: 400, body: '{"error":{"message":"bad value for size","type":"invalid_request_error"}}' },
+  },
   { name: 'HTTP 429', action: { kind: 'status', status: 429, headers: { 'retry-after': '1' } } },
   { name: 'HTTP 401', action: { kind: 'status', status: 401 } },
 ];
@@ -91,7 +108,16 @@ const IMAGE_FAULTS: FaultCase[] = [
 /** Fewer cases as SSE and as edits: the path after the upstream is shared with JSON, the framing is what differs. */
 const SSE_AND_EDIT: string[] = ['HTTP 500', 'a bomb image (PNG header claiming 100000x100000)'];
 /** A poll is an idempotent read: what it may meet is fewer things, and an adapter may get past one (fal falls back to polling when its status stream fails). */
-const POLL_FAULTS = ['HTTP 500', 'HTTP 404', 'a reset before the answer', 'a reset mid-body', 'a hang', 'an HTML content type', 'a truncated body', 'an oversized body'];
+const POLL_FAULTS = [
+  'HTTP 500',
+  'HTTP 404',
+  'a reset before the answer',
+  'a reset mid-body',
+  'a hang',
+  'an HTML content type',
+  'a truncated body',
+  'an oversized body',
+];
 
 describe('upstream faults against every adapter', () => {
   let upstreams: Upstreams;
@@ -115,7 +141,12 @@ describe('upstream faults against every adapter', () => {
     try {
       if (adapter.text) {
         if (mode === 'sse') {
-          const stream = await client.chat.completions.create({ model: adapter.model, messages: [{ role: 'user', content: 'hello' }], stream: true, max_tokens: 50 });
+          const stream = await client.chat.completions.create({
+            model: adapter.model,
+            messages: [{ role: 'user', content: 'hello' }],
+            stream: true,
+            max_tokens: 50,
+          });
           for await (const _chunk of stream) {
             // read to the end
           }
@@ -125,7 +156,11 @@ describe('upstream faults against every adapter', () => {
         return 'ok';
       }
       if (mode === 'edit') {
-        const result = await client.images.edit({ model: adapter.model, prompt: 'make it blue', image: await toFile(EDIT_INPUT, 'in.png', { type: 'image/png' }) } as never);
+        const result = await client.images.edit({
+          model: adapter.model,
+          prompt: 'make it blue',
+          image: await toFile(EDIT_INPUT, 'in.png', { type: 'image/png' }),
+        } as never);
         assert.ok((result as { data?: unknown[] }).data?.length);
       } else if (mode === 'sse') {
         const stream = await client.images.generate({ model: adapter.model, prompt: 'a lighthouse', stream: true } as never);
@@ -184,8 +219,16 @@ describe('upstream faults against every adapter', () => {
       for (const step of Object.keys(adapter.steps) as Step[]) {
         const carriesImage = !adapter.text && step === (adapter.imageStep ?? 'submit');
         const linkOnly = step === 'download' && adapter.imageStep !== 'download';
-        let faults = [...ANY_STEP, ...(step === 'submit' ? SUBMIT_ONLY : []), ...(step === 'download' ? DOWNLOAD_ONLY : []), ...(carriesImage || linkOnly ? IMAGE_FAULTS : [])];
-        if (step === 'poll') faults = faults.filter((fault) => POLL_FAULTS.includes(fault.name)).map((fault) => ({ ...fault, mayPass: adapter.provider === 'fal' || fault.mayPass }));
+        let faults = [
+          ...ANY_STEP,
+          ...(step === 'submit' ? SUBMIT_ONLY : []),
+          ...(step === 'download' ? DOWNLOAD_ONLY : []),
+          ...(carriesImage || linkOnly ? IMAGE_FAULTS : []),
+        ];
+        if (step === 'poll')
+          faults = faults
+            .filter((fault) => POLL_FAULTS.includes(fault.name))
+            .map((fault) => ({ ...fault, mayPass: adapter.provider === 'fal' || fault.mayPass }));
         for (const fault of faults) {
           it(`${step}: ${fault.name}`, () => runCase(adapter, step, fault, 'json'));
         }

@@ -12,7 +12,10 @@ type AccountRef = { accountId: string };
  * (`null` = absent); returns the error for further checks.
  */
 export async function expectError(promise: Promise<unknown>, status: number, code: string | null, param: string | null = null) {
-  const error = await promise.then(() => assert.fail('expected an error'), (caught) => caught);
+  const error = await promise.then(
+    () => assert.fail('expected an error'),
+    (caught) => caught,
+  );
   assert.ok(error instanceof OpenAI.APIError, `not an APIError: ${error}`);
   assert.equal(error.status, status, error.message);
   assert.equal(error.code ?? null, code);
@@ -28,7 +31,10 @@ export async function failsWith(
   call: () => Promise<unknown>,
   expected: { status: number; code?: string; param?: string | null; message?: RegExp },
 ) {
-  const error = await call().then(() => assert.fail('expected an error'), (caught: unknown) => caught);
+  const error = await call().then(
+    () => assert.fail('expected an error'),
+    (caught: unknown) => caught,
+  );
   assert.ok(error instanceof OpenAI.APIError, String(error));
   assert.equal(error.status, expected.status);
   if (expected.code !== undefined) assert.equal(error.code, expected.code);
@@ -85,10 +91,15 @@ async function heldReleased(t: TestServer, account: AccountRef): Promise<Record<
 /** An images `usage` for a model that reported no tokens: every count 0 (an integer, as the SDKs type it), and the cost. */
 export function usageWithoutTokens(totalCost: number): Record<string, unknown> {
   return {
-    input_tokens: 0, input_tokens_details: { text_tokens: 0, image_tokens: 0 },
-    output_tokens: 0, output_tokens_details: { text_tokens: 0, image_tokens: 0 }, total_tokens: 0,
-    prompt_tokens: 0, prompt_tokens_details: { cached_tokens: 0, cached_read_tokens: 0, image_tokens: 0 },
-    completion_tokens: 0, completion_tokens_details: { reasoning_tokens: 0, image_tokens: 0 },
+    input_tokens: 0,
+    input_tokens_details: { text_tokens: 0, image_tokens: 0 },
+    output_tokens: 0,
+    output_tokens_details: { text_tokens: 0, image_tokens: 0 },
+    total_tokens: 0,
+    prompt_tokens: 0,
+    prompt_tokens_details: { cached_tokens: 0, cached_read_tokens: 0, image_tokens: 0 },
+    completion_tokens: 0,
+    completion_tokens_details: { reasoning_tokens: 0, image_tokens: 0 },
     cost: { total_cost: totalCost },
   };
 }

@@ -28,8 +28,14 @@ export async function launchBrowser(): Promise<Browser> {
     headless: true,
     // This machine's network is closed: without these, Chromium keeps trying to reach Google's services.
     args: [
-      '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
-      '--disable-component-update', '--disable-sync', '--disable-dev-shm-usage',
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-quic',
+      '--no-first-run',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+      '--disable-dev-shm-usage',
     ],
     timeout: 60_000,
   });
@@ -39,8 +45,15 @@ export async function launchBrowser(): Promise<Browser> {
  * A browsing context for one person, whose pages are watched: any request that leaves the server's origin, any
  * Content-Security-Policy violation, any uncaught page error is recorded, and `assertClean()` fails on them.
  */
-export async function openContext(browser: Browser, origin: string): Promise<{ context: BrowserContext; page: Page; problems: string[]; assertClean(): void }> {
-  const context = await browser.newContext({ viewport: { width: 1280, height: 860 }, baseURL: origin, permissions: ['clipboard-read', 'clipboard-write'] });
+export async function openContext(
+  browser: Browser,
+  origin: string,
+): Promise<{ context: BrowserContext; page: Page; problems: string[]; assertClean(): void }> {
+  const context = await browser.newContext({
+    viewport: { width: 1280, height: 860 },
+    baseURL: origin,
+    permissions: ['clipboard-read', 'clipboard-write'],
+  });
   const problems: string[] = [];
   context.on('request', (request) => {
     const url = request.url();

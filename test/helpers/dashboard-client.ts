@@ -8,7 +8,10 @@ export class DashboardClient {
   cookie: string | undefined;
   lastSetCookie: string | null = null;
 
-  constructor(readonly url: string, readonly origin: string | null = url) {}
+  constructor(
+    readonly url: string,
+    readonly origin: string | null = url,
+  ) {}
 
   async request(method: string, path: string, body?: unknown, headers: Record<string, string> = {}) {
     const response = await documentedFetch(`${this.url}${path}`, {

@@ -11,7 +11,11 @@ import { buildOpenApiDocument } from '../../src/http/openapi-document.ts';
 type Node = Record<string, any>;
 
 export const openApiDocument = buildOpenApiDocument(
-  (JSON.parse(await import('node:fs').then((fs) => fs.readFileSync(new URL('../../package.json', import.meta.url), 'utf8'))) as { version: string }).version,
+  (
+    JSON.parse(await import('node:fs').then((fs) => fs.readFileSync(new URL('../../package.json', import.meta.url), 'utf8'))) as {
+      version: string;
+    }
+  ).version,
 );
 
 const ajv = new Ajv2020({ strict: false, allErrors: true });
@@ -21,7 +25,11 @@ ajv.addFormat('binary', true);
 ajv.addSchema({ ...openApiDocument, $id: 'openapi.json' });
 
 const templates = Object.keys(openApiDocument.paths as Node)
-  .map((template) => ({ template, pattern: new RegExp(`^${template.replace(/[.]/g, '\\.').replace(/\{[^}]+\}/g, '[^/]+')}$`), params: (template.match(/\{/g) ?? []).length }))
+  .map((template) => ({
+    template,
+    pattern: new RegExp(`^${template.replace(/[.]/g, '\\.').replace(/\{[^}]+\}/g, '[^/]+')}$`),
+    params: (template.match(/\{/g) ?? []).length,
+  }))
   // Literal paths before templated ones (/v1/models before /v1/models/{model}).
   .sort((a, b) => a.params - b.params);
 
@@ -39,8 +47,15 @@ export function assertDocumentedResponse(method: string, url: string, status: nu
   const operation = (openApiDocument.paths as Node)[match.template][method.toLowerCase()] as Node | undefined;
   if (!operation) throw new Error(`${where}: method not in /openapi.json`);
   let response = operation.responses[String(status)] ?? operation.responses.default;
-  if (!response) throw new Error(`${where}: status not documented in /openapi.json (documented: ${Object.keys(operation.responses).join(', ')})`);
-  let responsePath = pointer('paths', match.template, method.toLowerCase(), 'responses', operation.responses[String(status)] ? String(status) : 'default');
+  if (!response)
+    throw new Error(`${where}: status not documented in /openapi.json (documented: ${Object.keys(operation.responses).join(', ')})`);
+  let responsePath = pointer(
+    'paths',
+    match.template,
+    method.toLowerCase(),
+    'responses',
+    operation.responses[String(status)] ? String(status) : 'default',
+  );
   if (response.$ref) {
     const name = String(response.$ref).replace('#/components/responses/', '');
     response = (openApiDocument.components as Node).responses[name];
@@ -52,19 +67,26 @@ export function assertDocumentedResponse(method: string, url: string, status: nu
     return;
   }
   const type = (contentType ?? '').split(';')[0].trim();
-  if (!(type in response.content)) throw new Error(`${where}: content type "${type}" not documented (${Object.keys(response.content).join(', ')})`);
+  if (!(type in response.content))
+    throw new Error(`${where}: content type "${type}" not documented (${Object.keys(response.content).join(', ')})`);
   const ref = `openapi.json#/${responsePath}/${pointer('content', type, 'schema')}`;
   let validate = compiled.get(ref);
   if (!validate) {
     validate = ajv.compile({ $ref: ref });
     compiled.set(ref, validate);
   }
-  if (!validate(body)) throw new Error(`${where}: body does not match /openapi.json: ${ajv.errorsText(validate.errors)}\n${JSON.stringify(body).slice(0, 500)}`);
+  if (!validate(body))
+    throw new Error(
+      `${where}: body does not match /openapi.json: ${ajv.errorsText(validate.errors)}\n${JSON.stringify(body).slice(0, 500)}`,
+    );
   openApiCounters.validated++;
 }
 
 /** fetch, with every response validated against /openapi.json (JSON bodies parsed; text kept as text). */
-export async function documentedFetch(url: string, init: RequestInit = {}): Promise<{ status: number; headers: Headers; body: any; text: string }> {
+export async function documentedFetch(
+  url: string,
+  init: RequestInit = {},
+): Promise<{ status: number; headers: Headers; body: any; text: string }> {
   const response = await fetch(url, init);
   const text = await response.text();
   const contentType = response.headers.get('content-type');

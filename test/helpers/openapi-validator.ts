@@ -49,7 +49,9 @@ export type SchemaName = keyof typeof validators;
 export function assertMatchesSpec(name: SchemaName, body: unknown, context = ''): void {
   const validate = validators[name];
   if (!validate(body)) {
-    throw new Error(`${context} response does not match ${name} in /openapi.json: ${ajv.errorsText(validate.errors)}\n${JSON.stringify(body).slice(0, 500)}`);
+    throw new Error(
+      `${context} response does not match ${name} in /openapi.json: ${ajv.errorsText(validate.errors)}\n${JSON.stringify(body).slice(0, 500)}`,
+    );
   }
 }
 

@@ -19,4 +19,3 @@ export async function startS3(bucket: string): Promise<{ endpoint: string; direc
 }
 
 export const S3_CREDENTIALS = { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' };
-

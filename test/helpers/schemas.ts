@@ -6,7 +6,12 @@ export const MATH_RESPONSE = {
   properties: {
     steps: {
       type: 'array',
-      items: { type: 'object', properties: { explanation: { type: 'string' }, output: { type: 'string' } }, required: ['explanation', 'output'], additionalProperties: false },
+      items: {
+        type: 'object',
+        properties: { explanation: { type: 'string' }, output: { type: 'string' } },
+        required: ['explanation', 'output'],
+        additionalProperties: false,
+      },
     },
     final_answer: { type: 'string' },
   },

@@ -2,7 +2,13 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { renderSketch } from '../../src/images/sketch.ts';
-import type { ProviderError, ImageAdapter, ImageCallContext, ImageGenerationResult, NormalizedImageRequest } from '../../src/providers/types.ts';
+import type {
+  ProviderError,
+  ImageAdapter,
+  ImageCallContext,
+  ImageGenerationResult,
+  NormalizedImageRequest,
+} from '../../src/providers/types.ts';
 
 /**
  * A scriptable upstream for pipeline tests (faults, delays, partial failures). It is test code: the real
@@ -20,7 +26,13 @@ export interface ScriptedBehaviour {
 
 export class ScriptedAdapter implements ImageAdapter {
   readonly provider = 'scripted';
-  readonly capabilities = { maxImagesPerCall: 4, supportsSeed: true, supportsPartialImages: true, supportsEdits: true, nativeFormats: ['png' as const] };
+  readonly capabilities = {
+    maxImagesPerCall: 4,
+    supportsSeed: true,
+    supportsPartialImages: true,
+    supportsEdits: true,
+    nativeFormats: ['png' as const],
+  };
   behaviour: ScriptedBehaviour = {};
   calls = 0;
 
@@ -37,7 +49,9 @@ export class ScriptedAdapter implements ImageAdapter {
       if (behaviour.delayMs) await sleep(behaviour.delayMs, context.signal);
       const base64 = behaviour.garbage
         ? Buffer.from('not an image at all').toString('base64')
-        : (await renderSketch({ prompt: request.prompt, seed: index, width: request.width, height: request.height, format: 'png' })).toString('base64');
+        : (
+            await renderSketch({ prompt: request.prompt, seed: index, width: request.width, height: request.height, format: 'png' })
+          ).toString('base64');
       const image = { base64, mediaType: 'image/png' };
       images.push(image);
       context.onImage?.(image, index);
@@ -50,10 +64,14 @@ export class ScriptedAdapter implements ImageAdapter {
 function sleep(ms: number, signal: AbortSignal): Promise<void> {
   return new Promise((resolve, reject) => {
     const timer = setTimeout(resolve, ms);
-    signal.addEventListener('abort', () => {
-      clearTimeout(timer);
-      reject(signal.reason);
-    }, { once: true });
+    signal.addEventListener(
+      'abort',
+      () => {
+        clearTimeout(timer);
+        reject(signal.reason);
+      },
+      { once: true },
+    );
   });
 }
 
@@ -67,7 +85,14 @@ export function testCatalogJson(): string {
   const catalog = parseYaml(fs.readFileSync(SHIPPED, 'utf8'));
   const sketch = catalog.models.find((model: { id: string }) => model.id === 'deepshi-sketch');
   catalog.models.push(
-    { ...structuredClone(sketch), id: 'scripted-image', name: 'Scripted test upstream', max_partial_images: 0, pricing: { unit: 'image', base: '0.01' }, routes: [{ provider: 'scripted' }] },
+    {
+      ...structuredClone(sketch),
+      id: 'scripted-image',
+      name: 'Scripted test upstream',
+      max_partial_images: 0,
+      pricing: { unit: 'image', base: '0.01' },
+      routes: [{ provider: 'scripted' }],
+    },
     { ...structuredClone(sketch), id: 'vendor/sketch', name: 'Sketch with a slash in its id' },
   );
   return JSON.stringify(catalog);

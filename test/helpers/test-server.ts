@@ -54,12 +54,15 @@ export async function startTestServer(options: TestServerOptions = {}): Promise<
   });
   let logText = '';
   const logger = options.captureLogs
-    ? pino({ level: 'debug' }, new Writable({
+    ? pino(
+        { level: 'debug' },
+        new Writable({
           write: (chunk, _encoding, done) => {
             logText += String(chunk);
             done();
           },
-        }))
+        }),
+      )
     : pino({ level: 'silent' });
   const server = await startServer(config, { adapters: options.adapters, logger });
   const url = server.url;
@@ -95,7 +98,11 @@ export async function startTestServer(options: TestServerOptions = {}): Promise<
     async balance(accountId) {
       return (await admin('GET', `/admin/v1/accounts/${accountId}`)).balance;
     },
-    logs: () => logText.split('\n').filter(Boolean).map((line) => JSON.parse(line)),
+    logs: () =>
+      logText
+        .split('\n')
+        .filter(Boolean)
+        .map((line) => JSON.parse(line)),
     async close() {
       await server.close();
       fs.rmSync(dir, { recursive: true, force: true });
@@ -169,7 +176,11 @@ async function checkEvents(stream: ReadableStream<Uint8Array>, url: string, sign
     text = text.slice(0, text.lastIndexOf('\n\n') + 2);
   }
   for (const frame of text.split('\n\n')) {
-    const data = frame.split('\n').filter((line) => line.startsWith('data: ')).map((line) => line.slice(6)).join('\n');
+    const data = frame
+      .split('\n')
+      .filter((line) => line.startsWith('data: '))
+      .map((line) => line.slice(6))
+      .join('\n');
     if (!data) continue;
     const event = JSON.parse(data);
     if (event.type === 'error') assertMatchesSpec('Error', { error: event.error }, `SSE ${url}`);
@@ -184,7 +195,10 @@ async function checkEvents(stream: ReadableStream<Uint8Array>, url: string, sign
 }
 
 /** Raw HTTP for cases the SDK cannot express (malformed JSON, wrong methods, huge bodies). */
-export async function rawRequest(url: string, init: RequestInit & { path: string }): Promise<{ status: number; headers: Headers; body: any }> {
+export async function rawRequest(
+  url: string,
+  init: RequestInit & { path: string },
+): Promise<{ status: number; headers: Headers; body: any }> {
   const response = await fetch(`${url}${init.path}`, init);
   const text = await response.text();
   let body: unknown = text;

@@ -27,8 +27,14 @@ const WEATHER_PARAMETERS = {
   required: ['city', 'unit', 'days'],
   additionalProperties: false,
 };
-const WEATHER = { type: 'function' as const, function: { name: 'get_weather', description: 'Forecast for a city', parameters: WEATHER_PARAMETERS, strict: true } };
-const TIME = { type: 'function' as const, function: { name: 'get_time', parameters: { type: 'object', properties: { zone: { type: 'string' } }, required: ['zone'] } } };
+const WEATHER = {
+  type: 'function' as const,
+  function: { name: 'get_weather', description: 'Forecast for a city', parameters: WEATHER_PARAMETERS, strict: true },
+};
+const TIME = {
+  type: 'function' as const,
+  function: { name: 'get_time', parameters: { type: 'object', properties: { zone: { type: 'string' } }, required: ['zone'] } },
+};
 /** deepshi-echo's rates in nanos per token (catalog/models.yaml) and its token rule (docs/chat.md). */
 const RATES = { input: 100n, output: 400n };
 const tokens = (text: string) => Math.ceil([...text].length / 4);
@@ -61,11 +67,15 @@ describe('deepshi-echo: structured output and tool calls, an agent loop offline'
     assert.equal(chunks.map((chunk) => chunk.choices[0]?.delta?.content ?? '').join(''), completion.choices[0].message.content);
   });
 
-  it('response_format json_schema (the docs\' math_response, strict): the answer validates against the schema, streamed and not', async () => {
+  it("response_format json_schema (the docs' math_response, strict): the answer validates against the schema, streamed and not", async () => {
     const validate = ajv.compile(MATH_RESPONSE);
     const response_format = { type: 'json_schema' as const, json_schema: { name: 'math_response', strict: true, schema: MATH_RESPONSE } };
     for (const content of ['solve 8x + 7 = -23', 'how many legs do three foxes have', 'x']) {
-      const completion = await client.chat.completions.create({ model: 'deepshi-echo', messages: [{ role: 'user', content }], response_format });
+      const completion = await client.chat.completions.create({
+        model: 'deepshi-echo',
+        messages: [{ role: 'user', content }],
+        response_format,
+      });
       const value = JSON.parse(completion.choices[0].message.content!);
       assert.ok(validate(value), `${JSON.stringify(value)}: ${ajv.errorsText(validate.errors)}`);
       const chunks = await streamed({ messages: [{ role: 'user', content }], response_format });
@@ -73,14 +83,20 @@ describe('deepshi-echo: structured output and tool calls, an agent loop offline'
       assert.ok(validate(JSON.parse(text)));
     }
     // The SDK's parse helper reads it as structured output.
-    const parsed = await client.chat.completions.parse({ model: 'deepshi-echo', messages: [{ role: 'user', content: 'solve it' }], response_format });
+    const parsed = await client.chat.completions.parse({
+      model: 'deepshi-echo',
+      messages: [{ role: 'user', content: 'solve it' }],
+      response_format,
+    });
     assert.ok(validate(parsed.choices[0].message.parsed));
   });
 
   it('a tool round trip with tool_choice "required": a call with schema-valid arguments, then a text answer that uses the result; billed by the token rule', async () => {
     const validate = ajv.compile(WEATHER_PARAMETERS);
     const messages: any[] = [{ role: 'user', content: 'What will the weather be in Oslo?' }];
-    const { result: first, charge } = await charged(t, account, () => client.chat.completions.create({ model: 'deepshi-echo', messages, tools: [WEATHER, TIME], tool_choice: 'required' }));
+    const { result: first, charge } = await charged(t, account, () =>
+      client.chat.completions.create({ model: 'deepshi-echo', messages, tools: [WEATHER, TIME], tool_choice: 'required' }),
+    );
     const choice = first.choices[0];
     assert.equal(choice.finish_reason, 'tool_calls');
     assert.equal(choice.message.content, null);
@@ -95,11 +111,19 @@ describe('deepshi-echo: structured output and tool calls, an agent loop offline'
     const prompt = 4 + tokens(messages[0].content) + tokens(JSON.stringify([WEATHER, TIME])) + tokens(JSON.stringify('required'));
     const completion = tokens('get_weather') + tokens(call.function.arguments);
     assert.deepEqual([first.usage!.prompt_tokens, first.usage!.completion_tokens], [prompt, completion]);
-    assert.equal(charge, (BigInt(prompt) * RATES.input * 1_000_000n + BigInt(completion) * RATES.output * 1_000_000n + 999_999n) / 1_000_000n);
+    assert.equal(
+      charge,
+      (BigInt(prompt) * RATES.input * 1_000_000n + BigInt(completion) * RATES.output * 1_000_000n + 999_999n) / 1_000_000n,
+    );
 
     const result = JSON.stringify({ city: args.city, forecast: 'snow', high: -3 });
     messages.push(choice.message, { role: 'tool', tool_call_id: call.id, content: result });
-    const answer = await client.chat.completions.create({ model: 'deepshi-echo', messages, tools: [WEATHER, TIME], tool_choice: 'required' });
+    const answer = await client.chat.completions.create({
+      model: 'deepshi-echo',
+      messages,
+      tools: [WEATHER, TIME],
+      tool_choice: 'required',
+    });
     assert.equal(answer.choices[0].finish_reason, 'stop');
     assert.equal(answer.choices[0].message.content, `Echo: get_weather returned ${result}`);
     assert.equal(answer.choices[0].message.tool_calls, undefined);
@@ -118,9 +142,19 @@ describe('deepshi-echo: structured output and tool calls, an agent loop offline'
     assert.equal(final.choices[0].finish_reason, 'tool_calls');
     const call = final.choices[0].message.tool_calls![0] as OpenAI.ChatCompletionMessageFunctionToolCall;
     assert.ok(validate(JSON.parse(call.function.arguments)));
-    const nonStreamed = await client.chat.completions.create({ model: 'deepshi-echo', messages, tools: [WEATHER], tool_choice: 'required' });
-    const plain = (calls: any[] | undefined) => calls?.map((item) => ({ id: item.id, name: item.function.name, arguments: item.function.arguments }));
-    assert.deepEqual(plain(final.choices[0].message.tool_calls), plain(nonStreamed.choices[0].message.tool_calls), 'streamed and not agree');
+    const nonStreamed = await client.chat.completions.create({
+      model: 'deepshi-echo',
+      messages,
+      tools: [WEATHER],
+      tool_choice: 'required',
+    });
+    const plain = (calls: any[] | undefined) =>
+      calls?.map((item) => ({ id: item.id, name: item.function.name, arguments: item.function.arguments }));
+    assert.deepEqual(
+      plain(final.choices[0].message.tool_calls),
+      plain(nonStreamed.choices[0].message.tool_calls),
+      'streamed and not agree',
+    );
 
     messages.push(final.choices[0].message, { role: 'tool', tool_call_id: call.id, content: 'rain' });
     const chunks = await streamed({ messages, tools: [WEATHER] });
@@ -130,17 +164,42 @@ describe('deepshi-echo: structured output and tool calls, an agent loop offline'
 
   it('a named tool_choice calls that tool; with "auto" a tool named in the message is called, else the model answers in text', async () => {
     const named = await client.chat.completions.create({
-      model: 'deepshi-echo', messages: [{ role: 'user', content: 'anything' }], tools: [WEATHER, TIME], tool_choice: { type: 'function', function: { name: 'get_time' } },
+      model: 'deepshi-echo',
+      messages: [{ role: 'user', content: 'anything' }],
+      tools: [WEATHER, TIME],
+      tool_choice: { type: 'function', function: { name: 'get_time' } },
     });
-    assert.deepEqual(named.choices[0].message.tool_calls!.map((call: any) => call.function.name), ['get_time']);
-    const mentioned = await client.chat.completions.create({ model: 'deepshi-echo', messages: [{ role: 'user', content: 'call get_time for Tokyo and get_weather' }], tools: [WEATHER, TIME] });
-    assert.deepEqual(mentioned.choices[0].message.tool_calls!.map((call: any) => call.function.name), ['get_time', 'get_weather']);
+    assert.deepEqual(
+      named.choices[0].message.tool_calls!.map((call: any) => call.function.name),
+      ['get_time'],
+    );
+    const mentioned = await client.chat.completions.create({
+      model: 'deepshi-echo',
+      messages: [{ role: 'user', content: 'call get_time for Tokyo and get_weather' }],
+      tools: [WEATHER, TIME],
+    });
+    assert.deepEqual(
+      mentioned.choices[0].message.tool_calls!.map((call: any) => call.function.name),
+      ['get_time', 'get_weather'],
+    );
     assert.equal(JSON.parse((mentioned.choices[0].message.tool_calls![0] as any).function.arguments).zone.length > 0, true);
-    const plain = await client.chat.completions.create({ model: 'deepshi-echo', messages: [{ role: 'user', content: 'just chat' }], tools: [WEATHER, TIME] });
+    const plain = await client.chat.completions.create({
+      model: 'deepshi-echo',
+      messages: [{ role: 'user', content: 'just chat' }],
+      tools: [WEATHER, TIME],
+    });
     assert.equal(plain.choices[0].message.content, 'Echo: just chat');
-    const bad = await client.chat.completions.create({
-      model: 'deepshi-echo', messages: [{ role: 'user', content: 'x' }], tools: [WEATHER], tool_choice: { type: 'function', function: { name: 'nope' } },
-    }).then(() => undefined, (error) => error);
+    const bad = await client.chat.completions
+      .create({
+        model: 'deepshi-echo',
+        messages: [{ role: 'user', content: 'x' }],
+        tools: [WEATHER],
+        tool_choice: { type: 'function', function: { name: 'nope' } },
+      })
+      .then(
+        () => undefined,
+        (error) => error,
+      );
     assert.equal(bad?.status, 400);
     assert.equal(bad?.param, 'tool_choice');
   });
@@ -158,8 +217,16 @@ describe('deepshi-echo: structured output and tool calls, an agent loop offline'
 
   it('legacy functions / function_call: mapped to tools, answered as message.function_call (finish "function_call"), streamed as delta.function_call; a "function" message is a tool result', async () => {
     const validate = ajv.compile(WEATHER_PARAMETERS);
-    const functions = [{ name: 'get_weather', parameters: WEATHER_PARAMETERS }, { name: 'get_time', parameters: TIME.function.parameters }];
-    const body = { model: 'deepshi-echo', messages: [{ role: 'user', content: 'weather in Rome' }], functions, function_call: { name: 'get_weather' } };
+    const functions = [
+      { name: 'get_weather', parameters: WEATHER_PARAMETERS },
+      { name: 'get_time', parameters: TIME.function.parameters },
+    ];
+    const body = {
+      model: 'deepshi-echo',
+      messages: [{ role: 'user', content: 'weather in Rome' }],
+      functions,
+      function_call: { name: 'get_weather' },
+    };
     const completion = (await client.chat.completions.create(body as any)) as any;
     assert.equal(completion.choices[0].finish_reason, 'function_call');
     const message = completion.choices[0].message;
@@ -174,32 +241,42 @@ describe('deepshi-echo: structured output and tool calls, an agent loop offline'
     assert.ok(chunks.every((chunk) => chunk.choices[0]?.delta?.tool_calls === undefined));
     assert.equal(chunks.find((chunk) => chunk.choices[0]?.finish_reason).choices[0].finish_reason, 'function_call');
     const answer = await client.chat.completions.create({
-      model: 'deepshi-echo', functions,
-      messages: [{ role: 'user', content: 'weather in Rome' }, { role: 'assistant', content: null, function_call: message.function_call }, { role: 'function', name: 'get_weather', content: 'hot' }],
+      model: 'deepshi-echo',
+      functions,
+      messages: [
+        { role: 'user', content: 'weather in Rome' },
+        { role: 'assistant', content: null, function_call: message.function_call },
+        { role: 'function', name: 'get_weather', content: 'hot' },
+      ],
     } as any);
     assert.equal(answer.choices[0].message.content, 'Echo: get_weather returned hot');
-    const both = await client.chat.completions.create({ ...body, tools: [WEATHER] } as any).then(() => undefined, (error) => error);
+    const both = await client.chat.completions.create({ ...body, tools: [WEATHER] } as any).then(
+      () => undefined,
+      (error) => error,
+    );
     assert.equal(both?.status, 400);
     assert.equal(both?.param, 'functions');
   });
 
-  it('a whole agent loop with the SDK\'s runTools: the model calls the tool, the SDK runs it, the model answers with its result', async () => {
+  it("a whole agent loop with the SDK's runTools: the model calls the tool, the SDK runs it, the model answers with its result", async () => {
     const seen: unknown[] = [];
     const runner = client.chat.completions.runTools({
       model: 'deepshi-echo',
       messages: [{ role: 'user', content: 'Use get_weather for Lisbon' }],
-      tools: [{
-        type: 'function',
-        function: {
-          name: 'get_weather',
-          parameters: WEATHER_PARAMETERS,
-          parse: JSON.parse,
-          function: async (args: { city: string; days: number }) => {
-            seen.push(args);
-            return { city: args.city, days: args.days, forecast: 'sunny' };
+      tools: [
+        {
+          type: 'function',
+          function: {
+            name: 'get_weather',
+            parameters: WEATHER_PARAMETERS,
+            parse: JSON.parse,
+            function: async (args: { city: string; days: number }) => {
+              seen.push(args);
+              return { city: args.city, days: args.days, forecast: 'sunny' };
+            },
           },
         },
-      }] as any,
+      ] as any,
     });
     const content = await runner.finalContent();
     assert.equal(seen.length, 1);

@@ -28,7 +28,11 @@ describe('POST /v1/chat/completions (deepshi-echo)', () => {
     t = await startTestServer();
     const account = await t.createAccount('1');
     const card = (await t.client(account.key).models.retrieve('deepshi-echo')) as any;
-    rates = { input: parseUsd(card.pricing.input_per_million), cachedInput: parseUsd(card.pricing.cached_input_per_million), output: parseUsd(card.pricing.output_per_million) };
+    rates = {
+      input: parseUsd(card.pricing.input_per_million),
+      cachedInput: parseUsd(card.pricing.cached_input_per_million),
+      output: parseUsd(card.pricing.output_per_million),
+    };
   });
   after(() => t.close());
 
@@ -41,7 +45,9 @@ describe('POST /v1/chat/completions (deepshi-echo)', () => {
       { role: 'assistant' as const, content: 'first answer' },
       { role: 'user' as const, content: [{ type: 'text' as const, text: 'a red fox' }] },
     ];
-    const { result, charge } = await charged(t, account, () => client.chat.completions.create({ model: 'deepshi-echo', messages }).withResponse());
+    const { result, charge } = await charged(t, account, () =>
+      client.chat.completions.create({ model: 'deepshi-echo', messages }).withResponse(),
+    );
     const completion = result.data as any;
     assert.match(completion.id, /^chatcmpl-[0-9a-f]{32}$/);
     assert.equal(completion.object, 'chat.completion');
@@ -83,7 +89,12 @@ describe('POST /v1/chat/completions (deepshi-echo)', () => {
     const client = t.client(account.key);
     const content = 'streaming is honest about being an echo';
     const { result: chunks, charge } = await charged(t, account, async () => {
-      const stream = await client.chat.completions.create({ model: 'deepshi-echo', messages: [{ role: 'user', content }], stream: true, stream_options: { include_usage: true } });
+      const stream = await client.chat.completions.create({
+        model: 'deepshi-echo',
+        messages: [{ role: 'user', content }],
+        stream: true,
+        stream_options: { include_usage: true },
+      });
       const all: any[] = [];
       for await (const chunk of stream) all.push(chunk);
       return all;
@@ -124,7 +135,10 @@ describe('POST /v1/chat/completions (deepshi-echo)', () => {
     assert.match(response.headers.get('content-type') ?? '', /^text\/event-stream/);
     const body = await response.text();
     const frames = body.split('\n\n').filter(Boolean);
-    assert.ok(frames.every((frame) => frame.startsWith('data: ')), body);
+    assert.ok(
+      frames.every((frame) => frame.startsWith('data: ')),
+      body,
+    );
     assert.equal(frames[frames.length - 1], 'data: [DONE]');
     const objects = frames.slice(0, -1).map((frame) => JSON.parse(frame.slice(6)));
     assert.ok(objects.every((chunk) => !('usage' in chunk) && chunk.choices.length === 1));
@@ -136,24 +150,41 @@ describe('POST /v1/chat/completions (deepshi-echo)', () => {
     const account = await t.createAccount('1');
     const client = t.client(account.key);
     const content = 'one two three four five six seven';
-    const full = await charged(t, account, () => client.chat.completions.create({ model: 'deepshi-echo', messages: [{ role: 'user', content }] }));
-    const cut = await charged(t, account, () => client.chat.completions.create({ model: 'deepshi-echo', messages: [{ role: 'user', content }], max_tokens: 3 }));
+    const full = await charged(t, account, () =>
+      client.chat.completions.create({ model: 'deepshi-echo', messages: [{ role: 'user', content }] }),
+    );
+    const cut = await charged(t, account, () =>
+      client.chat.completions.create({ model: 'deepshi-echo', messages: [{ role: 'user', content }], max_tokens: 3 }),
+    );
     assert.equal(cut.result.choices[0].finish_reason, 'length');
     assert.equal(cut.result.choices[0].message.content, 'Echo: one tw');
     assert.equal(cut.result.usage!.completion_tokens, 3);
     assert.equal(cut.charge, price(promptTokens(content), 3));
     assert.ok(cut.charge < full.charge);
 
-    const alias = await client.chat.completions.create({ model: 'deepshi-echo', messages: [{ role: 'user', content }], max_completion_tokens: 3 });
+    const alias = await client.chat.completions.create({
+      model: 'deepshi-echo',
+      messages: [{ role: 'user', content }],
+      max_completion_tokens: 3,
+    });
     assert.equal(alias.choices[0].message.content, 'Echo: one tw');
     assert.equal(alias.choices[0].finish_reason, 'length');
 
-    const stopped = await client.chat.completions.create({ model: 'deepshi-echo', messages: [{ role: 'user', content }], stop: [' four', ' two'] });
+    const stopped = await client.chat.completions.create({
+      model: 'deepshi-echo',
+      messages: [{ role: 'user', content }],
+      stop: [' four', ' two'],
+    });
     assert.equal(stopped.choices[0].message.content, 'Echo: one');
     assert.equal(stopped.choices[0].finish_reason, 'stop');
     assert.equal(stopped.usage!.completion_tokens, tokens('Echo: one'));
 
-    const streamed = await client.chat.completions.create({ model: 'deepshi-echo', messages: [{ role: 'user', content }], max_tokens: 2, stream: true });
+    const streamed = await client.chat.completions.create({
+      model: 'deepshi-echo',
+      messages: [{ role: 'user', content }],
+      max_tokens: 2,
+      stream: true,
+    });
     const pieces: any[] = [];
     for await (const chunk of streamed) pieces.push(chunk);
     assert.equal(pieces.map((chunk) => chunk.choices[0]?.delta.content ?? '').join(''), 'Echo: on');
@@ -164,11 +195,23 @@ describe('POST /v1/chat/completions (deepshi-echo)', () => {
     const account = await t.createAccount('1');
     const { data, response } = await t
       .client(account.key)
-      .chat.completions.create({ model: 'deepshi-echo', messages: [{ role: 'user', content: 'x' }], n: 3, temperature: 0.2, seed: 7, logprobs: true, reasoning_effort: 'low', unknown_field: 1 } as any)
+      .chat.completions.create({
+        model: 'deepshi-echo',
+        messages: [{ role: 'user', content: 'x' }],
+        n: 3,
+        temperature: 0.2,
+        seed: 7,
+        logprobs: true,
+        reasoning_effort: 'low',
+        unknown_field: 1,
+      } as any)
       .withResponse();
     assert.equal(data.choices.length, 1, 'n > 1 is ignored: one choice');
     assert.equal(data.choices[0].message.content, 'Echo: x');
-    assert.deepEqual((data as any).warnings.map((warning: any) => warning.param), ['n', 'temperature', 'logprobs', 'reasoning_effort']);
+    assert.deepEqual(
+      (data as any).warnings.map((warning: any) => warning.param),
+      ['n', 'temperature', 'logprobs', 'reasoning_effort'],
+    );
     assert.equal(response.headers.get('x-deepshi-warnings'), 'n,temperature,logprobs,reasoning_effort');
   });
 
@@ -177,11 +220,22 @@ describe('POST /v1/chat/completions (deepshi-echo)', () => {
     // Enough for what the answer will cost, not for the hold of the default 4096 completion tokens.
     const account = await t.createAccount('0.0001');
     const client = t.client(account.key);
-    await expectError(client.chat.completions.create({ model: 'deepshi-echo', messages: [{ role: 'user', content }] }), 402, 'insufficient_quota');
-    await expectError(client.chat.completions.create({ model: 'deepshi-echo', messages: [{ role: 'user', content }], stream: true }), 402, 'insufficient_quota');
+    await expectError(
+      client.chat.completions.create({ model: 'deepshi-echo', messages: [{ role: 'user', content }] }),
+      402,
+      'insufficient_quota',
+    );
+    await expectError(
+      client.chat.completions.create({ model: 'deepshi-echo', messages: [{ role: 'user', content }], stream: true }),
+      402,
+      'insufficient_quota',
+    );
     await expectBalance(t, account, '0.0001');
     const ledger = await t.admin('GET', `/admin/v1/accounts/${account.accountId}/ledger`);
-    assert.deepEqual(ledger.data.map((entry: any) => entry.kind), ['credit']);
+    assert.deepEqual(
+      ledger.data.map((entry: any) => entry.kind),
+      ['credit'],
+    );
     // A request whose hold fits goes through.
     const ok = await client.chat.completions.create({ model: 'deepshi-echo', messages: [{ role: 'user', content }], max_tokens: 8 });
     assert.equal(ok.choices[0].finish_reason, 'stop');
@@ -190,16 +244,29 @@ describe('POST /v1/chat/completions (deepshi-echo)', () => {
   it('400s name the param, and bad input is never billed', async () => {
     const account = await t.createAccount('1');
     const client = t.client(account.key);
-    const create = (body: Record<string, unknown>) => client.chat.completions.create({ model: 'deepshi-echo', messages: [{ role: 'user', content: 'x' }], ...body } as any);
+    const create = (body: Record<string, unknown>) =>
+      client.chat.completions.create({ model: 'deepshi-echo', messages: [{ role: 'user', content: 'x' }], ...body } as any);
     await expectError(client.chat.completions.create({ model: 'deepshi-echo' } as any), 400, 'missing_required_parameter', 'messages');
     await expectError(create({ messages: [] }), 400, 'empty_array', 'messages');
     await expectError(create({ messages: 'hello' }), 400, 'invalid_type', 'messages');
     await expectError(create({ messages: [{ role: 'robot', content: 'x' }] }), 400, 'invalid_value', 'messages[0].role');
-    await expectError(create({ messages: [{ role: 'user', content: 'x' }, { role: 'user' }] }), 400, 'missing_required_parameter', 'messages[1].content');
-    await expectError(create({ messages: [{ role: 'tool', content: 'x' }] }), 400, 'missing_required_parameter', 'messages[0].tool_call_id');
+    await expectError(
+      create({ messages: [{ role: 'user', content: 'x' }, { role: 'user' }] }),
+      400,
+      'missing_required_parameter',
+      'messages[1].content',
+    );
+    await expectError(
+      create({ messages: [{ role: 'tool', content: 'x' }] }),
+      400,
+      'missing_required_parameter',
+      'messages[0].tool_call_id',
+    );
     await expectError(
       create({ messages: [{ role: 'user', content: [{ type: 'image_url', image_url: { url: 'data:,' } }] }] }),
-      400, 'invalid_value', 'messages[0].content[0].type',
+      400,
+      'invalid_value',
+      'messages[0].content[0].type',
     );
     await expectError(create({ max_tokens: 0 }), 400, 'integer_below_min_value', 'max_tokens');
     await expectError(create({ max_tokens: 1.5 }), 400, 'invalid_type', 'max_tokens');
@@ -212,25 +279,48 @@ describe('POST /v1/chat/completions (deepshi-echo)', () => {
     await expectError(create({ n: 1.5 }), 400, 'invalid_type', 'n');
     await expectError(create({ stream: 'yes' }), 400, 'invalid_type', 'stream');
     // The context window: 16384 tokens of prompt and completion together.
-    await expectError(create({ messages: [{ role: 'user', content: 'x'.repeat(4 * 12_300) }], max_tokens: 4096 }), 400, 'context_length_exceeded', 'max_tokens');
-    await expectError(create({ messages: [{ role: 'user', content: 'x'.repeat(4 * 16_400) }] }), 400, 'context_length_exceeded', 'messages');
+    await expectError(
+      create({ messages: [{ role: 'user', content: 'x'.repeat(4 * 12_300) }], max_tokens: 4096 }),
+      400,
+      'context_length_exceeded',
+      'max_tokens',
+    );
+    await expectError(
+      create({ messages: [{ role: 'user', content: 'x'.repeat(4 * 16_400) }] }),
+      400,
+      'context_length_exceeded',
+      'messages',
+    );
     // Models: unknown, missing, and of the wrong kind for the endpoint.
     await expectError(create({ model: 'no-such-model' }), 400, 'model_not_found', 'model');
     await expectError(create({ model: undefined }), 400, 'missing_required_parameter', 'model');
     const wrongKind = await expectError(create({ model: 'deepshi-sketch' }), 400, 'model_not_supported', 'model');
     assert.match(wrongKind.message, /image model/);
-    const textOnImages = await expectError(client.images.generate({ model: 'deepshi-echo', prompt: 'a fox' }), 400, 'model_not_supported', 'model');
+    const textOnImages = await expectError(
+      client.images.generate({ model: 'deepshi-echo', prompt: 'a fox' }),
+      400,
+      'model_not_supported',
+      'model',
+    );
     assert.match(textOnImages.message, /chat\/completions/);
     await expectBalance(t, account, '1');
   });
 
   it('the same keys and permissions as images: 401 without a valid key, 403 for a revoked key or a model the key may not use', async () => {
     const noKey = new OpenAI({ apiKey: 'sk-bf-nope', baseURL: `${t.url}/v1`, maxRetries: 0 });
-    await expectError(noKey.chat.completions.create({ model: 'deepshi-echo', messages: [{ role: 'user', content: 'x' }] }), 401, 'invalid_api_key');
+    await expectError(
+      noKey.chat.completions.create({ model: 'deepshi-echo', messages: [{ role: 'user', content: 'x' }] }),
+      401,
+      'invalid_api_key',
+    );
 
     const sketchOnly = await t.createAccount('1', { models: ['deepshi-sketch'] });
     const denied = t.client(sketchOnly.key);
-    await expectError(denied.chat.completions.create({ model: 'deepshi-echo', messages: [{ role: 'user', content: 'x' }] }), 403, 'model_not_found');
+    await expectError(
+      denied.chat.completions.create({ model: 'deepshi-echo', messages: [{ role: 'user', content: 'x' }] }),
+      403,
+      'model_not_found',
+    );
     const listed = [];
     for await (const model of denied.models.list()) listed.push(model.id);
     assert.deepEqual(listed, ['deepshi-sketch']);
@@ -239,34 +329,56 @@ describe('POST /v1/chat/completions (deepshi-echo)', () => {
     const allowed = t.client(echoOnly.key);
     const models = [];
     for await (const model of allowed.models.list()) models.push(model as any);
-    assert.deepEqual(models.map((model) => model.id), ['deepshi-echo']);
+    assert.deepEqual(
+      models.map((model) => model.id),
+      ['deepshi-echo'],
+    );
     assert.equal(models[0].kind, 'text');
     assert.deepEqual(models[0].modalities, { input: ['text'], output: ['text'] });
     assert.equal(models[0].pricing.unit, 'token');
-    assert.equal((await allowed.chat.completions.create({ model: 'deepshi-echo', messages: [{ role: 'user', content: 'x' }] })).choices[0].message.content, 'Echo: x');
+    assert.equal(
+      (await allowed.chat.completions.create({ model: 'deepshi-echo', messages: [{ role: 'user', content: 'x' }] })).choices[0].message
+        .content,
+      'Echo: x',
+    );
     await expectError(allowed.images.generate({ model: 'deepshi-sketch', prompt: 'x' }), 403, 'model_not_found');
 
     await t.admin('POST', `/admin/v1/keys/${echoOnly.keyId}/revoke`);
-    await expectError(allowed.chat.completions.create({ model: 'deepshi-echo', messages: [{ role: 'user', content: 'x' }] }), 403, 'api_key_revoked');
+    await expectError(
+      allowed.chat.completions.create({ model: 'deepshi-echo', messages: [{ role: 'user', content: 'x' }] }),
+      403,
+      'api_key_revoked',
+    );
   });
 
   it('the same per-key rate limits: over requests per minute is a 429 with Retry-After, before any hold', async () => {
     const account = await t.createAccount('1');
-    await t.admin('POST', `/admin/v1/keys/${account.keyId}/limits`, { requests_per_minute: 1, images_per_minute: null, max_in_flight: null });
+    await t.admin('POST', `/admin/v1/keys/${account.keyId}/limits`, {
+      requests_per_minute: 1,
+      images_per_minute: null,
+      max_in_flight: null,
+    });
     const client = t.client(account.key);
-    const first = await client.chat.completions.create({ model: 'deepshi-echo', messages: [{ role: 'user', content: 'x' }] }).withResponse();
+    const first = await client.chat.completions
+      .create({ model: 'deepshi-echo', messages: [{ role: 'user', content: 'x' }] })
+      .withResponse();
     assert.equal(first.response.headers.get('x-ratelimit-limit-requests'), '1');
-    const refused = await expectError(client.chat.completions.create({ model: 'deepshi-echo', messages: [{ role: 'user', content: 'x' }] }), 429, 'rate_limit_exceeded');
+    const refused = await expectError(
+      client.chat.completions.create({ model: 'deepshi-echo', messages: [{ role: 'user', content: 'x' }] }),
+      429,
+      'rate_limit_exceeded',
+    );
     assert.ok(Number(refused.headers?.get('retry-after')) >= 1);
     const ledger = await t.admin('GET', `/admin/v1/accounts/${account.accountId}/ledger`);
     assert.equal(ledger.data.filter((entry: any) => entry.kind === 'hold').length, 1);
   });
 
-  it('tokens per minute: admitted at the request\'s upper bound (prompt + max_tokens), the unused part given back, 429 with Retry-After past it', async () => {
+  it("tokens per minute: admitted at the request's upper bound (prompt + max_tokens), the unused part given back, 429 with Retry-After past it", async () => {
     const account = await t.createAccount('1');
     await t.admin('POST', `/admin/v1/keys/${account.keyId}/limits`, { tokens_per_minute: 1000 });
     const client = t.client(account.key);
-    const ask = (max_tokens: number) => client.chat.completions.create({ model: 'deepshi-echo', messages: [{ role: 'user', content: 'hi' }], max_tokens }).withResponse();
+    const ask = (max_tokens: number) =>
+      client.chat.completions.create({ model: 'deepshi-echo', messages: [{ role: 'user', content: 'hi' }], max_tokens }).withResponse();
     const first = await ask(700);
     assert.equal(first.response.headers.get('x-ratelimit-limit-tokens'), '1000');
     assert.equal(first.response.headers.get('x-ratelimit-remaining-tokens'), String(1000 - (promptTokens('hi') + 700)));
@@ -275,7 +387,8 @@ describe('POST /v1/chat/completions (deepshi-echo)', () => {
     const second = await ask(700);
     assert.ok(Number(second.response.headers.get('x-ratelimit-remaining-tokens')) >= 1000 - 8 - 706);
     // Requests that use their whole bound (an answer longer than max_tokens): two of 404 fit, the third does not.
-    const long = () => client.chat.completions.create({ model: 'deepshi-echo', messages: [{ role: 'user', content: 'x'.repeat(800) }], max_tokens: 200 });
+    const long = () =>
+      client.chat.completions.create({ model: 'deepshi-echo', messages: [{ role: 'user', content: 'x'.repeat(800) }], max_tokens: 200 });
     await long();
     await long();
     const refused = await expectError(long(), 429, 'rate_limit_exceeded');
@@ -299,7 +412,9 @@ describe('POST /v1/chat/completions (deepshi-echo)', () => {
     const account = await t.createAccount((Number(hold * BigInt(k)) / 1e9).toFixed(9));
     const client = t.client(account.key);
     const results = await Promise.allSettled(
-      Array.from({ length: n }, () => client.chat.completions.create({ model: 'deepshi-echo', messages: [{ role: 'user', content }], max_tokens: 2 })),
+      Array.from({ length: n }, () =>
+        client.chat.completions.create({ model: 'deepshi-echo', messages: [{ role: 'user', content }], max_tokens: 2 }),
+      ),
     );
     const ok = results.filter((result) => result.status === 'fulfilled');
     const rejected = results.filter((result): result is PromiseRejectedResult => result.status === 'rejected');
@@ -322,8 +437,12 @@ describe('POST /v1/chat/completions (deepshi-echo)', () => {
     assert.deepEqual(again.data, first.data);
     assert.equal(await t.balance(account.accountId), balance);
     await expectError(
-      client.chat.completions.create({ ...body, messages: [{ role: 'user', content: 'something else' }] }, { headers: { 'Idempotency-Key': 'chat-1' } }),
-      422, 'idempotency_key_reused',
+      client.chat.completions.create(
+        { ...body, messages: [{ role: 'user', content: 'something else' }] },
+        { headers: { 'Idempotency-Key': 'chat-1' } },
+      ),
+      422,
+      'idempotency_key_reused',
     );
   });
 });

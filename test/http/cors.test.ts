@@ -20,17 +20,20 @@ function browserFetch(origin: string): typeof fetch {
     // Headers a page may send without asking (the browser sets user-agent itself); all others need the preflight's yes.
     const simple = (name: string) =>
       ['accept', 'accept-language', 'content-language', 'user-agent'].includes(name) ||
-      (name === 'content-type' && /^(text\/plain|multipart\/form-data|application\/x-www-form-urlencoded)/.test(request.headers.get(name) ?? ''));
+      (name === 'content-type' &&
+        /^(text\/plain|multipart\/form-data|application\/x-www-form-urlencoded)/.test(request.headers.get(name) ?? ''));
     const headerNames = [...request.headers.keys()].filter((name) => !simple(name));
     const preflight = await fetch(request.url, {
       method: 'OPTIONS',
       headers: { origin, 'access-control-request-method': request.method, 'access-control-request-headers': headerNames.join(',') },
     });
     const allowOrigin = preflight.headers.get('access-control-allow-origin');
-    if (preflight.status >= 300 || (allowOrigin !== '*' && allowOrigin !== origin)) throw new TypeError(`CORS preflight refused (${preflight.status}, allow-origin ${allowOrigin})`);
+    if (preflight.status >= 300 || (allowOrigin !== '*' && allowOrigin !== origin))
+      throw new TypeError(`CORS preflight refused (${preflight.status}, allow-origin ${allowOrigin})`);
     const allowedHeaders = (preflight.headers.get('access-control-allow-headers') ?? '').toLowerCase().split(/\s*,\s*/);
     for (const name of headerNames) if (!allowedHeaders.includes(name)) throw new TypeError(`CORS preflight does not allow header ${name}`);
-    if (!(preflight.headers.get('access-control-allow-methods') ?? '').includes(request.method)) throw new TypeError(`CORS preflight does not allow ${request.method}`);
+    if (!(preflight.headers.get('access-control-allow-methods') ?? '').includes(request.method))
+      throw new TypeError(`CORS preflight does not allow ${request.method}`);
 
     const headers = new Headers(request.headers);
     headers.set('origin', origin);
@@ -38,7 +41,8 @@ function browserFetch(origin: string): typeof fetch {
     const body = request.body === null ? undefined : await request.arrayBuffer();
     const response = await validatingFetch(request.url, { method: request.method, headers, body, signal: init?.signal });
     const responseOrigin = response.headers.get('access-control-allow-origin');
-    if (responseOrigin !== '*' && responseOrigin !== origin) throw new TypeError(`CORS blocked the response (allow-origin ${responseOrigin})`);
+    if (responseOrigin !== '*' && responseOrigin !== origin)
+      throw new TypeError(`CORS blocked the response (allow-origin ${responseOrigin})`);
     const exposed = new Set((response.headers.get('access-control-expose-headers') ?? '').toLowerCase().split(/\s*,\s*/));
     const visible = new Headers();
     response.headers.forEach((value, name) => {
@@ -60,7 +64,9 @@ describe('CORS: browser callers on /v1 (any origin by default)', () => {
 
   it('the openai SDK in a browser generates an image and reads the request id, cost and rate-limit headers', async () => {
     const account = await t.createAccount('1');
-    const { data, response } = await browserClient(account.key).images.generate({ model: 'deepshi-sketch', prompt: 'a fox' }).withResponse();
+    const { data, response } = await browserClient(account.key)
+      .images.generate({ model: 'deepshi-sketch', prompt: 'a fox' })
+      .withResponse();
     assert.equal(data.data!.length, 1);
     assert.match(response.headers.get('x-request-id') ?? '', /^req_/);
     assert.equal(response.headers.get('x-request-cost'), String((data as any).usage.cost.total_cost));
@@ -73,7 +79,9 @@ describe('CORS: browser callers on /v1 (any origin by default)', () => {
     const client = browserClient(account.key);
 
     // `quality` is ignored by deepshi-sketch: the warning header is exposed; a stream never states a cost in its headers.
-    const image = await client.images.generate({ model: 'deepshi-sketch', prompt: 'a fox', size: '256x256', quality: 'high', stream: true }).withResponse();
+    const image = await client.images
+      .generate({ model: 'deepshi-sketch', prompt: 'a fox', size: '256x256', quality: 'high', stream: true })
+      .withResponse();
     assert.match(image.response.headers.get('x-request-id') ?? '', /^req_/);
     assert.equal(image.response.headers.get('x-deepshi-warnings'), 'quality');
     assert.equal(image.response.headers.get('x-request-cost'), null);
@@ -81,7 +89,9 @@ describe('CORS: browser callers on /v1 (any origin by default)', () => {
     for await (const event of image.data) imageEvents.push(event);
     assert.equal(imageEvents.at(-1)?.type, 'image_generation.completed');
 
-    const reference = await sharp({ create: { width: 64, height: 64, channels: 3, background: '#336699' } }).png().toBuffer();
+    const reference = await sharp({ create: { width: 64, height: 64, channels: 3, background: '#336699' } })
+      .png()
+      .toBuffer();
     const edit = await client.images
       .edit({ model: 'deepshi-sketch', prompt: 'night', image: await toFile(reference, 'ref.png', { type: 'image/png' }), stream: true })
       .withResponse();
@@ -102,13 +112,16 @@ describe('CORS: browser callers on /v1 (any origin by default)', () => {
 
   it('a streamed request refused before its stream (402) is readable: APIError with status, code and request id', async () => {
     const poor = await t.createAccount('0');
-    await assert.rejects(browserClient(poor.key).images.generate({ model: 'deepshi-sketch', prompt: 'x', stream: true }), (error: unknown) => {
-      assert.ok(error instanceof OpenAI.APIError && !(error instanceof OpenAI.RateLimitError), String(error));
-      assert.equal(error.status, 402);
-      assert.equal(error.code, 'insufficient_quota');
-      assert.match(error.requestID ?? '', /^req_/);
-      return true;
-    });
+    await assert.rejects(
+      browserClient(poor.key).images.generate({ model: 'deepshi-sketch', prompt: 'x', stream: true }),
+      (error: unknown) => {
+        assert.ok(error instanceof OpenAI.APIError && !(error instanceof OpenAI.RateLimitError), String(error));
+        assert.equal(error.status, 402);
+        assert.equal(error.code, 'insufficient_quota');
+        assert.match(error.requestID ?? '', /^req_/);
+        return true;
+      },
+    );
   });
 
   it('errors are readable too: a 401 reaches the SDK as AuthenticationError with its request id', async () => {
@@ -126,20 +139,31 @@ describe('CORS: browser callers on /v1 (any origin by default)', () => {
       headers: {
         origin: APP,
         'access-control-request-method': 'POST',
-        'access-control-request-headers': 'authorization,content-type,x-stainless-retry-count,x-stainless-timeout,openai-organization,idempotency-key',
+        'access-control-request-headers':
+          'authorization,content-type,x-stainless-retry-count,x-stainless-timeout,openai-organization,idempotency-key',
       },
     });
     assert.equal(preflight.status, 204);
     assert.equal(preflight.headers.get('access-control-allow-origin'), '*');
     const allowed = preflight.headers.get('access-control-allow-headers')!.split(/\s*,\s*/);
-    for (const name of ['authorization', 'content-type', 'x-stainless-retry-count', 'x-stainless-timeout', 'openai-organization', 'idempotency-key']) {
+    for (const name of [
+      'authorization',
+      'content-type',
+      'x-stainless-retry-count',
+      'x-stainless-timeout',
+      'openai-organization',
+      'idempotency-key',
+    ]) {
       assert.ok(allowed.includes(name), name);
     }
   });
 
   it('admin and metrics routes never answer cross-origin callers', async () => {
     for (const path of ['/admin/v1/accounts', '/metrics', '/healthz']) {
-      const preflight = await fetch(`${t.url}${path}`, { method: 'OPTIONS', headers: { origin: APP, 'access-control-request-method': 'POST' } });
+      const preflight = await fetch(`${t.url}${path}`, {
+        method: 'OPTIONS',
+        headers: { origin: APP, 'access-control-request-method': 'POST' },
+      });
       assert.equal(preflight.headers.get('access-control-allow-origin'), null, path);
     }
   });
@@ -159,20 +183,38 @@ describe('CORS: DEEPSHI_CORS_ORIGINS', () => {
 
   it('a list admits only its origins (echoed, with Vary: Origin)', async () => {
     const account = await listed.createAccount('1');
-    const client = (origin: string) => new OpenAI({ apiKey: account.key, baseURL: `${listed.url}/v1`, maxRetries: 0, dangerouslyAllowBrowser: true, fetch: browserFetch(origin) });
+    const client = (origin: string) =>
+      new OpenAI({
+        apiKey: account.key,
+        baseURL: `${listed.url}/v1`,
+        maxRetries: 0,
+        dangerouslyAllowBrowser: true,
+        fetch: browserFetch(origin),
+      });
     const { response } = await client('https://studio.example.com').models.list().withResponse();
     assert.equal(response.status, 200);
     const direct = await fetch(`${listed.url}/v1/models`, { headers: { origin: APP, authorization: `Bearer ${account.key}` } });
     assert.equal(direct.headers.get('access-control-allow-origin'), APP);
     assert.match(direct.headers.get('vary') ?? '', /origin/i);
     // A browser blocks it; the SDK reports a blocked fetch as a connection error.
-    await assert.rejects(client('https://evil.example').models.list(), (error: unknown) => error instanceof OpenAI.APIConnectionError && /CORS/.test(String((error as Error).cause)));
+    await assert.rejects(
+      client('https://evil.example').models.list(),
+      (error: unknown) => error instanceof OpenAI.APIConnectionError && /CORS/.test(String((error as Error).cause)),
+    );
   });
 
   it('a listed origin reads a streamed chat completion (the origin echoed, with Vary: Origin)', async () => {
     const account = await listed.createAccount('1');
-    const client = new OpenAI({ apiKey: account.key, baseURL: `${listed.url}/v1`, maxRetries: 0, dangerouslyAllowBrowser: true, fetch: browserFetch(APP) });
-    const chat = await client.chat.completions.create({ model: 'deepshi-echo', messages: [{ role: 'user', content: 'hi' }], stream: true }).withResponse();
+    const client = new OpenAI({
+      apiKey: account.key,
+      baseURL: `${listed.url}/v1`,
+      maxRetries: 0,
+      dangerouslyAllowBrowser: true,
+      fetch: browserFetch(APP),
+    });
+    const chat = await client.chat.completions
+      .create({ model: 'deepshi-echo', messages: [{ role: 'user', content: 'hi' }], stream: true })
+      .withResponse();
     assert.match(chat.response.headers.get('x-request-id') ?? '', /^req_/);
     for await (const _chunk of chat.data) {
       // drained
@@ -190,15 +232,26 @@ describe('CORS: DEEPSHI_CORS_ORIGINS', () => {
   });
 
   it('off sends no CORS headers at all', async () => {
-    const preflight = await fetch(`${off.url}/v1/images/generations`, { method: 'OPTIONS', headers: { origin: APP, 'access-control-request-method': 'POST' } });
+    const preflight = await fetch(`${off.url}/v1/images/generations`, {
+      method: 'OPTIONS',
+      headers: { origin: APP, 'access-control-request-method': 'POST' },
+    });
     assert.equal(preflight.headers.get('access-control-allow-origin'), null);
   });
 
   it('a malformed origin stops start-up with a message saying what is expected', () => {
     for (const value of ['app.example.com', 'https://app.example.com/path', 'ftp://files.example.com']) {
-      assert.throws(() => loadConfig({ DEEPSHI_CORS_ORIGINS: value }), (error: unknown) => error instanceof ConfigError && /DEEPSHI_CORS_ORIGINS must be \*, off, or comma-separated origins/.test(error.message), value);
+      assert.throws(
+        () => loadConfig({ DEEPSHI_CORS_ORIGINS: value }),
+        (error: unknown) =>
+          error instanceof ConfigError && /DEEPSHI_CORS_ORIGINS must be \*, off, or comma-separated origins/.test(error.message),
+        value,
+      );
     }
-    assert.deepEqual(loadConfig({ DEEPSHI_CORS_ORIGINS: 'https://a.example, http://localhost:3000' }).corsOrigins, ['https://a.example', 'http://localhost:3000']);
+    assert.deepEqual(loadConfig({ DEEPSHI_CORS_ORIGINS: 'https://a.example, http://localhost:3000' }).corsOrigins, [
+      'https://a.example',
+      'http://localhost:3000',
+    ]);
     assert.equal(loadConfig({}).corsOrigins, '*');
     assert.equal(loadConfig({ DEEPSHI_CORS_ORIGINS: 'off' }).corsOrigins, false);
   });

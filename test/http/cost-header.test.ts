@@ -21,7 +21,11 @@ describe('x-request-cost is the settled charge or absent', () => {
   const post = (key: string, path: string, body: Record<string, unknown>, idempotencyKey?: string) =>
     fetch(`${t.url}${path}`, {
       method: 'POST',
-      headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json', ...(idempotencyKey ? { 'idempotency-key': idempotencyKey } : {}) },
+      headers: {
+        authorization: `Bearer ${key}`,
+        'content-type': 'application/json',
+        ...(idempotencyKey ? { 'idempotency-key': idempotencyKey } : {}),
+      },
       body: JSON.stringify(body),
     });
 
@@ -35,7 +39,10 @@ describe('x-request-cost is the settled charge or absent', () => {
   it('images, JSON with a warning: the header is the charge, equal to usage.cost and the balance change', async () => {
     const account = await t.createAccount('1');
     const { result, charge } = await charged(t, account, () =>
-      t.client(account.key).images.generate(withExtras({ model: 'deepshi-sketch', prompt: 'a fox', quality: 'high', n: 2 }, { size: '64x64' })).withResponse(),
+      t
+        .client(account.key)
+        .images.generate(withExtras({ model: 'deepshi-sketch', prompt: 'a fox', quality: 'high', n: 2 }, { size: '64x64' }))
+        .withResponse(),
     );
     assert.equal(charge, 2_000_000n);
     assert.equal(result.response.headers.get('x-deepshi-warnings'), 'quality');
@@ -46,7 +53,13 @@ describe('x-request-cost is the settled charge or absent', () => {
   it('images, SSE with a warning: no cost header; the completed events carry the charge', async () => {
     const account = await t.createAccount('1');
     const { result, charge } = await charged(t, account, async () => {
-      const response = await post(account.key, '/v1/images/generations', { model: 'deepshi-sketch', prompt: 'a', size: '64x64', stream: true, quality: 'high' });
+      const response = await post(account.key, '/v1/images/generations', {
+        model: 'deepshi-sketch',
+        prompt: 'a',
+        size: '64x64',
+        stream: true,
+        quality: 'high',
+      });
       return { headers: response.headers, text: await response.text() };
     });
     assert.equal(charge, 1_000_000n);
@@ -54,10 +67,19 @@ describe('x-request-cost is the settled charge or absent', () => {
     assert.equal(result.headers.get('x-request-cost'), null);
     assert.equal(result.headers.get('x-deepshi-warnings'), 'quality');
     const completed = events(result.text).filter((event) => event.type === 'image_generation.completed');
-    assert.equal(completed.reduce((sum, event) => sum + parseUsd(String(event.usage.cost.total_cost)), 0n), charge);
-    assert.deepEqual(completed.at(-1).warnings.map((warning: { param: string }) => warning.param), ['quality']);
+    assert.equal(
+      completed.reduce((sum, event) => sum + parseUsd(String(event.usage.cost.total_cost)), 0n),
+      charge,
+    );
+    assert.deepEqual(
+      completed.at(-1).warnings.map((warning: { param: string }) => warning.param),
+      ['quality'],
+    );
     // The event fields the SDKs type as always present: quality and background (`auto` where the model has no such setting).
-    assert.deepEqual([completed[0].quality, completed[0].background, completed[0].output_format, completed[0].size], ['auto', 'auto', 'png', '64x64']);
+    assert.deepEqual(
+      [completed[0].quality, completed[0].background, completed[0].output_format, completed[0].size],
+      ['auto', 'auto', 'png', '64x64'],
+    );
     assert.equal(completed[0].usage.total_tokens, 0);
   });
 

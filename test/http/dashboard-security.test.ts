@@ -38,8 +38,14 @@ async function start(store: 'sqlite' | 'postgres', env: Record<string, string> =
   let schema = '';
   if (store === 'postgres') ({ url: databaseUrl, schema } = await freshPostgresSchema());
   const config = loadConfig({
-    PORT: '0', HOST: '127.0.0.1', DATABASE_URL: databaseUrl, DEEPSHI_ADMIN_TOKEN: ADMIN_TOKEN, DEEPSHI_DEV_ACCOUNT: 'false',
-    LOG_LEVEL: 'trace', DEEPSHI_TRUST_PROXY: 'true', ...env,
+    PORT: '0',
+    HOST: '127.0.0.1',
+    DATABASE_URL: databaseUrl,
+    DEEPSHI_ADMIN_TOKEN: ADMIN_TOKEN,
+    DEEPSHI_DEV_ACCOUNT: 'false',
+    LOG_LEVEL: 'trace',
+    DEEPSHI_TRUST_PROXY: 'true',
+    ...env,
   });
   let logText = '';
   const logStream = new Writable({
@@ -55,7 +61,10 @@ async function start(store: 'sqlite' | 'postgres', env: Record<string, string> =
     logs: () => logText,
     async databaseText() {
       if (store === 'sqlite') {
-        return fs.readdirSync(dir).map((file) => fs.readFileSync(path.join(dir, file)).toString('latin1')).join('\n');
+        return fs
+          .readdirSync(dir)
+          .map((file) => fs.readFileSync(path.join(dir, file)).toString('latin1'))
+          .join('\n');
       }
       return withPostgres(async (client) => {
         const tables = (await client.query('SELECT table_name FROM information_schema.tables WHERE table_schema = $1', [schema])).rows;
@@ -87,7 +96,8 @@ function clientFor(url: string, origin: string | null = url, ip = freshIp()): Da
 
 async function admin(url: string, method: string, route: string, body?: unknown) {
   const response = await documentedFetch(`${url}${route}`, {
-    method, headers: { authorization: `Bearer ${ADMIN_TOKEN}`, ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
+    method,
+    headers: { authorization: `Bearer ${ADMIN_TOKEN}`, ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
     body: body !== undefined ? JSON.stringify(body) : undefined,
   });
   if (response.status >= 300) throw new Error(`admin ${method} ${route} → ${response.status} ${response.text}`);
@@ -145,7 +155,10 @@ for (const store of ['sqlite', 'postgres'] as const) {
       }
       // Nothing happened: the key is unchanged and still works, the session still lives, the password is the same.
       const keys = (await client.get('/dashboard/api/keys')).body.data;
-      assert.deepEqual(keys.map((k: { id: string; status: string }) => [k.id, k.status]), [[key.id, 'active']]);
+      assert.deepEqual(
+        keys.map((k: { id: string; status: string }) => [k.id, k.status]),
+        [[key.id, 'active']],
+      );
       await sdk(s.url, key.key).models.list();
       assert.equal((await client.get('/dashboard/api/session')).status, 200);
 
@@ -163,13 +176,17 @@ for (const store of ['sqlite', 'postgres'] as const) {
       for (const [name] of read.headers) assert.doesNotMatch(name, /^access-control-/, `GET carries ${name}`);
       for (const route of ['/dashboard/api/keys', '/dashboard/api/session', '/dashboard/api/usage', '/admin/v1/accounts']) {
         const preflight = await fetch(`${s.url}${route}`, {
-          method: 'OPTIONS', headers: { origin: EVIL, 'access-control-request-method': 'POST', 'access-control-request-headers': 'content-type' },
+          method: 'OPTIONS',
+          headers: { origin: EVIL, 'access-control-request-method': 'POST', 'access-control-request-headers': 'content-type' },
         });
         await preflight.arrayBuffer();
         for (const [name] of preflight.headers) assert.doesNotMatch(name, /^access-control-/, `preflight of ${route} carries ${name}`);
       }
       // /v1 does answer cross-origin (the contrast that shows the check can fail).
-      const v1 = await fetch(`${s.url}/v1/models`, { method: 'OPTIONS', headers: { origin: EVIL, 'access-control-request-method': 'GET' } });
+      const v1 = await fetch(`${s.url}/v1/models`, {
+        method: 'OPTIONS',
+        headers: { origin: EVIL, 'access-control-request-method': 'GET' },
+      });
       await v1.arrayBuffer();
       assert.equal(v1.headers.get('access-control-allow-origin'), '*');
     });
@@ -182,8 +199,11 @@ for (const store of ['sqlite', 'postgres'] as const) {
       assert.equal(bUsage.length, 1);
 
       for (const [method, route] of [
-        ['POST', `/dashboard/api/keys/${b.key.id}/rotate`], ['POST', `/dashboard/api/keys/${b.key.id}/revoke`], ['DELETE', `/dashboard/api/keys/${b.key.id}`],
-        ['POST', `/dashboard/api/keys/${b.key.id}/rotate?account_id=${b.accountId}`], ['DELETE', `/dashboard/api/keys/${b.key.id}?account_id=${b.accountId}`],
+        ['POST', `/dashboard/api/keys/${b.key.id}/rotate`],
+        ['POST', `/dashboard/api/keys/${b.key.id}/revoke`],
+        ['DELETE', `/dashboard/api/keys/${b.key.id}`],
+        ['POST', `/dashboard/api/keys/${b.key.id}/rotate?account_id=${b.accountId}`],
+        ['DELETE', `/dashboard/api/keys/${b.key.id}?account_id=${b.accountId}`],
       ]) {
         const response = await a.client.request(method, route);
         assert.deepEqual([response.status, response.body.error.code], [404, 'not_found'], `${method} ${route}`);
@@ -193,7 +213,10 @@ for (const store of ['sqlite', 'postgres'] as const) {
       // Reads: a member's ?account_id= is ignored; B's key id as a filter finds nothing.
       const asB = `account_id=${b.accountId}`;
       assert.equal((await a.client.get(`/dashboard/api/overview?${asB}`)).body.account.id, a.accountId);
-      assert.deepEqual((await a.client.get(`/dashboard/api/keys?${asB}`)).body.data.map((k: { id: string }) => k.id), [a.key.id]);
+      assert.deepEqual(
+        (await a.client.get(`/dashboard/api/keys?${asB}`)).body.data.map((k: { id: string }) => k.id),
+        [a.key.id],
+      );
       assert.deepEqual((await a.client.get(`/dashboard/api/usage?${asB}`)).body.data, []);
       assert.deepEqual((await a.client.get(`/dashboard/api/usage?key_id=${b.key.id}`)).body.data, []);
       const csv = await a.client.get(`/dashboard/api/usage.csv?${asB}&key_id=${b.key.id}`);
@@ -209,7 +232,10 @@ for (const store of ['sqlite', 'postgres'] as const) {
       const [{ code }] = (await admin(s.url, 'POST', '/admin/v1/credit-codes', { amount: '1' })).data;
       const redeemed = await a.client.post(`/dashboard/api/credit-codes/redeem?${asB}`, { code });
       assert.equal(redeemed.body.account.id, a.accountId);
-      assert.equal((await b.client.get('/dashboard/api/overview')).body.account.balance, (await admin(s.url, 'GET', `/admin/v1/accounts/${b.accountId}`)).balance);
+      assert.equal(
+        (await b.client.get('/dashboard/api/overview')).body.account.balance,
+        (await admin(s.url, 'GET', `/admin/v1/accounts/${b.accountId}`)).balance,
+      );
       const created = await a.client.post(`/dashboard/api/keys?${asB}`, { name: 'where?' });
       assert.equal(created.body.account_id, a.accountId);
 
@@ -222,7 +248,8 @@ for (const store of ['sqlite', 'postgres'] as const) {
       const { email } = await member(s.url);
       const ip = freshIp();
       const attacker = clientFor(s.url, s.url, ip);
-      for (let i = 0; i < 5; i++) assert.equal((await attacker.post('/dashboard/api/session', { email, password: `guess ${i}` })).status, 401);
+      for (let i = 0; i < 5; i++)
+        assert.equal((await attacker.post('/dashboard/api/session', { email, password: `guess ${i}` })).status, 401);
       const blocked = await clientFor(s.url, s.url, freshIp()).post('/dashboard/api/session', { email, password: PASSWORD });
       assert.deepEqual([blocked.status, blocked.body.error.code], [429, 'too_many_attempts']);
       const retryAfter = Number(blocked.headers.get('retry-after'));
@@ -230,7 +257,11 @@ for (const store of ['sqlite', 'postgres'] as const) {
 
       // Per IP: 20 failures over many emails, then even a fresh email from that IP is refused.
       const sprayer = clientFor(s.url, s.url, freshIp());
-      for (let i = 0; i < 20; i++) assert.equal((await sprayer.post('/dashboard/api/session', { email: `nobody${i}@example.com`, password: 'nope nope nope' })).status, 401);
+      for (let i = 0; i < 20; i++)
+        assert.equal(
+          (await sprayer.post('/dashboard/api/session', { email: `nobody${i}@example.com`, password: 'nope nope nope' })).status,
+          401,
+        );
       const other = await member(s.url);
       const sprayed = await sprayer.post('/dashboard/api/session', { email: other.email, password: PASSWORD });
       assert.deepEqual([sprayed.status, sprayed.body.error.code], [429, 'too_many_attempts']);
@@ -258,7 +289,9 @@ for (const store of ['sqlite', 'postgres'] as const) {
       const operator = clientFor(s.url);
       await operator.post('/dashboard/api/session', { admin_token: ADMIN_TOKEN });
       secrets.push(operator.cookie!.split('=')[1]);
-      const codes = (await operator.post('/admin/v1/credit-codes', { amount: '1', count: 2 })).body.data.map((c: { code: string }) => c.code);
+      const codes = (await operator.post('/admin/v1/credit-codes', { amount: '1', count: 2 })).body.data.map(
+        (c: { code: string }) => c.code,
+      );
       secrets.push(...codes);
       await m.client.post('/dashboard/api/credit-codes/redeem', { code: codes[0] });
       await m.client.post('/dashboard/api/credit-codes/redeem', { code: codes[0] });
@@ -292,7 +325,9 @@ describe('session cookie transport and lifetime', () => {
           assert.equal(response.status, 200);
           assert.match(client.lastSetCookie ?? '', /; Secure/i);
           assert.equal((await client.post('/dashboard/api/playground-key', {}, { 'x-forwarded-proto': 'https' })).status, 200);
-          const plain = await client.withOrigin(`http://${host}`).post('/dashboard/api/playground-key', {}, { 'x-forwarded-proto': 'https' });
+          const plain = await client
+            .withOrigin(`http://${host}`)
+            .post('/dashboard/api/playground-key', {}, { 'x-forwarded-proto': 'https' });
           assert.equal(plain.status, 403, 'http origin against an https request');
         } else {
           // An untrusted X-Forwarded-Proto is ignored: the request is plain HTTP, so an https Origin is foreign.
@@ -307,11 +342,19 @@ describe('session cookie transport and lifetime', () => {
     }
   });
 
-  it("an operator session opened with the admin token ends when the token changes", async () => {
+  it('an operator session opened with the admin token ends when the token changes', async () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'deepshi-rotate-'));
-    const open = (token: string) => startServer(loadConfig({
-      PORT: '0', HOST: '127.0.0.1', DATABASE_URL: `sqlite:${path.join(dir, 'd.db')}`, DEEPSHI_ADMIN_TOKEN: token, DEEPSHI_DEV_ACCOUNT: 'false', LOG_LEVEL: 'silent',
-    }));
+    const open = (token: string) =>
+      startServer(
+        loadConfig({
+          PORT: '0',
+          HOST: '127.0.0.1',
+          DATABASE_URL: `sqlite:${path.join(dir, 'd.db')}`,
+          DEEPSHI_ADMIN_TOKEN: token,
+          DEEPSHI_DEV_ACCOUNT: 'false',
+          LOG_LEVEL: 'silent',
+        }),
+      );
     try {
       const first = await open(ADMIN_TOKEN);
       const operator = new DashboardClient(first.url);
@@ -345,7 +388,9 @@ describe('session cookie transport and lifetime', () => {
   });
 });
 
-describe('sign-in throttling across instances (Redis)', { skip: process.env.DEEPSHI_TEST_REDIS_URL ? false : 'DEEPSHI_TEST_REDIS_URL is not set' }, () => {
+describe('sign-in throttling across instances (Redis)', {
+  skip: process.env.DEEPSHI_TEST_REDIS_URL ? false : 'DEEPSHI_TEST_REDIS_URL is not set',
+}, () => {
   let one: Running;
   let two: Running;
   before(async () => {
@@ -370,4 +415,3 @@ describe('sign-in throttling across instances (Redis)', { skip: process.env.DEEP
     }
   });
 });
-

@@ -12,7 +12,10 @@ import { startTestServer, type TestServer } from '../helpers/test-server.ts';
 describe('dashboard static serving', () => {
   let server: TestServer;
   before(async () => {
-    assert.ok(fs.existsSync(path.join(DEFAULT_DASHBOARD_DIR, 'index.html')), 'dashboard/dist is built (npm install runs `npm run build`; or run `npm run build:dashboard`)');
+    assert.ok(
+      fs.existsSync(path.join(DEFAULT_DASHBOARD_DIR, 'index.html')),
+      'dashboard/dist is built (npm install runs `npm run build`; or run `npm run build:dashboard`)',
+    );
     server = await startTestServer();
   });
   after(() => server.close());
@@ -61,7 +64,16 @@ describe('dashboard static serving', () => {
   });
 
   it('never shadows the API: unknown /v1, /dashboard/api and /admin paths stay JSON 404 envelopes; health and the API answer as before', async () => {
-    for (const apiPath of ['/v1/nope', '/v1', '/v1/models/extra/deep', '/dashboard/api/nope', '/admin/v1/nope', '/metrics', '/keysx', '/overview/extra']) {
+    for (const apiPath of [
+      '/v1/nope',
+      '/v1',
+      '/v1/models/extra/deep',
+      '/dashboard/api/nope',
+      '/admin/v1/nope',
+      '/metrics',
+      '/keysx',
+      '/overview/extra',
+    ]) {
       const response = await fetch(`${server.url}${apiPath}`, { headers: { accept: 'text/html' } });
       assert.ok([401, 404].includes(response.status), `${apiPath} → ${response.status}`);
       assert.match(response.headers.get('content-type') ?? '', /^application\/json/, apiPath);

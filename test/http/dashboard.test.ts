@@ -63,12 +63,24 @@ describe('dashboard API', () => {
     assert.deepEqual(response.body.data, allowed.data, 'the same cards, in the same order');
     // Only what this server offers: the catalog's unservable models stay off the public list.
     const catalog = (await admin('GET', '/admin/v1/models')).data as { id: string; offered: boolean }[];
-    assert.deepEqual(ids, catalog.filter((model) => model.offered).map((model) => model.id));
-    assert.ok(catalog.some((model) => !model.offered && !ids.includes(model.id)), 'some catalog model is not offered here');
+    assert.deepEqual(
+      ids,
+      catalog.filter((model) => model.offered).map((model) => model.id),
+    );
+    assert.ok(
+      catalog.some((model) => !model.offered && !ids.includes(model.id)),
+      'some catalog model is not offered here',
+    );
     // A key's allowlist narrows /v1/models, not the public page.
     const narrow = await t.createAccount('1', { models: ['deepshi-sketch'] });
-    assert.deepEqual((await sdk(narrow.key).models.list()).data.map((model) => model.id), ['deepshi-sketch']);
-    assert.deepEqual((await documentedFetch(`${t.url}/dashboard/api/models`)).body.data.map((model: { id: string }) => model.id), ids);
+    assert.deepEqual(
+      (await sdk(narrow.key).models.list()).data.map((model) => model.id),
+      ['deepshi-sketch'],
+    );
+    assert.deepEqual(
+      (await documentedFetch(`${t.url}/dashboard/api/models`)).body.data.map((model: { id: string }) => model.id),
+      ids,
+    );
   });
 
   it('sign-in sets an HttpOnly, SameSite=Strict session cookie; the session names the user; sign-out ends it', async () => {
@@ -120,10 +132,17 @@ describe('dashboard API', () => {
 
   it('keys: create (secret once), list with last_used_at, use from the SDK, rotate, revoke (SDK gets 403), delete', async () => {
     const { client, accountId } = await member();
-    const created = await client.post('/dashboard/api/keys', { name: 'ci', models: ['deepshi-sketch'], limits: { requests_per_minute: 10 } });
+    const created = await client.post('/dashboard/api/keys', {
+      name: 'ci',
+      models: ['deepshi-sketch'],
+      limits: { requests_per_minute: 10 },
+    });
     assert.equal(created.status, 201);
     assert.match(created.body.key, /^sk-bf-/);
-    assert.deepEqual([created.body.account_id, created.body.name, created.body.models, created.body.limits.requests_per_minute, created.body.last_used_at], [accountId, 'ci', ['deepshi-sketch'], 10, null]);
+    assert.deepEqual(
+      [created.body.account_id, created.body.name, created.body.models, created.body.limits.requests_per_minute, created.body.last_used_at],
+      [accountId, 'ci', ['deepshi-sketch'], 10, null],
+    );
 
     const caller = sdk(created.body.key);
     const image = await caller.images.generate({ model: 'deepshi-sketch', prompt: 'a lighthouse' });
@@ -152,7 +171,10 @@ describe('dashboard API', () => {
     const deleted = await client.delete(`/dashboard/api/keys/${created.body.id}`);
     assert.deepEqual(deleted.body, { id: created.body.id, object: 'api_key', deleted: true });
     const gone = await client.get('/dashboard/api/keys');
-    assert.equal(gone.body.data.some((k: { id: string }) => k.id === created.body.id), false);
+    assert.equal(
+      gone.body.data.some((k: { id: string }) => k.id === created.body.id),
+      false,
+    );
     assert.equal((await client.post(`/dashboard/api/keys/${created.body.id}/revoke`)).status, 404);
   });
 
@@ -178,7 +200,14 @@ describe('dashboard API', () => {
     const a = (await client.post('/dashboard/api/keys', { name: 'a' })).body;
     const b = (await client.post('/dashboard/api/keys', { name: 'b' })).body;
     const costs: number[] = [];
-    for (let i = 0; i < 3; i++) costs.push(((await sdk(a.key).images.generate({ model: "deepshi-sketch", prompt: `tree ${i}` })).usage as unknown as { cost: { total_cost: number } }).cost.total_cost);
+    for (let i = 0; i < 3; i++)
+      costs.push(
+        (
+          (await sdk(a.key).images.generate({ model: 'deepshi-sketch', prompt: `tree ${i}` })).usage as unknown as {
+            cost: { total_cost: number };
+          }
+        ).cost.total_cost,
+      );
     const chat = await sdk(b.key).chat.completions.create({ model: 'deepshi-echo', messages: [{ role: 'user', content: 'hello there' }] });
     costs.push((chat.usage as unknown as { cost: { total_cost: number } }).cost.total_cost);
 
@@ -192,7 +221,10 @@ describe('dashboard API', () => {
     assert.equal(Number(chatRow.cost), costs[3]);
 
     const byKey = await client.get(`/dashboard/api/usage?key_id=${a.id}&status=settled`);
-    assert.deepEqual(byKey.body.data.map((row: { key_id: string }) => row.key_id), [a.id, a.id, a.id]);
+    assert.deepEqual(
+      byKey.body.data.map((row: { key_id: string }) => row.key_id),
+      [a.id, a.id, a.id],
+    );
     assert.equal((await client.get('/dashboard/api/usage?model=deepshi-echo')).body.data.length, 1);
     assert.equal((await client.get('/dashboard/api/usage?endpoint=images.generations')).body.data.length, 3);
     assert.equal((await client.get(`/dashboard/api/usage?from=${Math.floor(Date.now() / 1000) + 3600}`)).body.data.length, 0);
@@ -210,7 +242,10 @@ describe('dashboard API', () => {
     page = await client.get(`/dashboard/api/usage?limit=3&before=${encodeURIComponent(page.body.next_before)}`);
     seen.push(...page.body.data.map((row: { id: string }) => row.id));
     assert.equal(page.body.has_more, false);
-    assert.deepEqual(seen, all.body.data.map((row: { id: string }) => row.id));
+    assert.deepEqual(
+      seen,
+      all.body.data.map((row: { id: string }) => row.id),
+    );
 
     const csv = await client.get(`/dashboard/api/usage.csv?key_id=${a.id}`);
     assert.equal(csv.status, 200);
@@ -220,7 +255,13 @@ describe('dashboard API', () => {
     assert.equal(lines[0], 'id,created_at,key_id,model,endpoint,status,images,prompt_tokens,completion_tokens,cost');
     assert.equal(lines.length, 4);
     const total = lines.slice(1).reduce((sum, line) => sum + Number(line.split(',').at(-1)), 0);
-    assert.equal(total.toFixed(9), costs.slice(0, 3).reduce((x, y) => x + y, 0).toFixed(9));
+    assert.equal(
+      total.toFixed(9),
+      costs
+        .slice(0, 3)
+        .reduce((x, y) => x + y, 0)
+        .toFixed(9),
+    );
 
     const overview = await client.get('/dashboard/api/overview');
     const spent = costs.reduce((x, y) => x + y, 0).toFixed(9);
@@ -229,7 +270,13 @@ describe('dashboard API', () => {
     assert.equal(Number(overview.body.spend.last_30_days).toFixed(9), spent);
     assert.equal((5 - Number(overview.body.account.balance)).toFixed(9), spent);
     const today = new Date().toISOString().slice(0, 10);
-    assert.deepEqual(overview.body.daily.map((d: { date: string; model: string }) => [d.date, d.model]), [[today, 'deepshi-echo'], [today, 'deepshi-sketch']]);
+    assert.deepEqual(
+      overview.body.daily.map((d: { date: string; model: string }) => [d.date, d.model]),
+      [
+        [today, 'deepshi-echo'],
+        [today, 'deepshi-sketch'],
+      ],
+    );
     assert.equal(overview.body.recent.length, 4);
   });
 
@@ -237,16 +284,26 @@ describe('dashboard API', () => {
     const { client, accountId } = await member('1');
     for (let i = 0; i < 3; i++) await admin('POST', `/admin/v1/accounts/${accountId}/credits`, { amount: '1', note: `top-up ${i}` });
     const first = await client.get('/dashboard/api/ledger?limit=2');
-    assert.deepEqual(first.body.data.map((e: { note: string }) => e.note), ['top-up 2', 'top-up 1']);
+    assert.deepEqual(
+      first.body.data.map((e: { note: string }) => e.note),
+      ['top-up 2', 'top-up 1'],
+    );
     assert.equal(first.body.has_more, true);
     const second = await client.get(`/dashboard/api/ledger?limit=2&before=${first.body.data[1].id}`);
-    assert.deepEqual(second.body.data.map((e: { note: string }) => e.note), ['top-up 0', 'initial credit']);
+    assert.deepEqual(
+      second.body.data.map((e: { note: string }) => e.note),
+      ['top-up 0', 'initial credit'],
+    );
     assert.equal(second.body.has_more, false);
   });
 
   it('credit codes: made by the operator (shown once), redeemed once into the balance and the ledger', async () => {
     const { client, accountId } = await member('0');
-    const made = await new DashboardClient(t.url, null).post('/admin/v1/credit-codes', { amount: '2.5', count: 2, note: 'promo' }, { authorization: `Bearer ${ADMIN_TOKEN}` });
+    const made = await new DashboardClient(t.url, null).post(
+      '/admin/v1/credit-codes',
+      { amount: '2.5', count: 2, note: 'promo' },
+      { authorization: `Bearer ${ADMIN_TOKEN}` },
+    );
     assert.equal(made.status, 201);
     const [code, other] = made.body.data.map((entry: { code: string }) => entry.code);
     const redeemed = await client.post('/dashboard/api/credit-codes/redeem', { code: code.toLowerCase() });
@@ -261,7 +318,9 @@ describe('dashboard API', () => {
     assert.match(entry.note, new RegExp(code.slice(0, 8)));
 
     const listed = await new DashboardClient(t.url, null).get('/admin/v1/credit-codes', { authorization: `Bearer ${ADMIN_TOKEN}` });
-    const rows = listed.body.data.filter((row: { code_prefix: string }) => [code, other].some((c: string) => c.startsWith(row.code_prefix)));
+    const rows = listed.body.data.filter((row: { code_prefix: string }) =>
+      [code, other].some((c: string) => c.startsWith(row.code_prefix)),
+    );
     assert.equal(rows.length, 2);
     assert.equal(JSON.stringify(listed.body).includes(code), false, 'listed by prefix only');
     assert.deepEqual(rows.map((row: { redeemed_by: string | null }) => row.redeemed_by).sort(), [accountId, null].sort());
@@ -270,12 +329,19 @@ describe('dashboard API', () => {
   it('twenty members redeeming one code at once: exactly one is credited', async () => {
     const members = await Promise.all(Array.from({ length: 4 }, () => member('0')));
     const [{ code }] = (await admin('POST', '/admin/v1/credit-codes', { amount: '1' })).data;
-    const results = await Promise.all(Array.from({ length: 20 }, (_, i) => members[i % 4].client.post('/dashboard/api/credit-codes/redeem', { code })));
+    const results = await Promise.all(
+      Array.from({ length: 20 }, (_, i) => members[i % 4].client.post('/dashboard/api/credit-codes/redeem', { code })),
+    );
     assert.equal(results.filter((r) => r.status === 200).length, 1);
     // The others are told it was redeemed, or, once this IP has failed often enough, throttled (redemption guessing).
-    assert.ok(results.every((r) => r.status === 200 || r.status === 409 || (r.status === 429 && r.body.error.code === 'too_many_attempts')));
+    assert.ok(
+      results.every((r) => r.status === 200 || r.status === 409 || (r.status === 429 && r.body.error.code === 'too_many_attempts')),
+    );
     const balances = await Promise.all(members.map((m) => balance(m.accountId)));
-    assert.equal(balances.map(Number).reduce((x, y) => x + y, 0), 1);
+    assert.equal(
+      balances.map(Number).reduce((x, y) => x + y, 0),
+      1,
+    );
   });
 
   it('the playground key works from the SDK, is never listed, and dies at sign-out', async () => {
@@ -319,7 +385,10 @@ describe('dashboard API', () => {
     assert.deepEqual(signed.body.user, { id: 'operator', email: null, role: 'operator', account_id: null });
 
     const search = await operator.get(`/admin/v1/accounts?q=${accountId.slice(-10)}`);
-    assert.deepEqual(search.body.data.map((a: { id: string }) => a.id), [accountId]);
+    assert.deepEqual(
+      search.body.data.map((a: { id: string }) => a.id),
+      [accountId],
+    );
     const made = await operator.post('/admin/v1/accounts', { name: 'made in the console', credits: '1' });
     assert.equal(made.status, 201);
     const debited = await operator.post(`/admin/v1/accounts/${accountId}/debits`, { amount: '0.5', note: 'correction' });
@@ -327,18 +396,28 @@ describe('dashboard API', () => {
     const over = await operator.post(`/admin/v1/accounts/${accountId}/debits`, { amount: '100' });
     assert.deepEqual([over.status, over.body.error.code], [400, 'insufficient_balance']);
     const ledger = await operator.get(`/dashboard/api/ledger?account_id=${accountId}&limit=1`);
-    assert.deepEqual([ledger.body.data[0].kind, ledger.body.data[0].available_delta, ledger.body.data[0].note], ['adjustment', '-0.5', 'correction']);
+    assert.deepEqual(
+      [ledger.body.data[0].kind, ledger.body.data[0].available_delta, ledger.body.data[0].note],
+      ['adjustment', '-0.5', 'correction'],
+    );
     const overview = await operator.get(`/dashboard/api/overview?account_id=${accountId}`);
     assert.equal(overview.body.account.id, accountId);
     const missing = await operator.get('/dashboard/api/overview');
     assert.deepEqual([missing.status, missing.body.error.code], [400, 'missing_account_id']);
 
-    const user = await operator.post('/admin/v1/users', { account_id: made.body.id, email: `console-${Date.now()}@example.com`, password: PASSWORD });
+    const user = await operator.post('/admin/v1/users', {
+      account_id: made.body.id,
+      email: `console-${Date.now()}@example.com`,
+      password: PASSWORD,
+    });
     assert.equal(user.status, 201);
     const taken = await operator.post('/admin/v1/users', { account_id: made.body.id, email: user.body.email, password: PASSWORD });
     assert.deepEqual([taken.status, taken.body.error.code], [409, 'email_taken']);
     const users = await operator.get(`/admin/v1/users?account_id=${made.body.id}`);
-    assert.deepEqual(users.body.data.map((u: { email: string }) => u.email), [user.body.email]);
+    assert.deepEqual(
+      users.body.data.map((u: { email: string }) => u.email),
+      [user.body.email],
+    );
 
     const models = await operator.get('/admin/v1/models');
     const sketch = models.body.data.find((m: { id: string }) => m.id === 'deepshi-sketch');

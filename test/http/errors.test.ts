@@ -26,8 +26,17 @@ describe('errors', () => {
   }
 
   it('no key → 401 AuthenticationError invalid_api_key, one request only', async () => {
-    const client = new OpenAI({ apiKey: 'placeholder', baseURL: `${t.url}/v1`, maxRetries: 2, defaultHeaders: { authorization: null as any } });
-    const response = await fetch(`${t.url}/v1/images/generations`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' });
+    const client = new OpenAI({
+      apiKey: 'placeholder',
+      baseURL: `${t.url}/v1`,
+      maxRetries: 2,
+      defaultHeaders: { authorization: null as any },
+    });
+    const response = await fetch(`${t.url}/v1/images/generations`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: '{}',
+    });
     assert.equal(response.status, 401);
     assert.equal(response.headers.get('x-should-retry'), 'false');
     assert.equal((await response.json()).error.code, 'invalid_api_key');
@@ -45,14 +54,24 @@ describe('errors', () => {
   });
 
   it('unknown model → 400 BadRequestError model_not_found (the spec body)', async () => {
-    const error = await expectTracedError(t.client(account.key).images.generate({ model: 'no-such-model', prompt: 'x' }), 400, 'model_not_found', 'model');
+    const error = await expectTracedError(
+      t.client(account.key).images.generate({ model: 'no-such-model', prompt: 'x' }),
+      400,
+      'model_not_found',
+      'model',
+    );
     assert.ok(error instanceof OpenAI.BadRequestError);
     assert.equal(error.type, 'invalid_request_error');
     assert.equal(error.message, '400 The model does not exist or you do not have access to it.');
   });
 
   it('a catalog model the server cannot serve (no credentials) → 400 model_not_found', async () => {
-    await expectTracedError(t.client(account.key).images.generate({ model: 'nano-banana-pro', prompt: 'x' }), 400, 'model_not_found', 'model');
+    await expectTracedError(
+      t.client(account.key).images.generate({ model: 'nano-banana-pro', prompt: 'x' }),
+      400,
+      'model_not_found',
+      'model',
+    );
   });
 
   it('validation errors name the param', async () => {
@@ -62,21 +81,63 @@ describe('errors', () => {
     await expectTracedError(client.images.generate({ model: 'deepshi-sketch', prompt: 'x', n: 5 }), 400, 'invalid_value', 'n');
     await expectTracedError(client.images.generate({ model: 'deepshi-sketch', prompt: 'x', n: 0 }), 400, 'invalid_value', 'n');
     await expectTracedError(client.images.generate({ model: 'deepshi-sketch', prompt: 'x', n: 1.5 }), 400, 'invalid_type', 'n');
-    await expectTracedError(client.images.generate({ model: 'deepshi-sketch', prompt: 'x', response_format: 'png' as any }), 400, 'invalid_value', 'response_format');
-    await expectTracedError(client.images.generate({ model: 'deepshi-sketch', prompt: 'x', output_format: 'gif' as any }), 400, 'invalid_value', 'output_format');
-    await expectTracedError(client.images.generate({ model: 'deepshi-sketch', prompt: 'x', width: 5000, height: 512 } as any), 400, 'invalid_value', 'width');
-    await expectTracedError(client.images.generate({ model: 'deepshi-sketch', prompt: 'x', width: 513, height: 512 } as any), 400, 'invalid_value', 'width');
-    await expectTracedError(client.images.generate({ model: 'deepshi-sketch', prompt: 'x', aspect_ratio: '7:3' } as any), 400, 'invalid_value', 'aspect_ratio');
-    await expectTracedError(client.images.generate({ model: 'deepshi-sketch', prompt: 'x', resolution: '8K' } as any), 400, 'invalid_value', 'resolution');
-    await expectTracedError(client.images.generate(withExtras({ model: 'deepshi-sketch', prompt: 'x' }, { seed: -1 })), 400, 'invalid_value', 'seed');
-    await expectTracedError(client.images.generate({ model: 'deepshi-sketch', prompt: 'x', size: 'huge' as any }), 400, 'invalid_value', 'size');
+    await expectTracedError(
+      client.images.generate({ model: 'deepshi-sketch', prompt: 'x', response_format: 'png' as any }),
+      400,
+      'invalid_value',
+      'response_format',
+    );
+    await expectTracedError(
+      client.images.generate({ model: 'deepshi-sketch', prompt: 'x', output_format: 'gif' as any }),
+      400,
+      'invalid_value',
+      'output_format',
+    );
+    await expectTracedError(
+      client.images.generate({ model: 'deepshi-sketch', prompt: 'x', width: 5000, height: 512 } as any),
+      400,
+      'invalid_value',
+      'width',
+    );
+    await expectTracedError(
+      client.images.generate({ model: 'deepshi-sketch', prompt: 'x', width: 513, height: 512 } as any),
+      400,
+      'invalid_value',
+      'width',
+    );
+    await expectTracedError(
+      client.images.generate({ model: 'deepshi-sketch', prompt: 'x', aspect_ratio: '7:3' } as any),
+      400,
+      'invalid_value',
+      'aspect_ratio',
+    );
+    await expectTracedError(
+      client.images.generate({ model: 'deepshi-sketch', prompt: 'x', resolution: '8K' } as any),
+      400,
+      'invalid_value',
+      'resolution',
+    );
+    await expectTracedError(
+      client.images.generate(withExtras({ model: 'deepshi-sketch', prompt: 'x' }, { seed: -1 })),
+      400,
+      'invalid_value',
+      'seed',
+    );
+    await expectTracedError(
+      client.images.generate({ model: 'deepshi-sketch', prompt: 'x', size: 'huge' as any }),
+      400,
+      'invalid_value',
+      'size',
+    );
     await expectTracedError(client.images.generate({ model: 'deepshi-sketch', prompt: 42 as any }), 400, 'invalid_type', 'prompt');
   });
 
   it('a prompt longer than prompt_max_length → 400 on prompt', async () => {
     const error = await expectTracedError(
       t.client(account.key).images.generate({ model: 'deepshi-sketch', prompt: 'x'.repeat(4001) }),
-      400, 'string_above_max_length', 'prompt',
+      400,
+      'string_above_max_length',
+      'prompt',
     );
     assert.match(error.message, /at most 4000/);
   });
@@ -88,7 +149,12 @@ describe('errors', () => {
     assert.equal(malformed.body.error.code, 'invalid_json');
     const array = await rawRequest(t.url, { path: '/v1/images/generations', method: 'POST', headers, body: '[1,2]' });
     assert.equal(array.status, 400);
-    const huge = await rawRequest(t.url, { path: '/v1/images/generations', method: 'POST', headers, body: JSON.stringify({ model: 'deepshi-sketch', prompt: 'x'.repeat(2_000_000) }) });
+    const huge = await rawRequest(t.url, {
+      path: '/v1/images/generations',
+      method: 'POST',
+      headers,
+      body: JSON.stringify({ model: 'deepshi-sketch', prompt: 'x'.repeat(2_000_000) }),
+    });
     assert.equal(huge.status, 413);
     assert.equal(huge.body.error.code, 'request_too_large');
     const unknown = await rawRequest(t.url, { path: '/v1/nothing-here', method: 'GET', headers });
@@ -97,7 +163,12 @@ describe('errors', () => {
     const method = await rawRequest(t.url, { path: '/v1/images/generations', method: 'GET', headers });
     assert.equal(method.status, 405);
     assert.equal(method.headers.get('allow'), 'POST');
-    const text = await rawRequest(t.url, { path: '/v1/images/generations', method: 'POST', headers: { ...headers, 'content-type': 'text/plain' }, body: 'hi' });
+    const text = await rawRequest(t.url, {
+      path: '/v1/images/generations',
+      method: 'POST',
+      headers: { ...headers, 'content-type': 'text/plain' },
+      body: 'hi',
+    });
     assert.equal(text.status, 415);
     assert.ok(unknown.headers.get('x-request-id'));
   });
@@ -118,7 +189,9 @@ describe('errors', () => {
     const poor = await t.createAccount('0');
     let attempts = 0;
     const client = new OpenAI({
-      apiKey: poor.key, baseURL: `${t.url}/v1`, maxRetries: 2,
+      apiKey: poor.key,
+      baseURL: `${t.url}/v1`,
+      maxRetries: 2,
       fetch: (input, init) => {
         attempts++;
         return fetch(input, init);

@@ -23,7 +23,10 @@ describe('health', () => {
     const url = other.url;
     const closing = other.server.close();
     // Between close() and the listener going away, readiness already reports the shutdown (or the socket is gone).
-    const status = await fetch(`${url}/readyz`).then((response) => response.status, () => 503);
+    const status = await fetch(`${url}/readyz`).then(
+      (response) => response.status,
+      () => 503,
+    );
     assert.equal(status, 503);
     await closing;
     await other.close();

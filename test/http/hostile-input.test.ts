@@ -42,7 +42,10 @@ describe('hostile input', () => {
         headers: { authorization: `Bearer ${account.key}`, 'content-type': 'application/json' },
         body,
       });
-      assert.ok(response.status >= 400 && response.status < 500, `${name}: got ${response.status} ${JSON.stringify(response.body).slice(0, 200)}`);
+      assert.ok(
+        response.status >= 400 && response.status < 500,
+        `${name}: got ${response.status} ${JSON.stringify(response.body).slice(0, 200)}`,
+      );
       assert.equal(response.headers.get('x-injected'), null);
       assert.equal(response.headers.get('set-cookie'), null);
     });
@@ -59,13 +62,22 @@ describe('hostile input', () => {
     ['chat: messages as a string', '{"model":"deepshi-echo","messages":"hello"}'],
     ['chat: message without role', '{"model":"deepshi-echo","messages":[{"content":"x"}]}'],
     ['chat: content as a number', '{"model":"deepshi-echo","messages":[{"role":"user","content":42}]}'],
-    ['chat: parts of unknown types', '{"model":"deepshi-echo","messages":[{"role":"user","content":[{"type":"audio"},{"text":"x"},null,7]}]}'],
+    [
+      'chat: parts of unknown types',
+      '{"model":"deepshi-echo","messages":[{"role":"user","content":[{"type":"audio"},{"text":"x"},null,7]}]}',
+    ],
     ['chat: 10k messages', `{"model":"deepshi-echo","messages":[${Array(10_000).fill('{"role":"user","content":"x"}').join(',')}]}`],
     ['chat: stop as object', '{"model":"deepshi-echo","messages":[{"role":"user","content":"x"}],"stop":{"a":1}}'],
     ['chat: huge max_tokens', '{"model":"deepshi-echo","messages":[{"role":"user","content":"x"}],"max_tokens":1e308}'],
-    ['chat: stream_options as array', '{"model":"deepshi-echo","messages":[{"role":"user","content":"x"}],"stream":true,"stream_options":[true]}'],
+    [
+      'chat: stream_options as array',
+      '{"model":"deepshi-echo","messages":[{"role":"user","content":"x"}],"stream":true,"stream_options":[true]}',
+    ],
     ['chat: tools as string', '{"model":"deepshi-echo","messages":[{"role":"user","content":"x"}],"tools":"all"}'],
-    ['chat: prototype pollution', '{"model":"deepshi-echo","messages":[{"role":"user","content":"x","__proto__":{"role":"system"}}],"__proto__":{"stream":true}}'],
+    [
+      'chat: prototype pollution',
+      '{"model":"deepshi-echo","messages":[{"role":"user","content":"x","__proto__":{"role":"system"}}],"__proto__":{"stream":true}}',
+    ],
     ['chat: image model', '{"model":"deepshi-sketch","messages":[{"role":"user","content":"x"}]}'],
   ];
 
@@ -77,7 +89,10 @@ describe('hostile input', () => {
         headers: { authorization: `Bearer ${account.key}`, 'content-type': 'application/json' },
         body,
       });
-      assert.ok(response.status >= 400 && response.status < 500, `${name}: got ${response.status} ${JSON.stringify(response.body).slice(0, 200)}`);
+      assert.ok(
+        response.status >= 400 && response.status < 500,
+        `${name}: got ${response.status} ${JSON.stringify(response.body).slice(0, 200)}`,
+      );
       assert.equal(typeof response.body.error.message, 'string');
     });
   }
@@ -96,12 +111,79 @@ describe('hostile input', () => {
     };
     const pick = <T>(items: readonly T[]): T => items[Math.floor(random() * items.length)];
     const values: unknown[] = [
-      null, true, false, 0, -1, 1, 2, 4, 5, 1.5, -0.5, 1e9, Number.MAX_SAFE_INTEGER, '', 'x', '1024x1024', 'auto', '16:9', '2K', 'png', 'url',
-      '\u0000', 'é'.repeat(5000), [], [1], ['x'], {}, { type: 'text', text: 'x' }, { include_usage: true }, [{ role: 'user', content: 'x' }],
-      [{ role: 'user', content: [{ type: 'text', text: 'x' }] }], [{ role: 'tool', content: 'x' }], [{ role: 'assistant', content: null }],
+      null,
+      true,
+      false,
+      0,
+      -1,
+      1,
+      2,
+      4,
+      5,
+      1.5,
+      -0.5,
+      1e9,
+      Number.MAX_SAFE_INTEGER,
+      '',
+      'x',
+      '1024x1024',
+      'auto',
+      '16:9',
+      '2K',
+      'png',
+      'url',
+      '\u0000',
+      'é'.repeat(5000),
+      [],
+      [1],
+      ['x'],
+      {},
+      { type: 'text', text: 'x' },
+      { include_usage: true },
+      [{ role: 'user', content: 'x' }],
+      [{ role: 'user', content: [{ type: 'text', text: 'x' }] }],
+      [{ role: 'tool', content: 'x' }],
+      [{ role: 'assistant', content: null }],
     ];
-    const imageFields = ['model', 'prompt', 'n', 'size', 'width', 'height', 'aspect_ratio', 'resolution', 'quality', 'image_size', 'seed', 'response_format', 'output_format', 'stream', 'partial_images', 'background', 'extra'];
-    const chatFields = ['model', 'messages', 'max_tokens', 'max_completion_tokens', 'stop', 'stream', 'stream_options', 'n', 'temperature', 'top_p', 'seed', 'tools', 'tool_choice', 'response_format', 'logprobs', 'top_logprobs', 'user', 'logit_bias'];
+    const imageFields = [
+      'model',
+      'prompt',
+      'n',
+      'size',
+      'width',
+      'height',
+      'aspect_ratio',
+      'resolution',
+      'quality',
+      'image_size',
+      'seed',
+      'response_format',
+      'output_format',
+      'stream',
+      'partial_images',
+      'background',
+      'extra',
+    ];
+    const chatFields = [
+      'model',
+      'messages',
+      'max_tokens',
+      'max_completion_tokens',
+      'stop',
+      'stream',
+      'stream_options',
+      'n',
+      'temperature',
+      'top_p',
+      'seed',
+      'tools',
+      'tool_choice',
+      'response_format',
+      'logprobs',
+      'top_logprobs',
+      'user',
+      'logit_bias',
+    ];
     for (let round = 0; round < 150; round++) {
       for (const [path, model, required, fields] of [
         ['/v1/images/generations', 'deepshi-sketch', { prompt: 'fuzz' }, imageFields],
@@ -116,7 +198,10 @@ describe('hostile input', () => {
           headers: { authorization: `Bearer ${payer.key}`, 'content-type': 'application/json' },
           body: JSON.stringify(body),
         });
-        assert.ok(response.status < 500, `${path} ${JSON.stringify(body).slice(0, 300)} → ${response.status} ${JSON.stringify(response.body).slice(0, 300)}`);
+        assert.ok(
+          response.status < 500,
+          `${path} ${JSON.stringify(body).slice(0, 300)} → ${response.status} ${JSON.stringify(response.body).slice(0, 300)}`,
+        );
         if (response.status >= 400) assert.equal(typeof response.body?.error?.message, 'string', `${path}: an envelope`);
       }
     }

@@ -20,7 +20,11 @@ describe('Idempotency-Key', () => {
   const post = (key: string, idempotencyKey: string | undefined, body: Record<string, unknown> = {}) =>
     fetch(`${t.url}/v1/images/generations`, {
       method: 'POST',
-      headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json', ...(idempotencyKey ? { 'idempotency-key': idempotencyKey } : {}) },
+      headers: {
+        authorization: `Bearer ${key}`,
+        'content-type': 'application/json',
+        ...(idempotencyKey ? { 'idempotency-key': idempotencyKey } : {}),
+      },
       body: JSON.stringify({ model: 'scripted-image', prompt: 'a fox', ...body }),
     });
   async function ledgerKinds(accountId: string): Promise<string[]> {
@@ -60,7 +64,10 @@ describe('Idempotency-Key', () => {
     const account = await t.createAccount('1');
     const key = randomUUID();
     assert.equal((await post(account.key, key)).status, 200);
-    const other = await t.client(account.key).images.generate({ model: 'scripted-image', prompt: 'a different fox' }, { headers: { 'Idempotency-Key': key } }).catch((e) => e);
+    const other = await t
+      .client(account.key)
+      .images.generate({ model: 'scripted-image', prompt: 'a different fox' }, { headers: { 'Idempotency-Key': key } })
+      .catch((e) => e);
     assert.ok(other instanceof OpenAI.UnprocessableEntityError);
     assert.equal(other.code, 'idempotency_key_reused');
     assert.match(other.message, /different request parameters/);
@@ -97,15 +104,20 @@ describe('Idempotency-Key', () => {
       // The SDK times out at 300 ms, then retries with the same headers: 409 (still running, Retry-After) or the replay.
       const client = t.client(account.key, { maxRetries: 3, timeout: 300 });
       const key = randomUUID();
-      const result = await client.images.generate({ model: 'scripted-image', prompt: 'slow fox' }, { headers: { 'Idempotency-Key': key } }).withResponse();
-      assert.equal(result.response.headers.get('idempotent-replayed'), 'true', 'the answer is the first request\'s, replayed');
+      const result = await client.images
+        .generate({ model: 'scripted-image', prompt: 'slow fox' }, { headers: { 'Idempotency-Key': key } })
+        .withResponse();
+      assert.equal(result.response.headers.get('idempotent-replayed'), 'true', "the answer is the first request's, replayed");
       assert.equal(result.data.data?.length, 1);
       assert.ok(result.data.data![0].b64_json!.length > 100);
       assert.equal(await t.balance(account.accountId), '0.99', 'charged once');
       assert.deepEqual(await ledgerKinds(account.accountId), ['credit', 'hold', 'settle']);
 
       // Without a key a timed-out request is abandoned and not charged (and a retry would be a new generation).
-      const plain = await t.client(account.key, { maxRetries: 0, timeout: 300 }).images.generate({ model: 'scripted-image', prompt: 'x' }).catch((e) => e);
+      const plain = await t
+        .client(account.key, { maxRetries: 0, timeout: 300 })
+        .images.generate({ model: 'scripted-image', prompt: 'x' })
+        .catch((e) => e);
       assert.ok(plain instanceof OpenAI.APIConnectionTimeoutError);
       await sleep(900);
       assert.equal(await t.balance(account.accountId), '0.99');
@@ -174,7 +186,10 @@ describe('Idempotency-Key', () => {
     const key = randomUUID();
     const client = t.client(account.key);
     const collect = async () => {
-      const stream = await client.images.generate({ model: 'scripted-image', prompt: 'a fox', stream: true, n: 2 }, { headers: { 'Idempotency-Key': key } });
+      const stream = await client.images.generate(
+        { model: 'scripted-image', prompt: 'a fox', stream: true, n: 2 },
+        { headers: { 'Idempotency-Key': key } },
+      );
       const events: any[] = [];
       for await (const event of stream) events.push(event);
       return events;
@@ -182,7 +197,10 @@ describe('Idempotency-Key', () => {
     const first = await collect();
     const replayed = await collect();
     await streamsValidated();
-    assert.deepEqual(first.map((e) => e.type), ['image_generation.completed', 'image_generation.completed']);
+    assert.deepEqual(
+      first.map((e) => e.type),
+      ['image_generation.completed', 'image_generation.completed'],
+    );
     assert.deepEqual(replayed, first, 'the same events, images included');
     assert.equal(await t.balance(account.accountId), '0.98');
     const nonStream = await post(account.key, key, { n: 2 });
@@ -196,7 +214,8 @@ describe('Idempotency-Key', () => {
     try {
       const gone = new AbortController();
       const response = await fetch(`${t.url}/v1/images/generations`, {
-        method: 'POST', signal: gone.signal,
+        method: 'POST',
+        signal: gone.signal,
         headers: { authorization: `Bearer ${account.key}`, 'content-type': 'application/json', 'idempotency-key': key },
         body: JSON.stringify({ model: 'scripted-image', prompt: 'x', stream: true }),
       });
@@ -219,7 +238,9 @@ describe('Idempotency-Key', () => {
   describe('after a crash', () => {
     const body = { model: 'scripted-image', prompt: 'crash fox' };
     async function fingerprint(account: { accountId: string; keyId: string }) {
-      const prepared = t.server.images.prepare({ keyId: account.keyId, accountId: account.accountId, models: null }, body, { endpoint: 'images.generations' });
+      const prepared = t.server.images.prepare({ keyId: account.keyId, accountId: account.accountId, models: null }, body, {
+        endpoint: 'images.generations',
+      });
       return fingerprintImageRequest(prepared);
     }
 
@@ -228,9 +249,25 @@ describe('Idempotency-Key', () => {
       const key = randomUUID();
       const now = Date.now();
       // The dead request reserved, then its hold was swept (released): nothing charged.
-      await t.server.store.reserveCredits({ requestId: 'req_dead_1', accountId: account.accountId, keyId: account.keyId, model: 'scripted-image', endpoint: 'images.generations', amount: 10_000_000n, expiresAt: now });
+      await t.server.store.reserveCredits({
+        requestId: 'req_dead_1',
+        accountId: account.accountId,
+        keyId: account.keyId,
+        model: 'scripted-image',
+        endpoint: 'images.generations',
+        amount: 10_000_000n,
+        expiresAt: now,
+      });
       await t.server.store.releaseReservation('req_dead_1', 'expired');
-      await t.server.store.claimIdempotencyKey({ accountId: account.accountId, key, requestHash: await fingerprint(account), requestId: 'req_dead_1', now: now - 5000, lockedUntil: now - 1, expiresAt: now + 60_000 });
+      await t.server.store.claimIdempotencyKey({
+        accountId: account.accountId,
+        key,
+        requestHash: await fingerprint(account),
+        requestId: 'req_dead_1',
+        now: now - 5000,
+        lockedUntil: now - 1,
+        expiresAt: now + 60_000,
+      });
       const retry = await post(account.key, key, body);
       assert.equal(retry.status, 200);
       assert.equal(await t.balance(account.accountId), '0.99');
@@ -239,12 +276,28 @@ describe('Idempotency-Key', () => {
       assert.equal(record?.requestId, retry.headers.get('x-request-id'));
     });
 
-    it('while the dead request\'s hold is still held the retry waits (409); if it was charged but its response lost, the retry gets an explicit 500 and no charge', async () => {
+    it("while the dead request's hold is still held the retry waits (409); if it was charged but its response lost, the retry gets an explicit 500 and no charge", async () => {
       const account = await t.createAccount('1');
       const key = randomUUID();
       const now = Date.now();
-      await t.server.store.reserveCredits({ requestId: 'req_dead_2', accountId: account.accountId, keyId: account.keyId, model: 'scripted-image', endpoint: 'images.generations', amount: 10_000_000n, expiresAt: now + 60_000 });
-      await t.server.store.claimIdempotencyKey({ accountId: account.accountId, key, requestHash: await fingerprint(account), requestId: 'req_dead_2', now: now - 5000, lockedUntil: now - 1, expiresAt: now + 60_000 });
+      await t.server.store.reserveCredits({
+        requestId: 'req_dead_2',
+        accountId: account.accountId,
+        keyId: account.keyId,
+        model: 'scripted-image',
+        endpoint: 'images.generations',
+        amount: 10_000_000n,
+        expiresAt: now + 60_000,
+      });
+      await t.server.store.claimIdempotencyKey({
+        accountId: account.accountId,
+        key,
+        requestHash: await fingerprint(account),
+        requestId: 'req_dead_2',
+        now: now - 5000,
+        lockedUntil: now - 1,
+        expiresAt: now + 60_000,
+      });
       assert.equal((await post(account.key, key, body)).status, 409);
 
       await t.server.store.settleReservation({ requestId: 'req_dead_2', cost: 10_000_000n, images: 1 });
@@ -253,13 +306,21 @@ describe('Idempotency-Key', () => {
       assert.equal(lost.headers.get('x-should-retry'), 'false');
       assert.equal((await lost.json()).error.code, 'idempotent_response_lost');
       assert.equal((await post(account.key, key, body)).status, 500, 'stable on every retry');
-      assert.equal(await t.balance(account.accountId), '0.99', 'only the dead request\'s charge');
+      assert.equal(await t.balance(account.accountId), '0.99', "only the dead request's charge");
     });
   });
 
   it('the sweeper reaps keys older than 24 h', async () => {
     const account = await t.createAccount('1');
-    await t.server.store.claimIdempotencyKey({ accountId: account.accountId, key: 'old-key', requestHash: 'h', requestId: 'req_old', now: 1_000, lockedUntil: 2_000, expiresAt: 3_000 });
+    await t.server.store.claimIdempotencyKey({
+      accountId: account.accountId,
+      key: 'old-key',
+      requestHash: 'h',
+      requestId: 'req_old',
+      now: 1_000,
+      lockedUntil: 2_000,
+      expiresAt: 3_000,
+    });
     assert.ok(await t.server.store.getIdempotencyKey(account.accountId, 'old-key'));
     const deadline = Date.now() + 3_000;
     while (Date.now() < deadline && (await t.server.store.getIdempotencyKey(account.accountId, 'old-key'))) await sleep(50);

@@ -30,7 +30,12 @@ function editCatalog(): string {
     clone('edit-per-image', { pricing: { unit: 'image', base: '0.01', input_image: '0.002' }, edit: { supported: true, max_images: 3 } }),
     clone('edit-megapixel', { pricing: { unit: 'megapixel', first: '0.03', additional: '0.015', input: '0.015' } }),
     clone('no-edit', { edit: { supported: false, max_images: 0 } }),
-    clone('scripted-edit', { max_partial_images: 0, pricing: { unit: 'image', base: '0.01', input_image: '0.005' }, edit: { supported: true, max_images: 2 }, routes: [{ provider: 'scripted' }] }),
+    clone('scripted-edit', {
+      max_partial_images: 0,
+      pricing: { unit: 'image', base: '0.01', input_image: '0.005' },
+      edit: { supported: true, max_images: 2 },
+      routes: [{ provider: 'scripted' }],
+    }),
   );
   return JSON.stringify(catalog);
 }
@@ -92,15 +97,20 @@ describe('POST /v1/images/edits', () => {
   async function postForm(key: string | undefined, build: (form: FormData) => void) {
     const form = new FormData();
     build(form);
-    return rawRequest(t.url, { path: '/v1/images/edits', method: 'POST', headers: key ? { authorization: `Bearer ${key}` } : {}, body: form });
+    return rawRequest(t.url, {
+      path: '/v1/images/edits',
+      method: 'POST',
+      headers: key ? { authorization: `Bearer ${key}` } : {},
+      body: form,
+    });
   }
 
   describe('with the openai SDK', () => {
     it('one file goes as `image`; the edit has the generation shape and its exact cost', async () => {
       const fields: string[][] = [];
       const before = await t.balance(account.accountId);
-      const { data: result, response } = await recordingClient(account.key, fields).images
-        .edit({ model: 'deepshi-sketch', prompt: 'make it night', image: await toFile(reference, 'ref.png', { type: 'image/png' }) })
+      const { data: result, response } = await recordingClient(account.key, fields)
+        .images.edit({ model: 'deepshi-sketch', prompt: 'make it night', image: await toFile(reference, 'ref.png', { type: 'image/png' }) })
         .withResponse();
       assert.deepEqual(fields, [['model', 'prompt', 'image']]);
       assert.equal(result.data!.length, 1);
@@ -118,7 +128,9 @@ describe('POST /v1/images/edits', () => {
 
     it('several files go as `image[]` and reach the upstream in order, byte for byte, typed from their bytes', async () => {
       const fields: string[][] = [];
-      const second = await sharp(await png(200, 100, 2)).jpeg().toBuffer();
+      const second = await sharp(await png(200, 100, 2))
+        .jpeg()
+        .toBuffer();
       upstream.requests = [];
       const result = await recordingClient(account.key, fields).images.edit({
         model: 'scripted-edit',
@@ -132,10 +144,13 @@ describe('POST /v1/images/edits', () => {
       assert.equal(request.inputImages.length, 2);
       assert.ok(request.inputImages[0].bytes.equals(reference));
       assert.ok(request.inputImages[1].bytes.equals(second));
-      assert.deepEqual(request.inputImages.map(({ mediaType, width, height, filename }) => ({ mediaType, width, height, filename })), [
-        { mediaType: 'image/png', width: 320, height: 240, filename: 'one.png' },
-        { mediaType: 'image/jpeg', width: 200, height: 100, filename: 'two.jpg' },
-      ]);
+      assert.deepEqual(
+        request.inputImages.map(({ mediaType, width, height, filename }) => ({ mediaType, width, height, filename })),
+        [
+          { mediaType: 'image/png', width: 320, height: 240, filename: 'one.png' },
+          { mediaType: 'image/jpeg', width: 200, height: 100, filename: 'two.jpg' },
+        ],
+      );
       assert.equal(request.prompt, 'combine them');
     });
 
@@ -144,7 +159,14 @@ describe('POST /v1/images/edits', () => {
       const webp = await sharp(reference).webp().toBuffer();
       const result = await t.client(account.key).images.edit(
         withExtras(
-          { model: 'scripted-edit', prompt: 'p', image: await toFile(webp, 'w.webp'), n: 2, response_format: 'url' as const, output_format: 'webp' as const },
+          {
+            model: 'scripted-edit',
+            prompt: 'p',
+            image: await toFile(webp, 'w.webp'),
+            n: 2,
+            response_format: 'url' as const,
+            output_format: 'webp' as const,
+          },
           { seed: 42, width: 512, height: 256, style_strength: 0.5 },
         ),
       );
@@ -162,19 +184,39 @@ describe('POST /v1/images/edits', () => {
 
     it('stream: true sends image_edit.partial_image events and image_edit.completed', async () => {
       const stream = await t.client(account.key).images.edit(
-        withExtras({ model: 'deepshi-sketch', prompt: 'a comet', image: await toFile(reference, 'r.png'), stream: true as const, partial_images: 2 }, { seed: 3, width: 256, height: 256 }),
+        withExtras(
+          {
+            model: 'deepshi-sketch',
+            prompt: 'a comet',
+            image: await toFile(reference, 'r.png'),
+            stream: true as const,
+            partial_images: 2,
+          },
+          { seed: 3, width: 256, height: 256 },
+        ),
       );
       const events: any[] = [];
       for await (const event of stream) events.push(event);
       await streamsValidated();
-      assert.deepEqual(events.map((event) => event.type), ['image_edit.partial_image', 'image_edit.partial_image', 'image_edit.completed']);
-      assert.deepEqual(events.slice(0, 2).map((event) => event.partial_image_index), [0, 1]);
+      assert.deepEqual(
+        events.map((event) => event.type),
+        ['image_edit.partial_image', 'image_edit.partial_image', 'image_edit.completed'],
+      );
+      assert.deepEqual(
+        events.slice(0, 2).map((event) => event.partial_image_index),
+        [0, 1],
+      );
       const final = events[2];
       assert.equal(final.size, '256x256');
       assert.equal(final.usage.cost.total_cost, 0.001);
-      const nonStreamed = await t.client(account.key).images.edit(
-        withExtras({ model: 'deepshi-sketch', prompt: 'a comet', image: await toFile(reference, 'r.png') }, { seed: 3, width: 256, height: 256 }),
-      );
+      const nonStreamed = await t
+        .client(account.key)
+        .images.edit(
+          withExtras(
+            { model: 'deepshi-sketch', prompt: 'a comet', image: await toFile(reference, 'r.png') },
+            { seed: 3, width: 256, height: 256 },
+          ),
+        );
       assert.equal(final.b64_json, nonStreamed.data![0].b64_json, 'the streamed edit equals the non-streamed one');
     });
 
@@ -185,7 +227,11 @@ describe('POST /v1/images/edits', () => {
       form.append('prompt', 'slow');
       form.append('stream', 'true');
       form.append('image[]', blob([reference]), 'r.png');
-      const response = await fetch(`${t.url}/v1/images/edits`, { method: 'POST', headers: { authorization: `Bearer ${account.key}` }, body: form });
+      const response = await fetch(`${t.url}/v1/images/edits`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${account.key}` },
+        body: form,
+      });
       upstream.behaviour = {};
       const text = await response.text();
       assert.match(response.headers.get('content-type')!, /^text\/event-stream/);
@@ -196,8 +242,13 @@ describe('POST /v1/images/edits', () => {
 
   describe('deepshi-sketch edits offline, deterministically', () => {
     const edit = async (image: Buffer, prompt: string, seed: number) =>
-      (await t.client(account.key).images.edit(withExtras({ model: 'deepshi-sketch', prompt, image: await toFile(image, 'r.png') }, { seed, width: 256, height: 256 })))
-        .data![0].b64_json!;
+      (
+        await t
+          .client(account.key)
+          .images.edit(
+            withExtras({ model: 'deepshi-sketch', prompt, image: await toFile(image, 'r.png') }, { seed, width: 256, height: 256 }),
+          )
+      ).data![0].b64_json!;
 
     it('same image, prompt and seed → the same bytes; any of the three changed → different bytes', async () => {
       const first = await edit(reference, 'make it autumn', 7);
@@ -208,7 +259,11 @@ describe('POST /v1/images/edits', () => {
     });
 
     it('the output is the reference transformed, not a fresh sketch', async () => {
-      const fresh = (await t.client(account.key).images.generate(withExtras({ model: 'deepshi-sketch', prompt: 'make it autumn' }, { seed: 7, width: 256, height: 256 }))).data![0].b64_json;
+      const fresh = (
+        await t
+          .client(account.key)
+          .images.generate(withExtras({ model: 'deepshi-sketch', prompt: 'make it autumn' }, { seed: 7, width: 256, height: 256 }))
+      ).data![0].b64_json;
       assert.notEqual(await edit(reference, 'make it autumn', 7), fresh);
     });
   });
@@ -223,7 +278,10 @@ describe('POST /v1/images/edits', () => {
       await expectBalance(t, exact, '0');
       // ...one nano-dollar less cannot cover the hold (output + inputs): 402, nothing changes.
       const short = await t.createAccount('0.013999999');
-      const error = await t.client(short.key).images.edit({ model: 'edit-per-image', prompt: 'p', image: images }).catch((caught) => caught);
+      const error = await t
+        .client(short.key)
+        .images.edit({ model: 'edit-per-image', prompt: 'p', image: images })
+        .catch((caught) => caught);
       assert.equal(error.status, 402);
       await expectBalance(t, short, '0.013999999');
     });
@@ -238,7 +296,13 @@ describe('POST /v1/images/edits', () => {
 
     it('streamed: the completed events split the charge (outputs plus inputs) and sum to it', async () => {
       const fresh = await t.createAccount('1');
-      const stream = await t.client(fresh.key).images.edit({ model: 'edit-per-image', prompt: 'p', image: [await toFile(reference, 'a.png'), await toFile(reference, 'b.png')], n: 2, stream: true });
+      const stream = await t.client(fresh.key).images.edit({
+        model: 'edit-per-image',
+        prompt: 'p',
+        image: [await toFile(reference, 'a.png'), await toFile(reference, 'b.png')],
+        n: 2,
+        stream: true,
+      });
       const costs: number[] = [];
       for await (const event of stream) if (event.type === 'image_edit.completed') costs.push((event.usage as any).cost.total_cost);
       await streamsValidated();
@@ -253,7 +317,10 @@ describe('POST /v1/images/edits', () => {
         [new ProviderError('refused', 'the reference image was refused by the safety system'), 400],
       ] as const) {
         upstream.behaviour = { error };
-        const caught = await t.client(fresh.key).images.edit({ model: 'scripted-edit', prompt: 'p', image: await toFile(reference, 'a.png') }).catch((e) => e);
+        const caught = await t
+          .client(fresh.key)
+          .images.edit({ model: 'scripted-edit', prompt: 'p', image: await toFile(reference, 'a.png') })
+          .catch((e) => e);
         upstream.behaviour = {};
         assert.equal(caught.status, status);
         await expectBalance(t, fresh, '1');
@@ -270,38 +337,106 @@ describe('POST /v1/images/edits', () => {
 
     const cases: Array<[string, () => Promise<(form: FormData) => void>, number, string | null, string]> = [
       ['no image', async () => (form) => form.append('prompt', 'p'), 400, 'image', 'missing_required_parameter'],
-      ['a GIF', async () => (form) => form.append('image', blob([Buffer.from('GIF89a\x01\x00\x01\x00\x80\x00\x00\xff\xff\xff\x00\x00\x00,\x00\x00\x00\x00')]), 'a.gif'), 400, 'image', 'unsupported_file_type'],
-      ['a text file', async () => (form) => form.append('image[]', blob(['just some text, not an image']), 'a.png'), 400, 'image', 'unsupported_file_type'],
+      [
+        'a GIF',
+        async () => (form) =>
+          form.append('image', blob([Buffer.from('GIF89a\x01\x00\x01\x00\x80\x00\x00\xff\xff\xff\x00\x00\x00,\x00\x00\x00\x00')]), 'a.gif'),
+        400,
+        'image',
+        'unsupported_file_type',
+      ],
+      [
+        'a text file',
+        async () => (form) => form.append('image[]', blob(['just some text, not an image']), 'a.png'),
+        400,
+        'image',
+        'unsupported_file_type',
+      ],
       ['an empty file', async () => (form) => form.append('image[]', blob([]), 'a.png'), 400, 'image', 'invalid_image'],
-      ['a PNG with a corrupt header', async () => (form) => form.append('image[]', blob([Buffer.concat([reference.subarray(0, 12), Buffer.from('XXXX'), reference.subarray(16)])]), 'a.png'), 400, 'image', 'invalid_image'],
-      ['a truncated PNG (valid header, data cut short)', async () => {
-        const cut = reference.subarray(0, Math.floor(reference.length / 2));
-        return (form) => form.append('image[]', blob([cut]), 'a.png');
-      }, 400, 'image', 'invalid_image'],
-      ['a JPEG cut short in its scan data', async () => {
-        const jpeg = await sharp(reference).jpeg().toBuffer();
-        return (form) => form.append('image[]', blob([jpeg.subarray(0, Math.floor(jpeg.length * 0.6))]), 'a.jpg');
-      }, 400, 'image', 'invalid_image'],
-      ['more images than the model takes (2)', async () => (form) => {
-        for (let i = 0; i < 3; i++) form.append('image[]', blob([reference]), `${i}.png`);
-      }, 400, 'image', 'too_many_images'],
-      ['more than 14 images', async () => (form) => {
-        for (let i = 0; i < 15; i++) form.append('image[]', blob([reference.subarray(0, 33)]), `${i}.png`);
-      }, 400, 'image', 'too_many_images'],
+      [
+        'a PNG with a corrupt header',
+        async () => (form) =>
+          form.append('image[]', blob([Buffer.concat([reference.subarray(0, 12), Buffer.from('XXXX'), reference.subarray(16)])]), 'a.png'),
+        400,
+        'image',
+        'invalid_image',
+      ],
+      [
+        'a truncated PNG (valid header, data cut short)',
+        async () => {
+          const cut = reference.subarray(0, Math.floor(reference.length / 2));
+          return (form) => form.append('image[]', blob([cut]), 'a.png');
+        },
+        400,
+        'image',
+        'invalid_image',
+      ],
+      [
+        'a JPEG cut short in its scan data',
+        async () => {
+          const jpeg = await sharp(reference).jpeg().toBuffer();
+          return (form) => form.append('image[]', blob([jpeg.subarray(0, Math.floor(jpeg.length * 0.6))]), 'a.jpg');
+        },
+        400,
+        'image',
+        'invalid_image',
+      ],
+      [
+        'more images than the model takes (2)',
+        async () => (form) => {
+          for (let i = 0; i < 3; i++) form.append('image[]', blob([reference]), `${i}.png`);
+        },
+        400,
+        'image',
+        'too_many_images',
+      ],
+      [
+        'more than 14 images',
+        async () => (form) => {
+          for (let i = 0; i < 15; i++) form.append('image[]', blob([reference.subarray(0, 33)]), `${i}.png`);
+        },
+        400,
+        'image',
+        'too_many_images',
+      ],
       ['`image` sent as text', async () => (form) => form.append('image', 'https://example.com/cat.png'), 400, 'image', 'invalid_type'],
-      ['a mask', async () => (form) => {
-        form.append('image', blob([reference]), 'a.png');
-        form.append('mask', blob([reference]), 'm.png');
-      }, 400, 'mask', 'unsupported_parameter'],
-      ['an unknown file field', async () => (form) => form.append('picture', blob([reference]), 'a.png'), 400, 'picture', 'unknown_parameter'],
-      ['a file over the per-file cap', async () => {
-        const big = Buffer.concat([reference, Buffer.alloc(LIMITS.file)]);
-        return (form) => form.append('image[]', blob([big]), 'a.png');
-      }, 413, 'image', 'file_too_large'],
-      ['a request over the per-request cap (declared length)', async () => {
-        const big = Buffer.concat([reference, Buffer.alloc(LIMITS.request)]);
-        return (form) => form.append('image[]', blob([big]), 'a.png');
-      }, 413, 'image', 'request_too_large'],
+      [
+        'a mask',
+        async () => (form) => {
+          form.append('image', blob([reference]), 'a.png');
+          form.append('mask', blob([reference]), 'm.png');
+        },
+        400,
+        'mask',
+        'unsupported_parameter',
+      ],
+      [
+        'an unknown file field',
+        async () => (form) => form.append('picture', blob([reference]), 'a.png'),
+        400,
+        'picture',
+        'unknown_parameter',
+      ],
+      [
+        'a file over the per-file cap',
+        async () => {
+          const big = Buffer.concat([reference, Buffer.alloc(LIMITS.file)]);
+          return (form) => form.append('image[]', blob([big]), 'a.png');
+        },
+        413,
+        'image',
+        'file_too_large',
+      ],
+      [
+        'a request over the per-request cap (declared length)',
+        async () => {
+          const big = Buffer.concat([reference, Buffer.alloc(LIMITS.request)]);
+          return (form) => form.append('image[]', blob([big]), 'a.png');
+        },
+        413,
+        'image',
+        'request_too_large',
+      ],
     ];
 
     for (const [name, makeForm, status, param, code] of cases) {
@@ -416,7 +551,10 @@ describe('POST /v1/images/edits', () => {
     });
 
     it('the SDK surfaces a rejection as BadRequestError with the param', async () => {
-      const error = await t.client(payer.key).images.edit({ model: 'scripted-edit', prompt: 'p', image: await toFile(Buffer.from('GIF89a0000000000'), 'a.gif') }).catch((e) => e);
+      const error = await t
+        .client(payer.key)
+        .images.edit({ model: 'scripted-edit', prompt: 'p', image: await toFile(Buffer.from('GIF89a0000000000'), 'a.gif') })
+        .catch((e) => e);
       assert.ok(error instanceof OpenAI.BadRequestError);
       assert.equal(error.param, 'image');
       await expectBalance(t, payer, '1');
@@ -435,7 +573,7 @@ describe('POST /v1/images/edits', () => {
       await expectBalance(t, payer, '1');
     });
 
-    it('GET /v1/models reports each model\'s edit block', async () => {
+    it("GET /v1/models reports each model's edit block", async () => {
       const models = await t.client(account.key).models.list();
       const byId = new Map(models.data.map((model: any) => [model.id, model.edit]));
       assert.deepEqual(byId.get('scripted-edit'), { supported: true, max_images: 2 });
@@ -451,25 +589,35 @@ describe('POST /v1/images/edits', () => {
  * is what that request cost at its worst moment. Bounded generously at 6× the upload.
  */
 describe('POST /v1/images/edits memory', () => {
-  it('a 20 MB upload raises the server\'s peak RSS by less than 6× its size', async (context) => {
-    const child = fork(path.join(import.meta.dirname, 'images-edits-memory-child.ts'), [], { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  it("a 20 MB upload raises the server's peak RSS by less than 6× its size", async (context) => {
+    const child = fork(path.join(import.meta.dirname, 'images-edits-memory-child.ts'), [], {
+      execArgv: ['--import', 'tsx'],
+      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+    });
     const replies: Array<(message: any) => void> = [];
     child.on('message', (message) => replies.shift()?.(message));
-    const ask = (message: string) => new Promise<any>((resolve) => {
-      replies.push(resolve);
-      if (message) child.send(message);
-    });
+    const ask = (message: string) =>
+      new Promise<any>((resolve) => {
+        replies.push(resolve);
+        if (message) child.send(message);
+      });
     try {
       const { url, key } = await ask('');
       const client = new OpenAI({ apiKey: key, baseURL: `${url}/v1`, maxRetries: 0, fetch: validatingFetch });
       const edit = async (image: Buffer) =>
-        client.images.edit(withExtras({ model: 'deepshi-sketch', prompt: 'p', image: await toFile(image, 'r.png') }, { seed: 1, width: 256, height: 256 }));
+        client.images.edit(
+          withExtras({ model: 'deepshi-sketch', prompt: 'p', image: await toFile(image, 'r.png') }, { seed: 1, width: 256, height: 256 }),
+        );
 
       const side = 2600;
-      const upload = await sharp(randomBytes(side * side * 3), { raw: { width: side, height: side, channels: 3 } }).png({ compressionLevel: 0 }).toBuffer();
+      const upload = await sharp(randomBytes(side * side * 3), { raw: { width: side, height: side, channels: 3 } })
+        .png({ compressionLevel: 0 })
+        .toBuffer();
       assert.ok(upload.length > 20_000_000 && upload.length < 20 * MiB, `upload is ${upload.length} bytes`);
       // Warm-up: the same path with a smaller image of the same kind, twice (lazy initialisation, thread pools, JIT).
-      const warm = await sharp(randomBytes(800 * 800 * 3), { raw: { width: 800, height: 800, channels: 3 } }).png({ compressionLevel: 0 }).toBuffer();
+      const warm = await sharp(randomBytes(800 * 800 * 3), { raw: { width: 800, height: 800, channels: 3 } })
+        .png({ compressionLevel: 0 })
+        .toBuffer();
       await edit(warm);
       await edit(warm);
       const before = await ask('stats');
@@ -477,7 +625,9 @@ describe('POST /v1/images/edits memory', () => {
       assert.equal((result as any).size, '256x256');
       const afterStats = await ask('stats');
       const rise = afterStats.maxRss - before.maxRss;
-      context.diagnostic(`upload ${(upload.length / MiB).toFixed(1)} MiB; peak RSS ${(before.maxRss / MiB).toFixed(0)} → ${(afterStats.maxRss / MiB).toFixed(0)} MiB (+${(rise / MiB).toFixed(1)} MiB, ${(rise / upload.length).toFixed(2)}×)`);
+      context.diagnostic(
+        `upload ${(upload.length / MiB).toFixed(1)} MiB; peak RSS ${(before.maxRss / MiB).toFixed(0)} → ${(afterStats.maxRss / MiB).toFixed(0)} MiB (+${(rise / MiB).toFixed(1)} MiB, ${(rise / upload.length).toFixed(2)}×)`,
+      );
       assert.ok(rise < 6 * upload.length, `peak RSS rose by ${rise} bytes for a ${upload.length}-byte upload`);
     } finally {
       child.send('close');

@@ -17,8 +17,9 @@ describe('POST /v1/images/generations', () => {
   after(() => t.close());
 
   it('returns a PNG whose decoded size equals `size`, with created, model, index and the billed cost', async () => {
-    const { data: result, response } = await t.client(account.key).images
-      .generate({ model: 'deepshi-sketch', prompt: 'a lighthouse at dusk' })
+    const { data: result, response } = await t
+      .client(account.key)
+      .images.generate({ model: 'deepshi-sketch', prompt: 'a lighthouse at dusk' })
       .withResponse();
     assert.equal(result.data!.length, 1);
     const bytes = Buffer.from(result.data![0].b64_json!, 'base64');
@@ -36,8 +37,13 @@ describe('POST /v1/images/generations', () => {
 
   it('n: 4 returns four distinct images, indexed 0–3, and charges four images', async () => {
     const before = await t.balance(account.accountId);
-    const result = await t.client(account.key).images.generate(withExtras({ model: 'deepshi-sketch', prompt: 'four kites', n: 4 }, { seed: 9 }));
-    assert.deepEqual(result.data!.map((item: any) => item.index), [0, 1, 2, 3]);
+    const result = await t
+      .client(account.key)
+      .images.generate(withExtras({ model: 'deepshi-sketch', prompt: 'four kites', n: 4 }, { seed: 9 }));
+    assert.deepEqual(
+      result.data!.map((item: any) => item.index),
+      [0, 1, 2, 3],
+    );
     assert.equal(new Set(result.data!.map((item) => item.b64_json)).size, 4);
     assert.equal((result.usage as any).cost.total_cost, 0.004);
     const after = await t.balance(account.accountId);
@@ -50,7 +56,9 @@ describe('POST /v1/images/generations', () => {
     ['png', [0x89, 0x50, 0x4e, 0x47]],
   ] as const) {
     it(`output_format ${format} really is ${format}`, async () => {
-      const result = await t.client(account.key).images.generate({ model: 'deepshi-sketch', prompt: 'a bowl of fruit', output_format: format });
+      const result = await t
+        .client(account.key)
+        .images.generate({ model: 'deepshi-sketch', prompt: 'a bowl of fruit', output_format: format });
       const bytes = Buffer.from(result.data![0].b64_json!, 'base64');
       assert.deepEqual([...bytes.subarray(0, magic.length)], [...magic]);
       assert.equal(probeImage(bytes)!.format, format);
@@ -79,7 +87,12 @@ describe('POST /v1/images/generations', () => {
     const wide = (await client.images.generate({ model: 'deepshi-sketch', prompt: 'x', width: 640, height: 360 } as any)) as any;
     assert.equal(wide.size, '640x360');
     assert.equal(probeImage(Buffer.from(wide.data[0].b64_json, 'base64'))!.width, 640);
-    const tier = (await client.images.generate({ model: 'deepshi-sketch', prompt: 'x', aspect_ratio: '16:9', resolution: '2K' } as any)) as any;
+    const tier = (await client.images.generate({
+      model: 'deepshi-sketch',
+      prompt: 'x',
+      aspect_ratio: '16:9',
+      resolution: '2K',
+    } as any)) as any;
     const card = (await client.models.retrieve('deepshi-sketch')) as any;
     assert.equal(tier.size, card.sizing.sizes['2K']['16:9']);
     const probe = probeImage(Buffer.from(tier.data[0].b64_json, 'base64'))!;
@@ -92,8 +105,9 @@ describe('POST /v1/images/generations', () => {
   });
 
   it('a spec field the model does not support is ignored and reported as a warning (body and header)', async () => {
-    const { data, response } = await t.client(account.key).images
-      .generate({ model: 'deepshi-sketch', prompt: 'a cat', quality: 'high', image_size: 'auto_2K' } as any)
+    const { data, response } = await t
+      .client(account.key)
+      .images.generate({ model: 'deepshi-sketch', prompt: 'a cat', quality: 'high', image_size: 'auto_2K' } as any)
       .withResponse();
     const warnings = (data as any).warnings as Array<{ param: string; message: string }>;
     assert.deepEqual(warnings.map((warning) => warning.param).sort(), ['image_size', 'quality']);
@@ -105,7 +119,9 @@ describe('POST /v1/images/generations', () => {
     const client = t.client(account.key);
     const png = (await client.images.generate(withExtras({ model: 'deepshi-sketch', prompt: 'x' }, { size: '64x64' }))) as any;
     assert.deepEqual([png.output_format, png.size, png.background, png.quality], ['png', '64x64', undefined, undefined]);
-    const jpg = (await client.images.generate(withExtras({ model: 'deepshi-sketch', prompt: 'x', background: 'opaque' }, { size: '64x64', output_format: 'jpg' }))) as any;
+    const jpg = (await client.images.generate(
+      withExtras({ model: 'deepshi-sketch', prompt: 'x', background: 'opaque' }, { size: '64x64', output_format: 'jpg' }),
+    )) as any;
     assert.deepEqual([jpg.output_format, jpg.background], ['jpeg', 'opaque']);
     assert.equal(probeImage(Buffer.from(jpg.data[0].b64_json, 'base64'))!.format, 'jpeg');
     assert.equal(jpg.warnings, undefined);
@@ -120,40 +136,79 @@ describe('POST /v1/images/generations', () => {
   it('background "transparent" on deepshi-sketch: the scene without its sky, on real transparency (png and webp)', async () => {
     for (const format of ['png', 'webp'] as const) {
       const result = (await t.client(account.key).images.generate({
-        model: 'deepshi-sketch', prompt: 'a red fox', background: 'transparent', output_format: format, size: '256x256' as any,
+        model: 'deepshi-sketch',
+        prompt: 'a red fox',
+        background: 'transparent',
+        output_format: format,
+        size: '256x256' as any,
       })) as any;
       assert.equal(result.background, 'transparent');
       assert.equal(result.warnings, undefined);
-      const { data, info } = await sharp(Buffer.from(result.data[0].b64_json, 'base64')).ensureAlpha().raw().toBuffer({ resolveWithObject: true });
+      const { data, info } = await sharp(Buffer.from(result.data[0].b64_json, 'base64'))
+        .ensureAlpha()
+        .raw()
+        .toBuffer({ resolveWithObject: true });
       assert.equal(info.channels, 4);
       let clear = 0;
       for (let alpha = 3; alpha < data.length; alpha += 4) if (data[alpha] < 32) clear++;
       assert.ok(clear > (info.width * info.height) / 5, `${format}: the sky is transparent (${clear} clear pixels)`);
     }
-    const opaque = (await t.client(account.key).images.generate({ model: 'deepshi-sketch', prompt: 'a red fox', size: '256x256' as any })) as any;
+    const opaque = (await t
+      .client(account.key)
+      .images.generate({ model: 'deepshi-sketch', prompt: 'a red fox', size: '256x256' as any })) as any;
     assert.equal((await sharp(Buffer.from(opaque.data[0].b64_json, 'base64')).metadata()).hasAlpha, false);
     // jpeg has no alpha: drawn opaque and said so.
-    const jpeg = (await t.client(account.key).images.generate({ model: 'deepshi-sketch', prompt: 'x', background: 'transparent', output_format: 'jpeg', size: '64x64' as any })) as any;
-    assert.deepEqual(jpeg.warnings.map((warning: { param: string }) => warning.param), ['background']);
+    const jpeg = (await t.client(account.key).images.generate({
+      model: 'deepshi-sketch',
+      prompt: 'x',
+      background: 'transparent',
+      output_format: 'jpeg',
+      size: '64x64' as any,
+    })) as any;
+    assert.deepEqual(
+      jpeg.warnings.map((warning: { param: string }) => warning.param),
+      ['background'],
+    );
     assert.equal(jpeg.background, undefined);
   });
 
   it('output_compression is applied to jpeg and webp (lower = smaller), and reported back where it cannot be', async () => {
     const client = t.client(account.key);
     const sizeOf = async (format: 'jpeg' | 'webp', compression: number) => {
-      const result = (await client.images.generate({ model: 'deepshi-sketch', prompt: 'a harbour at noon', seed: 7, output_format: format, output_compression: compression, size: '512x512' } as any)) as any;
+      const result = (await client.images.generate({
+        model: 'deepshi-sketch',
+        prompt: 'a harbour at noon',
+        seed: 7,
+        output_format: format,
+        output_compression: compression,
+        size: '512x512',
+      } as any)) as any;
       assert.equal(result.warnings, undefined);
       return Buffer.from(result.data[0].b64_json, 'base64').length;
     };
     for (const format of ['jpeg', 'webp'] as const) assert.ok((await sizeOf(format, 10)) < (await sizeOf(format, 100)), format);
-    const { data, response } = await client.images.generate({ model: 'deepshi-sketch', prompt: 'x', output_compression: 50, size: '64x64' } as any).withResponse();
-    assert.deepEqual(((data as any).warnings as Array<{ param: string }>).map((warning) => warning.param), ['output_compression']);
+    const { data, response } = await client.images
+      .generate({ model: 'deepshi-sketch', prompt: 'x', output_compression: 50, size: '64x64' } as any)
+      .withResponse();
+    assert.deepEqual(
+      ((data as any).warnings as Array<{ param: string }>).map((warning) => warning.param),
+      ['output_compression'],
+    );
     assert.equal(response.headers.get('x-deepshi-warnings'), 'output_compression');
   });
 
   it('OpenAI fields the model does not take (style, moderation, quality, user…) are ignored and reported, in the body and the header', async () => {
-    const { data, response } = await t.client(account.key).images
-      .generate({ model: 'deepshi-sketch', prompt: 'x', style: 'vivid', moderation: 'low', quality: 'high', user: 'u-1', size: '64x64' as any })
+    const { data, response } = await t
+      .client(account.key)
+      .images.generate({
+        model: 'deepshi-sketch',
+        prompt: 'x',
+        style: 'vivid',
+        moderation: 'low',
+        quality: 'high',
+        user: 'u-1',
+        size: '64x64' as any,
+      })
       .withResponse();
     const params = ((data as any).warnings as Array<{ param: string }>).map((warning) => warning.param).sort();
     assert.deepEqual(params, ['moderation', 'quality', 'style', 'user']);
@@ -188,7 +243,13 @@ describe('output_compression on a transcoded image', () => {
   it('is applied by the transcode, so it is no warning', async () => {
     const account = await t.createAccount('1');
     const bytesAt = async (compression: number) => {
-      const result = (await t.client(account.key).images.generate({ model: 'scripted-image', prompt: 'a busy market', output_format: 'jpeg', output_compression: compression, size: '512x512' } as any)) as any;
+      const result = (await t.client(account.key).images.generate({
+        model: 'scripted-image',
+        prompt: 'a busy market',
+        output_format: 'jpeg',
+        output_compression: compression,
+        size: '512x512',
+      } as any)) as any;
       assert.equal(result.warnings, undefined);
       assert.equal(result.output_format, 'jpeg');
       return Buffer.from(result.data[0].b64_json, 'base64').length;

@@ -34,7 +34,9 @@ describe('POST /v1/images/generations with stream: true', () => {
   });
 
   it('partial_images: 2 sends partial_image events with increasing indexes, then completed', async () => {
-    const stream = await t.client(account.key).images.generate(withExtras({ model: 'deepshi-sketch', prompt: 'a comet', stream: true, partial_images: 2 }, { seed: 5 }));
+    const stream = await t
+      .client(account.key)
+      .images.generate(withExtras({ model: 'deepshi-sketch', prompt: 'a comet', stream: true, partial_images: 2 }, { seed: 5 }));
     const types: string[] = [];
     const indexes: number[] = [];
     let final = '';
@@ -46,7 +48,9 @@ describe('POST /v1/images/generations with stream: true', () => {
     await streamsValidated();
     assert.deepEqual(types, ['image_generation.partial_image', 'image_generation.partial_image', 'image_generation.completed']);
     assert.deepEqual(indexes, [0, 1]);
-    const nonStreamed = await t.client(account.key).images.generate(withExtras({ model: 'deepshi-sketch', prompt: 'a comet' }, { seed: 5 }));
+    const nonStreamed = await t
+      .client(account.key)
+      .images.generate(withExtras({ model: 'deepshi-sketch', prompt: 'a comet' }, { seed: 5 }));
     assert.equal(final, nonStreamed.data![0].b64_json, 'the streamed final image equals the non-streamed one');
   });
 
@@ -78,16 +82,22 @@ describe('POST /v1/images/generations with stream: true', () => {
 
   it('errors known before streaming are normal JSON errors with their real status', async () => {
     const poor = await t.createAccount('0');
-    const error = await t.client(poor.key).images.generate({ model: 'deepshi-sketch', prompt: 'x', stream: true }).then(
-      () => assert.fail('expected 402'),
-      (caught) => caught,
-    );
+    const error = await t
+      .client(poor.key)
+      .images.generate({ model: 'deepshi-sketch', prompt: 'x', stream: true })
+      .then(
+        () => assert.fail('expected 402'),
+        (caught) => caught,
+      );
     assert.ok(error instanceof OpenAI.APIError);
     assert.equal(error.status, 402);
-    const invalid = await t.client(account.key).images.generate({ model: 'deepshi-sketch', prompt: 'x', stream: true, n: 9 }).then(
-      () => assert.fail('expected 400'),
-      (caught) => caught,
-    );
+    const invalid = await t
+      .client(account.key)
+      .images.generate({ model: 'deepshi-sketch', prompt: 'x', stream: true, n: 9 })
+      .then(
+        () => assert.fail('expected 400'),
+        (caught) => caught,
+      );
     assert.equal(invalid.status, 400);
     assert.equal(invalid.param, 'n');
   });
@@ -100,7 +110,10 @@ describe('POST /v1/images/generations with stream: true', () => {
       for await (const _event of stream) {
         // no events before the error
       }
-    })().then(() => assert.fail('expected the stream to throw'), (caught) => caught);
+    })().then(
+      () => assert.fail('expected the stream to throw'),
+      (caught) => caught,
+    );
     scripted.behaviour = {};
     await streamsValidated();
     assert.ok(error instanceof OpenAI.APIError);
@@ -115,7 +128,10 @@ describe('POST /v1/images/generations with stream: true', () => {
     const seen: string[] = [];
     const error = await (async () => {
       for await (const event of stream) seen.push(event.type);
-    })().then(() => undefined, (caught) => caught);
+    })().then(
+      () => undefined,
+      (caught) => caught,
+    );
     scripted.behaviour = {};
     assert.deepEqual(seen, ['image_generation.completed']);
     assert.ok(error instanceof OpenAI.APIError, 'the SDK raises the error event after the delivered image');

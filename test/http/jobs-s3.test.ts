@@ -16,12 +16,22 @@ describe('async job results in S3', () => {
 
   before(async () => {
     s3 = await startS3('deepshi-results');
-    bucket = new S3ResultStorage({ bucket: 'deepshi-results', endpoint: s3.endpoint, region: 'us-east-1', ...S3_CREDENTIALS, forcePathStyle: true });
+    bucket = new S3ResultStorage({
+      bucket: 'deepshi-results',
+      endpoint: s3.endpoint,
+      region: 'us-east-1',
+      ...S3_CREDENTIALS,
+      forcePathStyle: true,
+    });
     t = await startTestServer({
       env: {
-        DEEPSHI_JOB_POLL_MS: '50', DEEPSHI_SWEEP_INTERVAL_MS: '100', DEEPSHI_RESULT_TTL_HOURS: '0.0006',
-        DEEPSHI_RESULTS_S3_BUCKET: 'deepshi-results', DEEPSHI_RESULTS_S3_ENDPOINT: s3.endpoint,
-        DEEPSHI_RESULTS_S3_ACCESS_KEY_ID: S3_CREDENTIALS.accessKeyId, DEEPSHI_RESULTS_S3_SECRET_ACCESS_KEY: S3_CREDENTIALS.secretAccessKey,
+        DEEPSHI_JOB_POLL_MS: '50',
+        DEEPSHI_SWEEP_INTERVAL_MS: '100',
+        DEEPSHI_RESULT_TTL_HOURS: '0.0006',
+        DEEPSHI_RESULTS_S3_BUCKET: 'deepshi-results',
+        DEEPSHI_RESULTS_S3_ENDPOINT: s3.endpoint,
+        DEEPSHI_RESULTS_S3_ACCESS_KEY_ID: S3_CREDENTIALS.accessKeyId,
+        DEEPSHI_RESULTS_S3_SECRET_ACCESS_KEY: S3_CREDENTIALS.secretAccessKey,
       },
     });
   });
@@ -35,13 +45,14 @@ describe('async job results in S3', () => {
     const account = await t.createAccount('1');
     const headers = { authorization: `Bearer ${account.key}` };
     const submitted = await validatingFetch(`${t.url}/v1/images/generations`, {
-      method: 'POST', headers: { ...headers, 'content-type': 'application/json', prefer: 'respond-async' },
+      method: 'POST',
+      headers: { ...headers, 'content-type': 'application/json', prefer: 'respond-async' },
       body: JSON.stringify({ model: 'deepshi-sketch', prompt: 'stored in a bucket', response_format: 'url' }),
     });
     assert.equal(submitted.status, 202);
-    const { id } = await submitted.json() as { id: string };
+    const { id } = (await submitted.json()) as { id: string };
     let job: any;
-    for (const deadline = Date.now() + 15_000; Date.now() < deadline;) {
+    for (const deadline = Date.now() + 15_000; Date.now() < deadline; ) {
       job = await (await validatingFetch(`${t.url}/v1/images/jobs/${id}`, { headers })).json();
       if (job.status !== 'queued' && job.status !== 'in_progress') break;
       await new Promise((resolve) => setTimeout(resolve, 25));
@@ -59,7 +70,7 @@ describe('async job results in S3', () => {
     const tampered = `${link.pathname}?expires=${link.searchParams.get('expires')}&signature=${'A'.repeat(43)}`;
     assert.equal((await fetch(`${t.url}${tampered}`)).status, 403);
 
-    for (const deadline = Date.now() + 15_000; Date.now() < deadline;) {
+    for (const deadline = Date.now() + 15_000; Date.now() < deadline; ) {
       if ((await t.server.store.getFile(fileId))?.deletedAt !== null) break;
       await new Promise((resolve) => setTimeout(resolve, 50));
     }

@@ -19,7 +19,13 @@ describe('async jobs on the OpenAI and BFL adapters', () => {
     openai = await startOpenAiSimulator({ apiKey: 'sk-sim' });
     await bfl.start();
     t = await startTestServer({
-      env: { OPENAI_API_KEY: 'sk-sim', OPENAI_BASE_URL: openai.url, BFL_API_KEY: bfl.key, BFL_BASE_URL: bfl.url, DEEPSHI_JOB_POLL_MS: '50' },
+      env: {
+        OPENAI_API_KEY: 'sk-sim',
+        OPENAI_BASE_URL: openai.url,
+        BFL_API_KEY: bfl.key,
+        BFL_BASE_URL: bfl.url,
+        DEEPSHI_JOB_POLL_MS: '50',
+      },
     });
   });
   after(async () => {
@@ -32,19 +38,27 @@ describe('async jobs on the OpenAI and BFL adapters', () => {
     let response: Response;
     if (endpoint === 'generations') {
       response = await validatingFetch(`${t.url}/v1/images/generations`, {
-        method: 'POST', headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json', prefer: 'respond-async' }, body: JSON.stringify(fields),
+        method: 'POST',
+        headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json', prefer: 'respond-async' },
+        body: JSON.stringify(fields),
       });
     } else {
       const form = new FormData();
       for (const [name, value] of Object.entries(fields)) form.set(name, String(value));
       const input = await renderSketch({ prompt: 'input', seed: 5, width: 256, height: 256, format: 'png' });
       form.append('image[]', new Blob([new Uint8Array(input)], { type: 'image/png' }), 'input.png');
-      response = await validatingFetch(`${t.url}/v1/images/edits`, { method: 'POST', headers: { authorization: `Bearer ${key}`, prefer: 'respond-async' }, body: form });
+      response = await validatingFetch(`${t.url}/v1/images/edits`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${key}`, prefer: 'respond-async' },
+        body: form,
+      });
     }
-    const submitted = await response.json() as any;
+    const submitted = (await response.json()) as any;
     assert.equal(response.status, 202, JSON.stringify(submitted));
-    for (const deadline = Date.now() + 30_000; Date.now() < deadline;) {
-      const job = await (await validatingFetch(`${t.url}/v1/images/jobs/${submitted.id}`, { headers: { authorization: `Bearer ${key}` } })).json() as any;
+    for (const deadline = Date.now() + 30_000; Date.now() < deadline; ) {
+      const job = (await (
+        await validatingFetch(`${t.url}/v1/images/jobs/${submitted.id}`, { headers: { authorization: `Bearer ${key}` } })
+      ).json()) as any;
       if (!['queued', 'in_progress'].includes(job.status)) return job;
       await new Promise((resolve) => setTimeout(resolve, 50));
     }
@@ -68,10 +82,20 @@ describe('async jobs on the OpenAI and BFL adapters', () => {
   it('gpt-image-1.5: generation and edit as jobs, one upstream request each, charged as the ledger says', async () => {
     const account = await t.createAccount('5');
     const before = openai.requests.length;
-    const generated = await runJob(account.key, 'generations', { model: 'gpt-image-1.5', prompt: 'a teapot', quality: 'low', size: '1024x1024' });
+    const generated = await runJob(account.key, 'generations', {
+      model: 'gpt-image-1.5',
+      prompt: 'a teapot',
+      quality: 'low',
+      size: '1024x1024',
+    });
     await assertChargedAsLedger(account.accountId, generated);
     assert.ok(generated.result.usage.input_tokens > 0, 'token usage from the upstream');
-    const edited = await runJob(account.key, 'edits', { model: 'gpt-image-1.5', prompt: 'make it blue', quality: 'low', size: '1024x1024' });
+    const edited = await runJob(account.key, 'edits', {
+      model: 'gpt-image-1.5',
+      prompt: 'make it blue',
+      quality: 'low',
+      size: '1024x1024',
+    });
     await assertChargedAsLedger(account.accountId, edited);
     assert.equal(openai.requests.length - before, 2);
   });

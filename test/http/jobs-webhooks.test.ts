@@ -39,7 +39,11 @@ class Receiver {
   }
 }
 
-async function waitFor<T>(what: string, check: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs = 15_000): Promise<T> {
+async function waitFor<T>(
+  what: string,
+  check: () => Promise<T | undefined | false> | T | undefined | false,
+  timeoutMs = 15_000,
+): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const value = await check();
@@ -66,12 +70,14 @@ describe('job webhooks', () => {
 
   const submit = async (key: string, body: Record<string, unknown>) => {
     const response = await validatingFetch(`${t.url}/v1/images/generations`, {
-      method: 'POST', headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' }, body: JSON.stringify({ async: true, ...body }),
+      method: 'POST',
+      headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ async: true, ...body }),
     });
-    return { status: response.status, body: await response.json() as any };
+    return { status: response.status, body: (await response.json()) as any };
   };
 
-  it('a webhook_url needs the account\'s secret; an unsafe target is refused without the operator\'s permission', async () => {
+  it("a webhook_url needs the account's secret; an unsafe target is refused without the operator's permission", async () => {
     const account = await t.createAccount('1');
     const missing = await submit(account.key, { model: 'deepshi-sketch', prompt: 'x', webhook_url: receiver.url });
     assert.equal(missing.status, 400);
@@ -92,7 +98,12 @@ describe('job webhooks', () => {
 
     receiver.received.length = 0;
     receiver.script = [500, 503];
-    const job = await submit(account.key, { model: 'deepshi-sketch', prompt: 'hooked', webhook_url: receiver.url, response_format: 'b64_json' });
+    const job = await submit(account.key, {
+      model: 'deepshi-sketch',
+      prompt: 'hooked',
+      webhook_url: receiver.url,
+      response_format: 'b64_json',
+    });
     assert.equal(job.status, 202);
     await waitFor('three deliveries', () => receiver.received.length >= 3);
     const verifier = new Webhook(created.secret);
@@ -111,14 +122,21 @@ describe('job webhooks', () => {
       assert.ok(Buffer.byteLength(delivery.body) < 20 * 1024);
     }
     assert.equal(ids.size, 1, 'the same webhook-id on every attempt');
-    assert.throws(() => new Webhook(`whsec_${Buffer.alloc(32, 7).toString('base64')}`).verify(receiver.received[0].body, receiver.received[0].headers));
+    assert.throws(() =>
+      new Webhook(`whsec_${Buffer.alloc(32, 7).toString('base64')}`).verify(receiver.received[0].body, receiver.received[0].headers),
+    );
 
     const polled = await waitFor('the attempts on the job', async () => {
-      const body = await (await validatingFetch(`${t.url}/v1/images/jobs/${job.body.id}`, { headers: { authorization: `Bearer ${account.key}` } })).json() as any;
+      const body = (await (
+        await validatingFetch(`${t.url}/v1/images/jobs/${job.body.id}`, { headers: { authorization: `Bearer ${account.key}` } })
+      ).json()) as any;
       return body.webhook?.deliveries?.[0]?.status === 'succeeded' ? body : undefined;
     });
     assert.equal(polled.webhook.url, receiver.url);
-    assert.deepEqual(polled.webhook.deliveries[0].attempts.map((attempt: { status: number }) => attempt.status), [500, 503, 200]);
+    assert.deepEqual(
+      polled.webhook.deliveries[0].attempts.map((attempt: { status: number }) => attempt.status),
+      [500, 503, 200],
+    );
     assert.equal(polled.webhook.deliveries[0].event, 'image.job.succeeded');
   });
 

@@ -20,7 +20,13 @@ const PNG_SIGNATURE = Buffer.from([0x89, 0x50, 0x4e, 0x47]);
 /** An upstream (test code) that holds each call until released or `delayMs` passes, and measures its concurrency. */
 class GatedAdapter implements ImageAdapter {
   readonly provider = 'gated';
-  readonly capabilities = { maxImagesPerCall: 4, supportsSeed: true, supportsPartialImages: false, supportsEdits: true, nativeFormats: ['png' as const] };
+  readonly capabilities = {
+    maxImagesPerCall: 4,
+    supportsSeed: true,
+    supportsPartialImages: false,
+    supportsEdits: true,
+    nativeFormats: ['png' as const],
+  };
   delayMs = 0;
   hold = false;
   calls = 0;
@@ -59,8 +65,14 @@ function jobsCatalog(): string {
   const catalog = parseYaml(fs.readFileSync(new URL('../../catalog/models.yaml', import.meta.url), 'utf8'));
   const sketch = catalog.models.find((model: { id: string }) => model.id === 'deepshi-sketch');
   catalog.models.push({
-    ...structuredClone(sketch), id: 'gated-image', name: 'Gated test upstream', streaming: false, max_partial_images: 0,
-    pricing: { unit: 'image', base: '0.01' }, max_concurrency: 2, routes: [{ provider: 'gated' }],
+    ...structuredClone(sketch),
+    id: 'gated-image',
+    name: 'Gated test upstream',
+    streaming: false,
+    max_partial_images: 0,
+    pricing: { unit: 'image', base: '0.01' },
+    max_concurrency: 2,
+    routes: [{ provider: 'gated' }],
   });
   return JSON.stringify(catalog);
 }
@@ -114,9 +126,16 @@ describe('async image jobs (SQLite, one instance)', () => {
   });
   after(() => t.close());
 
-  it('Prefer: respond-async → 202 with Location and the job; polling reaches succeeded; the charge is the ledger\'s', async () => {
+  it("Prefer: respond-async → 202 with Location and the job; polling reaches succeeded; the charge is the ledger's", async () => {
     const account = await t.createAccount('1');
-    const submitted = await call(t, account.key, 'POST', '/v1/images/generations', { model: 'deepshi-sketch', prompt: 'a red fox', size: '256x256', response_format: 'url' }, { prefer: 'respond-async' });
+    const submitted = await call(
+      t,
+      account.key,
+      'POST',
+      '/v1/images/generations',
+      { model: 'deepshi-sketch', prompt: 'a red fox', size: '256x256', response_format: 'url' },
+      { prefer: 'respond-async' },
+    );
     assert.equal(submitted.status, 202, JSON.stringify(submitted.body));
     assert.match(submitted.body.id, /^imgjob_/);
     assert.equal(submitted.headers.get('location'), `/v1/images/jobs/${submitted.body.id}`);
@@ -144,7 +163,13 @@ describe('async image jobs (SQLite, one instance)', () => {
     assert.equal(Math.round(result.usage.cost.total_cost * 1e9), Number(hold.cost));
     assert.ok(hold.cost > 0n);
     const ledger = await t.server.store.listLedger(account.accountId, 100);
-    assert.deepEqual(ledger.filter((entry) => entry.requestId === job.requestId).map((entry) => entry.kind).sort(), ['hold', 'settle']);
+    assert.deepEqual(
+      ledger
+        .filter((entry) => entry.requestId === job.requestId)
+        .map((entry) => entry.kind)
+        .sort(),
+      ['hold', 'settle'],
+    );
     const state = (await t.server.store.getAccount(account.accountId))!;
     assert.equal(state.held, 0n);
     assert.equal(state.balance, 1_000_000_000n - hold.cost);
@@ -162,7 +187,7 @@ describe('async image jobs (SQLite, one instance)', () => {
     assert.equal((await fetch(`${t.url}${tampered}`)).status, 403);
     const extended = `${link.pathname}?expires=${Number(link.searchParams.get('expires')) + 3600}&signature=${signature}`;
     assert.equal((await fetch(`${t.url}${extended}`)).status, 403, 'a later expiry does not match the signature');
-    assert.equal((await fetch(`${t.url}${link.pathname}`)).status, 401, 'without a signature the owner\'s key is needed');
+    assert.equal((await fetch(`${t.url}${link.pathname}`)).status, 401, "without a signature the owner's key is needed");
     const withKey = await fetch(`${t.url}${link.pathname}`, { headers: { authorization: `Bearer ${account.key}` } });
     assert.equal(withKey.status, 200);
     assert.deepEqual(Buffer.from(await withKey.arrayBuffer()), bytes);
@@ -179,8 +204,12 @@ describe('async image jobs (SQLite, one instance)', () => {
     form.set('async', 'true');
     form.set('response_format', 'b64_json');
     form.append('image[]', new Blob([new Uint8Array(input)], { type: 'image/png' }), 'in.png');
-    const response = await fetch(`${t.url}/v1/images/edits`, { method: 'POST', headers: { authorization: `Bearer ${account.key}` }, body: form });
-    const submitted = await response.json() as any;
+    const response = await fetch(`${t.url}/v1/images/edits`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${account.key}` },
+      body: form,
+    });
+    const submitted = (await response.json()) as any;
     assert.equal(response.status, 202, JSON.stringify(submitted));
     assert.equal(submitted.endpoint, '/v1/images/edits');
     const done = await waitForStatus(t, account.key, submitted.id, ['succeeded', 'failed']);
@@ -194,7 +223,7 @@ describe('async image jobs (SQLite, one instance)', () => {
     await assertLedgerInvariant(t.server.store, account.accountId);
   });
 
-  it('validation, limits and credit stay synchronous and unbilled; another account\'s job is a 404', async () => {
+  it("validation, limits and credit stay synchronous and unbilled; another account's job is a 404", async () => {
     const account = await t.createAccount('0.001');
     const missing = await call(t, account.key, 'POST', '/v1/images/generations', { model: 'deepshi-sketch', async: true });
     assert.equal(missing.status, 400);
@@ -202,7 +231,12 @@ describe('async image jobs (SQLite, one instance)', () => {
     const badAsync = await call(t, account.key, 'POST', '/v1/images/generations', { model: 'deepshi-sketch', prompt: 'x', async: 'yes' });
     assert.equal(badAsync.status, 400);
     assert.equal(badAsync.body.error.param, 'async');
-    const streamed = await call(t, account.key, 'POST', '/v1/images/generations', { model: 'deepshi-sketch', prompt: 'x', async: true, stream: true });
+    const streamed = await call(t, account.key, 'POST', '/v1/images/generations', {
+      model: 'deepshi-sketch',
+      prompt: 'x',
+      async: true,
+      stream: true,
+    });
     assert.equal(streamed.status, 400);
     const broke = await call(t, account.key, 'POST', '/v1/images/generations', { model: 'gated-image', prompt: 'x', n: 4, async: true });
     assert.equal(broke.status, 402);
@@ -230,7 +264,7 @@ describe('async image jobs (SQLite, one instance)', () => {
     assert.equal(second.headers.get('idempotent-replayed'), 'true');
     await waitForStatus(t, account.key, first.body.id, ['succeeded']);
     assert.equal((await t.server.store.listJobs(account.accountId, { limit: 10 })).length, 1);
-    const holds = (await t.server.store.listRequests(account.accountId, 10));
+    const holds = await t.server.store.listRequests(account.accountId, 10);
     assert.equal(holds.length, 1);
   });
 
@@ -240,7 +274,14 @@ describe('async image jobs (SQLite, one instance)', () => {
     gated.peak = 0;
     const submitted = [];
     for (let i = 0; i < 100; i++) {
-      const response = await call(t, account.key, 'POST', '/v1/images/generations', { model: 'gated-image', prompt: `job ${i}`, size: '64x64' }, { prefer: 'respond-async' });
+      const response = await call(
+        t,
+        account.key,
+        'POST',
+        '/v1/images/generations',
+        { model: 'gated-image', prompt: `job ${i}`, size: '64x64' },
+        { prefer: 'respond-async' },
+      );
       assert.equal(response.status, 202, JSON.stringify(response.body));
       submitted.push(response.body.id as string);
     }
@@ -318,7 +359,9 @@ describe('async image jobs (SQLite, one instance)', () => {
     assert.equal(final.data.status, 'succeeded');
     assert.ok(final.data.result.data[0].url);
     // Joining after the end: the final state at once, then the end.
-    const late = await (await fetch(`${t.url}/v1/images/jobs/${job.body.id}/events`, { headers: { authorization: `Bearer ${account.key}` } })).text();
+    const late = await (
+      await fetch(`${t.url}/v1/images/jobs/${job.body.id}/events`, { headers: { authorization: `Bearer ${account.key}` } })
+    ).text();
     assert.match(late, /^event: image\.job\.succeeded\n/);
   });
 });
@@ -331,7 +374,7 @@ describe('hosted results expire', () => {
   });
   after(() => t.close());
 
-  it('after the TTL an expired link is refused and the file is gone (404 with the owner\'s key too)', async () => {
+  it("after the TTL an expired link is refused and the file is gone (404 with the owner's key too)", async () => {
     const account = await t.createAccount('1');
     const job = await call(t, account.key, 'POST', '/v1/images/generations', { model: 'deepshi-sketch', prompt: 'brief', async: true });
     const done = await waitForStatus(t, account.key, job.body.id, ['succeeded']);

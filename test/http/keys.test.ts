@@ -14,7 +14,11 @@ describe('API keys', () => {
   });
   after(() => t.close());
 
-  const statusOf = (promise: Promise<unknown>) => promise.then(() => 200, (error) => (error instanceof OpenAI.APIError ? error.status : error));
+  const statusOf = (promise: Promise<unknown>) =>
+    promise.then(
+      () => 200,
+      (error) => (error instanceof OpenAI.APIError ? error.status : error),
+    );
 
   it('keys look like sk-bf-… and are shown once', async () => {
     const account = await t.createAccount('1');
@@ -28,7 +32,10 @@ describe('API keys', () => {
   it('revoked → 403 with a message saying so', async () => {
     const account = await t.createAccount('1');
     await t.admin('POST', `/admin/v1/keys/${account.keyId}/revoke`);
-    const error = await t.client(account.key).images.generate({ model: 'deepshi-sketch', prompt: 'x' }).catch((caught) => caught);
+    const error = await t
+      .client(account.key)
+      .images.generate({ model: 'deepshi-sketch', prompt: 'x' })
+      .catch((caught) => caught);
     assert.ok(error instanceof OpenAI.PermissionDeniedError);
     assert.match(error.message, /revoked/);
   });
@@ -78,7 +85,8 @@ describe('API keys', () => {
     const rotated = await t.admin('POST', `/admin/v1/keys/${account.keyId}/rotate`);
     const file = t.server.store.kind === 'sqlite' ? (t.server.store as any).db.name : undefined;
     const db = new Database(file, { readonly: true });
-    const dump = JSON.stringify(db.prepare('SELECT * FROM api_keys').all()) + JSON.stringify(db.prepare('SELECT * FROM ledger_entries').all());
+    const dump =
+      JSON.stringify(db.prepare('SELECT * FROM api_keys').all()) + JSON.stringify(db.prepare('SELECT * FROM ledger_entries').all());
     db.close();
     for (const secret of [account.key, rotated.key]) {
       assert.ok(!dump.includes(secret));

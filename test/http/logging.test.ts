@@ -28,7 +28,11 @@ describe('request logs', () => {
       },
     });
     const config = loadConfig({
-      PORT: '0', HOST: '127.0.0.1', DATABASE_URL: `sqlite:${path.join(dir, 'deepshi.db')}`, DEEPSHI_ADMIN_TOKEN: ADMIN_TOKEN, DEEPSHI_DEV_ACCOUNT: 'false',
+      PORT: '0',
+      HOST: '127.0.0.1',
+      DATABASE_URL: `sqlite:${path.join(dir, 'deepshi.db')}`,
+      DEEPSHI_ADMIN_TOKEN: ADMIN_TOKEN,
+      DEEPSHI_DEV_ACCOUNT: 'false',
     });
     server = await startServer(config, { logger: pino({ level: 'debug' }, sink) });
   });
@@ -38,19 +42,29 @@ describe('request logs', () => {
   });
 
   it('never log a query value, a key in the path, or the Authorization header', async () => {
-    const account = await (await fetch(`${server.url}/admin/v1/accounts`, {
-      method: 'POST', headers: { authorization: `Bearer ${ADMIN_TOKEN}`, 'content-type': 'application/json' }, body: JSON.stringify({ name: 'logs', credits: '1' }),
-    })).json();
-    const { key } = await (await fetch(`${server.url}/admin/v1/keys`, {
-      method: 'POST', headers: { authorization: `Bearer ${ADMIN_TOKEN}`, 'content-type': 'application/json' }, body: JSON.stringify({ account_id: account.id, name: 'k' }),
-    })).json();
+    const account = await (
+      await fetch(`${server.url}/admin/v1/accounts`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${ADMIN_TOKEN}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ name: 'logs', credits: '1' }),
+      })
+    ).json();
+    const { key } = await (
+      await fetch(`${server.url}/admin/v1/keys`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${ADMIN_TOKEN}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ account_id: account.id, name: 'k' }),
+      })
+    ).json();
     assert.match(key, /^sk-/);
     await fetch(`${server.url}/v1/models?api_key=${key}&limit=5`, { headers: { authorization: `Bearer ${key}` } });
     await fetch(`${server.url}/v1/models?token=${ADMIN_TOKEN}`);
     await fetch(`${server.url}/admin/v1/accounts?token=${ADMIN_TOKEN}`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } });
     await fetch(`${server.url}/v1/${key}`, { headers: { authorization: `Bearer ${key}` } });
     await fetch(`${server.url}/v1/images/generations?key=${key}`, {
-      method: 'POST', headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' }, body: '{"model":"deepshi-sketch","prompt":"p","n":0}',
+      method: 'POST',
+      headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+      body: '{"model":"deepshi-sketch","prompt":"p","n":0}',
     });
 
     assert.ok(output.includes('/v1/models?api_key=[redacted]&limit=[redacted]'), 'the request is logged, without values');
@@ -58,7 +72,11 @@ describe('request logs', () => {
     for (const secret of [key, key.slice(6), ADMIN_TOKEN]) {
       assert.equal(output.includes(secret), false, `${secret.slice(0, 8)}… appears in the log`);
     }
-    assert.equal(/authorization/i.test(output) && !/"authorization":"\[redacted\]"/i.test(output), false, 'no Authorization header in clear');
+    assert.equal(
+      /authorization/i.test(output) && !/"authorization":"\[redacted\]"/i.test(output),
+      false,
+      'no Authorization header in clear',
+    );
   });
 
   it('urlForLog keeps the path and parameter names only', () => {

@@ -10,7 +10,10 @@ describe('GET /v1/models', () => {
   let key: string;
 
   before(async () => {
-    t = await startTestServer({ catalog: testCatalogJson(), env: { DEEPSHI_BANANA_PRO_API_KEY: 'sk-test', DEEPSHI_BANANA_PRO_BASE_URL: 'http://127.0.0.1:9' } });
+    t = await startTestServer({
+      catalog: testCatalogJson(),
+      env: { DEEPSHI_BANANA_PRO_API_KEY: 'sk-test', DEEPSHI_BANANA_PRO_BASE_URL: 'http://127.0.0.1:9' },
+    });
     key = (await t.createAccount('1')).key;
   });
   after(() => t.close());

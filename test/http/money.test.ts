@@ -38,7 +38,9 @@ describe('credits and the ledger over HTTP', () => {
     const account = await t.createAccount((0.001 * k).toFixed(3));
     const client = t.client(account.key, { maxRetries: 0 });
     const results = await Promise.allSettled(
-      Array.from({ length: 200 }, (_, index) => client.images.generate({ model: 'deepshi-sketch', prompt: `p${index}`, width: 64, height: 64 } as any)),
+      Array.from({ length: 200 }, (_, index) =>
+        client.images.generate({ model: 'deepshi-sketch', prompt: `p${index}`, width: 64, height: 64 } as any),
+      ),
     );
     const ok = results.filter((result) => result.status === 'fulfilled');
     const rejected = results.filter((result): result is PromiseRejectedResult => result.status === 'rejected');

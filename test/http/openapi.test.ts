@@ -46,16 +46,35 @@ describe('GET /openapi.json', () => {
     // The contract's operation unchanged, with the responses we add (the 202 of a job) and nothing else.
     const { '202': accepted, ...contractResponses } = served.paths['/v1/images/generations'].post.responses;
     assert.ok(accepted);
-    assert.deepEqual({ post: { ...served.paths['/v1/images/generations'].post, responses: contractResponses } }, strip(contract.paths['/v1/images/generations']));
+    assert.deepEqual(
+      { post: { ...served.paths['/v1/images/generations'].post, responses: contractResponses } },
+      strip(contract.paths['/v1/images/generations']),
+    );
     for (const name of Object.keys(contract.components.schemas)) assert.ok(served.components.schemas[name], name);
     assert.equal(JSON.stringify(served).includes('"nullable"'), false);
   });
 
   it('documents the whole public API, the dashboard and the console', () => {
-    for (const route of ['/v1/images/generations', '/v1/images/edits', '/v1/images/quote', '/v1/models', '/v1/models/{model}', '/v1/account',
-      '/v1/account/usage', '/v1/chat/completions', '/dashboard/api/session', '/dashboard/api/keys', '/dashboard/api/usage', '/dashboard/api/usage.csv',
-      '/dashboard/api/ledger', '/dashboard/api/credit-codes/redeem', '/dashboard/api/playground-key', '/dashboard/api/models', '/admin/v1/credit-codes',
-      '/admin/v1/stats']) {
+    for (const route of [
+      '/v1/images/generations',
+      '/v1/images/edits',
+      '/v1/images/quote',
+      '/v1/models',
+      '/v1/models/{model}',
+      '/v1/account',
+      '/v1/account/usage',
+      '/v1/chat/completions',
+      '/dashboard/api/session',
+      '/dashboard/api/keys',
+      '/dashboard/api/usage',
+      '/dashboard/api/usage.csv',
+      '/dashboard/api/ledger',
+      '/dashboard/api/credit-codes/redeem',
+      '/dashboard/api/playground-key',
+      '/dashboard/api/models',
+      '/admin/v1/credit-codes',
+      '/admin/v1/stats',
+    ]) {
       assert.ok(served.paths[route], route);
     }
     assert.ok(served.components.schemas.Cost.properties.total_cost, 'the contract extension field');
@@ -77,7 +96,8 @@ describe('GET /openapi.json', () => {
   it('every public route the server registers (/v1, /admin/v1, /dashboard/api) is documented, with each of its methods', () => {
     const routes = registeredRoutes(t.server.app.printRoutes({ commonPrefix: false }));
     // The parse of Fastify's route tree is itself checked: every route it yields is one the server has.
-    for (const { url, methods } of routes) for (const method of methods) assert.ok(t.server.app.hasRoute({ method: method as 'GET', url }), `${method} ${url}`);
+    for (const { url, methods } of routes)
+      for (const method of methods) assert.ok(t.server.app.hasRoute({ method: method as 'GET', url }), `${method} ${url}`);
     const normalise = (route: string) => route.replace(/\{[^}]+\}|:[^/]+|\*/g, '{}');
     const documented = new Map(Object.entries(served.paths as Node).map(([route, item]) => [normalise(route), item as Node]));
     const publicRoutes = routes.filter(({ url }) => /^\/(v1|admin\/v1|dashboard\/api)\//.test(url) || url === '/v1');
@@ -89,8 +109,15 @@ describe('GET /openapi.json', () => {
       }
     }
     assert.deepEqual(missing, [], 'routes missing from /openapi.json');
-    for (const route of ['/v1/images/jobs', '/v1/images/jobs/{id}', '/v1/images/jobs/{id}/cancel', '/v1/images/jobs/{id}/events', '/v1/files/{id}/content',
-      '/admin/v1/accounts/{id}/webhook', '/admin/v1/accounts/{id}/webhook-secret']) {
+    for (const route of [
+      '/v1/images/jobs',
+      '/v1/images/jobs/{id}',
+      '/v1/images/jobs/{id}/cancel',
+      '/v1/images/jobs/{id}/events',
+      '/v1/files/{id}/content',
+      '/admin/v1/accounts/{id}/webhook',
+      '/admin/v1/accounts/{id}/webhook-secret',
+    ]) {
       assert.ok(served.paths[route], route);
     }
   });
@@ -101,7 +128,7 @@ describe('GET /openapi.json', () => {
     }
     assert.deepEqual(served.components.responses.JobAccepted.content['application/json'].schema, { $ref: '#/components/schemas/ImageJob' });
     assert.equal(served.components.schemas.ImageGenerationRequest.properties.async.type, 'boolean');
-    assert.ok(served.components.schemas.ImageGenerationRequest.properties.prompt, 'the contract\'s fields are kept');
+    assert.ok(served.components.schemas.ImageGenerationRequest.properties.prompt, "the contract's fields are kept");
   });
 
   it('every reference resolves and every schema compiles as JSON Schema 2020-12', () => {
@@ -118,7 +145,10 @@ describe('GET /openapi.json', () => {
     assert.ok(refs.size > 20);
     for (const ref of refs) {
       assert.match(ref, /^#\//);
-      const target = ref.slice(2).split('/').reduce((node: any, part) => node?.[part.replace(/~1/g, '/').replace(/~0/g, '~')], served);
+      const target = ref
+        .slice(2)
+        .split('/')
+        .reduce((node: any, part) => node?.[part.replace(/~1/g, '/').replace(/~0/g, '~')], served);
       assert.ok(target, `${ref} resolves`);
     }
     const ajv = new Ajv2020({ strict: false });
@@ -133,7 +163,7 @@ function registeredRoutes(tree: string): { url: string; methods: string[] }[] {
   const routes: { url: string; methods: string[] }[] = [];
   const stack: string[] = [];
   for (const line of tree.split('\n')) {
-    const match = /^((?:│   |    )*)[├└]── (.+) \(([^)]+)\)$/.exec(line);
+    const match = /^((?:│ {3}| {4})*)[├└]── (.+) \(([^)]+)\)$/.exec(line);
     if (!match) continue;
     const depth = match[1].length / 4;
     const parent = depth === 0 ? '' : stack[depth - 1];

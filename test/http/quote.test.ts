@@ -19,7 +19,13 @@ import { BflSimulator } from '../simulators/bfl-simulator.ts';
 import { FalSimulator } from '../simulators/fal-simulator.ts';
 
 type Body = Record<string, unknown>;
-interface Quote { object: string; model: string; cost: { total_cost: number }; basis: string; exact: boolean }
+interface Quote {
+  object: string;
+  model: string;
+  cost: { total_cost: number };
+  basis: string;
+  exact: boolean;
+}
 
 describe('POST /v1/images/quote', () => {
   let t: TestServer;
@@ -33,13 +39,30 @@ describe('POST /v1/images/quote', () => {
     const compatible = await startCompatibleSimulator({ apiKey: 'sk-sim' });
     const bfl = await new BflSimulator().start();
     const fal = await new FalSimulator().start();
-    closers.push(() => openai.close(), () => gemini.close(), () => xai.close(), () => compatible.close(), () => bfl.close(), () => fal.close());
+    closers.push(
+      () => openai.close(),
+      () => gemini.close(),
+      () => xai.close(),
+      () => compatible.close(),
+      () => bfl.close(),
+      () => fal.close(),
+    );
     t = await startTestServer({
       env: {
-        OPENAI_API_KEY: 'sk-sim', OPENAI_BASE_URL: openai.url, GEMINI_API_KEY: 'sk-sim', GEMINI_BASE_URL: gemini.url,
-        XAI_API_KEY: 'sk-sim', XAI_BASE_URL: xai.url, BFL_API_KEY: bfl.key, BFL_BASE_URL: bfl.url, FAL_KEY: fal.key, FAL_BASE_URL: fal.url,
-        DEEPSHI_BANANA_PRO_API_KEY: 'sk-sim', DEEPSHI_BANANA_PRO_BASE_URL: compatible.url,
-        DEEPSHI_IMAGE_1_API_KEY: 'sk-sim', DEEPSHI_IMAGE_1_BASE_URL: compatible.url,
+        OPENAI_API_KEY: 'sk-sim',
+        OPENAI_BASE_URL: openai.url,
+        GEMINI_API_KEY: 'sk-sim',
+        GEMINI_BASE_URL: gemini.url,
+        XAI_API_KEY: 'sk-sim',
+        XAI_BASE_URL: xai.url,
+        BFL_API_KEY: bfl.key,
+        BFL_BASE_URL: bfl.url,
+        FAL_KEY: fal.key,
+        FAL_BASE_URL: fal.url,
+        DEEPSHI_BANANA_PRO_API_KEY: 'sk-sim',
+        DEEPSHI_BANANA_PRO_BASE_URL: compatible.url,
+        DEEPSHI_IMAGE_1_API_KEY: 'sk-sim',
+        DEEPSHI_IMAGE_1_BASE_URL: compatible.url,
       },
     });
     const account = await t.createAccount('1000');
@@ -72,8 +95,15 @@ describe('POST /v1/images/quote', () => {
 
   it('covers every shipped image model (each one offered here through its simulator)', async () => {
     const offered = (await client.models.list()).data.map((model) => model.id);
-    const catalog = t.server.catalog.list().filter((model) => model.kind === 'image').map((model) => model.id);
-    assert.deepEqual(catalog.filter((id) => !offered.includes(id)), [], 'every image model is offered in this test');
+    const catalog = t.server.catalog
+      .list()
+      .filter((model) => model.kind === 'image')
+      .map((model) => model.id);
+    assert.deepEqual(
+      catalog.filter((id) => !offered.includes(id)),
+      [],
+      'every image model is offered in this test',
+    );
   });
 
   it('quote = hold = charge (list prices) or quote = hold ≥ charge (settled from the upstream), for every price rule', async () => {
@@ -86,7 +116,10 @@ describe('POST /v1/images/quote', () => {
         const quoted = await quote(body).catch((error: unknown) => error);
         if (quoted instanceof OpenAI.APIError) {
           // The generation refuses the same body with the same error, charging nothing.
-          const refused = await client.images.generate(body as never).then(() => assert.fail(`${label}: generation accepted what the quote refused`), (error) => error);
+          const refused = await client.images.generate(body as never).then(
+            () => assert.fail(`${label}: generation accepted what the quote refused`),
+            (error) => error,
+          );
           assert.deepEqual([refused.status, refused.code, refused.param], [quoted.status, quoted.code, quoted.param], label);
           refusedBoth++;
           continue;
@@ -109,7 +142,11 @@ describe('POST /v1/images/quote', () => {
         if (card.pricing.settle === 'list' && card.pricing.by && body[card.pricing.by[0]] !== undefined) {
           const key = card.pricing.by.map((param: string) => body[param]).join('/');
           const n = (body.n as number | undefined) ?? 1;
-          assert.equal(result.cost.total_cost, Number((Number(card.pricing.table[key]) * n).toFixed(9)), `${label}: the card's table price × n`);
+          assert.equal(
+            result.cost.total_cost,
+            Number((Number(card.pricing.table[key]) * n).toFixed(9)),
+            `${label}: the card's table price × n`,
+          );
         }
         checked++;
       }
@@ -130,12 +167,26 @@ describe('POST /v1/images/quote', () => {
       [narrow, { model: 'deepshi-sketch', prompt: 'x' }],
     ];
     for (const [caller, body] of cases) {
-      const quoted = await caller.post('/images/quote', { body }).then(() => assert.fail('quote accepted'), (error) => error);
-      const generated = await caller.images.generate(body as never).then(() => assert.fail('generation accepted'), (error) => error);
+      const quoted = await caller.post('/images/quote', { body }).then(
+        () => assert.fail('quote accepted'),
+        (error) => error,
+      );
+      const generated = await caller.images.generate(body as never).then(
+        () => assert.fail('generation accepted'),
+        (error) => error,
+      );
       assert.ok(quoted instanceof OpenAI.APIError);
-      assert.deepEqual([quoted.status, quoted.code, quoted.param, quoted.message], [generated.status, generated.code, generated.param, generated.message], JSON.stringify(body));
+      assert.deepEqual(
+        [quoted.status, quoted.code, quoted.param, quoted.message],
+        [generated.status, generated.code, generated.param, generated.message],
+        JSON.stringify(body),
+      );
     }
-    const noKey = await fetch(`${t.url}/v1/images/quote`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"model":"deepshi-sketch","prompt":"x"}' });
+    const noKey = await fetch(`${t.url}/v1/images/quote`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: '{"model":"deepshi-sketch","prompt":"x"}',
+    });
     assert.equal(noKey.status, 401);
     await noKey.arrayBuffer();
   });

@@ -39,17 +39,27 @@ describe('rate limits', () => {
     return ledger.data.filter((entry: { kind: string }) => entry.kind === 'hold').length;
   }
 
-  it('the admin API sets, changes and clears a key\'s limits, and validates them', async () => {
+  it("the admin API sets, changes and clears a key's limits, and validates them", async () => {
     const account = await t.createAccount('1');
     const created = await t.admin('GET', `/admin/v1/accounts/${account.accountId}`);
-    assert.deepEqual(created.keys[0].limits, { requests_per_minute: null, images_per_minute: null, max_in_flight: null, tokens_per_minute: null });
+    assert.deepEqual(created.keys[0].limits, {
+      requests_per_minute: null,
+      images_per_minute: null,
+      max_in_flight: null,
+      tokens_per_minute: null,
+    });
     const set = await limits(account.keyId, { requests_per_minute: 60, images_per_minute: 0, max_in_flight: 2, tokens_per_minute: 30_000 });
     assert.deepEqual(set.limits, { requests_per_minute: 60, images_per_minute: 0, max_in_flight: 2, tokens_per_minute: 30_000 });
     const partial = await limits(account.keyId, { max_in_flight: null });
-    assert.deepEqual(partial.limits, { requests_per_minute: 60, images_per_minute: 0, max_in_flight: null, tokens_per_minute: 30_000 }, 'fields left out keep their value');
+    assert.deepEqual(
+      partial.limits,
+      { requests_per_minute: 60, images_per_minute: 0, max_in_flight: null, tokens_per_minute: 30_000 },
+      'fields left out keep their value',
+    );
 
     const headers = { authorization: `Bearer ${ADMIN_TOKEN}`, 'content-type': 'application/json' };
-    const post = (keyId: string, body: unknown) => rawRequest(t.url, { path: `/admin/v1/keys/${keyId}/limits`, method: 'POST', headers, body: JSON.stringify(body) });
+    const post = (keyId: string, body: unknown) =>
+      rawRequest(t.url, { path: `/admin/v1/keys/${keyId}/limits`, method: 'POST', headers, body: JSON.stringify(body) });
     for (const bad of [-1, 1.5, '10', true, 2e9]) {
       for (const name of ['requests_per_minute', 'tokens_per_minute']) {
         const response = await post(account.keyId, { [name]: bad });
@@ -59,7 +69,12 @@ describe('rate limits', () => {
     }
     assert.equal((await post(account.keyId, { rpm: 1 })).status, 400, 'unknown fields are refused, not ignored');
     assert.equal((await post('key_does_not_exist', { max_in_flight: 1 })).status, 404);
-    const unauthorised = await rawRequest(t.url, { path: `/admin/v1/keys/${account.keyId}/limits`, method: 'POST', headers: { ...headers, authorization: `Bearer ${account.key}` }, body: '{}' });
+    const unauthorised = await rawRequest(t.url, {
+      path: `/admin/v1/keys/${account.keyId}/limits`,
+      method: 'POST',
+      headers: { ...headers, authorization: `Bearer ${account.key}` },
+      body: '{}',
+    });
     assert.equal(unauthorised.status, 401);
   });
 
@@ -144,20 +159,27 @@ describe('rate limits', () => {
     for (const stream of [false, true]) {
       scripted.behaviour = { delayMs: 5_000 };
       const gone = new AbortController();
-      const response = generate(account.key, { stream }, gone.signal).then(async (r): Promise<unknown> => (stream ? r.body!.getReader().read() : r), () => undefined);
+      const response = generate(account.key, { stream }, gone.signal).then(
+        async (r): Promise<unknown> => (stream ? r.body!.getReader().read() : r),
+        () => undefined,
+      );
       await sleep(150);
       assert.equal((await generate(account.key)).status, 429, `busy while the ${stream ? 'stream' : 'JSON request'} runs`);
       gone.abort();
       await response.catch(() => {});
       scripted.behaviour = {};
-      assert.equal(await eventually(async () => (await generate(account.key)).status === 200), true, `slot freed after a ${stream ? 'stream' : 'JSON'} disconnect`);
+      assert.equal(
+        await eventually(async () => (await generate(account.key)).status === 200),
+        true,
+        `slot freed after a ${stream ? 'stream' : 'JSON'} disconnect`,
+      );
     }
     const state = await t.admin('GET', `/admin/v1/accounts/${account.accountId}`);
     assert.equal(state.held, '0');
     assert.equal(state.balance, '0.98', 'abandoned generations were not charged');
   });
 
-  it('a model\'s max_concurrency refuses the excess with 429 and Retry-After, whoever calls, and takes no hold', async () => {
+  it("a model's max_concurrency refuses the excess with 429 and Retry-After, whoever calls, and takes no hold", async () => {
     const a = await t.createAccount('1');
     const b = await t.createAccount('1');
     scripted.behaviour = { delayMs: 300 };
@@ -177,7 +199,7 @@ describe('rate limits', () => {
     }
   });
 
-  it('a model\'s cap counts its upstream calls: n above the adapter\'s images per call takes several slots', async () => {
+  it("a model's cap counts its upstream calls: n above the adapter's images per call takes several slots", async () => {
     const catalog = JSON.parse(cappedCatalog());
     catalog.models.find((m: { id: string }) => m.id === 'scripted-capped').max_concurrency = 1;
     const adapter = new ScriptedAdapter();
@@ -186,7 +208,8 @@ describe('rate limits', () => {
     try {
       const account = await local.createAccount('1');
       const response = await fetch(`${local.url}/v1/images/generations`, {
-        method: 'POST', headers: { authorization: `Bearer ${account.key}`, 'content-type': 'application/json' },
+        method: 'POST',
+        headers: { authorization: `Bearer ${account.key}`, 'content-type': 'application/json' },
         body: JSON.stringify({ model: 'scripted-capped', prompt: 'x', n: 2 }),
       });
       assert.equal(response.status, 429, 'two parallel upstream calls exceed a cap of one');

@@ -167,7 +167,9 @@ describe('DEEPSHI_REQUEST_TIMEOUT_MS: the time to receive a request', () => {
   it('does not bound answering an edit either (its body arrived in time)', async () => {
     upstream.behaviour = { delayMs: LIMIT_MS * 2 };
     const image = await renderSketch({ prompt: 'reference', seed: 1, width: 64, height: 64, format: 'png' });
-    const result = await t.client(account.key).images.edit({ model: 'scripted-image', prompt: 'make it night', image: await toFile(image, 'ref.png', { type: 'image/png' }) });
+    const result = await t
+      .client(account.key)
+      .images.edit({ model: 'scripted-image', prompt: 'make it night', image: await toFile(image, 'ref.png', { type: 'image/png' }) });
     assert.equal(result.data!.length, 1);
     assert.equal(upstream.calls, 1);
   });

@@ -46,7 +46,11 @@ describe('transcode', () => {
   });
 
   it('encodes jpeg and webp at the asked quality (OpenAI output_compression; 100 = least compressed)', async () => {
-    const input = await sharp({ create: { width: 256, height: 256, channels: 3, background: '#808080', noise: { type: 'gaussian', mean: 128, sigma: 40 } } }).png().toBuffer();
+    const input = await sharp({
+      create: { width: 256, height: 256, channels: 3, background: '#808080', noise: { type: 'gaussian', mean: 128, sigma: 40 } },
+    })
+      .png()
+      .toBuffer();
     for (const to of ['jpeg', 'webp'] as const) {
       const small = await transcode(input, to, undefined, 10);
       const large = await transcode(input, to, undefined, 100);
@@ -75,7 +79,10 @@ describe('transcode', () => {
 
   it('applies EXIF orientation before stripping metadata', async () => {
     // Stored 333 wide × 517 high with "rotate 90° CW" (orientation 6): displayed 517 wide × 333 high.
-    const rotated = await sharp(await source('png')).jpeg().withMetadata({ orientation: 6 }).toBuffer();
+    const rotated = await sharp(await source('png'))
+      .jpeg()
+      .withMetadata({ orientation: 6 })
+      .toBuffer();
     assert.equal((await sharp(rotated).metadata()).orientation, 6);
     const png = await transcode(rotated, 'png');
     assert.deepEqual(probeImage(png), { format: 'png', width: H, height: W });

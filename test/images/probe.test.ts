@@ -77,7 +77,11 @@ describe('probeImage', () => {
   });
 
   it('handles 1×1 and 4096-wide images (14-bit WebP fields, 16-bit JPEG fields)', async () => {
-    for (const [w, h] of [[1, 1], [4096, 3], [3, 4096]]) {
+    for (const [w, h] of [
+      [1, 1],
+      [4096, 3],
+      [3, 4096],
+    ]) {
       for (const format of ['png', 'jpeg', 'webp'] as const) {
         const bytes = await blank(w, h).toFormat(format).toBuffer();
         assert.deepEqual(probeImage(bytes), { format, width: w, height: h }, `${format} ${w}x${h}`);
@@ -163,7 +167,11 @@ describe('probeBase64', () => {
       assert.deepEqual(probeBase64(`data:image/${format};base64,${b64}`), { format, width: W, height: H }, `${format} data URL`);
       // Views of an upstream body holding the text (images/base64.ts) probe the same.
       assert.deepEqual(probeBase64(Buffer.from(b64, 'latin1')), { format, width: W, height: H }, `${format} as bytes`);
-      assert.deepEqual(probeBase64(Buffer.from(`data:image/${format};base64,${b64}`, 'latin1')), { format, width: W, height: H }, `${format} data URL as bytes`);
+      assert.deepEqual(
+        probeBase64(Buffer.from(`data:image/${format};base64,${b64}`, 'latin1')),
+        { format, width: W, height: H },
+        `${format} data URL as bytes`,
+      );
     }
   });
 
@@ -178,7 +186,9 @@ describe('probeBase64', () => {
 
   it('decodes only a prefix of a large image', async (t) => {
     // A big PNG: the header is in the first bytes, so nothing near the whole string should be decoded.
-    const png = await sharp({ create: { width: 1500, height: 1500, channels: 3, background: '#000000', noise: { type: 'gaussian', mean: 128, sigma: 60 } } })
+    const png = await sharp({
+      create: { width: 1500, height: 1500, channels: 3, background: '#000000', noise: { type: 'gaussian', mean: 128, sigma: 60 } },
+    })
       .png({ compressionLevel: 0 })
       .toBuffer();
     const b64 = png.toString('base64');

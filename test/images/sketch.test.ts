@@ -8,7 +8,13 @@ import { renderSketch, type SketchOptions } from '../../src/images/sketch.ts';
 import { probeImage } from '../../src/images/probe.ts';
 
 // Small renders keep the suite fast; sizes that matter (odd, huge, tiny) have their own tests.
-const base: SketchOptions = { prompt: 'a lighthouse on a cliff over the ocean at sunset', seed: 42, width: 320, height: 240, format: 'png' };
+const base: SketchOptions = {
+  prompt: 'a lighthouse on a cliff over the ocean at sunset',
+  seed: 42,
+  width: 320,
+  height: 240,
+  format: 'png',
+};
 
 function sha(bytes: Buffer): string {
   return createHash('sha256').update(bytes).digest('hex');
@@ -73,7 +79,13 @@ describe('renderSketch', () => {
   });
 
   it('renders the requested size and format', async () => {
-    const sizes: [number, number][] = [[333, 517], [517, 333], [1, 1], [7, 3], [64, 1024]];
+    const sizes: [number, number][] = [
+      [333, 517],
+      [517, 333],
+      [1, 1],
+      [7, 3],
+      [64, 1024],
+    ];
     for (const [width, height] of sizes) {
       for (const format of ['png', 'jpeg', 'webp'] as const) {
         const out = await renderSketch({ ...base, width, height, format });
@@ -169,10 +181,20 @@ describe('renderSketch', () => {
 
     it('accept greyscale, transparent, oriented and tiny references', async () => {
       const refs = [
-        await sharp({ create: { width: 50, height: 80, channels: 3, background: '#808080' } }).greyscale().png().toBuffer(),
-        await sharp({ create: { width: 90, height: 40, channels: 4, background: { r: 255, g: 0, b: 0, alpha: 0.3 } } }).png().toBuffer(),
-        await sharp(await reference()).withMetadata({ orientation: 6 }).jpeg().toBuffer(),
-        await sharp({ create: { width: 1, height: 1, channels: 3, background: '#123456' } }).webp().toBuffer(),
+        await sharp({ create: { width: 50, height: 80, channels: 3, background: '#808080' } })
+          .greyscale()
+          .png()
+          .toBuffer(),
+        await sharp({ create: { width: 90, height: 40, channels: 4, background: { r: 255, g: 0, b: 0, alpha: 0.3 } } })
+          .png()
+          .toBuffer(),
+        await sharp(await reference())
+          .withMetadata({ orientation: 6 })
+          .jpeg()
+          .toBuffer(),
+        await sharp({ create: { width: 1, height: 1, channels: 3, background: '#123456' } })
+          .webp()
+          .toBuffer(),
       ];
       for (const ref of refs) {
         const out = await renderSketch({ ...base, width: 333, height: 517, reference: { bytes: ref } });
@@ -218,7 +240,15 @@ describe('renderSketch', () => {
   });
 
   it('rejects invalid sizes and formats with RangeError', async () => {
-    for (const [width, height] of [[0, 10], [10, 0], [4097, 10], [10, 4097], [1.5, 10], [Number.NaN, 10], [-1, 10]]) {
+    for (const [width, height] of [
+      [0, 10],
+      [10, 0],
+      [4097, 10],
+      [10, 4097],
+      [1.5, 10],
+      [Number.NaN, 10],
+      [-1, 10],
+    ]) {
       await assert.rejects(renderSketch({ ...base, width, height }), RangeError, `${width}x${height}`);
     }
     await assert.rejects(renderSketch({ ...base, format: 'gif' as 'png' }), RangeError);

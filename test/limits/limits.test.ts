@@ -24,8 +24,16 @@ const UNLIMITED: KeyLimits = { requestsPerMinute: 0, imagesPerMinute: 0, maxInFl
 function input(extra: Omit<Partial<AdmitInput>, 'limits'> & { limits?: Partial<KeyLimits> } = {}): AdmitInput {
   const { limits, ...rest } = extra;
   return {
-    keyId: `key_${randomUUID()}`, images: 1, tokens: 0, model: `model-${randomUUID()}`, modelSlots: 1, modelCap: 0,
-    leaseId: `req_${randomUUID()}`, leaseMs: 60_000, ...rest, limits: { ...UNLIMITED, ...limits },
+    keyId: `key_${randomUUID()}`,
+    images: 1,
+    tokens: 0,
+    model: `model-${randomUUID()}`,
+    modelSlots: 1,
+    modelCap: 0,
+    leaseId: `req_${randomUUID()}`,
+    leaseMs: 60_000,
+    ...rest,
+    limits: { ...UNLIMITED, ...limits },
   };
 }
 
@@ -45,8 +53,14 @@ function backendScenarios(name: string, open: () => Promise<LimitBackend>): void
       const base = input({ limits: { requestsPerMinute: 5 } });
       const results = [];
       for (let i = 0; i < 7; i++) results.push(await backend.admit({ ...base, leaseId: `r${i}` }));
-      assert.deepEqual(results.map((r) => r.admitted), [true, true, true, true, true, false, false]);
-      assert.deepEqual(results.slice(0, 5).map((r) => r.requests?.remaining), [4, 3, 2, 1, 0]);
+      assert.deepEqual(
+        results.map((r) => r.admitted),
+        [true, true, true, true, true, false, false],
+      );
+      assert.deepEqual(
+        results.slice(0, 5).map((r) => r.requests?.remaining),
+        [4, 3, 2, 1, 0],
+      );
       assert.equal(results[0].requests?.limit, 5);
       const refused = results[5];
       assert.ok(!refused.admitted);
@@ -181,7 +195,8 @@ backendScenarios('memory', async () => new MemoryLimitBackend());
 
 if (!redisUrl) {
   if (process.env.CI) {
-    test('limits backend: redis', () => assert.fail(`DEEPSHI_TEST_REDIS_URL is not set, but CI must run the Redis limit tests (${HOW_TO})`));
+    test('limits backend: redis', () =>
+      assert.fail(`DEEPSHI_TEST_REDIS_URL is not set, but CI must run the Redis limit tests (${HOW_TO})`));
   } else {
     test('limits backend: redis', { skip: `DEEPSHI_TEST_REDIS_URL is not set; ${HOW_TO}` }, () => {});
   }
@@ -226,24 +241,50 @@ describe('RequestLimiter', () => {
   const silent = pino({ level: 'silent' });
 
   it('key limits override the server defaults field by field; null takes the default, 0 is unlimited', () => {
-    const limiter = new RequestLimiter({ backend: new MemoryLimitBackend(), defaults: { requestsPerMinute: 60, imagesPerMinute: 100, maxInFlight: 4, tokensPerMinute: 9000 }, leaseMs: 1000, logger: silent });
-    assert.deepEqual(limiter.effectiveLimits(undefined), { requestsPerMinute: 60, imagesPerMinute: 100, maxInFlight: 4, tokensPerMinute: 9000 });
-    assert.deepEqual(
-      limiter.effectiveLimits({ requestsPerMinute: 0, imagesPerMinute: null, maxInFlight: 1, tokensPerMinute: 500 }),
-      { requestsPerMinute: 0, imagesPerMinute: 100, maxInFlight: 1, tokensPerMinute: 500 },
-    );
+    const limiter = new RequestLimiter({
+      backend: new MemoryLimitBackend(),
+      defaults: { requestsPerMinute: 60, imagesPerMinute: 100, maxInFlight: 4, tokensPerMinute: 9000 },
+      leaseMs: 1000,
+      logger: silent,
+    });
+    assert.deepEqual(limiter.effectiveLimits(undefined), {
+      requestsPerMinute: 60,
+      imagesPerMinute: 100,
+      maxInFlight: 4,
+      tokensPerMinute: 9000,
+    });
+    assert.deepEqual(limiter.effectiveLimits({ requestsPerMinute: 0, imagesPerMinute: null, maxInFlight: 1, tokensPerMinute: 500 }), {
+      requestsPerMinute: 0,
+      imagesPerMinute: 100,
+      maxInFlight: 1,
+      tokensPerMinute: 500,
+    });
   });
 
   it('admits with x-ratelimit-* headers, refuses with 429 rate_limit_exceeded, Retry-After 1–60 and the same headers', async () => {
     const limiter = new RequestLimiter({ backend: new MemoryLimitBackend(), defaults: UNLIMITED, leaseMs: 1000, logger: silent });
-    const request = { keyId: 'k1', keyLimits: { requestsPerMinute: 2, imagesPerMinute: 10, maxInFlight: null }, images: 3, model: 'm', modelCap: 0, modelSlots: 1 };
+    const request = {
+      keyId: 'k1',
+      keyLimits: { requestsPerMinute: 2, imagesPerMinute: 10, maxInFlight: null },
+      images: 3,
+      model: 'm',
+      modelCap: 0,
+      modelSlots: 1,
+    };
     const first = await limiter.admit({ ...request, requestId: 'a' });
     assert.deepEqual(first.headers, {
-      'x-ratelimit-limit-requests': '2', 'x-ratelimit-remaining-requests': '1', 'x-ratelimit-reset-requests': '30s',
-      'x-ratelimit-limit-images': '10', 'x-ratelimit-remaining-images': '7', 'x-ratelimit-reset-images': '18s',
+      'x-ratelimit-limit-requests': '2',
+      'x-ratelimit-remaining-requests': '1',
+      'x-ratelimit-reset-requests': '30s',
+      'x-ratelimit-limit-images': '10',
+      'x-ratelimit-remaining-images': '7',
+      'x-ratelimit-reset-images': '18s',
     });
     await limiter.admit({ ...request, requestId: 'b' });
-    const refused = await limiter.admit({ ...request, requestId: 'c' }).then(() => undefined, (error: unknown) => error);
+    const refused = await limiter.admit({ ...request, requestId: 'c' }).then(
+      () => undefined,
+      (error: unknown) => error,
+    );
     assert.ok(refused instanceof GatewayError);
     assert.equal(refused.status, 429);
     assert.equal(refused.type, 'rate_limit_error');
@@ -257,9 +298,20 @@ describe('RequestLimiter', () => {
 
   it('tokens per minute: x-ratelimit-*-tokens headers, the upper bound admitted, the unused part given back on release, 429 with Retry-After', async () => {
     const limiter = new RequestLimiter({ backend: new MemoryLimitBackend(), defaults: UNLIMITED, leaseMs: 1000, logger: silent });
-    const request = { keyId: 'kt', keyLimits: { requestsPerMinute: null, imagesPerMinute: null, maxInFlight: null, tokensPerMinute: 1000 }, images: 0, model: 'm', modelCap: 0, modelSlots: 1 };
+    const request = {
+      keyId: 'kt',
+      keyLimits: { requestsPerMinute: null, imagesPerMinute: null, maxInFlight: null, tokensPerMinute: 1000 },
+      images: 0,
+      model: 'm',
+      modelCap: 0,
+      modelSlots: 1,
+    };
     const first = await limiter.admit({ ...request, tokens: 600, requestId: 'a' });
-    assert.deepEqual(first.headers, { 'x-ratelimit-limit-tokens': '1000', 'x-ratelimit-remaining-tokens': '400', 'x-ratelimit-reset-tokens': '36s' });
+    assert.deepEqual(first.headers, {
+      'x-ratelimit-limit-tokens': '1000',
+      'x-ratelimit-remaining-tokens': '400',
+      'x-ratelimit-reset-tokens': '36s',
+    });
     const refused = await limiter.admit({ ...request, tokens: 600, requestId: 'b' }).catch((e) => e);
     assert.equal(refused.status, 429);
     assert.match(refused.message, /tokens per minute/);
@@ -283,8 +335,15 @@ describe('RequestLimiter', () => {
   });
 
   it('a request over the whole per-minute image allowance says so and is marked not worth retrying', async () => {
-    const limiter = new RequestLimiter({ backend: new MemoryLimitBackend(), defaults: { ...UNLIMITED, imagesPerMinute: 3 }, leaseMs: 1000, logger: silent });
-    const error = await limiter.admit({ keyId: 'k', keyLimits: undefined, images: 4, model: 'm', modelCap: 0, modelSlots: 1, requestId: 'r' }).catch((e) => e);
+    const limiter = new RequestLimiter({
+      backend: new MemoryLimitBackend(),
+      defaults: { ...UNLIMITED, imagesPerMinute: 3 },
+      leaseMs: 1000,
+      logger: silent,
+    });
+    const error = await limiter
+      .admit({ keyId: 'k', keyLimits: undefined, images: 4, model: 'm', modelCap: 0, modelSlots: 1, requestId: 'r' })
+      .catch((e) => e);
     assert.equal(error.status, 429);
     assert.equal(error.headers['retry-after'], '60');
     assert.equal(error.headers['x-should-retry'], 'false');
@@ -300,7 +359,15 @@ describe('RequestLimiter', () => {
       close: async () => {},
     };
     const limiter = new RequestLimiter({ backend, defaults: UNLIMITED, leaseMs: 1000, logger: silent });
-    const admission = await limiter.admit({ keyId: 'k', keyLimits: undefined, images: 1, model: 'm', modelCap: 0, modelSlots: 1, requestId: 'r' });
+    const admission = await limiter.admit({
+      keyId: 'k',
+      keyLimits: undefined,
+      images: 1,
+      model: 'm',
+      modelCap: 0,
+      modelSlots: 1,
+      requestId: 'r',
+    });
     assert.deepEqual(admission.headers, {});
     await admission.release();
   });
@@ -313,7 +380,14 @@ describe('RequestLimiter', () => {
     assert.equal(await backend.connect(300), false);
     const limiter = new RequestLimiter({ backend, defaults: UNLIMITED, leaseMs: 60_000, logger });
     try {
-      const request = { keyId: 'k', keyLimits: { requestsPerMinute: 2, imagesPerMinute: null, maxInFlight: 1 }, images: 1, model: 'm', modelCap: 0, modelSlots: 1 };
+      const request = {
+        keyId: 'k',
+        keyLimits: { requestsPerMinute: 2, imagesPerMinute: null, maxInFlight: 1 },
+        images: 1,
+        model: 'm',
+        modelCap: 0,
+        modelSlots: 1,
+      };
       const started = Date.now();
       const first = await limiter.admit({ ...request, requestId: 'a' });
       assert.ok(Date.now() - started < 1_000, 'a dead Redis is not waited for');
@@ -336,14 +410,25 @@ describe('RequestLimiter', () => {
 
 describe('RequestLimiter: Redis coming back', () => {
   const hasRedisServer = spawnSync('redis-server', ['--version']).status === 0;
-  it('degraded decisions stop and the shared backend decides again once Redis answers', { skip: !hasRedisServer && 'redis-server is not installed' }, async () => {
+  it('degraded decisions stop and the shared backend decides again once Redis answers', {
+    skip: !hasRedisServer && 'redis-server is not installed',
+  }, async () => {
     const port = await deadPort();
     const backend = new RedisLimitBackend(`redis://127.0.0.1:${port}`, { prefix });
     assert.equal(await backend.connect(300), false);
     const limiter = new RequestLimiter({ backend, defaults: UNLIMITED, leaseMs: 60_000, logger: pino({ level: 'silent' }) });
-    const server = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
+    const server = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], {
+      stdio: 'ignore',
+    });
     try {
-      const request = { keyId: `k_${randomUUID()}`, keyLimits: { requestsPerMinute: 100, imagesPerMinute: null, maxInFlight: null }, images: 1, model: 'm', modelCap: 0, modelSlots: 1 };
+      const request = {
+        keyId: `k_${randomUUID()}`,
+        keyLimits: { requestsPerMinute: 100, imagesPerMinute: null, maxInFlight: null },
+        images: 1,
+        model: 'm',
+        modelCap: 0,
+        modelSlots: 1,
+      };
       assert.equal((await limiter.admit({ ...request, requestId: 'down' })).headers[DEGRADED_HEADER], 'redis-unavailable');
       let shared = false;
       for (let i = 0; i < 100 && !shared; i++) {

@@ -17,7 +17,15 @@ function catalogWithFailover(): string {
 }
 
 /** GET /metrics with the token; the parsed samples and the raw text. */
-async function scrape(t: TestServer, token = TOKEN): Promise<{ status: number; contentType: string | null; text: string; value: (name: string, labels?: Record<string, string>) => number | undefined }> {
+async function scrape(
+  t: TestServer,
+  token = TOKEN,
+): Promise<{
+  status: number;
+  contentType: string | null;
+  text: string;
+  value: (name: string, labels?: Record<string, string>) => number | undefined;
+}> {
   const response = await fetch(`${t.url}/metrics`, { headers: { authorization: `Bearer ${token}` } });
   const text = await response.text();
   const samples = text.split('\n').flatMap((line) => {
@@ -27,8 +35,12 @@ async function scrape(t: TestServer, token = TOKEN): Promise<{ status: number; c
     return [{ name: match[1], labels, value: Number(match[3]) }];
   });
   const value = (name: string, labels: Record<string, string> = {}) => {
-    const found = samples.find((sample) =>
-      sample.name === name && Object.keys(sample.labels).length === Object.keys(labels).length && Object.entries(labels).every(([key, expected]) => sample.labels[key] === expected));
+    const found = samples.find(
+      (sample) =>
+        sample.name === name &&
+        Object.keys(sample.labels).length === Object.keys(labels).length &&
+        Object.entries(labels).every(([key, expected]) => sample.labels[key] === expected),
+    );
     return found?.value;
   };
   return { status: response.status, contentType: response.headers.get('content-type'), text, value };
@@ -47,7 +59,10 @@ describe('GET /metrics (Prometheus)', () => {
   });
 
   it('DEEPSHI_METRICS_TOKEN must be at least 16 characters', () => {
-    assert.throws(() => loadConfig({ DEEPSHI_METRICS_TOKEN: 'too-short' }), (error: unknown) => error instanceof ConfigError && /DEEPSHI_METRICS_TOKEN/.test(error.message));
+    assert.throws(
+      () => loadConfig({ DEEPSHI_METRICS_TOKEN: 'too-short' }),
+      (error: unknown) => error instanceof ConfigError && /DEEPSHI_METRICS_TOKEN/.test(error.message),
+    );
     assert.equal(loadConfig({ DEEPSHI_METRICS_TOKEN: TOKEN }).metricsToken, TOKEN);
     assert.equal(loadConfig({}).metricsToken, undefined);
   });
@@ -64,7 +79,13 @@ describe('GET /metrics (Prometheus)', () => {
     after(() => t.close());
 
     it('401 without a token, with a wrong one, and with the admin token', async () => {
-      for (const authorization of [undefined, 'Bearer wrong-token-0123456789abcdef', `Bearer ${TOKEN}x`, 'Bearer test-admin-token-0123456789abcdef', TOKEN]) {
+      for (const authorization of [
+        undefined,
+        'Bearer wrong-token-0123456789abcdef',
+        `Bearer ${TOKEN}x`,
+        'Bearer test-admin-token-0123456789abcdef',
+        TOKEN,
+      ]) {
         const response = await rawRequest(t.url, { path: '/metrics', headers: authorization ? { authorization } : {} });
         assert.equal(response.status, 401, String(authorization));
         assert.equal(response.body.error.code, 'invalid_metrics_token');
@@ -121,20 +142,30 @@ describe('GET /metrics (Prometheus)', () => {
       const unknown = await client.images.generate({ model: 'no-such/../model', prompt: 'x' }).catch((error) => error);
       assert.equal(unknown.status, 400);
       const broke = await t.createAccount('0');
-      const poor = await t.client(broke.key).images.generate({ model: 'deepshi-sketch', prompt: 'x' }).catch((error) => error);
+      const poor = await t
+        .client(broke.key)
+        .images.generate({ model: 'deepshi-sketch', prompt: 'x' })
+        .catch((error) => error);
       assert.equal(poor.status, 402);
-      const noKey = await t.client('sk-not-a-key').images.generate({ model: 'deepshi-sketch', prompt: 'x' }).catch((error) => error);
+      const noKey = await t
+        .client('sk-not-a-key')
+        .images.generate({ model: 'deepshi-sketch', prompt: 'x' })
+        .catch((error) => error);
       assert.equal(noKey.status, 401);
 
       const after = await scrape(t);
-      const delta = (model: string) => after.value('deepshi_image_requests_total', rejected(model))! - before.value('deepshi_image_requests_total', rejected(model))!;
+      const delta = (model: string) =>
+        after.value('deepshi_image_requests_total', rejected(model))! - before.value('deepshi_image_requests_total', rejected(model))!;
       assert.equal(delta('deepshi-sketch'), 3, '400, 402 and 401 with a catalog model');
       assert.equal(delta('unknown'), 1);
       assert.ok(!after.text.includes('no-such'), 'what the client typed never becomes a label');
       for (const status of ['400', '402', '401']) {
         assert.ok(after.value('deepshi_http_requests_total', { route: '/v1/images/generations', method: 'POST', status })! >= 1, status);
       }
-      assert.equal(after.value('deepshi_images_generated_total', { model: 'deepshi-sketch' }), before.value('deepshi_images_generated_total', { model: 'deepshi-sketch' }));
+      assert.equal(
+        after.value('deepshi_images_generated_total', { model: 'deepshi-sketch' }),
+        before.value('deepshi_images_generated_total', { model: 'deepshi-sketch' }),
+      );
     });
 
     it('unknown URLs are one "unmatched" series, never the raw URL; route patterns, not ids', async () => {
@@ -147,7 +178,14 @@ describe('GET /metrics (Prometheus)', () => {
       assert.ok(after.value('deepshi_http_requests_total', { route: 'unmatched', method: 'GET', status: '404' })! >= 3);
       assert.equal(after.value('deepshi_http_requests_total', { route: 'unmatched', method: 'GET', status: '405' }), 1);
       assert.equal(after.value('deepshi_http_requests_total', { route: '/v1/models/*', method: 'GET', status: '200' }), 1);
-      assert.ok(!/wp-admin|vendor\/sketch"|xxxx/.test(after.text.split('\n').filter((line) => line.startsWith('deepshi_http')).join('\n')));
+      assert.ok(
+        !/wp-admin|vendor\/sketch"|xxxx/.test(
+          after.text
+            .split('\n')
+            .filter((line) => line.startsWith('deepshi_http'))
+            .join('\n'),
+        ),
+      );
     });
 
     it('rate-limit refusals are rejected outcomes, counted by the limit that refused them', async () => {
@@ -156,7 +194,10 @@ describe('GET /metrics (Prometheus)', () => {
       const before = await scrape(t);
       assert.equal(before.value('deepshi_rate_limit_rejections_total', { limit: 'requests' }), 0);
       await t.client(limited.key).images.generate({ model: 'deepshi-sketch', prompt: 'x' });
-      const refused = await t.client(limited.key).images.generate({ model: 'deepshi-sketch', prompt: 'x' }).catch((error) => error);
+      const refused = await t
+        .client(limited.key)
+        .images.generate({ model: 'deepshi-sketch', prompt: 'x' })
+        .catch((error) => error);
       assert.equal(refused.status, 429);
       const after = await scrape(t);
       assert.equal(after.value('deepshi_rate_limit_rejections_total', { limit: 'requests' }), 1);
@@ -173,7 +214,10 @@ describe('GET /metrics (Prometheus)', () => {
         let after = await scrape(t);
         assert.equal(after.value('deepshi_upstream_calls_total', { provider: 'scripted', result: 'retried' }), 1);
         assert.equal(after.value('deepshi_upstream_calls_total', { provider: 'scripted', result: 'failed_over' }), 1);
-        assert.equal(after.value('deepshi_image_requests_total', { model: 'failover-image', endpoint: 'images.generations', outcome: 'success' }), 1);
+        assert.equal(
+          after.value('deepshi_image_requests_total', { model: 'failover-image', endpoint: 'images.generations', outcome: 'success' }),
+          1,
+        );
 
         const failed = await client.images.generate({ model: 'scripted-image', prompt: 'x' }).catch((error) => error);
         assert.equal(failed.status, 503);
@@ -185,11 +229,16 @@ describe('GET /metrics (Prometheus)', () => {
         assert.equal(partial.data!.length, 1);
 
         after = await scrape(t);
-        const outcome = (name: string) => after.value('deepshi_image_requests_total', { model: 'scripted-image', endpoint: 'images.generations', outcome: name });
+        const outcome = (name: string) =>
+          after.value('deepshi_image_requests_total', { model: 'scripted-image', endpoint: 'images.generations', outcome: name });
         assert.equal(outcome('failed'), 1);
         assert.equal(outcome('refused'), 1);
         assert.equal(outcome('partial'), 1);
-        assert.equal(after.value('deepshi_images_generated_total', { model: 'scripted-image' }), 1 + 1, 'the slow one earlier and the partial one');
+        assert.equal(
+          after.value('deepshi_images_generated_total', { model: 'scripted-image' }),
+          1 + 1,
+          'the slow one earlier and the partial one',
+        );
         // unavailable twice on the only route (retried, then error), refused (error), the partial call (error).
         assert.equal(after.value('deepshi_upstream_calls_total', { provider: 'scripted', result: 'retried' }), 2);
         assert.equal(after.value('deepshi_upstream_calls_total', { provider: 'scripted', result: 'error' }), 3);
@@ -242,16 +291,25 @@ describe('GET /metrics: chat completions', () => {
   after(() => t.close());
 
   it('a completion through the openai SDK shows as a request, its billed tokens and the charged nanos; a 402 as rejected', async () => {
-    const at = (scraped: Awaited<ReturnType<typeof scrape>>, name: string, labels: Record<string, string>) => scraped.value(name, labels) ?? NaN;
+    const at = (scraped: Awaited<ReturnType<typeof scrape>>, name: string, labels: Record<string, string>) =>
+      scraped.value(name, labels) ?? NaN;
     const before = await scrape(t);
     assert.equal(at(before, 'deepshi_chat_requests_total', { model: 'deepshi-echo', outcome: 'success' }), 0, 'text models start at 0');
-    assert.equal(before.value('deepshi_image_requests_total', { model: 'deepshi-echo', endpoint: 'images.generations', outcome: 'success' }), undefined, 'no image series for a text model');
+    assert.equal(
+      before.value('deepshi_image_requests_total', { model: 'deepshi-echo', endpoint: 'images.generations', outcome: 'success' }),
+      undefined,
+      'no image series for a text model',
+    );
 
     const account = await t.createAccount('1');
-    const completion = await t.client(account.key).chat.completions.create({ model: 'deepshi-echo', messages: [{ role: 'user', content: 'count me' }], max_tokens: 16 });
+    const completion = await t
+      .client(account.key)
+      .chat.completions.create({ model: 'deepshi-echo', messages: [{ role: 'user', content: 'count me' }], max_tokens: 16 });
     const poor = await t.createAccount('0.000001');
     await assert.rejects(t.client(poor.key).chat.completions.create({ model: 'deepshi-echo', messages: [{ role: 'user', content: 'x' }] }));
-    await assert.rejects(t.client(account.key).chat.completions.create({ model: 'no-such-model', messages: [{ role: 'user', content: 'x' }] }));
+    await assert.rejects(
+      t.client(account.key).chat.completions.create({ model: 'no-such-model', messages: [{ role: 'user', content: 'x' }] }),
+    );
 
     const after = await scrape(t);
     const delta = (name: string, labels: Record<string, string>) => at(after, name, labels) - (before.value(name, labels) ?? 0);

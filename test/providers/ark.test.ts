@@ -42,7 +42,10 @@ describe('BytePlus Ark adapter (seedream-4.5) against the Ark simulator', () => 
 
   it('a default request: the exact Ark body (watermark off, b64, no sequential), a 2K jpeg, $0.04', async () => {
     const start = await t.balance(account.accountId);
-    const { data: result, response } = await t.client(account.key).images.generate({ model: 'seedream-4.5', prompt: 'a koi pond' }).withResponse();
+    const { data: result, response } = await t
+      .client(account.key)
+      .images.generate({ model: 'seedream-4.5', prompt: 'a koi pond' })
+      .withResponse();
     const [call] = sim.calls();
     assert.equal(sim.calls().length, 1);
     assert.equal(call.method, 'POST');
@@ -71,30 +74,45 @@ describe('BytePlus Ark adapter (seedream-4.5) against the Ark simulator', () => 
     ['auto_4K', '4K', '4096x4096'],
   ] as const) {
     it(`image_size ${imageSize} → size "${size}"`, async () => {
-      const result = await t.client(account.key).images.generate(withExtras({ model: 'seedream-4.5', prompt: 'x' }, { image_size: imageSize }));
+      const result = await t
+        .client(account.key)
+        .images.generate(withExtras({ model: 'seedream-4.5', prompt: 'x' }, { image_size: imageSize }));
       assert.equal(sim.calls()[0].body.size, size);
       assert.equal((result as any).size, expected);
     });
   }
 
   it('watermark: true is sent as asked; the seed is not sent and is reported as unsupported', async () => {
-    const result = (await t.client(account.key).images.generate(withExtras({ model: 'seedream-4.5', prompt: 'x' }, { watermark: true, seed: 5 }))) as any;
+    const result = (await t
+      .client(account.key)
+      .images.generate(withExtras({ model: 'seedream-4.5', prompt: 'x' }, { watermark: true, seed: 5 }))) as any;
     assert.equal(sim.calls()[0].body.watermark, true);
     assert.ok(!('seed' in sim.calls()[0].body));
-    assert.deepEqual(result.warnings.map((warning: { param: string; type: string }) => [warning.param, warning.type]), [['seed', 'unsupported']]);
+    assert.deepEqual(
+      result.warnings.map((warning: { param: string; type: string }) => [warning.param, warning.type]),
+      [['seed', 'unsupported']],
+    );
   });
 
   it('forwards harmless extras; owned fields and URL extras are dropped with warnings', async () => {
-    const result = (await t.client(account.key).images.generate(withExtras({ model: 'seedream-4.5', prompt: 'x' }, {
-      optimize_prompt_options: { mode: 'standard' },
-      sequential_image_generation: 'auto',
-      callback_url: 'https://attacker.example/cb',
-    }))) as any;
+    const result = (await t.client(account.key).images.generate(
+      withExtras(
+        { model: 'seedream-4.5', prompt: 'x' },
+        {
+          optimize_prompt_options: { mode: 'standard' },
+          sequential_image_generation: 'auto',
+          callback_url: 'https://attacker.example/cb',
+        },
+      ),
+    )) as any;
     const body = sim.calls()[0].body;
     assert.deepEqual(body.optimize_prompt_options, { mode: 'standard' });
     assert.equal(body.sequential_image_generation, 'disabled');
     assert.ok(!('callback_url' in body));
-    assert.deepEqual(result.warnings.map((warning: { param: string }) => warning.param).sort(), ['callback_url', 'sequential_image_generation']);
+    assert.deepEqual(result.warnings.map((warning: { param: string }) => warning.param).sort(), [
+      'callback_url',
+      'sequential_image_generation',
+    ]);
   });
 
   it('n: 3 → three single-image calls, three images, $0.12', async () => {
@@ -113,7 +131,11 @@ describe('BytePlus Ark adapter (seedream-4.5) against the Ark simulator', () => 
     it(`${fault} → 400 content_policy_violation, called once, no charge`, async () => {
       const start = await t.balance(account.accountId);
       sim.fault = fault;
-      const error = await expectError(t.client(account.key).images.generate({ model: 'seedream-4.5', prompt: 'x' }), 400, 'content_policy_violation');
+      const error = await expectError(
+        t.client(account.key).images.generate({ model: 'seedream-4.5', prompt: 'x' }),
+        400,
+        'content_policy_violation',
+      );
       assert.match(error.message, pattern);
       assert.equal(sim.calls().length, 1);
       await expectBalance(t, account, start);
@@ -123,7 +145,12 @@ describe('BytePlus Ark adapter (seedream-4.5) against the Ark simulator', () => 
   it('InvalidParameter on size → 400 invalid_value with param image_size, no charge', async () => {
     const start = await t.balance(account.accountId);
     sim.fault = 'invalid_size';
-    const error = await expectError(t.client(account.key).images.generate({ model: 'seedream-4.5', prompt: 'x' }), 400, 'invalid_value', 'image_size');
+    const error = await expectError(
+      t.client(account.key).images.generate({ model: 'seedream-4.5', prompt: 'x' }),
+      400,
+      'invalid_value',
+      'image_size',
+    );
     assert.match(error.message, /size/);
     await expectBalance(t, account, start);
   });
@@ -148,8 +175,18 @@ describe('BytePlus Ark adapter (seedream-4.5) against the Ark simulator', () => 
 
   describe('adapter direct', () => {
     const request = (overrides: Partial<NormalizedImageRequest> = {}): NormalizedImageRequest => ({
-      model: 'seedream-4.5', prompt: 'p', n: 1, seed: undefined, width: 2048, height: 2048, params: { image_size: 'square_hd', watermark: false },
-      outputFormat: undefined, partialImages: 0, extra: {}, inputImages: [], ...overrides,
+      model: 'seedream-4.5',
+      prompt: 'p',
+      n: 1,
+      seed: undefined,
+      width: 2048,
+      height: 2048,
+      params: { image_size: 'square_hd', watermark: false },
+      outputFormat: undefined,
+      partialImages: 0,
+      extra: {},
+      inputImages: [],
+      ...overrides,
     });
     const route = () => ({ upstreamModel: 'seedream-4-5-251128', baseUrl: sim.url, credential: sim.key, options: { timeouts: TIMEOUTS } });
     const signal = () => ({ signal: AbortSignal.timeout(5_000) });
@@ -157,7 +194,9 @@ describe('BytePlus Ark adapter (seedream-4.5) against the Ark simulator', () => 
     it('edits send the references as data URIs in `image`; the b64 comes back untouched; usage.generated_images is billedImages', async () => {
       const reference = await renderSketch({ prompt: 'ref', seed: 1, width: 64, height: 64, format: 'png' });
       const result = await new ArkImageAdapter().generate(
-        request({ inputImages: [{ bytes: reference, mediaType: 'image/png', width: 64, height: 64 }] }), route(), signal(),
+        request({ inputImages: [{ bytes: reference, mediaType: 'image/png', width: 64, height: 64 }] }),
+        route(),
+        signal(),
       );
       const body = sim.calls()[0].body;
       assert.deepEqual(body.image, [`data:image/png;base64,${reference.toString('base64')}`]);
@@ -174,7 +213,10 @@ describe('BytePlus Ark adapter (seedream-4.5) against the Ark simulator', () => 
     });
 
     it('a wrong key → misconfigured; an unknown model → misconfigured; never leaks the key', async () => {
-      for (const target of [{ ...route(), credential: 'sk-wrong-0123456789' }, { ...route(), upstreamModel: 'seedream-9' }]) {
+      for (const target of [
+        { ...route(), credential: 'sk-wrong-0123456789' },
+        { ...route(), upstreamModel: 'seedream-9' },
+      ]) {
         await assert.rejects(new ArkImageAdapter().generate(request(), target, signal()), (error: unknown) => {
           assert.ok(error instanceof ProviderError && error.kind === 'misconfigured', String(error));
           assert.doesNotMatch(error.message, /sk-wrong/);
@@ -218,8 +260,9 @@ describe('POST /v1/images/edits for seedream-4.5 on the Ark route (openai SDK �
   async function editAndCheck(prompt: string, files: Array<{ bytes: Buffer; name: string; type: string }>, n: number) {
     const start = await t.balance(account.accountId);
     const uploads = await Promise.all(files.map((file) => toFile(file.bytes, file.name, { type: file.type })));
-    const { data: result, response } = await t.client(account.key).images
-      .edit({ model: 'seedream-4.5', prompt, image: uploads.length === 1 ? uploads[0] : uploads, n })
+    const { data: result, response } = await t
+      .client(account.key)
+      .images.edit({ model: 'seedream-4.5', prompt, image: uploads.length === 1 ? uploads[0] : uploads, n })
       .withResponse();
 
     // One synchronous Ark call per image, each with the Bearer key and exactly this body.
@@ -244,14 +287,17 @@ describe('POST /v1/images/edits for seedream-4.5 on the Ark route (openai SDK �
     assert.equal(typeof (result as any).created, 'number');
     const images = result.data!.map((item) => item.b64_json);
     assert.deepEqual([...images].sort(), [...sim.sentImages].sort());
-    assert.deepEqual({ ...result, created: 0, data: result.data!.map((item) => ({ ...item, b64_json: '…' })) }, {
-      created: 0,
-      model: 'seedream-4.5',
-      size: '2048x2048',
-      output_format: 'jpeg',
-      data: Array.from({ length: n }, (_, index) => ({ b64_json: '…', index })),
-      usage: usageWithoutTokens(cost),
-    });
+    assert.deepEqual(
+      { ...result, created: 0, data: result.data!.map((item) => ({ ...item, b64_json: '…' })) },
+      {
+        created: 0,
+        model: 'seedream-4.5',
+        size: '2048x2048',
+        output_format: 'jpeg',
+        data: Array.from({ length: n }, (_, index) => ({ b64_json: '…', index })),
+        usage: usageWithoutTokens(cost),
+      },
+    );
     assert.equal(response.headers.get('x-request-cost'), String(cost));
     assert.equal(await spent(t, account, start), 40_000_000n * BigInt(n));
   }
@@ -261,18 +307,35 @@ describe('POST /v1/images/edits for seedream-4.5 on the Ark route (openai SDK �
   });
 
   it('two files (image[]) → `image` holds both data URIs in order, typed from their bytes; $0.04 charged', async () => {
-    await editAndCheck('put the cat in the box', [{ bytes: png, name: 'a.png', type: 'image/png' }, { bytes: jpeg, name: 'b.jpg', type: 'image/jpeg' }], 1);
+    await editAndCheck(
+      'put the cat in the box',
+      [
+        { bytes: png, name: 'a.png', type: 'image/png' },
+        { bytes: jpeg, name: 'b.jpg', type: 'image/jpeg' },
+      ],
+      1,
+    );
   });
 
   it('two files with n: 2 → two Ark calls, each with both references; two images, $0.08 charged', async () => {
-    await editAndCheck('two variants', [{ bytes: png, name: 'a.png', type: 'image/png' }, { bytes: jpeg, name: 'b.jpg', type: 'image/jpeg' }], 2);
+    await editAndCheck(
+      'two variants',
+      [
+        { bytes: png, name: 'a.png', type: 'image/png' },
+        { bytes: jpeg, name: 'b.jpg', type: 'image/jpeg' },
+      ],
+      2,
+    );
   });
 
   it('an edit Ark refuses (400 InputTextSensitiveContentDetected) → 400 content_policy_violation, balance unchanged', async () => {
     const start = await t.balance(account.accountId);
     sim.fault = 'input_sensitive';
     await failsWith(
-      async () => t.client(account.key).images.edit({ model: 'seedream-4.5', prompt: 'forbidden', image: await toFile(png, 'a.png', { type: 'image/png' }) }),
+      async () =>
+        t
+          .client(account.key)
+          .images.edit({ model: 'seedream-4.5', prompt: 'forbidden', image: await toFile(png, 'a.png', { type: 'image/png' }) }),
       { status: 400, code: 'content_policy_violation' },
     );
     assert.equal(sim.calls().length, 1);

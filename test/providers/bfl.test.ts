@@ -49,7 +49,10 @@ describe('Black Forest Labs adapter (flux-2-pro) against the BFL simulator', () 
   it('submits exactly, polls with x-key, downloads without it, and charges the cost BFL reported at submit', async () => {
     const start = await t.balance(account.accountId);
     sim.costs = [2.75];
-    const { data: result, response } = await t.client(account.key).images.generate({ model: 'flux-2-pro', prompt: 'a red fox in snow' }).withResponse();
+    const { data: result, response } = await t
+      .client(account.key)
+      .images.generate({ model: 'flux-2-pro', prompt: 'a red fox in snow' })
+      .withResponse();
 
     const [submit] = sim.submits();
     assert.equal(sim.submits().length, 1);
@@ -84,10 +87,22 @@ describe('Black Forest Labs adapter (flux-2-pro) against the BFL simulator', () 
 
   it('sends every declared parameter: width, height, seed, safety_tolerance and output_format png', async () => {
     const start = await t.balance(account.accountId);
-    const result = await t.client(account.key).images.generate(
-      withExtras({ model: 'flux-2-pro', prompt: 'a lighthouse', output_format: 'png' as const }, { width: 1536, height: 768, seed: 7, safety_tolerance: 5 }),
-    );
-    assert.deepEqual(sim.submits()[0].body, { prompt: 'a lighthouse', width: 1536, height: 768, seed: 7, safety_tolerance: 5, output_format: 'png' });
+    const result = await t
+      .client(account.key)
+      .images.generate(
+        withExtras(
+          { model: 'flux-2-pro', prompt: 'a lighthouse', output_format: 'png' as const },
+          { width: 1536, height: 768, seed: 7, safety_tolerance: 5 },
+        ),
+      );
+    assert.deepEqual(sim.submits()[0].body, {
+      prompt: 'a lighthouse',
+      width: 1536,
+      height: 768,
+      seed: 7,
+      safety_tolerance: 5,
+      output_format: 'png',
+    });
     assert.equal((result as any).size, '1536x768');
     const probe = probeImage(Buffer.from(result.data![0].b64_json!, 'base64'))!;
     assert.deepEqual([probe.format, probe.width, probe.height], ['png', 1536, 768]);
@@ -97,7 +112,9 @@ describe('Black Forest Labs adapter (flux-2-pro) against the BFL simulator', () 
   });
 
   it('webp is asked of BFL as jpeg and transcoded; size via `size` works too', async () => {
-    const result = await t.client(account.key).images.generate({ model: 'flux-2-pro', prompt: 'x', output_format: 'webp', size: '512x512' as any });
+    const result = await t
+      .client(account.key)
+      .images.generate({ model: 'flux-2-pro', prompt: 'x', output_format: 'webp', size: '512x512' as any });
     assert.equal(sim.submits()[0].body.output_format, 'jpeg');
     assert.equal(sim.submits()[0].body.width, 512);
     assert.equal(probeImage(Buffer.from(result.data![0].b64_json!, 'base64'))!.format, 'webp');
@@ -105,13 +122,16 @@ describe('Black Forest Labs adapter (flux-2-pro) against the BFL simulator', () 
 
   it('forwards harmless extras; drops webhooks, URLs and owned fields with warnings', async () => {
     const result = (await t.client(account.key).images.generate(
-      withExtras({ model: 'flux-2-pro', prompt: 'x' }, {
-        prompt_upsampling: true,
-        webhook_url: 'https://attacker.example/hook',
-        webhook_secret: 'secret',
-        reference: { source: 'http://169.254.169.254/latest' },
-        input_image: 'AAAA',
-      }),
+      withExtras(
+        { model: 'flux-2-pro', prompt: 'x' },
+        {
+          prompt_upsampling: true,
+          webhook_url: 'https://attacker.example/hook',
+          webhook_secret: 'secret',
+          reference: { source: 'http://169.254.169.254/latest' },
+          input_image: 'AAAA',
+        },
+      ),
     )) as any;
     const body = sim.submits()[0].body;
     assert.equal(body.prompt_upsampling, true);
@@ -123,9 +143,17 @@ describe('Black Forest Labs adapter (flux-2-pro) against the BFL simulator', () 
   it('n: 4 makes four submits (one image each, seeds 7–10) and charges the sum of their costs', async () => {
     const start = await t.balance(account.accountId);
     sim.costs = [2.5, 3, 3.25, 1.1];
-    const result = await t.client(account.key).images.generate(withExtras({ model: 'flux-2-pro', prompt: 'four boats', n: 4 }, { seed: 7 }));
+    const result = await t
+      .client(account.key)
+      .images.generate(withExtras({ model: 'flux-2-pro', prompt: 'four boats', n: 4 }, { seed: 7 }));
     assert.equal(sim.submits().length, 4);
-    assert.deepEqual(sim.submits().map((submit) => submit.body.seed).sort((a, b) => a - b), [7, 8, 9, 10]);
+    assert.deepEqual(
+      sim
+        .submits()
+        .map((submit) => submit.body.seed)
+        .sort((a, b) => a - b),
+      [7, 8, 9, 10],
+    );
     assert.equal(sim.downloads().length, 4);
     assert.equal(result.data!.length, 4);
     assert.equal(new Set(result.data!.map((item) => item.b64_json)).size, 4);
@@ -155,7 +183,11 @@ describe('Black Forest Labs adapter (flux-2-pro) against the BFL simulator', () 
     it(`${outcome} → 400 content_policy_violation saying what was refused, no charge`, async () => {
       const start = await t.balance(account.accountId);
       sim.script = { outcome };
-      const error = await expectError(t.client(account.key).images.generate({ model: 'flux-2-pro', prompt: 'x' }), 400, 'content_policy_violation');
+      const error = await expectError(
+        t.client(account.key).images.generate({ model: 'flux-2-pro', prompt: 'x' }),
+        400,
+        'content_policy_violation',
+      );
       assert.match(error.message, pattern);
       assert.equal(sim.submits().length, 1, 'never resubmitted');
       assert.equal(sim.downloads().length, 0);
@@ -228,7 +260,9 @@ describe('Black Forest Labs adapter (flux-2-pro) against the BFL simulator', () 
     const start = await t.balance(account.accountId);
     const error = await expectError(
       t.client(account.key).images.generate(withExtras({ model: 'flux-2-pro-loose', prompt: 'x' }, { width: 1000, height: 1024 })),
-      400, 'invalid_value', 'width',
+      400,
+      'invalid_value',
+      'width',
     );
     assert.match(error.message, /multiple of 16/);
     assert.equal(sim.submits().length, 1);
@@ -238,9 +272,14 @@ describe('Black Forest Labs adapter (flux-2-pro) against the BFL simulator', () 
   it('POST /v1/images/edits: the reference goes as input_image (base64) and the edit is charged the submit cost', async () => {
     const start = await t.balance(account.accountId);
     const reference = await renderSketch({ prompt: 'ref', seed: 2, width: 64, height: 64, format: 'png' });
-    const result = await t.client(account.key).images.edit(
-      withExtras({ model: 'flux-2-pro', prompt: 'make it night', image: await toFile(reference, 'ref.png', { type: 'image/png' }) }, { width: 512, height: 512 }),
-    );
+    const result = await t
+      .client(account.key)
+      .images.edit(
+        withExtras(
+          { model: 'flux-2-pro', prompt: 'make it night', image: await toFile(reference, 'ref.png', { type: 'image/png' }) },
+          { width: 512, height: 512 },
+        ),
+      );
     const body = sim.submits()[0].body;
     assert.equal(body.input_image, reference.toString('base64'));
     assert.equal(body.prompt, 'make it night');
@@ -254,13 +293,31 @@ describe('Black Forest Labs adapter (flux-2-pro) against the BFL simulator', () 
   it('edits (adapter direct): references as input_image, input_image_2 in base64; cost includes input megapixels', async () => {
     const reference = await renderSketch({ prompt: 'ref', seed: 1, width: 64, height: 64, format: 'png' });
     const request: NormalizedImageRequest = {
-      model: 'flux-2-pro', prompt: 'make it blue', n: 1, seed: 3, width: 512, height: 512, params: { safety_tolerance: 2 }, outputFormat: undefined,
-      partialImages: 0, extra: {}, inputImages: [1, 2].map(() => ({ bytes: reference, mediaType: 'image/png' as const, width: 64, height: 64 })),
+      model: 'flux-2-pro',
+      prompt: 'make it blue',
+      n: 1,
+      seed: 3,
+      width: 512,
+      height: 512,
+      params: { safety_tolerance: 2 },
+      outputFormat: undefined,
+      partialImages: 0,
+      extra: {},
+      inputImages: [1, 2].map(() => ({ bytes: reference, mediaType: 'image/png' as const, width: 64, height: 64 })),
     };
     const route = { upstreamModel: 'flux-2-pro', baseUrl: sim.url, credential: sim.key, options: ROUTE_OPTIONS };
     const result = await new BflImageAdapter().generate(request, route, { signal: AbortSignal.timeout(5_000) });
     const body = sim.submits()[0].body;
-    assert.deepEqual(Object.keys(body).sort(), ['height', 'input_image', 'input_image_2', 'output_format', 'prompt', 'safety_tolerance', 'seed', 'width']);
+    assert.deepEqual(Object.keys(body).sort(), [
+      'height',
+      'input_image',
+      'input_image_2',
+      'output_format',
+      'prompt',
+      'safety_tolerance',
+      'seed',
+      'width',
+    ]);
     assert.equal(body.input_image, reference.toString('base64'));
     assert.equal(body.input_image_2, reference.toString('base64'));
     assert.equal(result.images.length, 1);
@@ -269,8 +326,10 @@ describe('Black Forest Labs adapter (flux-2-pro) against the BFL simulator', () 
     assert.deepEqual(result.usage, { costNanos: 60_000_000n, billedImages: 1 });
 
     const tooMany = { ...request, inputImages: Array.from({ length: 9 }, () => request.inputImages[0]) };
-    await assert.rejects(new BflImageAdapter().generate(tooMany, route, { signal: AbortSignal.timeout(5_000) }),
-      (error: unknown) => error instanceof ProviderError && error.kind === 'invalid_request' && error.param === 'image');
+    await assert.rejects(
+      new BflImageAdapter().generate(tooMany, route, { signal: AbortSignal.timeout(5_000) }),
+      (error: unknown) => error instanceof ProviderError && error.kind === 'invalid_request' && error.param === 'image',
+    );
   });
 });
 
@@ -306,7 +365,10 @@ describe('stream: true for flux-2-pro on BFL (SSE while the BFL jobs are pending
       assert.deepEqual(submit.body, { prompt: 'two foxes', width: 1024, height: 1024, safety_tolerance: 2, output_format: 'jpeg' });
     }
     assert.equal(sim.downloads().length, 2);
-    assert.deepEqual(events.map((event) => event.type), ['image_generation.completed', 'image_generation.completed']);
+    assert.deepEqual(
+      events.map((event) => event.type),
+      ['image_generation.completed', 'image_generation.completed'],
+    );
     assert.deepEqual(events.map((event) => event.index).sort(), [0, 1]);
     for (const event of events) {
       const probe = probeImage(Buffer.from(event.b64_json, 'base64'))!;
@@ -350,7 +412,10 @@ describe('stream: true for flux-2-pro on BFL (SSE while the BFL jobs are pending
       const types: string[] = [];
       const error = await (async () => {
         for await (const event of stream) types.push(event.type);
-      })().then(() => assert.fail('expected an error'), (caught) => caught);
+      })().then(
+        () => assert.fail('expected an error'),
+        (caught) => caught,
+      );
       await streamsValidated();
       assert.deepEqual(types, [], 'no completed event');
       assert.ok(error instanceof OpenAI.APIError, String(error));

@@ -19,7 +19,13 @@ import { eventually, solidImage } from '../simulators/recording-server.ts';
 const SHIPPED = path.resolve(import.meta.dirname, '../../catalog/models.yaml');
 const TIMEOUTS = { connect_ms: 500, first_byte_ms: 2_000, total_ms: 4_000 };
 const ENDPOINT = 'fal-ai/bytedance/seedream/v4.5/text-to-image';
-const FAL_OPTIONS = { endpoint: ENDPOINT, edit_endpoint: 'fal-ai/bytedance/seedream/v4.5/edit', poll_interval_ms: 5, poll_timeout_ms: 400, timeouts: TIMEOUTS };
+const FAL_OPTIONS = {
+  endpoint: ENDPOINT,
+  edit_endpoint: 'fal-ai/bytedance/seedream/v4.5/edit',
+  poll_interval_ms: 5,
+  poll_timeout_ms: 400,
+  timeouts: TIMEOUTS,
+};
 
 /**
  * The shipped catalog with tiny poll/timeouts, plus fal-only variants: `seedream-slow` (a long poll timeout, for
@@ -65,14 +71,23 @@ describe('fal.ai queue adapter (seedream-4.5) against the fal simulator', () => 
 
   it('submit → status stream (IN_QUEUE, IN_PROGRESS, COMPLETED events) → result → keyless download; exact requests; $0.04', async () => {
     const start = await t.balance(account.accountId);
-    const { data: result, response } = await t.client(account.key).images.generate({ model: 'seedream-4.5', prompt: 'a paper crane' }).withResponse();
+    const { data: result, response } = await t
+      .client(account.key)
+      .images.generate({ model: 'seedream-4.5', prompt: 'a paper crane' })
+      .withResponse();
 
     const [submit] = sim.submits();
     assert.equal(sim.submits().length, 1);
     assert.equal(submit.path, `/${ENDPOINT}`);
     assert.equal(submit.headers.authorization, 'Key sk-sim');
     assert.equal(submit.headers['content-type'], 'application/json');
-    assert.deepEqual(submit.body, { prompt: 'a paper crane', image_size: 'auto_2K', num_images: 1, enable_safety_checker: true, sync_mode: false });
+    assert.deepEqual(submit.body, {
+      prompt: 'a paper crane',
+      image_size: 'auto_2K',
+      num_images: 1,
+      enable_safety_checker: true,
+      sync_mode: false,
+    });
 
     assert.equal(sim.statusPolls().length, 0, 'no status polls: the stream said COMPLETED');
     const [stream] = sim.statusStreams();
@@ -82,7 +97,10 @@ describe('fal.ai queue adapter (seedream-4.5) against the fal simulator', () => 
     assert.equal(stream.headers.accept, 'text/event-stream');
     assert.deepEqual(sim.streamEvents, ['IN_QUEUE', 'IN_PROGRESS', 'COMPLETED']);
     assert.deepEqual(requestLines(sim), [
-      `POST /${ENDPOINT}`, `GET /fal-ai/bytedance/requests/${id}/status/stream?logs=0`, `GET /fal-ai/bytedance/requests/${id}`, `GET /files/${id}-0.jpeg`,
+      `POST /${ENDPOINT}`,
+      `GET /fal-ai/bytedance/requests/${id}/status/stream?logs=0`,
+      `GET /fal-ai/bytedance/requests/${id}`,
+      `GET /files/${id}-0.jpeg`,
     ]);
     const [fetch] = sim.resultFetches();
     assert.equal(fetch.path, `/fal-ai/bytedance/requests/${id}`);
@@ -113,7 +131,10 @@ describe('fal.ai queue adapter (seedream-4.5) against the fal simulator', () => 
     assert.equal(sim.statusStreams().length, 1);
     const id = sim.statusStreams()[0].pathname.split('/')[4];
     assert.deepEqual(requestLines(sim), [
-      `POST /${ENDPOINT}`, `GET /fal-ai/bytedance/requests/${id}/status/stream?logs=0`, `GET /fal-ai/bytedance/requests/${id}`, `GET /files/${id}-0.jpeg`,
+      `POST /${ENDPOINT}`,
+      `GET /fal-ai/bytedance/requests/${id}/status/stream?logs=0`,
+      `GET /fal-ai/bytedance/requests/${id}`,
+      `GET /files/${id}-0.jpeg`,
     ]);
     const events = sim.streamEvents;
     assert.equal(events[0], 'IN_QUEUE');
@@ -139,12 +160,23 @@ describe('fal.ai queue adapter (seedream-4.5) against the fal simulator', () => 
       assert.equal(poll.headers.accept, 'application/json');
     }
     const status = `GET /fal-ai/bytedance/requests/${id}/status`;
-    assert.deepEqual(requestLines(sim), [`POST /${ENDPOINT}`, status, status, status, `GET /fal-ai/bytedance/requests/${id}`, `GET /files/${id}-0.jpeg`]);
+    assert.deepEqual(requestLines(sim), [
+      `POST /${ENDPOINT}`,
+      status,
+      status,
+      status,
+      `GET /fal-ai/bytedance/requests/${id}`,
+      `GET /files/${id}-0.jpeg`,
+    ]);
     assert.equal(probeImage(Buffer.from(result.data![0].b64_json!, 'base64'))!.width, 2048);
     assert.equal(await spent(t, account, start), 40_000_000n);
   });
 
-  for (const [fault, polls] of [['http404', 3], ['http500', 3], ['json', 2]] as const) {
+  for (const [fault, polls] of [
+    ['http404', 3],
+    ['http500', 3],
+    ['json', 2],
+  ] as const) {
     it(`the status stream answering ${fault === 'json' ? '200 JSON, not an event stream' : fault} → status polls take over; one submit, charged once`, async () => {
       const start = await t.balance(account.accountId);
       sim.script = { streamFault: fault };
@@ -191,12 +223,24 @@ describe('fal.ai queue adapter (seedream-4.5) against the fal simulator', () => 
   it('every declared parameter: preset and custom image_size, seed, n as num_images (one submit), watermark warned', async () => {
     const start = await t.balance(account.accountId);
     const client = t.client(account.key);
-    const three = (await client.images.generate(withExtras({ model: 'seedream-4.5', prompt: 'x', n: 3 }, { image_size: 'landscape_4_3', seed: 5, watermark: true }))) as any;
+    const three = (await client.images.generate(
+      withExtras({ model: 'seedream-4.5', prompt: 'x', n: 3 }, { image_size: 'landscape_4_3', seed: 5, watermark: true }),
+    )) as any;
     assert.equal(sim.submits().length, 1);
-    assert.deepEqual(sim.submits()[0].body, { prompt: 'x', image_size: 'landscape_4_3', num_images: 3, seed: 5, enable_safety_checker: true, sync_mode: false });
+    assert.deepEqual(sim.submits()[0].body, {
+      prompt: 'x',
+      image_size: 'landscape_4_3',
+      num_images: 3,
+      seed: 5,
+      enable_safety_checker: true,
+      sync_mode: false,
+    });
     assert.equal(three.data.length, 3);
     assert.equal(three.size, '2304x1728');
-    assert.deepEqual(three.warnings.map((warning: { param: string }) => warning.param), ['watermark']);
+    assert.deepEqual(
+      three.warnings.map((warning: { param: string }) => warning.param),
+      ['watermark'],
+    );
     assert.equal(await spent(t, account, start), 120_000_000n);
 
     sim.reset();
@@ -206,9 +250,18 @@ describe('fal.ai queue adapter (seedream-4.5) against the fal simulator', () => 
   });
 
   it('extras are forwarded, owned fields and URLs are not', async () => {
-    await t.client(account.key).images.generate(withExtras({ model: 'seedream-4.5', prompt: 'x' }, {
-      enable_safety_checker: false, max_images: 4, sync_mode: true, fal_webhook: 'https://attacker.example', negative_prompt: 'blur',
-    }));
+    await t.client(account.key).images.generate(
+      withExtras(
+        { model: 'seedream-4.5', prompt: 'x' },
+        {
+          enable_safety_checker: false,
+          max_images: 4,
+          sync_mode: true,
+          fal_webhook: 'https://attacker.example',
+          negative_prompt: 'blur',
+        },
+      ),
+    );
     const body = sim.submits()[0].body;
     assert.equal(body.enable_safety_checker, true);
     assert.equal(body.sync_mode, false);
@@ -245,7 +298,11 @@ describe('fal.ai queue adapter (seedream-4.5) against the fal simulator', () => 
   it('a completed job whose result is a 422 content_policy_violation → 400 content_policy_violation, no charge', async () => {
     const start = await t.balance(account.accountId);
     sim.script = { outcome: 'content_policy' };
-    const error = await expectError(t.client(account.key).images.generate({ model: 'seedream-4.5', prompt: 'x' }), 400, 'content_policy_violation');
+    const error = await expectError(
+      t.client(account.key).images.generate({ model: 'seedream-4.5', prompt: 'x' }),
+      400,
+      'content_policy_violation',
+    );
     assert.match(error.message, /content policy/);
     assert.equal(sim.submits().length, 1);
     await expectBalanceOnceSettled(t, account, start);
@@ -310,12 +367,18 @@ describe('fal.ai queue adapter (seedream-4.5) against the fal simulator', () => 
     assert.equal(messages[0], messages[1]);
   });
 
-  for (const [model, seen] of [['seedream-slow', 'statusStreams'], ['seedream-slow-polling', 'statusPolls']] as const) {
+  for (const [model, seen] of [
+    ['seedream-slow', 'statusStreams'],
+    ['seedream-slow-polling', 'statusPolls'],
+  ] as const) {
     it(`the caller disconnecting mid-queue (${seen === 'statusStreams' ? 'on the status stream' : 'while polling'}) cancels the fal job (PUT cancel_url with the key); the hold is released`, async () => {
       const start = await t.balance(account.accountId);
       sim.script = { outcome: 'never' };
       const controller = new AbortController();
-      const pending = t.client(account.key).images.generate({ model, prompt: 'x' }, { signal: controller.signal }).catch((error) => error);
+      const pending = t
+        .client(account.key)
+        .images.generate({ model, prompt: 'x' }, { signal: controller.signal })
+        .catch((error) => error);
       await eventually(() => sim[seen]().length >= 1);
       controller.abort();
       await pending;
@@ -351,8 +414,17 @@ describe('fal.ai queue adapter (seedream-4.5) against the fal simulator', () => 
   it('edits (adapter direct): the edit endpoint, references as data URIs in image_urls', async () => {
     const reference = await renderSketch({ prompt: 'ref', seed: 1, width: 64, height: 64, format: 'png' });
     const request: NormalizedImageRequest = {
-      model: 'seedream-4.5', prompt: 'make it night', n: 1, seed: undefined, width: 2048, height: 2048, params: { image_size: 'auto_2K', watermark: false },
-      outputFormat: undefined, partialImages: 0, extra: {}, inputImages: [{ bytes: reference, mediaType: 'image/png', width: 64, height: 64 }],
+      model: 'seedream-4.5',
+      prompt: 'make it night',
+      n: 1,
+      seed: undefined,
+      width: 2048,
+      height: 2048,
+      params: { image_size: 'auto_2K', watermark: false },
+      outputFormat: undefined,
+      partialImages: 0,
+      extra: {},
+      inputImages: [{ bytes: reference, mediaType: 'image/png', width: 64, height: 64 }],
     };
     const route = { upstreamModel: undefined, baseUrl: sim.url, credential: sim.key, options: FAL_OPTIONS };
     const result = await new FalImageAdapter().generate(request, route, { signal: AbortSignal.timeout(5_000) });
@@ -373,7 +445,10 @@ describe('seedream-4.5 on two routes: fal first, BytePlus Ark on failover', () =
   before(async () => {
     fal = await new FalSimulator().start();
     ark = await new ArkSimulator().start();
-    t = await startTestServer({ env: { FAL_KEY: fal.key, FAL_BASE_URL: fal.url, ARK_API_KEY: ark.key, ARK_BASE_URL: ark.url }, catalog: falCatalog() });
+    t = await startTestServer({
+      env: { FAL_KEY: fal.key, FAL_BASE_URL: fal.url, ARK_API_KEY: ark.key, ARK_BASE_URL: ark.url },
+      catalog: falCatalog(),
+    });
     account = await t.createAccount('10');
   });
   after(async () => {
@@ -474,31 +549,45 @@ describe('POST /v1/images/edits for seedream-4.5 on the fal route (openai SDK �
     assert.equal(submit.path, `/${FAL_OPTIONS.edit_endpoint}`);
     assert.equal(submit.headers.authorization, 'Key sk-sim');
     assert.equal(submit.headers['content-type'], 'application/json');
-    assert.deepEqual(submit.body, { prompt, image_size: 'auto_2K', num_images: 1, enable_safety_checker: true, sync_mode: false, image_urls: imageUrls });
+    assert.deepEqual(submit.body, {
+      prompt,
+      image_size: 'auto_2K',
+      num_images: 1,
+      enable_safety_checker: true,
+      sync_mode: false,
+      image_urls: imageUrls,
+    });
     const id = sim.statusStreams()[0].pathname.split('/')[4];
     assert.equal(sim.statusPolls().length, 0);
     assert.equal(sim.resultFetches()[0].path, `/fal-ai/bytedance/requests/${id}`);
-    assert.deepEqual(sim.downloads().map((download) => download.path), [`/files/${id}-0.jpeg`]);
+    assert.deepEqual(
+      sim.downloads().map((download) => download.path),
+      [`/files/${id}-0.jpeg`],
+    );
   }
 
   /** The whole ImageResponse: fal's jpeg as downloaded (untouched), the 2K size, $0.04. */
   function assertEditResponse(result: any, response: Response) {
     assert.equal(typeof result.created, 'number');
-    assert.deepEqual({ ...result, created: 0 }, {
-      created: 0,
-      model: 'seedream-4.5',
-      size: '2048x2048',
-      output_format: 'jpeg',
-      data: [{ b64_json: sim.served[0].toString('base64'), index: 0 }],
-      usage: usageWithoutTokens(0.04),
-    });
+    assert.deepEqual(
+      { ...result, created: 0 },
+      {
+        created: 0,
+        model: 'seedream-4.5',
+        size: '2048x2048',
+        output_format: 'jpeg',
+        data: [{ b64_json: sim.served[0].toString('base64'), index: 0 }],
+        usage: usageWithoutTokens(0.04),
+      },
+    );
     assert.equal(response.headers.get('x-request-cost'), '0.04');
   }
 
   it('one file → the edit endpoint with image_urls [its data URI], the downloaded jpeg, $0.04 charged', async () => {
     const start = await t.balance(account.accountId);
-    const { data: result, response } = await t.client(account.key).images
-      .edit({ model: 'seedream-4.5', prompt: 'make it night', image: await toFile(png, 'a.png', { type: 'image/png' }) })
+    const { data: result, response } = await t
+      .client(account.key)
+      .images.edit({ model: 'seedream-4.5', prompt: 'make it night', image: await toFile(png, 'a.png', { type: 'image/png' }) })
       .withResponse();
     assertEditSubmit('make it night', [dataUri('image/png', png)]);
     assertEditResponse(result, response);
@@ -507,8 +596,9 @@ describe('POST /v1/images/edits for seedream-4.5 on the fal route (openai SDK �
 
   it('two files (image[]) → image_urls holds both data URIs in order, typed from their bytes; $0.04 charged', async () => {
     const start = await t.balance(account.accountId);
-    const { data: result, response } = await t.client(account.key).images
-      .edit({
+    const { data: result, response } = await t
+      .client(account.key)
+      .images.edit({
         model: 'seedream-4.5',
         prompt: 'put the cat in the box',
         image: [await toFile(png, 'a.png', { type: 'image/png' }), await toFile(jpeg, 'b.jpg', { type: 'image/jpeg' })],
@@ -523,8 +613,11 @@ describe('POST /v1/images/edits for seedream-4.5 on the fal route (openai SDK �
     const start = await t.balance(account.accountId);
     sim.script = { outcome: 'content_policy' };
     const error = await expectError(
-      t.client(account.key).images.edit({ model: 'seedream-4.5', prompt: 'forbidden', image: await toFile(png, 'a.png', { type: 'image/png' }) }),
-      400, 'content_policy_violation',
+      t
+        .client(account.key)
+        .images.edit({ model: 'seedream-4.5', prompt: 'forbidden', image: await toFile(png, 'a.png', { type: 'image/png' }) }),
+      400,
+      'content_policy_violation',
     );
     assert.match(error.message, /content policy/);
     assert.equal(sim.submits().length, 1, 'never resubmitted');
@@ -559,8 +652,17 @@ describe('stream: true for seedream-4.5 on the fal route (SSE while the fal job 
     await streamsValidated();
 
     assert.equal(sim.submits().length, 1);
-    assert.deepEqual(sim.submits()[0].body, { prompt: 'two kites', image_size: 'auto_2K', num_images: 2, enable_safety_checker: true, sync_mode: false });
-    assert.deepEqual(events.map((event) => event.type), ['image_generation.completed', 'image_generation.completed']);
+    assert.deepEqual(sim.submits()[0].body, {
+      prompt: 'two kites',
+      image_size: 'auto_2K',
+      num_images: 2,
+      enable_safety_checker: true,
+      sync_mode: false,
+    });
+    assert.deepEqual(
+      events.map((event) => event.type),
+      ['image_generation.completed', 'image_generation.completed'],
+    );
     assert.deepEqual(events.map((event) => event.index).sort(), [0, 1]);
     const served = new Set(sim.served.map((bytes) => bytes.toString('base64')));
     assert.equal(served.size, 2);
@@ -573,7 +675,11 @@ describe('stream: true for seedream-4.5 on the fal route (SSE while the fal job 
     assert.equal(state.held, '0');
     const charge = start - parseUsd(state.balance);
     assert.equal(charge, 80_000_000n);
-    assert.equal(events.reduce((sum, event) => sum + parseUsd(event.usage.cost.total_cost), 0n), charge, 'the events sum to the charge, to the nano');
+    assert.equal(
+      events.reduce((sum, event) => sum + parseUsd(event.usage.cost.total_cost), 0n),
+      charge,
+      'the events sum to the charge, to the nano',
+    );
   });
 
   it('`: keepalive` comments arrive while the fal job is pending, before the first event', async () => {

@@ -12,7 +12,13 @@ import { GeminiImageAdapter } from '../../src/providers/gemini/gemini-image-adap
 import type { NormalizedImageRequest } from '../../src/providers/types.ts';
 import { expectBalance, expectError, spent } from '../helpers/assertions.ts';
 import { startTestServer, streamsValidated, type TestServer, withExtras } from '../helpers/test-server.ts';
-import { GEMINI_SIZES, solidImage, startGeminiSimulator, type GeminiSimulator, type RecordedRequest } from '../simulators/gemini-simulator.ts';
+import {
+  GEMINI_SIZES,
+  solidImage,
+  startGeminiSimulator,
+  type GeminiSimulator,
+  type RecordedRequest,
+} from '../simulators/gemini-simulator.ts';
 
 const SHIPPED = path.resolve(import.meta.dirname, '../../catalog/models.yaml');
 const ROUTE_OPTIONS = { timeouts: { connect_ms: 1_000, first_byte_ms: 1_000, total_ms: 4_000 }, max_response_bytes: 2_000_000 };
@@ -65,7 +71,9 @@ describe('Gemini adapter (nano-banana-2, nano-banana-pro) against the Gemini sim
 
   const balance = () => t.balance(account.accountId);
   const generate = (params: Record<string, unknown>) =>
-    t.client(account.key).images.generate(withExtras({ model: 'nano-banana-2', prompt: 'a red bicycle on a beach' }, params)) as Promise<any>;
+    t
+      .client(account.key)
+      .images.generate(withExtras({ model: 'nano-banana-2', prompt: 'a red bicycle on a beach' }, params)) as Promise<any>;
 
   it('nano-banana-2: the exact generateContent request, the image passed through, the token cost charged to the nano', async () => {
     const start = await balance();
@@ -127,14 +135,25 @@ describe('Gemini adapter (nano-banana-2, nano-banana-pro) against the Gemini sim
   });
 
   it('nano-banana-pro: thought parts (draft images) are skipped, thinking tokens are billed as text output', async () => {
-    for (const [tier, ratio] of [['1K', '3:4'], ['2K', '21:9'], ['4K', '1:1']]) {
+    for (const [tier, ratio] of [
+      ['1K', '3:4'],
+      ['2K', '21:9'],
+      ['4K', '1:1'],
+    ]) {
       sim.reset();
       const start = await balance();
-      const result = await t.client(account.key).images.generate(withExtras({ model: 'nano-banana-pro', prompt: 'a lighthouse at dusk' }, { resolution: tier, aspect_ratio: ratio })) as any;
+      const result = (await t
+        .client(account.key)
+        .images.generate(
+          withExtras({ model: 'nano-banana-pro', prompt: 'a lighthouse at dusk' }, { resolution: tier, aspect_ratio: ratio }),
+        )) as any;
       const [call] = sim.requests;
       assert.equal(call.path, `/v1beta/models/${PRO}:generateContent`);
       assert.deepEqual(call.body.generationConfig, { responseModalities: ['IMAGE'], imageConfig: { aspectRatio: ratio, imageSize: tier } });
-      assert.ok(call.answer.candidates[0].content.parts.some((part: any) => part.thought && part.inlineData), 'the simulator sent a draft image');
+      assert.ok(
+        call.answer.candidates[0].content.parts.some((part: any) => part.thought && part.inlineData),
+        'the simulator sent a draft image',
+      );
       assert.equal(result.size, catalogModel('nano-banana-pro').sizing.table[tier][ratio]);
       assert.equal(result.data[0].b64_json, imageOf(call));
       assert.equal(result.usage.completion_tokens_details.reasoning_tokens, 250);
@@ -143,14 +162,36 @@ describe('Gemini adapter (nano-banana-2, nano-banana-pro) against the Gemini sim
       assert.equal(parseUsd(String(result.usage.cost.total_cost)), cost);
     }
     // 1K: 5 prompt tokens × $2/M + 1120 × $120/M + (5 + 250) × $12/M.
-    assert.equal(tokenCost('nano-banana-pro', [{ usageMetadata: { promptTokenCount: 5, candidatesTokenCount: 1125, thoughtsTokenCount: 250, candidatesTokensDetails: [{ modality: 'IMAGE', tokenCount: 1120 }] } }]), 137_470_000n);
+    assert.equal(
+      tokenCost('nano-banana-pro', [
+        {
+          usageMetadata: {
+            promptTokenCount: 5,
+            candidatesTokenCount: 1125,
+            thoughtsTokenCount: 250,
+            candidatesTokensDetails: [{ modality: 'IMAGE', tokenCount: 1120 }],
+          },
+        },
+      ]),
+      137_470_000n,
+    );
   });
 
   it('nano-banana-pro has no 512 tier and no 1:8 ratio: rejected by the catalog before any upstream call', async () => {
     const start = await balance();
     const client = t.client(account.key);
-    await expectError(client.images.generate(withExtras({ model: 'nano-banana-pro', prompt: 'x' }, { resolution: '512' })), 400, 'invalid_value', 'resolution');
-    await expectError(client.images.generate(withExtras({ model: 'nano-banana-pro', prompt: 'x' }, { aspect_ratio: '1:8' })), 400, 'invalid_value', 'aspect_ratio');
+    await expectError(
+      client.images.generate(withExtras({ model: 'nano-banana-pro', prompt: 'x' }, { resolution: '512' })),
+      400,
+      'invalid_value',
+      'resolution',
+    );
+    await expectError(
+      client.images.generate(withExtras({ model: 'nano-banana-pro', prompt: 'x' }, { aspect_ratio: '1:8' })),
+      400,
+      'invalid_value',
+      'aspect_ratio',
+    );
     assert.equal(sim.requests.length, 0);
     await expectBalance(t, account, start);
   });
@@ -199,9 +240,15 @@ describe('Gemini adapter (nano-banana-2, nano-banana-pro) against the Gemini sim
     assert.equal(sim.maxInFlight, 4, 'the four calls ran at the same time');
     for (const call of sim.requests) assert.deepEqual(call.body.generationConfig.imageConfig, { aspectRatio: '1:1', imageSize: '512' });
     assert.equal(result.data.length, 4);
-    assert.deepEqual(result.data.map((item: any) => item.index), [0, 1, 2, 3]);
+    assert.deepEqual(
+      result.data.map((item: any) => item.index),
+      [0, 1, 2, 3],
+    );
     assert.deepEqual(new Set(result.data.map((item: any) => item.b64_json)), new Set(sim.requests.map(imageOf)));
-    const cost = tokenCost('nano-banana-2', sim.requests.map((call) => call.answer));
+    const cost = tokenCost(
+      'nano-banana-2',
+      sim.requests.map((call) => call.answer),
+    );
     assert.equal(result.usage.prompt_tokens, 24);
     assert.equal(await spent(t, account, start), cost);
     assert.equal(parseUsd(String(result.usage.cost.total_cost)), cost);
@@ -209,14 +256,27 @@ describe('Gemini adapter (nano-banana-2, nano-banana-pro) against the Gemini sim
 
   it('stream: true, n: 2 → one completed event per image, as each Gemini call finishes; charged the calls’ tokens', async () => {
     const start = await balance();
-    const stream = await t.client(account.key).images.generate(withExtras({ model: 'nano-banana-2', prompt: 'a red bicycle on a beach', n: 2, stream: true as const }, { resolution: '512' }));
+    const stream = await t
+      .client(account.key)
+      .images.generate(
+        withExtras({ model: 'nano-banana-2', prompt: 'a red bicycle on a beach', n: 2, stream: true as const }, { resolution: '512' }),
+      );
     const events: any[] = [];
     for await (const event of stream) events.push(event);
     await streamsValidated();
-    assert.deepEqual(events.map((event) => event.type), ['image_generation.completed', 'image_generation.completed']);
+    assert.deepEqual(
+      events.map((event) => event.type),
+      ['image_generation.completed', 'image_generation.completed'],
+    );
     assert.deepEqual(new Set(events.map((event) => event.b64_json)), new Set(sim.requests.map(imageOf)));
     assert.equal(events[0].size, '512x512');
-    assert.equal(await spent(t, account, start), tokenCost('nano-banana-2', sim.requests.map((call) => call.answer)));
+    assert.equal(
+      await spent(t, account, start),
+      tokenCost(
+        'nano-banana-2',
+        sim.requests.map((call) => call.answer),
+      ),
+    );
   });
 
   it('n: 4 with one call failing → three images, charged for exactly those three, with the pipeline’s warning', async () => {
@@ -228,8 +288,18 @@ describe('Gemini adapter (nano-banana-2, nano-banana-pro) against the Gemini sim
     const delivered = sim.requests.filter((call) => call.answer?.candidates?.[0]?.content);
     assert.equal(delivered.length, 3);
     assert.deepEqual(new Set(result.data.map((item: any) => item.b64_json)), new Set(delivered.map(imageOf)));
-    assert.ok(result.warnings.some((warning: { message: string }) => /Only 3 of 4 images could be generated; you are charged for 3/.test(warning.message)));
-    assert.equal(await spent(t, account, start), tokenCost('nano-banana-2', delivered.map((call) => call.answer)));
+    assert.ok(
+      result.warnings.some((warning: { message: string }) =>
+        /Only 3 of 4 images could be generated; you are charged for 3/.test(warning.message),
+      ),
+    );
+    assert.equal(
+      await spent(t, account, start),
+      tokenCost(
+        'nano-banana-2',
+        delivered.map((call) => call.answer),
+      ),
+    );
   });
 
   it('content refusals (HTTP 200) → 400 content_policy_violation saying what was refused, no charge, no retry', async () => {
@@ -237,7 +307,10 @@ describe('Gemini adapter (nano-banana-2, nano-banana-pro) against the Gemini sim
     const cases: Array<[Parameters<GeminiSimulator['queue']>[0], RegExp]> = [
       [{ kind: 'prompt_blocked', reason: 'PROHIBITED_CONTENT' }, /blocked the prompt \[PROHIBITED_CONTENT\]/],
       [{ kind: 'prompt_blocked', reason: 'OTHER' }, /blocked the prompt \[OTHER\]/],
-      [{ kind: 'finish', reason: 'IMAGE_SAFETY', message: 'Unable to show the generated image.' }, /image safety filters \[IMAGE_SAFETY\] \(Unable to show/],
+      [
+        { kind: 'finish', reason: 'IMAGE_SAFETY', message: 'Unable to show the generated image.' },
+        /image safety filters \[IMAGE_SAFETY\] \(Unable to show/,
+      ],
       [{ kind: 'finish', reason: 'IMAGE_PROHIBITED_CONTENT' }, /prohibited content \[IMAGE_PROHIBITED_CONTENT\]/],
       [{ kind: 'finish', reason: 'SAFETY' }, /safety filters \[SAFETY\]/],
       [{ kind: 'finish', reason: 'RECITATION' }, /reciting existing content/],
@@ -255,7 +328,10 @@ describe('Gemini adapter (nano-banana-2, nano-banana-pro) against the Gemini sim
   it('image-less answers that are not refusals → 502 upstream_error, no charge, no retry', async () => {
     const start = await balance();
     const cases: Array<[Parameters<GeminiSimulator['queue']>[0], RegExp]> = [
-      [{ kind: 'text_only', text: 'I would rather describe it: a red bicycle.' }, /returned no image; it answered: “I would rather describe it/],
+      [
+        { kind: 'text_only', text: 'I would rather describe it: a red bicycle.' },
+        /returned no image; it answered: “I would rather describe it/,
+      ],
       [{ kind: 'finish', reason: 'NO_IMAGE' }, /without an image \[NO_IMAGE\]/],
       [{ kind: 'finish', reason: 'OTHER' }, /without an image \[OTHER\]/],
       [{ kind: 'malformed_json' }, /not a generateContent JSON object/],
@@ -303,7 +379,11 @@ describe('Gemini adapter (nano-banana-2, nano-banana-pro) against the Gemini sim
     assert.equal(sim.requests.length, 2);
 
     sim.reset();
-    sim.queue({ kind: 'error', status: 400, body: { error: { code: 400, message: 'Unsupported aspect ratio: 1:1.', status: 'INVALID_ARGUMENT' } } });
+    sim.queue({
+      kind: 'error',
+      status: 400,
+      body: { error: { code: 400, message: 'Unsupported aspect ratio: 1:1.', status: 'INVALID_ARGUMENT' } },
+    });
     await expectError(generate({ resolution: '512' }), 400, 'invalid_value', 'aspect_ratio');
     assert.equal(sim.requests.length, 1);
     await expectBalance(t, account, start);
@@ -324,7 +404,11 @@ describe('Gemini adapter (nano-banana-2, nano-banana-pro) against the Gemini sim
     const wrong = await startTestServer({ env: { GEMINI_API_KEY: 'sk-wrong', GEMINI_BASE_URL: sim.url }, catalog: geminiCatalog() });
     try {
       const other = await wrong.createAccount('1');
-      const error = await expectError(wrong.client(other.key).images.generate(withExtras({ model: 'nano-banana-2', prompt: 'x' }, {})), 502, 'upstream_error');
+      const error = await expectError(
+        wrong.client(other.key).images.generate(withExtras({ model: 'nano-banana-2', prompt: 'x' }, {})),
+        502,
+        'upstream_error',
+      );
       assert.match(error.message, /misconfigured/);
       assert.doesNotMatch(error.message, /API key not valid/);
       assert.equal(sim.requests.length, 1);
@@ -338,13 +422,19 @@ describe('Gemini adapter (nano-banana-2, nano-banana-pro) against the Gemini sim
   it('edits over HTTP: the upload reaches Gemini as an inlineData part, and its input tokens are charged', async () => {
     const start = await balance();
     const reference = Buffer.from(await solidImage(64, 48, 'image/png', 7), 'base64');
-    const result = (await t.client(account.key).images.edit(withExtras(
-      { model: 'nano-banana-2', prompt: 'make it night', image: await toFile(reference, 'ref.png', { type: 'image/png' }) },
-      { resolution: '512', aspect_ratio: '4:3' },
-    ))) as any;
+    const result = (await t
+      .client(account.key)
+      .images.edit(
+        withExtras(
+          { model: 'nano-banana-2', prompt: 'make it night', image: await toFile(reference, 'ref.png', { type: 'image/png' }) },
+          { resolution: '512', aspect_ratio: '4:3' },
+        ),
+      )) as any;
     const [call] = sim.requests;
     assert.deepEqual(call.body, {
-      contents: [{ role: 'user', parts: [{ text: 'make it night' }, { inlineData: { mimeType: 'image/png', data: reference.toString('base64') } }] }],
+      contents: [
+        { role: 'user', parts: [{ text: 'make it night' }, { inlineData: { mimeType: 'image/png', data: reference.toString('base64') } }] },
+      ],
       generationConfig: { responseModalities: ['IMAGE'], imageConfig: { aspectRatio: '4:3', imageSize: '512' } },
     });
     assert.equal(result.size, '600x448');
@@ -357,21 +447,37 @@ describe('Gemini adapter (nano-banana-2, nano-banana-pro) against the Gemini sim
     const png = Buffer.from(await solidImage(32, 24, 'image/png', 2), 'base64');
     const jpeg = Buffer.from(await solidImage(16, 16, 'image/jpeg', 1), 'base64');
     const request: NormalizedImageRequest = {
-      model: 'nano-banana-2', prompt: 'make it night', n: 1, seed: undefined, width: 1024, height: 1024,
-      params: { aspect_ratio: '1:1', resolution: '1K' }, outputFormat: undefined, partialImages: 0, extra: {},
-      inputImages: [{ bytes: png, mediaType: 'image/png', width: 32, height: 24 }, { bytes: jpeg, mediaType: 'image/jpeg', width: 16, height: 16 }],
+      model: 'nano-banana-2',
+      prompt: 'make it night',
+      n: 1,
+      seed: undefined,
+      width: 1024,
+      height: 1024,
+      params: { aspect_ratio: '1:1', resolution: '1K' },
+      outputFormat: undefined,
+      partialImages: 0,
+      extra: {},
+      inputImages: [
+        { bytes: png, mediaType: 'image/png', width: 32, height: 24 },
+        { bytes: jpeg, mediaType: 'image/jpeg', width: 16, height: 16 },
+      ],
     };
     const route = { upstreamModel: FLASH, baseUrl: sim.url, credential: 'sk-sim', options: ROUTE_OPTIONS };
     const delivered: string[] = [];
-    const result = await new GeminiImageAdapter().generate(request, route, { signal: AbortSignal.timeout(5_000), onImage: (image) => delivered.push(base64String(image.base64)) });
-    assert.deepEqual(sim.requests[0].body.contents, [{
-      role: 'user',
-      parts: [
-        { text: 'make it night' },
-        { inlineData: { mimeType: 'image/png', data: png.toString('base64') } },
-        { inlineData: { mimeType: 'image/jpeg', data: jpeg.toString('base64') } },
-      ],
-    }]);
+    const result = await new GeminiImageAdapter().generate(request, route, {
+      signal: AbortSignal.timeout(5_000),
+      onImage: (image) => delivered.push(base64String(image.base64)),
+    });
+    assert.deepEqual(sim.requests[0].body.contents, [
+      {
+        role: 'user',
+        parts: [
+          { text: 'make it night' },
+          { inlineData: { mimeType: 'image/png', data: png.toString('base64') } },
+          { inlineData: { mimeType: 'image/jpeg', data: jpeg.toString('base64') } },
+        ],
+      },
+    ]);
     assert.equal(result.images.length, 1);
     assert.deepEqual(delivered, [imageOf(sim.requests[0])]);
     assert.equal(result.images[0].mediaType, 'image/png');
@@ -381,8 +487,14 @@ describe('Gemini adapter (nano-banana-2, nano-banana-pro) against the Gemini sim
 
   it('usageMetadata is validated: negative, non-integer, huge, mistyped or contradictory counts are ignored', () => {
     const usage = (usageMetadata: unknown) => readUsage(generateContentResponseSchema.parse({ usageMetadata }).usageMetadata);
-    assert.equal(usage({ promptTokenCount: -4, candidatesTokenCount: 1125.5, thoughtsTokenCount: 1e12, cachedContentTokenCount: '7' }), undefined);
-    assert.deepEqual(usage({ promptTokenCount: 10, candidatesTokenCount: 100, candidatesTokensDetails: [{ modality: 'IMAGE', tokenCount: 5000 }] }), { inputTokens: 10, outputTokens: 100 });
+    assert.equal(
+      usage({ promptTokenCount: -4, candidatesTokenCount: 1125.5, thoughtsTokenCount: 1e12, cachedContentTokenCount: '7' }),
+      undefined,
+    );
+    assert.deepEqual(
+      usage({ promptTokenCount: 10, candidatesTokenCount: 100, candidatesTokensDetails: [{ modality: 'IMAGE', tokenCount: 5000 }] }),
+      { inputTokens: 10, outputTokens: 100 },
+    );
     assert.deepEqual(usage({ promptTokenCount: 10, candidatesTokenCount: 'many', candidatesTokensDetails: 'IMAGE' }), { inputTokens: 10 });
     assert.equal(usage('nothing'), undefined);
   });

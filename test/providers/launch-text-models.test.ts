@@ -5,7 +5,13 @@ import { parseUsd } from '../../src/domain/money.ts';
 import { charged } from '../helpers/assertions.ts';
 import { startTestServer, type TestServer } from '../helpers/test-server.ts';
 import {
-  SIM_REFUSAL, simPromptTokens, simReasoning, simTokenLogprobs, simTokens, startChatSimulator, type ChatSimulator,
+  SIM_REFUSAL,
+  simPromptTokens,
+  simReasoning,
+  simTokenLogprobs,
+  simTokens,
+  startChatSimulator,
+  type ChatSimulator,
 } from '../simulators/openai-chat-simulator.ts';
 
 /**
@@ -26,10 +32,19 @@ const RATES = {
 };
 const price = (model: keyof typeof RATES, prompt: number, cached: number, completion: number) => {
   const rates = RATES[model];
-  return (BigInt(prompt - cached) * rates.input * 1_000_000n + BigInt(cached) * rates.cached * 1_000_000n + BigInt(completion) * rates.output * 1_000_000n + 999_999n) / 1_000_000n;
+  return (
+    (BigInt(prompt - cached) * rates.input * 1_000_000n +
+      BigInt(cached) * rates.cached * 1_000_000n +
+      BigInt(completion) * rates.output * 1_000_000n +
+      999_999n) /
+    1_000_000n
+  );
 };
 
-const WEATHER_TOOL = { type: 'function' as const, function: { name: 'weather', description: 'Weather in a city', parameters: { type: 'object', properties: { city: { type: 'string' } } } } };
+const WEATHER_TOOL = {
+  type: 'function' as const,
+  function: { name: 'weather', description: 'Weather in a city', parameters: { type: 'object', properties: { city: { type: 'string' } } } },
+};
 
 describe('the launch text models: deepshi-2.0, deepshi-3.0 (reasoning) and gpt-4o through their upstreams', () => {
   let two: ChatSimulator;
@@ -41,13 +56,18 @@ describe('the launch text models: deepshi-2.0, deepshi-3.0 (reasoning) and gpt-4
 
   before(async () => {
     [two, three, openai] = await Promise.all([
-      startChatSimulator({ apiKey: KEYS.two }), startChatSimulator({ apiKey: KEYS.three }), startChatSimulator({ apiKey: KEYS.openai }),
+      startChatSimulator({ apiKey: KEYS.two }),
+      startChatSimulator({ apiKey: KEYS.three }),
+      startChatSimulator({ apiKey: KEYS.openai }),
     ]);
     t = await startTestServer({
       env: {
-        DEEPSHI_2_0_API_KEY: KEYS.two, DEEPSHI_2_0_BASE_URL: two.url,
-        DEEPSHI_3_0_API_KEY: KEYS.three, DEEPSHI_3_0_BASE_URL: `${three.url}/v1`,
-        OPENAI_API_KEY: KEYS.openai, OPENAI_BASE_URL: `${openai.url}/v1`,
+        DEEPSHI_2_0_API_KEY: KEYS.two,
+        DEEPSHI_2_0_BASE_URL: two.url,
+        DEEPSHI_3_0_API_KEY: KEYS.three,
+        DEEPSHI_3_0_BASE_URL: `${three.url}/v1`,
+        OPENAI_API_KEY: KEYS.openai,
+        OPENAI_BASE_URL: `${openai.url}/v1`,
       },
     });
     account = await t.createAccount('10');
@@ -64,7 +84,11 @@ describe('the launch text models: deepshi-2.0, deepshi-3.0 (reasoning) and gpt-4
   });
 
   it('lists the three models with their limits, features and sampling parameters once their keys are set', async () => {
-    for (const [id, features] of [['deepshi-2.0', ['json', 'structured']], ['deepshi-3.0', ['tools', 'reasoning', 'json', 'structured', 'logprobs']], ['gpt-4o', ['tools', 'json', 'structured', 'logprobs']]] as const) {
+    for (const [id, features] of [
+      ['deepshi-2.0', ['json', 'structured']],
+      ['deepshi-3.0', ['tools', 'reasoning', 'json', 'structured', 'logprobs']],
+      ['gpt-4o', ['tools', 'json', 'structured', 'logprobs']],
+    ] as const) {
       const card = (await client.models.retrieve(id)) as any;
       assert.equal(card.kind, 'text');
       assert.deepEqual(card.supported_features, features);
@@ -78,10 +102,25 @@ describe('the launch text models: deepshi-2.0, deepshi-3.0 (reasoning) and gpt-4
     const { data, response } = await client.chat.completions
       .create({
         model: 'deepshi-2.0',
-        messages: [{ role: 'system', content: 'Be brief.' }, { role: 'user', content: 'hello' }],
-        temperature: 0.2, top_p: 0.9, seed: 3, stop: ['END'], max_tokens: 40, frequency_penalty: 0.1, presence_penalty: 0.2, logit_bias: { '42': -100 },
+        messages: [
+          { role: 'system', content: 'Be brief.' },
+          { role: 'user', content: 'hello' },
+        ],
+        temperature: 0.2,
+        top_p: 0.9,
+        seed: 3,
+        stop: ['END'],
+        max_tokens: 40,
+        frequency_penalty: 0.1,
+        presence_penalty: 0.2,
+        logit_bias: { '42': -100 },
         response_format: { type: 'json_object' },
-        tools: [WEATHER_TOOL], tool_choice: 'auto', reasoning_effort: 'high', logprobs: true, top_logprobs: 2, user: 'end-user-1',
+        tools: [WEATHER_TOOL],
+        tool_choice: 'auto',
+        reasoning_effort: 'high',
+        logprobs: true,
+        top_logprobs: 2,
+        user: 'end-user-1',
       })
       .withResponse();
     assert.equal(two.requests.length, 1);
@@ -91,11 +130,24 @@ describe('the launch text models: deepshi-2.0, deepshi-3.0 (reasoning) and gpt-4
     assert.deepEqual(upstream.body, {
       response_format: { type: 'json_object' },
       model: 'deepshi-2.0',
-      messages: [{ role: 'system', content: 'Be brief.' }, { role: 'user', content: 'hello' }],
-      max_tokens: 40, stop: ['END'], temperature: 0.2, top_p: 0.9, seed: 3, frequency_penalty: 0.1, presence_penalty: 0.2, logit_bias: { '42': -100 },
+      messages: [
+        { role: 'system', content: 'Be brief.' },
+        { role: 'user', content: 'hello' },
+      ],
+      max_tokens: 40,
+      stop: ['END'],
+      temperature: 0.2,
+      top_p: 0.9,
+      seed: 3,
+      frequency_penalty: 0.1,
+      presence_penalty: 0.2,
+      logit_bias: { '42': -100 },
       stream: false,
     });
-    assert.deepEqual((data as any).warnings.map((warning: any) => warning.param), ['tools', 'tool_choice', 'logprobs', 'top_logprobs', 'reasoning_effort']);
+    assert.deepEqual(
+      (data as any).warnings.map((warning: any) => warning.param),
+      ['tools', 'tool_choice', 'logprobs', 'top_logprobs', 'reasoning_effort'],
+    );
     assert.equal(response.headers.get('x-deepshi-warnings'), 'tools,tool_choice,logprobs,top_logprobs,reasoning_effort');
     assert.equal(data.choices[0].message.content, 'Reply: hello');
     assert.equal((data.choices[0].message as any).reasoning, undefined);
@@ -107,28 +159,50 @@ describe('the launch text models: deepshi-2.0, deepshi-3.0 (reasoning) and gpt-4
       .create({
         model: 'deepshi-3.0',
         messages: [{ role: 'user', content: 'weather in Oslo?' }],
-        max_completion_tokens: 200, temperature: 0.6, logit_bias: { '7': 5 }, logprobs: true, top_logprobs: 2,
-        tools: [WEATHER_TOOL], tool_choice: 'auto', parallel_tool_calls: false,
+        max_completion_tokens: 200,
+        temperature: 0.6,
+        logit_bias: { '7': 5 },
+        logprobs: true,
+        top_logprobs: 2,
+        tools: [WEATHER_TOOL],
+        tool_choice: 'auto',
+        parallel_tool_calls: false,
         reasoning: { effort: 'low', max_tokens: 50 },
       } as any)
       .withResponse();
     const [upstream] = three.requests;
     assert.equal(upstream.headers.authorization, `Bearer ${KEYS.three}`);
     assert.deepEqual(upstream.body, {
-      tools: [WEATHER_TOOL], tool_choice: 'auto', parallel_tool_calls: false, logprobs: true, top_logprobs: 2,
+      tools: [WEATHER_TOOL],
+      tool_choice: 'auto',
+      parallel_tool_calls: false,
+      logprobs: true,
+      top_logprobs: 2,
       reasoning_effort: 'low',
       model: 'deepshi-3.0',
       messages: [{ role: 'user', content: 'weather in Oslo?' }],
-      max_tokens: 200, temperature: 0.6, logit_bias: { '7': 5 },
+      max_tokens: 200,
+      temperature: 0.6,
+      logit_bias: { '7': 5 },
       stream: false,
     });
-    assert.deepEqual((data as any).warnings.map((warning: any) => warning.param), ['reasoning.max_tokens']);
+    assert.deepEqual(
+      (data as any).warnings.map((warning: any) => warning.param),
+      ['reasoning.max_tokens'],
+    );
     assert.equal((data.choices[0].message as any).reasoning, simReasoning('weather in Oslo?', 'low'));
   });
 
   it('gpt-4o: the exact upstream request, streaming with include_usage; reasoning_effort is not forwarded (not a reasoning model)', async () => {
     const stream = await client.chat.completions.create({
-      model: 'gpt-4o', messages: [{ role: 'user', content: 'hi' }], stream: true, reasoning_effort: 'high', n: 1, seed: 9, user: 'u1', metadata: { a: 'b' },
+      model: 'gpt-4o',
+      messages: [{ role: 'user', content: 'hi' }],
+      stream: true,
+      reasoning_effort: 'high',
+      n: 1,
+      seed: 9,
+      user: 'u1',
+      metadata: { a: 'b' },
     } as any);
     const chunks: any[] = [];
     for await (const chunk of stream as any) chunks.push(chunk);
@@ -137,22 +211,35 @@ describe('the launch text models: deepshi-2.0, deepshi-3.0 (reasoning) and gpt-4
     assert.equal(upstream.headers.authorization, `Bearer ${KEYS.openai}`);
     assert.deepEqual(upstream.body, {
       metadata: { a: 'b' },
-      model: 'gpt-4o', messages: [{ role: 'user', content: 'hi' }], max_tokens: 16384, seed: 9, stream: true, stream_options: { include_usage: true },
+      model: 'gpt-4o',
+      messages: [{ role: 'user', content: 'hi' }],
+      max_tokens: 16384,
+      seed: 9,
+      stream: true,
+      stream_options: { include_usage: true },
     });
     const finish = chunks.find((chunk) => chunk.choices[0]?.finish_reason);
-    assert.deepEqual(finish.warnings.map((warning: any) => warning.param), ['reasoning_effort']);
+    assert.deepEqual(
+      finish.warnings.map((warning: any) => warning.param),
+      ['reasoning_effort'],
+    );
     assert.equal(chunks.map((chunk) => chunk.choices[0]?.delta?.content ?? '').join(''), 'Reply: hi');
   });
 
   it('deepshi-3.0 (vLLM reasoning_content): message.reasoning and reasoning_details; reasoning tokens reported and billed as completion tokens, cached at the cached rate', async () => {
     three.cachedTokens = 4;
     const content = 'why is the sky blue?';
-    const { result, charge } = await charged(t, account, () => client.chat.completions.create({ model: 'deepshi-3.0', messages: [{ role: 'user', content }] }).withResponse());
+    const { result, charge } = await charged(t, account, () =>
+      client.chat.completions.create({ model: 'deepshi-3.0', messages: [{ role: 'user', content }] }).withResponse(),
+    );
     const completion = result.data as any;
     const trace = simReasoning(content);
     assert.deepEqual(completion.choices[0].message, {
-      role: 'assistant', content: `Reply: ${content}`, refusal: null,
-      reasoning: trace, reasoning_details: [{ type: 'reasoning.text', text: trace, format: 'unknown', index: 0 }],
+      role: 'assistant',
+      content: `Reply: ${content}`,
+      refusal: null,
+      reasoning: trace,
+      reasoning_details: [{ type: 'reasoning.text', text: trace, format: 'unknown', index: 0 }],
     });
     const prompt = simPromptTokens(content);
     const reasoningTokens = simTokens(trace);
@@ -160,8 +247,11 @@ describe('the launch text models: deepshi-2.0, deepshi-3.0 (reasoning) and gpt-4
     assert.equal(three.sentUsages[0].completion_tokens, completionTokens);
     const cost = price('deepshi-3.0', prompt, 4, completionTokens);
     assert.deepEqual(completion.usage, {
-      prompt_tokens: prompt, completion_tokens: completionTokens, total_tokens: prompt + completionTokens,
-      prompt_tokens_details: { cached_tokens: 4 }, completion_tokens_details: { reasoning_tokens: reasoningTokens },
+      prompt_tokens: prompt,
+      completion_tokens: completionTokens,
+      total_tokens: prompt + completionTokens,
+      prompt_tokens_details: { cached_tokens: 4 },
+      completion_tokens_details: { reasoning_tokens: reasoningTokens },
       cost: { total_cost: Number(cost) / 1e9 },
     });
     assert.equal(charge, cost);
@@ -172,7 +262,13 @@ describe('the launch text models: deepshi-2.0, deepshi-3.0 (reasoning) and gpt-4
     three.cachedTokens = 2;
     const content = 'count to three';
     const { result: chunks, charge } = await charged(t, account, async () => {
-      const stream = await client.chat.completions.create({ model: 'deepshi-3.0', messages: [{ role: 'user', content }], stream: true, stream_options: { include_usage: true }, reasoning_effort: 'high' });
+      const stream = await client.chat.completions.create({
+        model: 'deepshi-3.0',
+        messages: [{ role: 'user', content }],
+        stream: true,
+        stream_options: { include_usage: true },
+        reasoning_effort: 'high',
+      });
       const all: any[] = [];
       for await (const chunk of stream) all.push(chunk);
       return all;
@@ -183,7 +279,10 @@ describe('the launch text models: deepshi-2.0, deepshi-3.0 (reasoning) and gpt-4
     const trace = simReasoning(content, 'high');
     assert.equal(reasoningPieces.map((delta) => delta.reasoning).join(''), trace);
     assert.ok(deltas.findIndex((delta) => delta.reasoning) < deltas.findIndex((delta) => delta.content), 'reasoning first');
-    assert.ok(deltas.every((delta) => delta.reasoning_content === undefined), 'one spelling only');
+    assert.ok(
+      deltas.every((delta) => delta.reasoning_content === undefined),
+      'one spelling only',
+    );
     assert.equal(deltas.map((delta) => delta.content ?? '').join(''), `Reply: ${content}`);
     const usage = chunks.at(-1).usage;
     const completionTokens = simTokens(trace) + simTokens(`Reply: ${content}`);
@@ -200,7 +299,11 @@ describe('the launch text models: deepshi-2.0, deepshi-3.0 (reasoning) and gpt-4
       three.reasoning = spelling;
       const completion = (await client.chat.completions.create({ model: 'deepshi-3.0', messages: [{ role: 'user', content }] })) as any;
       assert.equal(completion.choices[0].message.reasoning, trace, spelling);
-      assert.deepEqual(completion.choices[0].message.reasoning_details, [{ type: 'reasoning.text', text: trace, format: 'unknown', index: 0 }], spelling);
+      assert.deepEqual(
+        completion.choices[0].message.reasoning_details,
+        [{ type: 'reasoning.text', text: trace, format: 'unknown', index: 0 }],
+        spelling,
+      );
       assert.equal(completion.choices[0].message.reasoning_content, undefined);
       const stream = await client.chat.completions.create({ model: 'deepshi-3.0', messages: [{ role: 'user', content }], stream: true });
       let streamed = '';
@@ -212,7 +315,9 @@ describe('the launch text models: deepshi-2.0, deepshi-3.0 (reasoning) and gpt-4
   it('a vLLM server that reports no reasoning token count: the charge is still its completion tokens; reasoning_tokens 0 (not reported)', async () => {
     three.reportReasoningTokens = false;
     const content = 'short';
-    const { result, charge } = await charged(t, account, () => client.chat.completions.create({ model: 'deepshi-3.0', messages: [{ role: 'user', content }] }));
+    const { result, charge } = await charged(t, account, () =>
+      client.chat.completions.create({ model: 'deepshi-3.0', messages: [{ role: 'user', content }] }),
+    );
     const completionTokens = simTokens(simReasoning(content)) + simTokens(`Reply: ${content}`);
     assert.equal(result.usage!.completion_tokens, completionTokens);
     assert.equal(result.usage!.completion_tokens_details!.reasoning_tokens, 0);
@@ -230,23 +335,43 @@ describe('the launch text models: deepshi-2.0, deepshi-3.0 (reasoning) and gpt-4
 
   it('reasoning.exclude: the model reasons (and is billed for it) but the trace stays out of the answer', async () => {
     const content = 'keep it to yourself';
-    const completion = (await client.chat.completions.create({ model: 'deepshi-3.0', messages: [{ role: 'user', content }], reasoning: { exclude: true } } as any)) as any;
+    const completion = (await client.chat.completions.create({
+      model: 'deepshi-3.0',
+      messages: [{ role: 'user', content }],
+      reasoning: { exclude: true },
+    } as any)) as any;
     assert.equal(completion.choices[0].message.reasoning, undefined);
     assert.equal(completion.choices[0].message.reasoning_details, undefined);
     assert.equal(completion.usage.completion_tokens_details.reasoning_tokens, simTokens(simReasoning(content)));
-    const stream = await client.chat.completions.create({ model: 'deepshi-3.0', messages: [{ role: 'user', content }], stream: true, reasoning: { exclude: true } } as any);
+    const stream = await client.chat.completions.create({
+      model: 'deepshi-3.0',
+      messages: [{ role: 'user', content }],
+      stream: true,
+      reasoning: { exclude: true },
+    } as any);
     const deltas: any[] = [];
     for await (const chunk of stream as any) deltas.push(chunk.choices[0]?.delta ?? {});
     assert.ok(deltas.every((delta) => delta.reasoning === undefined));
     assert.equal(deltas.map((delta) => delta.content ?? '').join(''), `Reply: ${content}`);
   });
 
-  it('logprobs / top_logprobs: forwarded and returned in OpenAI\'s shape, streamed and not', async () => {
+  it("logprobs / top_logprobs: forwarded and returned in OpenAI's shape, streamed and not", async () => {
     three.reasoning = undefined;
     const content = 'hello there';
-    const completion = await client.chat.completions.create({ model: 'deepshi-3.0', messages: [{ role: 'user', content }], logprobs: true, top_logprobs: 2 });
+    const completion = await client.chat.completions.create({
+      model: 'deepshi-3.0',
+      messages: [{ role: 'user', content }],
+      logprobs: true,
+      top_logprobs: 2,
+    });
     assert.deepEqual(completion.choices[0].logprobs, { content: simTokenLogprobs(`Reply: ${content}`, 2), refusal: null });
-    const stream = await client.chat.completions.create({ model: 'gpt-4o', messages: [{ role: 'user', content }], logprobs: true, top_logprobs: 1, stream: true });
+    const stream = await client.chat.completions.create({
+      model: 'gpt-4o',
+      messages: [{ role: 'user', content }],
+      logprobs: true,
+      top_logprobs: 1,
+      stream: true,
+    });
     const tokens: any[] = [];
     for await (const chunk of stream) {
       const piece = chunk.choices[0];
@@ -257,12 +382,22 @@ describe('the launch text models: deepshi-2.0, deepshi-3.0 (reasoning) and gpt-4
     assert.deepEqual(openai.requests[0].body.top_logprobs, 1);
   });
 
-  it('legacy functions to gpt-4o: sent upstream as tools (one call at a time), answered in the caller\'s shape', async () => {
+  it("legacy functions to gpt-4o: sent upstream as tools (one call at a time), answered in the caller's shape", async () => {
     const functions = [{ name: 'lookup', parameters: { type: 'object', properties: { query: { type: 'string' } } } }];
-    const completion = (await client.chat.completions.create({ model: 'gpt-4o', messages: [{ role: 'user', content: 'call: foxes' }], functions, function_call: 'auto' } as any)) as any;
+    const completion = (await client.chat.completions.create({
+      model: 'gpt-4o',
+      messages: [{ role: 'user', content: 'call: foxes' }],
+      functions,
+      function_call: 'auto',
+    } as any)) as any;
     assert.deepEqual(openai.requests[0].body, {
-      tools: [{ type: 'function', function: functions[0] }], parallel_tool_calls: false, tool_choice: 'auto',
-      model: 'gpt-4o', messages: [{ role: 'user', content: 'call: foxes' }], max_tokens: 16384, stream: false,
+      tools: [{ type: 'function', function: functions[0] }],
+      parallel_tool_calls: false,
+      tool_choice: 'auto',
+      model: 'gpt-4o',
+      messages: [{ role: 'user', content: 'call: foxes' }],
+      max_tokens: 16384,
+      stream: false,
     });
     assert.equal(completion.choices[0].finish_reason, 'function_call');
     assert.deepEqual(completion.choices[0].message.function_call, { name: 'lookup', arguments: JSON.stringify({ query: 'foxes', n: 0 }) });

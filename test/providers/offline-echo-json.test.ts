@@ -16,7 +16,7 @@ const addFormats = addFormatsModule as unknown as (ajv: Ajv2020) => Ajv2020;
 const ajv = addFormats(new Ajv2020({ strict: false, allErrors: true }));
 
 const SCHEMAS: Record<string, unknown> = {
-  'the docs\' math_response': MATH_RESPONSE,
+  "the docs' math_response": MATH_RESPONSE,
   'scalars with bounds': {
     type: 'object',
     properties: {
@@ -60,15 +60,29 @@ const SCHEMAS: Record<string, unknown> = {
   },
   'refs, anyOf, oneOf, allOf, nesting': {
     $defs: {
-      point: { type: 'object', properties: { x: { type: 'number' }, y: { type: 'number' } }, required: ['x', 'y'], additionalProperties: false },
-      tree: { type: 'object', properties: { name: { type: 'string' }, children: { type: 'array', items: { $ref: '#/$defs/tree' }, maxItems: 2 } }, required: ['name'] },
+      point: {
+        type: 'object',
+        properties: { x: { type: 'number' }, y: { type: 'number' } },
+        required: ['x', 'y'],
+        additionalProperties: false,
+      },
+      tree: {
+        type: 'object',
+        properties: { name: { type: 'string' }, children: { type: 'array', items: { $ref: '#/$defs/tree' }, maxItems: 2 } },
+        required: ['name'],
+      },
     },
     type: 'object',
     properties: {
       at: { $ref: '#/$defs/point' },
       shape: { anyOf: [{ type: 'null' }, { $ref: '#/$defs/point' }] },
       either: { oneOf: [{ type: 'string', maxLength: 5 }, { type: 'integer' }] },
-      both: { allOf: [{ type: 'object', properties: { a: { type: 'string' } }, required: ['a'] }, { properties: { b: { type: 'integer' } }, required: ['b'] }] },
+      both: {
+        allOf: [
+          { type: 'object', properties: { a: { type: 'string' } }, required: ['a'] },
+          { properties: { b: { type: 'integer' } }, required: ['b'] },
+        ],
+      },
       tree: { $ref: '#/$defs/tree' },
       free: { type: 'object', minProperties: 2, additionalProperties: { type: 'integer' } },
     },
@@ -83,14 +97,19 @@ describe('deepshi-echo JSON from a schema', () => {
     it(`validates against ${name}, for many seeds`, () => {
       const validate = ajv.compile(schema as object);
       for (let seed = 0; seed < 40; seed++) {
-        const value = new JsonInstanceBuilder(schema, new SeededRandom('test', seed), wordsOf('the quick brown fox jumps over the lazy dog')).build();
+        const value = new JsonInstanceBuilder(
+          schema,
+          new SeededRandom('test', seed),
+          wordsOf('the quick brown fox jumps over the lazy dog'),
+        ).build();
         assert.ok(validate(value), `seed ${seed}: ${JSON.stringify(value)} → ${ajv.errorsText(validate.errors)}`);
       }
     });
   }
 
-  it('takes strings from the caller\'s words, and gives the same value for the same request and seed', () => {
-    const build = (seed: number) => new JsonInstanceBuilder(MATH_RESPONSE, new SeededRandom('same', seed), wordsOf('solve eight x plus seven')).build();
+  it("takes strings from the caller's words, and gives the same value for the same request and seed", () => {
+    const build = (seed: number) =>
+      new JsonInstanceBuilder(MATH_RESPONSE, new SeededRandom('same', seed), wordsOf('solve eight x plus seven')).build();
     const value = build(1) as { final_answer: string };
     assert.deepEqual(build(1), value);
     for (const word of value.final_answer.split(' ')) assert.ok(['solve', 'eight', 'x', 'plus', 'seven'].includes(word), word);
@@ -100,10 +119,17 @@ describe('deepshi-echo JSON from a schema', () => {
 
   it('plans tool calls by the documented rules: named choice, required, names in the message, none, parallel_tool_calls false', () => {
     const tools = [
-      { type: 'function', function: { name: 'get_weather', parameters: { type: 'object', properties: { city: { type: 'string' } }, required: ['city'] } } },
-      { type: 'function', function: { name: 'get_time', parameters: { type: 'object', properties: { zone: { type: 'string' } }, required: ['zone'] } } },
+      {
+        type: 'function',
+        function: { name: 'get_weather', parameters: { type: 'object', properties: { city: { type: 'string' } }, required: ['city'] } },
+      },
+      {
+        type: 'function',
+        function: { name: 'get_time', parameters: { type: 'object', properties: { zone: { type: 'string' } }, required: ['zone'] } },
+      },
     ];
-    const plan = (text: string, extra: Record<string, unknown> = {}) => planEcho({ messages: [{ role: 'user', content: text }], extra: { tools, ...extra }, sampling: {} });
+    const plan = (text: string, extra: Record<string, unknown> = {}) =>
+      planEcho({ messages: [{ role: 'user', content: text }], extra: { tools, ...extra }, sampling: {} });
     const names = (text: string, extra: Record<string, unknown> = {}) => {
       const result = plan(text, extra);
       return result.kind === 'tools' ? result.calls.map((call) => call.function.name) : result.content;
@@ -117,14 +143,26 @@ describe('deepshi-echo JSON from a schema', () => {
     assert.equal(names('get_weathering is not a name'), 'Echo: get_weathering is not a name');
     const call = plan('get_weather for Oslo');
     assert.ok(call.kind === 'tools');
-    assert.deepEqual(JSON.parse(call.calls[0].function.arguments).city.split(' ').every((word: string) => ['for', 'Oslo'].includes(word)), true);
+    assert.deepEqual(
+      JSON.parse(call.calls[0].function.arguments)
+        .city.split(' ')
+        .every((word: string) => ['for', 'Oslo'].includes(word)),
+      true,
+    );
   });
 
   it('answers tool results in text that uses them, naming the tool each answers', () => {
     const result = planEcho({
       messages: [
         { role: 'user', content: 'weather and time?' },
-        { role: 'assistant', content: '', toolCalls: [{ id: 'a', type: 'function', function: { name: 'get_weather', arguments: '{}' } }, { id: 'b', type: 'function', function: { name: 'get_time', arguments: '{}' } }] },
+        {
+          role: 'assistant',
+          content: '',
+          toolCalls: [
+            { id: 'a', type: 'function', function: { name: 'get_weather', arguments: '{}' } },
+            { id: 'b', type: 'function', function: { name: 'get_time', arguments: '{}' } },
+          ],
+        },
         { role: 'tool', toolCallId: 'a', content: '{"temp":3}' },
         { role: 'tool', toolCallId: 'b', content: '12:00' },
       ],

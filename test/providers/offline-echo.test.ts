@@ -5,7 +5,13 @@ import type { NormalizedChatRequest } from '../../src/providers/types.ts';
 
 /** deepshi-echo: deterministic answers, the documented token approximation, max tokens and stop sequences. */
 const request = (overrides: Partial<NormalizedChatRequest> = {}): NormalizedChatRequest => ({
-  model: 'deepshi-echo', messages: [{ role: 'user', content: 'hello' }], maxOutputTokens: 100, stop: [], sampling: {}, extra: {}, ...overrides,
+  model: 'deepshi-echo',
+  messages: [{ role: 'user', content: 'hello' }],
+  maxOutputTokens: 100,
+  stop: [],
+  sampling: {},
+  extra: {},
+  ...overrides,
 });
 
 describe('OfflineEchoAdapter', () => {
@@ -14,13 +20,26 @@ describe('OfflineEchoAdapter', () => {
     assert.equal(approximateTokens('abcd'), 1);
     assert.equal(approximateTokens('abcde'), 2);
     assert.equal(approximateTokens('🦊🦊🦊🦊'), 1);
-    assert.equal(approximatePromptTokens([{ role: 'system', content: 'abc' }, { role: 'user', content: 'abcdefgh' }]), 4 + 1 + 4 + 2);
+    assert.equal(
+      approximatePromptTokens([
+        { role: 'system', content: 'abc' },
+        { role: 'user', content: 'abcdefgh' },
+      ]),
+      4 + 1 + 4 + 2,
+    );
   });
 
   it('echoes the last user message, whatever follows it', () => {
-    const messages = [{ role: 'user' as const, content: 'first' }, { role: 'user' as const, content: 'second' }, { role: 'assistant' as const, content: 'reply' }];
+    const messages = [
+      { role: 'user' as const, content: 'first' },
+      { role: 'user' as const, content: 'second' },
+      { role: 'assistant' as const, content: 'reply' },
+    ];
     assert.deepEqual(echoAnswer(request({ messages })), { content: 'Echo: second', finishReason: 'stop' });
-    assert.deepEqual(echoAnswer(request({ messages: [{ role: 'system', content: 'only a system prompt' }] })).content, 'Echo: only a system prompt');
+    assert.deepEqual(
+      echoAnswer(request({ messages: [{ role: 'system', content: 'only a system prompt' }] })).content,
+      'Echo: only a system prompt',
+    );
   });
 
   it('cuts at max output tokens (length) and before the earliest stop sequence (stop), whichever comes first', () => {
@@ -32,7 +51,10 @@ describe('OfflineEchoAdapter', () => {
   it('streams one token per delta and reports usage by the same approximation; deterministic', async () => {
     const adapter = new OfflineEchoAdapter();
     const deltas: string[] = [];
-    const result = await adapter.complete(request(), {} as never, { signal: new AbortController().signal, onDelta: (text) => deltas.push(text) });
+    const result = await adapter.complete(request(), {} as never, {
+      signal: new AbortController().signal,
+      onDelta: (text) => deltas.push(text),
+    });
     assert.deepEqual(deltas, ['Echo', ': he', 'llo']);
     assert.deepEqual(result.usage, { inputTokens: 6, cachedInputTokens: 0, outputTokens: 3 });
     assert.deepEqual(await adapter.complete(request(), {} as never, { signal: new AbortController().signal }), result);

@@ -5,14 +5,24 @@ import { after, before, beforeEach, describe, it } from 'node:test';
 import OpenAI from 'openai';
 import { parseUsd } from '../../src/domain/money.ts';
 import {
-  buildChatRequestBody, chatEndpoint, MESSAGE_OVERHEAD, promptTokenBound, REPLY_OVERHEAD,
+  buildChatRequestBody,
+  chatEndpoint,
+  MESSAGE_OVERHEAD,
+  promptTokenBound,
+  REPLY_OVERHEAD,
 } from '../../src/providers/openai-compatible/openai-compatible-chat-adapter.ts';
 import type { NormalizedChatRequest } from '../../src/providers/types.ts';
 import { parse as parseYaml } from 'yaml';
 import { charged, expectBalanceOnceSettled, failsWith, settledState } from '../helpers/assertions.ts';
 import { deadPort } from '../helpers/ports.ts';
 import { startTestServer, type TestServer } from '../helpers/test-server.ts';
-import { simPromptTokens, simToolCallTokens, simTokens, startChatSimulator, type ChatSimulator } from '../simulators/openai-chat-simulator.ts';
+import {
+  simPromptTokens,
+  simToolCallTokens,
+  simTokens,
+  startChatSimulator,
+  type ChatSimulator,
+} from '../simulators/openai-chat-simulator.ts';
 
 /**
  * The openai-compatible chat adapter end to end: openai SDK → Deepshi → a local OpenAI chat completions simulator.
@@ -27,20 +37,43 @@ const TIMEOUTS = { connect_ms: 1000, first_byte_ms: 1500, total_ms: 5000 };
 const RATES = { input: 2500n, cached: 1250n, output: 10_000n };
 
 const price = (prompt: number, cached: number, completion: number) =>
-  (BigInt(prompt - cached) * RATES.input * 1_000_000n + BigInt(cached) * RATES.cached * 1_000_000n + BigInt(completion) * RATES.output * 1_000_000n + 999_999n) / 1_000_000n;
+  (BigInt(prompt - cached) * RATES.input * 1_000_000n +
+    BigInt(cached) * RATES.cached * 1_000_000n +
+    BigInt(completion) * RATES.output * 1_000_000n +
+    999_999n) /
+  1_000_000n;
 
 function textModel(id: string, overrides: Record<string, unknown>, routes: unknown[]) {
   return {
-    id, owned_by: 'test', modalities: { input: ['text'], output: ['text'] }, context_window: 4096, max_output_tokens: 1024, streaming: true,
-    supported_sampling_parameters: ['temperature', 'top_p', 'max_tokens', 'max_completion_tokens', 'stop', 'seed', 'frequency_penalty', 'presence_penalty'],
+    id,
+    owned_by: 'test',
+    modalities: { input: ['text'], output: ['text'] },
+    context_window: 4096,
+    max_output_tokens: 1024,
+    streaming: true,
+    supported_sampling_parameters: [
+      'temperature',
+      'top_p',
+      'max_tokens',
+      'max_completion_tokens',
+      'stop',
+      'seed',
+      'frequency_penalty',
+      'presence_penalty',
+    ],
     supported_features: ['tools', 'json', 'structured'],
     pricing: { unit: 'token', input_per_million: '2.5', cached_input_per_million: '1.25', output_per_million: '10' },
-    routes, ...overrides,
+    routes,
+    ...overrides,
   };
 }
 
 const simRoute = (options: Record<string, unknown> = {}) => ({
-  provider: 'openai-compatible', upstream_model: 'sim-model', credentials_env: 'CHAT_SIM_KEY', base_url_env: 'CHAT_SIM_URL', options: { timeouts: TIMEOUTS, ...options },
+  provider: 'openai-compatible',
+  upstream_model: 'sim-model',
+  credentials_env: 'CHAT_SIM_KEY',
+  base_url_env: 'CHAT_SIM_URL',
+  options: { timeouts: TIMEOUTS, ...options },
 });
 
 function catalogJson(dead: number): string {
@@ -50,7 +83,12 @@ function catalogJson(dead: number): string {
     textModel('chat-sim-plain', { supported_sampling_parameters: [], supported_features: [] }, [simRoute()]),
     textModel('chat-sim-mct', {}, [simRoute({ max_tokens_field: 'max_completion_tokens' })]),
     textModel('chat-failover', {}, [
-      { provider: 'openai-compatible', upstream_model: 'dead-model', base_url: `http://127.0.0.1:${dead}/v1`, options: { timeouts: TIMEOUTS } },
+      {
+        provider: 'openai-compatible',
+        upstream_model: 'dead-model',
+        base_url: `http://127.0.0.1:${dead}/v1`,
+        options: { timeouts: TIMEOUTS },
+      },
       simRoute(),
     ]),
   );
@@ -102,8 +140,13 @@ describe('openai-compatible chat adapter through POST /v1/chat/completions', () 
   }
 
   it('a plain request: exact upstream request, exact answer, cost = upstream tokens × catalog rates (body, header and balance agree)', async () => {
-    const messages = [{ role: 'system' as const, content: 'Be brief.' }, { role: 'user' as const, content: 'hello there' }];
-    const { result, charge } = await charged(t, account, () => client.chat.completions.create({ model: 'chat-sim', messages }).withResponse());
+    const messages = [
+      { role: 'system' as const, content: 'Be brief.' },
+      { role: 'user' as const, content: 'hello there' },
+    ];
+    const { result, charge } = await charged(t, account, () =>
+      client.chat.completions.create({ model: 'chat-sim', messages }).withResponse(),
+    );
     assert.equal(sim.requests.length, 1);
     const [upstream] = sim.requests;
     assert.equal(upstream.method, 'POST');
@@ -119,8 +162,11 @@ describe('openai-compatible chat adapter through POST /v1/chat/completions', () 
     const output = simTokens('Reply: hello there');
     const cost = price(prompt, 0, output);
     assert.deepEqual(completion.usage, {
-      prompt_tokens: prompt, completion_tokens: output, total_tokens: prompt + output,
-      prompt_tokens_details: { cached_tokens: 0 }, completion_tokens_details: { reasoning_tokens: 0 },
+      prompt_tokens: prompt,
+      completion_tokens: output,
+      total_tokens: prompt + output,
+      prompt_tokens_details: { cached_tokens: 0 },
+      completion_tokens_details: { reasoning_tokens: 0 },
       cost: { total_cost: Number(cost) / 1e9 },
     });
     assert.equal(completion.usage.prompt_tokens, sim.sentUsages[0].prompt_tokens);
@@ -131,20 +177,39 @@ describe('openai-compatible chat adapter through POST /v1/chat/completions', () 
 
   it('cached prompt tokens are billed at the cached rate', async () => {
     sim.cachedTokens = 5;
-    const { result, charge } = await charged(t, account, () => client.chat.completions.create({ model: 'chat-sim', messages: [{ role: 'user', content: 'a longer question to cache' }] }));
+    const { result, charge } = await charged(t, account, () =>
+      client.chat.completions.create({ model: 'chat-sim', messages: [{ role: 'user', content: 'a longer question to cache' }] }),
+    );
     const prompt = simPromptTokens('a longer question to cache');
     assert.deepEqual(result.usage!.prompt_tokens_details, { cached_tokens: 5 });
     assert.equal(charge, price(prompt, 5, simTokens('Reply: a longer question to cache')));
   });
 
   it('sampling parameters, stop and max_tokens are sent exactly as given; max_tokens cuts the answer (finish length)', async () => {
-    const { result, charge } = await charged(t, account, () => client.chat.completions.create({
-      model: 'chat-sim', messages: [{ role: 'user', content: 'tell me everything about foxes' }],
-      temperature: 0.3, top_p: 0.9, seed: 7, frequency_penalty: 0.5, presence_penalty: -0.5, stop: ['STOP', 'END'], max_tokens: 3,
-    }));
+    const { result, charge } = await charged(t, account, () =>
+      client.chat.completions.create({
+        model: 'chat-sim',
+        messages: [{ role: 'user', content: 'tell me everything about foxes' }],
+        temperature: 0.3,
+        top_p: 0.9,
+        seed: 7,
+        frequency_penalty: 0.5,
+        presence_penalty: -0.5,
+        stop: ['STOP', 'END'],
+        max_tokens: 3,
+      }),
+    );
     assert.deepEqual(sim.requests[0].body, {
-      model: 'sim-model', messages: [{ role: 'user', content: 'tell me everything about foxes' }],
-      max_tokens: 3, stop: ['STOP', 'END'], temperature: 0.3, top_p: 0.9, seed: 7, frequency_penalty: 0.5, presence_penalty: -0.5, stream: false,
+      model: 'sim-model',
+      messages: [{ role: 'user', content: 'tell me everything about foxes' }],
+      max_tokens: 3,
+      stop: ['STOP', 'END'],
+      temperature: 0.3,
+      top_p: 0.9,
+      seed: 7,
+      frequency_penalty: 0.5,
+      presence_penalty: -0.5,
+      stream: false,
     });
     assert.equal(result.choices[0].message.content, 'Reply: tell ');
     assert.equal(result.choices[0].finish_reason, 'length');
@@ -152,23 +217,55 @@ describe('openai-compatible chat adapter through POST /v1/chat/completions', () 
   });
 
   it('stop ends the answer upstream; max_completion_tokens from the caller is sent as max_tokens by default', async () => {
-    const result = await client.chat.completions.create({ model: 'chat-sim', messages: [{ role: 'user', content: 'one STOP two' }], stop: 'STOP', max_completion_tokens: 50 });
-    assert.deepEqual(sim.requests[0].body, { model: 'sim-model', messages: [{ role: 'user', content: 'one STOP two' }], max_tokens: 50, stop: ['STOP'], stream: false });
+    const result = await client.chat.completions.create({
+      model: 'chat-sim',
+      messages: [{ role: 'user', content: 'one STOP two' }],
+      stop: 'STOP',
+      max_completion_tokens: 50,
+    });
+    assert.deepEqual(sim.requests[0].body, {
+      model: 'sim-model',
+      messages: [{ role: 'user', content: 'one STOP two' }],
+      max_tokens: 50,
+      stop: ['STOP'],
+      stream: false,
+    });
     assert.equal(result.choices[0].message.content, 'Reply: one ');
     assert.equal(result.choices[0].finish_reason, 'stop');
   });
 
   it('a route with max_tokens_field: max_completion_tokens sends that field instead', async () => {
     await client.chat.completions.create({ model: 'chat-sim-mct', messages: [{ role: 'user', content: 'hi' }], max_tokens: 20 });
-    assert.deepEqual(sim.requests[0].body, { model: 'sim-model', messages: [{ role: 'user', content: 'hi' }], max_completion_tokens: 20, stream: false });
+    assert.deepEqual(sim.requests[0].body, {
+      model: 'sim-model',
+      messages: [{ role: 'user', content: 'hi' }],
+      max_completion_tokens: 20,
+      stream: false,
+    });
   });
 
   it('a model that honours no sampling parameter: none is sent, each is reported back as ignored', async () => {
     const { data, response } = await client.chat.completions
-      .create({ model: 'chat-sim-plain', messages: [{ role: 'user', content: 'hi' }], temperature: 1, top_p: 0.5, seed: 1, stop: 'x', response_format: { type: 'json_object' } })
+      .create({
+        model: 'chat-sim-plain',
+        messages: [{ role: 'user', content: 'hi' }],
+        temperature: 1,
+        top_p: 0.5,
+        seed: 1,
+        stop: 'x',
+        response_format: { type: 'json_object' },
+      })
       .withResponse();
-    assert.deepEqual(sim.requests[0].body, { model: 'sim-model', messages: [{ role: 'user', content: 'hi' }], max_tokens: 1024, stream: false });
-    assert.deepEqual((data as any).warnings.map((warning: any) => warning.param), ['temperature', 'top_p', 'seed', 'stop', 'response_format']);
+    assert.deepEqual(sim.requests[0].body, {
+      model: 'sim-model',
+      messages: [{ role: 'user', content: 'hi' }],
+      max_tokens: 1024,
+      stream: false,
+    });
+    assert.deepEqual(
+      (data as any).warnings.map((warning: any) => warning.param),
+      ['temperature', 'top_p', 'seed', 'stop', 'response_format'],
+    );
     assert.equal(response.headers.get('x-deepshi-warnings'), 'temperature,top_p,seed,stop,response_format');
   });
 
@@ -178,7 +275,14 @@ describe('openai-compatible chat adapter through POST /v1/chat/completions', () 
       model: 'chat-sim',
       messages: [
         { role: 'developer', content: 'Use tools.' },
-        { role: 'user', name: 'ana', content: [{ type: 'text', text: 'weather' }, { type: 'text', text: 'in Oslo?' }] },
+        {
+          role: 'user',
+          name: 'ana',
+          content: [
+            { type: 'text', text: 'weather' },
+            { type: 'text', text: 'in Oslo?' },
+          ],
+        },
         { role: 'assistant', content: null, tool_calls: toolCalls },
         { role: 'tool', tool_call_id: 'call_1', content: '{"temp": 3}' },
       ],
@@ -192,22 +296,48 @@ describe('openai-compatible chat adapter through POST /v1/chat/completions', () 
   });
 
   it('features the model lists and unknown extras are forwarded; URL-carrying extras are dropped with a warning', async () => {
-    const schema = { type: 'json_schema' as const, json_schema: { name: 'answer', schema: { $id: 'https://example.com/answer.json', type: 'object' } } };
+    const schema = {
+      type: 'json_schema' as const,
+      json_schema: { name: 'answer', schema: { $id: 'https://example.com/answer.json', type: 'object' } },
+    };
     const data = await client.chat.completions.create({
-      model: 'chat-sim', messages: [{ role: 'user', content: 'hi' }], response_format: schema,
-      metadata: { topic: 'foxes' }, service_tier: 'flex', prediction: { type: 'content', content: 'http://evil.example/' },
+      model: 'chat-sim',
+      messages: [{ role: 'user', content: 'hi' }],
+      response_format: schema,
+      metadata: { topic: 'foxes' },
+      service_tier: 'flex',
+      prediction: { type: 'content', content: 'http://evil.example/' },
     } as any);
     assert.deepEqual(sim.requests[0].body, {
-      metadata: { topic: 'foxes' }, service_tier: 'flex', response_format: schema,
-      model: 'sim-model', messages: [{ role: 'user', content: 'hi' }], max_tokens: 1024, stream: false,
+      metadata: { topic: 'foxes' },
+      service_tier: 'flex',
+      response_format: schema,
+      model: 'sim-model',
+      messages: [{ role: 'user', content: 'hi' }],
+      max_tokens: 1024,
+      stream: false,
     });
-    assert.deepEqual((data as any).warnings.map((warning: any) => warning.param), ['prediction']);
+    assert.deepEqual(
+      (data as any).warnings.map((warning: any) => warning.param),
+      ['prediction'],
+    );
   });
 
   describe('tool calls', () => {
-    const weather = { type: 'function' as const, function: { name: 'get_weather', description: 'Weather in a city', parameters: { type: 'object', properties: { query: { type: 'string' } } } } };
+    const weather = {
+      type: 'function' as const,
+      function: {
+        name: 'get_weather',
+        description: 'Weather in a city',
+        parameters: { type: 'object', properties: { query: { type: 'string' } } },
+      },
+    };
     const time = { type: 'function' as const, function: { name: 'get_time', parameters: { type: 'object', properties: {} } } };
-    const call = (index: number, name: string, query: string) => ({ id: `call_sim_${index}`, type: 'function' as const, function: { name, arguments: JSON.stringify({ query, n: index }) } });
+    const call = (index: number, name: string, query: string) => ({
+      id: `call_sim_${index}`,
+      type: 'function' as const,
+      function: { name, arguments: JSON.stringify({ query, n: index }) },
+    });
     const toolsPrompt = (tools: unknown[]) => simTokens(JSON.stringify(tools));
 
     /** Every tool call piece of a stream, and the calls they add up to (OpenAI's accumulation rule: by index). */
@@ -215,7 +345,12 @@ describe('openai-compatible chat adapter through POST /v1/chat/completions', () 
       const pieces = chunks.flatMap((chunk) => chunk.choices[0]?.delta?.tool_calls ?? []);
       const calls: any[] = [];
       for (const piece of pieces) {
-        if (piece.id) calls[piece.index] = { id: piece.id, type: piece.type, function: { name: piece.function.name, arguments: piece.function.arguments } };
+        if (piece.id)
+          calls[piece.index] = {
+            id: piece.id,
+            type: piece.type,
+            function: { name: piece.function.name, arguments: piece.function.arguments },
+          };
         else calls[piece.index].function.arguments += piece.function.arguments;
       }
       return { pieces, calls };
@@ -223,12 +358,25 @@ describe('openai-compatible chat adapter through POST /v1/chat/completions', () 
 
     it('non-streaming: tool_calls exactly, content null, finish tool_calls; tools, tool_choice, parallel_tool_calls forwarded; billed on the upstream usage', async () => {
       const messages = [{ role: 'user' as const, content: 'call: weather in Oslo' }];
-      const { result, charge } = await charged(t, account, () => client.chat.completions.create({
-        model: 'chat-sim', messages, tools: [weather, time], tool_choice: 'auto', parallel_tool_calls: true,
-      }).withResponse());
+      const { result, charge } = await charged(t, account, () =>
+        client.chat.completions
+          .create({
+            model: 'chat-sim',
+            messages,
+            tools: [weather, time],
+            tool_choice: 'auto',
+            parallel_tool_calls: true,
+          })
+          .withResponse(),
+      );
       assert.deepEqual(sim.requests[0].body, {
-        tools: [weather, time], tool_choice: 'auto', parallel_tool_calls: true,
-        model: 'sim-model', messages, max_tokens: 1024, stream: false,
+        tools: [weather, time],
+        tool_choice: 'auto',
+        parallel_tool_calls: true,
+        model: 'sim-model',
+        messages,
+        max_tokens: 1024,
+        stream: false,
       });
       const expected = [call(0, 'get_weather', 'weather in Oslo'), call(1, 'get_time', 'weather in Oslo')];
       const completion = result.data;
@@ -245,15 +393,29 @@ describe('openai-compatible chat adapter through POST /v1/chat/completions', () 
 
     it('a specific tool_choice and parallel_tool_calls false are forwarded as given (one call each)', async () => {
       const named = await client.chat.completions.create({
-        model: 'chat-sim', messages: [{ role: 'user', content: 'call: now' }], tools: [weather, time], tool_choice: { type: 'function', function: { name: 'get_time' } },
+        model: 'chat-sim',
+        messages: [{ role: 'user', content: 'call: now' }],
+        tools: [weather, time],
+        tool_choice: { type: 'function', function: { name: 'get_time' } },
       });
       assert.deepEqual(sim.requests[0].body.tool_choice, { type: 'function', function: { name: 'get_time' } });
       assert.deepEqual(named.choices[0].message.tool_calls, [call(0, 'get_time', 'now')]);
-      const single = await client.chat.completions.create({ model: 'chat-sim', messages: [{ role: 'user', content: 'call: x' }], tools: [weather, time], parallel_tool_calls: false, tool_choice: 'required' });
+      const single = await client.chat.completions.create({
+        model: 'chat-sim',
+        messages: [{ role: 'user', content: 'call: x' }],
+        tools: [weather, time],
+        parallel_tool_calls: false,
+        tool_choice: 'required',
+      });
       assert.equal(sim.requests[1].body.parallel_tool_calls, false);
       assert.equal(sim.requests[1].body.tool_choice, 'required');
       assert.deepEqual(single.choices[0].message.tool_calls, [call(0, 'get_weather', 'x')]);
-      const none = await client.chat.completions.create({ model: 'chat-sim', messages: [{ role: 'user', content: 'call: x' }], tools: [weather], tool_choice: 'none' });
+      const none = await client.chat.completions.create({
+        model: 'chat-sim',
+        messages: [{ role: 'user', content: 'call: x' }],
+        tools: [weather],
+        tool_choice: 'none',
+      });
       assert.equal(none.choices[0].message.content, 'Reply: call: x');
       assert.equal(none.choices[0].message.tool_calls, undefined);
       assert.equal(none.choices[0].finish_reason, 'stop');
@@ -262,12 +424,25 @@ describe('openai-compatible chat adapter through POST /v1/chat/completions', () 
     it('streaming: OpenAI-shaped delta.tool_calls pieces (first with id, type, name and arguments "", then argument fragments), finish tool_calls, exact charge', async () => {
       sim.pieceTokens = 2;
       const messages = [{ role: 'user' as const, content: 'call: weather in Oslo' }];
-      const { result, charge } = await charged(t, account, async () => collect(await client.chat.completions.create({
-        model: 'chat-sim', messages, tools: [weather, time], stream: true, stream_options: { include_usage: true },
-      })));
+      const { result, charge } = await charged(t, account, async () =>
+        collect(
+          await client.chat.completions.create({
+            model: 'chat-sim',
+            messages,
+            tools: [weather, time],
+            stream: true,
+            stream_options: { include_usage: true },
+          }),
+        ),
+      );
       assert.equal(result.error, undefined);
       assert.deepEqual(sim.requests[0].body, {
-        tools: [weather, time], model: 'sim-model', messages, max_tokens: 1024, stream: true, stream_options: { include_usage: true },
+        tools: [weather, time],
+        model: 'sim-model',
+        messages,
+        max_tokens: 1024,
+        stream: true,
+        stream_options: { include_usage: true },
       });
       const expected = [call(0, 'get_weather', 'weather in Oslo'), call(1, 'get_time', 'weather in Oslo')];
       const { pieces, calls } = toolCallsOf(result.chunks);
@@ -287,19 +462,33 @@ describe('openai-compatible chat adapter through POST /v1/chat/completions', () 
       assert.equal(charge, cost);
     });
 
-    it('a server streaming odd pieces (indices 10, 20; id before name): renumbered 0, 1 and passed on in OpenAI\'s shape', async () => {
+    it("a server streaming odd pieces (indices 10, 20; id before name): renumbered 0, 1 and passed on in OpenAI's shape", async () => {
       sim.setFault({ kind: 'odd-tool-stream' });
-      const result = await collect(await client.chat.completions.create({ model: 'chat-sim', messages: [{ role: 'user', content: 'call: z' }], tools: [weather, time], stream: true }));
+      const result = await collect(
+        await client.chat.completions.create({
+          model: 'chat-sim',
+          messages: [{ role: 'user', content: 'call: z' }],
+          tools: [weather, time],
+          stream: true,
+        }),
+      );
       assert.equal(result.error, undefined);
       const expected = [call(0, 'get_weather', 'z'), call(1, 'get_time', 'z')];
-      assert.deepEqual(toolCallsOf(result.chunks).pieces, expected.flatMap((tool, index) => [
-        { index, id: tool.id, type: 'function', function: { name: tool.function.name, arguments: '' } },
-        { index, function: { arguments: tool.function.arguments } },
-      ]));
+      assert.deepEqual(
+        toolCallsOf(result.chunks).pieces,
+        expected.flatMap((tool, index) => [
+          { index, id: tool.id, type: 'function', function: { name: tool.function.name, arguments: '' } },
+          { index, function: { arguments: tool.function.arguments } },
+        ]),
+      );
     });
 
-    it('streaming through the SDK\'s stream helper: finalChatCompletion() reassembles the tool call', async () => {
-      const stream = client.chat.completions.stream({ model: 'chat-sim', messages: [{ role: 'user', content: 'call: Bergen' }], tools: [weather] });
+    it("streaming through the SDK's stream helper: finalChatCompletion() reassembles the tool call", async () => {
+      const stream = client.chat.completions.stream({
+        model: 'chat-sim',
+        messages: [{ role: 'user', content: 'call: Bergen' }],
+        tools: [weather],
+      });
       const final = await stream.finalChatCompletion();
       assert.deepEqual(final.choices[0].message.tool_calls, [call(0, 'get_weather', 'Bergen')]);
       assert.equal(final.choices[0].finish_reason, 'tool_calls');
@@ -307,15 +496,27 @@ describe('openai-compatible chat adapter through POST /v1/chat/completions', () 
 
     it('the round trip: tool call, then the tool result message, then a text answer; both turns billed exactly', async () => {
       const question = { role: 'user' as const, content: 'call: weather in Oslo' };
-      const first = await charged(t, account, () => client.chat.completions.create({ model: 'chat-sim', messages: [question], tools: [weather] }));
+      const first = await charged(t, account, () =>
+        client.chat.completions.create({ model: 'chat-sim', messages: [question], tools: [weather] }),
+      );
       const assistant = first.result.choices[0].message;
       assert.deepEqual(assistant.tool_calls, [call(0, 'get_weather', 'weather in Oslo')]);
-      assert.equal(first.charge, price(simPromptTokens(question.content) + toolsPrompt([weather]), 0, simToolCallTokens(assistant.tool_calls as any)));
+      assert.equal(
+        first.charge,
+        price(simPromptTokens(question.content) + toolsPrompt([weather]), 0, simToolCallTokens(assistant.tool_calls as any)),
+      );
 
       const toolResult = { role: 'tool' as const, tool_call_id: assistant.tool_calls![0].id, content: '{"temp": 3}' };
-      const second = await charged(t, account, async () => collect(await client.chat.completions.create({
-        model: 'chat-sim', messages: [question, assistant as any, toolResult], tools: [weather], stream: true,
-      })));
+      const second = await charged(t, account, async () =>
+        collect(
+          await client.chat.completions.create({
+            model: 'chat-sim',
+            messages: [question, assistant as any, toolResult],
+            tools: [weather],
+            stream: true,
+          }),
+        ),
+      );
       assert.equal(second.result.error, undefined);
       assert.deepEqual(sim.requests[1].body.messages, [
         question,
@@ -331,23 +532,31 @@ describe('openai-compatible chat adapter through POST /v1/chat/completions', () 
     it('an Idempotency-Key replay returns the same tool calls (JSON and stream) without a second call or charge', async () => {
       const body = { model: 'chat-sim', messages: [{ role: 'user' as const, content: 'call: replay me' }], tools: [weather] };
       const once = await client.chat.completions.create(body, { headers: { 'Idempotency-Key': 'tools-json-1' } });
-      const { result: again, charge } = await charged(t, account, () => client.chat.completions.create(body, { headers: { 'Idempotency-Key': 'tools-json-1' } }));
+      const { result: again, charge } = await charged(t, account, () =>
+        client.chat.completions.create(body, { headers: { 'Idempotency-Key': 'tools-json-1' } }),
+      );
       assert.equal(charge, 0n);
       assert.deepEqual(again, once);
       assert.deepEqual(again.choices[0].message.tool_calls, [call(0, 'get_weather', 'replay me')]);
 
-      const streamed = await collect(await client.chat.completions.create({ ...body, stream: true }, { headers: { 'Idempotency-Key': 'tools-stream-1' } }));
-      const replay = await charged(t, account, async () => collect(await client.chat.completions.create({ ...body, stream: true }, { headers: { 'Idempotency-Key': 'tools-stream-1' } })));
+      const streamed = await collect(
+        await client.chat.completions.create({ ...body, stream: true }, { headers: { 'Idempotency-Key': 'tools-stream-1' } }),
+      );
+      const replay = await charged(t, account, async () =>
+        collect(await client.chat.completions.create({ ...body, stream: true }, { headers: { 'Idempotency-Key': 'tools-stream-1' } })),
+      );
       assert.equal(replay.charge, 0n);
       assert.deepEqual(replay.result.chunks, streamed.chunks);
       assert.deepEqual(toolCallsOf(replay.result.chunks).calls, [call(0, 'get_weather', 'replay me')]);
       assert.equal(sim.requests.length, 2);
     });
 
-    it('an upstream without usage: the tool calls\' JSON counts toward the completion bound', async () => {
+    it("an upstream without usage: the tool calls' JSON counts toward the completion bound", async () => {
       sim.setFault({ kind: 'no-usage' });
       const messages = [{ role: 'user' as const, content: 'call: Oslo' }];
-      const { result, charge } = await charged(t, account, () => client.chat.completions.create({ model: 'chat-sim', messages, tools: [weather] }));
+      const { result, charge } = await charged(t, account, () =>
+        client.chat.completions.create({ model: 'chat-sim', messages, tools: [weather] }),
+      );
       const completion = Buffer.byteLength(JSON.stringify([call(0, 'get_weather', 'Oslo')]));
       const prompt = promptTokenBound(messages, { tools: [weather] });
       assert.equal(result.usage!.completion_tokens, completion);
@@ -355,17 +564,30 @@ describe('openai-compatible chat adapter through POST /v1/chat/completions', () 
     });
 
     it('a model that does not list tools ignores them with a warning, and the upstream never sees them', async () => {
-      const plain = await client.chat.completions.create({ model: 'chat-sim-plain', messages: [{ role: 'user', content: 'call: x' }], tools: [weather], tool_choice: 'auto' });
+      const plain = await client.chat.completions.create({
+        model: 'chat-sim-plain',
+        messages: [{ role: 'user', content: 'call: x' }],
+        tools: [weather],
+        tool_choice: 'auto',
+      });
       assert.equal(sim.requests[0].body.tools, undefined);
       assert.equal(plain.choices[0].message.content, 'Reply: call: x');
-      assert.deepEqual((plain as any).warnings.map((warning: any) => warning.param), ['tools', 'tool_choice']);
+      assert.deepEqual(
+        (plain as any).warnings.map((warning: any) => warning.param),
+        ['tools', 'tool_choice'],
+      );
       assert.equal(sim.requests.length, 1);
     });
 
     it('the shipped gpt-4o-mini lists tools and answers tool calls', async () => {
       const card = (await client.models.retrieve('gpt-4o-mini')) as any;
       assert.ok(card.supported_features.includes('tools'));
-      const result = await client.chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'call: Oslo' }], tools: [weather], tool_choice: 'auto' });
+      const result = await client.chat.completions.create({
+        model: 'gpt-4o-mini',
+        messages: [{ role: 'user', content: 'call: Oslo' }],
+        tools: [weather],
+        tool_choice: 'auto',
+      });
       assert.deepEqual(sim.requests[0].body.tools, [weather]);
       assert.deepEqual(result.choices[0].message.tool_calls, [call(0, 'get_weather', 'Oslo')]);
       assert.equal(result.choices[0].finish_reason, 'tool_calls');
@@ -374,14 +596,39 @@ describe('openai-compatible chat adapter through POST /v1/chat/completions', () 
 
   it('extras can never override the model, messages, streaming or the token budget (adapter level)', () => {
     const request: NormalizedChatRequest = {
-      model: 'chat-sim', messages: [{ role: 'user', content: 'ours' }], maxOutputTokens: 10, stop: [], sampling: {},
-      extra: { model: 'theirs', messages: [], stream: false, stream_options: { include_usage: false }, max_tokens: 99999, max_completion_tokens: 99999, n: 3, top_k: 40 },
+      model: 'chat-sim',
+      messages: [{ role: 'user', content: 'ours' }],
+      maxOutputTokens: 10,
+      stop: [],
+      sampling: {},
+      extra: {
+        model: 'theirs',
+        messages: [],
+        stream: false,
+        stream_options: { include_usage: false },
+        max_tokens: 99999,
+        max_completion_tokens: 99999,
+        n: 3,
+        top_k: 40,
+      },
     };
-    const { body, warnings } = buildChatRequestBody(request, { upstreamModel: 'up', baseUrl: 'http://x', credential: undefined, options: {} }, true);
+    const { body, warnings } = buildChatRequestBody(
+      request,
+      { upstreamModel: 'up', baseUrl: 'http://x', credential: undefined, options: {} },
+      true,
+    );
     assert.deepEqual(body, {
-      top_k: 40, model: 'up', messages: [{ role: 'user', content: 'ours' }], max_tokens: 10, stream: true, stream_options: { include_usage: true },
+      top_k: 40,
+      model: 'up',
+      messages: [{ role: 'user', content: 'ours' }],
+      max_tokens: 10,
+      stream: true,
+      stream_options: { include_usage: true },
     });
-    assert.deepEqual(warnings.map((warning) => warning.param), ['model', 'messages', 'stream', 'stream_options', 'max_tokens', 'max_completion_tokens', 'n']);
+    assert.deepEqual(
+      warnings.map((warning) => warning.param),
+      ['model', 'messages', 'stream', 'stream_options', 'max_tokens', 'max_completion_tokens', 'n'],
+    );
   });
 
   it('the endpoint URL: base with or without /v1, path prefixes kept', () => {
@@ -398,12 +645,23 @@ describe('openai-compatible chat adapter through POST /v1/chat/completions', () 
   });
 
   it('streaming: include_usage is always asked upstream; deltas arrive in order; the usage chunk carries the settled cost', async () => {
-    const { result, charge } = await charged(t, account, async () => collect(await client.chat.completions.create({
-      model: 'chat-sim', messages: [{ role: 'user', content: 'stream this answer please' }], stream: true, stream_options: { include_usage: true },
-    })));
+    const { result, charge } = await charged(t, account, async () =>
+      collect(
+        await client.chat.completions.create({
+          model: 'chat-sim',
+          messages: [{ role: 'user', content: 'stream this answer please' }],
+          stream: true,
+          stream_options: { include_usage: true },
+        }),
+      ),
+    );
     assert.equal(result.error, undefined);
     assert.deepEqual(sim.requests[0].body, {
-      model: 'sim-model', messages: [{ role: 'user', content: 'stream this answer please' }], max_tokens: 1024, stream: true, stream_options: { include_usage: true },
+      model: 'sim-model',
+      messages: [{ role: 'user', content: 'stream this answer please' }],
+      max_tokens: 1024,
+      stream: true,
+      stream_options: { include_usage: true },
     });
     const answer = 'Reply: stream this answer please';
     const pieces = answer.match(/.{1,4}/g)!;
@@ -420,9 +678,15 @@ describe('openai-compatible chat adapter through POST /v1/chat/completions', () 
   });
 
   it('streaming without include_usage from the caller still asks upstream for usage and bills on it', async () => {
-    const { result, charge } = await charged(t, account, async () => collect(await client.chat.completions.create({
-      model: 'chat-sim', messages: [{ role: 'user', content: 'hi' }], stream: true,
-    })));
+    const { result, charge } = await charged(t, account, async () =>
+      collect(
+        await client.chat.completions.create({
+          model: 'chat-sim',
+          messages: [{ role: 'user', content: 'hi' }],
+          stream: true,
+        }),
+      ),
+    );
     assert.deepEqual(sim.requests[0].body.stream_options, { include_usage: true });
     assert.equal(result.deltas.join(''), 'Reply: hi');
     assert.ok(result.chunks.every((chunk) => chunk.usage === undefined));
@@ -432,22 +696,38 @@ describe('openai-compatible chat adapter through POST /v1/chat/completions', () 
   it('an upstream that reports no usage: billed our upper bounds (prompt bound, completion bytes) with a warning, within the hold', async () => {
     sim.setFault({ kind: 'no-usage' });
     const content = 'hi fox';
-    const { result, charge } = await charged(t, account, () => client.chat.completions.create({ model: 'chat-sim', messages: [{ role: 'user', content }] }));
+    const { result, charge } = await charged(t, account, () =>
+      client.chat.completions.create({ model: 'chat-sim', messages: [{ role: 'user', content }] }),
+    );
     const bound = promptTokenBound([{ role: 'user', content }], {});
     const completionBytes = Buffer.byteLength('Reply: hi fox');
     assert.equal(result.usage!.prompt_tokens, bound);
     assert.equal(result.usage!.completion_tokens, completionBytes);
     assert.equal(charge, price(bound, 0, completionBytes));
-    assert.deepEqual((result as any).warnings.map((warning: any) => warning.param), ['usage']);
+    assert.deepEqual(
+      (result as any).warnings.map((warning: any) => warning.param),
+      ['usage'],
+    );
 
-    const streamed = await charged(t, account, async () => collect(await client.chat.completions.create({ model: 'chat-sim', messages: [{ role: 'user', content }], stream: true, stream_options: { include_usage: true } })));
+    const streamed = await charged(t, account, async () =>
+      collect(
+        await client.chat.completions.create({
+          model: 'chat-sim',
+          messages: [{ role: 'user', content }],
+          stream: true,
+          stream_options: { include_usage: true },
+        }),
+      ),
+    );
     assert.equal(streamed.charge, price(bound, 0, completionBytes));
     assert.equal(streamed.result.chunks.at(-1).usage.completion_tokens, completionBytes);
   });
 
   it('a 500 before acceptance is retried on the route: one success, charged once', async () => {
     sim.setFault({ kind: 'status500' }, 1);
-    const { result, charge } = await charged(t, account, () => client.chat.completions.create({ model: 'chat-sim', messages: [{ role: 'user', content: 'hi' }] }));
+    const { result, charge } = await charged(t, account, () =>
+      client.chat.completions.create({ model: 'chat-sim', messages: [{ role: 'user', content: 'hi' }] }),
+    );
     assert.equal(sim.requests.length, 2);
     assert.equal(result.choices[0].message.content, 'Reply: hi');
     assert.equal(charge, price(simPromptTokens('hi'), 0, simTokens('Reply: hi')));
@@ -455,7 +735,10 @@ describe('openai-compatible chat adapter through POST /v1/chat/completions', () 
 
   it('a persistent 500: tried twice, then a clean 503 to the caller, nothing charged', async () => {
     sim.setFault({ kind: 'status500' });
-    const error = await failsUncharged(() => client.chat.completions.create({ model: 'chat-sim', messages: [{ role: 'user', content: 'hi' }] }), { status: 503 });
+    const error = await failsUncharged(
+      () => client.chat.completions.create({ model: 'chat-sim', messages: [{ role: 'user', content: 'hi' }] }),
+      { status: 503 },
+    );
     assert.equal(sim.requests.length, 2);
     assert.doesNotMatch(error.message, /Sorry about that/);
   });
@@ -463,7 +746,10 @@ describe('openai-compatible chat adapter through POST /v1/chat/completions', () 
   it('a persistent 429 with Retry-After: retried after it, then 429 with Retry-After to the caller, nothing charged', async () => {
     sim.setFault({ kind: 'rate429', retryAfter: '1' });
     const started = Date.now();
-    const error = await failsUncharged(() => client.chat.completions.create({ model: 'chat-sim', messages: [{ role: 'user', content: 'hi' }] }), { status: 429 });
+    const error = await failsUncharged(
+      () => client.chat.completions.create({ model: 'chat-sim', messages: [{ role: 'user', content: 'hi' }] }),
+      { status: 429 },
+    );
     assert.ok(Date.now() - started >= 900, 'waited for Retry-After');
     assert.equal(sim.requests.length, 2);
     assert.ok(Number(error.headers?.get('retry-after')) >= 1);
@@ -471,19 +757,27 @@ describe('openai-compatible chat adapter through POST /v1/chat/completions', () 
 
   it('an upstream that never answers: the first-byte timeout ends it (sent once: it may have been accepted), 502, nothing charged', async () => {
     sim.setFault({ kind: 'hang' });
-    await failsUncharged(() => client.chat.completions.create({ model: 'chat-sim', messages: [{ role: 'user', content: 'hi' }] }), { status: 502, message: /did not answer in time/ });
+    await failsUncharged(() => client.chat.completions.create({ model: 'chat-sim', messages: [{ role: 'user', content: 'hi' }] }), {
+      status: 502,
+      message: /did not answer in time/,
+    });
     assert.equal(sim.requests.length, 1);
   });
 
   it('a malformed JSON answer: 502, nothing charged', async () => {
     sim.setFault({ kind: 'malformed' });
-    await failsUncharged(() => client.chat.completions.create({ model: 'chat-sim', messages: [{ role: 'user', content: 'hi' }] }), { status: 502, message: /not a chat completion/ });
+    await failsUncharged(() => client.chat.completions.create({ model: 'chat-sim', messages: [{ role: 'user', content: 'hi' }] }), {
+      status: 502,
+      message: /not a chat completion/,
+    });
     assert.equal(sim.requests.length, 1);
   });
 
   it('a malformed chunk mid-stream: an error chunk, nothing charged', async () => {
     sim.setFault({ kind: 'malformed' });
-    const { result, charge } = await charged(t, account, async () => collect(await client.chat.completions.create({ model: 'chat-sim', messages: [{ role: 'user', content: 'hi' }], stream: true })));
+    const { result, charge } = await charged(t, account, async () =>
+      collect(await client.chat.completions.create({ model: 'chat-sim', messages: [{ role: 'user', content: 'hi' }], stream: true })),
+    );
     assert.ok(result.error instanceof OpenAI.APIError);
     assert.match((result.error as Error).message, /not JSON/);
     assert.equal(charge, 0n);
@@ -491,9 +785,16 @@ describe('openai-compatible chat adapter through POST /v1/chat/completions', () 
 
   it('a connection reset mid-stream: the deltas already sent arrive, then an error chunk; nothing charged (no [DONE])', async () => {
     sim.setFault({ kind: 'reset-mid-stream', pieces: 2 });
-    const { result, charge } = await charged(t, account, async () => collect(await client.chat.completions.create({
-      model: 'chat-sim', messages: [{ role: 'user', content: 'a long answer' }], stream: true, stream_options: { include_usage: true },
-    })));
+    const { result, charge } = await charged(t, account, async () =>
+      collect(
+        await client.chat.completions.create({
+          model: 'chat-sim',
+          messages: [{ role: 'user', content: 'a long answer' }],
+          stream: true,
+          stream_options: { include_usage: true },
+        }),
+      ),
+    );
     assert.deepEqual(result.deltas, ['Repl', 'y: a']);
     assert.ok(result.error instanceof OpenAI.APIError);
     assert.equal(charge, 0n);
@@ -502,7 +803,11 @@ describe('openai-compatible chat adapter through POST /v1/chat/completions', () 
 
   it('an error event mid-stream: failed after acceptance, sanitised message, nothing charged, not retried', async () => {
     sim.setFault({ kind: 'stream-error' });
-    const { result, charge } = await charged(t, account, async () => collect(await client.chat.completions.create({ model: 'chat-sim', messages: [{ role: 'user', content: 'a long answer' }], stream: true })));
+    const { result, charge } = await charged(t, account, async () =>
+      collect(
+        await client.chat.completions.create({ model: 'chat-sim', messages: [{ role: 'user', content: 'a long answer' }], stream: true }),
+      ),
+    );
     assert.deepEqual(result.deltas, ['Repl']);
     const message = (result.error as Error).message;
     assert.match(message, /failed mid-stream/);
@@ -513,7 +818,9 @@ describe('openai-compatible chat adapter through POST /v1/chat/completions', () 
 
   it('a connection reset before any answer: 502 (sent once), nothing charged', async () => {
     sim.setFault({ kind: 'reset' });
-    await failsUncharged(() => client.chat.completions.create({ model: 'chat-sim', messages: [{ role: 'user', content: 'hi' }] }), { status: 502 });
+    await failsUncharged(() => client.chat.completions.create({ model: 'chat-sim', messages: [{ role: 'user', content: 'hi' }] }), {
+      status: 502,
+    });
     assert.equal(sim.requests.length, 1);
   });
 
@@ -525,7 +832,9 @@ describe('openai-compatible chat adapter through POST /v1/chat/completions', () 
   });
 
   it('two routes: the dead first route fails over to the second, which answers; charged once', async () => {
-    const { result, charge } = await charged(t, account, () => client.chat.completions.create({ model: 'chat-failover', messages: [{ role: 'user', content: 'hi' }] }));
+    const { result, charge } = await charged(t, account, () =>
+      client.chat.completions.create({ model: 'chat-failover', messages: [{ role: 'user', content: 'hi' }] }),
+    );
     assert.equal(result.choices[0].message.content, 'Reply: hi');
     assert.equal(sim.requests.length, 1);
     assert.equal(charge, price(simPromptTokens('hi'), 0, simTokens('Reply: hi')));
@@ -539,19 +848,27 @@ describe('openai-compatible chat adapter through POST /v1/chat/completions', () 
     assert.ok(real < hold);
     const usd = (nanos: bigint) => (Number(nanos) / 1e9).toFixed(9);
     const poor = await t.createAccount(usd(hold - 1n));
-    await failsWith(() => t.client(poor.key).chat.completions.create({ model: 'chat-sim', messages: [{ role: 'user', content }], max_tokens: 10 }), { status: 402, code: 'insufficient_quota' });
+    await failsWith(
+      () => t.client(poor.key).chat.completions.create({ model: 'chat-sim', messages: [{ role: 'user', content }], max_tokens: 10 }),
+      { status: 402, code: 'insufficient_quota' },
+    );
     assert.equal(sim.requests.length, 0);
     const enough = await t.createAccount(usd(hold));
-    const { charge } = await charged(t, enough, () => t.client(enough.key).chat.completions.create({ model: 'chat-sim', messages: [{ role: 'user', content }], max_tokens: 10 }));
+    const { charge } = await charged(t, enough, () =>
+      t.client(enough.key).chat.completions.create({ model: 'chat-sim', messages: [{ role: 'user', content }], max_tokens: 10 }),
+    );
     assert.equal(charge, real);
   });
 
-  it('wrong upstream credentials are the operator\'s fault: 502 without the upstream\'s message, nothing charged', async () => {
+  it("wrong upstream credentials are the operator's fault: 502 without the upstream's message, nothing charged", async () => {
     const wrongSim = await startChatSimulator({ apiKey: 'sk-another-key-entirely' });
     const other = await startTestServer({ env: { CHAT_SIM_KEY: KEY, CHAT_SIM_URL: wrongSim.url }, catalog: catalogJson(await deadPort()) });
     try {
       const poorAccount = await other.createAccount('1');
-      const error = await failsWith(() => other.client(poorAccount.key).chat.completions.create({ model: 'chat-sim', messages: [{ role: 'user', content: 'hi' }] }), { status: 502 });
+      const error = await failsWith(
+        () => other.client(poorAccount.key).chat.completions.create({ model: 'chat-sim', messages: [{ role: 'user', content: 'hi' }] }),
+        { status: 502 },
+      );
       assert.doesNotMatch(error.message, /platform\.openai\.com|Incorrect API key/);
       assert.equal(await other.balance(poorAccount.accountId), '1');
       assert.equal(wrongSim.requests.length, 1);
@@ -566,10 +883,12 @@ describe('openai-compatible chat adapter through POST /v1/chat/completions', () 
     sim.pieceDelayMs = 25;
     const content = 'tell me a long story about lighthouses, ships and the sea at night';
     const controller = new AbortController();
-    const stream = await t.client(caller.key).chat.completions.create(
-      { model: 'chat-sim', messages: [{ role: 'user', content }], stream: true, stream_options: { include_usage: true } },
-      { signal: controller.signal },
-    );
+    const stream = await t
+      .client(caller.key)
+      .chat.completions.create(
+        { model: 'chat-sim', messages: [{ role: 'user', content }], stream: true, stream_options: { include_usage: true } },
+        { signal: controller.signal },
+      );
     let received = '';
     // The SDK ends the iteration (or throws an abort error) once the signal fires: either way the connection is closed.
     await (async () => {
@@ -582,7 +901,11 @@ describe('openai-compatible chat adapter through POST /v1/chat/completions', () 
     const state = await settledState(t, caller);
     assert.equal(sim.completedStreams, 1, 'the upstream generation was not cut off');
     const usage = sim.sentUsages.at(-1)!;
-    assert.equal(parseUsd('1') - parseUsd(state.balance), price(usage.prompt_tokens, 0, usage.completion_tokens), 'charged exactly the upstream usage');
+    assert.equal(
+      parseUsd('1') - parseUsd(state.balance),
+      price(usage.prompt_tokens, 0, usage.completion_tokens),
+      'charged exactly the upstream usage',
+    );
     const ledger = await t.admin('GET', `/admin/v1/accounts/${caller.accountId}/ledger`);
     assert.deepEqual(ledger.data.map((entry: any) => entry.kind).sort(), ['credit', 'hold', 'settle']);
   });
@@ -591,10 +914,12 @@ describe('openai-compatible chat adapter through POST /v1/chat/completions', () 
     const caller = await t.createAccount('1');
     sim.pieceDelayMs = 300;
     const controller = new AbortController();
-    const stream = await t.client(caller.key).chat.completions.create(
-      { model: 'chat-sim', messages: [{ role: 'user', content: 'a slow start' }], stream: true },
-      { signal: controller.signal },
-    );
+    const stream = await t
+      .client(caller.key)
+      .chat.completions.create(
+        { model: 'chat-sim', messages: [{ role: 'user', content: 'a slow start' }], stream: true },
+        { signal: controller.signal },
+      );
     const contents: string[] = [];
     await (async () => {
       for await (const chunk of stream) {
@@ -613,7 +938,9 @@ describe('openai-compatible chat adapter through POST /v1/chat/completions', () 
   it('the shipped gpt-4o-mini: routed to OPENAI_BASE_URL with its upstream id, charged at its catalog rates', async () => {
     const card = (await client.models.retrieve('gpt-4o-mini')) as any;
     assert.equal(card.id, 'gpt-4o-mini');
-    const { result, charge } = await charged(t, account, () => client.chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }] }));
+    const { result, charge } = await charged(t, account, () =>
+      client.chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }] }),
+    );
     assert.equal(sim.requests[0].body.model, 'gpt-4o-mini');
     assert.equal(sim.requests[0].body.max_tokens, 16384);
     const prompt = simPromptTokens('hi');
@@ -634,7 +961,10 @@ describe('the shipped gpt-4o-mini without OPENAI_API_KEY', () => {
       for await (const model of client.models.list()) ids.push(model.id);
       assert.ok(!ids.includes('gpt-4o-mini'));
       assert.ok(ids.includes('deepshi-echo'));
-      await failsWith(() => client.chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }] }), { status: 400, code: 'model_not_found' });
+      await failsWith(() => client.chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }] }), {
+        status: 400,
+        code: 'model_not_found',
+      });
     } finally {
       await t.close();
     }

@@ -31,15 +31,27 @@ function catalogJson(): string {
   const catalog = parseYaml(fs.readFileSync(SHIPPED, 'utf8'));
   const find = (id: string) => catalog.models.find((model: { id: string }) => model.id === id);
   for (const model of catalog.models) {
-    for (const route of model.routes) if (route.provider === 'openai-compatible') route.options = { timeouts: TIMEOUTS, max_response_bytes: MAX_RESPONSE_BYTES };
+    for (const route of model.routes)
+      if (route.provider === 'openai-compatible') route.options = { timeouts: TIMEOUTS, max_response_bytes: MAX_RESPONSE_BYTES };
   }
-  const route = (upstream: string) => [{
-    provider: 'openai-compatible', upstream_model: upstream, credentials_env: 'DEEPSHI_BANANA_PRO_API_KEY', base_url_env: 'DEEPSHI_BANANA_PRO_BASE_URL',
-    options: { timeouts: TIMEOUTS, max_response_bytes: MAX_RESPONSE_BYTES },
-  }];
+  const route = (upstream: string) => [
+    {
+      provider: 'openai-compatible',
+      upstream_model: upstream,
+      credentials_env: 'DEEPSHI_BANANA_PRO_API_KEY',
+      base_url_env: 'DEEPSHI_BANANA_PRO_BASE_URL',
+      options: { timeouts: TIMEOUTS, max_response_bytes: MAX_RESPONSE_BYTES },
+    },
+  ];
   catalog.models.push(
     { ...structuredClone(find('nano-banana-2')), id: 'compat-tier', routes: route('tier-model') },
-    { ...structuredClone(find('deepshi-banana-pro')), id: 'compat-cost', max_n: 4, pricing: { unit: 'image', base: '0.05', settle: 'upstream_cost' }, routes: route('cost-model') },
+    {
+      ...structuredClone(find('deepshi-banana-pro')),
+      id: 'compat-cost',
+      max_n: 4,
+      pricing: { unit: 'image', base: '0.05', settle: 'upstream_cost' },
+      routes: route('cost-model'),
+    },
   );
   return JSON.stringify(catalog);
 }
@@ -74,7 +86,8 @@ describe('openai-compatible adapter through POST /v1/images/generations', () => 
     assert.equal(charge, 0n, 'nothing charged');
   }
 
-  const generate = (params: Record<string, unknown>) => t.client(account.key).images.generate({ model: 'deepshi-banana-pro', prompt: 'p', ...params } as never);
+  const generate = (params: Record<string, unknown>) =>
+    t.client(account.key).images.generate({ model: 'deepshi-banana-pro', prompt: 'p', ...params } as never);
 
   it('deepshi-banana-pro defaults: exact upstream request and answer, $0.01 charged', async () => {
     const { result, charge } = await charged(t, account, () => generate({ prompt: 'a serene canal in Venice at sunset' }));
@@ -85,10 +98,19 @@ describe('openai-compatible adapter through POST /v1/images/generations', () => 
     assert.equal(upstream.headers.authorization, 'Bearer sk-banana');
     assert.equal(upstream.headers['content-type'], 'application/json');
     assert.deepEqual(upstream.body, {
-      width: 1024, height: 1024, size: '1024x1024', model: 'deepshi-banana-pro', prompt: 'a serene canal in Venice at sunset', n: 1, response_format: 'b64_json',
+      width: 1024,
+      height: 1024,
+      size: '1024x1024',
+      model: 'deepshi-banana-pro',
+      prompt: 'a serene canal in Venice at sunset',
+      n: 1,
+      response_format: 'b64_json',
     });
     assert.equal(result.size, '1024x1024');
-    assert.deepEqual(result.data!.map((item) => item.b64_json), sim.sentImages);
+    assert.deepEqual(
+      result.data!.map((item) => item.b64_json),
+      sim.sentImages,
+    );
     assert.equal(charge, parseUsd('0.01'));
     assert.equal((result.usage as any).cost.total_cost, 0.01);
     assert.equal((result.usage as any).prompt_tokens, sim.sentUsages[0].input_tokens);
@@ -96,9 +118,19 @@ describe('openai-compatible adapter through POST /v1/images/generations', () => 
   });
 
   it('width, height, seed and output_format are sent under their own names; the webp answer is passed through untouched', async () => {
-    const { result } = await charged(t, account, () => generate(withExtras({ output_format: 'webp' as const }, { width: 512, height: 768, seed: 42 })));
+    const { result } = await charged(t, account, () =>
+      generate(withExtras({ output_format: 'webp' as const }, { width: 512, height: 768, seed: 42 })),
+    );
     assert.deepEqual(sim.requests[0].body, {
-      width: 512, height: 768, size: '512x768', seed: 42, output_format: 'webp', model: 'deepshi-banana-pro', prompt: 'p', n: 1, response_format: 'b64_json',
+      width: 512,
+      height: 768,
+      size: '512x768',
+      seed: 42,
+      output_format: 'webp',
+      model: 'deepshi-banana-pro',
+      prompt: 'p',
+      n: 1,
+      response_format: 'b64_json',
     });
     assert.equal(result.size, '512x768');
     assert.equal(result.data![0].b64_json, sim.sentImages[0]);
@@ -110,19 +142,47 @@ describe('openai-compatible adapter through POST /v1/images/generations', () => 
     const [upstream] = sim.requests;
     assert.equal(upstream.path, '/v1/images/generations');
     assert.equal(upstream.headers.authorization, 'Bearer sk-image-1');
-    assert.deepEqual(upstream.body, { width: 768, height: 512, size: '768x512', model: 'deepshi-image-1', prompt: 'p', n: 1, response_format: 'b64_json' });
+    assert.deepEqual(upstream.body, {
+      width: 768,
+      height: 512,
+      size: '768x512',
+      model: 'deepshi-image-1',
+      prompt: 'p',
+      n: 1,
+      response_format: 'b64_json',
+    });
   });
 
   it('aspect_ratio and resolution are sent under their own names with the resolved size', async () => {
-    const result = await t.client(account.key).images.generate(withExtras({ model: 'compat-tier', prompt: 'p' }, { aspect_ratio: '16:9', resolution: '1K' }));
-    assert.deepEqual(sim.requests[0].body, { aspect_ratio: '16:9', resolution: '1K', size: '1376x768', model: 'tier-model', prompt: 'p', n: 1, response_format: 'b64_json' });
+    const result = await t
+      .client(account.key)
+      .images.generate(withExtras({ model: 'compat-tier', prompt: 'p' }, { aspect_ratio: '16:9', resolution: '1K' }));
+    assert.deepEqual(sim.requests[0].body, {
+      aspect_ratio: '16:9',
+      resolution: '1K',
+      size: '1376x768',
+      model: 'tier-model',
+      prompt: 'p',
+      n: 1,
+      response_format: 'b64_json',
+    });
     assert.equal(result.size, '1376x768');
   });
 
-  it('extras are forwarded before the adapter\'s own fields; URL and webhook extras are dropped with a warning', async () => {
-    const result = await generate(withExtras({}, { steps: 4, negative_prompt: 'blurry', callback_url: 'https://example.com/cb', init_image: '//evil.example/x.png' }));
+  it("extras are forwarded before the adapter's own fields; URL and webhook extras are dropped with a warning", async () => {
+    const result = await generate(
+      withExtras({}, { steps: 4, negative_prompt: 'blurry', callback_url: 'https://example.com/cb', init_image: '//evil.example/x.png' }),
+    );
     assert.deepEqual(sim.requests[0].body, {
-      steps: 4, negative_prompt: 'blurry', width: 1024, height: 1024, size: '1024x1024', model: 'deepshi-banana-pro', prompt: 'p', n: 1, response_format: 'b64_json',
+      steps: 4,
+      negative_prompt: 'blurry',
+      width: 1024,
+      height: 1024,
+      size: '1024x1024',
+      model: 'deepshi-banana-pro',
+      prompt: 'p',
+      n: 1,
+      response_format: 'b64_json',
     });
     const warned = (result as any).warnings.map((warning: any) => warning.param);
     assert.ok(warned.includes('callback_url') && warned.includes('init_image'));
@@ -130,13 +190,38 @@ describe('openai-compatible adapter through POST /v1/images/generations', () => 
 
   it('extras can never override the owned fields (adapter level)', () => {
     const request: NormalizedImageRequest = {
-      model: 'deepshi-banana-pro', prompt: 'ours', n: 1, seed: undefined, width: 1024, height: 1024, params: { width: 1024, height: 1024 },
-      outputFormat: undefined, partialImages: 0, inputImages: [],
+      model: 'deepshi-banana-pro',
+      prompt: 'ours',
+      n: 1,
+      seed: undefined,
+      width: 1024,
+      height: 1024,
+      params: { width: 1024, height: 1024 },
+      outputFormat: undefined,
+      partialImages: 0,
+      inputImages: [],
       extra: { model: 'theirs', prompt: 'theirs', n: 9, response_format: 'url', size: '1x1', guidance: 3.5 },
     };
-    const { body, warnings } = buildRequestBody(request, { upstreamModel: 'upstream-id', baseUrl: 'http://x', credential: undefined, options: {} });
-    assert.deepEqual(body, { guidance: 3.5, width: 1024, height: 1024, size: '1024x1024', model: 'upstream-id', prompt: 'ours', n: 1, response_format: 'b64_json' });
-    assert.deepEqual(warnings.map((warning) => warning.param), ['model', 'prompt', 'n', 'response_format', 'size']);
+    const { body, warnings } = buildRequestBody(request, {
+      upstreamModel: 'upstream-id',
+      baseUrl: 'http://x',
+      credential: undefined,
+      options: {},
+    });
+    assert.deepEqual(body, {
+      guidance: 3.5,
+      width: 1024,
+      height: 1024,
+      size: '1024x1024',
+      model: 'upstream-id',
+      prompt: 'ours',
+      n: 1,
+      response_format: 'b64_json',
+    });
+    assert.deepEqual(
+      warnings.map((warning) => warning.param),
+      ['model', 'prompt', 'n', 'response_format', 'size'],
+    );
   });
 
   it('revised_prompt from the upstream reaches the caller', async () => {
@@ -145,7 +230,7 @@ describe('openai-compatible adapter through POST /v1/images/generations', () => 
     assert.equal(result.data![0].revised_prompt, 'a fox, highly detailed');
   });
 
-  it('url answers from the server\'s own origin are downloaded at once, without credentials', async () => {
+  it("url answers from the server's own origin are downloaded at once, without credentials", async () => {
     sim.deliver = 'url';
     const { result, charge } = await charged(t, account, () => generate({}));
     assert.equal(result.data![0].b64_json, sim.sentImages[0]);
@@ -169,7 +254,10 @@ describe('openai-compatible adapter through POST /v1/images/generations', () => 
 
   // A result link on the server's own origin that answers 404 (gone), a redirect to it, or an expired signed URL
   // used to end the whole process (an unheard UND_ERR_ABORTED from the abandoned download body).
-  for (const [name, route] of [['404', '/does-not-exist'], ['404 for a missing file', '/files/missing.png']] as const) {
+  for (const [name, route] of [
+    ['404', '/does-not-exist'],
+    ['404 for a missing file', '/files/missing.png'],
+  ] as const) {
     it(`a result link answering ${name}: 502, nothing charged, and the server serves the next request`, async () => {
       sim.setFault({ kind: 'url', url: `${sim.url}${route}` });
       await failsUncharged(() => generate({}), { status: 502, code: 'upstream_error', message: /HTTP 404/ });
@@ -192,7 +280,9 @@ describe('openai-compatible adapter through POST /v1/images/generations', () => 
     ]) {
       it(`usage.cost ${JSON.stringify(cost)} → ${charge} charged`, async () => {
         sim.cost = cost;
-        const { result, charge: charged_ } = await charged(t, account, () => t.client(account.key).images.generate({ model: 'compat-cost', prompt: 'p' }));
+        const { result, charge: charged_ } = await charged(t, account, () =>
+          t.client(account.key).images.generate({ model: 'compat-cost', prompt: 'p' }),
+        );
         assert.equal(sim.requests[0].body.model, 'cost-model');
         assert.equal(charged_, parseUsd(charge));
         assert.equal((result.usage as any).cost.total_cost, Number(charge));
@@ -206,7 +296,10 @@ describe('openai-compatible adapter through POST /v1/images/generations', () => 
       const buyer = await other.createAccount('1');
       const models = await other.client(buyer.key).models.list();
       assert.ok(!models.data.some((model) => model.id === 'deepshi-banana-pro'));
-      const error = await other.client(buyer.key).images.generate({ model: 'deepshi-banana-pro', prompt: 'p' }).catch((caught) => caught);
+      const error = await other
+        .client(buyer.key)
+        .images.generate({ model: 'deepshi-banana-pro', prompt: 'p' })
+        .catch((caught) => caught);
       assert.equal(error.status, 400);
       assert.equal(error.code, 'model_not_found');
     } finally {
@@ -250,31 +343,60 @@ describe('openai-compatible adapter through POST /v1/images/generations', () => 
       await failsUncharged(() => generate({}), { status: 502, message: /misconfigured/ });
     });
 
-    it('a content-policy refusal → 400 content_policy_violation with the server\'s reason', async () => {
-      await failsUncharged(() => generate({ prompt: 'something forbidden' }), { status: 400, code: 'content_policy_violation', message: /content policy: Your prompt was flagged/ });
+    it("a content-policy refusal → 400 content_policy_violation with the server's reason", async () => {
+      await failsUncharged(() => generate({ prompt: 'something forbidden' }), {
+        status: 400,
+        code: 'content_policy_violation',
+        message: /content policy: Your prompt was flagged/,
+      });
     });
 
     it('a parameter the server rejects → 400 naming it', async () => {
-      await failsUncharged(() => generate(withExtras({}, { steps: 99 })), { status: 400, code: 'invalid_value', param: 'steps', message: /steps must be/ });
+      await failsUncharged(() => generate(withExtras({}, { steps: 99 })), {
+        status: 400,
+        code: 'invalid_value',
+        param: 'steps',
+        message: /steps must be/,
+      });
     });
   });
 
   it('edits: multipart to /v1/images/edits with one image[] part per reference', async () => {
     const first = await renderSketch({ prompt: 'one', seed: 1, width: 64, height: 64, format: 'png' });
     const second = await renderSketch({ prompt: 'two', seed: 2, width: 40, height: 40, format: 'webp' });
-    const { result, charge } = await charged(t, account, async () => t.client(account.key).images.edit(withExtras({
-      model: 'deepshi-image-1',
-      prompt: 'make it night',
-      image: [await toFile(first, 'one.png', { type: 'image/png' }), await toFile(second, 'two.webp', { type: 'image/webp' })],
-    }, { width: 512, height: 512, seed: 9 })));
+    const { result, charge } = await charged(t, account, async () =>
+      t.client(account.key).images.edit(
+        withExtras(
+          {
+            model: 'deepshi-image-1',
+            prompt: 'make it night',
+            image: [await toFile(first, 'one.png', { type: 'image/png' }), await toFile(second, 'two.webp', { type: 'image/webp' })],
+          },
+          { width: 512, height: 512, seed: 9 },
+        ),
+      ),
+    );
     const [upstream] = sim.requests;
     assert.equal(upstream.path, '/v1/images/edits');
     assert.equal(upstream.headers.authorization, 'Bearer sk-image-1');
     assert.match(String(upstream.headers['content-type']), /^multipart\/form-data; boundary=/);
     assert.deepEqual(upstream.body.fields, {
-      width: '512', height: '512', size: '512x512', seed: '9', model: 'deepshi-image-1', prompt: 'make it night', n: '1', response_format: 'b64_json',
+      width: '512',
+      height: '512',
+      size: '512x512',
+      seed: '9',
+      model: 'deepshi-image-1',
+      prompt: 'make it night',
+      n: '1',
+      response_format: 'b64_json',
     });
-    assert.deepEqual(upstream.body.files.map((file: any) => [file.field, file.type]), [['image[]', 'image/png'], ['image[]', 'image/webp']]);
+    assert.deepEqual(
+      upstream.body.files.map((file: any) => [file.field, file.type]),
+      [
+        ['image[]', 'image/png'],
+        ['image[]', 'image/webp'],
+      ],
+    );
     assert.ok(upstream.body.files[0].bytes.equals(first) && upstream.body.files[1].bytes.equals(second));
     assert.equal(result.data![0].b64_json, sim.sentImages[0]);
     assert.equal(result.size, '512x512');

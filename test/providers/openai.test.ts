@@ -9,7 +9,13 @@ import { probeBase64 } from '../../src/images/probe.ts';
 import { renderSketch } from '../../src/images/sketch.ts';
 import { charged, failsWith } from '../helpers/assertions.ts';
 import { startTestServer, streamsValidated, type TestServer, withExtras } from '../helpers/test-server.ts';
-import { TOKENS_PER_PARTIAL_IMAGE, TOKENS_PER_REFERENCE_IMAGE, outputTokensFor, startOpenAiSimulator, type SimulatorHandle } from '../simulators/openai-simulator.ts';
+import {
+  TOKENS_PER_PARTIAL_IMAGE,
+  TOKENS_PER_REFERENCE_IMAGE,
+  outputTokensFor,
+  startOpenAiSimulator,
+  type SimulatorHandle,
+} from '../simulators/openai-simulator.ts';
 
 /**
  * The openai adapter (gpt-image-1.5, gpt-image-2) end to end: openai SDK → Deepshi → OpenAI simulator. Each test
@@ -25,7 +31,8 @@ function catalogJson(): string {
   const catalog = parseYaml(fs.readFileSync(SHIPPED, 'utf8'));
   for (const model of catalog.models) {
     for (const route of model.routes) {
-      if (route.provider === 'openai') route.options = { timeouts: { connect_ms: 1000, first_byte_ms: 1500, total_ms: 5000 }, max_response_bytes: MAX_RESPONSE_BYTES };
+      if (route.provider === 'openai')
+        route.options = { timeouts: { connect_ms: 1000, first_byte_ms: 1500, total_ms: 5000 }, max_response_bytes: MAX_RESPONSE_BYTES };
     }
   }
   const loose = structuredClone(catalog.models.find((model: { id: string }) => model.id === 'gpt-image-2'));
@@ -48,7 +55,10 @@ function tokenCost(model: keyof typeof RATES, usages: any[]): bigint {
   for (const usage of usages) {
     const imageIn = BigInt(usage.input_tokens_details?.image_tokens ?? 0);
     const imageOut = BigInt(usage.output_tokens_details?.image_tokens ?? usage.output_tokens);
-    total += (BigInt(usage.input_tokens) - imageIn) * rates.textIn + imageIn * rates.imageIn + imageOut * rates.imageOut +
+    total +=
+      (BigInt(usage.input_tokens) - imageIn) * rates.textIn +
+      imageIn * rates.imageIn +
+      imageOut * rates.imageOut +
       (BigInt(usage.output_tokens) - imageOut) * rates.textOut;
   }
   return total;
@@ -61,7 +71,10 @@ describe('openai adapter through POST /v1/images/generations', () => {
 
   before(async () => {
     sim = await startOpenAiSimulator({ apiKey: 'sk-sim' });
-    t = await startTestServer({ env: { OPENAI_API_KEY: 'sk-sim', OPENAI_BASE_URL: sim.url, DEEPSHI_KEEPALIVE_MS: '50' }, catalog: catalogJson() });
+    t = await startTestServer({
+      env: { OPENAI_API_KEY: 'sk-sim', OPENAI_BASE_URL: sim.url, DEEPSHI_KEEPALIVE_MS: '50' },
+      catalog: catalogJson(),
+    });
     account = await t.createAccount('100');
   });
   beforeEach(() => sim.reset());
@@ -74,32 +87,81 @@ describe('openai adapter through POST /v1/images/generations', () => {
     {
       name: 'gpt-image-1.5 defaults',
       params: { model: 'gpt-image-1.5', prompt: 'a lighthouse at dusk' },
-      body: { model: 'gpt-image-1.5', prompt: 'a lighthouse at dusk', n: 1, size: 'auto', quality: 'medium', background: 'auto', moderation: 'auto' },
+      body: {
+        model: 'gpt-image-1.5',
+        prompt: 'a lighthouse at dusk',
+        n: 1,
+        size: 'auto',
+        quality: 'medium',
+        background: 'auto',
+        moderation: 'auto',
+      },
       size: '1024x1024',
     },
     {
       name: 'gpt-image-1.5 size 1536x1024 (the SDK size field), quality high',
       params: { model: 'gpt-image-1.5', prompt: 'a wide harbour', size: '1536x1024', quality: 'high' },
-      body: { model: 'gpt-image-1.5', prompt: 'a wide harbour', n: 1, size: '1536x1024', quality: 'high', background: 'auto', moderation: 'auto' },
+      body: {
+        model: 'gpt-image-1.5',
+        prompt: 'a wide harbour',
+        n: 1,
+        size: '1536x1024',
+        quality: 'high',
+        background: 'auto',
+        moderation: 'auto',
+      },
       size: '1536x1024',
     },
     {
       name: 'gpt-image-1.5 image_size 1024x1536, quality low, n 2',
       params: { model: 'gpt-image-1.5', prompt: 'two towers', n: 2, image_size: '1024x1536', quality: 'low' },
-      body: { model: 'gpt-image-1.5', prompt: 'two towers', n: 2, size: '1024x1536', quality: 'low', background: 'auto', moderation: 'auto' },
+      body: {
+        model: 'gpt-image-1.5',
+        prompt: 'two towers',
+        n: 2,
+        size: '1024x1536',
+        quality: 'low',
+        background: 'auto',
+        moderation: 'auto',
+      },
       size: '1024x1536',
     },
     {
       name: 'gpt-image-1.5 transparent webp: output_format is asked upstream, nothing is transcoded',
-      params: { model: 'gpt-image-1.5', prompt: 'a sticker', background: 'transparent', output_format: 'webp', quality: 'high', size: '1024x1024' },
-      body: { model: 'gpt-image-1.5', prompt: 'a sticker', n: 1, size: '1024x1024', quality: 'high', background: 'transparent', moderation: 'auto', output_format: 'webp' },
+      params: {
+        model: 'gpt-image-1.5',
+        prompt: 'a sticker',
+        background: 'transparent',
+        output_format: 'webp',
+        quality: 'high',
+        size: '1024x1024',
+      },
+      body: {
+        model: 'gpt-image-1.5',
+        prompt: 'a sticker',
+        n: 1,
+        size: '1024x1024',
+        quality: 'high',
+        background: 'transparent',
+        moderation: 'auto',
+        output_format: 'webp',
+      },
       size: '1024x1024',
       format: 'webp',
     },
     {
       name: 'gpt-image-1.5 moderation low, opaque jpeg',
       params: { model: 'gpt-image-1.5', prompt: 'a market', moderation: 'low', background: 'opaque', output_format: 'jpeg' },
-      body: { model: 'gpt-image-1.5', prompt: 'a market', n: 1, size: 'auto', quality: 'medium', background: 'opaque', moderation: 'low', output_format: 'jpeg' },
+      body: {
+        model: 'gpt-image-1.5',
+        prompt: 'a market',
+        n: 1,
+        size: 'auto',
+        quality: 'medium',
+        background: 'opaque',
+        moderation: 'low',
+        output_format: 'jpeg',
+      },
       size: '1024x1024',
       format: 'jpeg',
     },
@@ -112,13 +174,37 @@ describe('openai adapter through POST /v1/images/generations', () => {
     {
       name: 'gpt-image-2 custom size 2048x1152, quality high',
       params: { model: 'gpt-image-2', prompt: 'a panorama', size: '2048x1152', quality: 'high' },
-      body: { model: 'gpt-image-2', prompt: 'a panorama', n: 1, size: '2048x1152', quality: 'high', background: 'auto', moderation: 'auto' },
+      body: {
+        model: 'gpt-image-2',
+        prompt: 'a panorama',
+        n: 1,
+        size: '2048x1152',
+        quality: 'high',
+        background: 'auto',
+        moderation: 'auto',
+      },
       size: '2048x1152',
     },
     {
       name: 'gpt-image-2 n 4, portrait, low',
-      params: { model: 'gpt-image-2', prompt: 'four seasons', n: 4, size: '1024x1536', quality: 'low', background: 'opaque', moderation: 'low' },
-      body: { model: 'gpt-image-2', prompt: 'four seasons', n: 4, size: '1024x1536', quality: 'low', background: 'opaque', moderation: 'low' },
+      params: {
+        model: 'gpt-image-2',
+        prompt: 'four seasons',
+        n: 4,
+        size: '1024x1536',
+        quality: 'low',
+        background: 'opaque',
+        moderation: 'low',
+      },
+      body: {
+        model: 'gpt-image-2',
+        prompt: 'four seasons',
+        n: 4,
+        size: '1024x1536',
+        quality: 'low',
+        background: 'opaque',
+        moderation: 'low',
+      },
       size: '1024x1536',
     },
   ];
@@ -136,9 +222,13 @@ describe('openai adapter through POST /v1/images/generations', () => {
       assert.equal(upstream.headers['content-type'], 'application/json');
       assert.deepEqual(upstream.body, testCase.body);
 
-      const n = (testCase.body.n as number);
+      const n = testCase.body.n as number;
       assert.equal(result.size, testCase.size);
-      assert.deepEqual(result.data!.map((item) => item.b64_json), sim.sentImages, 'the upstream base64, byte for byte');
+      assert.deepEqual(
+        result.data!.map((item) => item.b64_json),
+        sim.sentImages,
+        'the upstream base64, byte for byte',
+      );
       assert.equal(result.data!.length, n);
       for (const item of result.data!) assert.equal(probeBase64(item.b64_json!)!.format, testCase.format ?? 'png');
 
@@ -156,7 +246,9 @@ describe('openai adapter through POST /v1/images/generations', () => {
   }
 
   it('the charge settles at the token cost even when it exceeds the rounded list price (high 1024x1024: $0.13312 + prompt)', async () => {
-    const { charge } = await charged(t, account, () => t.client(account.key).images.generate({ model: 'gpt-image-1.5', prompt: 'exactly square', size: '1024x1024', quality: 'high' }));
+    const { charge } = await charged(t, account, () =>
+      t.client(account.key).images.generate({ model: 'gpt-image-1.5', prompt: 'exactly square', size: '1024x1024', quality: 'high' }),
+    );
     assert.ok(charge > parseUsd('0.133'), `charged ${formatUsd(charge)}`);
     assert.equal(charge, tokenCost('gpt-image-1.5', sim.sentUsages));
   });
@@ -168,11 +260,24 @@ describe('openai adapter through POST /v1/images/generations', () => {
   });
 
   it('extras are forwarded; URL-carrying extras are dropped with a warning', async () => {
-    const result = await t.client(account.key).images.generate(
-      withExtras({ model: 'gpt-image-1.5', prompt: 'p', output_format: 'jpeg' as const }, { output_compression: 60, webhook_url: 'https://example.com/hook' }),
-    );
+    const result = await t
+      .client(account.key)
+      .images.generate(
+        withExtras(
+          { model: 'gpt-image-1.5', prompt: 'p', output_format: 'jpeg' as const },
+          { output_compression: 60, webhook_url: 'https://example.com/hook' },
+        ),
+      );
     assert.deepEqual(sim.requests[0].body, {
-      output_compression: 60, model: 'gpt-image-1.5', prompt: 'p', n: 1, size: 'auto', quality: 'medium', background: 'auto', moderation: 'auto', output_format: 'jpeg',
+      output_compression: 60,
+      model: 'gpt-image-1.5',
+      prompt: 'p',
+      n: 1,
+      size: 'auto',
+      quality: 'medium',
+      background: 'auto',
+      moderation: 'auto',
+      output_format: 'jpeg',
     });
     assert.ok((result as any).warnings.some((warning: any) => warning.param === 'webhook_url'));
   });
@@ -183,7 +288,7 @@ describe('openai adapter through POST /v1/images/generations', () => {
     assert.equal(result.data![0].url, `data:image/png;base64,${sim.sentImages[0]}`);
   });
 
-  it('OPENAI_BASE_URL may end in /v1 (the SDKs\' convention): the same endpoint is called', async () => {
+  it("OPENAI_BASE_URL may end in /v1 (the SDKs' convention): the same endpoint is called", async () => {
     const other = await startTestServer({ env: { OPENAI_API_KEY: 'sk-sim', OPENAI_BASE_URL: `${sim.url}/v1/` }, catalog: catalogJson() });
     try {
       const buyer = await other.createAccount('1');
@@ -197,18 +302,34 @@ describe('openai adapter through POST /v1/images/generations', () => {
   describe('streaming with partial_images', () => {
     it('partial_images 2: the upstream streams (n 1, stream, partial_images) and the SDK iterates partial, partial, completed', async () => {
       const { result: events, charge } = await charged(t, account, async () => {
-        const stream = await t.client(account.key).images.generate({ model: 'gpt-image-1.5', prompt: 'a comet', stream: true, partial_images: 2, quality: 'low' });
+        const stream = await t
+          .client(account.key)
+          .images.generate({ model: 'gpt-image-1.5', prompt: 'a comet', stream: true, partial_images: 2, quality: 'low' });
         const seen: any[] = [];
         for await (const event of stream) seen.push(event);
         return seen;
       });
       await streamsValidated();
       assert.deepEqual(sim.requests[0].body, {
-        model: 'gpt-image-1.5', prompt: 'a comet', n: 1, size: 'auto', quality: 'low', background: 'auto', moderation: 'auto', stream: true, partial_images: 2,
+        model: 'gpt-image-1.5',
+        prompt: 'a comet',
+        n: 1,
+        size: 'auto',
+        quality: 'low',
+        background: 'auto',
+        moderation: 'auto',
+        stream: true,
+        partial_images: 2,
       });
       assert.equal(sim.requests[0].headers.accept, 'text/event-stream');
-      assert.deepEqual(events.map((event) => event.type), ['image_generation.partial_image', 'image_generation.partial_image', 'image_generation.completed']);
-      assert.deepEqual(events.slice(0, 2).map((event) => event.partial_image_index), [0, 1]);
+      assert.deepEqual(
+        events.map((event) => event.type),
+        ['image_generation.partial_image', 'image_generation.partial_image', 'image_generation.completed'],
+      );
+      assert.deepEqual(
+        events.slice(0, 2).map((event) => event.partial_image_index),
+        [0, 1],
+      );
       assert.equal(events[2].b64_json, sim.sentImages[0]);
       assert.equal(sim.sentUsages[0].output_tokens, 272 + 2 * TOKENS_PER_PARTIAL_IMAGE);
       assert.equal(charge, tokenCost('gpt-image-1.5', sim.sentUsages));
@@ -217,7 +338,9 @@ describe('openai adapter through POST /v1/images/generations', () => {
     it('n 2 streams two single-image upstream calls; both images arrive and the charge sums their usage', async () => {
       sim.sendDone = true; // a `data: [DONE]` sentinel at the end of each upstream stream is tolerated
       const { result: events, charge } = await charged(t, account, async () => {
-        const stream = await t.client(account.key).images.generate({ model: 'gpt-image-2', prompt: 'twins', n: 2, stream: true, partial_images: 1 });
+        const stream = await t
+          .client(account.key)
+          .images.generate({ model: 'gpt-image-2', prompt: 'twins', n: 2, stream: true, partial_images: 1 });
         const seen: any[] = [];
         for await (const event of stream) seen.push(event);
         return seen;
@@ -230,7 +353,9 @@ describe('openai adapter through POST /v1/images/generations', () => {
       assert.deepEqual([...finals].sort(), [...sim.sentImages].sort());
       assert.equal(charge, tokenCost('gpt-image-2', sim.sentUsages));
       // The completed events' costs are the settled token charge, split across the images: they sum to it exactly.
-      const streamed = events.filter((event) => event.type === 'image_generation.completed').map((event) => Math.round(event.usage.cost.total_cost * 1e9));
+      const streamed = events
+        .filter((event) => event.type === 'image_generation.completed')
+        .map((event) => Math.round(event.usage.cost.total_cost * 1e9));
       assert.equal(BigInt(streamed.reduce((sum, nanos) => sum + nanos, 0)), charge);
     });
 
@@ -245,7 +370,10 @@ describe('openai adapter through POST /v1/images/generations', () => {
           const stream = await client.images.generate({ model: 'gpt-image-1.5', prompt: 'p', stream: true, partial_images: 1 });
           return (async () => {
             for await (const event of stream) types.push(event.type);
-          })().then(() => assert.fail('expected an error'), (caught) => caught);
+          })().then(
+            () => assert.fail('expected an error'),
+            (caught) => caught,
+          );
         });
         assert.deepEqual(types, ['image_generation.partial_image']);
         assert.ok(error instanceof OpenAI.APIError);
@@ -257,8 +385,10 @@ describe('openai adapter through POST /v1/images/generations', () => {
   });
 
   describe('upstream failures: the right error, and the balance unchanged', () => {
-    const generate = (params: Record<string, unknown> = {}) => () =>
-      t.client(account.key).images.generate({ model: 'gpt-image-1.5', prompt: 'p', ...params } as never);
+    const generate =
+      (params: Record<string, unknown> = {}) =>
+      () =>
+        t.client(account.key).images.generate({ model: 'gpt-image-1.5', prompt: 'p', ...params } as never);
 
     it('500 (twice: retried once on the only route) → 503, nothing charged', async () => {
       sim.setFault({ kind: 'status500' });
@@ -269,7 +399,9 @@ describe('openai adapter through POST /v1/images/generations', () => {
 
     it('429 with Retry-After → 429 with Retry-After, nothing charged', async () => {
       sim.setFault({ kind: 'rate429', retryAfter: '1' });
-      const { result: error, charge } = await charged(t, account, () => failsWith(generate(), { status: 429, code: 'rate_limit_exceeded' }));
+      const { result: error, charge } = await charged(t, account, () =>
+        failsWith(generate(), { status: 429, code: 'rate_limit_exceeded' }),
+      );
       assert.equal((error as InstanceType<typeof OpenAI.APIError>).headers?.get('retry-after'), '1');
       assert.equal(charge, 0n);
       assert.equal(sim.requests.length, 2);
@@ -312,14 +444,23 @@ describe('openai adapter through POST /v1/images/generations', () => {
     ];
     for (const { prompt, message } of refusals) {
       it(`safety refusal (${prompt}) → 400 content_policy_violation saying what was rejected, nothing charged`, async () => {
-        const { charge } = await charged(t, account, () => failsWith(generate({ prompt }), { status: 400, code: 'content_policy_violation', message }));
+        const { charge } = await charged(t, account, () =>
+          failsWith(generate({ prompt }), { status: 400, code: 'content_policy_violation', message }),
+        );
         assert.equal(charge, 0n);
         assert.equal(sim.requests.length, 1);
       });
     }
 
     it('an upstream size rejection names our param (size → image_size), nothing charged', async () => {
-      const { charge } = await charged(t, account, () => failsWith(generate({ model: 'gpt-image-loose', size: '1000x1000' }), { status: 400, code: 'invalid_value', param: 'image_size', message: /1000x1000/ }));
+      const { charge } = await charged(t, account, () =>
+        failsWith(generate({ model: 'gpt-image-loose', size: '1000x1000' }), {
+          status: 400,
+          code: 'invalid_value',
+          param: 'image_size',
+          message: /1000x1000/,
+        }),
+      );
       assert.equal(charge, 0n);
     });
 
@@ -328,7 +469,10 @@ describe('openai adapter through POST /v1/images/generations', () => {
     });
 
     it('an unknown extra field is refused upstream (unknown_parameter) and reported with its name', async () => {
-      await failsWith(() => t.client(account.key).images.generate(withExtras({ model: 'gpt-image-1.5', prompt: 'p' }, { style_preset: 'noir' })), { status: 400, param: 'style_preset', message: /Unknown parameter/ });
+      await failsWith(
+        () => t.client(account.key).images.generate(withExtras({ model: 'gpt-image-1.5', prompt: 'p' }, { style_preset: 'noir' })),
+        { status: 400, param: 'style_preset', message: /Unknown parameter/ },
+      );
     });
 
     it('fewer images than asked: the delivered one is charged at list price, with a warning', async () => {
@@ -357,7 +501,11 @@ describe('openai adapter through POST /v1/images/generations', () => {
 
   it('the simulator validates like OpenAI: response_format refused, gpt-image-2 custom-size rules, n 1-10', async () => {
     const post = async (body: Record<string, unknown>) => {
-      const response = await fetch(`${sim.url}/v1/images/generations`, { method: 'POST', headers: { authorization: 'Bearer sk-sim', 'content-type': 'application/json' }, body: JSON.stringify(body) });
+      const response = await fetch(`${sim.url}/v1/images/generations`, {
+        method: 'POST',
+        headers: { authorization: 'Bearer sk-sim', 'content-type': 'application/json' },
+        body: JSON.stringify(body),
+      });
       return { status: response.status, error: response.status === 200 ? undefined : (await response.json()).error };
     };
     const refused = await post({ model: 'gpt-image-1.5', prompt: 'p', response_format: 'b64_json' });
@@ -375,22 +523,34 @@ describe('openai adapter through POST /v1/images/generations', () => {
     it('sends image[] parts and the edit fields (no moderation), and charges the reported input image tokens', async () => {
       const first = await renderSketch({ prompt: 'ref one', seed: 1, width: 64, height: 64, format: 'png' });
       const second = await renderSketch({ prompt: 'ref two', seed: 2, width: 48, height: 32, format: 'jpeg' });
-      const { result, charge } = await charged(t, account, async () => t.client(account.key).images.edit({
-        model: 'gpt-image-1.5',
-        prompt: 'make it night',
-        image: [await toFile(first, 'one.png', { type: 'image/png' }), await toFile(second, 'two.jpg', { type: 'image/jpeg' })],
-        size: '1024x1024',
-        quality: 'low',
-      }));
+      const { result, charge } = await charged(t, account, async () =>
+        t.client(account.key).images.edit({
+          model: 'gpt-image-1.5',
+          prompt: 'make it night',
+          image: [await toFile(first, 'one.png', { type: 'image/png' }), await toFile(second, 'two.jpg', { type: 'image/jpeg' })],
+          size: '1024x1024',
+          quality: 'low',
+        }),
+      );
       const [upstream] = sim.requests;
       assert.equal(upstream.path, '/v1/images/edits');
       assert.equal(upstream.headers.authorization, 'Bearer sk-sim');
       assert.match(String(upstream.headers['content-type']), /^multipart\/form-data; boundary=/);
-      assert.deepEqual(upstream.body.fields, { size: '1024x1024', quality: 'low', background: 'auto', model: 'gpt-image-1.5', prompt: 'make it night', n: '1' });
-      assert.deepEqual(upstream.body.files.map((file: any) => [file.field, file.type, file.bytes.length]), [
-        ['image[]', 'image/png', first.length],
-        ['image[]', 'image/jpeg', second.length],
-      ]);
+      assert.deepEqual(upstream.body.fields, {
+        size: '1024x1024',
+        quality: 'low',
+        background: 'auto',
+        model: 'gpt-image-1.5',
+        prompt: 'make it night',
+        n: '1',
+      });
+      assert.deepEqual(
+        upstream.body.files.map((file: any) => [file.field, file.type, file.bytes.length]),
+        [
+          ['image[]', 'image/png', first.length],
+          ['image[]', 'image/jpeg', second.length],
+        ],
+      );
       assert.ok(upstream.body.files[0].bytes.equals(first) && upstream.body.files[1].bytes.equals(second));
       assert.equal(result.data![0].b64_json, sim.sentImages[0]);
       assert.equal(sim.sentUsages[0].input_tokens_details.image_tokens, 2 * TOKENS_PER_REFERENCE_IMAGE);
@@ -400,7 +560,14 @@ describe('openai adapter through POST /v1/images/generations', () => {
 
     it('moderation low on an edit is reported as not supported, and not sent', async () => {
       const reference = await renderSketch({ prompt: 'r', seed: 1, width: 64, height: 64, format: 'png' });
-      const result = await t.client(account.key).images.edit(withExtras({ model: 'gpt-image-2', prompt: 'p', image: await toFile(reference, 'r.png', { type: 'image/png' }) }, { moderation: 'low' }));
+      const result = await t
+        .client(account.key)
+        .images.edit(
+          withExtras(
+            { model: 'gpt-image-2', prompt: 'p', image: await toFile(reference, 'r.png', { type: 'image/png' }) },
+            { moderation: 'low' },
+          ),
+        );
       assert.ok(!('moderation' in sim.requests[0].body.fields));
       assert.ok((result as any).warnings.some((warning: any) => warning.param === 'moderation'));
     });
@@ -408,7 +575,14 @@ describe('openai adapter through POST /v1/images/generations', () => {
     it('a streamed edit with partial_images relays image_edit partial and completed events', async () => {
       const reference = await renderSketch({ prompt: 'r', seed: 1, width: 64, height: 64, format: 'png' });
       const { result: events, charge } = await charged(t, account, async () => {
-        const stream = await t.client(account.key).images.edit({ model: 'gpt-image-1.5', prompt: 'p', image: await toFile(reference, 'r.png', { type: 'image/png' }), stream: true, partial_images: 1, quality: 'low' });
+        const stream = await t.client(account.key).images.edit({
+          model: 'gpt-image-1.5',
+          prompt: 'p',
+          image: await toFile(reference, 'r.png', { type: 'image/png' }),
+          stream: true,
+          partial_images: 1,
+          quality: 'low',
+        });
         const seen: any[] = [];
         for await (const event of stream) seen.push(event);
         return seen;
@@ -416,7 +590,10 @@ describe('openai adapter through POST /v1/images/generations', () => {
       await streamsValidated();
       assert.equal(sim.requests[0].body.fields.stream, 'true');
       assert.equal(sim.requests[0].body.fields.partial_images, '1');
-      assert.deepEqual(events.map((event) => event.type), ['image_edit.partial_image', 'image_edit.completed']);
+      assert.deepEqual(
+        events.map((event) => event.type),
+        ['image_edit.partial_image', 'image_edit.completed'],
+      );
       assert.equal(events[1].b64_json, sim.sentImages[0]);
       assert.equal(charge, tokenCost('gpt-image-1.5', sim.sentUsages));
     });

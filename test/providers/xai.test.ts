@@ -56,7 +56,13 @@ describe('xAI adapter (grok-imagine, grok-imagine-quality) against the xAI simul
     assert.equal(call.path, '/v1/images/generations');
     assert.equal(call.headers.authorization, 'Bearer sk-sim');
     assert.equal(call.headers['content-type'], 'application/json');
-    assert.deepEqual(call.body, { model: 'grok-imagine-image', prompt: 'a cat in a tree', n: 1, response_format: 'b64_json', aspect_ratio: '1:1' });
+    assert.deepEqual(call.body, {
+      model: 'grok-imagine-image',
+      prompt: 'a cat in a tree',
+      n: 1,
+      response_format: 'b64_json',
+      aspect_ratio: '1:1',
+    });
 
     assert.equal(result.size, '1024x1024');
     assert.equal(result.data[0].b64_json, call.answer.data[0].b64_json, 'base64 passed through untouched');
@@ -73,7 +79,13 @@ describe('xAI adapter (grok-imagine, grok-imagine-quality) against the xAI simul
       sim.reset();
       const start = await balance();
       const result = await generate({ aspect_ratio: ratio });
-      assert.deepEqual(sim.requests[0].body, { model: 'grok-imagine-image', prompt: 'a cat in a tree', n: 1, response_format: 'b64_json', aspect_ratio: ratio });
+      assert.deepEqual(sim.requests[0].body, {
+        model: 'grok-imagine-image',
+        prompt: 'a cat in a tree',
+        n: 1,
+        response_format: 'b64_json',
+        aspect_ratio: ratio,
+      });
       assert.equal(result.size, model.sizing.table['*'][ratio]);
       assert.equal(result.size, XAI_SIZES['1k'][ratio]);
       const probed = probeBase64(result.data[0].b64_json)!;
@@ -84,13 +96,22 @@ describe('xAI adapter (grok-imagine, grok-imagine-quality) against the xAI simul
 
   it('grok-imagine-quality: resolution goes lower-cased, the 2K tier is sized and charged from the ticks', async () => {
     const model = catalogModel('grok-imagine-quality');
-    for (const [tier, ratio, ticks, nanos] of [['1K', '3:2', 500_000_000, 50_000_000n], ['2K', '9:19.5', 612_345_678, 61_234_568n], ['2K', '16:9', 700_000_000, 70_000_000n]] as const) {
+    for (const [tier, ratio, ticks, nanos] of [
+      ['1K', '3:2', 500_000_000, 50_000_000n],
+      ['2K', '9:19.5', 612_345_678, 61_234_568n],
+      ['2K', '16:9', 700_000_000, 70_000_000n],
+    ] as const) {
       sim.reset();
       const start = await balance();
       sim.queue({ kind: 'images', ticks });
       const result = await generate({ resolution: tier, aspect_ratio: ratio }, 'grok-imagine-quality');
       assert.deepEqual(sim.requests[0].body, {
-        model: 'grok-imagine-image-quality', prompt: 'a cat in a tree', n: 1, response_format: 'b64_json', aspect_ratio: ratio, resolution: tier.toLowerCase(),
+        model: 'grok-imagine-image-quality',
+        prompt: 'a cat in a tree',
+        n: 1,
+        response_format: 'b64_json',
+        aspect_ratio: ratio,
+        resolution: tier.toLowerCase(),
       });
       assert.equal(result.size, model.sizing.table[tier][ratio]);
       assert.equal(await spent(t, account, start), nanos);
@@ -98,9 +119,21 @@ describe('xAI adapter (grok-imagine, grok-imagine-quality) against the xAI simul
   });
 
   it('size and style never reach xAI (it rejects them); URL and owned extras are dropped with warnings', async () => {
-    const result = await generate({ size: '1024x1024', style: 'vivid', callback_url: 'https://example.com/hook', n: 1, response_format: 'url' });
+    const result = await generate({
+      size: '1024x1024',
+      style: 'vivid',
+      callback_url: 'https://example.com/hook',
+      n: 1,
+      response_format: 'url',
+    });
     // response_format is ours (the caller asked for url, which Deepshi serves as a data: URI); xAI is always asked for base64.
-    assert.deepEqual(sim.requests[0].body, { model: 'grok-imagine-image', prompt: 'a cat in a tree', n: 1, response_format: 'b64_json', aspect_ratio: '1:1' });
+    assert.deepEqual(sim.requests[0].body, {
+      model: 'grok-imagine-image',
+      prompt: 'a cat in a tree',
+      n: 1,
+      response_format: 'b64_json',
+      aspect_ratio: '1:1',
+    });
     assert.match(result.data[0].url, /^data:image\/jpeg;base64,/);
     const params = result.warnings.map((warning: { param: string }) => warning.param).sort();
     assert.deepEqual(params, ['callback_url', 'size', 'style']);
@@ -111,7 +144,11 @@ describe('xAI adapter (grok-imagine, grok-imagine-quality) against the xAI simul
     const error = await expectError(generate({ frobnicate: 1 }), 400, 'invalid_value', 'frobnicate');
     assert.match(error.message, /Argument not supported: frobnicate/);
     sim.reset();
-    sim.queue({ kind: 'error', status: 400, body: { error: { message: 'Invalid aspect ratio', type: 'invalid_request_error', param: 'aspect_ratio', code: 'invalid_argument' } } });
+    sim.queue({
+      kind: 'error',
+      status: 400,
+      body: { error: { message: 'Invalid aspect ratio', type: 'invalid_request_error', param: 'aspect_ratio', code: 'invalid_argument' } },
+    });
     await expectError(generate({}), 400, 'invalid_value', 'aspect_ratio');
     await expectBalance(t, account, start);
   });
@@ -142,7 +179,9 @@ describe('xAI adapter (grok-imagine, grok-imagine-quality) against the xAI simul
     const result = await generate({ n: 3 });
     assert.equal(result.data.length, 2);
     for (const item of result.data) assert.equal(probeBase64(item.b64_json)!.width, 1024, 'no 64 px placeholder');
-    assert.ok(result.warnings.some((warning: { message: string }) => /1 of 3 images were withheld by xAI's moderation/.test(warning.message)));
+    assert.ok(
+      result.warnings.some((warning: { message: string }) => /1 of 3 images were withheld by xAI's moderation/.test(warning.message)),
+    );
     assert.equal(await spent(t, account, start), 40_000_000n); // 600,000,000 ticks × 2/3
   });
 
@@ -181,7 +220,12 @@ describe('xAI adapter (grok-imagine, grok-imagine-quality) against the xAI simul
 
   it('result links to another local port or the metadata address → refused before connecting, 502, no charge', async () => {
     const start = await balance();
-    for (const url of [`${sim.other.url}/xai-tmp-imgen/a.jpeg`, 'http://169.254.169.254/latest/meta-data/iam/', `https://127.0.0.1:${new URL(sim.other.url).port}/a.jpeg`, 'https://imgen.x.ai.evil.example/a.jpeg']) {
+    for (const url of [
+      `${sim.other.url}/xai-tmp-imgen/a.jpeg`,
+      'http://169.254.169.254/latest/meta-data/iam/',
+      `https://127.0.0.1:${new URL(sim.other.url).port}/a.jpeg`,
+      'https://imgen.x.ai.evil.example/a.jpeg',
+    ]) {
       sim.queue({ kind: 'result_url', url });
       const error = await expectError(generate({}), 502, 'upstream_error');
       assert.match(error.message, /not downloaded/, url);
@@ -230,7 +274,11 @@ describe('xAI adapter (grok-imagine, grok-imagine-quality) against the xAI simul
     const wrong = await startTestServer({ env: { XAI_API_KEY: 'sk-wrong', XAI_BASE_URL: sim.url }, catalog: xaiCatalog() });
     try {
       const other = await wrong.createAccount('1');
-      const error = await expectError(wrong.client(other.key).images.generate({ model: 'grok-imagine', prompt: 'x' }), 502, 'upstream_error');
+      const error = await expectError(
+        wrong.client(other.key).images.generate({ model: 'grok-imagine', prompt: 'x' }),
+        502,
+        'upstream_error',
+      );
       assert.match(error.message, /misconfigured/);
       assert.doesNotMatch(error.message, /Incorrect API key/);
       assert.equal(sim.requests[0].headers.authorization, 'Bearer sk-wrong');
@@ -244,15 +292,26 @@ describe('xAI adapter (grok-imagine, grok-imagine-quality) against the xAI simul
     const start = await balance();
     const first = Buffer.from(await solidImage(64, 64, 'image/png', 2), 'base64');
     const second = Buffer.from(await solidImage(48, 64, 'image/jpeg', 3), 'base64');
-    const result = (await t.client(account.key).images.edit(withExtras(
-      { model: 'grok-imagine-quality', prompt: 'put them together', image: [await toFile(first, 'a.png', { type: 'image/png' }), await toFile(second, 'b.jpg', { type: 'image/jpeg' })] },
-      { aspect_ratio: '4:3' },
-    ))) as any;
+    const result = (await t.client(account.key).images.edit(
+      withExtras(
+        {
+          model: 'grok-imagine-quality',
+          prompt: 'put them together',
+          image: [await toFile(first, 'a.png', { type: 'image/png' }), await toFile(second, 'b.jpg', { type: 'image/jpeg' })],
+        },
+        { aspect_ratio: '4:3' },
+      ),
+    )) as any;
     const [call] = sim.requests;
     assert.equal(call.path, '/v1/images/edits');
     assert.equal(call.headers.authorization, 'Bearer sk-sim');
     assert.deepEqual(call.body, {
-      model: 'grok-imagine-image-quality', prompt: 'put them together', n: 1, response_format: 'b64_json', aspect_ratio: '4:3', resolution: '1k',
+      model: 'grok-imagine-image-quality',
+      prompt: 'put them together',
+      n: 1,
+      response_format: 'b64_json',
+      aspect_ratio: '4:3',
+      resolution: '1k',
       images: [
         { url: `data:image/png;base64,${first.toString('base64')}`, type: 'image_url' },
         { url: `data:image/jpeg;base64,${second.toString('base64')}`, type: 'image_url' },
@@ -265,14 +324,26 @@ describe('xAI adapter (grok-imagine, grok-imagine-quality) against the xAI simul
   it('edits (adapter direct): one reference → `image`, never both fields', async () => {
     const png = Buffer.from(await solidImage(32, 32, 'image/png', 1), 'base64');
     const request: NormalizedImageRequest = {
-      model: 'grok-imagine', prompt: 'make it winter', n: 1, seed: undefined, width: 1024, height: 1024,
-      params: { aspect_ratio: '1:1' }, outputFormat: undefined, partialImages: 0, extra: {},
+      model: 'grok-imagine',
+      prompt: 'make it winter',
+      n: 1,
+      seed: undefined,
+      width: 1024,
+      height: 1024,
+      params: { aspect_ratio: '1:1' },
+      outputFormat: undefined,
+      partialImages: 0,
+      extra: {},
       inputImages: [{ bytes: png, mediaType: 'image/png', width: 32, height: 32 }],
     };
     const route = { upstreamModel: 'grok-imagine-image', baseUrl: sim.url, credential: 'sk-sim', options: ROUTE_OPTIONS };
     const result = await new XaiImageAdapter().generate(request, route, { signal: AbortSignal.timeout(5_000) });
     assert.deepEqual(sim.requests[0].body, {
-      model: 'grok-imagine-image', prompt: 'make it winter', n: 1, response_format: 'b64_json', aspect_ratio: '1:1',
+      model: 'grok-imagine-image',
+      prompt: 'make it winter',
+      n: 1,
+      response_format: 'b64_json',
+      aspect_ratio: '1:1',
       image: { url: `data:image/png;base64,${png.toString('base64')}`, type: 'image_url' },
     });
     assert.equal(result.images.length, 1);

@@ -130,7 +130,9 @@ export class Cluster {
     let timer: NodeJS.Timeout | undefined;
     const started = await Promise.race([
       url,
-      exited.then((code) => { throw new Error(`instance ${name} exited with ${code} before listening:\n${instance.logs()}`); }),
+      exited.then((code) => {
+        throw new Error(`instance ${name} exited with ${code} before listening:\n${instance.logs()}`);
+      }),
       new Promise<never>((_, reject) => {
         timer = setTimeout(() => reject(new Error(`instance ${name} did not start within 30 s:\n${instance.logs()}`)), 30_000);
       }),
@@ -181,7 +183,12 @@ export interface Outcome {
 }
 
 /** POST /v1/images/generations; network errors (a killed instance) come back as status 0. */
-export async function generate(instance: Instance, key: string, body: Record<string, unknown>, headers: Record<string, string> = {}): Promise<Outcome> {
+export async function generate(
+  instance: Instance,
+  key: string,
+  body: Record<string, unknown>,
+  headers: Record<string, string> = {},
+): Promise<Outcome> {
   try {
     const response = await fetch(`${instance.url}/v1/images/generations`, {
       method: 'POST',

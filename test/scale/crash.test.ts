@@ -29,7 +29,9 @@ scaleSuite('kill -9 with generations in flight', () => {
     const hung = { model: 'scale-upstream', prompt: 'hang on A' };
 
     // In flight on A when it dies: 8 hanging generations, one of them with an Idempotency-Key.
-    const onA: Array<Promise<Outcome>> = Array.from({ length: 7 }, (_, i) => generate(a, account.key, { ...hung, prompt: `hang on A ${i}` }));
+    const onA: Array<Promise<Outcome>> = Array.from({ length: 7 }, (_, i) =>
+      generate(a, account.key, { ...hung, prompt: `hang on A ${i}` }),
+    );
     onA.push(generate(a, account.key, hung, { 'idempotency-key': idempotencyKey }));
     // On B meanwhile: two that finish (settled) and two that hit B's own deadline (released, 504).
     const onB = [
@@ -43,7 +45,11 @@ scaleSuite('kill -9 with generations in flight', () => {
     assert.ok(heldBeforeKill >= 10, `8 on A and 2 hanging on B are held (${heldBeforeKill})`);
 
     await a.kill('SIGKILL');
-    assert.deepEqual((await Promise.all(onA)).map((r) => r.status), Array(8).fill(0), 'A\'s callers lost their connections');
+    assert.deepEqual(
+      (await Promise.all(onA)).map((r) => r.status),
+      Array(8).fill(0),
+      "A's callers lost their connections",
+    );
     const bStatuses = (await Promise.all(onB)).map((r) => r.status);
     assert.deepEqual(bStatuses, [200, 200, 504, 504]);
 
@@ -54,7 +60,11 @@ scaleSuite('kill -9 with generations in flight', () => {
     assert.equal(early.headers.get('retry-after'), '2');
 
     // B's sweeper releases A's holds once they expire (~2 s after they were taken).
-    await waitFor(async () => (await admin(b, 'GET', `/admin/v1/accounts/${account.accountId}`)).held === '0', 'the held balance to return to 0', 10_000);
+    await waitFor(
+      async () => (await admin(b, 'GET', `/admin/v1/accounts/${account.accountId}`)).held === '0',
+      'the held balance to return to 0',
+      10_000,
+    );
 
     // The retry now takes over the key (nothing was charged) and runs once.
     const retry = await generate(b, account.key, hung, { 'idempotency-key': idempotencyKey });
@@ -69,16 +79,24 @@ scaleSuite('kill -9 with generations in flight', () => {
 
     const requests = await cluster.store.listRequests(account.accountId, 1000);
     assert.equal(requests.length, 8 + 4 + 1 + 1);
-    assert.deepEqual(requests.filter((r) => r.status === 'held'), [], 'no hold remains open');
+    assert.deepEqual(
+      requests.filter((r) => r.status === 'held'),
+      [],
+      'no hold remains open',
+    );
     const ledger = await cluster.store.listLedger(account.accountId, 10_000);
     for (const request of requests) {
       const entries = ledger.filter((entry) => entry.requestId === request.id);
-      assert.deepEqual(entries.map((e) => e.kind).sort(), ['hold', request.status === 'settled' ? 'settle' : 'release'].sort(), `request ${request.id}: one hold, one resolution`);
+      assert.deepEqual(
+        entries.map((e) => e.kind).sort(),
+        ['hold', request.status === 'settled' ? 'settle' : 'release'].sort(),
+        `request ${request.id}: one hold, one resolution`,
+      );
     }
     const fromA = requests.filter((r) => r.status === 'released' && String(r.detail?.reason).startsWith('expired'));
-    assert.equal(fromA.length, 8, 'A\'s eight were released by the sweeper (not charged: their callers never got images)');
+    assert.equal(fromA.length, 8, "A's eight were released by the sweeper (not charged: their callers never got images)");
     const settled = requests.filter((r) => r.status === 'settled');
-    assert.equal(settled.length, 4, 'B\'s two, the idempotent retry, and the one after restart');
+    assert.equal(settled.length, 4, "B's two, the idempotent retry, and the one after restart");
     await assertLedgerInvariant(cluster.store, account.accountId);
     const spent = settled.reduce((sum, r) => sum + r.cost, 0n);
     const state = await cluster.store.getAccount(account.accountId);

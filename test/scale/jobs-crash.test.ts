@@ -40,9 +40,11 @@ scaleSuite('async jobs survive kill -9 of their instance', () => {
 
   const submit = async (instance: Instance, key: string, body: Record<string, unknown>) => {
     const response = await fetch(`${instance.url}/v1/images/generations`, {
-      method: 'POST', headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json', prefer: 'respond-async' }, body: JSON.stringify(body),
+      method: 'POST',
+      headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json', prefer: 'respond-async' },
+      body: JSON.stringify(body),
     });
-    const json = await response.json() as any;
+    const json = (await response.json()) as any;
     assert.equal(response.status, 202, JSON.stringify(json));
     return json.id as string;
   };
@@ -56,7 +58,7 @@ scaleSuite('async jobs survive kill -9 of their instance', () => {
     }
   };
 
-  it('queued jobs run elsewhere, a BFL job is resumed (one submit, one charge), a synchronous upstream\'s job fails with its hold released', async () => {
+  it("queued jobs run elsewhere, a BFL job is resumed (one submit, one charge), a synchronous upstream's job fails with its hold released", async () => {
     // A runs two jobs at a time, so the rest stay queued in the database.
     const a = await cluster.startInstance('A', { ...env, DEEPSHI_JOB_CONCURRENCY: '2' });
     const account = await createAccount(a, '10');
@@ -78,10 +80,11 @@ scaleSuite('async jobs survive kill -9 of their instance', () => {
     await a.kill('SIGKILL');
     const b = await cluster.startInstance('B', env);
 
-    const ended = async (id: string) => waitFor(`job ${id} to end`, async () => {
-      const job = await cluster.store.getJob(id);
-      return job && ['succeeded', 'failed', 'cancelled'].includes(job.status) ? job : undefined;
-    });
+    const ended = async (id: string) =>
+      waitFor(`job ${id} to end`, async () => {
+        const job = await cluster.store.getJob(id);
+        return job && ['succeeded', 'failed', 'cancelled'].includes(job.status) ? job : undefined;
+      });
     for (const id of queued) assert.equal((await ended(id)).status, 'succeeded', `queued job ${id} ran on B`);
 
     const resumed = await ended(resumable);
@@ -91,7 +94,9 @@ scaleSuite('async jobs survive kill -9 of their instance', () => {
     const resumedHold = (await cluster.store.getRequest(resumed.requestId))!;
     assert.equal(resumedHold.status, 'settled');
     assert.ok(resumedHold.cost > 0n);
-    const polled = await (await fetch(`${b.url}/v1/images/jobs/${resumable}`, { headers: { authorization: `Bearer ${account.key}` } })).json() as any;
+    const polled = (await (
+      await fetch(`${b.url}/v1/images/jobs/${resumable}`, { headers: { authorization: `Bearer ${account.key}` } })
+    ).json()) as any;
     assert.equal(Math.round(polled.result.usage.cost.total_cost * 1e9), Number(resumedHold.cost), 'the job reports what was charged');
     const link = new URL(polled.result.data[0].url);
     const image = await fetch(`${b.url}${link.pathname}${link.search}`);
@@ -109,7 +114,10 @@ scaleSuite('async jobs survive kill -9 of their instance', () => {
     assert.equal(requests.length, 5);
     const ledger = await cluster.store.listLedger(account.accountId, 1000);
     for (const request of requests) {
-      const kinds = ledger.filter((entry) => entry.requestId === request.id).map((entry) => entry.kind).sort();
+      const kinds = ledger
+        .filter((entry) => entry.requestId === request.id)
+        .map((entry) => entry.kind)
+        .sort();
       assert.deepEqual(kinds, ['hold', request.status === 'settled' ? 'settle' : 'release'].sort(), `request ${request.id}`);
     }
     const spent = requests.filter((request) => request.status === 'settled').reduce((sum, request) => sum + request.cost, 0n);

@@ -26,7 +26,11 @@ scaleSuite('chat on two instances, one PostgreSQL, one Redis', () => {
   after(() => cluster.stop());
 
   const client = (instance: Instance, key: string) => new OpenAI({ apiKey: key, baseURL: `${instance.url}/v1`, maxRetries: 0 });
-  const settle = <T>(promise: Promise<T>) => promise.then((value) => ({ ok: true as const, value }), (error: unknown) => ({ ok: false as const, error: error as InstanceType<typeof OpenAI.APIError> }));
+  const settle = <T>(promise: Promise<T>) =>
+    promise.then(
+      (value) => ({ ok: true as const, value }),
+      (error: unknown) => ({ ok: false as const, error: error as InstanceType<typeof OpenAI.APIError> }),
+    );
 
   it('300 concurrent chats split across both against a balance covering exactly k holds: k succeed, 402 for the rest, the ledger sums', async () => {
     // max_tokens 2 on a longer answer: every completion uses its whole hold, so the outcome cannot depend on the order
@@ -37,12 +41,32 @@ scaleSuite('chat on two instances, one PostgreSQL, one Redis', () => {
     const account = await createAccount(a, ((hold * k) / 1e9).toFixed(9));
     const [clientA, clientB] = [client(a, account.key), client(b, account.key)];
     const results = await Promise.all(
-      Array.from({ length: 300 }, (_, i) => settle((i % 2 ? clientA : clientB).chat.completions.create({ model: 'deepshi-echo', messages: [{ role: 'user', content }], max_tokens: 2 }))),
+      Array.from({ length: 300 }, (_, i) =>
+        settle(
+          (i % 2 ? clientA : clientB).chat.completions.create({
+            model: 'deepshi-echo',
+            messages: [{ role: 'user', content }],
+            max_tokens: 2,
+          }),
+        ),
+      ),
     );
     const ok = results.filter((result) => result.ok);
-    assert.equal(ok.length, k, JSON.stringify(results.filter((result) => !result.ok).slice(0, 3).map((result) => (result as any).error?.message)));
+    assert.equal(
+      ok.length,
+      k,
+      JSON.stringify(
+        results
+          .filter((result) => !result.ok)
+          .slice(0, 3)
+          .map((result) => (result as any).error?.message),
+      ),
+    );
     for (const result of results) if (!result.ok) assert.equal(result.error.status, 402, result.error.message);
-    assert.ok(results.some((result, i) => result.ok && i % 2 === 0) && results.some((result, i) => result.ok && i % 2 === 1), 'both instances served some');
+    assert.ok(
+      results.some((result, i) => result.ok && i % 2 === 0) && results.some((result, i) => result.ok && i % 2 === 1),
+      'both instances served some',
+    );
     const charged = ok.reduce((sum, result) => sum + Math.round((result.value.usage as any).cost.total_cost * 1e9), 0);
     assert.equal(charged, k * hold);
 
@@ -58,7 +82,7 @@ scaleSuite('chat on two instances, one PostgreSQL, one Redis', () => {
     assert.ok(requests.every((request) => request.status === 'settled' && request.endpoint === 'chat.completions'));
   });
 
-  it('a key limited to N tokens per minute admits no more than N (± one request\'s bound) across both instances; the 429 carries Retry-After and x-ratelimit-*-tokens', async () => {
+  it("a key limited to N tokens per minute admits no more than N (± one request's bound) across both instances; the 429 carries Retry-After and x-ratelimit-*-tokens", async () => {
     const N = 2000;
     const content = 'tell me a long story about two instances';
     const maxTokens = 150;
@@ -68,9 +92,13 @@ scaleSuite('chat on two instances, one PostgreSQL, one Redis', () => {
     await admin(b, 'POST', `/admin/v1/keys/${account.keyId}/limits`, { tokens_per_minute: N });
     const [clientA, clientB] = [client(a, account.key), client(b, account.key)];
     const results = await Promise.all(
-      Array.from({ length: 40 }, (_, i) => settle((i % 2 ? clientA : clientB).chat.completions
-        .create({ model: 'deepshi-echo', messages: [{ role: 'user', content: content.repeat(20) }], max_tokens: maxTokens })
-        .withResponse())),
+      Array.from({ length: 40 }, (_, i) =>
+        settle(
+          (i % 2 ? clientA : clientB).chat.completions
+            .create({ model: 'deepshi-echo', messages: [{ role: 'user', content: content.repeat(20) }], max_tokens: maxTokens })
+            .withResponse(),
+        ),
+      ),
     );
     // The prompt is the repeated content: recompute the bound for it.
     const realBound = promptTokens(content.repeat(20)) + maxTokens;
@@ -97,17 +125,21 @@ scaleSuite('chat on two instances, one PostgreSQL, one Redis', () => {
     assert.equal(holds, admitted.length, 'no hold for a refused request');
   });
 
-  it('the unused part of a request\'s bound is given back at settlement, and the other instance sees it', async () => {
+  it("the unused part of a request's bound is given back at settlement, and the other instance sees it", async () => {
     const N = 1000;
     const account = await createAccount(a, '10');
     await admin(a, 'POST', `/admin/v1/keys/${account.keyId}/limits`, { tokens_per_minute: N });
     const content = 'hi';
     // Bound 6 + 900 = 906: a second such request cannot fit unless the first gives back what it did not use.
-    const first = await client(a, account.key).chat.completions.create({ model: 'deepshi-echo', messages: [{ role: 'user', content }], max_tokens: 900 }).withResponse();
+    const first = await client(a, account.key)
+      .chat.completions.create({ model: 'deepshi-echo', messages: [{ role: 'user', content }], max_tokens: 900 })
+      .withResponse();
     assert.equal(first.response.headers.get('x-ratelimit-remaining-tokens'), String(N - (promptTokens(content) + 900)));
     const used = first.data.usage!.total_tokens;
     assert.equal(used, promptTokens(content) + tokens('Echo: hi'));
-    const second = await client(b, account.key).chat.completions.create({ model: 'deepshi-echo', messages: [{ role: 'user', content }], max_tokens: 900 }).withResponse();
+    const second = await client(b, account.key)
+      .chat.completions.create({ model: 'deepshi-echo', messages: [{ role: 'user', content }], max_tokens: 900 })
+      .withResponse();
     const remaining = Number(second.response.headers.get('x-ratelimit-remaining-tokens'));
     // N − the first's usage − the second's bound, plus what flowed back since (a few tokens per second).
     const expected = N - used - (promptTokens(content) + 900);

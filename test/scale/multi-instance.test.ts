@@ -91,7 +91,11 @@ scaleSuite('two instances, one PostgreSQL, one Redis', () => {
       assert.equal(refused.headers.get('retry-after'), '1');
       assert.match(refused.body.error.message, /at most 3 generations may run at once/);
     }
-    assert.deepEqual(otherResults.map((r) => r.status), [200, 200, 200, 200, 200], 'the other key is not held back');
+    assert.deepEqual(
+      otherResults.map((r) => r.status),
+      [200, 200, 200, 200, 200],
+      'the other key is not held back',
+    );
     assert.equal(cluster.upstream.peak.get('other'), 5, 'and runs all of its requests at once');
     const balance = Number((await admin(a, 'GET', `/admin/v1/accounts/${capped.accountId}`)).balance);
     assert.equal(Math.round(balance * 1e9), 10e9 - ok * 1e7, 'charged for the admitted requests only');

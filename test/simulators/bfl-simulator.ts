@@ -2,7 +2,13 @@ import { randomUUID } from 'node:crypto';
 import type { ServerResponse } from 'node:http';
 import { probeBase64 } from '../../src/images/probe.ts';
 import {
-  playTransportFault, sendJson, solidImage, startRecordingServer, type RecordedRequest, type RecordingServer, type TransportFault,
+  playTransportFault,
+  sendJson,
+  solidImage,
+  startRecordingServer,
+  type RecordedRequest,
+  type RecordingServer,
+  type TransportFault,
 } from './recording-server.ts';
 
 /**
@@ -130,10 +136,19 @@ export class BflSimulator {
     const cost = this.costs.shift() ?? 3 + (outputMegapixels - 1) * 1.5 + inputMegapixels * 1.5;
     const id = randomUUID();
     this.jobs.set(id, {
-      id, width, height, format: body.output_format ?? 'jpeg', seed: body.seed ?? 12345, prompt: body.prompt, polls: 0,
-      createdAt: Date.now(), script: { ...this.script }, tone: ++this.tones,
+      id,
+      width,
+      height,
+      format: body.output_format ?? 'jpeg',
+      seed: body.seed ?? 12345,
+      prompt: body.prompt,
+      polls: 0,
+      createdAt: Date.now(),
+      script: { ...this.script },
+      tone: ++this.tones,
     });
-    const pollingUrl = this.script.pollingUrl === 'other-port' ? `${this.other.url}/v1/get_result?id=${id}` : `${this.url}/v1/get_result?id=${id}`;
+    const pollingUrl =
+      this.script.pollingUrl === 'other-port' ? `${this.other.url}/v1/get_result?id=${id}` : `${this.url}/v1/get_result?id=${id}`;
     sendJson(response, 200, {
       id,
       ...(this.script.pollingUrl === 'absent' ? {} : { polling_url: pollingUrl }),
@@ -152,15 +167,34 @@ export class BflSimulator {
     if (job.polls <= (script.failingPolls ?? 0)) return sendJson(response, 500, { detail: 'Internal Server Error' });
     const field = script.useStateField ? 'state' : 'status';
     const outcome = script.outcome ?? 'Ready';
-    const pending = outcome === 'never' || job.polls - (script.failingPolls ?? 0) <= (script.pendingPolls ?? 1) || Date.now() - job.createdAt < (script.readyAfterMs ?? 0);
-    if (pending) return sendJson(response, 200, { id, [field]: 'Pending', progress: Math.min(0.9, job.polls / 10), result: null, details: null, preview: null });
+    const pending =
+      outcome === 'never' ||
+      job.polls - (script.failingPolls ?? 0) <= (script.pendingPolls ?? 1) ||
+      Date.now() - job.createdAt < (script.readyAfterMs ?? 0);
+    if (pending)
+      return sendJson(response, 200, {
+        id,
+        [field]: 'Pending',
+        progress: Math.min(0.9, job.polls / 10),
+        result: null,
+        details: null,
+        preview: null,
+      });
     if (outcome !== 'Ready') {
-      return sendJson(response, 200, { id, [field]: outcome, result: null, progress: null, details: outcome === 'Error' ? { error: 'worker crashed' } : null });
+      return sendJson(response, 200, {
+        id,
+        [field]: outcome,
+        result: null,
+        progress: null,
+        details: outcome === 'Error' ? { error: 'worker crashed' } : null,
+      });
     }
     const sample =
-      script.sample === 'other-port' ? `${this.other.url}/results/${id}/sample.${job.format}`
-      : script.sample === 'metadata' ? 'https://169.254.169.254/latest/meta-data/iam/sample.jpeg'
-      : `${this.url}/results/${id}/sample.${job.format}?se=2099-01-01&sig=simulated`;
+      script.sample === 'other-port'
+        ? `${this.other.url}/results/${id}/sample.${job.format}`
+        : script.sample === 'metadata'
+          ? 'https://169.254.169.254/latest/meta-data/iam/sample.jpeg'
+          : `${this.url}/results/${id}/sample.${job.format}?se=2099-01-01&sig=simulated`;
     const now = Date.now() / 1000;
     sendJson(response, 200, {
       id,
@@ -182,21 +216,34 @@ export class BflSimulator {
 
 /** FastAPI/pydantic validation of the FLUX.2 inputs [V S-bflapi]; each problem as `{loc, msg, type}`. */
 function validate(body: unknown): Array<{ loc: Array<string | number>; msg: string; type: string }> {
-  if (body === null || typeof body !== 'object' || Array.isArray(body)) return [{ loc: ['body'], msg: 'Input should be a valid dictionary', type: 'dict_type' }];
+  if (body === null || typeof body !== 'object' || Array.isArray(body))
+    return [{ loc: ['body'], msg: 'Input should be a valid dictionary', type: 'dict_type' }];
   const fields = body as Record<string, unknown>;
   const errors: Array<{ loc: Array<string | number>; msg: string; type: string }> = [];
-  if (typeof fields.prompt !== 'string') errors.push({ loc: ['body', 'prompt'], msg: fields.prompt === undefined ? 'Field required' : 'Input should be a valid string', type: fields.prompt === undefined ? 'missing' : 'string_type' });
+  if (typeof fields.prompt !== 'string')
+    errors.push({
+      loc: ['body', 'prompt'],
+      msg: fields.prompt === undefined ? 'Field required' : 'Input should be a valid string',
+      type: fields.prompt === undefined ? 'missing' : 'string_type',
+    });
   for (const side of ['width', 'height'] as const) {
     const value = fields[side];
     if (value === undefined || value === null) continue;
     if (!Number.isInteger(value)) errors.push({ loc: ['body', side], msg: 'Input should be a valid integer', type: 'int_type' });
-    else if ((value as number) < 64) errors.push({ loc: ['body', side], msg: 'Input should be greater than or equal to 64', type: 'greater_than_equal' });
-    else if ((value as number) % 16 !== 0) errors.push({ loc: ['body', side], msg: 'Input should be a multiple of 16', type: 'multiple_of' });
+    else if ((value as number) < 64)
+      errors.push({ loc: ['body', side], msg: 'Input should be greater than or equal to 64', type: 'greater_than_equal' });
+    else if ((value as number) % 16 !== 0)
+      errors.push({ loc: ['body', side], msg: 'Input should be a multiple of 16', type: 'multiple_of' });
   }
-  if (Number.isInteger(fields.width) && Number.isInteger(fields.height) && (fields.width as number) * (fields.height as number) > BFL_MAX_PIXELS) {
+  if (
+    Number.isInteger(fields.width) &&
+    Number.isInteger(fields.height) &&
+    (fields.width as number) * (fields.height as number) > BFL_MAX_PIXELS
+  ) {
     errors.push({ loc: ['body'], msg: 'Value error, width * height must not exceed 4 megapixels', type: 'value_error' });
   }
-  if (fields.seed !== undefined && fields.seed !== null && !Number.isInteger(fields.seed)) errors.push({ loc: ['body', 'seed'], msg: 'Input should be a valid integer', type: 'int_type' });
+  if (fields.seed !== undefined && fields.seed !== null && !Number.isInteger(fields.seed))
+    errors.push({ loc: ['body', 'seed'], msg: 'Input should be a valid integer', type: 'int_type' });
   if (fields.safety_tolerance !== undefined) {
     const value = fields.safety_tolerance;
     if (!Number.isInteger(value) || (value as number) < 0 || (value as number) > 5) {
@@ -207,8 +254,10 @@ function validate(body: unknown): Array<{ loc: Array<string | number>; msg: stri
     errors.push({ loc: ['body', 'output_format'], msg: "Input should be 'jpeg' or 'png'", type: 'enum' });
   }
   for (const [key, value] of Object.entries(fields)) {
-    if (/^input_image(_\d+)?$/.test(key) && !/^input_image(_[2-8])?$/.test(key)) errors.push({ loc: ['body', key], msg: 'Extra inputs are not permitted', type: 'extra_forbidden' });
-    else if (/^input_image/.test(key) && typeof value !== 'string') errors.push({ loc: ['body', key], msg: 'Input should be a valid string', type: 'string_type' });
+    if (/^input_image(_\d+)?$/.test(key) && !/^input_image(_[2-8])?$/.test(key))
+      errors.push({ loc: ['body', key], msg: 'Extra inputs are not permitted', type: 'extra_forbidden' });
+    else if (/^input_image/.test(key) && typeof value !== 'string')
+      errors.push({ loc: ['body', key], msg: 'Input should be a valid string', type: 'string_type' });
   }
   return errors;
 }

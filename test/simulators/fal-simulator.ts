@@ -1,7 +1,13 @@
 import { randomUUID } from 'node:crypto';
 import type { ServerResponse } from 'node:http';
 import {
-  playTransportFault, sendJson, solidImage, startRecordingServer, type RecordedRequest, type RecordingServer, type TransportFault,
+  playTransportFault,
+  sendJson,
+  solidImage,
+  startRecordingServer,
+  type RecordedRequest,
+  type RecordingServer,
+  type TransportFault,
 } from './recording-server.ts';
 
 /**
@@ -13,7 +19,16 @@ import {
  * as 422 `{"detail":[{loc,msg,type}]}`. Images are served from /files/… here (the CDN).
  */
 export type FalOutcome =
-  | 'ok' | 'never' | 'content_policy' | 'validation' | 'http500' | 'timeout504' | 'nsfw-first' | 'nsfw-all' | 'sync' | 'extra-images';
+  | 'ok'
+  | 'never'
+  | 'content_policy'
+  | 'validation'
+  | 'http500'
+  | 'timeout504'
+  | 'nsfw-first'
+  | 'nsfw-all'
+  | 'sync'
+  | 'extra-images';
 
 export interface FalScript {
   /** IN_QUEUE answers before IN_PROGRESS (default 1), then IN_PROGRESS answers before COMPLETED (default 1). */
@@ -44,8 +59,14 @@ const STREAM_TICK_MS = 50;
 
 /** Presets → the sizes Deepshi's catalog assumes (fal does not document them for Seedream 4.5 [R]). */
 const PRESETS: Record<string, [number, number]> = {
-  square_hd: [2048, 2048], square: [2048, 2048], portrait_4_3: [1728, 2304], portrait_16_9: [1600, 2848],
-  landscape_4_3: [2304, 1728], landscape_16_9: [2848, 1600], auto_2K: [2048, 2048], auto_4K: [4096, 4096],
+  square_hd: [2048, 2048],
+  square: [2048, 2048],
+  portrait_4_3: [1728, 2304],
+  portrait_16_9: [1600, 2848],
+  landscape_4_3: [2304, 1728],
+  landscape_16_9: [2848, 1600],
+  auto_2K: [2048, 2048],
+  auto_4K: [4096, 4096],
 };
 
 interface Job {
@@ -126,7 +147,8 @@ export class FalSimulator {
       const job = this.jobs.get(parts[3]);
       if (!job || job.appId !== `${parts[0]}/${parts[1]}`) return sendJson(response, 404, { detail: 'Request not found' });
       if (request.method === 'GET' && parts[4] === 'status' && parts.length === 5) return this.status(job, response);
-      if (request.method === 'GET' && parts[4] === 'status' && parts[5] === 'stream' && parts.length === 6) return this.statusStream(job, response);
+      if (request.method === 'GET' && parts[4] === 'status' && parts[5] === 'stream' && parts.length === 6)
+        return this.statusStream(job, response);
       if (request.method === 'GET' && parts.length === 4) return this.result(job, response);
       if (request.method === 'PUT' && parts[4] === 'cancel') return this.cancel(job, response);
       return sendJson(response, 405, { detail: 'Method Not Allowed' });
@@ -151,13 +173,26 @@ export class FalSimulator {
     }
     const id = randomUUID();
     const appId = `${parts[0]}/${parts[1]}`;
-    this.jobs.set(id, { id, appId, endpoint: parts.join('/'), input: request.body, polls: 0, createdAt: Date.now(), script: { ...this.script }, cancelled: false, files: new Map() });
+    this.jobs.set(id, {
+      id,
+      appId,
+      endpoint: parts.join('/'),
+      input: request.body,
+      polls: 0,
+      createdAt: Date.now(),
+      script: { ...this.script },
+      cancelled: false,
+      files: new Map(),
+    });
     const base = this.script.links === 'foreign' ? this.other.url : this.url;
-    const links = this.script.links === 'absent' ? {} : {
-      response_url: `${base}/${appId}/requests/${id}`,
-      status_url: `${base}/${appId}/requests/${id}/status`,
-      cancel_url: `${base}/${appId}/requests/${id}/cancel`,
-    };
+    const links =
+      this.script.links === 'absent'
+        ? {}
+        : {
+            response_url: `${base}/${appId}/requests/${id}`,
+            status_url: `${base}/${appId}/requests/${id}/status`,
+            cancel_url: `${base}/${appId}/requests/${id}/cancel`,
+          };
     sendJson(response, 200, { request_id: id, status: 'IN_QUEUE', queue_position: 0, ...links });
   }
 
@@ -178,9 +213,18 @@ export class FalSimulator {
 
   /** The status object, the same on the status endpoint and in stream events. */
   private statusBody(job: Job, state: ReturnType<FalSimulator['state']>): Record<string, unknown> {
-    const links = { response_url: `${this.url}/${job.appId}/requests/${job.id}`, status_url: `${this.url}/${job.appId}/requests/${job.id}/status` };
+    const links = {
+      response_url: `${this.url}/${job.appId}/requests/${job.id}`,
+      status_url: `${this.url}/${job.appId}/requests/${job.id}/status`,
+    };
     if (state === 'IN_QUEUE') return { status: state, queue_position: 0, request_id: job.id, ...links };
-    if (state === 'IN_PROGRESS') return { status: state, request_id: job.id, logs: [{ message: 'step 1/20', level: 'INFO', source: 'user', timestamp: new Date().toISOString() }], ...links };
+    if (state === 'IN_PROGRESS')
+      return {
+        status: state,
+        request_id: job.id,
+        logs: [{ message: 'step 1/20', level: 'INFO', source: 'user', timestamp: new Date().toISOString() }],
+        ...links,
+      };
     return { status: state, request_id: job.id, logs: [], metrics: { inference_time: 1.2 }, ...links };
   }
 
@@ -241,10 +285,25 @@ export class FalSimulator {
     if (outcome === 'http500') return sendJson(response, 500, { detail: 'Internal Server Error' });
     if (outcome === 'timeout504') return sendJson(response, 504, { detail: 'Request timed out' }, { 'x-fal-request-timeout-type': 'user' });
     if (outcome === 'content_policy') {
-      return sendJson(response, 422, { detail: [{ loc: ['body', 'prompt'], msg: 'The content could not be processed because it contained material flagged by a content checker.', type: 'content_policy_violation', input: job.input.prompt }] });
+      return sendJson(response, 422, {
+        detail: [
+          {
+            loc: ['body', 'prompt'],
+            msg: 'The content could not be processed because it contained material flagged by a content checker.',
+            type: 'content_policy_violation',
+            input: job.input.prompt,
+          },
+        ],
+      });
     }
     const errors = validate(job.input, job.endpoint.endsWith('/edit'));
-    if (outcome === 'validation') errors.push({ loc: ['body', 'image_size'], msg: 'Image size is out of range for this model', type: 'value_error', input: job.input.image_size });
+    if (outcome === 'validation')
+      errors.push({
+        loc: ['body', 'image_size'],
+        msg: 'Image size is out of range for this model',
+        type: 'value_error',
+        input: job.input.image_size,
+      });
     if (errors.length > 0) return sendJson(response, 422, { detail: errors });
 
     const [width, height] = sizeOf(job.input.image_size);
@@ -255,11 +314,13 @@ export class FalSimulator {
       const tone = ++this.tones;
       job.files.set(name, { width, height, tone });
       const url =
-        outcome === 'sync' ? `data:image/jpeg;base64,${(await solidImage(width, height, 'jpeg', tone)).toString('base64')}`
-        : job.script.imageUrl === 'other-port' ? `${this.other.url}/files/${name}`
-        : job.script.imageUrl === 'metadata' || (job.script.imageUrl === 'metadata-first' && index === 0)
-          ? `https://169.254.169.254/latest/meta-data/${name}`
-        : `${this.url}/files/${name}`;
+        outcome === 'sync'
+          ? `data:image/jpeg;base64,${(await solidImage(width, height, 'jpeg', tone)).toString('base64')}`
+          : job.script.imageUrl === 'other-port'
+            ? `${this.other.url}/files/${name}`
+            : job.script.imageUrl === 'metadata' || (job.script.imageUrl === 'metadata-first' && index === 0)
+              ? `https://169.254.169.254/latest/meta-data/${name}`
+              : `${this.url}/files/${name}`;
       images.push({ url, content_type: 'image/jpeg', file_name: name, width, height });
     }
     const flagged = images.map((_, index) => outcome === 'nsfw-all' || (outcome === 'nsfw-first' && index === 0));
@@ -283,29 +344,56 @@ type Problem = { loc: Array<string | number>; msg: string; type: string; input?:
 /** The Seedream 4.5 input model [V S-fal types; V3 ziframe for the size rule]. */
 function validate(input: Record<string, any>, edit: boolean): Problem[] {
   const problems: Problem[] = [];
-  if (typeof input.prompt !== 'string' || input.prompt === '') problems.push({ loc: ['body', 'prompt'], msg: 'Field required', type: 'missing' });
+  if (typeof input.prompt !== 'string' || input.prompt === '')
+    problems.push({ loc: ['body', 'prompt'], msg: 'Field required', type: 'missing' });
   const size = input.image_size;
   if (size !== undefined) {
     if (typeof size === 'string') {
-      if (!(size in PRESETS)) problems.push({ loc: ['body', 'image_size'], msg: `Input should be ${Object.keys(PRESETS).join(', ')} or an object`, type: 'enum', input: size });
+      if (!(size in PRESETS))
+        problems.push({
+          loc: ['body', 'image_size'],
+          msg: `Input should be ${Object.keys(PRESETS).join(', ')} or an object`,
+          type: 'enum',
+          input: size,
+        });
     } else if (!size || !Number.isInteger(size.width) || !Number.isInteger(size.height)) {
-      problems.push({ loc: ['body', 'image_size'], msg: 'Input should be a valid dictionary with width and height', type: 'model_type', input: size });
+      problems.push({
+        loc: ['body', 'image_size'],
+        msg: 'Input should be a valid dictionary with width and height',
+        type: 'model_type',
+        input: size,
+      });
     } else {
       const sidesOk = [size.width, size.height].every((side: number) => side >= 1920 && side <= 4096);
       const pixels = size.width * size.height;
       if (!sidesOk && !(pixels >= 2560 * 1440 && pixels <= 4096 * 4096)) {
-        problems.push({ loc: ['body', 'image_size'], msg: 'Image size must have each side between 1920 and 4096, or a total between 2560x1440 and 4096x4096 pixels', type: 'value_error', input: size });
+        problems.push({
+          loc: ['body', 'image_size'],
+          msg: 'Image size must have each side between 1920 and 4096, or a total between 2560x1440 and 4096x4096 pixels',
+          type: 'value_error',
+          input: size,
+        });
       }
     }
   }
   if (input.num_images !== undefined && (!Number.isInteger(input.num_images) || input.num_images < 1 || input.num_images > 6)) {
-    problems.push({ loc: ['body', 'num_images'], msg: 'Input should be between 1 and 6', type: 'less_than_equal', input: input.num_images });
+    problems.push({
+      loc: ['body', 'num_images'],
+      msg: 'Input should be between 1 and 6',
+      type: 'less_than_equal',
+      input: input.num_images,
+    });
   }
-  if (input.seed !== undefined && !Number.isInteger(input.seed)) problems.push({ loc: ['body', 'seed'], msg: 'Input should be a valid integer', type: 'int_type' });
+  if (input.seed !== undefined && !Number.isInteger(input.seed))
+    problems.push({ loc: ['body', 'seed'], msg: 'Input should be a valid integer', type: 'int_type' });
   for (const flag of ['enable_safety_checker', 'sync_mode']) {
-    if (input[flag] !== undefined && typeof input[flag] !== 'boolean') problems.push({ loc: ['body', flag], msg: 'Input should be a valid boolean', type: 'bool_type' });
+    if (input[flag] !== undefined && typeof input[flag] !== 'boolean')
+      problems.push({ loc: ['body', flag], msg: 'Input should be a valid boolean', type: 'bool_type' });
   }
-  if (edit && (!Array.isArray(input.image_urls) || input.image_urls.length === 0 || input.image_urls.some((url: unknown) => typeof url !== 'string'))) {
+  if (
+    edit &&
+    (!Array.isArray(input.image_urls) || input.image_urls.length === 0 || input.image_urls.some((url: unknown) => typeof url !== 'string'))
+  ) {
     problems.push({ loc: ['body', 'image_urls'], msg: 'Field required', type: 'missing' });
   }
   return problems;

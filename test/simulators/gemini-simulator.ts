@@ -45,18 +45,86 @@ const FLASH_ONLY_RATIOS = ['1:4', '4:1', '1:8', '8:1'];
 
 /** Output pixel sizes by tier and ratio [V S-litellm table in providers.md §2]. */
 export const GEMINI_SIZES: Record<string, Record<string, string>> = {
-  '512': { '1:1': '512x512', '2:3': '424x632', '3:2': '632x424', '3:4': '448x600', '4:3': '600x448', '4:5': '464x576', '5:4': '576x464', '9:16': '384x688', '16:9': '688x384', '21:9': '792x336', '1:4': '256x1024', '4:1': '1024x256', '1:8': '192x1536', '8:1': '1536x192' },
-  '1K': { '1:1': '1024x1024', '2:3': '848x1264', '3:2': '1264x848', '3:4': '896x1200', '4:3': '1200x896', '4:5': '928x1152', '5:4': '1152x928', '9:16': '768x1376', '16:9': '1376x768', '21:9': '1584x672', '1:4': '512x2048', '4:1': '2048x512', '1:8': '384x3072', '8:1': '3072x384' },
-  '2K': { '1:1': '2048x2048', '2:3': '1696x2528', '3:2': '2528x1696', '3:4': '1792x2400', '4:3': '2400x1792', '4:5': '1856x2304', '5:4': '2304x1856', '9:16': '1536x2752', '16:9': '2752x1536', '21:9': '3168x1344', '1:4': '1024x4096', '4:1': '4096x1024', '1:8': '768x6144', '8:1': '6144x768' },
-  '4K': { '1:1': '4096x4096', '2:3': '3392x5056', '3:2': '5056x3392', '3:4': '3584x4800', '4:3': '4800x3584', '4:5': '3712x4608', '5:4': '4608x3712', '9:16': '3072x5504', '16:9': '5504x3072', '21:9': '6336x2688', '1:4': '2048x8192', '4:1': '8192x2048', '1:8': '1536x12288', '8:1': '12288x1536' },
+  '512': {
+    '1:1': '512x512',
+    '2:3': '424x632',
+    '3:2': '632x424',
+    '3:4': '448x600',
+    '4:3': '600x448',
+    '4:5': '464x576',
+    '5:4': '576x464',
+    '9:16': '384x688',
+    '16:9': '688x384',
+    '21:9': '792x336',
+    '1:4': '256x1024',
+    '4:1': '1024x256',
+    '1:8': '192x1536',
+    '8:1': '1536x192',
+  },
+  '1K': {
+    '1:1': '1024x1024',
+    '2:3': '848x1264',
+    '3:2': '1264x848',
+    '3:4': '896x1200',
+    '4:3': '1200x896',
+    '4:5': '928x1152',
+    '5:4': '1152x928',
+    '9:16': '768x1376',
+    '16:9': '1376x768',
+    '21:9': '1584x672',
+    '1:4': '512x2048',
+    '4:1': '2048x512',
+    '1:8': '384x3072',
+    '8:1': '3072x384',
+  },
+  '2K': {
+    '1:1': '2048x2048',
+    '2:3': '1696x2528',
+    '3:2': '2528x1696',
+    '3:4': '1792x2400',
+    '4:3': '2400x1792',
+    '4:5': '1856x2304',
+    '5:4': '2304x1856',
+    '9:16': '1536x2752',
+    '16:9': '2752x1536',
+    '21:9': '3168x1344',
+    '1:4': '1024x4096',
+    '4:1': '4096x1024',
+    '1:8': '768x6144',
+    '8:1': '6144x768',
+  },
+  '4K': {
+    '1:1': '4096x4096',
+    '2:3': '3392x5056',
+    '3:2': '5056x3392',
+    '3:4': '3584x4800',
+    '4:3': '4800x3584',
+    '4:5': '3712x4608',
+    '5:4': '4608x3712',
+    '9:16': '3072x5504',
+    '16:9': '5504x3072',
+    '21:9': '6336x2688',
+    '1:4': '2048x8192',
+    '4:1': '8192x2048',
+    '1:8': '1536x12288',
+    '8:1': '12288x1536',
+  },
 };
 
 /**
  * Per model: allowed enums and the image-output tokens per tier (providers.md §2: Pro 1120 at 1K/2K, 2000 at 4K;
  * 3.1 Flash 1120 at 1K, about 747 / 1680 / 2520 at 512 / 2K / 4K [I]). Pro thinks; its thoughts are billed.
  */
-export const GEMINI_MODELS: Record<string, { ratios: string[]; sizes: string[]; imageTokens: Record<string, number>; thoughtTokens: number }> = {
-  'gemini-3-pro-image-preview': { ratios: COMMON_RATIOS, sizes: ['1K', '2K', '4K'], imageTokens: { '1K': 1120, '2K': 1120, '4K': 2000 }, thoughtTokens: 250 },
+export const GEMINI_MODELS: Record<
+  string,
+  { ratios: string[]; sizes: string[]; imageTokens: Record<string, number>; thoughtTokens: number }
+> = {
+  'gemini-3-pro-image-preview': {
+    ratios: COMMON_RATIOS,
+    sizes: ['1K', '2K', '4K'],
+    imageTokens: { '1K': 1120, '2K': 1120, '4K': 2000 },
+    thoughtTokens: 250,
+  },
   'gemini-3.1-flash-image-preview': {
     ratios: [...COMMON_RATIOS, ...FLASH_ONLY_RATIOS],
     sizes: ['512', '1K', '2K', '4K'],
@@ -69,8 +137,29 @@ export const COMMENT_TOKENS = 5;
 export const INPUT_IMAGE_TOKENS = 560;
 export const promptTokens = (text: string) => Math.ceil(text.length / 4);
 
-const TOP_LEVEL = new Set(['contents', 'generationConfig', 'safetySettings', 'systemInstruction', 'tools', 'toolConfig', 'cachedContent', 'labels']);
-const GENERATION_CONFIG = new Set(['responseModalities', 'imageConfig', 'temperature', 'topP', 'topK', 'candidateCount', 'maxOutputTokens', 'stopSequences', 'seed', 'thinkingConfig', 'responseMimeType']);
+const TOP_LEVEL = new Set([
+  'contents',
+  'generationConfig',
+  'safetySettings',
+  'systemInstruction',
+  'tools',
+  'toolConfig',
+  'cachedContent',
+  'labels',
+]);
+const GENERATION_CONFIG = new Set([
+  'responseModalities',
+  'imageConfig',
+  'temperature',
+  'topP',
+  'topK',
+  'candidateCount',
+  'maxOutputTokens',
+  'stopSequences',
+  'seed',
+  'thinkingConfig',
+  'responseMimeType',
+]);
 const IMAGE_CONFIG = new Set(['aspectRatio', 'imageSize', 'personGeneration']);
 const INPUT_TYPES = new Set(['image/png', 'image/jpeg', 'image/webp', 'image/heic', 'image/heif']);
 
@@ -92,12 +181,20 @@ export function solidImage(width: number, height: number, mimeType: string, tone
 }
 
 class GoogleError extends Error {
-  constructor(readonly status: number, readonly statusText: string, message: string, readonly details?: unknown[], readonly rawBody?: unknown) {
+  constructor(
+    readonly status: number,
+    readonly statusText: string,
+    message: string,
+    readonly details?: unknown[],
+    readonly rawBody?: unknown,
+  ) {
     super(message);
   }
   body() {
     if (this.rawBody !== undefined) return this.rawBody;
-    return { error: { code: this.status, message: this.message, status: this.statusText, ...(this.details ? { details: this.details } : {}) } };
+    return {
+      error: { code: this.status, message: this.message, status: this.statusText, ...(this.details ? { details: this.details } : {}) },
+    };
   }
 }
 const invalid = (message: string) => new GoogleError(400, 'INVALID_ARGUMENT', message);
@@ -154,29 +251,51 @@ export async function startGeminiSimulator(options: { apiKey?: string } = {}): P
 /** The real API's checks, in its order: route, key, JSON, fields, enums. Returns the model's spec. */
 function checkRequest(req: http.IncomingMessage, body: any, raw: string, apiKey: string) {
   const match = /^\/v1beta\/models\/([^/:?]+):generateContent$/.exec(req.url ?? '');
-  if (req.method !== 'POST' || !match) throw new GoogleError(404, 'NOT_FOUND', `The requested URL ${req.url} was not found on this server.`);
+  if (req.method !== 'POST' || !match)
+    throw new GoogleError(404, 'NOT_FOUND', `The requested URL ${req.url} was not found on this server.`);
   const modelId = decodeURIComponent(match[1]);
   const key = req.headers['x-goog-api-key'];
   if (key === undefined) {
-    throw new GoogleError(403, 'PERMISSION_DENIED', "Method doesn't allow unregistered callers (callers without established identity). Please use API Key or other form of API consumer identity to call this API.");
+    throw new GoogleError(
+      403,
+      'PERMISSION_DENIED',
+      "Method doesn't allow unregistered callers (callers without established identity). Please use API Key or other form of API consumer identity to call this API.",
+    );
   }
   if (key !== apiKey) {
     throw new GoogleError(400, 'INVALID_ARGUMENT', 'API key not valid. Please pass a valid API key.', [
-      { '@type': 'type.googleapis.com/google.rpc.ErrorInfo', reason: 'API_KEY_INVALID', domain: 'googleapis.com', metadata: { service: 'generativelanguage.googleapis.com' } },
+      {
+        '@type': 'type.googleapis.com/google.rpc.ErrorInfo',
+        reason: 'API_KEY_INVALID',
+        domain: 'googleapis.com',
+        metadata: { service: 'generativelanguage.googleapis.com' },
+      },
     ]);
   }
   const model = GEMINI_MODELS[modelId];
-  if (!model) throw new GoogleError(404, 'NOT_FOUND', `models/${modelId} is not found for API version v1beta, or is not supported for generateContent.`);
-  if (typeof body !== 'object' || body === null || Array.isArray(body)) throw invalid(`Invalid JSON payload received. Unexpected token.\n${raw.slice(0, 20)}`);
-  for (const field of Object.keys(body)) if (!TOP_LEVEL.has(field)) throw invalid(`Invalid JSON payload received. Unknown name "${field}": Cannot find field.`);
-  if (!Array.isArray(body.contents) || body.contents.length === 0) throw invalid('* GenerateContentRequest.contents: contents is not specified');
+  if (!model)
+    throw new GoogleError(
+      404,
+      'NOT_FOUND',
+      `models/${modelId} is not found for API version v1beta, or is not supported for generateContent.`,
+    );
+  if (typeof body !== 'object' || body === null || Array.isArray(body))
+    throw invalid(`Invalid JSON payload received. Unexpected token.\n${raw.slice(0, 20)}`);
+  for (const field of Object.keys(body))
+    if (!TOP_LEVEL.has(field)) throw invalid(`Invalid JSON payload received. Unknown name "${field}": Cannot find field.`);
+  if (!Array.isArray(body.contents) || body.contents.length === 0)
+    throw invalid('* GenerateContentRequest.contents: contents is not specified');
   let references = 0;
   body.contents.forEach((content: any, c: number) => {
-    if (!Array.isArray(content?.parts) || content.parts.length === 0) throw invalid(`* GenerateContentRequest.contents[${c}].parts: contents.parts must not be empty.`);
+    if (!Array.isArray(content?.parts) || content.parts.length === 0)
+      throw invalid(`* GenerateContentRequest.contents[${c}].parts: contents.parts must not be empty.`);
     content.parts.forEach((part: any, p: number) => {
       if (typeof part?.text === 'string') return;
       const data = part?.inlineData;
-      if (!data) throw invalid(`* GenerateContentRequest.contents[${c}].parts[${p}].data: required oneof field 'data' must have one initialized field`);
+      if (!data)
+        throw invalid(
+          `* GenerateContentRequest.contents[${c}].parts[${p}].data: required oneof field 'data' must have one initialized field`,
+        );
       if (!INPUT_TYPES.has(data.mimeType)) throw invalid(`Unsupported MIME type: ${data.mimeType}`);
       if (typeof data.data !== 'string' || !/^[A-Za-z0-9+/]+={0,2}$/.test(data.data)) {
         throw invalid(`Invalid value at 'contents[${c}].parts[${p}].inline_data.data' (TYPE_BYTES), Base64 decoding failed`);
@@ -186,12 +305,19 @@ function checkRequest(req: http.IncomingMessage, body: any, raw: string, apiKey:
   });
   if (references > 14) throw invalid('Too many images in the request: at most 14 are supported.');
   const config = body.generationConfig ?? {};
-  for (const field of Object.keys(config)) if (!GENERATION_CONFIG.has(field)) throw invalid(`Invalid JSON payload received. Unknown name "${field}" at 'generation_config': Cannot find field.`);
+  for (const field of Object.keys(config))
+    if (!GENERATION_CONFIG.has(field))
+      throw invalid(`Invalid JSON payload received. Unknown name "${field}" at 'generation_config': Cannot find field.`);
   for (const modality of config.responseModalities ?? []) {
-    if (!['TEXT', 'IMAGE'].includes(modality)) throw invalid(`Invalid value at 'generation_config.response_modalities[0]' (type.googleapis.com/google.ai.generativelanguage.v1beta.GenerationConfig.Modality), "${modality}"`);
+    if (!['TEXT', 'IMAGE'].includes(modality))
+      throw invalid(
+        `Invalid value at 'generation_config.response_modalities[0]' (type.googleapis.com/google.ai.generativelanguage.v1beta.GenerationConfig.Modality), "${modality}"`,
+      );
   }
   const imageConfig = config.imageConfig ?? {};
-  for (const field of Object.keys(imageConfig)) if (!IMAGE_CONFIG.has(field)) throw invalid(`Invalid JSON payload received. Unknown name "${field}" at 'generation_config.image_config': Cannot find field.`);
+  for (const field of Object.keys(imageConfig))
+    if (!IMAGE_CONFIG.has(field))
+      throw invalid(`Invalid JSON payload received. Unknown name "${field}" at 'generation_config.image_config': Cannot find field.`);
   if (imageConfig.aspectRatio !== undefined && !model.ratios.includes(imageConfig.aspectRatio)) {
     throw invalid(`Unsupported aspect ratio: ${imageConfig.aspectRatio}. Supported values are ${model.ratios.join(', ')}.`);
   }
@@ -201,13 +327,24 @@ function checkRequest(req: http.IncomingMessage, body: any, raw: string, apiKey:
   return { id: modelId, ...model, references };
 }
 
-async function respond(outcome: GeminiOutcome, model: ReturnType<typeof checkRequest>, body: any, call: number, res: http.ServerResponse): Promise<object | undefined> {
-  const text = body.contents.flatMap((content: any) => content.parts.filter((part: any) => typeof part.text === 'string').map((part: any) => part.text)).join('\n');
+async function respond(
+  outcome: GeminiOutcome,
+  model: ReturnType<typeof checkRequest>,
+  body: any,
+  call: number,
+  res: http.ServerResponse,
+): Promise<object | undefined> {
+  const text = body.contents
+    .flatMap((content: any) => content.parts.filter((part: any) => typeof part.text === 'string').map((part: any) => part.text))
+    .join('\n');
   const promptCount = promptTokens(text) + model.references * INPUT_IMAGE_TOKENS;
   const promptUsage = {
     promptTokenCount: promptCount,
     totalTokenCount: promptCount,
-    promptTokensDetails: [{ modality: 'TEXT', tokenCount: promptTokens(text) }, ...(model.references ? [{ modality: 'IMAGE', tokenCount: model.references * INPUT_IMAGE_TOKENS }] : [])],
+    promptTokensDetails: [
+      { modality: 'TEXT', tokenCount: promptTokens(text) },
+      ...(model.references ? [{ modality: 'IMAGE', tokenCount: model.references * INPUT_IMAGE_TOKENS }] : []),
+    ],
   };
   const envelope = (candidate: object | undefined, usage: object = promptUsage) => ({
     ...(candidate ? { candidates: [{ index: 0, ...candidate }] } : {}),
@@ -233,15 +370,35 @@ async function respond(outcome: GeminiOutcome, model: ReturnType<typeof checkReq
       res.end('"}');
       return undefined;
     case 'rate_limited':
-      throw new GoogleError(429, 'RESOURCE_EXHAUSTED', 'You exceeded your current quota, please check your plan and billing details. For more information on this error, head to: https://ai.google.dev/gemini-api/docs/rate-limits.', [
-        { '@type': 'type.googleapis.com/google.rpc.QuotaFailure', violations: [{ quotaMetric: 'generativelanguage.googleapis.com/generate_content_paid_tier_requests', quotaId: 'GenerateRequestsPerMinutePerProjectPerModel' }] },
-        { '@type': 'type.googleapis.com/google.rpc.Help', links: [{ description: 'Learn more about Gemini API quotas', url: 'https://ai.google.dev/gemini-api/docs/rate-limits' }] },
-        { '@type': 'type.googleapis.com/google.rpc.RetryInfo', retryDelay: outcome.retryDelay ?? '34.4s' },
-      ]);
+      throw new GoogleError(
+        429,
+        'RESOURCE_EXHAUSTED',
+        'You exceeded your current quota, please check your plan and billing details. For more information on this error, head to: https://ai.google.dev/gemini-api/docs/rate-limits.',
+        [
+          {
+            '@type': 'type.googleapis.com/google.rpc.QuotaFailure',
+            violations: [
+              {
+                quotaMetric: 'generativelanguage.googleapis.com/generate_content_paid_tier_requests',
+                quotaId: 'GenerateRequestsPerMinutePerProjectPerModel',
+              },
+            ],
+          },
+          {
+            '@type': 'type.googleapis.com/google.rpc.Help',
+            links: [{ description: 'Learn more about Gemini API quotas', url: 'https://ai.google.dev/gemini-api/docs/rate-limits' }],
+          },
+          { '@type': 'type.googleapis.com/google.rpc.RetryInfo', retryDelay: outcome.retryDelay ?? '34.4s' },
+        ],
+      );
     case 'error':
       throw new GoogleError(outcome.status, '', '', undefined, outcome.body);
     case 'prompt_blocked':
-      return { promptFeedback: { blockReason: outcome.reason, ...(outcome.message ? { blockReasonMessage: outcome.message } : {}) }, usageMetadata: promptUsage, modelVersion: model.id };
+      return {
+        promptFeedback: { blockReason: outcome.reason, ...(outcome.message ? { blockReasonMessage: outcome.message } : {}) },
+        usageMetadata: promptUsage,
+        modelVersion: model.id,
+      };
     case 'finish':
       return envelope({ finishReason: outcome.reason, ...(outcome.message ? { finishMessage: outcome.message } : {}) });
     case 'text_only': {
@@ -260,11 +417,17 @@ async function respond(outcome: GeminiOutcome, model: ReturnType<typeof checkReq
       const mimeType = outcome.mimeType ?? 'image/png';
       const count = outcome.images ?? 1;
       const imageParts = await Promise.all(
-        Array.from({ length: count }, async (_, index) => ({ inlineData: { mimeType, data: await solidImage(width, height, mimeType, call + index) }, thoughtSignature: `sig-${call}-${index}` })),
+        Array.from({ length: count }, async (_, index) => ({
+          inlineData: { mimeType, data: await solidImage(width, height, mimeType, call + index) },
+          thoughtSignature: `sig-${call}-${index}`,
+        })),
       );
       // Gemini 3 Pro thinks first and may attach a draft image to its thoughts; those parts are not the answer.
       const thoughts = model.thoughtTokens
-        ? [{ text: '**Composing the scene**', thought: true }, { inlineData: { mimeType: 'image/png', data: await solidImage(64, 64, 'image/png', 255) }, thought: true }]
+        ? [
+            { text: '**Composing the scene**', thought: true },
+            { inlineData: { mimeType: 'image/png', data: await solidImage(64, 64, 'image/png', 255) }, thought: true },
+          ]
         : [];
       const imageTokens = model.imageTokens[tier] * count;
       const usage = outcome.usageMetadata ?? {
@@ -272,9 +435,15 @@ async function respond(outcome: GeminiOutcome, model: ReturnType<typeof checkReq
         candidatesTokenCount: imageTokens + COMMENT_TOKENS,
         ...(model.thoughtTokens ? { thoughtsTokenCount: model.thoughtTokens } : {}),
         totalTokenCount: promptCount + imageTokens + COMMENT_TOKENS + model.thoughtTokens,
-        candidatesTokensDetails: [{ modality: 'IMAGE', tokenCount: imageTokens }, { modality: 'TEXT', tokenCount: COMMENT_TOKENS }],
+        candidatesTokensDetails: [
+          { modality: 'IMAGE', tokenCount: imageTokens },
+          { modality: 'TEXT', tokenCount: COMMENT_TOKENS },
+        ],
       };
-      return envelope({ content: { role: 'model', parts: [...thoughts, { text: 'Here is your image.' }, ...imageParts] }, finishReason: 'STOP' }, usage);
+      return envelope(
+        { content: { role: 'model', parts: [...thoughts, { text: 'Here is your image.' }, ...imageParts] }, finishReason: 'STOP' },
+        usage,
+      );
     }
   }
 }

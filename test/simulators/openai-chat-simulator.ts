@@ -90,7 +90,8 @@ interface SimChoice {
 }
 
 /** What the simulator's reasoning model thinks before answering (the effort asked for shows in it). */
-export const simReasoning = (userText: string, effort?: unknown) => `Thinking${typeof effort === 'string' ? ` (${effort})` : ''} about: ${userText}`;
+export const simReasoning = (userText: string, effort?: unknown) =>
+  `Thinking${typeof effort === 'string' ? ` (${effort})` : ''} about: ${userText}`;
 /** The refusal the simulator answers to a user message starting with "refuse:". */
 export const SIM_REFUSAL = "I'm sorry, I can't help with that.";
 
@@ -124,14 +125,17 @@ export const SIM_MESSAGE_TOKENS = 3;
 export const SIM_REPLY_TOKENS = 3;
 export const simTokens = (text: string) => Math.ceil([...text].length / 4);
 /** The simulator's prompt token count for these message contents. */
-export const simPromptTokens = (...contents: string[]) => SIM_REPLY_TOKENS + contents.reduce((sum, content) => sum + SIM_MESSAGE_TOKENS + simTokens(content), 0);
+export const simPromptTokens = (...contents: string[]) =>
+  SIM_REPLY_TOKENS + contents.reduce((sum, content) => sum + SIM_MESSAGE_TOKENS + simTokens(content), 0);
 
 /** The simulator's completion tokens for tool calls: each call's name and arguments, as text. */
 export const simToolCallTokens = (calls: Array<{ function: { name: string; arguments: string } }>) =>
   calls.reduce((sum, call) => sum + simTokens(call.function.name) + simTokens(call.function.arguments), 0);
 
 /** The tool calls the simulator answers to a "call:" request (see above). */
-export function simToolCalls(body: Record<string, any>): Array<{ id: string; type: 'function'; function: { name: string; arguments: string } }> | undefined {
+export function simToolCalls(
+  body: Record<string, any>,
+): Array<{ id: string; type: 'function'; function: { name: string; arguments: string } }> | undefined {
   const tools: any[] = Array.isArray(body.tools) ? body.tools : [];
   if (tools.length === 0 || body.tool_choice === 'none') return undefined;
   const last = body.messages[body.messages.length - 1];
@@ -141,16 +145,50 @@ export function simToolCalls(body: Record<string, any>): Array<{ id: string; typ
   if (body.tool_choice && typeof body.tool_choice === 'object') names = [body.tool_choice.function.name];
   else if (body.parallel_tool_calls === false) names = names.slice(0, 1);
   const query = text.slice('call:'.length).trim();
-  return names.map((name, index) => ({ id: `call_sim_${index}`, type: 'function' as const, function: { name, arguments: JSON.stringify({ query, n: index }) } }));
+  return names.map((name, index) => ({
+    id: `call_sim_${index}`,
+    type: 'function' as const,
+    function: { name, arguments: JSON.stringify({ query, n: index }) },
+  }));
 }
 
 const ROLES = ['system', 'developer', 'user', 'assistant', 'tool'];
 /** The fields OpenAI's chat completions take; anything else is a 400. */
 const KNOWN_FIELDS = new Set([
-  'model', 'messages', 'max_tokens', 'max_completion_tokens', 'stop', 'stream', 'stream_options', 'n', 'temperature', 'top_p', 'seed',
-  'frequency_penalty', 'presence_penalty', 'logit_bias', 'logprobs', 'top_logprobs', 'response_format', 'tools', 'tool_choice',
-  'parallel_tool_calls', 'functions', 'function_call', 'user', 'metadata', 'store', 'service_tier', 'reasoning_effort', 'prediction',
-  'modalities', 'audio', 'web_search_options', 'verbosity', 'safety_identifier', 'prompt_cache_key',
+  'model',
+  'messages',
+  'max_tokens',
+  'max_completion_tokens',
+  'stop',
+  'stream',
+  'stream_options',
+  'n',
+  'temperature',
+  'top_p',
+  'seed',
+  'frequency_penalty',
+  'presence_penalty',
+  'logit_bias',
+  'logprobs',
+  'top_logprobs',
+  'response_format',
+  'tools',
+  'tool_choice',
+  'parallel_tool_calls',
+  'functions',
+  'function_call',
+  'user',
+  'metadata',
+  'store',
+  'service_tier',
+  'reasoning_effort',
+  'prediction',
+  'modalities',
+  'audio',
+  'web_search_options',
+  'verbosity',
+  'safety_identifier',
+  'prompt_cache_key',
 ]);
 
 export async function startChatSimulator(options: { apiKey?: string } = {}): Promise<ChatSimulator> {
@@ -167,14 +205,26 @@ export async function startChatSimulator(options: { apiKey?: string } = {}): Pro
       return apiError(response, 404, { message: `Invalid URL (${request.method} ${request.pathname})`, type: 'invalid_request_error' });
     }
     if (options.apiKey !== undefined && request.headers.authorization !== `Bearer ${options.apiKey}`) {
-      return apiError(response, 401, { message: 'Incorrect API key provided: sk-wr***ey. You can find your API key at https://platform.openai.com/account/api-keys.', type: 'invalid_request_error', code: 'invalid_api_key' });
+      return apiError(response, 401, {
+        message: 'Incorrect API key provided: sk-wr***ey. You can find your API key at https://platform.openai.com/account/api-keys.',
+        type: 'invalid_request_error',
+        code: 'invalid_api_key',
+      });
     }
     const active = takeFault();
     switch (active?.kind) {
       case 'status500':
-        return apiError(response, 500, { message: 'The server had an error while processing your request. Sorry about that!', type: 'server_error' });
+        return apiError(response, 500, {
+          message: 'The server had an error while processing your request. Sorry about that!',
+          type: 'server_error',
+        });
       case 'rate429':
-        return apiError(response, 429, { message: 'Rate limit reached for requests per min. Please try again in 1s.', type: 'requests', code: 'rate_limit_exceeded' }, { 'retry-after': active.retryAfter });
+        return apiError(
+          response,
+          429,
+          { message: 'Rate limit reached for requests per min. Please try again in 1s.', type: 'requests', code: 'rate_limit_exceeded' },
+          { 'retry-after': active.retryAfter },
+        );
       case 'hang':
         return;
       case 'reset':
@@ -186,7 +236,13 @@ export async function startChatSimulator(options: { apiKey?: string } = {}): Pro
       return apiError(response, 400, { message: 'We could not parse the JSON body of your request.', type: 'invalid_request_error' });
     }
     const problem = check(body);
-    if (problem) return apiError(response, 400, { message: problem.message, type: 'invalid_request_error', param: problem.param, code: problem.code ?? 'invalid_value' });
+    if (problem)
+      return apiError(response, 400, {
+        message: problem.message,
+        type: 'invalid_request_error',
+        param: problem.param,
+        code: problem.code ?? 'invalid_value',
+      });
 
     const messages = body.messages as Array<{ role: string; content: unknown; tool_calls?: unknown[] }>;
     const contents = messages.map((message) => textOf(message.content) + (message.tool_calls ? JSON.stringify(message.tool_calls) : ''));
@@ -228,7 +284,10 @@ export async function startChatSimulator(options: { apiKey?: string } = {}): Pro
     const promptTokens = simPromptTokens(...contents) + (Array.isArray(body.tools) ? simTokens(JSON.stringify(body.tools)) : 0);
     const reasoningTokens = choices.reduce((sum, choice) => sum + simTokens(choice.reasoning), 0);
     const completionTokens = choices.reduce(
-      (sum, choice) => sum + simTokens(choice.reasoning) + (choice.toolCalls ? simToolCallTokens(choice.toolCalls) : simTokens(choice.content) + simTokens(choice.refusal)),
+      (sum, choice) =>
+        sum +
+        simTokens(choice.reasoning) +
+        (choice.toolCalls ? simToolCallTokens(choice.toolCalls) : simTokens(choice.content) + simTokens(choice.refusal)),
       0,
     );
     const usage: Record<string, unknown> = {
@@ -236,7 +295,12 @@ export async function startChatSimulator(options: { apiKey?: string } = {}): Pro
       completion_tokens: completionTokens,
       total_tokens: promptTokens + completionTokens,
       prompt_tokens_details: { cached_tokens: Math.min(simulator.cachedTokens, promptTokens), audio_tokens: 0 },
-      completion_tokens_details: { reasoning_tokens: reasoningTokens, audio_tokens: 0, accepted_prediction_tokens: 0, rejected_prediction_tokens: 0 },
+      completion_tokens_details: {
+        reasoning_tokens: reasoningTokens,
+        audio_tokens: 0,
+        accepted_prediction_tokens: 0,
+        rejected_prediction_tokens: 0,
+      },
     };
     // vLLM reports no completion_tokens_details (its reasoning tokens are inside completion_tokens).
     if (simulator.reasoning && !simulator.reportReasoningTokens) usage.completion_tokens_details = null;
@@ -259,7 +323,11 @@ export async function startChatSimulator(options: { apiKey?: string } = {}): Pro
         return void response.end('{"id": "chatcmpl-x", "choices": [{"message": {"content": "Rep');
       }
       const completion: Record<string, unknown> = {
-        id, object: 'chat.completion', created, model, system_fingerprint: 'fp_sim',
+        id,
+        object: 'chat.completion',
+        created,
+        model,
+        system_fingerprint: 'fp_sim',
         choices: choices.map((choice, index) => ({
           index,
           message: {
@@ -286,8 +354,14 @@ export async function startChatSimulator(options: { apiKey?: string } = {}): Pro
     const includeUsage = body.stream_options?.include_usage === true && reportUsage;
     const chunk = (choices: unknown[], extra: Record<string, unknown> = {}) =>
       `data: ${JSON.stringify({ id, object: 'chat.completion.chunk', created, model, system_fingerprint: 'fp_sim', choices, ...(includeUsage ? { usage: null } : {}), ...extra })}\n\n`;
-    const choice = (index: number, delta: Record<string, unknown>, finishReason: string | null, logprobs: unknown = null) => ({ index, delta, logprobs, finish_reason: finishReason });
-    for (let index = 0; index < choices.length; index++) response.write(chunk([choice(index, { role: 'assistant', content: '', refusal: null }, null)]));
+    const choice = (index: number, delta: Record<string, unknown>, finishReason: string | null, logprobs: unknown = null) => ({
+      index,
+      delta,
+      logprobs,
+      finish_reason: finishReason,
+    });
+    for (let index = 0; index < choices.length; index++)
+      response.write(chunk([choice(index, { role: 'assistant', content: '', refusal: null }, null)]));
     if (active?.kind === 'malformed') {
       response.write('data: {"id": "chatcmpl-x", "choices": [{"delta": {"content": "Rep\n\n');
       return void setTimeout(() => response.end(), 20);
@@ -310,12 +384,16 @@ export async function startChatSimulator(options: { apiKey?: string } = {}): Pro
           return;
         }
         if (active?.kind === 'stream-error' && index === 1) {
-          response.write(`data: ${JSON.stringify({ error: { message: 'The server had an error while processing your request. Contact us at https://help.openai.com with sk-abcdefghijklmnop.', type: 'server_error', param: null, code: null } })}\n\n`);
+          response.write(
+            `data: ${JSON.stringify({ error: { message: 'The server had an error while processing your request. Contact us at https://help.openai.com with sk-abcdefghijklmnop.', type: 'server_error', param: null, code: null } })}\n\n`,
+          );
           return void response.end();
         }
         if (simulator.pieceDelayMs > 0) await new Promise((resolve) => setTimeout(resolve, simulator.pieceDelayMs));
         if (response.destroyed) return; // the client (Deepshi) hung up: the generation stops, as OpenAI's does
-        const logprobs = withLogprobs ? { content: null, refusal: null, [field]: simTokenLogprobs(piece, topLogprobs, index * simulator.pieceTokens) } : null;
+        const logprobs = withLogprobs
+          ? { content: null, refusal: null, [field]: simTokenLogprobs(piece, topLogprobs, index * simulator.pieceTokens) }
+          : null;
         response.write(chunk([choice(choiceIndex, { [field]: piece }, null, logprobs)]));
       }
       for (const [index, call] of (planned.toolCalls ?? []).entries()) {
@@ -323,10 +401,20 @@ export async function startChatSimulator(options: { apiKey?: string } = {}): Pro
           const odd = (index + 1) * 10;
           response.write(chunk([choice(choiceIndex, { tool_calls: [{ index: odd, id: call.id, type: 'function' }] }, null)]));
           response.write(chunk([choice(choiceIndex, { tool_calls: [{ index: odd, function: { name: call.function.name } }] }, null)]));
-          response.write(chunk([choice(choiceIndex, { tool_calls: [{ index: odd, function: { arguments: call.function.arguments } }] }, null)]));
+          response.write(
+            chunk([choice(choiceIndex, { tool_calls: [{ index: odd, function: { arguments: call.function.arguments } }] }, null)]),
+          );
           continue;
         }
-        response.write(chunk([choice(choiceIndex, { tool_calls: [{ index, id: call.id, type: 'function', function: { name: call.function.name, arguments: '' } }] }, null)]));
+        response.write(
+          chunk([
+            choice(
+              choiceIndex,
+              { tool_calls: [{ index, id: call.id, type: 'function', function: { name: call.function.name, arguments: '' } }] },
+              null,
+            ),
+          ]),
+        );
         for (const piece of split(call.function.arguments)) {
           response.write(chunk([choice(choiceIndex, { tool_calls: [{ index, function: { arguments: piece } }] }, null)]));
         }
@@ -363,7 +451,12 @@ export async function startChatSimulator(options: { apiKey?: string } = {}): Pro
   return simulator;
 }
 
-function apiError(response: ServerResponse, status: number, error: { message: string; type: string; param?: string | null; code?: string | null }, headers: Record<string, string> = {}): void {
+function apiError(
+  response: ServerResponse,
+  status: number,
+  error: { message: string; type: string; param?: string | null; code?: string | null },
+  headers: Record<string, string> = {},
+): void {
   sendJson(response, status, { error: { param: null, code: null, ...error } }, headers);
 }
 
@@ -377,20 +470,31 @@ function check(body: Record<string, any>): { param: string; message: string; cod
   for (const key of Object.keys(body)) {
     if (!KNOWN_FIELDS.has(key)) return { param: key, message: `Unrecognized request argument supplied: ${key}`, code: 'unknown_parameter' };
   }
-  if (typeof body.model !== 'string' || body.model === '') return { param: 'model', message: 'you must provide a model parameter', code: 'missing_required_parameter' };
-  if (!Array.isArray(body.messages) || body.messages.length === 0) return { param: 'messages', message: "Invalid 'messages': empty array. Expected an array with minimum length 1." };
+  if (typeof body.model !== 'string' || body.model === '')
+    return { param: 'model', message: 'you must provide a model parameter', code: 'missing_required_parameter' };
+  if (!Array.isArray(body.messages) || body.messages.length === 0)
+    return { param: 'messages', message: "Invalid 'messages': empty array. Expected an array with minimum length 1." };
   for (const [index, message] of body.messages.entries()) {
-    if (!message || !ROLES.includes(message.role)) return { param: `messages[${index}].role`, message: `Invalid value for 'messages[${index}].role'.` };
+    if (!message || !ROLES.includes(message.role))
+      return { param: `messages[${index}].role`, message: `Invalid value for 'messages[${index}].role'.` };
     if (message.content === null && !(message.role === 'assistant' && Array.isArray(message.tool_calls))) {
-      return { param: `messages[${index}].content`, message: `Invalid value for 'messages[${index}].content': expected a string, got null.` };
+      return {
+        param: `messages[${index}].content`,
+        message: `Invalid value for 'messages[${index}].content': expected a string, got null.`,
+      };
     }
-    if (message.role === 'tool' && typeof message.tool_call_id !== 'string') return { param: `messages[${index}].tool_call_id`, message: 'tool_call_id is required.' };
+    if (message.role === 'tool' && typeof message.tool_call_id !== 'string')
+      return { param: `messages[${index}].tool_call_id`, message: 'tool_call_id is required.' };
     if (message.role === 'assistant' && Array.isArray(message.tool_calls)) {
       const answered = new Set<string>();
-      for (let next = index + 1; next < body.messages.length && body.messages[next]?.role === 'tool'; next++) answered.add(body.messages[next].tool_call_id);
+      for (let next = index + 1; next < body.messages.length && body.messages[next]?.role === 'tool'; next++)
+        answered.add(body.messages[next].tool_call_id);
       const missing = message.tool_calls.find((call: any) => !answered.has(call?.id));
       if (missing) {
-        return { param: 'messages', message: `An assistant message with 'tool_calls' must be followed by tool messages responding to each 'tool_call_id'. The following tool_call_ids did not have response messages: ${missing?.id}` };
+        return {
+          param: 'messages',
+          message: `An assistant message with 'tool_calls' must be followed by tool messages responding to each 'tool_call_id'. The following tool_call_ids did not have response messages: ${missing?.id}`,
+        };
       }
     }
     if (message.role === 'tool') {
@@ -398,46 +502,66 @@ function check(body: Record<string, any>): { param: string; message: string; cod
       while (previous >= 0 && body.messages[previous]?.role === 'tool') previous--;
       const calls = previous >= 0 ? body.messages[previous]?.tool_calls : undefined;
       if (!Array.isArray(calls) || !calls.some((call: any) => call?.id === message.tool_call_id)) {
-        return { param: `messages[${index}].role`, message: "Invalid parameter: messages with role 'tool' must be a response to a preceeding message with 'tool_calls'." };
+        return {
+          param: `messages[${index}].role`,
+          message: "Invalid parameter: messages with role 'tool' must be a response to a preceeding message with 'tool_calls'.",
+        };
       }
     }
   }
   if (body.tools !== undefined && body.tools !== null) {
-    if (!Array.isArray(body.tools) || body.tools.some((tool: any) => tool?.type !== 'function' || typeof tool.function?.name !== 'string')) {
+    if (
+      !Array.isArray(body.tools) ||
+      body.tools.some((tool: any) => tool?.type !== 'function' || typeof tool.function?.name !== 'string')
+    ) {
       return { param: 'tools', message: "Invalid 'tools': expected an array of function tools." };
     }
   }
   if (body.tool_choice !== undefined && body.tool_choice !== null) {
     const choice = body.tool_choice;
-    const named = typeof choice === 'object' && choice.type === 'function' && Array.isArray(body.tools) && body.tools.some((tool: any) => tool.function.name === choice.function?.name);
+    const named =
+      typeof choice === 'object' &&
+      choice.type === 'function' &&
+      Array.isArray(body.tools) &&
+      body.tools.some((tool: any) => tool.function.name === choice.function?.name);
     if (!(['none', 'auto', 'required'].includes(choice) || named)) return { param: 'tool_choice', message: "Invalid 'tool_choice'." };
-    if (!Array.isArray(body.tools)) return { param: 'tool_choice', message: "Invalid value for 'tool_choice': 'tool_choice' is only allowed when 'tools' are specified." };
+    if (!Array.isArray(body.tools))
+      return {
+        param: 'tool_choice',
+        message: "Invalid value for 'tool_choice': 'tool_choice' is only allowed when 'tools' are specified.",
+      };
   }
   const range = (name: string, min: number, max: number) => {
     const value = body[name];
     if (value === undefined || value === null) return undefined;
-    if (typeof value !== 'number' || value < min || value > max) return { param: name, message: `Invalid '${name}': expected a number between ${min} and ${max}.` };
+    if (typeof value !== 'number' || value < min || value > max)
+      return { param: name, message: `Invalid '${name}': expected a number between ${min} and ${max}.` };
     return undefined;
   };
   const bad = range('temperature', 0, 2) ?? range('top_p', 0, 1) ?? range('frequency_penalty', -2, 2) ?? range('presence_penalty', -2, 2);
   if (bad) return bad;
   for (const name of ['max_tokens', 'max_completion_tokens']) {
     const value = body[name];
-    if (value !== undefined && value !== null && (!Number.isInteger(value) || value < 1)) return { param: name, message: `Invalid '${name}': integer below minimum value.` };
+    if (value !== undefined && value !== null && (!Number.isInteger(value) || value < 1))
+      return { param: name, message: `Invalid '${name}': integer below minimum value.` };
   }
   if (body.stop !== undefined && body.stop !== null) {
     const list = typeof body.stop === 'string' ? [body.stop] : body.stop;
-    if (!Array.isArray(list) || list.length > 4 || list.some((item: unknown) => typeof item !== 'string')) return { param: 'stop', message: "Invalid 'stop'." };
+    if (!Array.isArray(list) || list.length > 4 || list.some((item: unknown) => typeof item !== 'string'))
+      return { param: 'stop', message: "Invalid 'stop'." };
   }
-  if (body.n !== undefined && body.n !== null && (!Number.isInteger(body.n) || body.n < 1 || body.n > 128)) return { param: 'n', message: "Invalid 'n': expected an integer between 1 and 128." };
-  if (body.logprobs !== undefined && body.logprobs !== null && typeof body.logprobs !== 'boolean') return { param: 'logprobs', message: "Invalid 'logprobs': expected a boolean." };
+  if (body.n !== undefined && body.n !== null && (!Number.isInteger(body.n) || body.n < 1 || body.n > 128))
+    return { param: 'n', message: "Invalid 'n': expected an integer between 1 and 128." };
+  if (body.logprobs !== undefined && body.logprobs !== null && typeof body.logprobs !== 'boolean')
+    return { param: 'logprobs', message: "Invalid 'logprobs': expected a boolean." };
   if (body.top_logprobs !== undefined && body.top_logprobs !== null && body.logprobs !== true) {
     return { param: 'top_logprobs', message: "Invalid 'top_logprobs': 'logprobs' must be set to true when 'top_logprobs' is used." };
   }
   if (body.reasoning_effort !== undefined && !['none', 'minimal', 'low', 'medium', 'high', 'xhigh'].includes(body.reasoning_effort)) {
     return { param: 'reasoning_effort', message: "Invalid 'reasoning_effort'." };
   }
-  if (body.stream !== undefined && typeof body.stream !== 'boolean') return { param: 'stream', message: "Invalid 'stream': expected a boolean." };
+  if (body.stream !== undefined && typeof body.stream !== 'boolean')
+    return { param: 'stream', message: "Invalid 'stream': expected a boolean." };
   if (body.stream_options !== undefined && body.stream_options !== null && body.stream !== true) {
     return { param: 'stream_options', message: "The 'stream_options' parameter is only allowed when 'stream' is enabled." };
   }

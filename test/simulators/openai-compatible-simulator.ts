@@ -45,17 +45,32 @@ export async function startCompatibleSimulator(options: { apiKey?: string } = {}
     }
     const fields: Record<string, unknown> = edit ? coerce(request.body?.fields ?? {}) : request.body;
     const references: RecordedFile[] = edit ? (request.body?.files ?? []).filter((file: RecordedFile) => file.field === 'image[]') : [];
-    if (fields === null || typeof fields !== 'object') return apiError(response, 400, { message: 'Body must be JSON.', type: 'invalid_request_error' });
-    if (edit && references.length === 0) return apiError(response, 400, { message: 'image[] is required.', type: 'invalid_request_error', param: 'image' });
+    if (fields === null || typeof fields !== 'object')
+      return apiError(response, 400, { message: 'Body must be JSON.', type: 'invalid_request_error' });
+    if (edit && references.length === 0)
+      return apiError(response, 400, { message: 'image[] is required.', type: 'invalid_request_error', param: 'image' });
     const problem = check(fields);
-    if (problem) return apiError(response, 400, { message: problem.message, type: 'invalid_request_error', param: problem.param, code: 'invalid_value' });
+    if (problem)
+      return apiError(response, 400, {
+        message: problem.message,
+        type: 'invalid_request_error',
+        param: problem.param,
+        code: 'invalid_value',
+      });
     const prompt = String(fields.prompt);
     if (prompt.includes('forbidden')) {
-      return apiError(response, 400, { message: 'Your prompt was flagged by our content filter.', type: 'invalid_request_error', code: 'content_policy_violation' });
+      return apiError(response, 400, {
+        message: 'Your prompt was flagged by our content filter.',
+        type: 'invalid_request_error',
+        code: 'content_policy_violation',
+      });
     }
-    const [width, height] = fields.width !== undefined
-      ? [Number(fields.width), Number(fields.height)]
-      : String(fields.size ?? '1024x1024').split('x').map(Number);
+    const [width, height] =
+      fields.width !== undefined
+        ? [Number(fields.width), Number(fields.height)]
+        : String(fields.size ?? '1024x1024')
+            .split('x')
+            .map(Number);
     const format = (fields.output_format as 'png' | 'jpeg' | 'webp' | undefined) ?? 'png';
     const n = Number(fields.n ?? 1);
     const count = fault?.kind === 'empty' ? 0 : fault?.kind === 'fewer' ? n - 1 : n;
@@ -63,7 +78,11 @@ export async function startCompatibleSimulator(options: { apiKey?: string } = {}
     const data: Array<Record<string, string>> = [];
     for (let index = 0; index < count; index++) {
       const bytes = await renderSketch({
-        prompt, seed: Number(fields.seed ?? 0) + index, width, height, format,
+        prompt,
+        seed: Number(fields.seed ?? 0) + index,
+        width,
+        height,
+        format,
         reference: references[0] ? { bytes: references[0].bytes } : undefined,
       });
       const item: Record<string, string> = {};
@@ -84,9 +103,10 @@ export async function startCompatibleSimulator(options: { apiKey?: string } = {}
     const body: Record<string, unknown> = { created: Math.floor(Date.now() / 1000), data };
     if (settings.reportUsage) {
       const input = Math.ceil(prompt.length / 4);
-      const usage: Record<string, unknown> = fault?.kind === 'usage'
-        ? (fault.usage as Record<string, unknown>)
-        : { input_tokens: input, output_tokens: COMPAT_OUTPUT_TOKENS * count, total_tokens: input + COMPAT_OUTPUT_TOKENS * count };
+      const usage: Record<string, unknown> =
+        fault?.kind === 'usage'
+          ? (fault.usage as Record<string, unknown>)
+          : { input_tokens: input, output_tokens: COMPAT_OUTPUT_TOKENS * count, total_tokens: input + COMPAT_OUTPUT_TOKENS * count };
       if (settings.cost !== undefined) usage.cost = settings.cost;
       body.usage = usage;
       handle.sentUsages.push(usage);
@@ -118,13 +138,18 @@ function coerce(fields: Record<string, string>): Record<string, unknown> {
 function check(fields: Record<string, unknown>): { param: string; message: string } | undefined {
   if (typeof fields.model !== 'string') return { param: 'model', message: 'model is required' };
   if (typeof fields.prompt !== 'string' || fields.prompt === '') return { param: 'prompt', message: 'prompt is required' };
-  if (fields.n !== undefined && (!Number.isInteger(fields.n) || (fields.n as number) < 1 || (fields.n as number) > 10)) return { param: 'n', message: 'n must be 1-10' };
+  if (fields.n !== undefined && (!Number.isInteger(fields.n) || (fields.n as number) < 1 || (fields.n as number) > 10))
+    return { param: 'n', message: 'n must be 1-10' };
   for (const side of ['width', 'height']) {
     const value = fields[side];
-    if (value !== undefined && (!Number.isInteger(value) || (value as number) < 64 || (value as number) > 4096)) return { param: side, message: `${side} must be an integer 64-4096` };
+    if (value !== undefined && (!Number.isInteger(value) || (value as number) < 64 || (value as number) > 4096))
+      return { param: side, message: `${side} must be an integer 64-4096` };
   }
-  if (fields.response_format !== undefined && !['b64_json', 'url'].includes(fields.response_format as string)) return { param: 'response_format', message: 'bad response_format' };
-  if (fields.output_format !== undefined && !['png', 'jpeg', 'webp'].includes(fields.output_format as string)) return { param: 'output_format', message: 'bad output_format' };
-  if (fields.steps !== undefined && (!Number.isInteger(fields.steps) || (fields.steps as number) > 50)) return { param: 'steps', message: 'steps must be an integer up to 50' };
+  if (fields.response_format !== undefined && !['b64_json', 'url'].includes(fields.response_format as string))
+    return { param: 'response_format', message: 'bad response_format' };
+  if (fields.output_format !== undefined && !['png', 'jpeg', 'webp'].includes(fields.output_format as string))
+    return { param: 'output_format', message: 'bad output_format' };
+  if (fields.steps !== undefined && (!Number.isInteger(fields.steps) || (fields.steps as number) > 50))
+    return { param: 'steps', message: 'steps must be an integer up to 50' };
   return undefined;
 }

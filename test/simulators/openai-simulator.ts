@@ -86,7 +86,10 @@ export async function startSimulatorServer(handler: SimulatorHandler): Promise<S
     try {
       await handler(recorded, response, context);
     } catch (error) {
-      if (!response.headersSent) sendJson(response, 500, { error: { message: `simulator error: ${(error as Error).message}`, type: 'server_error', param: null, code: null } });
+      if (!response.headersSent)
+        sendJson(response, 500, {
+          error: { message: `simulator error: ${(error as Error).message}`, type: 'server_error', param: null, code: null },
+        });
       else response.destroy();
     }
   });
@@ -158,7 +161,12 @@ export function sendJson(response: ServerResponse, status: number, body: unknown
   response.end(text);
 }
 
-export function apiError(response: ServerResponse, status: number, error: { message: string; type: string; param?: string | null; code?: string | null; [more: string]: unknown }, headers: Record<string, string> = {}): void {
+export function apiError(
+  response: ServerResponse,
+  status: number,
+  error: { message: string; type: string; param?: string | null; code?: string | null; [more: string]: unknown },
+  headers: Record<string, string> = {},
+): void {
   sendJson(response, status, { error: { param: null, code: null, ...error } }, headers);
 }
 
@@ -166,10 +174,18 @@ export function apiError(response: ServerResponse, status: number, error: { mess
 export function playCommonFault(fault: Fault | undefined, response: ServerResponse): boolean {
   switch (fault?.kind) {
     case 'status500':
-      apiError(response, 500, { message: 'The server had an error while processing your request. Sorry about that!', type: 'server_error' });
+      apiError(response, 500, {
+        message: 'The server had an error while processing your request. Sorry about that!',
+        type: 'server_error',
+      });
       return true;
     case 'rate429':
-      apiError(response, 429, { message: 'Rate limit reached for images per minute. Please try again in 1s.', type: 'requests', code: 'rate_limit_exceeded' }, { 'retry-after': fault.retryAfter });
+      apiError(
+        response,
+        429,
+        { message: 'Rate limit reached for images per minute. Please try again in 1s.', type: 'requests', code: 'rate_limit_exceeded' },
+        { 'retry-after': fault.retryAfter },
+      );
       return true;
     case 'hang':
       return true;
@@ -196,7 +212,11 @@ export function playCommonFault(fault: Fault | undefined, response: ServerRespon
       return true;
     }
     case 'unauthorized':
-      apiError(response, 401, { message: 'Incorrect API key provided: sk-wr***ey.', type: 'invalid_request_error', code: 'invalid_api_key' });
+      apiError(response, 401, {
+        message: 'Incorrect API key provided: sk-wr***ey.',
+        type: 'invalid_request_error',
+        code: 'invalid_api_key',
+      });
       return true;
     default:
       return false;
@@ -210,10 +230,32 @@ export function playCommonFault(fault: Fault | undefined, response: ServerRespon
 const MODELS = ['gpt-image-1', 'gpt-image-1-mini', 'gpt-image-1.5', 'gpt-image-2'];
 const STANDARD_SIZES = ['1024x1024', '1536x1024', '1024x1536'];
 const GENERATION_FIELDS = [
-  'prompt', 'model', 'n', 'size', 'quality', 'output_format', 'output_compression', 'background', 'moderation', 'stream', 'partial_images', 'user',
+  'prompt',
+  'model',
+  'n',
+  'size',
+  'quality',
+  'output_format',
+  'output_compression',
+  'background',
+  'moderation',
+  'stream',
+  'partial_images',
+  'user',
 ];
 const EDIT_FIELDS = [
-  'prompt', 'model', 'n', 'size', 'quality', 'output_format', 'output_compression', 'background', 'stream', 'partial_images', 'user', 'input_fidelity',
+  'prompt',
+  'model',
+  'n',
+  'size',
+  'quality',
+  'output_format',
+  'output_compression',
+  'background',
+  'stream',
+  'partial_images',
+  'user',
+  'input_fidelity',
 ];
 
 /** Output image tokens per image [I, providers.md]: gpt-image-1 / 1.5 share a table; gpt-image-2 has its own. */
@@ -243,7 +285,11 @@ export function outputTokensFor(model: string, quality: string, size: string): n
 }
 
 class Invalid extends Error {
-  constructor(readonly param: string, message: string, readonly code: string = 'invalid_value') {
+  constructor(
+    readonly param: string,
+    message: string,
+    readonly code: string = 'invalid_value',
+  ) {
     super(message);
   }
 }
@@ -266,7 +312,8 @@ function validate(request: RecordedRequest, edit: boolean): Resolved {
   let fields: Record<string, unknown>;
   let references: RecordedFile[] = [];
   if (edit) {
-    if (typeof request.body !== 'object' || !request.body.fields) throw new Invalid('image', 'The edit endpoint takes multipart/form-data.');
+    if (typeof request.body !== 'object' || !request.body.fields)
+      throw new Invalid('image', 'The edit endpoint takes multipart/form-data.');
     const raw = request.body.fields as Record<string, string>;
     fields = { ...raw };
     for (const name of ['n', 'partial_images', 'output_compression']) if (raw[name] !== undefined) fields[name] = Number(raw[name]);
@@ -275,35 +322,56 @@ function validate(request: RecordedRequest, edit: boolean): Resolved {
     if (references.length === 0) throw new Invalid('image', "Missing required parameter: 'image'.", 'missing_required_parameter');
     if (references.length > 16) throw new Invalid('image', 'At most 16 images can be edited at once.');
     for (const file of references) {
-      if (!['image/png', 'image/jpeg', 'image/webp'].includes(file.type)) throw new Invalid('image', `Invalid image file type: ${file.type}. Supported: png, jpeg, webp.`);
+      if (!['image/png', 'image/jpeg', 'image/webp'].includes(file.type))
+        throw new Invalid('image', `Invalid image file type: ${file.type}. Supported: png, jpeg, webp.`);
     }
   } else {
-    if (request.body === null || typeof request.body !== 'object') throw new Invalid('body', 'We could not parse the JSON body of your request.', 'invalid_json');
+    if (request.body === null || typeof request.body !== 'object')
+      throw new Invalid('body', 'We could not parse the JSON body of your request.', 'invalid_json');
     fields = request.body;
   }
   for (const name of Object.keys(fields)) {
-    if (!(edit ? EDIT_FIELDS : GENERATION_FIELDS).includes(name)) throw new Invalid(name, `Unknown parameter: '${name}'.`, 'unknown_parameter');
+    if (!(edit ? EDIT_FIELDS : GENERATION_FIELDS).includes(name))
+      throw new Invalid(name, `Unknown parameter: '${name}'.`, 'unknown_parameter');
   }
   const model = typeof fields.model === 'string' ? fields.model : edit ? 'gpt-image-1.5' : 'dall-e-2';
   if (!MODELS.includes(model)) throw new Invalid('model', `Invalid value: '${model}'. This simulator serves ${MODELS.join(', ')}.`);
   const prompt = fields.prompt;
-  if (typeof prompt !== 'string' || prompt === '') throw new Invalid('prompt', "Missing required parameter: 'prompt'.", 'missing_required_parameter');
-  if (prompt.length > 32_000) throw new Invalid('prompt', `Invalid 'prompt': string too long. Expected a string with maximum length 32000, but got a string with length ${prompt.length} instead.`, 'string_above_max_length');
+  if (typeof prompt !== 'string' || prompt === '')
+    throw new Invalid('prompt', "Missing required parameter: 'prompt'.", 'missing_required_parameter');
+  if (prompt.length > 32_000)
+    throw new Invalid(
+      'prompt',
+      `Invalid 'prompt': string too long. Expected a string with maximum length 32000, but got a string with length ${prompt.length} instead.`,
+      'string_above_max_length',
+    );
   const n = fields.n ?? 1;
   if (typeof n !== 'number' || !Number.isInteger(n)) throw new Invalid('n', "Invalid type for 'n': expected an integer.", 'invalid_type');
-  if (n < 1 || n > 10) throw new Invalid('n', `Invalid 'n': integer ${n < 1 ? 'below minimum' : 'above maximum'} value. Expected a value between 1 and 10, but got ${n} instead.`, n < 1 ? 'integer_below_min_value' : 'integer_above_max_value');
+  if (n < 1 || n > 10)
+    throw new Invalid(
+      'n',
+      `Invalid 'n': integer ${n < 1 ? 'below minimum' : 'above maximum'} value. Expected a value between 1 and 10, but got ${n} instead.`,
+      n < 1 ? 'integer_below_min_value' : 'integer_above_max_value',
+    );
   const size = String(fields.size ?? 'auto');
   if (size !== 'auto' && !STANDARD_SIZES.includes(size) && !(model === 'gpt-image-2' && customSizeOk(size))) {
-    throw new Invalid('size', `Invalid value: '${size}'. Supported values are: 'auto', ${STANDARD_SIZES.map((s) => `'${s}'`).join(', ')}${model === 'gpt-image-2' ? ', or WxH with both sides multiples of 16, ratio at most 3:1 and at most 3840x2160' : ''}.`);
+    throw new Invalid(
+      'size',
+      `Invalid value: '${size}'. Supported values are: 'auto', ${STANDARD_SIZES.map((s) => `'${s}'`).join(', ')}${model === 'gpt-image-2' ? ', or WxH with both sides multiples of 16, ratio at most 3:1 and at most 3840x2160' : ''}.`,
+    );
   }
   const quality = enumField(fields, 'quality', ['low', 'medium', 'high', 'auto'], 'auto');
   const background = enumField(fields, 'background', ['transparent', 'opaque', 'auto'], 'auto');
   const outputFormat = enumField(fields, 'output_format', ['png', 'jpeg', 'webp'], 'png') as Resolved['outputFormat'];
   enumField(fields, 'moderation', ['low', 'auto'], 'auto');
   enumField(fields, 'input_fidelity', ['low', 'high'], 'low');
-  if (background === 'transparent' && outputFormat === 'jpeg') throw new Invalid('background', "Transparent background requires output_format 'png' or 'webp'.");
+  if (background === 'transparent' && outputFormat === 'jpeg')
+    throw new Invalid('background', "Transparent background requires output_format 'png' or 'webp'.");
   const compression = fields.output_compression;
-  if (compression !== undefined && (typeof compression !== 'number' || !Number.isInteger(compression) || compression < 0 || compression > 100)) {
+  if (
+    compression !== undefined &&
+    (typeof compression !== 'number' || !Number.isInteger(compression) || compression < 0 || compression > 100)
+  ) {
     throw new Invalid('output_compression', "Invalid 'output_compression': expected an integer between 0 and 100.");
   }
   const stream = fields.stream === true;
@@ -312,7 +380,15 @@ function validate(request: RecordedRequest, edit: boolean): Resolved {
     throw new Invalid('partial_images', "Invalid 'partial_images': expected an integer between 0 and 3.");
   }
   return {
-    model, prompt, n, quality, background, outputFormat, stream, partialImages, references,
+    model,
+    prompt,
+    n,
+    quality,
+    background,
+    outputFormat,
+    stream,
+    partialImages,
+    references,
     size: size === 'auto' ? '1024x1024' : size,
   };
 }
@@ -331,20 +407,35 @@ function customSizeOk(size: string): boolean {
   if (!match) return false;
   const [width, height] = [Number(match[1]), Number(match[2])];
   const pixels = width * height;
-  return width % 16 === 0 && height % 16 === 0 && Math.max(width, height) / Math.min(width, height) <= 3 &&
-    Math.max(width, height) <= 3840 && pixels >= 655_360 && pixels <= 8_294_400;
+  return (
+    width % 16 === 0 &&
+    height % 16 === 0 &&
+    Math.max(width, height) / Math.min(width, height) <= 3 &&
+    Math.max(width, height) <= 3840 &&
+    pixels >= 655_360 &&
+    pixels <= 8_294_400
+  );
 }
 
 function refusal(prompt: string): { code: string; body: Record<string, unknown> } | undefined {
   if (prompt.includes('legacy-forbidden')) {
-    return { code: 'content_policy_violation', body: { message: 'Your request was rejected as a result of our safety system. Your prompt may contain text that is not allowed by our safety system.', type: 'invalid_request_error', code: 'content_policy_violation' } };
+    return {
+      code: 'content_policy_violation',
+      body: {
+        message:
+          'Your request was rejected as a result of our safety system. Your prompt may contain text that is not allowed by our safety system.',
+        type: 'invalid_request_error',
+        code: 'content_policy_violation',
+      },
+    };
   }
   if (!prompt.includes('forbidden')) return undefined;
   const stage = prompt.includes('forbidden-output') ? 'output' : 'input';
   return {
     code: 'moderation_blocked',
     body: {
-      message: 'Your request was rejected by the safety system. If you believe this is an error, contact us at help.openai.com and include the request ID req_0123. safety_violations=[violence].',
+      message:
+        'Your request was rejected by the safety system. If you believe this is an error, contact us at help.openai.com and include the request ID req_0123. safety_violations=[violence].',
       type: 'image_generation_user_error',
       code: 'moderation_blocked',
       moderation_details: { moderation_stage: stage, categories: ['violence'] },
@@ -357,14 +448,24 @@ let renderSeed = 0;
 async function render(resolved: Resolved, progress = 1): Promise<string> {
   const [width, height] = resolved.size.split('x').map(Number);
   const reference = resolved.references[0] ? { bytes: resolved.references[0].bytes } : undefined;
-  const bytes = await renderSketch({ prompt: resolved.prompt, seed: renderSeed++, width, height, format: resolved.outputFormat, progress, reference });
+  const bytes = await renderSketch({
+    prompt: resolved.prompt,
+    seed: renderSeed++,
+    width,
+    height,
+    format: resolved.outputFormat,
+    progress,
+    reference,
+  });
   return bytes.toString('base64');
 }
 
 function usageFor(resolved: Resolved, images: number, withDetails: boolean): Record<string, unknown> {
   const textTokens = Math.max(1, Math.ceil(resolved.prompt.length / 4));
   const imageTokens = resolved.references.length * TOKENS_PER_REFERENCE_IMAGE;
-  const perImage = outputTokensFor(resolved.model, resolved.quality, resolved.size) + (resolved.stream ? resolved.partialImages * TOKENS_PER_PARTIAL_IMAGE : 0);
+  const perImage =
+    outputTokensFor(resolved.model, resolved.quality, resolved.size) +
+    (resolved.stream ? resolved.partialImages * TOKENS_PER_PARTIAL_IMAGE : 0);
   const output = perImage * images;
   const usage: Record<string, unknown> = {
     input_tokens: textTokens + imageTokens,
@@ -390,7 +491,12 @@ export async function startOpenAiSimulator(options: { apiKey?: string } = {}): P
     }
     // Checked before anything else, as OpenAI does for GPT image models: base64 is the only answer they give.
     if (!edit && request.body && typeof request.body === 'object' && 'response_format' in request.body) {
-      return apiError(response, 400, { message: "Unknown parameter: 'response_format'.", type: 'invalid_request_error', param: 'response_format', code: 'unknown_parameter' });
+      return apiError(response, 400, {
+        message: "Unknown parameter: 'response_format'.",
+        type: 'invalid_request_error',
+        param: 'response_format',
+        code: 'unknown_parameter',
+      });
     }
     let resolved: Resolved;
     try {
@@ -424,16 +530,31 @@ export async function startOpenAiSimulator(options: { apiKey?: string } = {}): P
   });
 }
 
-async function stream(resolved: Resolved, response: ServerResponse, context: SimulatorContext, fault: Fault | undefined, edit: boolean, meta: Record<string, unknown>): Promise<void> {
+async function stream(
+  resolved: Resolved,
+  response: ServerResponse,
+  context: SimulatorContext,
+  fault: Fault | undefined,
+  edit: boolean,
+  meta: Record<string, unknown>,
+): Promise<void> {
   const prefix = edit ? 'image_edit' : 'image_generation';
   response.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' });
-  const send = (type: string, payload: Record<string, unknown>) => response.write(`event: ${type}\ndata: ${JSON.stringify({ type, ...payload })}\n\n`);
+  const send = (type: string, payload: Record<string, unknown>) =>
+    response.write(`event: ${type}\ndata: ${JSON.stringify({ type, ...payload })}\n\n`);
   const created_at = Math.floor(Date.now() / 1000);
   for (let image = 0; image < resolved.n; image++) {
     for (let partial = 0; partial < resolved.partialImages; partial++) {
-      send(`${prefix}.partial_image`, { partial_image_index: partial, b64_json: await render(resolved, (partial + 1) / (resolved.partialImages + 1)), created_at, ...meta });
+      send(`${prefix}.partial_image`, {
+        partial_image_index: partial,
+        b64_json: await render(resolved, (partial + 1) / (resolved.partialImages + 1)),
+        created_at,
+        ...meta,
+      });
       if (fault?.kind === 'stream-error') {
-        response.write(`event: error\ndata: ${JSON.stringify({ type: 'error', error: { message: 'The image generation failed.', type: 'server_error', code: fault.code ?? 'generation_failed', param: null } })}\n\n`);
+        response.write(
+          `event: error\ndata: ${JSON.stringify({ type: 'error', error: { message: 'The image generation failed.', type: 'server_error', code: fault.code ?? 'generation_failed', param: null } })}\n\n`,
+        );
         return void response.end();
       }
       if (fault?.kind === 'stream-cut') return void response.end();

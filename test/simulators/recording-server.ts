@@ -40,7 +40,14 @@ export async function startRecordingServer(handler: Handler): Promise<RecordingS
       // not JSON: kept as text for the handler to reject
     }
     const url = new URL(raw.url ?? '/', 'http://simulator');
-    const recorded: RecordedRequest = { method: raw.method ?? 'GET', path: url.pathname + url.search, pathname: url.pathname, query: url.searchParams, headers: raw.headers, body };
+    const recorded: RecordedRequest = {
+      method: raw.method ?? 'GET',
+      path: url.pathname + url.search,
+      pathname: url.pathname,
+      query: url.searchParams,
+      headers: raw.headers,
+      body,
+    };
     requests.push(recorded);
     try {
       await handler(recorded, response, raw);

@@ -50,8 +50,36 @@ export interface XaiSimulator {
 const RATIOS = ['1:1', '3:4', '4:3', '9:16', '16:9', '2:3', '3:2', '9:19.5', '19.5:9', '9:20', '20:9', '1:2', '2:1', 'auto'];
 /** xAI documents "about 1 MP" and "about 4 MP" only; these are the catalog's derived sizes [I] (catalog/models.yaml). */
 export const XAI_SIZES: Record<string, Record<string, string>> = {
-  '1k': { '1:1': '1024x1024', '3:4': '880x1168', '4:3': '1168x880', '9:16': '768x1360', '16:9': '1360x768', '2:3': '832x1248', '3:2': '1248x832', '9:19.5': '688x1488', '19.5:9': '1488x688', '9:20': '688x1536', '20:9': '1536x688', '1:2': '720x1440', '2:1': '1440x720' },
-  '2k': { '1:1': '2048x2048', '3:4': '1760x2336', '4:3': '2336x1760', '9:16': '1536x2720', '16:9': '2720x1536', '2:3': '1664x2496', '3:2': '2496x1664', '9:19.5': '1376x2976', '19.5:9': '2976x1376', '9:20': '1376x3072', '20:9': '3072x1376', '1:2': '1440x2880', '2:1': '2880x1440' },
+  '1k': {
+    '1:1': '1024x1024',
+    '3:4': '880x1168',
+    '4:3': '1168x880',
+    '9:16': '768x1360',
+    '16:9': '1360x768',
+    '2:3': '832x1248',
+    '3:2': '1248x832',
+    '9:19.5': '688x1488',
+    '19.5:9': '1488x688',
+    '9:20': '688x1536',
+    '20:9': '1536x688',
+    '1:2': '720x1440',
+    '2:1': '1440x720',
+  },
+  '2k': {
+    '1:1': '2048x2048',
+    '3:4': '1760x2336',
+    '4:3': '2336x1760',
+    '9:16': '1536x2720',
+    '16:9': '2720x1536',
+    '2:3': '1664x2496',
+    '3:2': '2496x1664',
+    '9:19.5': '1376x2976',
+    '19.5:9': '2976x1376',
+    '9:20': '1376x3072',
+    '20:9': '3072x1376',
+    '1:2': '1440x2880',
+    '2:1': '2880x1440',
+  },
 };
 /** Price per output image in ticks (1 tick = 1e-10 USD), by model and tier; plus per input image on edits [V3 prices]. */
 export const XAI_TICKS: Record<string, { perImage: Record<string, number>; perInputImage: number }> = {
@@ -63,7 +91,11 @@ const EDIT_FIELDS = new Set([...FIELDS, 'image', 'images']);
 const INVALID = 'Client specified an invalid argument';
 
 class XaiError extends Error {
-  constructor(readonly status: number, readonly body: unknown, readonly headers: Record<string, string> = {}) {
+  constructor(
+    readonly status: number,
+    readonly body: unknown,
+    readonly headers: Record<string, string> = {},
+  ) {
     super('xai error');
   }
 }
@@ -147,25 +179,40 @@ export async function startXaiSimulator(options: { apiKey?: string } = {}): Prom
 /** The real API's checks. Returns the number of reference images (0 for generations). */
 function checkRequest(req: http.IncomingMessage, body: any, raw: string, apiKey: string): number {
   const edit = req.url === '/v1/images/edits';
-  if (req.method !== 'POST' || (!edit && req.url !== '/v1/images/generations')) throw new XaiError(404, { code: 'Not found', error: `No route for ${req.method} ${req.url}` });
+  if (req.method !== 'POST' || (!edit && req.url !== '/v1/images/generations'))
+    throw new XaiError(404, { code: 'Not found', error: `No route for ${req.method} ${req.url}` });
   // xAI answers a wrong key with 400 and this text [R]; a missing header with 401 [R].
   const auth = req.headers.authorization;
-  if (!auth) throw new XaiError(401, { code: 'Unauthenticated', error: 'No API key provided. Please provide an API key in the Authorization header.' });
+  if (!auth)
+    throw new XaiError(401, {
+      code: 'Unauthenticated',
+      error: 'No API key provided. Please provide an API key in the Authorization header.',
+    });
   if (auth !== `Bearer ${apiKey}`) throw invalid('Incorrect API key provided: sk***. You can obtain an API key from https://console.x.ai.');
-  if (typeof body !== 'object' || body === null || Array.isArray(body)) throw invalid(`Failed to deserialize the JSON body into the target type: ${raw.slice(0, 20)}`);
+  if (typeof body !== 'object' || body === null || Array.isArray(body))
+    throw invalid(`Failed to deserialize the JSON body into the target type: ${raw.slice(0, 20)}`);
   for (const field of Object.keys(body)) if (!(edit ? EDIT_FIELDS : FIELDS).has(field)) throw invalid(`Argument not supported: ${field}`);
-  if (!XAI_TICKS[body.model]) throw new XaiError(404, { code: 'Some requested entity was not found', error: `The model ${body.model} does not exist or your team does not have access to it.` });
+  if (!XAI_TICKS[body.model])
+    throw new XaiError(404, {
+      code: 'Some requested entity was not found',
+      error: `The model ${body.model} does not exist or your team does not have access to it.`,
+    });
   if (typeof body.prompt !== 'string' || body.prompt.trim() === '') throw invalid('prompt: must be a non-empty string');
-  if (body.n !== undefined && (!Number.isInteger(body.n) || body.n < 1 || body.n > 10)) throw invalid('n: must be an integer between 1 and 10');
-  if (body.response_format !== undefined && !['url', 'b64_json'].includes(body.response_format)) throw invalid(`Invalid response_format: ${body.response_format}`);
-  if (body.aspect_ratio !== undefined && !RATIOS.includes(body.aspect_ratio)) throw invalid(`Invalid aspect_ratio: ${body.aspect_ratio}. Supported: ${RATIOS.join(', ')}`);
-  if (body.resolution !== undefined && !['1k', '2k'].includes(body.resolution)) throw invalid(`Invalid resolution: ${body.resolution}. Supported: 1k, 2k`);
+  if (body.n !== undefined && (!Number.isInteger(body.n) || body.n < 1 || body.n > 10))
+    throw invalid('n: must be an integer between 1 and 10');
+  if (body.response_format !== undefined && !['url', 'b64_json'].includes(body.response_format))
+    throw invalid(`Invalid response_format: ${body.response_format}`);
+  if (body.aspect_ratio !== undefined && !RATIOS.includes(body.aspect_ratio))
+    throw invalid(`Invalid aspect_ratio: ${body.aspect_ratio}. Supported: ${RATIOS.join(', ')}`);
+  if (body.resolution !== undefined && !['1k', '2k'].includes(body.resolution))
+    throw invalid(`Invalid resolution: ${body.resolution}. Supported: 1k, 2k`);
   if (!edit) return 0;
   if (body.image !== undefined && body.images !== undefined) throw invalid('Only one of image and images may be set.');
   const references = body.image !== undefined ? [body.image] : body.images;
   if (!Array.isArray(references) || references.length === 0) throw invalid('An image is required for edits: set image or images.');
   for (const reference of references) {
-    if (typeof reference?.url !== 'string' || (reference.type !== undefined && reference.type !== 'image_url')) throw invalid('image: expected {"url": string, "type": "image_url"}');
+    if (typeof reference?.url !== 'string' || (reference.type !== undefined && reference.type !== 'image_url'))
+      throw invalid('image: expected {"url": string, "type": "image_url"}');
     const match = /^data:(image\/(?:png|jpeg|webp));base64,([A-Za-z0-9+/]+={0,2})$/.exec(reference.url);
     // The real API would fetch an https link (5 s timeout); the simulator has no network, so links fail like a failed fetch.
     if (!match) throw invalid('Failed to fetch the image: only PNG, JPG and WebP data URIs or reachable URLs are supported.');
@@ -175,7 +222,13 @@ function checkRequest(req: http.IncomingMessage, body: any, raw: string, apiKey:
 }
 
 async function respond(
-  outcome: XaiOutcome, body: any, references: number, call: number, res: http.ServerResponse, base: string, results: Map<string, Buffer>,
+  outcome: XaiOutcome,
+  body: any,
+  references: number,
+  call: number,
+  res: http.ServerResponse,
+  base: string,
+  results: Map<string, Buffer>,
 ): Promise<object | undefined> {
   switch (outcome.kind) {
     case 'hang':
@@ -196,7 +249,11 @@ async function respond(
     case 'error':
       throw new XaiError(outcome.status, outcome.body, outcome.headers);
     case 'rate_limited':
-      throw new XaiError(429, { code: 'Too many requests', error: 'Your team has exceeded its requests-per-second rate limit.' }, { 'retry-after': outcome.retryAfter ?? '2' });
+      throw new XaiError(
+        429,
+        { code: 'Too many requests', error: 'Your team has exceeded its requests-per-second rate limit.' },
+        { 'retry-after': outcome.retryAfter ?? '2' },
+      );
     case 'input_moderated':
       // The sources say only that an input block names a reason [V3 Comfy]; this shape is assumed [R].
       throw invalid('Generated image rejected by content moderation. Your request was flagged by our safety system.');
@@ -211,8 +268,14 @@ async function respond(
     Array.from({ length: n }, async (_, index) => {
       const moderated = outcome.kind === 'moderated' && (outcome.indexes ?? [index]).includes(index);
       // A moderated image is replaced by a small grey placeholder, still delivered in the asked format.
-      const base64 = moderated ? await solidImage(64, 64, 'image/jpeg', 255) : await solidImage(width, height, 'image/jpeg', (call * 10 + index) % 255);
-      const item: Record<string, unknown> = { mime_type: 'image/jpeg', revised_prompt: `A vivid, detailed rendering of: ${body.prompt}`, respect_moderation: !moderated };
+      const base64 = moderated
+        ? await solidImage(64, 64, 'image/jpeg', 255)
+        : await solidImage(width, height, 'image/jpeg', (call * 10 + index) % 255);
+      const item: Record<string, unknown> = {
+        mime_type: 'image/jpeg',
+        revised_prompt: `A vivid, detailed rendering of: ${body.prompt}`,
+        respect_moderation: !moderated,
+      };
       if (outcome.kind === 'result_url') item.url = outcome.url;
       else if (as === 'b64_json') item.b64_json = base64;
       else if (as === 'data_uri') item.b64_json = `data:image/jpeg;base64,${base64}`;
@@ -224,6 +287,7 @@ async function respond(
       return item;
     }),
   );
-  const ticks = outcome.kind === 'images' && 'ticks' in outcome ? outcome.ticks : n * model.perImage[tier] + references * model.perInputImage;
+  const ticks =
+    outcome.kind === 'images' && 'ticks' in outcome ? outcome.ticks : n * model.perImage[tier] + references * model.perInputImage;
   return { created: 1776527939, data, usage: { cost_in_usd_ticks: ticks } };
 }

@@ -7,6 +7,8 @@ import { it } from 'node:test';
 const copy = path.resolve(import.meta.dirname, '../../spec/openapi.yaml');
 const source = path.resolve(import.meta.dirname, '../../../shared/spec/openapi.yaml');
 
-it('spec/openapi.yaml is identical to the published contract', { skip: fs.existsSync(source) ? false : 'the published contract (../shared/spec) is not beside this checkout' }, () => {
+it('spec/openapi.yaml is identical to the published contract', {
+  skip: fs.existsSync(source) ? false : 'the published contract (../shared/spec) is not beside this checkout',
+}, () => {
   assert.equal(fs.readFileSync(copy, 'utf8'), fs.readFileSync(source, 'utf8'));
 });

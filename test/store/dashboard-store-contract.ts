@@ -29,31 +29,64 @@ export function runDashboardStoreContract(name: string, open: () => Promise<Stor
       it('createUser stores the hash and role; a second user with the same email is refused', async () => {
         const account = await store.createAccount({ name: 'u', credits: 0n });
         const address = email();
-        const user = await store.dashboard.createUser({ id: uid('user'), email: address, passwordHash: 'scrypt$h', role: 'member', accountId: account.id });
+        const user = await store.dashboard.createUser({
+          id: uid('user'),
+          email: address,
+          passwordHash: 'scrypt$h',
+          role: 'member',
+          accountId: account.id,
+        });
         assert.ok(user);
         assert.deepEqual([user.email, user.passwordHash, user.role, user.accountId], [address, 'scrypt$h', 'member', account.id]);
-        assert.equal(await store.dashboard.createUser({ id: uid('user'), email: address, passwordHash: 'x', role: 'member', accountId: account.id }), undefined);
+        assert.equal(
+          await store.dashboard.createUser({ id: uid('user'), email: address, passwordHash: 'x', role: 'member', accountId: account.id }),
+          undefined,
+        );
         assert.equal((await store.dashboard.findUserByEmail(address))?.id, user.id);
         assert.equal((await store.dashboard.getUser(user.id))?.email, address);
-        assert.deepEqual((await store.dashboard.listUsers(account.id)).map((u) => u.id), [user.id]);
+        assert.deepEqual(
+          (await store.dashboard.listUsers(account.id)).map((u) => u.id),
+          [user.id],
+        );
       });
 
       it('an operator may belong to no account; a member may not', async () => {
-        const operator = await store.dashboard.createUser({ id: uid('user'), email: email(), passwordHash: 'h', role: 'operator', accountId: null });
+        const operator = await store.dashboard.createUser({
+          id: uid('user'),
+          email: email(),
+          passwordHash: 'h',
+          role: 'operator',
+          accountId: null,
+        });
         assert.equal(operator?.accountId, null);
-        await assert.rejects(store.dashboard.createUser({ id: uid('user'), email: email(), passwordHash: 'h', role: 'member', accountId: null }));
+        await assert.rejects(
+          store.dashboard.createUser({ id: uid('user'), email: email(), passwordHash: 'h', role: 'member', accountId: null }),
+        );
       });
 
       it('createAccountWithUser makes both with the opening credit, or neither when the email is taken', async () => {
         const address = email();
-        const created = await store.dashboard.createAccountWithUser({ accountName: address, credits: 2_000_000_000n, note: 'sign-up credit', user: { id: uid('user'), email: address, passwordHash: 'h' } });
+        const created = await store.dashboard.createAccountWithUser({
+          accountName: address,
+          credits: 2_000_000_000n,
+          note: 'sign-up credit',
+          user: { id: uid('user'), email: address, passwordHash: 'h' },
+        });
         assert.ok(created);
         assert.equal(created.account.balance, 2_000_000_000n);
         assert.equal(created.user.accountId, created.account.id);
         assert.equal(created.user.role, 'member');
         await assertLedgerInvariant(store, created.account.id);
         const before = (await store.listAccounts()).length;
-        assert.equal(await store.dashboard.createAccountWithUser({ accountName: 'again', credits: 5n, note: 'n', user: { id: uid('user'), email: address, passwordHash: 'h' } }), undefined);
+        assert.equal(
+          await store.dashboard.createAccountWithUser({
+            accountName: 'again',
+            credits: 5n,
+            note: 'n',
+            user: { id: uid('user'), email: address, passwordHash: 'h' },
+          }),
+          undefined,
+        );
         assert.equal((await store.listAccounts()).length, before, 'no orphan account');
       });
     });
@@ -61,7 +94,13 @@ export function runDashboardStoreContract(name: string, open: () => Promise<Stor
     describe('sessions and playground keys', () => {
       async function member() {
         const account = await store.createAccount({ name: 's', credits: 0n });
-        const user = (await store.dashboard.createUser({ id: uid('user'), email: email(), passwordHash: 'old', role: 'member', accountId: account.id }))!;
+        const user = (await store.dashboard.createUser({
+          id: uid('user'),
+          email: email(),
+          passwordHash: 'old',
+          role: 'member',
+          accountId: account.id,
+        }))!;
         return { account, user };
       }
 
@@ -81,7 +120,13 @@ export function runDashboardStoreContract(name: string, open: () => Promise<Stor
 
       it('an admin-token session has no user and keeps its credential', async () => {
         const hash = uid('sess');
-        await store.dashboard.createSession({ tokenHash: hash, userId: null, role: 'operator', credential: 'abc123', expiresAt: Date.now() + HOUR });
+        await store.dashboard.createSession({
+          tokenHash: hash,
+          userId: null,
+          role: 'operator',
+          credential: 'abc123',
+          expiresAt: Date.now() + HOUR,
+        });
         const found = await store.dashboard.getSession(hash, Date.now());
         assert.deepEqual([found?.user, found?.role, found?.credential], [null, 'operator', 'abc123']);
       });
@@ -89,12 +134,21 @@ export function runDashboardStoreContract(name: string, open: () => Promise<Stor
       it('a playground key authenticates until it expires, is never listed, and dies with its session', async () => {
         const { account, user } = await member();
         const session = uid('sess');
-        await store.dashboard.createSession({ tokenHash: session, userId: user.id, role: 'member', credential: null, expiresAt: Date.now() + HOUR });
+        await store.dashboard.createSession({
+          tokenHash: session,
+          userId: user.id,
+          role: 'member',
+          credential: null,
+          expiresAt: Date.now() + HOUR,
+        });
         const regular = await store.createApiKey(newKey(account.id));
         const play = newKey(account.id);
         await store.dashboard.createPlaygroundKey({ ...play, sessionHash: session, expiresAt: Date.now() + HOUR });
         assert.equal((await store.findApiKeyByHash(play.hash))?.id, play.id);
-        assert.deepEqual((await store.listApiKeys(account.id)).map((key) => key.id), [regular.id]);
+        assert.deepEqual(
+          (await store.listApiKeys(account.id)).map((key) => key.id),
+          [regular.id],
+        );
         await store.dashboard.deleteSession(session);
         assert.equal(await store.findApiKeyByHash(play.hash), undefined);
 
@@ -107,7 +161,14 @@ export function runDashboardStoreContract(name: string, open: () => Promise<Stor
         const { account, user } = await member();
         const keep = uid('sess');
         const other = uid('sess');
-        for (const hash of [keep, other]) await store.dashboard.createSession({ tokenHash: hash, userId: user.id, role: 'member', credential: null, expiresAt: Date.now() + HOUR });
+        for (const hash of [keep, other])
+          await store.dashboard.createSession({
+            tokenHash: hash,
+            userId: user.id,
+            role: 'member',
+            credential: null,
+            expiresAt: Date.now() + HOUR,
+          });
         const play = newKey(account.id);
         await store.dashboard.createPlaygroundKey({ ...play, sessionHash: other, expiresAt: Date.now() + HOUR });
         assert.equal(await store.dashboard.setUserPassword(user.id, 'new', keep), true);
@@ -124,8 +185,20 @@ export function runDashboardStoreContract(name: string, open: () => Promise<Stor
         const { user } = await member();
         const old = uid('sess');
         const live = uid('sess');
-        await store.dashboard.createSession({ tokenHash: old, userId: user.id, role: 'member', credential: null, expiresAt: Date.now() - 1000 });
-        await store.dashboard.createSession({ tokenHash: live, userId: user.id, role: 'member', credential: null, expiresAt: Date.now() + HOUR });
+        await store.dashboard.createSession({
+          tokenHash: old,
+          userId: user.id,
+          role: 'member',
+          credential: null,
+          expiresAt: Date.now() - 1000,
+        });
+        await store.dashboard.createSession({
+          tokenHash: live,
+          userId: user.id,
+          role: 'member',
+          credential: null,
+          expiresAt: Date.now() + HOUR,
+        });
         assert.ok((await store.dashboard.deleteExpiredSessions(Date.now(), 500)) >= 1);
         assert.equal(await store.dashboard.deleteSession(old), false);
         assert.ok(await store.dashboard.getSession(live, Date.now()));
@@ -145,7 +218,10 @@ export function runDashboardStoreContract(name: string, open: () => Promise<Stor
         await new Promise((resolve) => setTimeout(resolve, 50));
         assert.equal((await store.getApiKey(key.id))?.lastUsedAt, t0, 'not rewritten within the minute');
         store.dashboard.noteKeyUse(key.id, t0 + 61_000);
-        assert.equal(await eventually(async () => ((await store.getApiKey(key.id))?.lastUsedAt === t0 + 61_000 ? t0 + 61_000 : null)), t0 + 61_000);
+        assert.equal(
+          await eventually(async () => ((await store.getApiKey(key.id))?.lastUsedAt === t0 + 61_000 ? t0 + 61_000 : null)),
+          t0 + 61_000,
+        );
       });
 
       it('authenticating by hash notes the use', async () => {
@@ -161,13 +237,21 @@ export function runDashboardStoreContract(name: string, open: () => Promise<Stor
       it('a code is redeemed once, with one credit entry; a second redemption and an unknown code are told apart', async () => {
         const account = await store.createAccount({ name: 'cc', credits: 0n });
         const hash = uid('h');
-        const [code] = await store.dashboard.createCreditCodes([{ id: uid('code'), hash, prefix: 'DSC-ABCD', amount: 7_000_000_000n, note: 'promo' }]);
+        const [code] = await store.dashboard.createCreditCodes([
+          { id: uid('code'), hash, prefix: 'DSC-ABCD', amount: 7_000_000_000n, note: 'promo' },
+        ]);
         assert.deepEqual([code.prefix, code.amount, code.redeemedAt], ['DSC-ABCD', 7_000_000_000n, null]);
         const first = await store.dashboard.redeemCreditCode({ hash, accountId: account.id, note: 'credit code' });
         assert.equal(first.outcome, 'redeemed');
         assert.equal(first.outcome === 'redeemed' && first.account.balance, 7_000_000_000n);
-        assert.equal((await store.dashboard.redeemCreditCode({ hash, accountId: account.id, note: 'credit code' })).outcome, 'already_redeemed');
-        assert.equal((await store.dashboard.redeemCreditCode({ hash: 'nope', accountId: account.id, note: 'credit code' })).outcome, 'unknown');
+        assert.equal(
+          (await store.dashboard.redeemCreditCode({ hash, accountId: account.id, note: 'credit code' })).outcome,
+          'already_redeemed',
+        );
+        assert.equal(
+          (await store.dashboard.redeemCreditCode({ hash: 'nope', accountId: account.id, note: 'credit code' })).outcome,
+          'unknown',
+        );
         const [listed] = (await store.dashboard.listCreditCodes(1000)).filter((c) => c.id === code.id);
         assert.equal(listed.redeemedBy, account.id);
         assert.ok(listed.redeemedAt);
@@ -181,7 +265,9 @@ export function runDashboardStoreContract(name: string, open: () => Promise<Stor
         const accounts = await Promise.all(Array.from({ length: 5 }, () => store.createAccount({ name: 'race', credits: 0n })));
         const hash = uid('h');
         await store.dashboard.createCreditCodes([{ id: uid('code'), hash, prefix: 'DSC-RACE', amount: 1_000n, note: null }]);
-        const results = await Promise.all(Array.from({ length: 50 }, (_, i) => store.dashboard.redeemCreditCode({ hash, accountId: accounts[i % 5].id, note: 'c' })));
+        const results = await Promise.all(
+          Array.from({ length: 50 }, (_, i) => store.dashboard.redeemCreditCode({ hash, accountId: accounts[i % 5].id, note: 'c' })),
+        );
         assert.equal(results.filter((r) => r.outcome === 'redeemed').length, 1);
         assert.equal(results.filter((r) => r.outcome === 'already_redeemed').length, 49);
         let total = 0n;
@@ -225,10 +311,19 @@ export function runDashboardStoreContract(name: string, open: () => Promise<Stor
         const tag = uid('Find').toLowerCase();
         const byName = await store.createAccount({ name: `Acme ${tag.toUpperCase()}`, credits: 0n });
         const byEmail = await store.createAccount({ name: 'other', credits: 0n });
-        await store.dashboard.createUser({ id: uid('user'), email: `${tag}@corp.example`, passwordHash: 'h', role: 'member', accountId: byEmail.id });
+        await store.dashboard.createUser({
+          id: uid('user'),
+          email: `${tag}@corp.example`,
+          passwordHash: 'h',
+          role: 'member',
+          accountId: byEmail.id,
+        });
         const found = await store.dashboard.searchAccounts(tag, 10);
         assert.deepEqual(new Set(found.map((a) => a.id)), new Set([byName.id, byEmail.id]));
-        assert.deepEqual((await store.dashboard.searchAccounts(byName.id.toUpperCase(), 10)).map((a) => a.id), [byName.id]);
+        assert.deepEqual(
+          (await store.dashboard.searchAccounts(byName.id.toUpperCase(), 10)).map((a) => a.id),
+          [byName.id],
+        );
       });
 
       it('spend and daily spend count settled costs by UTC day and model; usage filters and pages by keyset', async () => {
@@ -237,7 +332,17 @@ export function runDashboardStoreContract(name: string, open: () => Promise<Stor
         const settle = async (model: string, keyId: string, cost: bigint, endpoint = 'images.generations') => {
           const requestId = uid('req');
           ids.push(requestId);
-          assert.ok(await store.reserveCredits({ requestId, accountId: account.id, keyId, model, endpoint, amount: cost + 10n, expiresAt: Date.now() + HOUR }));
+          assert.ok(
+            await store.reserveCredits({
+              requestId,
+              accountId: account.id,
+              keyId,
+              model,
+              endpoint,
+              amount: cost + 10n,
+              expiresAt: Date.now() + HOUR,
+            }),
+          );
           assert.ok(await store.settleReservation({ requestId, cost, images: 1 }));
           return requestId;
         };
@@ -245,14 +350,28 @@ export function runDashboardStoreContract(name: string, open: () => Promise<Stor
         await settle('m-a', 'key_2', 50n);
         await settle('m-b', 'key_1', 7n, 'chat.completions');
         const released = uid('req');
-        assert.ok(await store.reserveCredits({ requestId: released, accountId: account.id, keyId: 'key_1', model: 'm-a', endpoint: 'images.generations', amount: 99n, expiresAt: Date.now() + HOUR }));
+        assert.ok(
+          await store.reserveCredits({
+            requestId: released,
+            accountId: account.id,
+            keyId: 'key_1',
+            model: 'm-a',
+            endpoint: 'images.generations',
+            amount: 99n,
+            expiresAt: Date.now() + HOUR,
+          }),
+        );
         assert.ok(await store.releaseReservation(released, 'failed'));
 
         const today = Math.floor(Date.now() / DAY) * DAY;
         const spend = await store.dashboard.spendSince(account.id, { today, week: today - 6 * DAY, month: today - 29 * DAY });
         assert.deepEqual(spend, { today: 157n, last7Days: 157n, last30Days: 157n });
         const tomorrow = today + DAY;
-        assert.deepEqual(await store.dashboard.spendSince(account.id, { today: tomorrow, week: tomorrow, month: today }), { today: 0n, last7Days: 0n, last30Days: 157n });
+        assert.deepEqual(await store.dashboard.spendSince(account.id, { today: tomorrow, week: tomorrow, month: today }), {
+          today: 0n,
+          last7Days: 0n,
+          last30Days: 157n,
+        });
         assert.deepEqual(await store.dashboard.dailySpend(account.id, today - 29 * DAY), [
           { day: today / DAY, model: 'm-a', cost: 150n },
           { day: today / DAY, model: 'm-b', cost: 7n },
@@ -260,9 +379,20 @@ export function runDashboardStoreContract(name: string, open: () => Promise<Stor
 
         const all = await store.dashboard.queryUsage({ accountId: account.id, limit: 10 });
         assert.equal(all.length, 4);
-        assert.deepEqual((await store.dashboard.queryUsage({ accountId: account.id, keyId: 'key_1', status: 'settled', limit: 10 })).map((r) => r.cost).sort(), [100n, 7n]);
-        assert.deepEqual((await store.dashboard.queryUsage({ accountId: account.id, endpoint: 'chat.completions', limit: 10 })).map((r) => r.model), ['m-b']);
-        assert.deepEqual((await store.dashboard.queryUsage({ accountId: account.id, model: 'm-a', status: 'released', limit: 10 })).map((r) => r.id), [released]);
+        assert.deepEqual(
+          (await store.dashboard.queryUsage({ accountId: account.id, keyId: 'key_1', status: 'settled', limit: 10 }))
+            .map((r) => r.cost)
+            .sort(),
+          [100n, 7n],
+        );
+        assert.deepEqual(
+          (await store.dashboard.queryUsage({ accountId: account.id, endpoint: 'chat.completions', limit: 10 })).map((r) => r.model),
+          ['m-b'],
+        );
+        assert.deepEqual(
+          (await store.dashboard.queryUsage({ accountId: account.id, model: 'm-a', status: 'released', limit: 10 })).map((r) => r.id),
+          [released],
+        );
         assert.equal((await store.dashboard.queryUsage({ accountId: account.id, from: Date.now() + HOUR, limit: 10 })).length, 0);
         assert.equal((await store.dashboard.queryUsage({ accountId: account.id, to: 0, limit: 10 })).length, 0);
         // Paging by (created_at, id) visits every row once, in the listing order.
@@ -274,7 +404,10 @@ export function runDashboardStoreContract(name: string, open: () => Promise<Stor
           seen.push(page[0].id);
           cursor = { createdAt: page[0].createdAt, id: page[0].id };
         }
-        assert.deepEqual(seen, all.map((r) => r.id));
+        assert.deepEqual(
+          seen,
+          all.map((r) => r.id),
+        );
         assert.equal((await store.dashboard.queryUsage({ accountId: 'acct_other', limit: 10 })).length, 0);
       });
 
@@ -282,12 +415,17 @@ export function runDashboardStoreContract(name: string, open: () => Promise<Stor
         const account = await store.createAccount({ name: 'lp', credits: 1n });
         for (let i = 0; i < 4; i++) await store.addCredits(account.id, 1n, `c${i}`);
         const first = await store.dashboard.listLedgerPage(account.id, 2, null);
-        assert.deepEqual(first.map((e) => e.note), ['c3', 'c2']);
+        assert.deepEqual(
+          first.map((e) => e.note),
+          ['c3', 'c2'],
+        );
         const second = await store.dashboard.listLedgerPage(account.id, 10, first[1].id);
-        assert.deepEqual(second.map((e) => e.note), ['c1', 'c0', 'initial credit']);
+        assert.deepEqual(
+          second.map((e) => e.note),
+          ['c1', 'c0', 'initial credit'],
+        );
       });
     });
-
   });
 }
 

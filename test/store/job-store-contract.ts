@@ -12,8 +12,18 @@ export function jobStoreScenarios(getStore: () => Store, account: (credits: bigi
   const uid = (prefix: string) => `${prefix}_${randomUUID().replace(/-/g, '')}`;
   // A model name unique to each scenario keeps claims from picking up other scenarios' jobs.
   const newJob = (accountId: string, model: string, extra: Partial<NewJob> = {}): NewJob => ({
-    id: uid('imgjob'), accountId, keyId: 'key_jobs', requestId: uid('req'), model, endpoint: 'images.generations',
-    request: { prompt: 'a fox', n: 1 }, inputFiles: [], webhookUrl: null, idempotencyKey: null, createdAt: Date.now(), ...extra,
+    id: uid('imgjob'),
+    accountId,
+    keyId: 'key_jobs',
+    requestId: uid('req'),
+    model,
+    endpoint: 'images.generations',
+    request: { prompt: 'a fox', n: 1 },
+    inputFiles: [],
+    webhookUrl: null,
+    idempotencyKey: null,
+    createdAt: Date.now(),
+    ...extra,
   });
   /** Claims only jobs of `model` (every other model in the database is excluded by claiming until none is left). */
   async function claimOf(model: string, owner: string, now: number, leaseUntil: number) {
@@ -33,7 +43,11 @@ export function jobStoreScenarios(getStore: () => Store, account: (credits: bigi
   describe('jobs', () => {
     it('creates a queued job and reads it back with every field', async () => {
       const owner = await account(0n);
-      const job = newJob(owner.id, uid('model'), { webhookUrl: 'https://example.com/hook', idempotencyKey: 'idem-1', inputFiles: ['file_a'] });
+      const job = newJob(owner.id, uid('model'), {
+        webhookUrl: 'https://example.com/hook',
+        idempotencyKey: 'idem-1',
+        inputFiles: ['file_a'],
+      });
       const created = await getStore().createJob(job);
       assert.equal(created.status, 'queued');
       assert.deepEqual(created.request, job.request);
@@ -60,7 +74,10 @@ export function jobStoreScenarios(getStore: () => Store, account: (credits: bigi
       assert.equal(await claimOf(model, 'instance-b', now + 10, now + 2000), undefined, 'held by a live lease');
       // A worker that no longer holds the job cannot change it.
       assert.equal(await store.updateHeldJob(job.id, 'instance-b', { status: 'in_progress' }), false);
-      assert.equal(await store.updateHeldJob(job.id, 'instance-a', { status: 'in_progress', startedAt: now, upstream: { state: 'calling' } }), true);
+      assert.equal(
+        await store.updateHeldJob(job.id, 'instance-a', { status: 'in_progress', startedAt: now, upstream: { state: 'calling' } }),
+        true,
+      );
       const taken = await claimOf(model, 'instance-b', now + 1001, now + 5000);
       assert.equal(taken?.id, job.id, 'the lease lapsed: another instance takes it over');
       assert.equal(taken?.status, 'in_progress');
@@ -89,13 +106,23 @@ export function jobStoreScenarios(getStore: () => Store, account: (credits: bigi
       const now = Date.now();
       assert.equal((await claimOf(model, 'w', now, now + 100))?.id, job.id);
       const renewed = await store.renewJobLeases('w', [job.id, 'imgjob_other'], now + 10_000);
-      assert.deepEqual(renewed.map((record) => [record.id, record.leaseUntil]), [[job.id, now + 10_000]]);
+      assert.deepEqual(
+        renewed.map((record) => [record.id, record.leaseUntil]),
+        [[job.id, now + 10_000]],
+      );
       assert.equal(await claimOf(model, 'x', now + 500, now + 600), undefined, 'renewed lease still live');
       assert.equal(await store.unclaimJob(job.id, 'w', now + 5_000), true);
       assert.equal(await claimOf(model, 'x', now + 1_000, now + 2_000), undefined, 'not before run_after');
-      assert.equal(await store.claimJob('x', now + 6_000, now + 7_000, [model]).then((found) => found?.model === model), false, 'excluded model');
+      assert.equal(
+        await store.claimJob('x', now + 6_000, now + 7_000, [model]).then((found) => found?.model === model),
+        false,
+        'excluded model',
+      );
       assert.equal((await claimOf(model, 'x', now + 6_000, now + 7_000))?.id, job.id);
-      assert.equal(await store.updateHeldJob(job.id, 'x', { status: 'succeeded', completedAt: now, result: { data: [] }, expiresAt: now + 1 }), true);
+      assert.equal(
+        await store.updateHeldJob(job.id, 'x', { status: 'succeeded', completedAt: now, result: { data: [] }, expiresAt: now + 1 }),
+        true,
+      );
       assert.equal(await store.updateHeldJob(job.id, 'x', { status: 'failed' }), false, 'an ended job never changes again');
       const done = await store.getJob(job.id);
       assert.equal(done?.status, 'succeeded');
@@ -127,7 +154,7 @@ export function jobStoreScenarios(getStore: () => Store, account: (credits: bigi
       assert.equal(requested?.cancelRequested, true);
     });
 
-    it('lists an account\'s jobs newest first with status filter and paging; counts a key\'s open jobs', async () => {
+    it("lists an account's jobs newest first with status filter and paging; counts a key's open jobs", async () => {
       const store = getStore();
       const owner = await account(0n);
       const keyId = uid('key');
@@ -136,10 +163,19 @@ export function jobStoreScenarios(getStore: () => Store, account: (credits: bigi
       for (let i = 0; i < 5; i++) jobs.push(await store.createJob(newJob(owner.id, uid('model'), { keyId, createdAt: base + i })));
       await store.cancelJob(jobs[1].id, owner.id, base);
       const all = await store.listJobs(owner.id, { limit: 10 });
-      assert.deepEqual(all.map((job) => job.id), jobs.map((job) => job.id).reverse());
+      assert.deepEqual(
+        all.map((job) => job.id),
+        jobs.map((job) => job.id).reverse(),
+      );
       const page = await store.listJobs(owner.id, { limit: 2, after: jobs[3].id });
-      assert.deepEqual(page.map((job) => job.id), [jobs[2].id, jobs[1].id]);
-      assert.deepEqual((await store.listJobs(owner.id, { limit: 10, status: 'cancelled' })).map((job) => job.id), [jobs[1].id]);
+      assert.deepEqual(
+        page.map((job) => job.id),
+        [jobs[2].id, jobs[1].id],
+      );
+      assert.deepEqual(
+        (await store.listJobs(owner.id, { limit: 10, status: 'cancelled' })).map((job) => job.id),
+        [jobs[1].id],
+      );
       assert.equal(await store.countOpenJobs(keyId), 4);
     });
 
@@ -147,7 +183,15 @@ export function jobStoreScenarios(getStore: () => Store, account: (credits: bigi
       const store = getStore();
       const owner = await account(1_000n);
       const job = newJob(owner.id, uid('model'));
-      await store.reserveCredits({ requestId: job.requestId, accountId: owner.id, keyId: 'k', model: job.model, endpoint: 'images.generations', amount: 100n, expiresAt: Date.now() + 60_000 });
+      await store.reserveCredits({
+        requestId: job.requestId,
+        accountId: owner.id,
+        keyId: 'k',
+        model: job.model,
+        endpoint: 'images.generations',
+        amount: 100n,
+        expiresAt: Date.now() + 60_000,
+      });
       await store.createJob(job);
       assert.ok(!(await store.listEndedJobsWithHolds(1000)).some((found) => found.id === job.id), 'an open job keeps its hold');
       await store.cancelJob(job.id, owner.id, Date.now());
@@ -163,7 +207,15 @@ export function jobStoreScenarios(getStore: () => Store, account: (credits: bigi
       const owner = await account(0n);
       const now = Date.now();
       const fresh = await store.createFile({
-        id: uid('file'), accountId: owner.id, jobId: 'imgjob_x', kind: 'result', mediaType: 'image/png', bytes: 123, storageKey: 'a/b.png', createdAt: now, expiresAt: now + 60_000,
+        id: uid('file'),
+        accountId: owner.id,
+        jobId: 'imgjob_x',
+        kind: 'result',
+        mediaType: 'image/png',
+        bytes: 123,
+        storageKey: 'a/b.png',
+        createdAt: now,
+        expiresAt: now + 60_000,
       });
       assert.equal(fresh.deletedAt, null);
       const input = await store.createFile({ ...fresh, id: uid('file'), kind: 'input', createdAt: now + 1 });
@@ -188,27 +240,64 @@ export function jobStoreScenarios(getStore: () => Store, account: (credits: bigi
       const jobId = uid('imgjob');
       const now = Date.now();
       const delivery = await store.createWebhookDelivery({
-        id: uid('msg'), jobId, accountId: owner.id, url: 'https://example.com/h', eventType: 'image.job.succeeded', payload: '{"a":1}', nextAttemptAt: now, createdAt: now,
+        id: uid('msg'),
+        jobId,
+        accountId: owner.id,
+        url: 'https://example.com/h',
+        eventType: 'image.job.succeeded',
+        payload: '{"a":1}',
+        nextAttemptAt: now,
+        createdAt: now,
       });
       assert.equal(delivery.status, 'pending');
       assert.deepEqual(delivery.attempts, []);
       const first = (await store.claimDueWebhookDeliveries('a', now, now + 1000, 1000)).filter((found) => found.id === delivery.id);
       assert.equal(first.length, 1);
-      assert.equal((await store.claimDueWebhookDeliveries('b', now, now + 1000, 1000)).some((found) => found.id === delivery.id), false);
-      assert.equal(await store.recordWebhookAttempt(delivery.id, 'b', { at: now, status: 500 }, { status: 'pending', nextAttemptAt: now + 10 }), false);
-      assert.equal(await store.recordWebhookAttempt(delivery.id, 'a', { at: now, status: 500 }, { status: 'pending', nextAttemptAt: now + 10 }), true);
-      assert.equal((await store.claimDueWebhookDeliveries('b', now + 5, now + 1000, 1000)).some((found) => found.id === delivery.id), false, 'not due yet');
-      assert.equal((await store.claimDueWebhookDeliveries('b', now + 10, now + 1000, 1000)).some((found) => found.id === delivery.id), true);
-      assert.equal(await store.recordWebhookAttempt(delivery.id, 'b', { at: now + 10, status: null, error: 'refused' }, { status: 'succeeded', nextAttemptAt: null }), true);
+      assert.equal(
+        (await store.claimDueWebhookDeliveries('b', now, now + 1000, 1000)).some((found) => found.id === delivery.id),
+        false,
+      );
+      assert.equal(
+        await store.recordWebhookAttempt(delivery.id, 'b', { at: now, status: 500 }, { status: 'pending', nextAttemptAt: now + 10 }),
+        false,
+      );
+      assert.equal(
+        await store.recordWebhookAttempt(delivery.id, 'a', { at: now, status: 500 }, { status: 'pending', nextAttemptAt: now + 10 }),
+        true,
+      );
+      assert.equal(
+        (await store.claimDueWebhookDeliveries('b', now + 5, now + 1000, 1000)).some((found) => found.id === delivery.id),
+        false,
+        'not due yet',
+      );
+      assert.equal(
+        (await store.claimDueWebhookDeliveries('b', now + 10, now + 1000, 1000)).some((found) => found.id === delivery.id),
+        true,
+      );
+      assert.equal(
+        await store.recordWebhookAttempt(
+          delivery.id,
+          'b',
+          { at: now + 10, status: null, error: 'refused' },
+          { status: 'succeeded', nextAttemptAt: null },
+        ),
+        true,
+      );
       const [listed] = await store.listWebhookDeliveries(jobId);
       assert.equal(listed.status, 'succeeded');
-      assert.deepEqual(listed.attempts, [{ at: now, status: 500 }, { at: now + 10, status: null, error: 'refused' }]);
+      assert.deepEqual(listed.attempts, [
+        { at: now, status: 500 },
+        { at: now + 10, status: null, error: 'refused' },
+      ]);
       assert.equal(listed.payload, '{"a":1}');
-      assert.equal((await store.claimDueWebhookDeliveries('c', now + 1e9, now + 2e9, 1000)).some((found) => found.id === delivery.id), false);
+      assert.equal(
+        (await store.claimDueWebhookDeliveries('c', now + 1e9, now + 2e9, 1000)).some((found) => found.id === delivery.id),
+        false,
+      );
       assert.ok((await store.webhookDeliveryStats()).succeeded >= 1);
     });
 
-    it('keeps an account\'s sealed secret, the previous one during a rotation, and its default URL', async () => {
+    it("keeps an account's sealed secret, the previous one during a rotation, and its default URL", async () => {
       const store = getStore();
       const owner = await account(0n);
       assert.equal(await store.getWebhookSettings(owner.id), undefined);

@@ -63,9 +63,13 @@ if (!baseUrl) {
       try {
         const again = await PostgresStore.connect(url);
         await again.close();
-        const rows = await withAdmin(async (client) =>
-          (await client.query(`SELECT version FROM ${schema}.schema_migrations ORDER BY version`)).rows);
-        assert.deepEqual(rows.map((r) => r.version), MIGRATIONS.map((m) => m.version));
+        const rows = await withAdmin(
+          async (client) => (await client.query(`SELECT version FROM ${schema}.schema_migrations ORDER BY version`)).rows,
+        );
+        assert.deepEqual(
+          rows.map((r) => r.version),
+          MIGRATIONS.map((m) => m.version),
+        );
         for (const store of stores) assert.equal(await store.isEmpty(), true);
       } finally {
         await Promise.all(stores.map((store) => store.close()));
@@ -78,10 +82,19 @@ if (!baseUrl) {
       try {
         const p = 50_000_000n;
         const acct = await stores[0].createAccount({ name: 'multi-instance', credits: 37n * p });
-        const results = await Promise.all(Array.from({ length: 200 }, (_, i) => stores[i % stores.length].reserveCredits({
-          requestId: `req_${i}_${randomUUID()}`, accountId: acct.id, keyId: 'k', model: 'm', endpoint: '/v1/images/generations',
-          amount: p, expiresAt: Date.now() + 60_000,
-        })));
+        const results = await Promise.all(
+          Array.from({ length: 200 }, (_, i) =>
+            stores[i % stores.length].reserveCredits({
+              requestId: `req_${i}_${randomUUID()}`,
+              accountId: acct.id,
+              keyId: 'k',
+              model: 'm',
+              endpoint: '/v1/images/generations',
+              amount: p,
+              expiresAt: Date.now() + 60_000,
+            }),
+          ),
+        );
         assert.equal(results.filter(Boolean).length, 37);
         const after = await stores[3].getAccount(acct.id);
         assert.equal(after?.balance, 0n);
@@ -101,9 +114,18 @@ if (!baseUrl) {
           await assert.rejects(client.query(`UPDATE ${schema}.accounts SET balance = -1 WHERE id = $1`, [acct.id]), /check constraint/);
           await assert.rejects(client.query(`UPDATE ${schema}.accounts SET held = -1 WHERE id = $1`, [acct.id]), /check constraint/);
         });
-        assert.equal(await store.reserveCredits({
-          requestId: 'req_check', accountId: acct.id, keyId: 'k', model: 'm', endpoint: 'e', amount: 10n, expiresAt: 0,
-        }), true);
+        assert.equal(
+          await store.reserveCredits({
+            requestId: 'req_check',
+            accountId: acct.id,
+            keyId: 'k',
+            model: 'm',
+            endpoint: 'e',
+            amount: 10n,
+            expiresAt: 0,
+          }),
+          true,
+        );
         await withAdmin(async (client) => {
           await assert.rejects(client.query(`UPDATE ${schema}.requests SET cost = hold + 1 WHERE id = 'req_check'`), /check constraint/);
         });

@@ -60,10 +60,19 @@ export function runStoreContract(name: string, open: () => Promise<Store>): void
       return { balance: found.balance, held: found.held };
     }
 
-    async function newKey(accountId: string, models: string[] | null = null, keyName = 'key'): Promise<{ key: ApiKeyRecord; hash: string }> {
+    async function newKey(
+      accountId: string,
+      models: string[] | null = null,
+      keyName = 'key',
+    ): Promise<{ key: ApiKeyRecord; hash: string }> {
       const hash = uid('hash');
       const key = await store.createApiKey({
-        id: uid('key'), accountId, name: keyName, models, hash, display: `sk-bf-${hash.slice(5, 9)}…${hash.slice(-4)}`,
+        id: uid('key'),
+        accountId,
+        name: keyName,
+        models,
+        hash,
+        display: `sk-bf-${hash.slice(5, 9)}…${hash.slice(-4)}`,
       });
       return { key, hash };
     }
@@ -137,7 +146,11 @@ export function runStoreContract(name: string, open: () => Promise<Store>): void
         const ledger = await store.listLedger(acct.id, 10);
         assert.deepEqual(
           ledger.map((e) => [e.kind, e.availableDelta, e.heldDelta, e.note]),
-          [['credit', 50n, 0n, null], ['credit', 250n, 0n, 'top-up'], ['credit', 100n, 0n, 'initial credit']],
+          [
+            ['credit', 50n, 0n, null],
+            ['credit', 250n, 0n, 'top-up'],
+            ['credit', 100n, 0n, 'initial credit'],
+          ],
         );
 
         assert.equal(await store.addCredits('acct_does_not_exist', 10n, 'nope'), undefined);
@@ -158,7 +171,10 @@ export function runStoreContract(name: string, open: () => Promise<Store>): void
         const acct = await account(1n);
         for (let i = 2; i <= 5; i++) await store.addCredits(acct.id, BigInt(i), `credit ${i}`);
         const all = await store.listLedger(acct.id, 100);
-        assert.deepEqual(all.map((e) => e.availableDelta), [5n, 4n, 3n, 2n, 1n]);
+        assert.deepEqual(
+          all.map((e) => e.availableDelta),
+          [5n, 4n, 3n, 2n, 1n],
+        );
         for (let i = 1; i < all.length; i++) assert.ok(all[i - 1].id > all[i].id, 'ids strictly decreasing');
         const two = await store.listLedger(acct.id, 2);
         assert.deepEqual(two, all.slice(0, 2));
@@ -206,7 +222,7 @@ export function runStoreContract(name: string, open: () => Promise<Store>): void
         assert.equal(await store.getApiKey('key_does_not_exist'), undefined);
       });
 
-      it('listApiKeys lists one account\'s live keys in creation order', async () => {
+      it("listApiKeys lists one account's live keys in creation order", async () => {
         const acct = await account(0n);
         const other = await account(0n);
         const a = await newKey(acct.id, null, 'a');
@@ -215,18 +231,29 @@ export function runStoreContract(name: string, open: () => Promise<Store>): void
         await sleep(3);
         const c = await newKey(acct.id, null, 'c');
         await newKey(other.id, null, 'other');
-        assert.deepEqual((await store.listApiKeys(acct.id)).map((k) => k.id), [a.key.id, b.key.id, c.key.id]);
+        assert.deepEqual(
+          (await store.listApiKeys(acct.id)).map((k) => k.id),
+          [a.key.id, b.key.id, c.key.id],
+        );
         await store.revokeApiKey(b.key.id);
         await store.deleteApiKey(c.key.id);
         const listed = await store.listApiKeys(acct.id);
-        assert.deepEqual(listed.map((k) => [k.id, k.status]), [[a.key.id, 'active'], [b.key.id, 'revoked']]);
+        assert.deepEqual(
+          listed.map((k) => [k.id, k.status]),
+          [
+            [a.key.id, 'active'],
+            [b.key.id, 'revoked'],
+          ],
+        );
         assert.deepEqual(await store.listApiKeys('acct_does_not_exist'), []);
       });
 
       it('a duplicate hash is rejected', async () => {
         const acct = await account(0n);
         const { hash } = await newKey(acct.id);
-        await assert.rejects(store.createApiKey({ id: uid('key'), accountId: acct.id, name: 'dup', models: null, hash, display: 'sk-bf-dup' }));
+        await assert.rejects(
+          store.createApiKey({ id: uid('key'), accountId: acct.id, name: 'dup', models: null, hash, display: 'sk-bf-dup' }),
+        );
       });
 
       it('models allowlist: null, a list and an empty list round-trip distinctly', async () => {
@@ -310,21 +337,41 @@ export function runStoreContract(name: string, open: () => Promise<Store>): void
         const { key, hash } = await newKey(acct.id);
         const defaults = { requestsPerMinute: null, imagesPerMinute: null, maxInFlight: null, tokensPerMinute: null };
         assert.deepEqual(key.limits, defaults);
-        const set = await store.setApiKeyLimits(key.id, { requestsPerMinute: 60, imagesPerMinute: 0, maxInFlight: 3, tokensPerMinute: 40_000 });
-        assert.deepEqual(set?.limits, { requestsPerMinute: 60, imagesPerMinute: 0, maxInFlight: 3, tokensPerMinute: 40_000 }, '0 (unlimited) is kept apart from null');
+        const set = await store.setApiKeyLimits(key.id, {
+          requestsPerMinute: 60,
+          imagesPerMinute: 0,
+          maxInFlight: 3,
+          tokensPerMinute: 40_000,
+        });
+        assert.deepEqual(
+          set?.limits,
+          { requestsPerMinute: 60, imagesPerMinute: 0, maxInFlight: 3, tokensPerMinute: 40_000 },
+          '0 (unlimited) is kept apart from null',
+        );
         assert.deepEqual(await store.getApiKey(key.id), set);
         assert.deepEqual(await store.findApiKeyByHash(hash), set, 'authentication sees the limits with the key');
         assert.deepEqual((await store.listApiKeys(acct.id))[0].limits, set?.limits);
-        assert.deepEqual((await store.setApiKeyLimits(key.id, { ...set!.limits, requestsPerMinute: null }))?.limits,
-          { requestsPerMinute: null, imagesPerMinute: 0, maxInFlight: 3, tokensPerMinute: 40_000 });
+        assert.deepEqual((await store.setApiKeyLimits(key.id, { ...set!.limits, requestsPerMinute: null }))?.limits, {
+          requestsPerMinute: null,
+          imagesPerMinute: 0,
+          maxInFlight: 3,
+          tokensPerMinute: 40_000,
+        });
         assert.deepEqual((await store.setApiKeyLimits(key.id, { ...set!.limits, tokensPerMinute: 0 }))?.limits.tokensPerMinute, 0);
         assert.deepEqual((await store.setApiKeyLimits(key.id, defaults))?.limits, defaults);
         await store.revokeApiKey(key.id);
-        assert.deepEqual((await store.setApiKeyLimits(key.id, { ...defaults, maxInFlight: 1 }))?.limits.maxInFlight, 1, 'a revoked key keeps its settings');
+        assert.deepEqual(
+          (await store.setApiKeyLimits(key.id, { ...defaults, maxInFlight: 1 }))?.limits.maxInFlight,
+          1,
+          'a revoked key keeps its settings',
+        );
         await store.deleteApiKey(key.id);
         assert.equal(await store.setApiKeyLimits(key.id, defaults), undefined);
         assert.equal(await store.setApiKeyLimits('key_does_not_exist', defaults), undefined);
-        await assert.rejects(store.setApiKeyLimits((await newKey(acct.id)).key.id, { ...defaults, requestsPerMinute: -1 }), 'negative limits are refused');
+        await assert.rejects(
+          store.setApiKeyLimits((await newKey(acct.id)).key.id, { ...defaults, requestsPerMinute: -1 }),
+          'negative limits are refused',
+        );
       });
     });
 
@@ -332,9 +379,22 @@ export function runStoreContract(name: string, open: () => Promise<Store>): void
       const DAY = 24 * HOUR;
       function claim(accountId: string, key: string, extra: Partial<IdempotencyClaimInput> = {}): IdempotencyClaimInput {
         const now = Date.now();
-        return { accountId, key, requestHash: 'hash-a', requestId: uid('req'), now, lockedUntil: now + 60_000, expiresAt: now + DAY, ...extra };
+        return {
+          accountId,
+          key,
+          requestHash: 'hash-a',
+          requestId: uid('req'),
+          now,
+          lockedUntil: now + 60_000,
+          expiresAt: now + DAY,
+          ...extra,
+        };
       }
-      const response = (body: string) => ({ status: 200, headers: { 'content-type': 'application/json; charset=utf-8', 'x-request-cost': '0.04' }, body });
+      const response = (body: string) => ({
+        status: 200,
+        headers: { 'content-type': 'application/json; charset=utf-8', 'x-request-cost': '0.04' },
+        body,
+      });
 
       it('claim → running; a second claim sees the running record; complete stores the response once', async () => {
         const acct = await account(0n);
@@ -344,13 +404,28 @@ export function runStoreContract(name: string, open: () => Promise<Store>): void
         assert.equal(second.claimed, false);
         assert.ok(!second.claimed);
         assert.deepEqual(second.existing, {
-          accountId: acct.id, key: 'idem-1', requestHash: 'hash-a', requestId: first.requestId, status: 'running', response: null,
-          createdAt: first.now, lockedUntil: first.lockedUntil, expiresAt: first.expiresAt,
+          accountId: acct.id,
+          key: 'idem-1',
+          requestHash: 'hash-a',
+          requestId: first.requestId,
+          status: 'running',
+          response: null,
+          createdAt: first.now,
+          lockedUntil: first.lockedUntil,
+          expiresAt: first.expiresAt,
         });
-        assert.equal(await store.completeIdempotencyKey(acct.id, 'idem-1', 'req_someone_else', response('{}')), false, 'only the holder completes');
+        assert.equal(
+          await store.completeIdempotencyKey(acct.id, 'idem-1', 'req_someone_else', response('{}')),
+          false,
+          'only the holder completes',
+        );
         const body = `{"data":[{"b64_json":"${'A'.repeat(200_000)}"}],"note":"ü 😀"}`;
         assert.equal(await store.completeIdempotencyKey(acct.id, 'idem-1', first.requestId, response(body)), true);
-        assert.equal(await store.completeIdempotencyKey(acct.id, 'idem-1', first.requestId, response('{"again":1}')), false, 'completed once');
+        assert.equal(
+          await store.completeIdempotencyKey(acct.id, 'idem-1', first.requestId, response('{"again":1}')),
+          false,
+          'completed once',
+        );
         const done = await store.getIdempotencyKey(acct.id, 'idem-1');
         assert.equal(done?.status, 'completed');
         assert.deepEqual(done?.response, response(body));
@@ -368,20 +443,44 @@ export function runStoreContract(name: string, open: () => Promise<Store>): void
         assert.deepEqual(await store.claimIdempotencyKey(claimed), { claimed: true });
         assert.equal(await store.reserveCredits(req), true);
         const saved = response('{"data":[],"usage":{"cost":{"total_cost":0.0000002}}}');
-        assert.equal(await store.settleReservation({ requestId: req.requestId, cost: 200n, images: 1, idempotency: { accountId: acct.id, key: 'idem-settle', response: saved } }), true);
+        assert.equal(
+          await store.settleReservation({
+            requestId: req.requestId,
+            cost: 200n,
+            images: 1,
+            idempotency: { accountId: acct.id, key: 'idem-settle', response: saved },
+          }),
+          true,
+        );
         const record = await store.getIdempotencyKey(acct.id, 'idem-settle');
         assert.equal(record?.status, 'completed');
         assert.deepEqual(record?.response, saved);
         assert.equal((await store.getRequest(req.requestId))?.status, 'settled');
         assert.deepEqual(await balances(acct.id), { balance: 800n, held: 0n });
         // A second settlement changes nothing: neither the money nor the saved response.
-        assert.equal(await store.settleReservation({ requestId: req.requestId, cost: 1n, images: 1, idempotency: { accountId: acct.id, key: 'idem-settle', response: response('{}') } }), false);
+        assert.equal(
+          await store.settleReservation({
+            requestId: req.requestId,
+            cost: 1n,
+            images: 1,
+            idempotency: { accountId: acct.id, key: 'idem-settle', response: response('{}') },
+          }),
+          false,
+        );
         assert.deepEqual((await store.getIdempotencyKey(acct.id, 'idem-settle'))?.response, saved);
         assert.deepEqual(await balances(acct.id), { balance: 800n, held: 0n });
         // A key held by another request is left alone; the charge still settles.
         const other = reservation(acct.id, 100n);
         assert.equal(await store.reserveCredits(other), true);
-        assert.equal(await store.settleReservation({ requestId: other.requestId, cost: 50n, images: 1, idempotency: { accountId: acct.id, key: 'idem-settle', response: response('{"x":1}') } }), true);
+        assert.equal(
+          await store.settleReservation({
+            requestId: other.requestId,
+            cost: 50n,
+            images: 1,
+            idempotency: { accountId: acct.id, key: 'idem-settle', response: response('{"x":1}') },
+          }),
+          true,
+        );
         assert.deepEqual((await store.getIdempotencyKey(acct.id, 'idem-settle'))?.response, saved);
       });
 
@@ -390,10 +489,13 @@ export function runStoreContract(name: string, open: () => Promise<Store>): void
         const b = await account(0n);
         assert.deepEqual(await store.claimIdempotencyKey(claim(a.id, 'shared-key')), { claimed: true });
         assert.deepEqual(await store.claimIdempotencyKey(claim(b.id, 'shared-key')), { claimed: true });
-        assert.notEqual((await store.getIdempotencyKey(a.id, 'shared-key'))?.requestId, (await store.getIdempotencyKey(b.id, 'shared-key'))?.requestId);
+        assert.notEqual(
+          (await store.getIdempotencyKey(a.id, 'shared-key'))?.requestId,
+          (await store.getIdempotencyKey(b.id, 'shared-key'))?.requestId,
+        );
       });
 
-      it('release forgets a running claim (only its holder\'s), so the key can be claimed afresh', async () => {
+      it("release forgets a running claim (only its holder's), so the key can be claimed afresh", async () => {
         const acct = await account(0n);
         const first = claim(acct.id, 'idem-release');
         await store.claimIdempotencyKey(first);
@@ -408,15 +510,26 @@ export function runStoreContract(name: string, open: () => Promise<Store>): void
         const first = claim(acct.id, 'idem-take');
         await store.claimIdempotencyKey(first);
         const move = { accountId: acct.id, key: 'idem-take', fromRequestId: first.requestId, lockedUntil: first.now + 120_000 };
-        const results = await Promise.all([store.takeOverIdempotencyKey({ ...move, requestId: 'req_t1' }), store.takeOverIdempotencyKey({ ...move, requestId: 'req_t2' })]);
+        const results = await Promise.all([
+          store.takeOverIdempotencyKey({ ...move, requestId: 'req_t1' }),
+          store.takeOverIdempotencyKey({ ...move, requestId: 'req_t2' }),
+        ]);
         assert.deepEqual(results.filter(Boolean).length, 1);
         const now = await store.getIdempotencyKey(acct.id, 'idem-take');
         assert.equal(now?.requestId, results[0] ? 'req_t1' : 'req_t2');
         assert.equal(now?.lockedUntil, first.now + 120_000);
         assert.equal(now?.requestHash, 'hash-a');
-        assert.equal(await store.completeIdempotencyKey(acct.id, 'idem-take', first.requestId, response('{}')), false, 'the old holder can no longer complete');
+        assert.equal(
+          await store.completeIdempotencyKey(acct.id, 'idem-take', first.requestId, response('{}')),
+          false,
+          'the old holder can no longer complete',
+        );
         assert.equal(await store.completeIdempotencyKey(acct.id, 'idem-take', now!.requestId, response('{}')), true);
-        assert.equal(await store.takeOverIdempotencyKey({ ...move, fromRequestId: now!.requestId, requestId: 'req_t3' }), false, 'completed records stay');
+        assert.equal(
+          await store.takeOverIdempotencyKey({ ...move, fromRequestId: now!.requestId, requestId: 'req_t3' }),
+          false,
+          'completed records stay',
+        );
       });
 
       it('an expired record is replaced by a new claim and deleted by the reaper', async () => {
@@ -470,11 +583,25 @@ export function runStoreContract(name: string, open: () => Promise<Store>): void
 
         const record = await store.getRequest(req.requestId);
         assert.ok(record);
-        assert.deepEqual({ ...record, createdAt: 0 }, {
-          id: req.requestId, accountId: acct.id, keyId: 'key_abc', model: 'vendor/model-x', endpoint: '/v1/images/edits',
-          status: 'held', hold: 300n, cost: 0n, upstreamCost: null, images: 0, detail: null, createdAt: 0, resolvedAt: null,
-          expiresAt: req.expiresAt,
-        });
+        assert.deepEqual(
+          { ...record, createdAt: 0 },
+          {
+            id: req.requestId,
+            accountId: acct.id,
+            keyId: 'key_abc',
+            model: 'vendor/model-x',
+            endpoint: '/v1/images/edits',
+            status: 'held',
+            hold: 300n,
+            cost: 0n,
+            upstreamCost: null,
+            images: 0,
+            detail: null,
+            createdAt: 0,
+            resolvedAt: null,
+            expiresAt: req.expiresAt,
+          },
+        );
         assert.ok(record.createdAt >= before - 1000 && record.createdAt <= Date.now() + 1000);
 
         const [entry] = await store.listLedger(acct.id, 1);
@@ -629,14 +756,20 @@ export function runStoreContract(name: string, open: () => Promise<Store>): void
     });
 
     describe('exactly-once resolution', () => {
-      for (const [first, second] of [['settle', 'settle'], ['settle', 'release'], ['release', 'settle'], ['release', 'release']] as const) {
+      for (const [first, second] of [
+        ['settle', 'settle'],
+        ['settle', 'release'],
+        ['release', 'settle'],
+        ['release', 'release'],
+      ] as const) {
         it(`${first} then ${second}: the second returns false and changes nothing`, async () => {
           const acct = await account(1_000n);
           const req = reservation(acct.id, 400n);
           await store.reserveCredits(req);
-          const resolve = (how: 'settle' | 'release', cost: Nanos) => how === 'settle'
-            ? store.settleReservation({ requestId: req.requestId, cost, images: 1, detail: { n: Number(cost) } })
-            : store.releaseReservation(req.requestId, `reason ${cost}`);
+          const resolve = (how: 'settle' | 'release', cost: Nanos) =>
+            how === 'settle'
+              ? store.settleReservation({ requestId: req.requestId, cost, images: 1, detail: { n: Number(cost) } })
+              : store.releaseReservation(req.requestId, `reason ${cost}`);
           assert.equal(await resolve(first, 100n), true);
           const balancesAfterFirst = await balances(acct.id);
           const recordAfterFirst = await store.getRequest(req.requestId);
@@ -659,9 +792,11 @@ export function runStoreContract(name: string, open: () => Promise<Store>): void
         const acct = await account(1_000n);
         const req = reservation(acct.id, 500n);
         await store.reserveCredits(req);
-        const attempts = Array.from({ length: 24 }, (_, i) => i % 2 === 0
-          ? store.settleReservation({ requestId: req.requestId, cost: 100n, images: 1 })
-          : store.releaseReservation(req.requestId, 'race'));
+        const attempts = Array.from({ length: 24 }, (_, i) =>
+          i % 2 === 0
+            ? store.settleReservation({ requestId: req.requestId, cost: 100n, images: 1 })
+            : store.releaseReservation(req.requestId, 'race'),
+        );
         const results = await Promise.all(attempts);
         assert.equal(results.filter(Boolean).length, 1);
         const record = await store.getRequest(req.requestId);
@@ -701,7 +836,7 @@ export function runStoreContract(name: string, open: () => Promise<Store>): void
         assert.deepEqual(await balances(acct.id), { balance: 995n, held: 0n });
       });
 
-      it('listRequests: one account\'s requests, newest first, limited', async () => {
+      it("listRequests: one account's requests, newest first, limited", async () => {
         const acct = await account(1_000n);
         const other = await account(1_000n);
         // Ids deliberately sort opposite to creation time, so the order must come from created_at.
@@ -714,11 +849,20 @@ export function runStoreContract(name: string, open: () => Promise<Store>): void
         await store.settleReservation({ requestId: ids[1], cost: 1n, images: 1 });
 
         const listed = await store.listRequests(acct.id, 10);
-        assert.deepEqual(listed.map((r) => r.id), [...ids].reverse());
+        assert.deepEqual(
+          listed.map((r) => r.id),
+          [...ids].reverse(),
+        );
         assert.ok(listed.every((r) => r.accountId === acct.id));
         assert.equal(listed.find((r) => r.id === ids[1])?.status, 'settled');
-        assert.deepEqual(listed.find((r) => r.id === ids[2]), await store.getRequest(ids[2]));
-        assert.deepEqual((await store.listRequests(acct.id, 2)).map((r) => r.id), [ids[3], ids[2]]);
+        assert.deepEqual(
+          listed.find((r) => r.id === ids[2]),
+          await store.getRequest(ids[2]),
+        );
+        assert.deepEqual(
+          (await store.listRequests(acct.id, 2)).map((r) => r.id),
+          [ids[3], ids[2]],
+        );
         assert.deepEqual(await store.listRequests('acct_does_not_exist', 10), []);
       });
 
@@ -727,8 +871,11 @@ export function runStoreContract(name: string, open: () => Promise<Store>): void
         const ids = Array.from({ length: 6 }, (_, i) => `req_tie_${i}_${randomUUID()}`);
         await Promise.all(ids.map((id) => store.reserveCredits(reservation(acct.id, 1n, { requestId: id }))));
         const listed = await store.listRequests(acct.id, 10);
-        const expected = [...listed].sort((a, b) => (b.createdAt - a.createdAt) || (a.id < b.id ? 1 : a.id > b.id ? -1 : 0));
-        assert.deepEqual(listed.map((r) => r.id), expected.map((r) => r.id));
+        const expected = [...listed].sort((a, b) => b.createdAt - a.createdAt || (a.id < b.id ? 1 : a.id > b.id ? -1 : 0));
+        assert.deepEqual(
+          listed.map((r) => r.id),
+          expected.map((r) => r.id),
+        );
       });
     });
 
@@ -753,12 +900,14 @@ export function runStoreContract(name: string, open: () => Promise<Store>): void
 
         // Resolve everything concurrently, each hold raced by a duplicate resolver; exactly one per hold wins.
         const costs = won.map((_, i) => (p * BigInt(i % 5)) / 4n); // 0, p/4, p/2, 3p/4, p
-        const resolutions = await Promise.all(won.flatMap((r, i) => [
-          i % 3 === 0
-            ? store.releaseReservation(r.requestId, 'cancelled')
-            : store.settleReservation({ requestId: r.requestId, cost: costs[i], images: 1 }),
-          store.releaseReservation(r.requestId, 'duplicate'),
-        ]));
+        const resolutions = await Promise.all(
+          won.flatMap((r, i) => [
+            i % 3 === 0
+              ? store.releaseReservation(r.requestId, 'cancelled')
+              : store.settleReservation({ requestId: r.requestId, cost: costs[i], images: 1 }),
+            store.releaseReservation(r.requestId, 'duplicate'),
+          ]),
+        );
         assert.equal(resolutions.filter(Boolean).length, k);
         const final = await store.listRequests(acct.id, ALL);
         const spent = final.reduce((sum, r) => sum + r.cost, 0n);
@@ -772,11 +921,17 @@ export function runStoreContract(name: string, open: () => Promise<Store>): void
         for (let i = 0; i < 90; i++) {
           const acct = accounts[i % accounts.length];
           const input = reservation(acct.id, BigInt(100 + (i % 7) * 50));
-          ops.push(store.reserveCredits(input).then((ok) => ok
-            ? (i % 2 === 0
-              ? store.settleReservation({ requestId: input.requestId, cost: BigInt(i * 3), images: 1 })
-              : store.releaseReservation(input.requestId, 'done'))
-            : false));
+          ops.push(
+            store
+              .reserveCredits(input)
+              .then((ok) =>
+                ok
+                  ? i % 2 === 0
+                    ? store.settleReservation({ requestId: input.requestId, cost: BigInt(i * 3), images: 1 })
+                    : store.releaseReservation(input.requestId, 'done')
+                  : false,
+              ),
+          );
           if (i % 10 === 0) ops.push(store.addCredits(acct.id, 25n, 'concurrent top-up'));
         }
         await Promise.all(ops);
@@ -784,7 +939,10 @@ export function runStoreContract(name: string, open: () => Promise<Store>): void
       });
     });
 
-    jobStoreScenarios(() => store, (credits) => account(credits));
+    jobStoreScenarios(
+      () => store,
+      (credits) => account(credits),
+    );
   });
 }
 

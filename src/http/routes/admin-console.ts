@@ -18,13 +18,15 @@ export interface AdminConsoleDeps {
  * take the same authentication: the admin token or an operator's dashboard session.
  */
 export function registerAdminConsoleRoutes(admin: FastifyInstance, deps: AdminConsoleDeps): void {
-  const body = (request: FastifyRequest) => (request.body && typeof request.body === 'object' ? (request.body as Record<string, unknown>) : {});
+  const body = (request: FastifyRequest) =>
+    request.body && typeof request.body === 'object' ? (request.body as Record<string, unknown>) : {};
   const query = (request: FastifyRequest) => request.query as Record<string, unknown>;
   const limit = (request: FastifyRequest, fallback: number) => {
     const raw = query(request).limit;
     if (raw === undefined || raw === '') return fallback;
     const value = Number(raw);
-    if (!Number.isInteger(value) || value < 1 || value > 500) throw invalidRequest("'limit' must be a whole number from 1 to 500.", 'limit');
+    if (!Number.isInteger(value) || value < 1 || value > 500)
+      throw invalidRequest("'limit' must be a whole number from 1 to 500.", 'limit');
     return value;
   };
 
@@ -44,14 +46,19 @@ export function registerAdminConsoleRoutes(admin: FastifyInstance, deps: AdminCo
     }
     if (amount <= 0n) throw invalidRequest("'amount' must be greater than zero.", 'amount');
     const note = input.note === undefined || input.note === null ? null : input.note;
-    if (note !== null && (typeof note !== 'string' || note.length > 500)) throw invalidRequest("'note' must be a string of at most 500 characters.", 'note');
+    if (note !== null && (typeof note !== 'string' || note.length > 500))
+      throw invalidRequest("'note' must be a string of at most 500 characters.", 'note');
     const id = (request.params as { id: string }).id;
     const result = await deps.accounts.debit(id, amount, note);
     if (result.outcome === 'unknown') {
       throw new GatewayError(`No account with id "${id.slice(0, 80)}".`, { status: 404, type: 'invalid_request_error', code: 'not_found' });
     }
     if (result.outcome === 'insufficient') {
-      throw invalidRequest('The available balance does not cover this debit (credit on hold cannot be debited).', 'amount', 'insufficient_balance');
+      throw invalidRequest(
+        'The available balance does not cover this debit (credit on hold cannot be debited).',
+        'amount',
+        'insufficient_balance',
+      );
     }
     return accountJson(result.account);
   });
@@ -71,7 +78,8 @@ export function registerAdminConsoleRoutes(admin: FastifyInstance, deps: AdminCo
     return reply.code(201).send({ object: 'list', data: created.map(({ record, code }) => creditCodeJson(record, code)) });
   });
   admin.get('/admin/v1/credit-codes', async (request) => ({
-    object: 'list', data: (await deps.creditCodes.list(limit(request, 100))).map((record) => creditCodeJson(record)),
+    object: 'list',
+    data: (await deps.creditCodes.list(limit(request, 100))).map((record) => creditCodeJson(record)),
   }));
 
   admin.get('/admin/v1/models', async () => deps.console.models());

@@ -9,7 +9,12 @@ import { type AccountService, accountJson, keyJson, ledgerJson } from '../../ser
  */
 export function registerAdminRoutes(
   app: FastifyInstance,
-  deps: { accounts: AccountService; adminToken: string; operatorSession?: (request: FastifyRequest) => Promise<boolean>; extraRoutes?: (admin: FastifyInstance) => void },
+  deps: {
+    accounts: AccountService;
+    adminToken: string;
+    operatorSession?: (request: FastifyRequest) => Promise<boolean>;
+    extraRoutes?: (admin: FastifyInstance) => void;
+  },
 ): void {
   const expected = digest(deps.adminToken);
   const requireAdmin = async (request: FastifyRequest) => {
@@ -19,11 +24,14 @@ export function registerAdminRoutes(
     // Compare digests so the comparison is constant-time whatever the lengths.
     if (!match || !timingSafeEqual(digest(match[1]), expected)) {
       throw new GatewayError('This endpoint needs the operator token: Authorization: Bearer $DEEPSHI_ADMIN_TOKEN.', {
-        status: 401, type: 'invalid_request_error', code: 'invalid_admin_token',
+        status: 401,
+        type: 'invalid_request_error',
+        code: 'invalid_admin_token',
       });
     }
   };
-  const body = (request: FastifyRequest) => (request.body && typeof request.body === 'object' ? (request.body as Record<string, unknown>) : {});
+  const body = (request: FastifyRequest) =>
+    request.body && typeof request.body === 'object' ? (request.body as Record<string, unknown>) : {};
   const id = (request: FastifyRequest) => (request.params as { id: string }).id;
   const limit = (request: FastifyRequest) => {
     const raw = Number((request.query as { limit?: string }).limit ?? 100);
@@ -32,13 +40,17 @@ export function registerAdminRoutes(
 
   app.register(async (admin) => {
     admin.addHook('onRequest', requireAdmin);
-    admin.post('/admin/v1/accounts', async (request, reply) => reply.code(201).send(accountJson(await deps.accounts.createAccount(body(request)))));
+    admin.post('/admin/v1/accounts', async (request, reply) =>
+      reply.code(201).send(accountJson(await deps.accounts.createAccount(body(request)))),
+    );
     admin.get('/admin/v1/accounts/:id', async (request) => {
       const account = await deps.accounts.getAccount(id(request));
       const keys = await deps.accounts.listKeys(account.id);
       return { ...accountJson(account), keys: keys.map((key) => keyJson(key)) };
     });
-    admin.post('/admin/v1/accounts/:id/credits', async (request) => accountJson(await deps.accounts.addCredits(id(request), body(request))));
+    admin.post('/admin/v1/accounts/:id/credits', async (request) =>
+      accountJson(await deps.accounts.addCredits(id(request), body(request))),
+    );
     admin.get('/admin/v1/accounts/:id/ledger', async (request) => ({
       object: 'list',
       data: (await deps.accounts.ledger(id(request), limit(request))).map(ledgerJson),
@@ -52,7 +64,9 @@ export function registerAdminRoutes(
       return keyJson(record, key);
     });
     admin.post('/admin/v1/keys/:id/revoke', async (request) => keyJson(await deps.accounts.revokeKey(id(request))));
-    admin.post('/admin/v1/keys/:id/models', async (request) => keyJson(await deps.accounts.setKeyModels(id(request), body(request).models)));
+    admin.post('/admin/v1/keys/:id/models', async (request) =>
+      keyJson(await deps.accounts.setKeyModels(id(request), body(request).models)),
+    );
     admin.post('/admin/v1/keys/:id/limits', async (request) => keyJson(await deps.accounts.setKeyLimits(id(request), body(request))));
     admin.delete('/admin/v1/keys/:id', async (request) => {
       await deps.accounts.deleteKey(id(request));

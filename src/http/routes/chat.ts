@@ -42,7 +42,9 @@ export function registerChatRoutes(app: FastifyInstance, deps: ChatRouteDeps): v
     }
     const requestId = String(request.id);
     const frame: ChatFrame = {
-      id: `chatcmpl-${requestId.replace(/^req_/, '')}`, created: Math.floor(Date.now() / 1000), model: prepared.model.id,
+      id: `chatcmpl-${requestId.replace(/^req_/, '')}`,
+      created: Math.floor(Date.now() / 1000),
+      model: prepared.model.id,
       ...(prepared.request.legacyFunctions ? { legacyFunctions: true } : {}),
     };
     let delivered = false;
@@ -91,7 +93,8 @@ export function registerChatRoutes(app: FastifyInstance, deps: ChatRouteDeps): v
       },
       // After the stream started an error is a chunk carrying the envelope (the SDKs throw on `error`); no [DONE].
       sseError: (stream, error) => {
-        const gatewayError = error instanceof GatewayError ? error : new GatewayError('The completion failed.', { status: 500, type: 'api_error' });
+        const gatewayError =
+          error instanceof GatewayError ? error : new GatewayError('The completion failed.', { status: 500, type: 'api_error' });
         stream.data(JSON.stringify(gatewayError.toEnvelope()), false);
       },
     });

@@ -7,7 +7,12 @@ import { userJson, type DashboardUsers } from '../../services/dashboard-users.ts
 import type { ModelAccess } from '../../services/model-access.ts';
 import { cachedModelCards } from './models.ts';
 import {
-  assertSameOrigin, clearSessionCookie, requireSession, sessionToken, setSessionCookie, targetAccount,
+  assertSameOrigin,
+  clearSessionCookie,
+  requireSession,
+  sessionToken,
+  setSessionCookie,
+  targetAccount,
 } from '../dashboard-session.ts';
 
 export interface DashboardRouteDeps {
@@ -24,7 +29,8 @@ export interface DashboardRouteDeps {
 export function registerDashboardRoutes(app: FastifyInstance, deps: DashboardRouteDeps & { models: ModelAccess }): void {
   const { users, queries, creditCodes, models } = deps;
   const card = cachedModelCards();
-  const body = (request: FastifyRequest) => (request.body && typeof request.body === 'object' ? (request.body as Record<string, unknown>) : {});
+  const body = (request: FastifyRequest) =>
+    request.body && typeof request.body === 'object' ? (request.body as Record<string, unknown>) : {};
   const query = (request: FastifyRequest) => request.query as Record<string, unknown>;
   const keyId = (request: FastifyRequest) => (request.params as { id: string }).id;
   const account = async (request: FastifyRequest) => targetAccount(request, await requireSession(request, users));
@@ -36,7 +42,9 @@ export function registerDashboardRoutes(app: FastifyInstance, deps: DashboardRou
     });
 
     dashboard.get('/dashboard/api/config', async () => ({
-      signup: users.signupOpen ? 'open' : 'closed', version: deps.version, admin_sign_in: users.adminSignIn,
+      signup: users.signupOpen ? 'open' : 'closed',
+      version: deps.version,
+      admin_sign_in: users.adminSignIn,
     }));
     // Public, for the Models & pricing page: the cards GET /v1/models gives a key without a model allowlist.
     dashboard.get('/dashboard/api/models', async () => ({ object: 'list', data: models.offered().map(card) }));
@@ -65,7 +73,9 @@ export function registerDashboardRoutes(app: FastifyInstance, deps: DashboardRou
 
     dashboard.get('/dashboard/api/overview', async (request) => queries.overview(await account(request)));
     dashboard.get('/dashboard/api/keys', async (request) => queries.keys(await account(request)));
-    dashboard.post('/dashboard/api/keys', async (request, reply) => reply.code(201).send(await queries.createKey(await account(request), body(request))));
+    dashboard.post('/dashboard/api/keys', async (request, reply) =>
+      reply.code(201).send(await queries.createKey(await account(request), body(request))),
+    );
     dashboard.post('/dashboard/api/keys/:id/rotate', async (request) => queries.rotateKey(await account(request), keyId(request)));
     dashboard.post('/dashboard/api/keys/:id/revoke', async (request) => queries.revokeKey(await account(request), keyId(request)));
     dashboard.delete('/dashboard/api/keys/:id', async (request) => queries.deleteKey(await account(request), keyId(request)));

@@ -86,7 +86,9 @@ export function registerEditRoutes(app: FastifyInstance, deps: EditRouteDeps): v
         try {
           if (!request.isMultipart()) {
             throw new GatewayError('Image edits are sent as multipart/form-data (model, prompt and the files under image[] or image).', {
-              status: 415, type: 'invalid_request_error', code: 'unsupported_media_type',
+              status: 415,
+              type: 'invalid_request_error',
+              code: 'unsupported_media_type',
             });
           }
           let form: EditForm;
@@ -131,13 +133,23 @@ async function readEditForm(request: FastifyRequest, limits: EditLimits): Promis
     if (part.type === 'field') {
       const name = part.fieldname;
       if (part.fieldnameTruncated || part.valueTruncated) {
-        throw invalidRequest(`The form field '${shortName(name)}' is longer than ${MAX_FIELD_BYTES / 1024} KB.`, shortName(name), 'string_above_max_length');
+        throw invalidRequest(
+          `The form field '${shortName(name)}' is longer than ${MAX_FIELD_BYTES / 1024} KB.`,
+          shortName(name),
+          'string_above_max_length',
+        );
       }
       if (name === 'image' || name === 'image[]') {
-        throw invalidRequest(`'${name}' must be an uploaded file (a multipart part with a filename), not a text value.`, 'image', 'invalid_type');
+        throw invalidRequest(
+          `'${name}' must be an uploaded file (a multipart part with a filename), not a text value.`,
+          'image',
+          'invalid_type',
+        );
       }
-      if (name === 'mask') throw invalidRequest("'mask' is not supported: edits take a prompt and reference images only.", 'mask', 'unsupported_parameter');
-      if (Object.hasOwn(fields, name)) throw invalidRequest(`The form field '${shortName(name)}' was sent more than once.`, shortName(name), 'duplicate_parameter');
+      if (name === 'mask')
+        throw invalidRequest("'mask' is not supported: edits take a prompt and reference images only.", 'mask', 'unsupported_parameter');
+      if (Object.hasOwn(fields, name))
+        throw invalidRequest(`The form field '${shortName(name)}' was sent more than once.`, shortName(name), 'duplicate_parameter');
       requestBytes += typeof part.value === 'string' ? Buffer.byteLength(part.value) : 0;
       if (requestBytes > limits.maxRequestBytes) throw requestTooLarge(limits);
       fields[name] = part.value;
@@ -145,12 +157,21 @@ async function readEditForm(request: FastifyRequest, limits: EditLimits): Promis
     }
 
     const name = part.fieldname;
-    if (name === 'mask') throw invalidRequest("'mask' is not supported: edits take a prompt and reference images only.", 'mask', 'unsupported_parameter');
+    if (name === 'mask')
+      throw invalidRequest("'mask' is not supported: edits take a prompt and reference images only.", 'mask', 'unsupported_parameter');
     if (name !== 'image' && name !== 'image[]') {
-      throw invalidRequest(`Unexpected file field '${shortName(name)}'. Send reference images under image[] (or image).`, shortName(name), 'unknown_parameter');
+      throw invalidRequest(
+        `Unexpected file field '${shortName(name)}'. Send reference images under image[] (or image).`,
+        shortName(name),
+        'unknown_parameter',
+      );
     }
     if (images.length >= MAX_EDIT_IMAGES) {
-      throw invalidRequest(`At most ${MAX_EDIT_IMAGES} reference images can be sent; the model's own cap is in the edit block of GET /v1/models.`, 'image', 'too_many_images');
+      throw invalidRequest(
+        `At most ${MAX_EDIT_IMAGES} reference images can be sent; the model's own cap is in the edit block of GET /v1/models.`,
+        'image',
+        'too_many_images',
+      );
     }
     const ordinal = images.length + 1;
     if (declared !== undefined) arena ??= Buffer.allocUnsafeSlow(declared);
@@ -164,7 +185,8 @@ async function readEditForm(request: FastifyRequest, limits: EditLimits): Promis
       if (requestBytes > limits.maxRequestBytes) throw requestTooLarge(limits);
       sink.write(chunk);
       // Decide as early as the bytes allow, so a wrong type or a decompression bomb is refused without reading it all.
-      if (header === undefined && size <= EARLY_PROBE_BYTES) header = checkUploadHeader(sink.prefix(EARLY_PROBE_BYTES), limits.maxPixels, ordinal, false);
+      if (header === undefined && size <= EARLY_PROBE_BYTES)
+        header = checkUploadHeader(sink.prefix(EARLY_PROBE_BYTES), limits.maxPixels, ordinal, false);
     }
     const bytes = sink.finish();
     if (sink.kind === 'arena') arenaUsed += bytes.length;
@@ -196,7 +218,8 @@ function arenaSink(arena: Buffer, start: number): FileSink {
     kind: 'arena',
     write(chunk) {
       // Node's parser never delivers more than Content-Length bytes; guard anyway.
-      if (used + chunk.length > arena.length) throw invalidRequest('The request body is longer than its Content-Length.', null, 'invalid_body');
+      if (used + chunk.length > arena.length)
+        throw invalidRequest('The request body is longer than its Content-Length.', null, 'invalid_body');
       chunk.copy(arena, used);
       used += chunk.length;
     },
@@ -256,14 +279,20 @@ function multipartError(error: unknown): unknown {
     case 'FST_FIELDS_LIMIT':
     case 'FST_PARTS_LIMIT':
       return new GatewayError(`The form has too many parts; at most ${MAX_FIELDS} fields and ${MAX_EDIT_IMAGES} images.`, {
-        status: 413, type: 'invalid_request_error', code: 'request_too_large',
+        status: 413,
+        type: 'invalid_request_error',
+        code: 'request_too_large',
       });
     case 'FST_PROTO_VIOLATION':
       return invalidRequest('A form field name is not allowed.', null, 'invalid_body');
     case 'FST_INVALID_JSON_FIELD_ERROR':
       return invalidRequest('A form field declared as application/json is not valid JSON.', null, 'invalid_body');
     case 'FST_MP_PREMATURE_CLOSE':
-      return new GatewayError('The upload ended before the form was complete.', { status: 400, type: 'invalid_request_error', code: 'invalid_body' });
+      return new GatewayError('The upload ended before the form was complete.', {
+        status: 400,
+        type: 'invalid_request_error',
+        code: 'invalid_body',
+      });
   }
   if (/multipart|boundary|terminated early|Unexpected end/i.test(message)) {
     return invalidRequest(`The multipart/form-data body could not be parsed: ${message.slice(0, 120)}.`, null, 'invalid_body');
@@ -273,20 +302,28 @@ function multipartError(error: unknown): unknown {
 
 function fileTooLarge(limits: EditLimits, ordinal: number): GatewayError {
   return new GatewayError(`Image ${ordinal} is larger than ${formatBytes(limits.maxFileBytes)}, the largest file this server accepts.`, {
-    status: 413, type: 'invalid_request_error', code: 'file_too_large', param: 'image',
+    status: 413,
+    type: 'invalid_request_error',
+    code: 'file_too_large',
+    param: 'image',
   });
 }
 
 function requestTooLarge(limits: EditLimits): GatewayError {
-  return new GatewayError(`The upload is larger than ${formatBytes(limits.maxRequestBytes)}, the largest edit request this server accepts.`, {
-    status: 413, type: 'invalid_request_error', code: 'request_too_large', param: 'image',
-  });
+  return new GatewayError(
+    `The upload is larger than ${formatBytes(limits.maxRequestBytes)}, the largest edit request this server accepts.`,
+    {
+      status: 413,
+      type: 'invalid_request_error',
+      code: 'request_too_large',
+      param: 'image',
+    },
+  );
 }
 
 function formatBytes(bytes: number): string {
   return bytes % (1024 * 1024) === 0 ? `${bytes / (1024 * 1024)} MiB` : `${bytes} bytes`;
 }
-
 
 function shortName(name: string): string {
   return name.length > 64 ? `${name.slice(0, 64)}…` : name;

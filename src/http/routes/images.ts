@@ -2,7 +2,12 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { GatewayError, invalidRequest } from '../../domain/errors.ts';
 import { base64Ascii, type Base64Text } from '../../images/base64.ts';
 import type { Metrics } from '../../metrics/metrics.ts';
-import { fingerprintImageRequest, type ImageGenerationService, type ImageOutcome, type PreparedImageRequest } from '../../services/image-generation.ts';
+import {
+  fingerprintImageRequest,
+  type ImageGenerationService,
+  type ImageOutcome,
+  type PreparedImageRequest,
+} from '../../services/image-generation.ts';
 import type { Authenticate } from '../authenticate.ts';
 import type { JobService } from '../../services/jobs/job-service.ts';
 import { submitImageJob } from './jobs.ts';
@@ -71,17 +76,23 @@ export function runImageRequest(
       let parts: Buffer[] | undefined;
       const partsOf = (outcome: ImageOutcome) =>
         (parts ??= imageResponseParts(outcome, {
-          model: prepared.model.id, created, responseFormat: prepared.responseFormat, settings: imageSettings(prepared.request.params, outcome),
+          model: prepared.model.id,
+          created,
+          responseFormat: prepared.responseFormat,
+          settings: imageSettings(prepared.request.params, outcome),
         }));
       const outcome = await deps.images.execute(prepared, requestId, {
         signal,
-        savedResponse: idempotent && ((settling) => idempotent.atSettlement(jsonStoredResponse(partsOf(settling), costHeaders(settling.cost, settling.warnings)))),
+        savedResponse:
+          idempotent &&
+          ((settling) => idempotent.atSettlement(jsonStoredResponse(partsOf(settling), costHeaders(settling.cost, settling.warnings)))),
       });
       return { ...outcome, parts: partsOf(outcome) };
     },
     sse: (signal, stream) => streamImages(request, prepared, deps, eventPrefix, created, signal, stream),
     sseError: (stream, error) => {
-      const gatewayError = error instanceof GatewayError ? error : new GatewayError('The generation failed.', { status: 500, type: 'api_error' });
+      const gatewayError =
+        error instanceof GatewayError ? error : new GatewayError('The generation failed.', { status: 500, type: 'api_error' });
       stream.event('error', [Buffer.from(JSON.stringify({ type: 'error', error: gatewayError.toEnvelope().error }))], false);
     },
   });
@@ -109,7 +120,8 @@ async function streamImages(
   const imageEvent = (head: string, base64: Base64Text, tail: string) => [Buffer.from(head), base64Ascii(base64), Buffer.from(tail)];
   const outputFormat = prepared.request.outputFormat ?? prepared.model.native_output_format;
   // `quality` and `background` are in every event, as the SDKs type them: `auto` where the model takes no such setting.
-  const setting = (name: string) => JSON.stringify(typeof prepared.request.params[name] === 'string' ? prepared.request.params[name] : 'auto');
+  const setting = (name: string) =>
+    JSON.stringify(typeof prepared.request.params[name] === 'string' ? prepared.request.params[name] : 'auto');
   const extras = (size: string) =>
     `"created_at":${created},"size":"${size}","output_format":"${outputFormat}","quality":${setting('quality')},"background":${setting('background')}`;
   const outcome = await deps.images.execute(prepared, String(request.id), {

@@ -43,7 +43,12 @@ export async function submitImageJob(
   try {
     const idempotencyKey = readIdempotencyKey(request.headers['idempotency-key']);
     if (idempotencyKey !== undefined) {
-      const start = await deps.jobs.idempotency.begin(caller, idempotencyKey, `job:${webhookUrl ?? ''}:${fingerprintImageRequest(prepared)}`, requestId);
+      const start = await deps.jobs.idempotency.begin(
+        caller,
+        idempotencyKey,
+        `job:${webhookUrl ?? ''}:${fingerprintImageRequest(prepared)}`,
+        requestId,
+      );
       if (start.kind === 'replay') {
         return reply
           .code(start.response.status)
@@ -98,10 +103,16 @@ export function registerJobRoutes(app: FastifyInstance, deps: JobRouteDeps): voi
       throw invalidRequest(`'status' must be one of ${JOB_STATUSES.join(', ')}.`, 'status', 'invalid_value');
     }
     const limit = query.limit === undefined ? 20 : Number(query.limit);
-    if (!Number.isInteger(limit) || limit < 1 || limit > 100) throw invalidRequest("'limit' must be a whole number from 1 to 100.", 'limit', 'invalid_value');
+    if (!Number.isInteger(limit) || limit < 1 || limit > 100)
+      throw invalidRequest("'limit' must be a whole number from 1 to 100.", 'limit', 'invalid_value');
     const after = query.after;
-    if (after !== undefined && (typeof after !== 'string' || after.length > 100)) throw invalidRequest("'after' must be a job id.", 'after', 'invalid_value');
-    const jobs = await deps.jobs.list(who, { status: status as JobStatus | undefined, limit: limit + 1, after: after as string | undefined });
+    if (after !== undefined && (typeof after !== 'string' || after.length > 100))
+      throw invalidRequest("'after' must be a job id.", 'after', 'invalid_value');
+    const jobs = await deps.jobs.list(who, {
+      status: status as JobStatus | undefined,
+      limit: limit + 1,
+      after: after as string | undefined,
+    });
     const page = jobs.slice(0, limit);
     return {
       object: 'list',
@@ -137,16 +148,25 @@ export function registerJobRoutes(app: FastifyInstance, deps: JobRouteDeps): voi
     const send = async (current: JobRecord) => {
       if (finished || current.status === lastStatus) return;
       lastStatus = current.status;
-      sse.event(`image.job.${current.status}`, JSON.stringify({ type: `image.job.${current.status}`, data: await deps.jobs.toJson(current) }));
+      sse.event(
+        `image.job.${current.status}`,
+        JSON.stringify({ type: `image.job.${current.status}`, data: await deps.jobs.toJson(current) }),
+      );
       if (ENDED.includes(current.status)) finish();
     };
     unsubscribe = deps.jobs.subscribe(job.id, (event: JobEvent) => {
       if (event.kind === 'partial') {
         const partial = event.partial;
-        sse.event('image.job.partial_image', JSON.stringify({
-          type: 'image.job.partial_image', job_id: job.id, b64_json: typeof partial.base64 === 'string' ? partial.base64 : partial.base64.toString('latin1'),
-          partial_image_index: partial.partialImageIndex, image_index: partial.imageIndex,
-        }));
+        sse.event(
+          'image.job.partial_image',
+          JSON.stringify({
+            type: 'image.job.partial_image',
+            job_id: job.id,
+            b64_json: typeof partial.base64 === 'string' ? partial.base64 : partial.base64.toString('latin1'),
+            partial_image_index: partial.partialImageIndex,
+            image_index: partial.imageIndex,
+          }),
+        );
       } else void send(event.job).catch(() => finish());
     });
     reply.raw.on('close', finish);
@@ -154,12 +174,15 @@ export function registerJobRoutes(app: FastifyInstance, deps: JobRouteDeps): voi
     if (finished) return reply;
     // Other instances run jobs too: their changes are read from the store.
     timer = setInterval(() => {
-      void deps.jobs.find(job.id).then((fresh) => {
-        if (fresh) {
-          job = fresh;
-          return send(fresh);
-        }
-      }).catch(() => {});
+      void deps.jobs
+        .find(job.id)
+        .then((fresh) => {
+          if (fresh) {
+            job = fresh;
+            return send(fresh);
+          }
+        })
+        .catch(() => {});
     }, deps.pollMs);
     return reply;
   });
@@ -172,16 +195,22 @@ export function registerJobRoutes(app: FastifyInstance, deps: JobRouteDeps): voi
     if (query.signature !== undefined || query.expires !== undefined) {
       const expires = Number(query.expires);
       const signature = typeof query.signature === 'string' ? query.signature : '';
-      if (!Number.isInteger(expires) || !deps.files.verifyLink(id, expires, signature)) throw linkRefused('This link is not valid (its signature does not match).');
+      if (!Number.isInteger(expires) || !deps.files.verifyLink(id, expires, signature))
+        throw linkRefused('This link is not valid (its signature does not match).');
       if (expires * 1000 <= Date.now()) throw linkRefused('This link has expired.');
     } else {
       await preHandler(request);
       ownerAccount = request.caller.accountId;
     }
     const found = await deps.files.read(id);
-    if (!found || (ownerAccount !== undefined && found.file.accountId !== ownerAccount) || found.file.kind !== 'result') throw fileNotFound();
+    if (!found || (ownerAccount !== undefined && found.file.accountId !== ownerAccount) || found.file.kind !== 'result')
+      throw fileNotFound();
     return reply
-      .headers({ 'cache-control': 'private, max-age=3600', 'content-length': String(found.bytes.length), 'x-content-type-options': 'nosniff' })
+      .headers({
+        'cache-control': 'private, max-age=3600',
+        'content-length': String(found.bytes.length),
+        'x-content-type-options': 'nosniff',
+      })
       .type(found.file.mediaType)
       .send(found.bytes);
   });
@@ -204,7 +233,8 @@ export function registerWebhookAdminRoutes(admin: FastifyInstance, deps: { webho
   admin.put('/admin/v1/accounts/:id/webhook', async (request) => {
     const id = await account(request);
     const url = (request.body as { url?: unknown } | null)?.url;
-    if (url !== null && typeof url !== 'string') throw invalidRequest("'url' must be a URL string, or null to clear it.", 'url', 'invalid_type');
+    if (url !== null && typeof url !== 'string')
+      throw invalidRequest("'url' must be a URL string, or null to clear it.", 'url', 'invalid_type');
     return settingsJson(await deps.webhooks.setDefaultUrl(id, url));
   });
 }
@@ -227,5 +257,9 @@ function linkRefused(message: string): GatewayError {
 }
 
 function fileNotFound(): GatewayError {
-  return new GatewayError('No such file (hosted results are deleted when they expire).', { status: 404, type: 'invalid_request_error', code: 'not_found' });
+  return new GatewayError('No such file (hosted results are deleted when they expire).', {
+    status: 404,
+    type: 'invalid_request_error',
+    code: 'not_found',
+  });
 }

@@ -15,7 +15,10 @@ export function registerMetrics(app: FastifyInstance, deps: { metrics: Metrics; 
       series.count(request.method, reply.statusCode);
       done();
     };
-    route.onResponse = [...(route.onResponse === undefined ? [] : Array.isArray(route.onResponse) ? route.onResponse : [route.onResponse]), count];
+    route.onResponse = [
+      ...(route.onResponse === undefined ? [] : Array.isArray(route.onResponse) ? route.onResponse : [route.onResponse]),
+      count,
+    ];
   });
   // No route matched (404, 405): one series whatever the URL, so junk URLs cannot grow the label set.
   const unmatched = deps.metrics.httpRoute('unmatched');
@@ -32,7 +35,9 @@ export function registerMetrics(app: FastifyInstance, deps: { metrics: Metrics; 
     if (!match || !timingSafeEqual(digest(match[1]), expected)) {
       reply.header('www-authenticate', 'Bearer');
       throw new GatewayError('This endpoint needs the metrics token: Authorization: Bearer $DEEPSHI_METRICS_TOKEN.', {
-        status: 401, type: 'invalid_request_error', code: 'invalid_metrics_token',
+        status: 401,
+        type: 'invalid_request_error',
+        code: 'invalid_metrics_token',
       });
     }
     const { contentType, body } = await deps.metrics.scrape();

@@ -55,7 +55,10 @@ export const MAX_SKETCH_SIDE = 4096;
 /** Renders one image; see the module comment. Throws RangeError on invalid size/format, sharp's error on an undecodable reference. */
 export async function renderSketch(options: SketchOptions): Promise<Buffer> {
   const { width, height, format } = options;
-  for (const [name, side] of [['width', width], ['height', height]] as const) {
+  for (const [name, side] of [
+    ['width', width],
+    ['height', height],
+  ] as const) {
     if (!Number.isInteger(side) || side < 1 || side > MAX_SKETCH_SIDE) {
       throw new RangeError(`deepshi-sketch: ${name} must be an integer in 1..${MAX_SKETCH_SIDE}, got ${String(side)}`);
     }

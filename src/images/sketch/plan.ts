@@ -62,7 +62,11 @@ export function planScene(prompt: string, seed: number, w: number, h: number): S
     light = { x: w * rng.range(0.25, 0.75), y: horizon - r * rng.range(0.1, 0.6), r };
   } else {
     const night = resolvedTime === 'night';
-    light = { x: w * rng.range(0.12, 0.88), y: horizon * rng.range(0.18, 0.5), r: unit * rng.range(night ? 0.04 : 0.05, night ? 0.065 : 0.08) };
+    light = {
+      x: w * rng.range(0.12, 0.88),
+      y: horizon * rng.range(0.18, 0.5),
+      r: unit * rng.range(night ? 0.04 : 0.05, night ? 0.065 : 0.08),
+    };
   }
   return {
     w,

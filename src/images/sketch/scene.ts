@@ -174,9 +174,12 @@ function subjectLayer(s: Scene): string {
     const kind = rng.int(0, 4);
     const common = `fill="${fill}" stroke="${stroke}" stroke-width="${sw}" stroke-linejoin="round"`;
     if (kind === 0) out += `<circle cx="${n(x)}" cy="${n(y)}" r="${n(size * 0.8)}" ${common}/>`;
-    else if (kind === 1) out += `<path d="M${n(x)} ${n(y - size)}L${n(x + size * 0.9)} ${n(y + size * 0.8)}L${n(x - size * 0.9)} ${n(y + size * 0.8)}Z" ${common}/>`;
-    else if (kind === 2) out += `<path d="M${n(x)} ${n(y - size)}L${n(x + size * 0.75)} ${n(y)}L${n(x)} ${n(y + size * 0.9)}L${n(x - size * 0.75)} ${n(y)}Z" ${common}/>`;
-    else if (kind === 3) out += `<rect x="${n(x - size * 0.75)}" y="${n(y - size * 0.7)}" width="${n(size * 1.5)}" height="${n(size * 1.5)}" rx="${n(size * 0.25)}" ${common}/>`;
+    else if (kind === 1)
+      out += `<path d="M${n(x)} ${n(y - size)}L${n(x + size * 0.9)} ${n(y + size * 0.8)}L${n(x - size * 0.9)} ${n(y + size * 0.8)}Z" ${common}/>`;
+    else if (kind === 2)
+      out += `<path d="M${n(x)} ${n(y - size)}L${n(x + size * 0.75)} ${n(y)}L${n(x)} ${n(y + size * 0.9)}L${n(x - size * 0.75)} ${n(y)}Z" ${common}/>`;
+    else if (kind === 3)
+      out += `<rect x="${n(x - size * 0.75)}" y="${n(y - size * 0.7)}" width="${n(size * 1.5)}" height="${n(size * 1.5)}" rx="${n(size * 0.25)}" ${common}/>`;
     else out += `<path d="${starPath(x, y, size * 0.95, size * 0.42)}" ${common}/>`;
     // A highlight so the shapes read as objects, not holes.
     out += `<circle cx="${n(x - size * 0.3)}" cy="${n(y - size * 0.3)}" r="${n(size * 0.18)}" fill="#ffffff" fill-opacity="0.35"/>`;

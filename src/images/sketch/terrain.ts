@@ -35,16 +35,26 @@ export function terrainBackLayer(s: Scene): string {
       return `${out}<rect x="0" y="${n(s.horizon)}" width="${s.w}" height="${n(s.h - s.horizon)}" fill="url(#sea)"/>`;
     }
     case 'mountains':
-      return mountainRange(s, rng, s.horizon - s.unit * 0.02, s.unit * rng.range(0.25, 0.4), haze, true) +
-        mountainRange(s, rng, s.horizon + s.unit * 0.02, s.unit * rng.range(0.15, 0.27), mid, s.time === 'snow');
+      return (
+        mountainRange(s, rng, s.horizon - s.unit * 0.02, s.unit * rng.range(0.25, 0.4), haze, true) +
+        mountainRange(s, rng, s.horizon + s.unit * 0.02, s.unit * rng.range(0.15, 0.27), mid, s.time === 'snow')
+      );
     case 'city':
-      return skyline(s, rng, s.horizon + s.unit * 0.01, s.unit * 0.32, haze, false) +
-        `<rect x="0" y="${n(s.horizon)}" width="${s.w}" height="${n(s.h - s.horizon)}" fill="${mix(s.palette.land[2], '#000000', 0.25)}"/>`;
+      return (
+        skyline(s, rng, s.horizon + s.unit * 0.01, s.unit * 0.32, haze, false) +
+        `<rect x="0" y="${n(s.horizon)}" width="${s.w}" height="${n(s.h - s.horizon)}" fill="${mix(s.palette.land[2], '#000000', 0.25)}"/>`
+      );
     case 'desert':
-      return smoothRidge(s, rng, s.horizon - s.unit * 0.03, s.unit * 0.05, far) + smoothRidge(s, rng, s.horizon + s.unit * 0.05, s.unit * 0.06, mid);
+      return (
+        smoothRidge(s, rng, s.horizon - s.unit * 0.03, s.unit * 0.05, far) +
+        smoothRidge(s, rng, s.horizon + s.unit * 0.05, s.unit * 0.06, mid)
+      );
     case 'forest':
     case 'hills':
-      return smoothRidge(s, rng, s.horizon - s.unit * 0.04, s.unit * 0.08, haze) + smoothRidge(s, rng, s.horizon + s.unit * 0.03, s.unit * 0.07, far);
+      return (
+        smoothRidge(s, rng, s.horizon - s.unit * 0.04, s.unit * 0.08, haze) +
+        smoothRidge(s, rng, s.horizon + s.unit * 0.03, s.unit * 0.07, far)
+      );
   }
 }
 
@@ -78,10 +88,13 @@ export function terrainFrontLayer(s: Scene): string {
   }
 }
 
-
 /** A smooth ridge line y(x): a few sines with seeded phases, `amp` tall around `baseY`. */
 function ridgeFn(rng: Rng, baseY: number, amp: number, span: number): (x: number) => number {
-  const waves = [1, 2.3, 4.7].map((f, i) => ({ f: (f * rng.range(0.8, 1.2) * Math.PI * 2) / span, phase: rng.range(0, Math.PI * 2), a: 1 / (i + 1) }));
+  const waves = [1, 2.3, 4.7].map((f, i) => ({
+    f: (f * rng.range(0.8, 1.2) * Math.PI * 2) / span,
+    phase: rng.range(0, Math.PI * 2),
+    a: 1 / (i + 1),
+  }));
   const total = waves.reduce((sum, w) => sum + w.a, 0);
   return (x) => baseY - (amp * waves.reduce((sum, w) => sum + w.a * Math.sin(w.f * x + w.phase), 0)) / total;
 }

@@ -59,7 +59,15 @@ function graphemeWidth(g: string): number {
     return 0.42;
   }
   // East Asian wide characters and emoji take a full em (or render as a box of similar width).
-  if ((cp >= 0x1100 && cp <= 0x115f) || (cp >= 0x2e80 && cp <= 0xa4cf) || (cp >= 0xac00 && cp <= 0xd7a3) || (cp >= 0xf900 && cp <= 0xfaff) || (cp >= 0xff00 && cp <= 0xff60) || cp >= 0x1f000 || (cp >= 0x2600 && cp <= 0x27bf)) {
+  if (
+    (cp >= 0x1100 && cp <= 0x115f) ||
+    (cp >= 0x2e80 && cp <= 0xa4cf) ||
+    (cp >= 0xac00 && cp <= 0xd7a3) ||
+    (cp >= 0xf900 && cp <= 0xfaff) ||
+    (cp >= 0xff00 && cp <= 0xff60) ||
+    cp >= 0x1f000 ||
+    (cp >= 0x2600 && cp <= 0x27bf)
+  ) {
     return 1.05;
   }
   return 0.7;

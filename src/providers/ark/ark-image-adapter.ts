@@ -5,7 +5,12 @@ import { forwardableExtras } from '../shared/forwarded-extras.ts';
 import { failureFromStatus, sanitize, timeoutsFromOptions, upstreamRequest } from '../shared/http.ts';
 import { eachImageCall, type SingleImageOutcome } from '../shared/single-image-calls.ts';
 import {
-  ProviderError, type ImageAdapter, type ImageAdapterCapabilities, type ImageCallContext, type ImageGenerationResult, type NormalizedImageRequest,
+  ProviderError,
+  type ImageAdapter,
+  type ImageAdapterCapabilities,
+  type ImageCallContext,
+  type ImageGenerationResult,
+  type NormalizedImageRequest,
   type RouteTarget,
 } from '../types.ts';
 import { paramOf, parseError, parseResponse, refusalOf } from './ark-api.ts';
@@ -57,7 +62,10 @@ export class ArkImageAdapter implements ImageAdapter {
       const refusal = refusalOf(error.code);
       if (refusal) throw new ProviderError('refused', refusalMessage(refusal, error.message));
       const message = error.message ?? error.code;
-      throw failureFromStatus(PROVIDER, response, { message, param: error.code === 'InvalidParameter' ? paramOf(error, request.extra) : undefined });
+      throw failureFromStatus(PROVIDER, response, {
+        message,
+        param: error.code === 'InvalidParameter' ? paramOf(error, request.extra) : undefined,
+      });
     }
 
     const parsed = parseResponse(response.json());
@@ -67,11 +75,18 @@ export class ArkImageAdapter implements ImageAdapter {
       const failed = items.find((item) => item.error)?.error;
       const refusal = refusalOf(failed?.code ?? undefined);
       if (refusal) throw new ProviderError('refused', refusalMessage(refusal, failed?.message ?? undefined), { accepted: true });
-      throw new ProviderError('failed', `${PROVIDER} answered without an image${failed?.message ? `: ${sanitize(failed.message)}` : ''}`, { accepted: true });
+      throw new ProviderError('failed', `${PROVIDER} answered without an image${failed?.message ? `: ${sanitize(failed.message)}` : ''}`, {
+        accepted: true,
+      });
     }
     const probe = probeBase64(image.b64_json);
-    if (!probe || probe.format === 'gif') throw new ProviderError('failed', `${PROVIDER} returned data that is not an image`, { accepted: true });
-    return { image: { base64: image.b64_json, mediaType: mediaTypeOf(probe.format) }, warnings, usage: usageOf(parsed?.usage?.generated_images) };
+    if (!probe || probe.format === 'gif')
+      throw new ProviderError('failed', `${PROVIDER} returned data that is not an image`, { accepted: true });
+    return {
+      image: { base64: image.b64_json, mediaType: mediaTypeOf(probe.format) },
+      warnings,
+      usage: usageOf(parsed?.usage?.generated_images),
+    };
   }
 }
 
@@ -79,13 +94,20 @@ export class ArkImageAdapter implements ImageAdapter {
  * The upstream request body, every field named. Extras go in first so they can never override what Deepshi
  * owns; `undefined` fields are left out by JSON.stringify (so an extra named like an owned field is removed).
  */
-export function buildRequestBody(request: NormalizedImageRequest, upstreamModel: string): { body: Record<string, unknown>; warnings: Warning[] } {
+export function buildRequestBody(
+  request: NormalizedImageRequest,
+  upstreamModel: string,
+): { body: Record<string, unknown>; warnings: Warning[] } {
   if (request.inputImages.length > MAX_INPUT_IMAGES) {
     throw new ProviderError('invalid_request', `${PROVIDER} takes at most ${MAX_INPUT_IMAGES} reference images.`, { param: 'image' });
   }
   const { fields, warnings } = forwardableExtras(request.extra, { owned: OWNED_FIELDS, provider: PROVIDER });
   if (request.seed !== undefined) {
-    warnings.push({ type: 'unsupported', param: 'seed', message: `${request.model} ignores seeds on the ${PROVIDER} route; 'seed' was not sent.` });
+    warnings.push({
+      type: 'unsupported',
+      param: 'seed',
+      message: `${request.model} ignores seeds on the ${PROVIDER} route; 'seed' was not sent.`,
+    });
   }
   const body: Record<string, unknown> = {
     ...fields,
@@ -101,16 +123,25 @@ export function buildRequestBody(request: NormalizedImageRequest, upstreamModel:
     sequential_image_generation_options: undefined,
     stream: undefined,
     seed: undefined,
-    image: request.inputImages.length > 0
-      ? request.inputImages.map((image) => `data:${image.mediaType};base64,${image.bytes.toString('base64')}`)
-      : undefined,
+    image:
+      request.inputImages.length > 0
+        ? request.inputImages.map((image) => `data:${image.mediaType};base64,${image.bytes.toString('base64')}`)
+        : undefined,
   };
   return { body, warnings };
 }
 
 const OWNED_FIELDS = [
-  'model', 'prompt', 'size', 'response_format', 'watermark', 'sequential_image_generation', 'sequential_image_generation_options', 'stream',
-  'seed', 'image',
+  'model',
+  'prompt',
+  'size',
+  'response_format',
+  'watermark',
+  'sequential_image_generation',
+  'sequential_image_generation_options',
+  'stream',
+  'seed',
+  'image',
 ];
 
 /** `auto_2K`/`auto_4K` let the model pick the ratio, which is what Ark's "2K"/"4K" mean; everything else is the exact size. */
@@ -123,7 +154,9 @@ function arkSize(request: NormalizedImageRequest): string {
 
 function usageOf(generated: number | null | undefined): SingleImageOutcome['usage'] {
   // One image was asked for: a count outside 0..1 is a reporting error and is ignored.
-  return typeof generated === 'number' && Number.isInteger(generated) && generated >= 0 && generated <= 1 ? { billedImages: generated } : undefined;
+  return typeof generated === 'number' && Number.isInteger(generated) && generated >= 0 && generated <= 1
+    ? { billedImages: generated }
+    : undefined;
 }
 
 function refusalMessage(refusal: 'input' | 'output' | 'other', upstream: string | undefined): string {

@@ -66,8 +66,10 @@ export function errorDetail(json: unknown, extras: Record<string, unknown>): { m
     const first = body.detail[0] as { loc?: unknown; msg?: unknown };
     const loc = Array.isArray(first.loc) ? first.loc.filter((part): part is string => typeof part === 'string' && part !== 'body') : [];
     const field = loc[0];
-    const param = field === undefined ? undefined
-      : PARAM_NAMES[field] ?? (/^input_image(_\d)?$/.test(field) ? 'image' : field in extras ? field : undefined);
+    const param =
+      field === undefined
+        ? undefined
+        : (PARAM_NAMES[field] ?? (/^input_image(_\d)?$/.test(field) ? 'image' : field in extras ? field : undefined));
     const message = typeof first.msg === 'string' ? `${field ? `${field}: ` : ''}${first.msg}` : undefined;
     return { message, param };
   }

@@ -3,16 +3,34 @@ import { mediaTypeOf } from '../../images/encode.ts';
 import { probeImage } from '../../images/probe.ts';
 import { forwardableExtras } from '../shared/forwarded-extras.ts';
 import {
-  failureFromStatus, originOf, sanitize, timeoutsFromOptions, upstreamRequest, type UpstreamResponse, type UpstreamTimeouts,
+  failureFromStatus,
+  originOf,
+  sanitize,
+  timeoutsFromOptions,
+  upstreamRequest,
+  type UpstreamResponse,
+  type UpstreamTimeouts,
 } from '../shared/http.ts';
 import { pollSchedule } from '../shared/polling.ts';
 import { hostMatches, safeDownload } from '../shared/safe-download.ts';
 import { eachImageCall, type SingleImageOutcome } from '../shared/single-image-calls.ts';
 import {
-  ProviderError, type ImageAdapter, type ImageAdapterCapabilities, type ImageCallContext, type ImageGenerationResult, type NormalizedImageRequest,
+  ProviderError,
+  type ImageAdapter,
+  type ImageAdapterCapabilities,
+  type ImageCallContext,
+  type ImageGenerationResult,
+  type NormalizedImageRequest,
   type RouteTarget,
 } from '../types.ts';
-import { RUNNING_STATUSES, creditsToNanos, errorDetail, parsePollResponse, parseSubmitResponse, type BflSubmitResponse } from './bfl-api.ts';
+import {
+  RUNNING_STATUSES,
+  creditsToNanos,
+  errorDetail,
+  parsePollResponse,
+  parseSubmitResponse,
+  type BflSubmitResponse,
+} from './bfl-api.ts';
 
 /**
  * Black Forest Labs (FLUX.2): submit → poll → download (docs/providers.md, upstream wire contracts).
@@ -48,16 +66,25 @@ export class BflImageAdapter implements ImageAdapter {
   }
 
   /** Collects a job BFL accepted earlier (handle: its id, polling URL and cost) by polling; never submits. */
-  async resume(handle: Record<string, unknown>, _request: NormalizedImageRequest, route: RouteTarget, context: ImageCallContext): Promise<ImageGenerationResult> {
+  async resume(
+    handle: Record<string, unknown>,
+    _request: NormalizedImageRequest,
+    route: RouteTarget,
+    context: ImageCallContext,
+  ): Promise<ImageGenerationResult> {
     const submitted = parseSubmitResponse(handle);
-    if (!submitted) throw new ProviderError('failed', `${PROVIDER} job handle is unreadable; the job cannot be resumed`, { accepted: true });
+    if (!submitted)
+      throw new ProviderError('failed', `${PROVIDER} job handle is unreadable; the job cannot be resumed`, { accepted: true });
     const base = (route.baseUrl ?? DEFAULT_BASE_URL).replace(/\/+$/, '');
     const outcome = await this.collect(submitted, base, route, timeoutsFromOptions(route.options), context.signal, []);
     return { images: [outcome.image], warnings: outcome.warnings, usage: outcome.usage };
   }
 
   private async generateOne(
-    request: NormalizedImageRequest, route: RouteTarget, signal: AbortSignal, onAccepted?: ImageCallContext['onAccepted'],
+    request: NormalizedImageRequest,
+    route: RouteTarget,
+    signal: AbortSignal,
+    onAccepted?: ImageCallContext['onAccepted'],
   ): Promise<SingleImageOutcome> {
     const base = (route.baseUrl ?? DEFAULT_BASE_URL).replace(/\/+$/, '');
     const timeouts = timeoutsFromOptions(route.options);
@@ -84,55 +111,88 @@ export class BflImageAdapter implements ImageAdapter {
 
   /** Polls an accepted job, downloads and checks its image. */
   private async collect(
-    submitted: BflSubmitResponse, base: string, route: RouteTarget, timeouts: UpstreamTimeouts, signal: AbortSignal, warnings: Warning[],
+    submitted: BflSubmitResponse,
+    base: string,
+    route: RouteTarget,
+    timeouts: UpstreamTimeouts,
+    signal: AbortSignal,
+    warnings: Warning[],
   ): Promise<SingleImageOutcome> {
     const key = route.credential!;
     const usage = { costNanos: creditsToNanos(submitted.cost), billedImages: 1 };
     const sample = await this.waitForSample(submitted, base, route, key, timeouts, signal);
-    const { bytes } = await safeDownload(sample, { allowedHosts: DOWNLOAD_HOSTS, trustedOrigins: originOf(route.baseUrl), provider: PROVIDER }, signal);
+    const { bytes } = await safeDownload(
+      sample,
+      { allowedHosts: DOWNLOAD_HOSTS, trustedOrigins: originOf(route.baseUrl), provider: PROVIDER },
+      signal,
+    );
     const probe = probeImage(bytes);
-    if (!probe || probe.format === 'gif') throw new ProviderError('failed', `${PROVIDER} delivered a result that is not a PNG or JPEG image`, { accepted: true });
+    if (!probe || probe.format === 'gif')
+      throw new ProviderError('failed', `${PROVIDER} delivered a result that is not a PNG or JPEG image`, { accepted: true });
     return { image: { base64: bytes.toString('base64'), mediaType: mediaTypeOf(probe.format) }, warnings, usage };
   }
 
   /** Polls until Ready and returns the signed sample URL; throws on moderation, errors and the poll timeout. */
   private async waitForSample(
-    submitted: BflSubmitResponse, base: string, route: RouteTarget, key: string, timeouts: UpstreamTimeouts, signal: AbortSignal,
+    submitted: BflSubmitResponse,
+    base: string,
+    route: RouteTarget,
+    key: string,
+    timeouts: UpstreamTimeouts,
+    signal: AbortSignal,
   ): Promise<string> {
-    const pollUrl = submitted.polling_url ? trustedPollingUrl(submitted.polling_url, base) : `${base}/v1/get_result?id=${encodeURIComponent(submitted.id)}`;
+    const pollUrl = submitted.polling_url
+      ? trustedPollingUrl(submitted.polling_url, base)
+      : `${base}/v1/get_result?id=${encodeURIComponent(submitted.id)}`;
     const schedule = pollSchedule(route.options, PROVIDER);
     let errors = 0;
     for (;;) {
       await schedule.next(signal);
       let response: UpstreamResponse;
       try {
-        response = await upstreamRequest({ url: pollUrl, headers: { 'x-key': key, accept: 'application/json' }, signal, timeouts, provider: PROVIDER });
+        response = await upstreamRequest({
+          url: pollUrl,
+          headers: { 'x-key': key, accept: 'application/json' },
+          signal,
+          timeouts,
+          provider: PROVIDER,
+        });
       } catch (error) {
         if (signal.aborted) throw signal.reason;
         if (++errors > MAX_POLL_ERRORS) throw acceptedFailure(error, `polling ${PROVIDER} failed`);
         continue;
       }
       if (response.status === 429 || response.status >= 500) {
-        if (++errors > MAX_POLL_ERRORS) throw new ProviderError('failed', `polling ${PROVIDER} failed (HTTP ${response.status})`, { accepted: true });
+        if (++errors > MAX_POLL_ERRORS)
+          throw new ProviderError('failed', `polling ${PROVIDER} failed (HTTP ${response.status})`, { accepted: true });
         continue;
       }
-      if (response.status !== 200) throw new ProviderError('failed', `polling ${PROVIDER} failed (HTTP ${response.status})`, { accepted: true });
+      if (response.status !== 200)
+        throw new ProviderError('failed', `polling ${PROVIDER} failed (HTTP ${response.status})`, { accepted: true });
       const poll = parsePollResponse(response.json());
       if (!poll) throw new ProviderError('failed', `${PROVIDER} sent an unreadable job status`, { accepted: true });
       switch (poll.status) {
         case 'Ready':
-          if (!poll.sample) throw new ProviderError('failed', `${PROVIDER} reported the image ready but sent no result link`, { accepted: true });
+          if (!poll.sample)
+            throw new ProviderError('failed', `${PROVIDER} reported the image ready but sent no result link`, { accepted: true });
           return poll.sample;
         case 'Request Moderated':
-          throw new ProviderError('refused', `${PROVIDER}'s moderation refused the request (the prompt or an input image).`, { accepted: true });
+          throw new ProviderError('refused', `${PROVIDER}'s moderation refused the request (the prompt or an input image).`, {
+            accepted: true,
+          });
         case 'Content Moderated':
-          throw new ProviderError('refused', `${PROVIDER}'s moderation refused the generated image (output moderation).`, { accepted: true });
+          throw new ProviderError('refused', `${PROVIDER}'s moderation refused the generated image (output moderation).`, {
+            accepted: true,
+          });
         case 'Error':
         case 'Failed':
-          throw new ProviderError('failed', `${PROVIDER} reported the job as ${poll.status}${describeDetails(poll.details)}`, { accepted: true });
+          throw new ProviderError('failed', `${PROVIDER} reported the job as ${poll.status}${describeDetails(poll.details)}`, {
+            accepted: true,
+          });
         case 'Task not found':
           // Seen briefly right after a submit when the poll lands on another cluster [R]: tolerated a few times.
-          if (++errors > MAX_POLL_ERRORS) throw new ProviderError('failed', `${PROVIDER} lost the job (Task not found)`, { accepted: true });
+          if (++errors > MAX_POLL_ERRORS)
+            throw new ProviderError('failed', `${PROVIDER} lost the job (Task not found)`, { accepted: true });
           continue;
         default:
           // Pending and its variants; an unknown status is treated as still running until the poll timeout.
@@ -177,8 +237,22 @@ export function buildRequestBody(request: NormalizedImageRequest): { body: Recor
 }
 
 const OWNED_FIELDS = [
-  'prompt', 'width', 'height', 'seed', 'safety_tolerance', 'output_format', 'webhook_url', 'webhook_secret',
-  'input_image', 'input_image_2', 'input_image_3', 'input_image_4', 'input_image_5', 'input_image_6', 'input_image_7', 'input_image_8',
+  'prompt',
+  'width',
+  'height',
+  'seed',
+  'safety_tolerance',
+  'output_format',
+  'webhook_url',
+  'webhook_secret',
+  'input_image',
+  'input_image_2',
+  'input_image_3',
+  'input_image_4',
+  'input_image_5',
+  'input_image_6',
+  'input_image_7',
+  'input_image_8',
 ];
 
 /**
@@ -195,7 +269,9 @@ function trustedPollingUrl(raw: string, base: string): string {
   const configured = url.origin === new URL(base).origin;
   const official = url.protocol === 'https:' && hostMatches(url.hostname.toLowerCase(), '*.bfl.ai');
   if ((!configured && !official) || url.username || url.password) {
-    throw new ProviderError('failed', `${PROVIDER} sent a polling link on a host it does not use; it was not followed.`, { accepted: true });
+    throw new ProviderError('failed', `${PROVIDER} sent a polling link on a host it does not use; it was not followed.`, {
+      accepted: true,
+    });
   }
   return url.toString();
 }
@@ -207,5 +283,8 @@ function describeDetails(details: unknown): string {
 }
 
 function acceptedFailure(error: unknown, message: string): ProviderError {
-  return new ProviderError('failed', error instanceof ProviderError ? `${message}: ${error.message}` : message, { accepted: true, cause: error });
+  return new ProviderError('failed', error instanceof ProviderError ? `${message}: ${error.message}` : message, {
+    accepted: true,
+    cause: error,
+  });
 }

@@ -81,13 +81,15 @@ export function errorDetail(json: unknown, extras: Record<string, unknown>): Fal
   if (json === null || typeof json !== 'object') return none;
   const body = json as { detail?: unknown; message?: unknown };
   if (Array.isArray(body.detail) && body.detail.length > 0) {
-    const items = body.detail.filter((item): item is { loc?: unknown; msg?: unknown; type?: unknown } => item !== null && typeof item === 'object');
+    const items = body.detail.filter(
+      (item): item is { loc?: unknown; msg?: unknown; type?: unknown } => item !== null && typeof item === 'object',
+    );
     const policy = items.find((item) => item.type === 'content_policy_violation');
     const first = policy ?? items[0];
     if (!first) return none;
     const loc = Array.isArray(first.loc) ? first.loc.filter((part): part is string => typeof part === 'string' && part !== 'body') : [];
     const field = loc[0];
-    const param = field === undefined ? undefined : PARAM_NAMES[field] ?? (field in extras ? field : undefined);
+    const param = field === undefined ? undefined : (PARAM_NAMES[field] ?? (field in extras ? field : undefined));
     return {
       message: typeof first.msg === 'string' ? first.msg : undefined,
       param,

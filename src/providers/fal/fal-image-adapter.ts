@@ -3,14 +3,28 @@ import { mediaTypeOf } from '../../images/encode.ts';
 import { probeBase64, probeImage } from '../../images/probe.ts';
 import { forwardableExtras } from '../shared/forwarded-extras.ts';
 import {
-  deadlineSignal, failureFromStatus, header, originOf, sanitize, timeoutsFromOptions, upstreamRequest, type UpstreamResponse, type UpstreamTimeouts,
+  deadlineSignal,
+  failureFromStatus,
+  header,
+  originOf,
+  sanitize,
+  timeoutsFromOptions,
+  upstreamRequest,
+  type UpstreamResponse,
+  type UpstreamTimeouts,
 } from '../shared/http.ts';
 import { SseDecoder, isEventStream } from '../shared/openai-images-wire.ts';
 import { pollSchedule } from '../shared/polling.ts';
 import { hostMatches, safeDownload } from '../shared/safe-download.ts';
 import {
-  ProviderError, type GeneratedImage, type ImageAdapter, type ImageAdapterCapabilities, type ImageCallContext, type ImageGenerationResult,
-  type NormalizedImageRequest, type RouteTarget,
+  ProviderError,
+  type GeneratedImage,
+  type ImageAdapter,
+  type ImageAdapterCapabilities,
+  type ImageCallContext,
+  type ImageGenerationResult,
+  type NormalizedImageRequest,
+  type RouteTarget,
 } from '../types.ts';
 import { appIdOf, errorDetail, parseResult, parseStatus, parseSubmitResponse } from './fal-api.ts';
 
@@ -93,7 +107,14 @@ export class FalImageAdapter implements ImageAdapter {
     const cancelUrl = onQueueHost(submitted.cancel_url, base) ?? `${requestBase}/cancel`;
     const cancel = () => {
       // Best effort, after the caller has gone: fal cancels only jobs that have not started.
-      upstreamRequest({ method: 'PUT', url: cancelUrl, headers: auth, signal: AbortSignal.timeout(5_000), timeouts, provider: PROVIDER }).catch(() => {});
+      upstreamRequest({
+        method: 'PUT',
+        url: cancelUrl,
+        headers: auth,
+        signal: AbortSignal.timeout(5_000),
+        timeouts,
+        provider: PROVIDER,
+      }).catch(() => {});
     };
 
     try {
@@ -110,7 +131,7 @@ export class FalImageAdapter implements ImageAdapter {
 }
 
 function endpointFor(request: NormalizedImageRequest, route: RouteTarget): string {
-  const endpoint = request.inputImages.length > 0 ? route.options.edit_endpoint : route.options.endpoint ?? route.upstreamModel;
+  const endpoint = request.inputImages.length > 0 ? route.options.edit_endpoint : (route.options.endpoint ?? route.upstreamModel);
   if (typeof endpoint !== 'string' || !appIdOf(endpoint)) {
     throw request.inputImages.length > 0
       ? new ProviderError('invalid_request', `This model's ${PROVIDER} route has no edit endpoint.`, { param: 'image' })
@@ -147,9 +168,10 @@ export function buildRequestBody(request: NormalizedImageRequest): { body: Recor
     enable_safety_checker: true,
     // CDN links keep the queue result small (they are copied at once); inline data URIs are handled too.
     sync_mode: false,
-    image_urls: request.inputImages.length > 0
-      ? request.inputImages.map((image) => `data:${image.mediaType};base64,${image.bytes.toString('base64')}`)
-      : undefined,
+    image_urls:
+      request.inputImages.length > 0
+        ? request.inputImages.map((image) => `data:${image.mediaType};base64,${image.bytes.toString('base64')}`)
+        : undefined,
   };
   return { body, warnings };
 }
@@ -181,27 +203,42 @@ function onQueueHost(raw: string | null | undefined, base: string): string | und
  * quiet before a final status, status polls take over for the time left (the job is never submitted again).
  */
 async function waitForCompletion(
-  urls: { statusUrl: string; streamUrl: string }, auth: Record<string, string>, route: RouteTarget, timeouts: UpstreamTimeouts,
-  signal: AbortSignal, cancel: () => void,
+  urls: { statusUrl: string; streamUrl: string },
+  auth: Record<string, string>,
+  route: RouteTarget,
+  timeouts: UpstreamTimeouts,
+  signal: AbortSignal,
+  cancel: () => void,
 ): Promise<void> {
   const schedule = pollSchedule(route.options, PROVIDER);
-  if (route.options.status_stream !== false && (await followStatusStream(urls.streamUrl, auth, schedule.deadline, timeouts, signal))) return;
+  if (route.options.status_stream !== false && (await followStatusStream(urls.streamUrl, auth, schedule.deadline, timeouts, signal)))
+    return;
   const { statusUrl } = urls;
   let errors = 0;
   for (;;) {
     await schedule.next(signal, cancel);
     let response: UpstreamResponse;
     try {
-      response = await upstreamRequest({ url: statusUrl, headers: { ...auth, accept: 'application/json' }, signal, timeouts, provider: PROVIDER });
+      response = await upstreamRequest({
+        url: statusUrl,
+        headers: { ...auth, accept: 'application/json' },
+        signal,
+        timeouts,
+        provider: PROVIDER,
+      });
     } catch (error) {
       if (signal.aborted) throw signal.reason;
       if (++errors > MAX_POLL_ERRORS) {
-        throw new ProviderError('failed', `polling ${PROVIDER} failed${error instanceof ProviderError ? `: ${error.message}` : ''}`, { accepted: true, cause: error });
+        throw new ProviderError('failed', `polling ${PROVIDER} failed${error instanceof ProviderError ? `: ${error.message}` : ''}`, {
+          accepted: true,
+          cause: error,
+        });
       }
       continue;
     }
     if (response.status === 429 || response.status >= 500) {
-      if (++errors > MAX_POLL_ERRORS) throw new ProviderError('failed', `polling ${PROVIDER} failed (HTTP ${response.status})`, { accepted: true });
+      if (++errors > MAX_POLL_ERRORS)
+        throw new ProviderError('failed', `polling ${PROVIDER} failed (HTTP ${response.status})`, { accepted: true });
       continue;
     }
     // 202 while queued or running, 200 once completed [R]: the body's status decides.
@@ -224,7 +261,11 @@ async function waitForCompletion(
  * breaks or stays silent for STREAM_IDLE_MS without a final status, or `deadline` passes: the caller then polls.
  */
 async function followStatusStream(
-  url: string, auth: Record<string, string>, deadline: number, timeouts: UpstreamTimeouts, signal: AbortSignal,
+  url: string,
+  auth: Record<string, string>,
+  deadline: number,
+  timeouts: UpstreamTimeouts,
+  signal: AbortSignal,
 ): Promise<boolean> {
   let final: string | undefined;
   const decoder = new SseDecoder(({ data }) => {
@@ -276,11 +317,21 @@ function jsonOrUndefined(text: string): unknown {
 }
 
 async function fetchResult(
-  responseUrl: string, auth: Record<string, string>, request: NormalizedImageRequest, timeouts: UpstreamTimeouts, signal: AbortSignal,
+  responseUrl: string,
+  auth: Record<string, string>,
+  request: NormalizedImageRequest,
+  timeouts: UpstreamTimeouts,
+  signal: AbortSignal,
 ): Promise<{ urls: Array<string | undefined>; flagged: boolean[] }> {
   let response: UpstreamResponse;
   try {
-    response = await upstreamRequest({ url: responseUrl, headers: { ...auth, accept: 'application/json' }, signal, timeouts, provider: PROVIDER });
+    response = await upstreamRequest({
+      url: responseUrl,
+      headers: { ...auth, accept: 'application/json' },
+      signal,
+      timeouts,
+      provider: PROVIDER,
+    });
   } catch (error) {
     if (signal.aborted) throw signal.reason;
     throw new ProviderError('failed', `fetching the result from ${PROVIDER} failed`, { accepted: true, cause: error });
@@ -288,8 +339,10 @@ async function fetchResult(
   if (response.status !== 200) {
     const detail = errorDetail(response.json(), request.extra);
     const message = detail.message ? sanitize(detail.message) : `${PROVIDER} answered HTTP ${response.status}`;
-    if (detail.contentPolicy) throw new ProviderError('refused', `${PROVIDER} refused the request under its content policy: ${message}`, { accepted: true });
-    if (response.status === 422 && detail.validation) throw new ProviderError('invalid_request', message, { param: detail.param, accepted: true });
+    if (detail.contentPolicy)
+      throw new ProviderError('refused', `${PROVIDER} refused the request under its content policy: ${message}`, { accepted: true });
+    if (response.status === 422 && detail.validation)
+      throw new ProviderError('invalid_request', message, { param: detail.param, accepted: true });
     const timedOut = header(response.headers, 'x-fal-request-timeout-type') === 'user' ? ' (request timeout)' : '';
     throw new ProviderError('failed', `${PROVIDER} could not generate the image${timedOut}: ${message}`, { accepted: true });
   }
@@ -299,7 +352,10 @@ async function fetchResult(
 }
 
 async function collectImages(
-  result: { urls: Array<string | undefined>; flagged: boolean[] }, request: NormalizedImageRequest, route: RouteTarget, signal: AbortSignal,
+  result: { urls: Array<string | undefined>; flagged: boolean[] },
+  request: NormalizedImageRequest,
+  route: RouteTarget,
+  signal: AbortSignal,
 ): Promise<{ images: GeneratedImage[]; warnings: Warning[] }> {
   const warnings: Warning[] = [];
   // Never more than asked: extra images (multi-image endpoints) would be delivered but not held for.
@@ -310,7 +366,10 @@ async function collectImages(
   const lost = downloads.flatMap((download) => (download.status === 'rejected' ? [download.reason as unknown] : []));
   if (images.length === 0) {
     if (lost.length > 0) throw lost[0];
-    if (withheld > 0) throw new ProviderError('refused', `${PROVIDER}'s safety checker withheld the generated image${withheld > 1 ? 's' : ''}.`, { accepted: true });
+    if (withheld > 0)
+      throw new ProviderError('refused', `${PROVIDER}'s safety checker withheld the generated image${withheld > 1 ? 's' : ''}.`, {
+        accepted: true,
+      });
     throw new ProviderError('failed', `${PROVIDER} returned no images`, { accepted: true });
   }
   // Images that cannot be served are not charged; the caller is told how many are missing and why.
@@ -322,7 +381,10 @@ async function collectImages(
   }
   if (lost.length > 0) {
     const reason = lost[0] instanceof ProviderError ? ` (${lost[0].message})` : '';
-    warnings.push({ type: 'other', message: `${lost.length} of ${request.n} images could not be fetched from ${PROVIDER}${reason}; you are charged only for the ${images.length} delivered.` });
+    warnings.push({
+      type: 'other',
+      message: `${lost.length} of ${request.n} images could not be fetched from ${PROVIDER}${reason}; you are charged only for the ${images.length} delivered.`,
+    });
   }
   return { images, warnings };
 }
@@ -334,11 +396,17 @@ async function toImage(url: string | undefined, route: RouteTarget, signal: Abor
     const comma = url.indexOf(',');
     const base64 = comma > 0 && /;base64$/i.test(url.slice(0, comma)) ? url.slice(comma + 1) : '';
     const probe = probeBase64(base64);
-    if (!probe || probe.format === 'gif') throw new ProviderError('failed', `${PROVIDER} returned an inline result that is not an image`, { accepted: true });
+    if (!probe || probe.format === 'gif')
+      throw new ProviderError('failed', `${PROVIDER} returned an inline result that is not an image`, { accepted: true });
     return { base64, mediaType: mediaTypeOf(probe.format) };
   }
-  const { bytes } = await safeDownload(url, { allowedHosts: DOWNLOAD_HOSTS, trustedOrigins: originOf(route.baseUrl), provider: PROVIDER }, signal);
+  const { bytes } = await safeDownload(
+    url,
+    { allowedHosts: DOWNLOAD_HOSTS, trustedOrigins: originOf(route.baseUrl), provider: PROVIDER },
+    signal,
+  );
   const probe = probeImage(bytes);
-  if (!probe || probe.format === 'gif') throw new ProviderError('failed', `${PROVIDER} delivered a result that is not an image`, { accepted: true });
+  if (!probe || probe.format === 'gif')
+    throw new ProviderError('failed', `${PROVIDER} delivered a result that is not an image`, { accepted: true });
   return { base64: bytes.toString('base64'), mediaType: mediaTypeOf(probe.format) };
 }

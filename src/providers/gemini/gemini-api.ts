@@ -29,7 +29,10 @@ const partSchema = z
 
 const candidateSchema = z
   .object({
-    content: z.object({ parts: z.array(partSchema).optional().catch(undefined) }).optional().catch(undefined),
+    content: z
+      .object({ parts: z.array(partSchema).optional().catch(undefined) })
+      .optional()
+      .catch(undefined),
     finishReason: text,
     finishMessage: text,
   })
@@ -148,14 +151,20 @@ export function geminiFailure(response: UpstreamResponse, extraKeys: string[]): 
 
   // An invalid key is a 400 INVALID_ARGUMENT on Gemini; billing/region problems are 400 FAILED_PRECONDITION.
   if (reasons.includes('API_KEY_INVALID') || error?.status === 'FAILED_PRECONDITION' || error?.status === 'UNAUTHENTICATED') {
-    return new ProviderError('misconfigured', `Gemini refused our credentials or project (${error?.status ?? response.status}): ${sanitize(message)}`);
+    return new ProviderError(
+      'misconfigured',
+      `Gemini refused our credentials or project (${error?.status ?? response.status}): ${sanitize(message)}`,
+    );
   }
   if (response.status === 429) {
     const retryInfo = details.find((detail) => String(detail['@type'] ?? '').endsWith('google.rpc.RetryInfo'));
     const retryAfter = retryDelaySeconds(retryInfo?.retryDelay) ?? retryAfterSeconds(response.headers);
     return new ProviderError('rate_limited', sanitize(message || 'Gemini is rate limiting this key'), { retryAfterSeconds: retryAfter });
   }
-  return failureFromStatus('Gemini', response, { message: message || undefined, param: response.status === 400 ? invalidParam(message, extraKeys) : undefined });
+  return failureFromStatus('Gemini', response, {
+    message: message || undefined,
+    param: response.status === 400 ? invalidParam(message, extraKeys) : undefined,
+  });
 }
 
 /** Which of OUR request fields a Gemini INVALID_ARGUMENT message is about, when it says. */

@@ -3,8 +3,14 @@ import { forwardableExtras } from '../shared/forwarded-extras.ts';
 import { maxResponseBytes, timeoutsFromOptions, upstreamRequest } from '../shared/http.ts';
 import { eachImageCall, type SingleImageOutcome } from '../shared/single-image-calls.ts';
 import {
-  ProviderError, type GeneratedImage, type ImageAdapter, type ImageAdapterCapabilities, type ImageCallContext, type ImageGenerationResult,
-  type NormalizedImageRequest, type RouteTarget,
+  ProviderError,
+  type GeneratedImage,
+  type ImageAdapter,
+  type ImageAdapterCapabilities,
+  type ImageCallContext,
+  type ImageGenerationResult,
+  type NormalizedImageRequest,
+  type RouteTarget,
 } from '../types.ts';
 import { finishFailure, geminiFailure, generateContentResponseSchema, isRefusal, promptBlocked, readUsage } from './gemini-api.ts';
 
@@ -62,8 +68,10 @@ export class GeminiImageAdapter implements ImageAdapter {
     if (response.status !== 200) throw geminiFailure(response, forwardedKeys);
 
     const json = response.json();
-    const parsed = json === undefined || json === null || typeof json !== 'object' ? undefined : generateContentResponseSchema.safeParse(json);
-    if (!parsed?.success) throw new ProviderError('failed', 'Gemini sent an answer that is not a generateContent JSON object.', { accepted: true });
+    const parsed =
+      json === undefined || json === null || typeof json !== 'object' ? undefined : generateContentResponseSchema.safeParse(json);
+    if (!parsed?.success)
+      throw new ProviderError('failed', 'Gemini sent an answer that is not a generateContent JSON object.', { accepted: true });
     const answer = parsed.data;
     const usage = readUsage(answer.usageMetadata);
 
@@ -80,7 +88,10 @@ export class GeminiImageAdapter implements ImageAdapter {
     );
     // A refusal finishReason wins over any image that came with it: flagged output is never delivered.
     if (images.length === 0 || isRefusal(candidate?.finishReason)) {
-      const modelText = parts.filter((part) => !part.thought && part.text).map((part) => part.text).join(' ');
+      const modelText = parts
+        .filter((part) => !part.thought && part.text)
+        .map((part) => part.text)
+        .join(' ');
       throw finishFailure(candidate?.finishReason, candidate?.finishMessage, modelText);
     }
     if (images.length > 1) {
@@ -95,9 +106,14 @@ export class GeminiImageAdapter implements ImageAdapter {
  * The generateContent body, every upstream field named here. Forwarded extras (safetySettings, systemInstruction,
  * generationConfig.temperature...) go in first; the fields we depend on are written after them.
  */
-export function buildRequestBody(request: NormalizedImageRequest): { body: Record<string, unknown>; warnings: Warning[]; forwardedKeys: string[] } {
+export function buildRequestBody(request: NormalizedImageRequest): {
+  body: Record<string, unknown>;
+  warnings: Warning[];
+  forwardedKeys: string[];
+} {
   const warnings: Warning[] = [];
-  if (request.seed !== undefined) warnings.push({ type: 'unsupported', param: 'seed', message: 'Gemini image models take no seed; it was ignored.' });
+  if (request.seed !== undefined)
+    warnings.push({ type: 'unsupported', param: 'seed', message: 'Gemini image models take no seed; it was ignored.' });
   const { generationConfig: callerConfig, ...extra } = request.extra;
   const { fields: forwarded, warnings: extraWarnings } = forwardableExtras(extra, { owned: OWNED_FIELDS, provider: 'Gemini' });
   warnings.push(...extraWarnings);
@@ -106,7 +122,13 @@ export function buildRequestBody(request: NormalizedImageRequest): { body: Recor
   if (isPlainObject(callerConfig)) {
     const nested = forwardableExtras(callerConfig, { owned: OWNED_GENERATION_FIELDS, provider: 'Gemini' });
     callerGenerationConfig = nested.fields;
-    warnings.push(...nested.warnings.map((warning) => ({ ...warning, param: `generationConfig.${warning.param}`, message: warning.message.replace(`'${warning.param}'`, `'generationConfig.${warning.param}'`) })));
+    warnings.push(
+      ...nested.warnings.map((warning) => ({
+        ...warning,
+        param: `generationConfig.${warning.param}`,
+        message: warning.message.replace(`'${warning.param}'`, `'generationConfig.${warning.param}'`),
+      })),
+    );
   } else if (callerConfig !== undefined) {
     warnings.push({ type: 'other', param: 'generationConfig', message: "'generationConfig' must be an object; it was ignored." });
   }

@@ -1,4 +1,12 @@
-import type { ChatCompletionResult, ChatFinishReason, ChatMessage, ChatToolCall, NormalizedChatRequest, TextAdapter, TextCallContext } from '../types.ts';
+import type {
+  ChatCompletionResult,
+  ChatFinishReason,
+  ChatMessage,
+  ChatToolCall,
+  NormalizedChatRequest,
+  TextAdapter,
+  TextCallContext,
+} from '../types.ts';
 import { planEcho } from './echo-plan.ts';
 
 /**
@@ -80,7 +88,8 @@ const PROMPT_FEATURES = ['tools', 'tool_choice', 'response_format'] as const;
 function tokenPieces(text: string): string[] {
   const characters = codePoints(text);
   const pieces: string[] = [];
-  for (let start = 0; start < characters.length; start += CHARACTERS_PER_TOKEN) pieces.push(characters.slice(start, start + CHARACTERS_PER_TOKEN).join(''));
+  for (let start = 0; start < characters.length; start += CHARACTERS_PER_TOKEN)
+    pieces.push(characters.slice(start, start + CHARACTERS_PER_TOKEN).join(''));
   return pieces;
 }
 
@@ -88,7 +97,10 @@ function tokenPieces(text: string): string[] {
  * Tool calls within the completion budget: each call costs its name's and its arguments' tokens; past the budget the
  * arguments are cut (and later calls dropped), finish "length", as a real model's would be.
  */
-function cutToolCalls(calls: ChatToolCall[], maxOutputTokens: number): { calls: ChatToolCall[]; finishReason: ChatFinishReason; tokens: number } {
+function cutToolCalls(
+  calls: ChatToolCall[],
+  maxOutputTokens: number,
+): { calls: ChatToolCall[]; finishReason: ChatFinishReason; tokens: number } {
   const out: ChatToolCall[] = [];
   let tokens = 0;
   for (const call of calls) {
@@ -100,7 +112,15 @@ function cutToolCalls(calls: ChatToolCall[], maxOutputTokens: number): { calls: 
     }
     const room = maxOutputTokens - tokens - approximateTokens(call.function.name);
     if (room > 0) {
-      out.push({ ...call, function: { name: call.function.name, arguments: codePoints(call.function.arguments).slice(0, room * CHARACTERS_PER_TOKEN).join('') } });
+      out.push({
+        ...call,
+        function: {
+          name: call.function.name,
+          arguments: codePoints(call.function.arguments)
+            .slice(0, room * CHARACTERS_PER_TOKEN)
+            .join(''),
+        },
+      });
       tokens += approximateTokens(call.function.name) + room;
     }
     return { calls: out, finishReason: 'length', tokens };
@@ -109,12 +129,18 @@ function cutToolCalls(calls: ChatToolCall[], maxOutputTokens: number): { calls: 
 }
 
 /** The whole text answer (echo-plan.ts), ended by the first stop sequence, then cut at max output tokens. */
-export function echoAnswer(request: Pick<NormalizedChatRequest, 'messages' | 'stop' | 'maxOutputTokens'> & Partial<Pick<NormalizedChatRequest, 'extra' | 'sampling'>>): { content: string; finishReason: ChatFinishReason } {
+export function echoAnswer(
+  request: Pick<NormalizedChatRequest, 'messages' | 'stop' | 'maxOutputTokens'> &
+    Partial<Pick<NormalizedChatRequest, 'extra' | 'sampling'>>,
+): { content: string; finishReason: ChatFinishReason } {
   const plan = planEcho({ messages: request.messages, extra: request.extra ?? {}, sampling: request.sampling ?? {} });
   return cutAnswer(plan.kind === 'text' ? plan.content : '', request);
 }
 
-function cutAnswer(text: string, request: Pick<NormalizedChatRequest, 'stop' | 'maxOutputTokens'>): { content: string; finishReason: ChatFinishReason } {
+function cutAnswer(
+  text: string,
+  request: Pick<NormalizedChatRequest, 'stop' | 'maxOutputTokens'>,
+): { content: string; finishReason: ChatFinishReason } {
   let answer = text;
   let firstStop = -1;
   for (const sequence of request.stop) {

@@ -80,7 +80,8 @@ export class JsonInstanceBuilder {
     let schema = this.resolve(raw as Schema);
     if (Array.isArray(schema.allOf)) schema = this.merge(schema);
     if ('const' in schema) return schema.const;
-    if (Array.isArray(schema.enum) && schema.enum.length > 0) return schema.enum[(this.random.int(0, schema.enum.length - 1) + variant) % schema.enum.length];
+    if (Array.isArray(schema.enum) && schema.enum.length > 0)
+      return schema.enum[(this.random.int(0, schema.enum.length - 1) + variant) % schema.enum.length];
     for (const key of ['anyOf', 'oneOf'] as const) {
       const branches = schema[key];
       if (Array.isArray(branches) && branches.length > 0) {
@@ -127,7 +128,8 @@ export class JsonInstanceBuilder {
     const properties = isSchema(schema.properties) ? schema.properties : {};
     const required = new Set(Array.isArray(schema.required) ? schema.required : []);
     // Optional properties near the top only, so recursive schemas end.
-    for (const [name, property] of Object.entries(properties)) if (depth < SHALLOW || required.has(name)) out[name] = this.value(property, depth + 1, 0);
+    for (const [name, property] of Object.entries(properties))
+      if (depth < SHALLOW || required.has(name)) out[name] = this.value(property, depth + 1, 0);
     for (const name of Array.isArray(schema.required) ? schema.required : []) {
       if (typeof name === 'string' && !(name in out)) out[name] = this.value(this.extraSchema(schema), depth + 1, 0);
     }
@@ -175,8 +177,12 @@ export class JsonInstanceBuilder {
     // multipleOf is checked as validators do (value / step a whole number, in floating point), so candidates are
     // tried against exactly that: whole numbers first, then multiples of a fractional step.
     const fits = (value: number) =>
-      value >= low! && value <= high! && (exclusiveMin === undefined || value > exclusiveMin) && (exclusiveMax === undefined || value < exclusiveMax) &&
-      (step === undefined || Number.isInteger(value / step)) && (!integer || Number.isInteger(value));
+      value >= low! &&
+      value <= high! &&
+      (exclusiveMin === undefined || value > exclusiveMin) &&
+      (exclusiveMax === undefined || value < exclusiveMax) &&
+      (step === undefined || Number.isInteger(value / step)) &&
+      (!integer || Number.isInteger(value));
     const units = step === undefined ? [1] : Number.isInteger(step) ? [step] : [1, step];
     for (const unit of units) {
       const first = Math.ceil(low / unit);
@@ -226,7 +232,10 @@ export class JsonInstanceBuilder {
   private text(schema: Schema | undefined, variant: number): string {
     if (this.words.length === 0) return variant > 0 ? `echo ${variant + 1}` : 'echo';
     const start = (this.random.int(0, this.words.length - 1) + variant) % this.words.length;
-    const length = Math.min(this.words.length, schema && typeof schema.maxLength === 'number' && schema.maxLength < 20 ? 1 : this.random.int(1, 4));
+    const length = Math.min(
+      this.words.length,
+      schema && typeof schema.maxLength === 'number' && schema.maxLength < 20 ? 1 : this.random.int(1, 4),
+    );
     const picked: string[] = [];
     for (let index = 0; index < length; index++) picked.push(this.words[(start + index) % this.words.length]);
     const text = picked.join(' ');
@@ -274,7 +283,11 @@ function isSchema(value: unknown): value is Schema {
 
 function pointer(root: unknown, ref: string): unknown {
   if (!ref.startsWith('#')) return undefined;
-  const path = ref.slice(1).split('/').filter(Boolean).map((part) => decodeURIComponent(part).replace(/~1/g, '/').replace(/~0/g, '~'));
+  const path = ref
+    .slice(1)
+    .split('/')
+    .filter(Boolean)
+    .map((part) => decodeURIComponent(part).replace(/~1/g, '/').replace(/~0/g, '~'));
   let node: unknown = root;
   for (const part of path) {
     if (!isSchema(node) && !Array.isArray(node)) return undefined;
@@ -293,7 +306,10 @@ function safeRegExp(source: string): RegExp | undefined {
 
 function lengthFits(text: string, schema: Schema): boolean {
   const length = Array.from(text).length;
-  return (typeof schema.minLength !== 'number' || length >= schema.minLength) && (typeof schema.maxLength !== 'number' || length <= schema.maxLength);
+  return (
+    (typeof schema.minLength !== 'number' || length >= schema.minLength) &&
+    (typeof schema.maxLength !== 'number' || length <= schema.maxLength)
+  );
 }
 
 /** The words of a text, as string material: letters and digits runs, at most 40. */

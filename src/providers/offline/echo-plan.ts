@@ -20,9 +20,7 @@ import { JsonInstanceBuilder, SeededRandom, wordsOf } from './echo-json.ts';
  * `seed`.
  */
 
-export type EchoPlan =
-  | { kind: 'text'; content: string }
-  | { kind: 'tools'; calls: ChatToolCall[] };
+export type EchoPlan = { kind: 'text'; content: string } | { kind: 'tools'; calls: ChatToolCall[] };
 
 interface FunctionTool {
   name: string;
@@ -45,13 +43,21 @@ export function planEcho(request: Pick<NormalizedChatRequest, 'messages' | 'extr
   const tools = functionTools(extra.tools);
   const calls = tools.length > 0 && source?.role === 'user' ? chooseToolCalls(tools, extra, source.content) : [];
   if (calls.length > 0) {
-    const id = createHash('sha256').update(JSON.stringify([messages, extra.tools, request.sampling.seed ?? null])).digest('hex').slice(0, 24);
+    const id = createHash('sha256')
+      .update(JSON.stringify([messages, extra.tools, request.sampling.seed ?? null]))
+      .digest('hex')
+      .slice(0, 24);
     return {
       kind: 'tools',
       calls: calls.map((call, index) => ({
         id: `call_${id}${index}`,
         type: 'function',
-        function: { name: call.tool.name, arguments: JSON.stringify(new JsonInstanceBuilder(call.tool.parameters ?? { type: 'object', properties: {} }, random, call.words).build()) },
+        function: {
+          name: call.tool.name,
+          arguments: JSON.stringify(
+            new JsonInstanceBuilder(call.tool.parameters ?? { type: 'object', properties: {} }, random, call.words).build(),
+          ),
+        },
       })),
     };
   }
@@ -92,7 +98,11 @@ function functionTools(raw: unknown): FunctionTool[] {
   return tools;
 }
 
-function chooseToolCalls(tools: FunctionTool[], extra: Record<string, unknown>, text: string): Array<{ tool: FunctionTool; words: string[] }> {
+function chooseToolCalls(
+  tools: FunctionTool[],
+  extra: Record<string, unknown>,
+  text: string,
+): Array<{ tool: FunctionTool; words: string[] }> {
   const choice = extra.tool_choice;
   if (choice === 'none') return [];
   const mentions = tools
@@ -107,7 +117,12 @@ function chooseToolCalls(tools: FunctionTool[], extra: Record<string, unknown>, 
   if (isRecord(choice)) {
     const name = isRecord(choice.function) ? choice.function.name : undefined;
     const tool = tools.find((item) => item.name === name);
-    if (!tool) throw new ProviderError('invalid_request', `tool_choice names a function that is not in 'tools': ${JSON.stringify(name)?.slice(0, 80)}.`, { param: 'tool_choice' });
+    if (!tool)
+      throw new ProviderError(
+        'invalid_request',
+        `tool_choice names a function that is not in 'tools': ${JSON.stringify(name)?.slice(0, 80)}.`,
+        { param: 'tool_choice' },
+      );
     return [{ tool, words: wordsAfter(tool) }];
   }
   const picked = mentions.length > 0 ? mentions.map((mention) => mention.tool) : choice === 'required' ? [tools[0]] : [];

@@ -30,15 +30,30 @@ export class OfflineSketchAdapter implements ImageAdapter {
     // `background` is a catalog param of deepshi-sketch (auto and opaque: the sky is drawn; transparent: it is not).
     const transparent = request.params.background === 'transparent';
     if (transparent && reference) {
-      warnings.push({ type: 'unsupported', param: 'background', message: 'deepshi-sketch keeps the reference image as the background of an edit; transparent was ignored.' });
+      warnings.push({
+        type: 'unsupported',
+        param: 'background',
+        message: 'deepshi-sketch keeps the reference image as the background of an edit; transparent was ignored.',
+      });
     } else if (transparent && format === 'jpeg') {
-      warnings.push({ type: 'unsupported', param: 'background', message: 'jpeg has no transparency; ask for png or webp. The background was drawn.' });
+      warnings.push({
+        type: 'unsupported',
+        param: 'background',
+        message: 'jpeg has no transparency; ask for png or webp. The background was drawn.',
+      });
     }
     const images: ImageGenerationResult['images'] = [];
     for (let index = 0; index < request.n; index++) {
       const seed = (baseSeed + index) % 2 ** 32;
       const common = {
-        prompt: request.prompt, seed, width: request.width, height: request.height, format, reference, transparent, quality: request.outputCompression,
+        prompt: request.prompt,
+        seed,
+        width: request.width,
+        height: request.height,
+        format,
+        reference,
+        transparent,
+        quality: request.outputCompression,
       };
       for (let partial = 0; partial < request.partialImages; partial++) {
         context.signal.throwIfAborted();

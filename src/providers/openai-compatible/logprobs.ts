@@ -22,7 +22,12 @@ function readTokens(raw: unknown[] | null | undefined): TokenLogprob[] | null {
     const parsed = tokenLogprob.safeParse(item);
     if (!parsed.success) continue;
     const { token, logprob, bytes, top_logprobs: top } = parsed.data;
-    tokens.push({ token, logprob, bytes: bytes ?? null, top_logprobs: (top ?? []).map((entry) => ({ token: entry.token, logprob: entry.logprob, bytes: entry.bytes ?? null })) });
+    tokens.push({
+      token,
+      logprob,
+      bytes: bytes ?? null,
+      top_logprobs: (top ?? []).map((entry) => ({ token: entry.token, logprob: entry.logprob, bytes: entry.bytes ?? null })),
+    });
   }
   return tokens;
 }

@@ -2,7 +2,14 @@ import { randomUUID } from 'node:crypto';
 import { z } from 'zod';
 import { sanitize, type UpstreamResponse } from '../shared/http.ts';
 import { readApiError, SseDecoder } from '../shared/openai-images-wire.ts';
-import { ProviderError, type ChatFinishReason, type ChatLogprobs, type ChatToolCall, type ChatToolCallDelta, type ReasoningDetail } from '../types.ts';
+import {
+  ProviderError,
+  type ChatFinishReason,
+  type ChatLogprobs,
+  type ChatToolCall,
+  type ChatToolCallDelta,
+  type ReasoningDetail,
+} from '../types.ts';
 import { readLogprobs, LogprobsAccumulator } from './logprobs.ts';
 import { ReasoningAccumulator, readReasoning, type ReadReasoning } from './reasoning.ts';
 
@@ -91,8 +98,12 @@ const completionSchema = z.object({
       z.object({
         message: z
           .object({
-            content: z.string().nullish(), refusal: z.string().nullish(), tool_calls: z.array(toolCallSchema).nullish(),
-            reasoning: z.unknown().optional(), reasoning_content: z.unknown().optional(), reasoning_details: z.unknown().optional(),
+            content: z.string().nullish(),
+            refusal: z.string().nullish(),
+            tool_calls: z.array(toolCallSchema).nullish(),
+            reasoning: z.unknown().optional(),
+            reasoning_content: z.unknown().optional(),
+            reasoning_details: z.unknown().optional(),
           })
           .nullish(),
         finish_reason: z.string().nullish(),
@@ -120,7 +131,11 @@ export function readChatCompletion(response: UpstreamResponse): UpstreamAnswer {
   if (logprobs) answer.logprobs = logprobs;
   const toolCalls = choice.message?.tool_calls ?? [];
   if (toolCalls.length > 0) {
-    answer.toolCalls = toolCalls.map((call) => ({ id: call.id, type: 'function', function: { name: call.function.name, arguments: call.function.arguments ?? '' } }));
+    answer.toolCalls = toolCalls.map((call) => ({
+      id: call.id,
+      type: 'function',
+      function: { name: call.function.name, arguments: call.function.arguments ?? '' },
+    }));
   }
   return answer;
 }
@@ -131,8 +146,12 @@ const chunkSchema = z.object({
       z.object({
         delta: z
           .object({
-            content: z.string().nullish(), refusal: z.string().nullish(), tool_calls: z.array(toolCallDeltaSchema).nullish(),
-            reasoning: z.unknown().optional(), reasoning_content: z.unknown().optional(), reasoning_details: z.unknown().optional(),
+            content: z.string().nullish(),
+            refusal: z.string().nullish(),
+            tool_calls: z.array(toolCallDeltaSchema).nullish(),
+            reasoning: z.unknown().optional(),
+            reasoning_content: z.unknown().optional(),
+            reasoning_details: z.unknown().optional(),
           })
           .nullish(),
         finish_reason: z.string().nullish(),
@@ -205,10 +224,13 @@ export class ChatStreamReader {
     }
     if (json !== null && typeof json === 'object' && 'error' in json && (json as { error: unknown }).error) {
       const error = readApiError(json);
-      throw new ProviderError('failed', sanitize(`${PROVIDER} failed mid-stream${error.message ? `: ${error.message}` : ''}`), { accepted: true });
+      throw new ProviderError('failed', sanitize(`${PROVIDER} failed mid-stream${error.message ? `: ${error.message}` : ''}`), {
+        accepted: true,
+      });
     }
     const parsed = chunkSchema.safeParse(json);
-    if (!parsed.success) throw new ProviderError('failed', `${PROVIDER} sent a stream chunk that is not a chat.completion.chunk`, { accepted: true });
+    if (!parsed.success)
+      throw new ProviderError('failed', `${PROVIDER} sent a stream chunk that is not a chat.completion.chunk`, { accepted: true });
     if (parsed.data.usage !== undefined && parsed.data.usage !== null) this.usage = readChatUsage(parsed.data.usage);
     const choice = parsed.data.choices?.[0];
     if (!choice) return;
@@ -245,7 +267,8 @@ class ToolCallAccumulator {
 
   push(piece: z.infer<typeof toolCallDeltaSchema>): ChatToolCallDelta[] {
     const upstreamIndex = piece.index ?? undefined;
-    let index = upstreamIndex !== undefined ? this.calls.findIndex((entry) => entry.upstreamIndex === upstreamIndex) : this.calls.length - 1;
+    let index =
+      upstreamIndex !== undefined ? this.calls.findIndex((entry) => entry.upstreamIndex === upstreamIndex) : this.calls.length - 1;
     if (index >= 0 && upstreamIndex === undefined && piece.id && piece.id !== this.calls[index].call.id) index = -1;
     if (index < 0) {
       index = this.calls.length;

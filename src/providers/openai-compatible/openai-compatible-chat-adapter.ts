@@ -1,9 +1,23 @@
 import type { Warning } from '../../domain/warnings.ts';
 import { forwardableExtras } from '../shared/forwarded-extras.ts';
-import { failureFromStatus, maxResponseBytes, sanitize, timeoutsFromOptions, upstreamRequest, type UpstreamResponse } from '../shared/http.ts';
+import {
+  failureFromStatus,
+  maxResponseBytes,
+  sanitize,
+  timeoutsFromOptions,
+  upstreamRequest,
+  type UpstreamResponse,
+} from '../shared/http.ts';
 import { isEventStream, isUsableBaseUrl, readApiError } from '../shared/openai-images-wire.ts';
 import {
-  ProviderError, type ChatCompletionResult, type ChatMessage, type NormalizedChatRequest, type RouteTarget, type TextAdapter, type TextCallContext, type UpstreamUsage,
+  ProviderError,
+  type ChatCompletionResult,
+  type ChatMessage,
+  type NormalizedChatRequest,
+  type RouteTarget,
+  type TextAdapter,
+  type TextCallContext,
+  type UpstreamUsage,
 } from '../types.ts';
 import { ChatStreamReader, readChatCompletion, UPSTREAM_CHAT_SERVER, type UpstreamAnswer } from './openai-chat-wire.ts';
 import { answerDetails, reasoningField, reasoningRequestFields } from './reasoning.ts';
@@ -54,15 +68,38 @@ export const REPLY_OVERHEAD = 8;
 
 /** Fields this adapter writes itself: an extra of the same name is dropped with a warning. */
 const OWNED_FIELDS = [
-  'model', 'messages', 'stream', 'stream_options', 'max_tokens', 'max_completion_tokens', 'n', 'stop',
-  'temperature', 'top_p', 'seed', 'frequency_penalty', 'presence_penalty', 'logit_bias', 'reasoning_effort', 'reasoning',
+  'model',
+  'messages',
+  'stream',
+  'stream_options',
+  'max_tokens',
+  'max_completion_tokens',
+  'n',
+  'stop',
+  'temperature',
+  'top_p',
+  'seed',
+  'frequency_penalty',
+  'presence_penalty',
+  'logit_bias',
+  'reasoning_effort',
+  'reasoning',
 ] as const;
 
 /**
  * Feature fields the request validator forwards (only when the model lists the feature): passed as validated, not
  * filtered like unknown extras (a tool description or a JSON schema may legitimately hold a URL).
  */
-const FEATURE_FIELDS = new Set(['tools', 'tool_choice', 'parallel_tool_calls', 'functions', 'function_call', 'logprobs', 'top_logprobs', 'response_format']);
+const FEATURE_FIELDS = new Set([
+  'tools',
+  'tool_choice',
+  'parallel_tool_calls',
+  'functions',
+  'function_call',
+  'logprobs',
+  'top_logprobs',
+  'response_format',
+]);
 
 export class OpenAICompatibleChatAdapter implements TextAdapter {
   readonly provider = 'openai-compatible';
@@ -79,7 +116,10 @@ export class OpenAICompatibleChatAdapter implements TextAdapter {
   async complete(request: NormalizedChatRequest, route: RouteTarget, context: TextCallContext): Promise<ChatCompletionResult> {
     const stream = context.onDelta !== undefined;
     const { body, warnings } = buildChatRequestBody(request, route, stream);
-    const headers: Record<string, string> = { 'content-type': 'application/json', accept: stream ? 'text/event-stream' : 'application/json' };
+    const headers: Record<string, string> = {
+      'content-type': 'application/json',
+      accept: stream ? 'text/event-stream' : 'application/json',
+    };
     if (route.credential) headers.authorization = `Bearer ${route.credential}`;
     // `reasoning.exclude`: the model reasons, the trace stays out of the answer (honoured here whatever the route takes).
     const showReasoning = request.reasoning?.exclude !== true;
@@ -102,9 +142,11 @@ export class OpenAICompatibleChatAdapter implements TextAdapter {
       provider: PROVIDER,
       // Once sent, the upstream may be generating (and billing) the answer: it is never sent again.
       sentMeansAccepted: true,
-      onChunk: reader ? (chunk, head) => {
-        if (head.status === 200 && isEventStream(head.headers)) reader.push(chunk);
-      } : undefined,
+      onChunk: reader
+        ? (chunk, head) => {
+            if (head.status === 200 && isEventStream(head.headers)) reader.push(chunk);
+          }
+        : undefined,
     });
     if (response.status !== 200) throw chatFailure(response);
     let answer: UpstreamAnswer;
@@ -114,7 +156,8 @@ export class OpenAICompatibleChatAdapter implements TextAdapter {
       // Not streaming, or a server that ignored `stream` and answered JSON: one delta with the whole answer.
       answer = readChatCompletion(response);
       if (context.onDelta && showReasoning && answer.reasoning) context.onReasoningDelta?.(answer.reasoning.text, answer.reasoning.details);
-      if (context.onDelta && answer.content !== '') context.onDelta(answer.content, answer.logprobs?.content ? { content: answer.logprobs.content, refusal: null } : undefined);
+      if (context.onDelta && answer.content !== '')
+        context.onDelta(answer.content, answer.logprobs?.content ? { content: answer.logprobs.content, refusal: null } : undefined);
       if (context.onDelta && answer.refusal) context.onRefusalDelta?.(answer.refusal);
       if (context.onDelta) {
         answer.toolCalls?.forEach((call, index) => {
@@ -243,9 +286,13 @@ function completionBytes(answer: UpstreamAnswer): number {
  */
 function chatFailure(response: UpstreamResponse): ProviderError {
   const error = readApiError(response.json());
-  if ((response.status === 400 || response.status === 422 || response.status === 404) && (error.param === 'model' || error.code === 'model_not_found')) {
+  if (
+    (response.status === 400 || response.status === 422 || response.status === 404) &&
+    (error.param === 'model' || error.code === 'model_not_found')
+  ) {
     return new ProviderError('misconfigured', `${PROVIDER} rejected the configured model: ${sanitize(error.message ?? '')}`);
   }
-  if (response.status === 400 && error.code === 'content_filter') return new ProviderError('refused', sanitize(error.message ?? 'The prompt was refused by the model\'s content filter.'));
+  if (response.status === 400 && error.code === 'content_filter')
+    return new ProviderError('refused', sanitize(error.message ?? "The prompt was refused by the model's content filter."));
   return failureFromStatus(PROVIDER, response, { message: error.message, param: error.param });
 }

@@ -4,12 +4,25 @@ import type { Base64Text } from '../../images/base64.ts';
 import { forwardableExtras } from '../shared/forwarded-extras.ts';
 import { maxResponseBytes, originOf, sanitize, type UpstreamResponse } from '../shared/http.ts';
 import {
-  imagesFailure, isFormScalar, isUsableBaseUrl, mediaTypeOf, postImagesRequest, readImagesResponse, readTokenUsage,
+  imagesFailure,
+  isFormScalar,
+  isUsableBaseUrl,
+  mediaTypeOf,
+  postImagesRequest,
+  readImagesResponse,
+  readTokenUsage,
 } from '../shared/openai-images-wire.ts';
 import { safeDownload } from '../shared/safe-download.ts';
 import {
-  ProviderError, type GeneratedImage, type ImageAdapter, type ImageAdapterCapabilities, type ImageCallContext, type ImageGenerationResult,
-  type NormalizedImageRequest, type RouteTarget, type UpstreamUsage,
+  ProviderError,
+  type GeneratedImage,
+  type ImageAdapter,
+  type ImageAdapterCapabilities,
+  type ImageCallContext,
+  type ImageGenerationResult,
+  type NormalizedImageRequest,
+  type RouteTarget,
+  type UpstreamUsage,
 } from '../types.ts';
 
 /**
@@ -112,17 +125,29 @@ export class OpenAICompatibleImageAdapter implements ImageAdapter {
  * then the fields this adapter owns, so neither extras nor params can change the model, prompt, count or format.
  * For edits the same fields travel as multipart parts (non-scalar extras are dropped with a warning).
  */
-export function buildRequestBody(request: NormalizedImageRequest, route: RouteTarget): { body: Record<string, unknown>; warnings: Warning[] } {
+export function buildRequestBody(
+  request: NormalizedImageRequest,
+  route: RouteTarget,
+): { body: Record<string, unknown>; warnings: Warning[] } {
   const edit = request.inputImages.length > 0;
   const forwarded = forwardableExtras(request.extra, { owned: OWNED_FIELDS, provider: PROVIDER });
   const warnings = [...forwarded.warnings];
   const extras: Record<string, unknown> = {};
   for (const [name, value] of Object.entries(forwarded.fields)) {
     if (!edit || isFormScalar(value)) extras[name] = value;
-    else warnings.push({ type: 'unsupported', param: name, message: `'${name}' is not a text value, so it cannot be sent with an edit; ignored.` });
+    else
+      warnings.push({
+        type: 'unsupported',
+        param: name,
+        message: `'${name}' is not a text value, so it cannot be sent with an edit; ignored.`,
+      });
   }
   if (request.partialImages > 0) {
-    warnings.push({ type: 'unsupported', param: 'partial_images', message: 'This model does not stream partial images; only the final image is sent.' });
+    warnings.push({
+      type: 'unsupported',
+      param: 'partial_images',
+      message: 'This model does not stream partial images; only the final image is sent.',
+    });
   }
   const body: Record<string, unknown> = {
     ...extras,
@@ -144,7 +169,9 @@ export function buildRequestBody(request: NormalizedImageRequest, route: RouteTa
 function failure(response: UpstreamResponse): ProviderError {
   return imagesFailure(PROVIDER, response, {
     refusalMessage: (error) =>
-      sanitize(`The image server rejected the request under its content policy${error.message ? `: ${error.message}` : ''}. You were not charged.`),
+      sanitize(
+        `The image server rejected the request under its content policy${error.message ? `: ${error.message}` : ''}. You were not charged.`,
+      ),
   });
 }
 
@@ -167,10 +194,12 @@ const MAX_BELIEVED_COST_USD = 1_000;
 export function readUpstreamCost(raw: unknown): bigint | undefined {
   if (raw === null || typeof raw !== 'object') return undefined;
   const cost = (raw as { cost?: unknown }).cost;
-  const usd = typeof cost === 'number' ? cost
-    : cost !== null && typeof cost === 'object' && typeof (cost as { total_cost?: unknown }).total_cost === 'number'
-      ? (cost as { total_cost: number }).total_cost
-      : undefined;
+  const usd =
+    typeof cost === 'number'
+      ? cost
+      : cost !== null && typeof cost === 'object' && typeof (cost as { total_cost?: unknown }).total_cost === 'number'
+        ? (cost as { total_cost: number }).total_cost
+        : undefined;
   if (usd === undefined || !Number.isFinite(usd) || usd < 0 || usd > MAX_BELIEVED_COST_USD) return undefined;
   return BigInt(Math.round(usd * 1e9));
 }

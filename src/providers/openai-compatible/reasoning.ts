@@ -25,7 +25,9 @@ export interface ReadReasoning {
 }
 
 /** The trace of a completion's `message` or a chunk's `delta` (any spelling); empty text and no details when none. */
-export function readReasoning(carrier: { reasoning?: unknown; reasoning_content?: unknown; reasoning_details?: unknown } | null | undefined): ReadReasoning {
+export function readReasoning(
+  carrier: { reasoning?: unknown; reasoning_content?: unknown; reasoning_details?: unknown } | null | undefined,
+): ReadReasoning {
   if (!carrier) return { text: '', details: undefined };
   const details = readDetails(carrier.reasoning_details);
   let text = '';
@@ -44,7 +46,9 @@ export function answerDetails(text: string, details: ReasoningDetail[] | undefin
 
 function readDetails(raw: unknown): ReasoningDetail[] | undefined {
   if (!Array.isArray(raw)) return undefined;
-  const details = raw.filter((item): item is ReasoningDetail => item !== null && typeof item === 'object' && !Array.isArray(item) && typeof item.type === 'string');
+  const details = raw.filter(
+    (item): item is ReasoningDetail => item !== null && typeof item === 'object' && !Array.isArray(item) && typeof item.type === 'string',
+  );
   return details.length > 0 ? details : undefined;
 }
 
@@ -82,7 +86,13 @@ function mergeStreamedDetails(pieces: ReasoningDetail[]): ReasoningDetail[] {
   const out: ReasoningDetail[] = [];
   for (const piece of pieces) {
     const last = out[out.length - 1];
-    if (last && last.type === 'reasoning.text' && piece.type === 'reasoning.text' && last.index === piece.index && typeof piece.text === 'string') {
+    if (
+      last &&
+      last.type === 'reasoning.text' &&
+      piece.type === 'reasoning.text' &&
+      last.index === piece.index &&
+      typeof piece.text === 'string'
+    ) {
       out[out.length - 1] = { ...last, ...piece, text: `${typeof last.text === 'string' ? last.text : ''}${piece.text}` };
     } else {
       out.push({ ...piece });
@@ -92,7 +102,11 @@ function mergeStreamedDetails(pieces: ReasoningDetail[]): ReasoningDetail[] {
 }
 
 /** The request fields for the caller's reasoning settings, in the route's field; what that field cannot carry is warned about. */
-export function reasoningRequestFields(reasoning: ChatReasoningRequest | undefined, field: ReasoningField, model: string): { fields: Record<string, unknown>; warnings: Warning[] } {
+export function reasoningRequestFields(
+  reasoning: ChatReasoningRequest | undefined,
+  field: ReasoningField,
+  model: string,
+): { fields: Record<string, unknown>; warnings: Warning[] } {
   if (!reasoning) return { fields: {}, warnings: [] };
   if (field === 'reasoning') {
     const wire: Record<string, unknown> = {};
@@ -103,7 +117,8 @@ export function reasoningRequestFields(reasoning: ChatReasoningRequest | undefin
     return { fields: { reasoning: wire }, warnings: [] };
   }
   const warnings: Warning[] = [];
-  const ignore = (param: string) => warnings.push({ type: 'unsupported', param, message: `${model}'s upstream takes only a reasoning effort; '${param}' was ignored.` });
+  const ignore = (param: string) =>
+    warnings.push({ type: 'unsupported', param, message: `${model}'s upstream takes only a reasoning effort; '${param}' was ignored.` });
   if (reasoning.maxTokens !== undefined) ignore('reasoning.max_tokens');
   if (reasoning.enabled !== undefined) ignore('reasoning.enabled');
   return { fields: reasoning.effort !== undefined ? { reasoning_effort: reasoning.effort } : {}, warnings };

@@ -3,12 +3,28 @@ import type { Warning } from '../../domain/warnings.ts';
 import { forwardableExtras } from '../shared/forwarded-extras.ts';
 import { sanitize, type UpstreamRequest, type UpstreamResponse } from '../shared/http.ts';
 import {
-  SseDecoder, imagesFailure, isEventStream, isFormScalar, isUsableBaseUrl, mediaTypeOf, postImagesRequest, readApiError,
-  readImagesResponse, readTokenUsage, type ImagesApiError,
+  SseDecoder,
+  imagesFailure,
+  isEventStream,
+  isFormScalar,
+  isUsableBaseUrl,
+  mediaTypeOf,
+  postImagesRequest,
+  readApiError,
+  readImagesResponse,
+  readTokenUsage,
+  type ImagesApiError,
 } from '../shared/openai-images-wire.ts';
 import {
-  ProviderError, type GeneratedImage, type ImageAdapter, type ImageAdapterCapabilities, type ImageCallContext, type ImageGenerationResult,
-  type NormalizedImageRequest, type RouteTarget, type UpstreamUsage,
+  ProviderError,
+  type GeneratedImage,
+  type ImageAdapter,
+  type ImageAdapterCapabilities,
+  type ImageCallContext,
+  type ImageGenerationResult,
+  type NormalizedImageRequest,
+  type RouteTarget,
+  type UpstreamUsage,
 } from '../types.ts';
 
 /**
@@ -30,8 +46,20 @@ const DEFAULT_BASE_URL = 'https://api.openai.com';
 
 /** Fields this adapter writes itself; an extra with one of these names is dropped with a warning. */
 const OWNED_FIELDS = [
-  'model', 'prompt', 'n', 'size', 'quality', 'background', 'moderation', 'output_format', 'output_compression', 'stream',
-  'partial_images', 'response_format', 'image', 'image[]',
+  'model',
+  'prompt',
+  'n',
+  'size',
+  'quality',
+  'background',
+  'moderation',
+  'output_format',
+  'output_compression',
+  'stream',
+  'partial_images',
+  'response_format',
+  'image',
+  'image[]',
 ] as const;
 
 /** Catalog params folded into `size`, never sent under their own names. */
@@ -61,7 +89,11 @@ export class OpenAIImageAdapter implements ImageAdapter {
     const images = parsed.data.map((item): GeneratedImage => {
       // GPT image models answer base64 only; a URL would mean a different (dall-e) model behind the route.
       if (!item.b64_json) throw new ProviderError('failed', `${PROVIDER} sent an image without base64 data`, { accepted: true });
-      return { base64: item.b64_json, mediaType: mediaTypeOf(item.b64_json, parsed.output_format ?? request.outputFormat), compressed: compressedBy(request) };
+      return {
+        base64: item.b64_json,
+        mediaType: mediaTypeOf(item.b64_json, parsed.output_format ?? request.outputFormat),
+        compressed: compressedBy(request),
+      };
     });
     const usage = readTokenUsage(parsed.usage);
     if (images.length < request.n) {
@@ -85,7 +117,10 @@ export class OpenAIImageAdapter implements ImageAdapter {
       if (done.length === 0) throw accepted;
       // Some images were delivered: the batch must not be repeated, whatever failed.
       const kind = accepted instanceof ProviderError && accepted.kind === 'refused' ? 'refused' : 'failed';
-      throw new ProviderError(kind, accepted instanceof Error ? accepted.message : 'an image of the batch failed', { accepted: true, cause: accepted });
+      throw new ProviderError(kind, accepted instanceof Error ? accepted.message : 'an image of the batch failed', {
+        accepted: true,
+        cause: accepted,
+      });
     }
     return {
       images: done.map((outcome) => outcome.image),
@@ -113,7 +148,8 @@ export class OpenAIImageAdapter implements ImageAdapter {
         throw new ProviderError('failed', `${PROVIDER} sent a malformed stream event`, { accepted: true });
       }
       const type = typeof payload.type === 'string' ? payload.type : (event ?? '');
-      if (event === 'error' || type === 'error' || payload.error) throw streamFailure(request, readApiError({ error: payload.error ?? payload }));
+      if (event === 'error' || type === 'error' || payload.error)
+        throw streamFailure(request, readApiError({ error: payload.error ?? payload }));
       const base64 = typeof payload.b64_json === 'string' ? payload.b64_json : undefined;
       if (type.endsWith('.partial_image') && base64) {
         const index = typeof payload.partial_image_index === 'number' ? payload.partial_image_index : partials;
@@ -121,7 +157,10 @@ export class OpenAIImageAdapter implements ImageAdapter {
         context.onPartialImage?.({ base64, partialImageIndex: index, imageIndex });
       } else if (type.endsWith('.completed') && base64 && !final) {
         const format = typeof payload.output_format === 'string' ? payload.output_format : request.outputFormat;
-        final = { image: { base64, mediaType: mediaTypeOf(base64, format), compressed: compressedBy(request) }, usage: readTokenUsage(payload.usage) };
+        final = {
+          image: { base64, mediaType: mediaTypeOf(base64, format), compressed: compressedBy(request) },
+          usage: readTokenUsage(payload.usage),
+        };
         context.onImage?.(final.image, imageIndex);
       }
     });
@@ -136,7 +175,10 @@ export class OpenAIImageAdapter implements ImageAdapter {
       const parsed = readImagesResponse(PROVIDER, response);
       const base64 = parsed.data[0].b64_json;
       if (!base64) throw new ProviderError('failed', `${PROVIDER} sent an image without base64 data`, { accepted: true });
-      final = { image: { base64, mediaType: mediaTypeOf(base64, parsed.output_format ?? request.outputFormat), compressed: compressedBy(request) }, usage: readTokenUsage(parsed.usage) };
+      final = {
+        image: { base64, mediaType: mediaTypeOf(base64, parsed.output_format ?? request.outputFormat), compressed: compressedBy(request) },
+        usage: readTokenUsage(parsed.usage),
+      };
       context.onImage?.(final.image, imageIndex);
     }
     if (!final) throw new ProviderError('failed', `${PROVIDER}'s stream ended before the image was completed`, { accepted: true });
@@ -186,7 +228,12 @@ export function buildRequestBody(
   const extras: Record<string, unknown> = {};
   for (const [name, value] of Object.entries(forwarded.fields)) {
     if (!edit || isFormScalar(value)) extras[name] = value;
-    else warnings.push({ type: 'unsupported', param: name, message: `'${name}' is not a text value, so it cannot be sent to ${PROVIDER}'s edit endpoint; ignored.` });
+    else
+      warnings.push({
+        type: 'unsupported',
+        param: name,
+        message: `'${name}' is not a text value, so it cannot be sent to ${PROVIDER}'s edit endpoint; ignored.`,
+      });
   }
   if (request.seed !== undefined) {
     warnings.push({ type: 'unsupported', param: 'seed', message: `${PROVIDER}'s Images API has no seed; 'seed' was ignored.` });
@@ -198,7 +245,11 @@ export function buildRequestBody(
   }
   const moderation = request.params.moderation;
   if (edit && moderation !== undefined && moderation !== 'auto') {
-    warnings.push({ type: 'unsupported', param: 'moderation', message: `${PROVIDER}'s edit endpoint has no 'moderation' setting; ignored.` });
+    warnings.push({
+      type: 'unsupported',
+      param: 'moderation',
+      message: `${PROVIDER}'s edit endpoint has no 'moderation' setting; ignored.`,
+    });
   }
   const body: Record<string, unknown> = {
     ...extras,
@@ -237,7 +288,9 @@ function streamFailure(request: NormalizedImageRequest, error: ImagesApiError): 
   if ((error.code !== undefined && ['moderation_blocked', 'content_policy_violation'].includes(error.code)) || error.moderationStage) {
     return new ProviderError('refused', refusalMessage(request, error), { accepted: true });
   }
-  return new ProviderError('failed', `${PROVIDER} failed while streaming: ${sanitize(error.message ?? 'unknown error')}`, { accepted: true });
+  return new ProviderError('failed', `${PROVIDER} failed while streaming: ${sanitize(error.message ?? 'unknown error')}`, {
+    accepted: true,
+  });
 }
 
 function paramNames(request: NormalizedImageRequest): Record<string, string> {
@@ -251,9 +304,15 @@ function paramNames(request: NormalizedImageRequest): Record<string, string> {
 function refusalMessage(request: NormalizedImageRequest, error: ImagesApiError): string {
   const edit = request.inputImages.length > 0;
   const what =
-    error.moderationStage === 'output' ? 'The generated image'
-    : error.moderationStage === 'input' ? (edit ? 'The prompt or the input images' : 'The prompt')
-    : edit ? 'The prompt, the input images or the generated image' : 'The prompt or the generated image';
+    error.moderationStage === 'output'
+      ? 'The generated image'
+      : error.moderationStage === 'input'
+        ? edit
+          ? 'The prompt or the input images'
+          : 'The prompt'
+        : edit
+          ? 'The prompt, the input images or the generated image'
+          : 'The prompt or the generated image';
   const categories = error.categories.length > 0 ? ` (${error.categories.slice(0, 8).join(', ')})` : '';
   return sanitize(`${what} was rejected by OpenAI's safety system${categories}. You were not charged.`);
 }

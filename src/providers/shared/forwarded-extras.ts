@@ -17,9 +17,17 @@ export function forwardableExtras(
   const warnings: Warning[] = [];
   for (const [name, value] of Object.entries(extra)) {
     if (options.owned.includes(name)) {
-      warnings.push({ type: 'other', param: name, message: `'${name}' is set by Deepshi for ${options.provider}; the value you sent was ignored.` });
+      warnings.push({
+        type: 'other',
+        param: name,
+        message: `'${name}' is set by Deepshi for ${options.provider}; the value you sent was ignored.`,
+      });
     } else if (/webhook|callback/i.test(name) || containsUrl(value, 0)) {
-      warnings.push({ type: 'unsupported', param: name, message: `'${name}' carries a URL or webhook; Deepshi does not forward those to ${options.provider}.` });
+      warnings.push({
+        type: 'unsupported',
+        param: name,
+        message: `'${name}' carries a URL or webhook; Deepshi does not forward those to ${options.provider}.`,
+      });
     } else {
       fields[name] = value;
     }

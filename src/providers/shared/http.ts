@@ -177,8 +177,11 @@ function classifyTransportError(error: unknown, options: UpstreamRequest, afterH
   }
   // The request went out: a synchronous generation may have been accepted, so it must not be sent again.
   const accepted = options.sentMeansAccepted ?? false;
-  const timedOut = error instanceof undiciErrors.HeadersTimeoutError || error instanceof undiciErrors.BodyTimeoutError || name === 'TimeoutError';
-  const what = timedOut ? `${options.provider} did not answer in time` : `the connection to ${options.provider} failed${afterHeaders ? ' mid-response' : ''}`;
+  const timedOut =
+    error instanceof undiciErrors.HeadersTimeoutError || error instanceof undiciErrors.BodyTimeoutError || name === 'TimeoutError';
+  const what = timedOut
+    ? `${options.provider} did not answer in time`
+    : `the connection to ${options.provider} failed${afterHeaders ? ' mid-response' : ''}`;
   return new ProviderError(accepted ? 'failed' : 'unavailable', what, { accepted, cause: error });
 }
 
@@ -235,7 +238,6 @@ export function header(headers: UpstreamResponse['headers'], name: string): stri
   const value = headers[name.toLowerCase()];
   return Array.isArray(value) ? value[0] : value;
 }
-
 
 /** Per-route timeouts from the catalog's route `options.timeouts` ({connect_ms, first_byte_ms, total_ms}). */
 export function timeoutsFromOptions(options: Record<string, unknown>): UpstreamTimeouts {

@@ -6,7 +6,14 @@ import type { Base64Text } from '../../images/base64.ts';
 import { base64TextField } from './large-json.ts';
 import { ProviderError, type InputImage, type UpstreamUsage } from '../types.ts';
 import {
-  failureFromStatus, header, maxResponseBytes, sanitize, timeoutsFromOptions, upstreamRequest, type UpstreamRequest, type UpstreamResponse,
+  failureFromStatus,
+  header,
+  maxResponseBytes,
+  sanitize,
+  timeoutsFromOptions,
+  upstreamRequest,
+  type UpstreamRequest,
+  type UpstreamResponse,
 } from './http.ts';
 
 /**
@@ -208,7 +215,6 @@ function objectOrEmpty(value: unknown): Record<string, unknown> {
 function count(value: unknown): number | undefined {
   return typeof value === 'number' && Number.isSafeInteger(value) && value >= 0 && value < 1e9 ? value : undefined;
 }
-
 
 /** One server-sent event: its `event:` name (if any) and its `data:` lines joined by newlines. */
 export interface ServerSentEvent {

@@ -26,7 +26,9 @@ export function pollSchedule(options: Record<string, unknown>, provider: string)
     async next(signal, onTimeout) {
       if (Date.now() + wait > deadline) {
         onTimeout?.();
-        throw new ProviderError('failed', `${provider} did not finish the image within ${Math.round(timeoutMs / 1000)} s`, { accepted: true });
+        throw new ProviderError('failed', `${provider} did not finish the image within ${Math.round(timeoutMs / 1000)} s`, {
+          accepted: true,
+        });
       }
       await sleep(wait, signal);
       wait = Math.min(Math.max(wait * 1.5, interval), Math.max(4_000, interval));

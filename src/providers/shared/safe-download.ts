@@ -40,7 +40,13 @@ export async function safeDownload(url: string, policy: DownloadPolicy, signal: 
   }
 }
 
-async function downloadWithin(url: string, policy: DownloadPolicy, signal: AbortSignal, deadline: AbortSignal, maxBytes: number): Promise<DownloadedImage> {
+async function downloadWithin(
+  url: string,
+  policy: DownloadPolicy,
+  signal: AbortSignal,
+  deadline: AbortSignal,
+  maxBytes: number,
+): Promise<DownloadedImage> {
   let current = url;
   for (let hop = 0; hop <= MAX_REDIRECTS; hop++) {
     const target = checkUrl(current, policy);
@@ -56,9 +62,13 @@ async function downloadWithin(url: string, policy: DownloadPolicy, signal: Abort
     } catch (error) {
       if (signal.aborted) throw error;
       const refused = (error as { code?: string }).code === 'EADDRNOTALLOWED';
-      throw new ProviderError('failed', refused
-        ? `${policy.provider} returned a result link to a forbidden address; it was not downloaded.`
-        : `could not download the result from ${policy.provider}`, { accepted: true, cause: error });
+      throw new ProviderError(
+        'failed',
+        refused
+          ? `${policy.provider} returned a result link to a forbidden address; it was not downloaded.`
+          : `could not download the result from ${policy.provider}`,
+        { accepted: true, cause: error },
+      );
     }
     if (response.statusCode >= 300 && response.statusCode < 400 && response.headers.location) {
       discardBody(response.body);
@@ -67,14 +77,17 @@ async function downloadWithin(url: string, policy: DownloadPolicy, signal: Abort
     }
     if (response.statusCode !== 200) {
       discardBody(response.body);
-      throw new ProviderError('failed', `downloading the result from ${policy.provider} failed (HTTP ${response.statusCode})`, { accepted: true });
+      throw new ProviderError('failed', `downloading the result from ${policy.provider} failed (HTTP ${response.statusCode})`, {
+        accepted: true,
+      });
     }
     const chunks: Buffer[] = [];
     let size = 0;
     try {
       for await (const chunk of response.body) {
         size += chunk.length;
-        if (size > maxBytes) throw new ProviderError('failed', `the result from ${policy.provider} is larger than ${maxBytes} bytes`, { accepted: true });
+        if (size > maxBytes)
+          throw new ProviderError('failed', `the result from ${policy.provider} is larger than ${maxBytes} bytes`, { accepted: true });
         chunks.push(chunk as Buffer);
       }
     } catch (error) {
@@ -95,12 +108,18 @@ function checkUrl(raw: string, policy: DownloadPolicy): URL {
   } catch {
     throw new ProviderError('failed', `${policy.provider} returned a malformed result link`, { accepted: true });
   }
-  if (url.username || url.password) throw new ProviderError('failed', `${policy.provider} returned a result link with credentials`, { accepted: true });
+  if (url.username || url.password)
+    throw new ProviderError('failed', `${policy.provider} returned a result link with credentials`, { accepted: true });
   if (policy.trustedOrigins?.includes(url.origin)) return url;
-  if (url.protocol !== 'https:') throw new ProviderError('failed', `${policy.provider} returned a non-HTTPS result link; it was not downloaded.`, { accepted: true });
+  if (url.protocol !== 'https:')
+    throw new ProviderError('failed', `${policy.provider} returned a non-HTTPS result link; it was not downloaded.`, { accepted: true });
   const host = url.hostname.toLowerCase();
   if (net.isIP(host.replace(/^\[|\]$/g, '')) || !policy.allowedHosts.some((pattern) => hostMatches(host, pattern))) {
-    throw new ProviderError('failed', `${policy.provider} returned a result link on a host it does not deliver from; it was not downloaded.`, { accepted: true });
+    throw new ProviderError(
+      'failed',
+      `${policy.provider} returned a result link on a host it does not deliver from; it was not downloaded.`,
+      { accepted: true },
+    );
   }
   return url;
 }
@@ -117,7 +136,10 @@ export function isForbiddenAddress(address: string): boolean {
   if (net.isIPv4(v4)) {
     const [a, b] = v4.split('.').map(Number);
     return (
-      a === 0 || a === 10 || a === 127 || a >= 224 ||
+      a === 0 ||
+      a === 10 ||
+      a === 127 ||
+      a >= 224 ||
       (a === 100 && b >= 64 && b <= 127) ||
       (a === 169 && b === 254) ||
       (a === 172 && b >= 16 && b <= 31) ||
@@ -127,8 +149,19 @@ export function isForbiddenAddress(address: string): boolean {
     );
   }
   const v6 = address.toLowerCase();
-  return v6 === '::' || v6 === '::1' || v6.startsWith('fc') || v6.startsWith('fd') || v6.startsWith('fe8') || v6.startsWith('fe9') ||
-    v6.startsWith('fea') || v6.startsWith('feb') || v6.startsWith('ff') || v6.startsWith('64:ff9b') || v6.startsWith('2001:db8');
+  return (
+    v6 === '::' ||
+    v6 === '::1' ||
+    v6.startsWith('fc') ||
+    v6.startsWith('fd') ||
+    v6.startsWith('fe8') ||
+    v6.startsWith('fe9') ||
+    v6.startsWith('fea') ||
+    v6.startsWith('feb') ||
+    v6.startsWith('ff') ||
+    v6.startsWith('64:ff9b') ||
+    v6.startsWith('2001:db8')
+  );
 }
 
 /** The IPv4 address inside an IPv4-mapped IPv6 address, dotted (`::ffff:127.0.0.1`) or hex (`::ffff:7f00:1`). */
@@ -144,7 +177,11 @@ function ipv4Of(address: string): string {
 }
 
 /** Resolves, then refuses forbidden addresses: the connection uses exactly the address that was checked. */
-export function guardedLookup(hostname: string, options: dns.LookupOptions, callback: (error: NodeJS.ErrnoException | null, address: string | dns.LookupAddress[], family?: number) => void): void {
+export function guardedLookup(
+  hostname: string,
+  options: dns.LookupOptions,
+  callback: (error: NodeJS.ErrnoException | null, address: string | dns.LookupAddress[], family?: number) => void,
+): void {
   dns.lookup(hostname, { ...options, all: true }, (error, addresses) => {
     if (error) return callback(error, '', 0);
     const allowed = (addresses as dns.LookupAddress[]).filter((entry) => !isForbiddenAddress(entry.address));
@@ -158,5 +195,9 @@ export function guardedLookup(hostname: string, options: dns.LookupOptions, call
   });
 }
 
-const guardedAgent = new Agent({ connect: { lookup: guardedLookup as never, timeout: 10_000 }, headersTimeout: 60_000, bodyTimeout: 60_000 });
+const guardedAgent = new Agent({
+  connect: { lookup: guardedLookup as never, timeout: 10_000 },
+  headersTimeout: 60_000,
+  bodyTimeout: 60_000,
+});
 const trustedAgent = new Agent({ connect: { timeout: 10_000 }, headersTimeout: 60_000, bodyTimeout: 60_000 });

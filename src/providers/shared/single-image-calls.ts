@@ -1,6 +1,13 @@
 import { addUsage } from '../../domain/usage.ts';
 import type { Warning } from '../../domain/warnings.ts';
-import { ProviderError, type GeneratedImage, type ImageCallContext, type ImageGenerationResult, type NormalizedImageRequest, type UpstreamUsage } from '../types.ts';
+import {
+  ProviderError,
+  type GeneratedImage,
+  type ImageCallContext,
+  type ImageGenerationResult,
+  type NormalizedImageRequest,
+  type UpstreamUsage,
+} from '../types.ts';
 
 export interface SingleImageOutcome {
   image: GeneratedImage;
@@ -45,7 +52,11 @@ export async function eachImageCall(
     const first = accepted ?? failures[0];
     if (succeeded.length === 0) throw first;
     if (first instanceof ProviderError) {
-      throw new ProviderError(first.kind === 'refused' ? 'refused' : 'failed', first.message, { accepted: true, param: first.param, cause: first });
+      throw new ProviderError(first.kind === 'refused' ? 'refused' : 'failed', first.message, {
+        accepted: true,
+        param: first.param,
+        cause: first,
+      });
     }
     throw new ProviderError('failed', 'an upstream call failed', { accepted: true, cause: first });
   }

@@ -46,12 +46,26 @@ export function costNanos(ticks: unknown, delivered: number, returned: number): 
 }
 
 const errorSchema = z.union([
-  z.object({ error: z.object({ message: text, type: text, param: text, code: z.union([z.string(), z.number()]).optional().nullable().catch(undefined) }) }),
+  z.object({
+    error: z.object({
+      message: text,
+      type: text,
+      param: text,
+      code: z.union([z.string(), z.number()]).optional().nullable().catch(undefined),
+    }),
+  }),
   z.object({ code: z.union([z.string(), z.number()]).optional().catch(undefined), error: z.string() }),
 ]);
 
 /** xAI's request fields → ours, for `param` on invalid-argument errors. */
-const PARAM_NAMES: Record<string, string> = { aspect_ratio: 'aspect_ratio', resolution: 'resolution', n: 'n', prompt: 'prompt', image: 'image', images: 'image' };
+const PARAM_NAMES: Record<string, string> = {
+  aspect_ratio: 'aspect_ratio',
+  resolution: 'resolution',
+  n: 'n',
+  prompt: 'prompt',
+  image: 'image',
+  images: 'image',
+};
 
 /**
  * A non-200 answer → ProviderError. Both of xAI's error shapes are read: `{"error":{message,type,param,code}}`

@@ -4,8 +4,14 @@ import { forwardableExtras } from '../shared/forwarded-extras.ts';
 import { maxResponseBytes, originOf, timeoutsFromOptions, upstreamRequest } from '../shared/http.ts';
 import { safeDownload } from '../shared/safe-download.ts';
 import {
-  ProviderError, type GeneratedImage, type ImageAdapter, type ImageAdapterCapabilities, type ImageCallContext, type ImageGenerationResult,
-  type NormalizedImageRequest, type RouteTarget,
+  ProviderError,
+  type GeneratedImage,
+  type ImageAdapter,
+  type ImageAdapterCapabilities,
+  type ImageCallContext,
+  type ImageGenerationResult,
+  type NormalizedImageRequest,
+  type RouteTarget,
 } from '../types.ts';
 import { costNanos, imageResponseSchema, xaiFailure } from './xai-api.ts';
 
@@ -65,12 +71,19 @@ export class XaiImageAdapter implements ImageAdapter {
 
     const json = response.json();
     const parsed = json === undefined || json === null || typeof json !== 'object' ? undefined : imageResponseSchema.safeParse(json);
-    if (!parsed?.success) throw new ProviderError('failed', 'xAI sent an answer that is not an image-response JSON object.', { accepted: true });
+    if (!parsed?.success)
+      throw new ProviderError('failed', 'xAI sent an answer that is not an image-response JSON object.', { accepted: true });
     const items = parsed.data.data ?? [];
     if (items.length > request.n) {
-      warnings.push({ type: 'other', message: `xAI returned ${items.length} images for ${request.n} asked; the extra ones were discarded.` });
+      warnings.push({
+        type: 'other',
+        message: `xAI returned ${items.length} images for ${request.n} asked; the extra ones were discarded.`,
+      });
     } else if (items.length > 0 && items.length < request.n) {
-      warnings.push({ type: 'other', message: `xAI returned only ${items.length} of ${request.n} images; you are charged only for the images returned.` });
+      warnings.push({
+        type: 'other',
+        message: `xAI returned only ${items.length} of ${request.n} images; you are charged only for the images returned.`,
+      });
     }
     const wanted = items.slice(0, request.n);
     const moderated = wanted.filter((item) => item.respect_moderation === false).length;
@@ -83,7 +96,11 @@ export class XaiImageAdapter implements ImageAdapter {
         if (item.b64_json && item.b64_json.length > 0) {
           const comma = base64StartsWith(item.b64_json, 'data:') ? base64IndexOf(item.b64_json, ',') : -1;
           const mediaType = comma > 0 ? base64Slice(item.b64_json, 5, comma).split(';')[0] : item.mime_type;
-          return { base64: comma > 0 ? base64From(item.b64_json, comma + 1) : item.b64_json, mediaType: imageType(mediaType), revisedPrompt };
+          return {
+            base64: comma > 0 ? base64From(item.b64_json, comma + 1) : item.b64_json,
+            mediaType: imageType(mediaType),
+            revisedPrompt,
+          };
         }
         if (item.url) {
           const downloaded = await safeDownload(
@@ -91,7 +108,11 @@ export class XaiImageAdapter implements ImageAdapter {
             { allowedHosts: RESULT_HOSTS, trustedOrigins: originOf(route.baseUrl), provider: 'xAI', maxBytes, timeoutMs: timeouts.totalMs },
             context.signal,
           );
-          return { base64: downloaded.bytes.toString('base64'), mediaType: imageType(downloaded.contentType ?? item.mime_type), revisedPrompt };
+          return {
+            base64: downloaded.bytes.toString('base64'),
+            mediaType: imageType(downloaded.contentType ?? item.mime_type),
+            revisedPrompt,
+          };
         }
         throw new ProviderError('failed', 'xAI returned an image entry with neither data nor a link.', { accepted: true });
       }),
@@ -102,16 +123,25 @@ export class XaiImageAdapter implements ImageAdapter {
     if (images.length === 0) {
       if (failures.length > 0) throw failures[0];
       if (moderated > 0) {
-        throw new ProviderError('refused', `xAI's moderation withheld the generated image${moderated === 1 ? '' : 's'} (respect_moderation: false).`);
+        throw new ProviderError(
+          'refused',
+          `xAI's moderation withheld the generated image${moderated === 1 ? '' : 's'} (respect_moderation: false).`,
+        );
       }
       throw new ProviderError('failed', 'xAI returned no image.', { accepted: true });
     }
     if (moderated > 0) {
-      warnings.push({ type: 'other', message: `${moderated} of ${request.n} images were withheld by xAI's moderation; you are charged only for the images returned.` });
+      warnings.push({
+        type: 'other',
+        message: `${moderated} of ${request.n} images were withheld by xAI's moderation; you are charged only for the images returned.`,
+      });
     }
     if (failures.length > 0) {
       const reason = failures[0] instanceof Error ? failures[0].message : 'unknown error';
-      warnings.push({ type: 'other', message: `${failures.length} of ${request.n} images could not be fetched from xAI (${reason}); you are charged only for the images returned.` });
+      warnings.push({
+        type: 'other',
+        message: `${failures.length} of ${request.n} images could not be fetched from xAI (${reason}); you are charged only for the images returned.`,
+      });
     }
     const cost = costNanos(parsed.data.usage?.cost_in_usd_ticks, images.length, items.length);
     return { images, warnings, usage: cost === undefined ? undefined : { costNanos: cost } };
@@ -122,17 +152,25 @@ export class XaiImageAdapter implements ImageAdapter {
  * The body for /v1/images/generations or /v1/images/edits, every upstream field named here. Forwarded extras go
  * in first (minus URLs and the fields xAI rejects); the fields we depend on are written after them.
  */
-export function buildRequestBody(request: NormalizedImageRequest, upstreamModel: string): { body: Record<string, unknown>; warnings: Warning[]; forwardedKeys: string[] } {
+export function buildRequestBody(
+  request: NormalizedImageRequest,
+  upstreamModel: string,
+): { body: Record<string, unknown>; warnings: Warning[]; forwardedKeys: string[] } {
   const warnings: Warning[] = [];
-  if (request.seed !== undefined) warnings.push({ type: 'unsupported', param: 'seed', message: 'xAI image models take no seed; it was ignored.' });
+  if (request.seed !== undefined)
+    warnings.push({ type: 'unsupported', param: 'seed', message: 'xAI image models take no seed; it was ignored.' });
   const extra: Record<string, unknown> = {};
   for (const [key, value] of Object.entries(request.extra)) {
-    if (REJECTED_FIELDS.has(key)) warnings.push({ type: 'unsupported', param: key, message: `xAI does not support '${key}'; it was not sent.` });
+    if (REJECTED_FIELDS.has(key))
+      warnings.push({ type: 'unsupported', param: key, message: `xAI does not support '${key}'; it was not sent.` });
     else extra[key] = value;
   }
   const { fields: forwarded, warnings: extraWarnings } = forwardableExtras(extra, { owned: OWNED_FIELDS, provider: 'xAI' });
   warnings.push(...extraWarnings);
-  const references = request.inputImages.map((image) => ({ url: `data:${image.mediaType};base64,${image.bytes.toString('base64')}`, type: 'image_url' }));
+  const references = request.inputImages.map((image) => ({
+    url: `data:${image.mediaType};base64,${image.bytes.toString('base64')}`,
+    type: 'image_url',
+  }));
   const body: Record<string, unknown> = {
     ...forwarded,
     model: upstreamModel,

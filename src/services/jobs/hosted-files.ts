@@ -21,14 +21,28 @@ export class HostedFiles {
     return this.deps.storage.kind;
   }
 
-  async save(input: { accountId: string; jobId: string | null; kind: HostedFile['kind']; bytes: Buffer; mediaType: string; expiresAt?: number }): Promise<HostedFile> {
+  async save(input: {
+    accountId: string;
+    jobId: string | null;
+    kind: HostedFile['kind'];
+    bytes: Buffer;
+    mediaType: string;
+    expiresAt?: number;
+  }): Promise<HostedFile> {
     const now = Date.now();
     const id = `file_${randomUUID().replace(/-/g, '')}`;
     const storageKey = `${new Date(now).toISOString().slice(0, 10)}/${id}`;
     await this.deps.storage.put(storageKey, input.bytes, input.mediaType);
     return this.deps.store.createFile({
-      id, accountId: input.accountId, jobId: input.jobId, kind: input.kind, mediaType: input.mediaType, bytes: input.bytes.length, storageKey,
-      createdAt: now, expiresAt: input.expiresAt ?? now + this.deps.ttlMs,
+      id,
+      accountId: input.accountId,
+      jobId: input.jobId,
+      kind: input.kind,
+      mediaType: input.mediaType,
+      bytes: input.bytes.length,
+      storageKey,
+      createdAt: now,
+      expiresAt: input.expiresAt ?? now + this.deps.ttlMs,
     });
   }
 

@@ -20,7 +20,10 @@ const seconds = (ms: number | null) => (ms === null ? null : Math.floor(ms / 100
 export function jobJson(job: JobRecord, deliveries: WebhookDelivery[], inline?: string[]): Record<string, unknown> {
   let result = job.result;
   if (result && inline && Array.isArray(result.data)) {
-    result = { ...result, data: (result.data as Array<Record<string, unknown>>).map((item, index) => ({ ...item, b64_json: inline[index] })) };
+    result = {
+      ...result,
+      data: (result.data as Array<Record<string, unknown>>).map((item, index) => ({ ...item, b64_json: inline[index] })),
+    };
   }
   return {
     id: job.id,
@@ -34,15 +37,22 @@ export function jobJson(job: JobRecord, deliveries: WebhookDelivery[], inline?: 
     expires_at: seconds(job.expiresAt),
     result,
     error: job.error,
-    webhook: job.webhookUrl === null && deliveries.length === 0 ? null : {
-      url: deliveries[0]?.url ?? job.webhookUrl,
-      deliveries: deliveries.map((delivery) => ({
-        id: delivery.id,
-        event: delivery.eventType,
-        status: delivery.status,
-        next_attempt_at: seconds(delivery.nextAttemptAt),
-        attempts: delivery.attempts.map((attempt) => ({ at: seconds(attempt.at), status: attempt.status, ...(attempt.error ? { error: attempt.error } : {}) })),
-      })),
-    },
+    webhook:
+      job.webhookUrl === null && deliveries.length === 0
+        ? null
+        : {
+            url: deliveries[0]?.url ?? job.webhookUrl,
+            deliveries: deliveries.map((delivery) => ({
+              id: delivery.id,
+              event: delivery.eventType,
+              status: delivery.status,
+              next_attempt_at: seconds(delivery.nextAttemptAt),
+              attempts: delivery.attempts.map((attempt) => ({
+                at: seconds(attempt.at),
+                status: attempt.status,
+                ...(attempt.error ? { error: attempt.error } : {}),
+              })),
+            })),
+          },
   };
 }

@@ -63,9 +63,13 @@ export class JobService {
    * Reads and removes the job fields of a request body (`async`, `webhook_url`), so they never reach an upstream.
    * `Prefer: respond-async` (RFC 7240) asks for a job as `"async": true` does.
    */
-  takeJobFields(body: Record<string, unknown>, preferHeader: string | string[] | undefined, coerceStrings = false): { async: boolean; webhookUrl: string | undefined } {
+  takeJobFields(
+    body: Record<string, unknown>,
+    preferHeader: string | string[] | undefined,
+    coerceStrings = false,
+  ): { async: boolean; webhookUrl: string | undefined } {
     let wantsAsync = false;
-    const prefer = Array.isArray(preferHeader) ? preferHeader.join(',') : preferHeader ?? '';
+    const prefer = Array.isArray(preferHeader) ? preferHeader.join(',') : (preferHeader ?? '');
     if (prefer.split(/[,;]/).some((token) => token.trim().toLowerCase() === 'respond-async')) wantsAsync = true;
     if ('async' in body) {
       let value = body.async;
@@ -94,15 +98,26 @@ export class JobService {
    */
   async admit(caller: Caller, prepared: PreparedImageRequest, requestId: string): Promise<Admission> {
     if (prepared.stream) {
-      throw invalidRequest("An async job cannot also be streamed: drop 'stream' and follow the job with GET /v1/images/jobs/{id}/events.", 'stream', 'invalid_value');
+      throw invalidRequest(
+        "An async job cannot also be streamed: drop 'stream' and follow the job with GET /v1/images/jobs/{id}/events.",
+        'stream',
+        'invalid_value',
+      );
     }
     const limit = this.deps.config.defaultMaxQueuedJobs;
     if ((await this.deps.store.countOpenJobs(caller.keyId)) >= limit) {
-      throw rateLimited(`This API key already has ${limit} jobs queued or running (max_queued_jobs). Wait for some to finish, or cancel some.`, 5);
+      throw rateLimited(
+        `This API key already has ${limit} jobs queued or running (max_queued_jobs). Wait for some to finish, or cancel some.`,
+        5,
+      );
     }
     const admission = await this.deps.limiter.admit({
       keyId: caller.keyId,
-      keyLimits: { requestsPerMinute: caller.limits?.requestsPerMinute ?? null, imagesPerMinute: caller.limits?.imagesPerMinute ?? null, maxInFlight: 0 },
+      keyLimits: {
+        requestsPerMinute: caller.limits?.requestsPerMinute ?? null,
+        imagesPerMinute: caller.limits?.imagesPerMinute ?? null,
+        maxInFlight: 0,
+      },
       images: prepared.request.n,
       model: prepared.model.id,
       modelCap: 0,
@@ -118,7 +133,12 @@ export class JobService {
   async reserve(caller: Caller, prepared: PreparedImageRequest, requestId: string): Promise<void> {
     const { config, generationTimeoutMs, holdGraceMs } = this.deps;
     const ok = await this.deps.store.reserveCredits({
-      requestId, accountId: caller.accountId, keyId: caller.keyId, model: prepared.model.id, endpoint: prepared.endpoint, amount: prepared.quote.hold,
+      requestId,
+      accountId: caller.accountId,
+      keyId: caller.keyId,
+      model: prepared.model.id,
+      endpoint: prepared.endpoint,
+      amount: prepared.quote.hold,
       expiresAt: Date.now() + config.maxQueueWaitMs + generationTimeoutMs + holdGraceMs,
     });
     if (!ok) throw insufficientQuota();
@@ -134,26 +154,43 @@ export class JobService {
       } else if (!(await this.deps.webhooks.hasSecret(caller.accountId))) {
         throw invalidRequest(
           'This account has no webhook signing secret yet. The operator creates one with POST /admin/v1/accounts/{id}/webhook-secret (it is shown once); then retry.',
-          'webhook_url', 'webhook_secret_missing',
+          'webhook_url',
+          'webhook_secret_missing',
         );
       }
       const inputFiles: string[] = [];
       for (const image of prepared.request.inputImages) {
         const saved = await files.save({
-          accountId: caller.accountId, jobId, kind: 'input', bytes: image.bytes, mediaType: image.mediaType,
+          accountId: caller.accountId,
+          jobId,
+          kind: 'input',
+          bytes: image.bytes,
+          mediaType: image.mediaType,
           expiresAt: Date.now() + config.maxQueueWaitMs + this.deps.generationTimeoutMs + this.deps.holdGraceMs + config.resultTtlMs,
         });
         inputFiles.push(saved.id);
       }
       const { inputImages: _images, ...request } = prepared.request;
       const stored: StoredJobRequest = {
-        envelope: { request: request as unknown as Record<string, unknown>, responseFormat: prepared.responseFormat, warnings: prepared.warnings },
+        envelope: {
+          request: request as unknown as Record<string, unknown>,
+          responseFormat: prepared.responseFormat,
+          warnings: prepared.warnings,
+        },
         baseUrl: config.publicUrl ?? submission.origin,
       };
       const job = await store.createJob({
-        id: jobId, accountId: caller.accountId, keyId: caller.keyId, requestId: submission.requestId, model: prepared.model.id, endpoint: prepared.endpoint,
-        request: stored as unknown as Record<string, unknown>, inputFiles, webhookUrl: submission.webhookUrl ?? null,
-        idempotencyKey: submission.idempotencyKey ?? null, createdAt: Date.now(),
+        id: jobId,
+        accountId: caller.accountId,
+        keyId: caller.keyId,
+        requestId: submission.requestId,
+        model: prepared.model.id,
+        endpoint: prepared.endpoint,
+        request: stored as unknown as Record<string, unknown>,
+        inputFiles,
+        webhookUrl: submission.webhookUrl ?? null,
+        idempotencyKey: submission.idempotencyKey ?? null,
+        createdAt: Date.now(),
       });
       this.worker?.wake();
       return job;
@@ -200,9 +237,10 @@ export class JobService {
 
   /** The job object, with the result's base64 inline when the caller asked for b64_json (never in webhooks). */
   async toJson(job: JobRecord, options: { inline?: boolean } = {}): Promise<Record<string, unknown>> {
-    const deliveries = job.webhookUrl !== null || job.status === 'succeeded' || job.status === 'failed' || job.status === 'cancelled'
-      ? await this.deps.store.listWebhookDeliveries(job.id)
-      : [];
+    const deliveries =
+      job.webhookUrl !== null || job.status === 'succeeded' || job.status === 'failed' || job.status === 'cancelled'
+        ? await this.deps.store.listWebhookDeliveries(job.id)
+        : [];
     let inline: string[] | undefined;
     const stored = job.request as unknown as StoredJobRequest;
     if (options.inline && job.status === 'succeeded' && stored.envelope?.responseFormat === 'b64_json') {
@@ -236,5 +274,10 @@ export class JobService {
 }
 
 export function jobNotFound(id: string): GatewayError {
-  return new GatewayError(`No job with id "${id.slice(0, 80)}".`, { status: 404, type: 'invalid_request_error', code: 'not_found', param: 'id' });
+  return new GatewayError(`No job with id "${id.slice(0, 80)}".`, {
+    status: 404,
+    type: 'invalid_request_error',
+    code: 'not_found',
+    param: 'id',
+  });
 }

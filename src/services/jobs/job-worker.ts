@@ -92,15 +92,20 @@ export class JobWorker {
     if (this.loopTimer) clearTimeout(this.loopTimer);
     const handedBack = await this.deps.store.unclaimAllJobs(this.owner).catch(() => 0);
     if (handedBack) this.deps.logger.info({ handedBack }, 'queued jobs handed back at shutdown');
-    const all = Promise.allSettled([...this.running.values()].map((entry) => new Promise<void>((resolve) => {
-      const check = setInterval(() => {
-        if (!this.running.has(entry.job.id)) {
-          clearInterval(check);
-          resolve();
-        }
-      }, 50);
-      check.unref();
-    })));
+    const all = Promise.allSettled(
+      [...this.running.values()].map(
+        (entry) =>
+          new Promise<void>((resolve) => {
+            const check = setInterval(() => {
+              if (!this.running.has(entry.job.id)) {
+                clearInterval(check);
+                resolve();
+              }
+            }, 50);
+            check.unref();
+          }),
+      ),
+    );
     await Promise.race([all, new Promise((resolve) => setTimeout(resolve, graceMs).unref())]);
     if (this.leaseTimer) clearInterval(this.leaseTimer);
   }
@@ -195,10 +200,11 @@ export class JobWorker {
       if (ok) await this.deps.jobs.ended((await store.getJob(job.id)) ?? job);
       else logger.warn({ jobId: job.id }, 'job ended elsewhere or its lease was lost before it could be recorded');
     };
-    const release = (reason: string) => store.releaseReservation(job.requestId, reason).catch((error: unknown) => {
-      logger.error({ err: error, jobId: job.id }, 'could not release a job hold; the reconciler retries');
-      return false;
-    });
+    const release = (reason: string) =>
+      store.releaseReservation(job.requestId, reason).catch((error: unknown) => {
+        logger.error({ err: error, jobId: job.id }, 'could not release a job hold; the reconciler retries');
+        return false;
+      });
 
     if (job.cancelRequested) {
       await release('cancelled by the caller');
@@ -207,7 +213,10 @@ export class JobWorker {
     const hold = await store.getRequest(job.requestId);
     if (hold?.status === 'settled') return this.completeSettled(job, hold, end);
     if (!hold || hold.status === 'released') {
-      return end({ status: 'failed', error: envelope('The job waited longer than this server keeps a job queued; you were not charged.', 'job_expired') });
+      return end({
+        status: 'failed',
+        error: envelope('The job waited longer than this server keeps a job queued; you were not charged.', 'job_expired'),
+      });
     }
 
     let resume: UpstreamHandle | undefined;
@@ -221,7 +230,8 @@ export class JobWorker {
           status: 'failed',
           error: envelope(
             'The server running this job stopped while the model was generating, and this model cannot be resumed. You were not charged; submit it again.',
-            'job_interrupted', 'api_error',
+            'job_interrupted',
+            'api_error',
           ),
         });
       }
@@ -232,18 +242,27 @@ export class JobWorker {
       prepared = await this.prepare(job);
     } catch (error) {
       await release('the job could not be prepared');
-      const gatewayError = error instanceof GatewayError ? error : new GatewayError('The job could not be prepared.', { status: 500, type: 'api_error' });
+      const gatewayError =
+        error instanceof GatewayError ? error : new GatewayError('The job could not be prepared.', { status: 500, type: 'api_error' });
       return end({ status: 'failed', error: gatewayError.toEnvelope().error });
     }
     if (resume && prepared.request.n > Math.max(1, prepared.routes[0]?.adapter.capabilities.maxImagesPerCall ?? 1)) {
       // Only single-call jobs carry one handle; a batch cannot be resumed call by call.
       await release('the instance running the job stopped; a batch cannot be resumed');
-      return end({ status: 'failed', error: envelope('The server running this job stopped and the batch cannot be resumed. You were not charged.', 'job_interrupted', 'api_error') });
+      return end({
+        status: 'failed',
+        error: envelope(
+          'The server running this job stopped and the batch cannot be resumed. You were not charged.',
+          'job_interrupted',
+          'api_error',
+        ),
+      });
     }
 
     const now = Date.now();
     // Written before any upstream call: a crash from here on is judged by it (never resubmitted).
-    if (!(await update({ status: 'in_progress', startedAt: job.startedAt ?? now, upstream: resume ? job.upstream : { state: 'calling' } }))) return;
+    if (!(await update({ status: 'in_progress', startedAt: job.startedAt ?? now, upstream: resume ? job.upstream : { state: 'calling' } })))
+      return;
 
     const results: Array<{ fileId: string; index: number; revisedPrompt?: string }> = [];
     let outcome: Awaited<ReturnType<typeof images.execute>>;
@@ -255,23 +274,40 @@ export class JobWorker {
         onAccepted: (accepted) => void update({ upstream: { state: 'accepted', route: accepted.route, handle: accepted.handle } }),
         onImage: async (image) => {
           const bytes = decodeBase64Text(image.base64);
-          const file = await this.deps.files.save({ accountId: job.accountId, jobId: job.id, kind: 'result', bytes, mediaType: image.mediaType });
-          results.push({ fileId: file.id, index: image.index, ...(image.revisedPrompt !== undefined ? { revisedPrompt: image.revisedPrompt } : {}) });
+          const file = await this.deps.files.save({
+            accountId: job.accountId,
+            jobId: job.id,
+            kind: 'result',
+            bytes,
+            mediaType: image.mediaType,
+          });
+          results.push({
+            fileId: file.id,
+            index: image.index,
+            ...(image.revisedPrompt !== undefined ? { revisedPrompt: image.revisedPrompt } : {}),
+          });
         },
       });
     } catch (error) {
       // execute released the hold (nothing delivered); release again is a no-op then, and covers a failure before it.
       await release(entry.cancelled ? 'cancelled by the caller' : 'the job failed');
       if (entry.cancelled) return end({ status: 'cancelled', error: cancelledError() });
-      const gatewayError = error instanceof GatewayError ? error : new GatewayError('The generation failed.', { status: 500, type: 'api_error' });
+      const gatewayError =
+        error instanceof GatewayError ? error : new GatewayError('The generation failed.', { status: 500, type: 'api_error' });
       return end({ status: 'failed', error: gatewayError.toEnvelope().error });
     }
     const first = outcome.images[0];
     const base = (job.request as unknown as StoredJobRequest).baseUrl;
-    const data = await Promise.all(results.map(async (entryResult) => {
-      const file = (await this.deps.files.get(entryResult.fileId))!;
-      return { url: this.deps.files.link(file, base), ...(entryResult.revisedPrompt !== undefined ? { revised_prompt: entryResult.revisedPrompt } : {}), index: entryResult.index };
-    }));
+    const data = await Promise.all(
+      results.map(async (entryResult) => {
+        const file = (await this.deps.files.get(entryResult.fileId))!;
+        return {
+          url: this.deps.files.link(file, base),
+          ...(entryResult.revisedPrompt !== undefined ? { revised_prompt: entryResult.revisedPrompt } : {}),
+          index: entryResult.index,
+        };
+      }),
+    );
     const result: Record<string, unknown> = {
       created: Math.floor(now / 1000),
       model: prepared.model.id,
@@ -282,13 +318,19 @@ export class JobWorker {
     };
     const expiresAt = Math.min(...(await Promise.all(results.map(async (item) => (await this.deps.files.get(item.fileId))!.expiresAt))));
     await end({
-      status: 'succeeded', result, expiresAt,
+      status: 'succeeded',
+      result,
+      expiresAt,
       ...(outcome.partialFailure ? { error: outcome.partialFailure.toEnvelope().error } : {}),
     });
   }
 
   /** The charge was settled but the instance stopped before recording the result: the result is rebuilt from its files. */
-  private async completeSettled(job: JobRecord, hold: RequestRecord, end: (patch: JobPatch & { status: 'succeeded' }) => Promise<void>): Promise<void> {
+  private async completeSettled(
+    job: JobRecord,
+    hold: RequestRecord,
+    end: (patch: JobPatch & { status: 'succeeded' }) => Promise<void>,
+  ): Promise<void> {
     const files = await this.deps.store.listJobFiles(job.id, 'result');
     const base = (job.request as unknown as StoredJobRequest).baseUrl;
     const size = typeof hold.detail?.size === 'string' ? hold.detail.size : undefined;
@@ -313,15 +355,27 @@ export class JobWorker {
     for (const fileId of job.inputFiles) {
       const read = await this.deps.files.read(fileId);
       const probe = read ? probeImage(read.bytes) : null;
-      if (!read || !probe || probe.format === 'gif') throw new GatewayError('An input image of this job is no longer available.', { status: 500, type: 'api_error', code: 'job_input_missing' });
+      if (!read || !probe || probe.format === 'gif')
+        throw new GatewayError('An input image of this job is no longer available.', {
+          status: 500,
+          type: 'api_error',
+          code: 'job_input_missing',
+        });
       inputImages.push({ bytes: read.bytes, mediaType: `image/${probe.format}`, width: probe.width, height: probe.height });
     }
     const request = { ...(stored.envelope.request as unknown as NormalizedImageRequest), inputImages };
     const routes = job.endpoint === 'images.edits' ? all.filter((route) => route.adapter.capabilities.supportsEdits) : all;
-    if (routes.length === 0) throw new GatewayError(`${model.id} cannot be served right now.`, { status: 503, type: 'api_error', code: 'model_unavailable' });
+    if (routes.length === 0)
+      throw new GatewayError(`${model.id} cannot be served right now.`, { status: 503, type: 'api_error', code: 'model_unavailable' });
     return {
-      request, responseFormat: stored.envelope.responseFormat, stream: false, warnings: stored.envelope.warnings as PreparedImageRequest['warnings'],
-      model, routes, quote: quoteImageRequest(model, request), endpoint: job.endpoint,
+      request,
+      responseFormat: stored.envelope.responseFormat,
+      stream: false,
+      warnings: stored.envelope.warnings as PreparedImageRequest['warnings'],
+      model,
+      routes,
+      quote: quoteImageRequest(model, request),
+      endpoint: job.endpoint,
     };
   }
 

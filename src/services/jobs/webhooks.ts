@@ -23,7 +23,11 @@ export function checkWebhookUrl(raw: string, allowPrivate: boolean): URL {
   try {
     url = new URL(raw);
   } catch {
-    throw invalidRequest("'webhook_url' must be an absolute URL such as https://example.com/hooks/deepshi.", 'webhook_url', 'invalid_value');
+    throw invalidRequest(
+      "'webhook_url' must be an absolute URL such as https://example.com/hooks/deepshi.",
+      'webhook_url',
+      'invalid_value',
+    );
   }
   if (raw.length > 2048) throw invalidRequest("'webhook_url' must be at most 2048 characters.", 'webhook_url', 'invalid_value');
   if (url.username || url.password) throw invalidRequest("'webhook_url' must not carry credentials.", 'webhook_url', 'invalid_value');
@@ -31,7 +35,11 @@ export function checkWebhookUrl(raw: string, allowPrivate: boolean): URL {
   if (!allowedProtocols.includes(url.protocol)) throw invalidRequest("'webhook_url' must use https.", 'webhook_url', 'invalid_value');
   const host = url.hostname.replace(/^\[|\]$/g, '');
   if (!allowPrivate && (host === 'localhost' || host.endsWith('.localhost') || (net.isIP(host) && isForbiddenAddress(host)))) {
-    throw invalidRequest("'webhook_url' must be a public address (private, loopback and link-local targets are refused).", 'webhook_url', 'invalid_value');
+    throw invalidRequest(
+      "'webhook_url' must be a public address (private, loopback and link-local targets are refused).",
+      'webhook_url',
+      'invalid_value',
+    );
   }
   return url;
 }
@@ -49,7 +57,13 @@ export class WebhookService {
   private stopped = false;
 
   constructor(
-    private readonly deps: { store: Store; keys: ServerKeys; logger: Logger; config: JobsConfig; onOutcome?: (outcome: 'succeeded' | 'retry' | 'failed') => void },
+    private readonly deps: {
+      store: Store;
+      keys: ServerKeys;
+      logger: Logger;
+      config: JobsConfig;
+      onOutcome?: (outcome: 'succeeded' | 'retry' | 'failed') => void;
+    },
   ) {
     const { config } = deps;
     this.agent = new Agent({
@@ -96,9 +110,17 @@ export class WebhookService {
     const now = Date.now();
     // Links only, never base64: the job object built without inlined images.
     const payload = JSON.stringify({ type, timestamp: new Date(now).toISOString(), data: { ...jobObject, webhook: undefined } });
-    if (Buffer.byteLength(payload) > MAX_PAYLOAD_BYTES) this.deps.logger.warn({ jobId: job.id, bytes: Buffer.byteLength(payload) }, 'webhook payload above 20 KB');
+    if (Buffer.byteLength(payload) > MAX_PAYLOAD_BYTES)
+      this.deps.logger.warn({ jobId: job.id, bytes: Buffer.byteLength(payload) }, 'webhook payload above 20 KB');
     const delivery = await this.deps.store.createWebhookDelivery({
-      id: `msg_${randomUUID().replace(/-/g, '')}`, jobId: job.id, accountId: job.accountId, url, eventType: type, payload, nextAttemptAt: now, createdAt: now,
+      id: `msg_${randomUUID().replace(/-/g, '')}`,
+      jobId: job.id,
+      accountId: job.accountId,
+      url,
+      eventType: type,
+      payload,
+      nextAttemptAt: now,
+      createdAt: now,
     });
     this.wake();
     return delivery;
@@ -156,7 +178,9 @@ export class WebhookService {
       const url = checkWebhookUrl(delivery.url, config.webhooksAllowPrivate);
       const headers = await this.sign(delivery, new Date(at));
       const response = await request(url, {
-        method: 'POST', dispatcher: this.agent, body: delivery.payload,
+        method: 'POST',
+        dispatcher: this.agent,
+        body: delivery.payload,
         headers: { 'content-type': 'application/json', 'user-agent': 'Deepshi-Webhooks/1', ...headers },
         signal: AbortSignal.timeout(config.webhookTimeoutMs),
       });
@@ -165,7 +189,12 @@ export class WebhookService {
       await response.body.dump({ limit: 64 * 1024 }).catch(() => {});
     } catch (caught) {
       const code = (caught as { code?: string }).code;
-      error = code === 'EADDRNOTALLOWED' ? 'target resolves to a forbidden address' : (caught as Error).name === 'GatewayError' ? (caught as Error).message : code ?? 'no answer';
+      error =
+        code === 'EADDRNOTALLOWED'
+          ? 'target resolves to a forbidden address'
+          : (caught as Error).name === 'GatewayError'
+            ? (caught as Error).message
+            : (code ?? 'no answer');
     }
     const done = status !== null && status >= 200 && status < 300;
     const attempts = delivery.attempts.length + 1;
@@ -175,7 +204,10 @@ export class WebhookService {
     else {
       const planned = config.webhookRetryDelaysMs[attempts - 1];
       const jittered = planned * (0.9 + Math.random() * 0.2);
-      next = { status: 'pending', nextAttemptAt: Date.now() + Math.round(retryAfterMs !== undefined ? Math.max(retryAfterMs, jittered) : jittered) };
+      next = {
+        status: 'pending',
+        nextAttemptAt: Date.now() + Math.round(retryAfterMs !== undefined ? Math.max(retryAfterMs, jittered) : jittered),
+      };
     }
     const recorded = await store.recordWebhookAttempt(delivery.id, this.owner, { at, status, ...(error ? { error } : {}) }, next);
     if (!recorded) logger.warn({ deliveryId: delivery.id }, 'webhook attempt not recorded: its lease was lost');
@@ -190,7 +222,11 @@ export class WebhookService {
     const secrets = [settings.sealedSecret];
     if (settings.sealedPreviousSecret && (settings.previousUntil ?? 0) > at.getTime()) secrets.push(settings.sealedPreviousSecret);
     const signatures = secrets.map((sealed) => new Webhook(this.deps.keys.unseal(sealed)).sign(delivery.id, at, delivery.payload));
-    return { 'webhook-id': delivery.id, 'webhook-timestamp': String(Math.floor(at.getTime() / 1000)), 'webhook-signature': signatures.join(' ') };
+    return {
+      'webhook-id': delivery.id,
+      'webhook-timestamp': String(Math.floor(at.getTime() / 1000)),
+      'webhook-signature': signatures.join(' '),
+    };
   }
 }
 

@@ -2,8 +2,18 @@ import { randomUUID } from 'node:crypto';
 import type pg from 'pg';
 import type { Nanos } from '../../domain/money.ts';
 import type {
-  CreditCodeRecord, DailyModelSpend, DashboardStore, DebitResult, NewCreditCode, NewSession, NewUser, RedeemResult, SessionRecord,
-  SpendTotals, UsageFilter, UserRecord,
+  CreditCodeRecord,
+  DailyModelSpend,
+  DashboardStore,
+  DebitResult,
+  NewCreditCode,
+  NewSession,
+  NewUser,
+  RedeemResult,
+  SessionRecord,
+  SpendTotals,
+  UsageFilter,
+  UserRecord,
 } from '../dashboard-types.ts';
 import { dashboardRowMappers, KeyUseThrottle } from '../dashboard-rows.ts';
 import { rowMappers, type Row } from '../rows.ts';
@@ -188,7 +198,14 @@ export class PostgresDashboardStore implements DashboardStore {
           [accountId, input.credits.toString(), input.note, now],
         );
       }
-      const { rows: users } = await client.query<Row>(SQL.insertUser, [input.user.id, input.user.email, input.user.passwordHash, 'member', accountId, now]);
+      const { rows: users } = await client.query<Row>(SQL.insertUser, [
+        input.user.id,
+        input.user.email,
+        input.user.passwordHash,
+        'member',
+        accountId,
+        now,
+      ]);
       if (!users[0]) throw EMAIL_TAKEN; // rolls the account back
       return { account: toAccount(accounts[0]), user: toUser(users[0]) };
     }).catch((error: unknown) => {
@@ -250,7 +267,15 @@ export class PostgresDashboardStore implements DashboardStore {
 
   async createPlaygroundKey(key: NewApiKey & { sessionHash: string; expiresAt: number }): Promise<ApiKeyRecord> {
     const { rows } = await this.run('insertPlaygroundKey', [
-      key.id, key.accountId, key.name, key.models ? JSON.stringify(key.models) : null, key.hash, key.display, Date.now(), key.expiresAt, key.sessionHash,
+      key.id,
+      key.accountId,
+      key.name,
+      key.models ? JSON.stringify(key.models) : null,
+      key.hash,
+      key.display,
+      Date.now(),
+      key.expiresAt,
+      key.sessionHash,
     ]);
     return toApiKey(rows[0]);
   }
@@ -304,13 +329,25 @@ export class PostgresDashboardStore implements DashboardStore {
   }
 
   async dailySpend(accountId: string, since: number): Promise<DailyModelSpend[]> {
-    return (await this.run('dailySpend', [accountId, since])).rows.map((row) => ({ day: Number(row.day), model: String(row.model), cost: row.cost as bigint }));
+    return (await this.run('dailySpend', [accountId, since])).rows.map((row) => ({
+      day: Number(row.day),
+      model: String(row.model),
+      cost: row.cost as bigint,
+    }));
   }
 
   async queryUsage(filter: UsageFilter): Promise<RequestRecord[]> {
     const { rows } = await this.run('queryUsage', [
-      filter.accountId, filter.keyId ?? null, filter.model ?? null, filter.status ?? null, filter.endpoint ?? null,
-      filter.from ?? null, filter.to ?? null, filter.before?.createdAt ?? null, filter.before?.id ?? null, filter.limit,
+      filter.accountId,
+      filter.keyId ?? null,
+      filter.model ?? null,
+      filter.status ?? null,
+      filter.endpoint ?? null,
+      filter.from ?? null,
+      filter.to ?? null,
+      filter.before?.createdAt ?? null,
+      filter.before?.id ?? null,
+      filter.limit,
     ]);
     return rows.map(toRequest);
   }

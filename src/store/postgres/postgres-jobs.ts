@@ -2,7 +2,16 @@ import type pg from 'pg';
 import { jobRowMappers, patchColumns } from '../job-rows.ts';
 import type { Row } from '../rows.ts';
 import type {
-  HostedFile, JobListQuery, JobPatch, JobRecord, JobStatus, JobStore, NewJob, WebhookAttempt, WebhookDelivery, WebhookSettings,
+  HostedFile,
+  JobListQuery,
+  JobPatch,
+  JobRecord,
+  JobStatus,
+  JobStore,
+  NewJob,
+  WebhookAttempt,
+  WebhookDelivery,
+  WebhookSettings,
 } from '../jobs.ts';
 
 /** The job tables (same columns as src/store/sqlite/sqlite-jobs.ts), appended to src/store/postgres/migrations.ts. */
@@ -89,7 +98,8 @@ const SQL = {
         AND NOT (model = ANY($4::text[])) ORDER BY created_at, id LIMIT 1 FOR UPDATE SKIP LOCKED
     ) RETURNING *`,
   renew: `UPDATE image_jobs SET lease_until = $1 WHERE claimed_by = $2 AND ${OPEN} AND id = ANY($3::text[]) RETURNING *`,
-  unclaim: "UPDATE image_jobs SET claimed_by = NULL, lease_until = NULL, run_after = $1 WHERE id = $2 AND claimed_by = $3 AND status = 'queued'",
+  unclaim:
+    "UPDATE image_jobs SET claimed_by = NULL, lease_until = NULL, run_after = $1 WHERE id = $2 AND claimed_by = $3 AND status = 'queued'",
   unclaimAll: "UPDATE image_jobs SET claimed_by = NULL, lease_until = NULL WHERE claimed_by = $1 AND status = 'queued'",
   cancelFree: `UPDATE image_jobs SET status = 'cancelled', completed_at = $1, cancel_requested = true,
       error = '{"message":"The job was cancelled; you were not charged.","type":"invalid_request_error","code":"cancelled","param":null}'::jsonb
@@ -136,8 +146,17 @@ export class PostgresJobs implements JobStore {
 
   async createJob(job: NewJob): Promise<JobRecord> {
     const { rows } = await this.run('insertJob', [
-      job.id, job.accountId, job.keyId, job.requestId, job.model, job.endpoint, JSON.stringify(job.request), JSON.stringify(job.inputFiles),
-      job.webhookUrl, job.idempotencyKey, job.createdAt,
+      job.id,
+      job.accountId,
+      job.keyId,
+      job.requestId,
+      job.model,
+      job.endpoint,
+      JSON.stringify(job.request),
+      JSON.stringify(job.inputFiles),
+      job.webhookUrl,
+      job.idempotencyKey,
+      job.createdAt,
     ]);
     return toJob(rows[0]);
   }
@@ -212,7 +231,15 @@ export class PostgresJobs implements JobStore {
 
   async createFile(file: Omit<HostedFile, 'deletedAt'>): Promise<HostedFile> {
     const { rows } = await this.run('insertFile', [
-      file.id, file.accountId, file.jobId, file.kind, file.mediaType, file.bytes, file.storageKey, file.createdAt, file.expiresAt,
+      file.id,
+      file.accountId,
+      file.jobId,
+      file.kind,
+      file.mediaType,
+      file.bytes,
+      file.storageKey,
+      file.createdAt,
+      file.expiresAt,
     ]);
     return toFile(rows[0]);
   }
@@ -234,9 +261,18 @@ export class PostgresJobs implements JobStore {
     return (await this.run('deleteFile', [now, id])).rowCount === 1;
   }
 
-  async createWebhookDelivery(delivery: Omit<WebhookDelivery, 'attempts' | 'status' | 'claimedBy' | 'leaseUntil'>): Promise<WebhookDelivery> {
+  async createWebhookDelivery(
+    delivery: Omit<WebhookDelivery, 'attempts' | 'status' | 'claimedBy' | 'leaseUntil'>,
+  ): Promise<WebhookDelivery> {
     const { rows } = await this.run('insertDelivery', [
-      delivery.id, delivery.jobId, delivery.accountId, delivery.url, delivery.eventType, delivery.payload, delivery.nextAttemptAt, delivery.createdAt,
+      delivery.id,
+      delivery.jobId,
+      delivery.accountId,
+      delivery.url,
+      delivery.eventType,
+      delivery.payload,
+      delivery.nextAttemptAt,
+      delivery.createdAt,
     ]);
     return toDelivery(rows[0]);
   }
@@ -246,7 +282,10 @@ export class PostgresJobs implements JobStore {
   }
 
   async recordWebhookAttempt(
-    id: string, owner: string, attempt: WebhookAttempt, next: { status: WebhookDelivery['status']; nextAttemptAt: number | null },
+    id: string,
+    owner: string,
+    attempt: WebhookAttempt,
+    next: { status: WebhookDelivery['status']; nextAttemptAt: number | null },
   ): Promise<boolean> {
     return (await this.run('recordAttempt', [JSON.stringify(attempt), next.status, next.nextAttemptAt, id, owner])).rowCount === 1;
   }
@@ -266,7 +305,13 @@ export class PostgresJobs implements JobStore {
     return rows[0] ? toWebhookSettings(rows[0]) : undefined;
   }
 
-  async setWebhookSecret(accountId: string, sealed: string, sealedPrevious: string | null, previousUntil: number | null, now: number): Promise<WebhookSettings> {
+  async setWebhookSecret(
+    accountId: string,
+    sealed: string,
+    sealedPrevious: string | null,
+    previousUntil: number | null,
+    now: number,
+  ): Promise<WebhookSettings> {
     return toWebhookSettings((await this.run('setSecret', [accountId, sealed, sealedPrevious, previousUntil, now])).rows[0]);
   }
 

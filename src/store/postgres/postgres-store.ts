@@ -3,8 +3,19 @@ import pg from 'pg';
 import type { Nanos } from '../../domain/money.ts';
 import { rowMappers, type Row } from '../rows.ts';
 import type {
-  Account, ApiKeyLimits, ApiKeyRecord, IdempotencyClaim, IdempotencyClaimInput, IdempotencyRecord, LedgerEntry, NewApiKey,
-  RequestRecord, ReserveInput, SettleInput, Store, StoredResponse,
+  Account,
+  ApiKeyLimits,
+  ApiKeyRecord,
+  IdempotencyClaim,
+  IdempotencyClaimInput,
+  IdempotencyRecord,
+  LedgerEntry,
+  NewApiKey,
+  RequestRecord,
+  ReserveInput,
+  SettleInput,
+  Store,
+  StoredResponse,
 } from '../types.ts';
 import { MIGRATIONS } from './migrations.ts';
 import { SQL } from './statements.ts';
@@ -102,7 +113,13 @@ export class PostgresStore implements Store {
 
   async createApiKey(key: NewApiKey): Promise<ApiKeyRecord> {
     const { rows } = await this.run('insertKey', [
-      key.id, key.accountId, key.name, modelsParam(key.models), key.hash, key.display, Date.now(),
+      key.id,
+      key.accountId,
+      key.name,
+      modelsParam(key.models),
+      key.hash,
+      key.display,
+      Date.now(),
     ]);
     return toApiKey(rows[0]);
   }
@@ -144,13 +161,26 @@ export class PostgresStore implements Store {
   }
 
   async setApiKeyLimits(id: string, limits: ApiKeyLimits): Promise<ApiKeyRecord | undefined> {
-    const { rows } = await this.run('setKeyLimits', [id, limits.requestsPerMinute, limits.imagesPerMinute, limits.maxInFlight, limits.tokensPerMinute ?? null]);
+    const { rows } = await this.run('setKeyLimits', [
+      id,
+      limits.requestsPerMinute,
+      limits.imagesPerMinute,
+      limits.maxInFlight,
+      limits.tokensPerMinute ?? null,
+    ]);
     return rows[0] ? toApiKey(rows[0]) : undefined;
   }
 
   async reserveCredits(input: ReserveInput): Promise<boolean> {
     const result = await this.run('reserve', [
-      n(input.amount), input.accountId, input.requestId, input.keyId, input.model, input.endpoint, Date.now(), input.expiresAt,
+      n(input.amount),
+      input.accountId,
+      input.requestId,
+      input.keyId,
+      input.model,
+      input.endpoint,
+      Date.now(),
+      input.expiresAt,
     ]);
     return result.rowCount === 1;
   }
@@ -160,8 +190,17 @@ export class PostgresStore implements Store {
       const { accountId, key, response } = input.idempotency;
       const upstreamCost = input.upstreamCost !== undefined && input.upstreamCost >= 0n ? input.upstreamCost : null;
       const result = await this.run('settleWithIdem', [
-        input.requestId, n(input.cost), nOrNull(upstreamCost), input.images, input.detail ? JSON.stringify(input.detail) : null, Date.now(),
-        accountId, key, response.status, JSON.stringify(response.headers), response.body,
+        input.requestId,
+        n(input.cost),
+        nOrNull(upstreamCost),
+        input.images,
+        input.detail ? JSON.stringify(input.detail) : null,
+        Date.now(),
+        accountId,
+        key,
+        response.status,
+        JSON.stringify(response.headers),
+        response.body,
       ]);
       return result.rowCount === 1;
     }
@@ -173,11 +212,21 @@ export class PostgresStore implements Store {
   }
 
   private async resolve(
-    requestId: string, status: 'settled' | 'released', cost: Nanos, upstreamCost: Nanos | null, images: number,
+    requestId: string,
+    status: 'settled' | 'released',
+    cost: Nanos,
+    upstreamCost: Nanos | null,
+    images: number,
     detail: Record<string, unknown> | null,
   ): Promise<boolean> {
     const result = await this.run('resolve', [
-      requestId, status, n(cost), nOrNull(upstreamCost !== null && upstreamCost >= 0n ? upstreamCost : null), images, detail ? JSON.stringify(detail) : null, Date.now(),
+      requestId,
+      status,
+      n(cost),
+      nOrNull(upstreamCost !== null && upstreamCost >= 0n ? upstreamCost : null),
+      images,
+      detail ? JSON.stringify(detail) : null,
+      Date.now(),
       status === 'settled' ? 'settle' : 'release',
     ]);
     return result.rowCount === 1;
@@ -200,7 +249,13 @@ export class PostgresStore implements Store {
     // A record read as absent was reaped between the two statements: claim again (bounded; it cannot keep happening).
     for (let attempt = 0; attempt < 3; attempt++) {
       const claimed = await this.run('claimIdem', [
-        input.accountId, input.key, input.requestHash, input.requestId, input.now, input.lockedUntil, input.expiresAt,
+        input.accountId,
+        input.key,
+        input.requestHash,
+        input.requestId,
+        input.now,
+        input.lockedUntil,
+        input.expiresAt,
       ]);
       if (claimed.rowCount === 1) return { claimed: true };
       const existing = await this.getIdempotencyKey(input.accountId, input.key);
@@ -209,13 +264,26 @@ export class PostgresStore implements Store {
     throw new Error('idempotency key claim did not settle after 3 attempts');
   }
 
-  async takeOverIdempotencyKey(input: { accountId: string; key: string; fromRequestId: string; requestId: string; lockedUntil: number }): Promise<boolean> {
+  async takeOverIdempotencyKey(input: {
+    accountId: string;
+    key: string;
+    fromRequestId: string;
+    requestId: string;
+    lockedUntil: number;
+  }): Promise<boolean> {
     const result = await this.run('takeOverIdem', [input.accountId, input.key, input.fromRequestId, input.requestId, input.lockedUntil]);
     return result.rowCount === 1;
   }
 
   async completeIdempotencyKey(accountId: string, key: string, requestId: string, response: StoredResponse): Promise<boolean> {
-    const result = await this.run('completeIdem', [accountId, key, requestId, response.status, JSON.stringify(response.headers), response.body]);
+    const result = await this.run('completeIdem', [
+      accountId,
+      key,
+      requestId,
+      response.status,
+      JSON.stringify(response.headers),
+      response.body,
+    ]);
     return result.rowCount === 1;
   }
 
@@ -275,7 +343,9 @@ async function migrate(pool: pg.Pool): Promise<void> {
           await client.query('COMMIT');
         } catch (error) {
           await client.query('ROLLBACK').catch(() => {});
-          throw new Error(`PostgreSQL migration ${migration.version} (${migration.name}) failed: ${(error as Error).message}`, { cause: error });
+          throw new Error(`PostgreSQL migration ${migration.version} (${migration.name}) failed: ${(error as Error).message}`, {
+            cause: error,
+          });
         }
       }
     } finally {

@@ -10,7 +10,9 @@ import path from 'node:path';
 export function resolveServerSecret(configured: string | undefined, dataDir: string, storeKind: 'sqlite' | 'postgres'): string {
   if (configured) return configured;
   if (storeKind === 'postgres') {
-    throw new Error('DEEPSHI_SERVER_SECRET must be set with PostgreSQL: every instance signs result links and seals webhook secrets with it (use e.g. `openssl rand -hex 32`).');
+    throw new Error(
+      'DEEPSHI_SERVER_SECRET must be set with PostgreSQL: every instance signs result links and seals webhook secrets with it (use e.g. `openssl rand -hex 32`).',
+    );
   }
   const file = path.join(dataDir, 'server-secret');
   try {

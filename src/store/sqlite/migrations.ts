@@ -6,7 +6,8 @@ import { SQLITE_JOBS_MIGRATION } from './sqlite-jobs.ts';
  * The balance cap (2^62 nanos, about $4.6B) keeps every sum inside a signed 64-bit integer, where SQLite would
  * otherwise silently switch to floating point.
  */
-export const MIGRATIONS: readonly string[] = [`
+export const MIGRATIONS: readonly string[] = [
+  `
 CREATE TABLE IF NOT EXISTS accounts (
   id TEXT PRIMARY KEY,
   name TEXT NOT NULL,
@@ -54,7 +55,8 @@ CREATE TABLE IF NOT EXISTS requests (
 );
 CREATE INDEX IF NOT EXISTS requests_by_account ON requests(account_id, created_at);
 CREATE INDEX IF NOT EXISTS requests_held ON requests(status, expires_at) WHERE status = 'held';
-`, `
+`,
+  `
 ALTER TABLE api_keys ADD COLUMN requests_per_minute INTEGER CHECK (requests_per_minute IS NULL OR requests_per_minute >= 0);
 ALTER TABLE api_keys ADD COLUMN images_per_minute INTEGER CHECK (images_per_minute IS NULL OR images_per_minute >= 0);
 ALTER TABLE api_keys ADD COLUMN max_in_flight INTEGER CHECK (max_in_flight IS NULL OR max_in_flight >= 0);

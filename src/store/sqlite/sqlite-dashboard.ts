@@ -2,8 +2,18 @@ import { randomUUID } from 'node:crypto';
 import type Database from 'better-sqlite3';
 import type { Nanos } from '../../domain/money.ts';
 import type {
-  CreditCodeRecord, DailyModelSpend, DashboardStore, DebitResult, NewCreditCode, NewSession, NewUser, RedeemResult, SessionRecord,
-  SpendTotals, UsageFilter, UserRecord,
+  CreditCodeRecord,
+  DailyModelSpend,
+  DashboardStore,
+  DebitResult,
+  NewCreditCode,
+  NewSession,
+  NewUser,
+  RedeemResult,
+  SessionRecord,
+  SpendTotals,
+  UsageFilter,
+  UserRecord,
 } from '../dashboard-types.ts';
 import { dashboardRowMappers, KeyUseThrottle } from '../dashboard-rows.ts';
 import { rowMappers, type Row } from '../rows.ts';
@@ -59,7 +69,10 @@ export class SqliteDashboardStore implements DashboardStore {
   private readonly s: ReturnType<SqliteDashboardStore['prepare']>;
   private readonly keyUse = new KeyUseThrottle();
 
-  constructor(private readonly db: Database.Database, private readonly grouped: Grouped) {
+  constructor(
+    private readonly db: Database.Database,
+    private readonly grouped: Grouped,
+  ) {
     this.s = this.prepare();
   }
 
@@ -84,9 +97,13 @@ export class SqliteDashboardStore implements DashboardStore {
         'INSERT INTO ledger_entries (account_id, kind, available_delta, held_delta, request_id, note, created_at) VALUES (?, ?, ?, ?, NULL, ?, ?)',
       ),
       getAccount: money(db.prepare('SELECT * FROM accounts WHERE id = ?')),
-      insertSession: db.prepare('INSERT INTO sessions (token_hash, user_id, role, credential, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?)'),
+      insertSession: db.prepare(
+        'INSERT INTO sessions (token_hash, user_id, role, credential, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?)',
+      ),
       getSession: db.prepare('SELECT * FROM sessions WHERE token_hash = ? AND expires_at > ?'),
-      deleteSessionKeys: db.prepare("UPDATE api_keys SET status = 'deleted', key_hash = NULL WHERE session_hash = ? AND status != 'deleted'"),
+      deleteSessionKeys: db.prepare(
+        "UPDATE api_keys SET status = 'deleted', key_hash = NULL WHERE session_hash = ? AND status != 'deleted'",
+      ),
       deleteSession: db.prepare('DELETE FROM sessions WHERE token_hash = ?'),
       expiredSessions: db.prepare('SELECT token_hash FROM sessions WHERE expires_at <= ? ORDER BY expires_at LIMIT ?'),
       insertPlaygroundKey: db.prepare(
@@ -98,37 +115,45 @@ export class SqliteDashboardStore implements DashboardStore {
       getCode: money(db.prepare('SELECT * FROM credit_codes WHERE id = ?')),
       codeByHash: money(db.prepare('SELECT * FROM credit_codes WHERE code_hash = ?')),
       listCodes: money(db.prepare('SELECT * FROM credit_codes ORDER BY created_at DESC, id DESC LIMIT ?')),
-      claimCode: money(db.prepare(
-        'UPDATE credit_codes SET redeemed_at = ?, redeemed_by = ? WHERE code_hash = ? AND redeemed_at IS NULL RETURNING amount, code_prefix',
-      )),
+      claimCode: money(
+        db.prepare(
+          'UPDATE credit_codes SET redeemed_at = ?, redeemed_by = ? WHERE code_hash = ? AND redeemed_at IS NULL RETURNING amount, code_prefix',
+        ),
+      ),
       credit: db.prepare('UPDATE accounts SET balance = balance + ? WHERE id = ?'),
       debit: db.prepare('UPDATE accounts SET balance = balance - ? WHERE id = ? AND balance >= ?'),
-      searchAccounts: money(db.prepare(`
+      searchAccounts: money(
+        db.prepare(`
         SELECT * FROM accounts a
         WHERE instr(lower(a.id), @q) > 0 OR instr(lower(a.name), @q) > 0
            OR EXISTS (SELECT 1 FROM users u WHERE u.account_id = a.id AND instr(u.email, @q) > 0)
-        ORDER BY a.created_at DESC, a.id DESC LIMIT @limit`)),
-      spendSince: money(db.prepare(`
+        ORDER BY a.created_at DESC, a.id DESC LIMIT @limit`),
+      ),
+      spendSince: money(
+        db.prepare(`
         SELECT COALESCE(SUM(CASE WHEN created_at >= @today THEN cost ELSE 0 END), 0) AS today,
                COALESCE(SUM(CASE WHEN created_at >= @week THEN cost ELSE 0 END), 0) AS week,
                COALESCE(SUM(cost), 0) AS month
-        FROM requests WHERE account_id = @account AND status = 'settled' AND created_at >= @month`)),
-      dailySpend: money(db.prepare(`
+        FROM requests WHERE account_id = @account AND status = 'settled' AND created_at >= @month`),
+      ),
+      dailySpend: money(
+        db.prepare(`
         SELECT created_at / 86400000 AS day, model, SUM(cost) AS cost
         FROM requests WHERE account_id = ? AND status = 'settled' AND created_at >= ?
-        GROUP BY day, model HAVING SUM(cost) > 0 ORDER BY day, model`)),
+        GROUP BY day, model HAVING SUM(cost) > 0 ORDER BY day, model`),
+      ),
       // One statement for every filter combination: a null parameter switches its condition off.
-      queryUsage: money(db.prepare(`
+      queryUsage: money(
+        db.prepare(`
         SELECT * FROM requests
         WHERE account_id = @account
           AND (@key IS NULL OR key_id = @key) AND (@model IS NULL OR model = @model)
           AND (@status IS NULL OR status = @status) AND (@endpoint IS NULL OR endpoint = @endpoint)
           AND (@from IS NULL OR created_at >= @from) AND (@to IS NULL OR created_at < @to)
           AND (@beforeAt IS NULL OR created_at < @beforeAt OR (created_at = @beforeAt AND id < @beforeId))
-        ORDER BY created_at DESC, id DESC LIMIT @limit`)),
-      ledgerPage: money(db.prepare(
-        'SELECT * FROM ledger_entries WHERE account_id = ? AND (? IS NULL OR id < ?) ORDER BY id DESC LIMIT ?',
-      )),
+        ORDER BY created_at DESC, id DESC LIMIT @limit`),
+      ),
+      ledgerPage: money(db.prepare('SELECT * FROM ledger_entries WHERE account_id = ? AND (? IS NULL OR id < ?) ORDER BY id DESC LIMIT ?')),
     };
   }
 
@@ -141,13 +166,15 @@ export class SqliteDashboardStore implements DashboardStore {
   async createAccountWithUser(input: { accountName: string; credits: Nanos; note: string; user: Omit<NewUser, 'accountId' | 'role'> }) {
     const accountId = `acct_${randomUUID().replace(/-/g, '').slice(0, 24)}`;
     const now = Date.now();
-    const created = this.db.transaction(() => {
-      if (this.s.userByEmail.get(input.user.email)) return false;
-      this.s.insertAccount.run(accountId, input.accountName, input.credits, now);
-      if (input.credits > 0n) this.s.insertLedger.run(accountId, 'credit', input.credits, 0n, input.note, now);
-      this.s.insertUser.run(input.user.id, input.user.email, input.user.passwordHash, 'member', accountId, now, now);
-      return true;
-    }).immediate();
+    const created = this.db
+      .transaction(() => {
+        if (this.s.userByEmail.get(input.user.email)) return false;
+        this.s.insertAccount.run(accountId, input.accountName, input.credits, now);
+        if (input.credits > 0n) this.s.insertLedger.run(accountId, 'credit', input.credits, 0n, input.note, now);
+        this.s.insertUser.run(input.user.id, input.user.email, input.user.passwordHash, 'member', accountId, now, now);
+        return true;
+      })
+      .immediate();
     if (!created) return undefined;
     return { account: toAccount(this.s.getAccount.get(accountId) as Row), user: (await this.getUser(input.user.id))! };
   }
@@ -168,12 +195,14 @@ export class SqliteDashboardStore implements DashboardStore {
   }
 
   async setUserPassword(userId: string, passwordHash: string, keepSession: string | null): Promise<boolean> {
-    return this.db.transaction(() => {
-      if (this.s.setPassword.run(passwordHash, Date.now(), userId).changes !== 1) return false;
-      this.s.deleteUserSessionKeys.run(userId, keepSession);
-      this.s.deleteUserSessions.run(userId, keepSession);
-      return true;
-    }).immediate();
+    return this.db
+      .transaction(() => {
+        if (this.s.setPassword.run(passwordHash, Date.now(), userId).changes !== 1) return false;
+        this.s.deleteUserSessionKeys.run(userId, keepSession);
+        this.s.deleteUserSessions.run(userId, keepSession);
+        return true;
+      })
+      .immediate();
   }
 
   async createSession(session: NewSession): Promise<void> {
@@ -183,7 +212,7 @@ export class SqliteDashboardStore implements DashboardStore {
   async getSession(tokenHash: string, now: number): Promise<SessionRecord | undefined> {
     const row = this.s.getSession.get(tokenHash, now) as Row | undefined;
     if (!row) return undefined;
-    const user = row.user_id === null ? null : (await this.getUser(String(row.user_id))) ?? null;
+    const user = row.user_id === null ? null : ((await this.getUser(String(row.user_id))) ?? null);
     if (row.user_id !== null && !user) return undefined;
     return {
       tokenHash: String(row.token_hash),
@@ -197,10 +226,12 @@ export class SqliteDashboardStore implements DashboardStore {
   }
 
   async deleteSession(tokenHash: string): Promise<boolean> {
-    return this.db.transaction(() => {
-      this.s.deleteSessionKeys.run(tokenHash);
-      return this.s.deleteSession.run(tokenHash).changes === 1;
-    }).immediate();
+    return this.db
+      .transaction(() => {
+        this.s.deleteSessionKeys.run(tokenHash);
+        return this.s.deleteSession.run(tokenHash).changes === 1;
+      })
+      .immediate();
   }
 
   async deleteExpiredSessions(now: number, limit: number): Promise<number> {
@@ -212,7 +243,15 @@ export class SqliteDashboardStore implements DashboardStore {
 
   async createPlaygroundKey(key: NewApiKey & { sessionHash: string; expiresAt: number }): Promise<ApiKeyRecord> {
     this.s.insertPlaygroundKey.run(
-      key.id, key.accountId, key.name, key.models ? JSON.stringify(key.models) : null, key.hash, key.display, Date.now(), key.expiresAt, key.sessionHash,
+      key.id,
+      key.accountId,
+      key.name,
+      key.models ? JSON.stringify(key.models) : null,
+      key.hash,
+      key.display,
+      Date.now(),
+      key.expiresAt,
+      key.sessionHash,
     );
     return toApiKey(this.s.getKey.get(key.id) as Row);
   }
@@ -225,9 +264,11 @@ export class SqliteDashboardStore implements DashboardStore {
 
   async createCreditCodes(codes: NewCreditCode[]): Promise<CreditCodeRecord[]> {
     const now = Date.now();
-    this.db.transaction(() => {
-      for (const code of codes) this.s.insertCode.run(code.id, code.hash, code.prefix, code.amount, code.note, now);
-    }).immediate();
+    this.db
+      .transaction(() => {
+        for (const code of codes) this.s.insertCode.run(code.id, code.hash, code.prefix, code.amount, code.note, now);
+      })
+      .immediate();
     return codes.map((code) => toCreditCode(this.s.getCode.get(code.id) as Row));
   }
 
@@ -269,14 +310,25 @@ export class SqliteDashboardStore implements DashboardStore {
   }
 
   async dailySpend(accountId: string, since: number): Promise<DailyModelSpend[]> {
-    return (this.s.dailySpend.all(accountId, since) as Row[]).map((row) => ({ day: Number(row.day), model: String(row.model), cost: BigInt(row.cost as bigint) }));
+    return (this.s.dailySpend.all(accountId, since) as Row[]).map((row) => ({
+      day: Number(row.day),
+      model: String(row.model),
+      cost: BigInt(row.cost as bigint),
+    }));
   }
 
   async queryUsage(filter: UsageFilter): Promise<RequestRecord[]> {
     const rows = this.s.queryUsage.all({
-      account: filter.accountId, key: filter.keyId ?? null, model: filter.model ?? null, status: filter.status ?? null,
-      endpoint: filter.endpoint ?? null, from: filter.from ?? null, to: filter.to ?? null,
-      beforeAt: filter.before?.createdAt ?? null, beforeId: filter.before?.id ?? null, limit: filter.limit,
+      account: filter.accountId,
+      key: filter.keyId ?? null,
+      model: filter.model ?? null,
+      status: filter.status ?? null,
+      endpoint: filter.endpoint ?? null,
+      from: filter.from ?? null,
+      to: filter.to ?? null,
+      beforeAt: filter.before?.createdAt ?? null,
+      beforeId: filter.before?.id ?? null,
+      limit: filter.limit,
     }) as Row[];
     return rows.map(toRequest);
   }

@@ -2,7 +2,16 @@ import type Database from 'better-sqlite3';
 import { jobRowMappers, patchColumns } from '../job-rows.ts';
 import type { Row } from '../rows.ts';
 import type {
-  HostedFile, JobListQuery, JobPatch, JobRecord, JobStatus, JobStore, NewJob, WebhookAttempt, WebhookDelivery, WebhookSettings,
+  HostedFile,
+  JobListQuery,
+  JobPatch,
+  JobRecord,
+  JobStatus,
+  JobStore,
+  NewJob,
+  WebhookAttempt,
+  WebhookDelivery,
+  WebhookSettings,
 } from '../jobs.ts';
 
 /** The job tables' migration, appended to the SQLite store's list (src/store/sqlite/sqlite-store.ts). */
@@ -88,7 +97,8 @@ export class SqliteJobs implements JobStore {
 
   constructor(private readonly db: Database.Database) {
     this.statements = {
-      insertJob: db.prepare(`INSERT INTO image_jobs (id, account_id, key_id, request_id, model, endpoint, status, request, input_files, webhook_url,
+      insertJob:
+        db.prepare(`INSERT INTO image_jobs (id, account_id, key_id, request_id, model, endpoint, status, request, input_files, webhook_url,
         idempotency_key, created_at, upstream) VALUES (?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?, '{"state":"none"}')`),
       getJob: db.prepare('SELECT * FROM image_jobs WHERE id = ?'),
       countOpen: db.prepare(`SELECT COUNT(*) AS n FROM image_jobs WHERE key_id = ? AND ${OPEN}`),
@@ -96,30 +106,38 @@ export class SqliteJobs implements JobStore {
           SELECT id FROM image_jobs WHERE ${OPEN} AND (lease_until IS NULL OR lease_until < ?) AND run_after <= ?
             AND model NOT IN (SELECT value FROM json_each(?)) ORDER BY created_at, id LIMIT 1
         ) RETURNING *`),
-      renew: db.prepare(`UPDATE image_jobs SET lease_until = ? WHERE claimed_by = ? AND ${OPEN} AND id IN (SELECT value FROM json_each(?)) RETURNING *`),
-      unclaim: db.prepare("UPDATE image_jobs SET claimed_by = NULL, lease_until = NULL, run_after = ? WHERE id = ? AND claimed_by = ? AND status = 'queued'"),
+      renew: db.prepare(
+        `UPDATE image_jobs SET lease_until = ? WHERE claimed_by = ? AND ${OPEN} AND id IN (SELECT value FROM json_each(?)) RETURNING *`,
+      ),
+      unclaim: db.prepare(
+        "UPDATE image_jobs SET claimed_by = NULL, lease_until = NULL, run_after = ? WHERE id = ? AND claimed_by = ? AND status = 'queued'",
+      ),
       unclaimAll: db.prepare("UPDATE image_jobs SET claimed_by = NULL, lease_until = NULL WHERE claimed_by = ? AND status = 'queued'"),
-      cancelFree: db.prepare(`UPDATE image_jobs SET status = 'cancelled', completed_at = ?, cancel_requested = 1, error = '{"message":"The job was cancelled; you were not charged.","type":"invalid_request_error","code":"cancelled","param":null}'
+      cancelFree:
+        db.prepare(`UPDATE image_jobs SET status = 'cancelled', completed_at = ?, cancel_requested = 1, error = '{"message":"The job was cancelled; you were not charged.","type":"invalid_request_error","code":"cancelled","param":null}'
         WHERE id = ? AND account_id = ? AND status = 'queued' AND (lease_until IS NULL OR lease_until < ?)`),
       cancelHeld: db.prepare(`UPDATE image_jobs SET cancel_requested = 1 WHERE id = ? AND account_id = ? AND ${OPEN}`),
       endedWithHolds: db.prepare(`SELECT j.* FROM image_jobs j JOIN requests r ON r.id = j.request_id
         WHERE j.status IN ('failed','cancelled') AND r.status = 'held' LIMIT ?`),
       countByStatus: db.prepare('SELECT status, COUNT(*) AS n FROM image_jobs GROUP BY status'),
       oldestQueued: db.prepare("SELECT MIN(created_at) AS oldest FROM image_jobs WHERE status = 'queued'"),
-      insertFile: db.prepare(`INSERT INTO hosted_files (id, account_id, job_id, kind, media_type, bytes, storage_key, created_at, expires_at)
+      insertFile:
+        db.prepare(`INSERT INTO hosted_files (id, account_id, job_id, kind, media_type, bytes, storage_key, created_at, expires_at)
         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`),
       getFile: db.prepare('SELECT * FROM hosted_files WHERE id = ?'),
       jobFiles: db.prepare('SELECT * FROM hosted_files WHERE job_id = ? AND kind = ? ORDER BY created_at, rowid'),
       expiredFiles: db.prepare('SELECT * FROM hosted_files WHERE deleted_at IS NULL AND expires_at <= ? ORDER BY expires_at LIMIT ?'),
       deleteFile: db.prepare('UPDATE hosted_files SET deleted_at = ? WHERE id = ? AND deleted_at IS NULL'),
-      insertDelivery: db.prepare(`INSERT INTO webhook_deliveries (id, job_id, account_id, url, event_type, payload, status, next_attempt_at, created_at)
+      insertDelivery:
+        db.prepare(`INSERT INTO webhook_deliveries (id, job_id, account_id, url, event_type, payload, status, next_attempt_at, created_at)
         VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?)`),
       getDelivery: db.prepare('SELECT * FROM webhook_deliveries WHERE id = ?'),
       claimDeliveries: db.prepare(`UPDATE webhook_deliveries SET claimed_by = ?, lease_until = ? WHERE id IN (
           SELECT id FROM webhook_deliveries WHERE status = 'pending' AND next_attempt_at <= ? AND (lease_until IS NULL OR lease_until < ?)
           ORDER BY next_attempt_at LIMIT ?
         ) RETURNING *`),
-      recordAttempt: db.prepare(`UPDATE webhook_deliveries SET attempts = json_insert(attempts, '$[#]', json(?)), status = ?, next_attempt_at = ?,
+      recordAttempt:
+        db.prepare(`UPDATE webhook_deliveries SET attempts = json_insert(attempts, '$[#]', json(?)), status = ?, next_attempt_at = ?,
           claimed_by = NULL, lease_until = NULL WHERE id = ? AND claimed_by = ? AND status = 'pending'`),
       listDeliveries: db.prepare('SELECT * FROM webhook_deliveries WHERE job_id = ? ORDER BY created_at, id'),
       deliveryStats: db.prepare('SELECT status, COUNT(*) AS n FROM webhook_deliveries GROUP BY status'),
@@ -134,8 +152,17 @@ export class SqliteJobs implements JobStore {
 
   async createJob(job: NewJob): Promise<JobRecord> {
     this.statements.insertJob.run(
-      job.id, job.accountId, job.keyId, job.requestId, job.model, job.endpoint, JSON.stringify(job.request), JSON.stringify(job.inputFiles),
-      job.webhookUrl, job.idempotencyKey, job.createdAt,
+      job.id,
+      job.accountId,
+      job.keyId,
+      job.requestId,
+      job.model,
+      job.endpoint,
+      JSON.stringify(job.request),
+      JSON.stringify(job.inputFiles),
+      job.webhookUrl,
+      job.idempotencyKey,
+      job.createdAt,
     );
     return (await this.getJob(job.id))!;
   }
@@ -190,11 +217,13 @@ export class SqliteJobs implements JobStore {
   }
 
   async cancelJob(id: string, accountId: string, now: number): Promise<'cancelled' | 'requested' | undefined> {
-    return this.db.transaction(() => {
-      if (this.statements.cancelFree.run(now, id, accountId, now).changes === 1) return 'cancelled' as const;
-      if (this.statements.cancelHeld.run(id, accountId).changes === 1) return 'requested' as const;
-      return undefined;
-    }).immediate();
+    return this.db
+      .transaction(() => {
+        if (this.statements.cancelFree.run(now, id, accountId, now).changes === 1) return 'cancelled' as const;
+        if (this.statements.cancelHeld.run(id, accountId).changes === 1) return 'requested' as const;
+        return undefined;
+      })
+      .immediate();
   }
 
   async listEndedJobsWithHolds(limit: number): Promise<JobRecord[]> {
@@ -209,7 +238,17 @@ export class SqliteJobs implements JobStore {
   }
 
   async createFile(file: Omit<HostedFile, 'deletedAt'>): Promise<HostedFile> {
-    this.statements.insertFile.run(file.id, file.accountId, file.jobId, file.kind, file.mediaType, file.bytes, file.storageKey, file.createdAt, file.expiresAt);
+    this.statements.insertFile.run(
+      file.id,
+      file.accountId,
+      file.jobId,
+      file.kind,
+      file.mediaType,
+      file.bytes,
+      file.storageKey,
+      file.createdAt,
+      file.expiresAt,
+    );
     return (await this.getFile(file.id))!;
   }
 
@@ -230,9 +269,18 @@ export class SqliteJobs implements JobStore {
     return this.statements.deleteFile.run(now, id).changes === 1;
   }
 
-  async createWebhookDelivery(delivery: Omit<WebhookDelivery, 'attempts' | 'status' | 'claimedBy' | 'leaseUntil'>): Promise<WebhookDelivery> {
+  async createWebhookDelivery(
+    delivery: Omit<WebhookDelivery, 'attempts' | 'status' | 'claimedBy' | 'leaseUntil'>,
+  ): Promise<WebhookDelivery> {
     this.statements.insertDelivery.run(
-      delivery.id, delivery.jobId, delivery.accountId, delivery.url, delivery.eventType, delivery.payload, delivery.nextAttemptAt, delivery.createdAt,
+      delivery.id,
+      delivery.jobId,
+      delivery.accountId,
+      delivery.url,
+      delivery.eventType,
+      delivery.payload,
+      delivery.nextAttemptAt,
+      delivery.createdAt,
     );
     return toDelivery(this.statements.getDelivery.get(delivery.id) as Row);
   }
@@ -242,7 +290,10 @@ export class SqliteJobs implements JobStore {
   }
 
   async recordWebhookAttempt(
-    id: string, owner: string, attempt: WebhookAttempt, next: { status: WebhookDelivery['status']; nextAttemptAt: number | null },
+    id: string,
+    owner: string,
+    attempt: WebhookAttempt,
+    next: { status: WebhookDelivery['status']; nextAttemptAt: number | null },
   ): Promise<boolean> {
     return this.statements.recordAttempt.run(JSON.stringify(attempt), next.status, next.nextAttemptAt, id, owner).changes === 1;
   }
@@ -262,7 +313,13 @@ export class SqliteJobs implements JobStore {
     return row ? toWebhookSettings(row) : undefined;
   }
 
-  async setWebhookSecret(accountId: string, sealed: string, sealedPrevious: string | null, previousUntil: number | null, now: number): Promise<WebhookSettings> {
+  async setWebhookSecret(
+    accountId: string,
+    sealed: string,
+    sealedPrevious: string | null,
+    previousUntil: number | null,
+    now: number,
+  ): Promise<WebhookSettings> {
     this.statements.setSecret.run(accountId, sealed, sealedPrevious, previousUntil, now);
     return (await this.getWebhookSettings(accountId))!;
   }

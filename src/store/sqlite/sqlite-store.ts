@@ -7,8 +7,20 @@ import { rowMappers, type Row } from '../rows.ts';
 import type { DashboardStore } from '../dashboard-types.ts';
 import { SqliteDashboardStore } from './sqlite-dashboard.ts';
 import type {
-  Account, ApiKeyLimits, ApiKeyRecord, IdempotencyClaim, IdempotencyClaimInput, IdempotencyRecord, LedgerEntry, LedgerKind, NewApiKey,
-  RequestRecord, ReserveInput, SettleInput, Store, StoredResponse,
+  Account,
+  ApiKeyLimits,
+  ApiKeyRecord,
+  IdempotencyClaim,
+  IdempotencyClaimInput,
+  IdempotencyRecord,
+  LedgerEntry,
+  LedgerKind,
+  NewApiKey,
+  RequestRecord,
+  ReserveInput,
+  SettleInput,
+  Store,
+  StoredResponse,
 } from '../types.ts';
 import { delegateJobStore, type JobStore } from '../jobs.ts';
 import { SqliteJobs } from './sqlite-jobs.ts';
@@ -48,10 +60,12 @@ export class SqliteStore implements Store {
   private migrate(): void {
     const current = Number(this.db.pragma('user_version', { simple: true }));
     for (let version = current; version < MIGRATIONS.length; version++) {
-      this.db.transaction(() => {
-        this.db.exec(MIGRATIONS[version]);
-        this.db.pragma(`user_version = ${version + 1}`);
-      }).immediate();
+      this.db
+        .transaction(() => {
+          this.db.exec(MIGRATIONS[version]);
+          this.db.pragma(`user_version = ${version + 1}`);
+        })
+        .immediate();
     }
   }
 
@@ -69,11 +83,13 @@ export class SqliteStore implements Store {
       ),
       listLedger: money(db.prepare('SELECT * FROM ledger_entries WHERE account_id = ? ORDER BY id DESC LIMIT ?')),
       insertKey: db.prepare(
-        'INSERT INTO api_keys (id, account_id, name, models, status, key_hash, display, created_at) VALUES (?, ?, ?, ?, \'active\', ?, ?, ?)',
+        "INSERT INTO api_keys (id, account_id, name, models, status, key_hash, display, created_at) VALUES (?, ?, ?, ?, 'active', ?, ?, ?)",
       ),
       getKey: db.prepare('SELECT * FROM api_keys WHERE id = ?'),
       // Playground keys (tied to a dashboard session) are never listed, and stop matching when they expire.
-      listKeys: db.prepare("SELECT * FROM api_keys WHERE account_id = ? AND status != 'deleted' AND session_hash IS NULL ORDER BY created_at, id"),
+      listKeys: db.prepare(
+        "SELECT * FROM api_keys WHERE account_id = ? AND status != 'deleted' AND session_hash IS NULL ORDER BY created_at, id",
+      ),
       findKey: db.prepare("SELECT * FROM api_keys WHERE key_hash = ? AND status != 'deleted' AND (expires_at IS NULL OR expires_at > ?)"),
       rotateKey: db.prepare("UPDATE api_keys SET key_hash = ?, display = ? WHERE id = ? AND status = 'active'"),
       revokeKey: db.prepare("UPDATE api_keys SET status = 'revoked' WHERE id = ? AND status != 'deleted'"),
@@ -104,27 +120,39 @@ export class SqliteStore implements Store {
       completeIdem: db.prepare(
         "UPDATE idempotency_keys SET status = 'completed', response_status = ?, response_headers = ?, response_body = ? WHERE account_id = ? AND idem_key = ? AND request_id = ? AND status = 'running'",
       ),
-      releaseIdem: db.prepare("DELETE FROM idempotency_keys WHERE account_id = ? AND idem_key = ? AND request_id = ? AND status = 'running'"),
+      releaseIdem: db.prepare(
+        "DELETE FROM idempotency_keys WHERE account_id = ? AND idem_key = ? AND request_id = ? AND status = 'running'",
+      ),
       reapIdem: db.prepare(
         'DELETE FROM idempotency_keys WHERE rowid IN (SELECT rowid FROM idempotency_keys WHERE expires_at <= ? ORDER BY expires_at LIMIT ?)',
       ),
     };
   }
 
-  private ledger(accountId: string, kind: LedgerKind, availableDelta: Nanos, heldDelta: Nanos, requestId: string | null, note: string | null, now: number) {
+  private ledger(
+    accountId: string,
+    kind: LedgerKind,
+    availableDelta: Nanos,
+    heldDelta: Nanos,
+    requestId: string | null,
+    note: string | null,
+    now: number,
+  ) {
     this.statements.insertLedger.run(accountId, kind, availableDelta, heldDelta, requestId, note, now);
   }
 
   async createAccount(input: { name: string; credits: Nanos; note?: string }): Promise<Account> {
     const id = `acct_${randomUUID().replace(/-/g, '').slice(0, 24)}`;
     const now = Date.now();
-    this.db.transaction(() => {
-      this.statements.insertAccount.run(id, input.name, now);
-      if (input.credits > 0n) {
-        this.statements.credit.run(input.credits, id);
-        this.ledger(id, 'credit', input.credits, 0n, null, input.note ?? 'initial credit', now);
-      }
-    }).immediate();
+    this.db
+      .transaction(() => {
+        this.statements.insertAccount.run(id, input.name, now);
+        if (input.credits > 0n) {
+          this.statements.credit.run(input.credits, id);
+          this.ledger(id, 'credit', input.credits, 0n, null, input.note ?? 'initial credit', now);
+        }
+      })
+      .immediate();
     return (await this.getAccount(id))!;
   }
 
@@ -154,7 +182,15 @@ export class SqliteStore implements Store {
   }
 
   async createApiKey(key: NewApiKey): Promise<ApiKeyRecord> {
-    this.statements.insertKey.run(key.id, key.accountId, key.name, key.models ? JSON.stringify(key.models) : null, key.hash, key.display, Date.now());
+    this.statements.insertKey.run(
+      key.id,
+      key.accountId,
+      key.name,
+      key.models ? JSON.stringify(key.models) : null,
+      key.hash,
+      key.display,
+      Date.now(),
+    );
     return (await this.getApiKey(key.id))!;
   }
 
@@ -195,7 +231,13 @@ export class SqliteStore implements Store {
   }
 
   async setApiKeyLimits(id: string, limits: ApiKeyLimits): Promise<ApiKeyRecord | undefined> {
-    const result = this.statements.setKeyLimits.run(limits.requestsPerMinute, limits.imagesPerMinute, limits.maxInFlight, limits.tokensPerMinute ?? null, id);
+    const result = this.statements.setKeyLimits.run(
+      limits.requestsPerMinute,
+      limits.imagesPerMinute,
+      limits.maxInFlight,
+      limits.tokensPerMinute ?? null,
+      id,
+    );
     return result.changes === 1 ? this.getApiKey(id) : undefined;
   }
 
@@ -204,14 +246,31 @@ export class SqliteStore implements Store {
     return this.grouped(() => {
       const result = this.statements.reserve.run(input.amount, input.amount, input.accountId, input.amount);
       if (result.changes !== 1) return false;
-      this.statements.insertRequest.run(input.requestId, input.accountId, input.keyId, input.model, input.endpoint, input.amount, now, input.expiresAt);
+      this.statements.insertRequest.run(
+        input.requestId,
+        input.accountId,
+        input.keyId,
+        input.model,
+        input.endpoint,
+        input.amount,
+        now,
+        input.expiresAt,
+      );
       this.ledger(input.accountId, 'hold', -input.amount, input.amount, input.requestId, null, now);
       return true;
     });
   }
 
   async settleReservation(input: SettleInput): Promise<boolean> {
-    return this.resolve(input.requestId, 'settled', input.cost, input.upstreamCost ?? null, input.images, input.detail ?? null, input.idempotency);
+    return this.resolve(
+      input.requestId,
+      'settled',
+      input.cost,
+      input.upstreamCost ?? null,
+      input.images,
+      input.detail ?? null,
+      input.idempotency,
+    );
   }
 
   async releaseReservation(requestId: string, reason: string): Promise<boolean> {
@@ -219,7 +278,12 @@ export class SqliteStore implements Store {
   }
 
   private resolve(
-    requestId: string, status: 'settled' | 'released', cost: Nanos, upstreamCost: Nanos | null, images: number, detail: Record<string, unknown> | null,
+    requestId: string,
+    status: 'settled' | 'released',
+    cost: Nanos,
+    upstreamCost: Nanos | null,
+    images: number,
+    detail: Record<string, unknown> | null,
     idempotency?: SettleInput['idempotency'],
   ): Promise<boolean> {
     const now = Date.now();
@@ -229,14 +293,29 @@ export class SqliteStore implements Store {
       const hold = row.hold as bigint;
       const charged = cost > hold ? hold : cost < 0n ? 0n : cost;
       const reported = upstreamCost !== null && upstreamCost >= 0n ? upstreamCost : null;
-      const result = this.statements.resolveRequest.run(status, charged, reported, images, detail ? JSON.stringify(detail) : null, now, requestId);
+      const result = this.statements.resolveRequest.run(
+        status,
+        charged,
+        reported,
+        images,
+        detail ? JSON.stringify(detail) : null,
+        now,
+        requestId,
+      );
       if (result.changes !== 1) return false;
       const accountId = String(row.account_id);
       this.statements.unhold.run(hold, hold - charged, accountId);
       this.ledger(accountId, status === 'settled' ? 'settle' : 'release', hold - charged, -hold, requestId, null, now);
       if (idempotency) {
         const { response } = idempotency;
-        this.statements.completeIdem.run(response.status, JSON.stringify(response.headers), response.body, idempotency.accountId, idempotency.key, requestId);
+        this.statements.completeIdem.run(
+          response.status,
+          JSON.stringify(response.headers),
+          response.body,
+          idempotency.accountId,
+          idempotency.key,
+          requestId,
+        );
       }
       return true;
     });
@@ -260,15 +339,17 @@ export class SqliteStore implements Store {
     if (batch.length === 0) return;
     const outcomes: Array<{ ok: true; value: unknown } | { ok: false; error: unknown }> = [];
     try {
-      this.db.transaction(() => {
-        for (const item of batch) {
-          try {
-            outcomes.push({ ok: true, value: this.db.transaction(item.operation)() });
-          } catch (error) {
-            outcomes.push({ ok: false, error });
+      this.db
+        .transaction(() => {
+          for (const item of batch) {
+            try {
+              outcomes.push({ ok: true, value: this.db.transaction(item.operation)() });
+            } catch (error) {
+              outcomes.push({ ok: false, error });
+            }
           }
-        }
-      }).immediate();
+        })
+        .immediate();
     } catch (error) {
       for (const item of batch) item.reject(error);
       return;
@@ -294,20 +375,45 @@ export class SqliteStore implements Store {
   }
 
   async claimIdempotencyKey(input: IdempotencyClaimInput): Promise<IdempotencyClaim> {
-    return this.db.transaction((): IdempotencyClaim => {
-      const row = this.statements.getIdem.get(input.accountId, input.key) as Row | undefined;
-      if (row && Number(row.expires_at) > input.now) return { claimed: false, existing: toIdempotency(row) };
-      this.statements.putIdem.run(input.accountId, input.key, input.requestHash, input.requestId, input.now, input.lockedUntil, input.expiresAt);
-      return { claimed: true };
-    }).immediate();
+    return this.db
+      .transaction((): IdempotencyClaim => {
+        const row = this.statements.getIdem.get(input.accountId, input.key) as Row | undefined;
+        if (row && Number(row.expires_at) > input.now) return { claimed: false, existing: toIdempotency(row) };
+        this.statements.putIdem.run(
+          input.accountId,
+          input.key,
+          input.requestHash,
+          input.requestId,
+          input.now,
+          input.lockedUntil,
+          input.expiresAt,
+        );
+        return { claimed: true };
+      })
+      .immediate();
   }
 
-  async takeOverIdempotencyKey(input: { accountId: string; key: string; fromRequestId: string; requestId: string; lockedUntil: number }): Promise<boolean> {
-    return this.statements.takeOverIdem.run(input.requestId, input.lockedUntil, input.accountId, input.key, input.fromRequestId).changes === 1;
+  async takeOverIdempotencyKey(input: {
+    accountId: string;
+    key: string;
+    fromRequestId: string;
+    requestId: string;
+    lockedUntil: number;
+  }): Promise<boolean> {
+    return (
+      this.statements.takeOverIdem.run(input.requestId, input.lockedUntil, input.accountId, input.key, input.fromRequestId).changes === 1
+    );
   }
 
   async completeIdempotencyKey(accountId: string, key: string, requestId: string, response: StoredResponse): Promise<boolean> {
-    const result = this.statements.completeIdem.run(response.status, JSON.stringify(response.headers), response.body, accountId, key, requestId);
+    const result = this.statements.completeIdem.run(
+      response.status,
+      JSON.stringify(response.headers),
+      response.body,
+      accountId,
+      key,
+      requestId,
+    );
     return result.changes === 1;
   }
 

@@ -12,7 +12,8 @@ const big = (bytes = 300_000) => randomBytes(bytes).toString('base64');
 const asStrings = (value: unknown): unknown => {
   if (Buffer.isBuffer(value)) return value.toString('latin1');
   if (Array.isArray(value)) return value.map(asStrings);
-  if (value !== null && typeof value === 'object') return Object.fromEntries(Object.entries(value).map(([key, item]) => [key, asStrings(item)]));
+  if (value !== null && typeof value === 'object')
+    return Object.fromEntries(Object.entries(value).map(([key, item]) => [key, asStrings(item)]));
   return value;
 };
 const same = (text: string) => {
@@ -34,14 +35,18 @@ describe('parseUpstreamJson', () => {
     const { body, parsed } = same(JSON.stringify({ data: [{ b64_json: payload, revised_prompt: 'p' }, { b64_json: 'short' }] }));
     const [first, second] = (parsed as { data: Array<{ b64_json: unknown; revised_prompt?: unknown }> }).data;
     assert.ok(Buffer.isBuffer(first.b64_json));
-    assert.equal(first.b64_json.buffer, body.buffer, 'shares the body\'s memory');
+    assert.equal(first.b64_json.buffer, body.buffer, "shares the body's memory");
     assert.equal(first.b64_json.toString('latin1'), payload);
     assert.equal(first.revised_prompt, 'p');
     assert.equal(second.b64_json, 'short');
   });
 
   it("Gemini's inlineData.data alongside text parts", () => {
-    same(JSON.stringify({ candidates: [{ content: { parts: [{ text: 'here is "data": "x"' }, { inlineData: { mimeType: 'image/png', data: big() } }] } }] }));
+    same(
+      JSON.stringify({
+        candidates: [{ content: { parts: [{ text: 'here is "data": "x"' }, { inlineData: { mimeType: 'image/png', data: big() } }] } }],
+      }),
+    );
   });
 
   it('falls back to JSON.parse (plain strings) for escaped values, non-ASCII bodies and small bodies', () => {

@@ -13,10 +13,32 @@ import { ProviderError } from '../../../src/providers/types.ts';
 describe('isForbiddenAddress', () => {
   it('refuses loopback, private, link-local (metadata), CGNAT, multicast and reserved ranges, v4, v6 and v4-mapped', () => {
     for (const address of [
-      '127.0.0.1', '127.255.0.9', '10.1.2.3', '172.16.0.1', '172.31.255.255', '192.168.1.1', '169.254.169.254', '100.64.0.1',
-      '0.0.0.0', '224.0.0.1', '255.255.255.255', '192.0.0.8', '198.18.0.1',
-      '::', '::1', 'fd00::1', 'fc00::1', 'fe80::1', 'ff02::1', '64:ff9b::7f00:1', '2001:db8::1',
-      '::ffff:127.0.0.1', '::ffff:7f00:1', '::FFFF:a9fe:a9fe', '0:0:0:0:0:ffff:10.0.0.1', '0:0:0:0:0:ffff:c0a8:101',
+      '127.0.0.1',
+      '127.255.0.9',
+      '10.1.2.3',
+      '172.16.0.1',
+      '172.31.255.255',
+      '192.168.1.1',
+      '169.254.169.254',
+      '100.64.0.1',
+      '0.0.0.0',
+      '224.0.0.1',
+      '255.255.255.255',
+      '192.0.0.8',
+      '198.18.0.1',
+      '::',
+      '::1',
+      'fd00::1',
+      'fc00::1',
+      'fe80::1',
+      'ff02::1',
+      '64:ff9b::7f00:1',
+      '2001:db8::1',
+      '::ffff:127.0.0.1',
+      '::ffff:7f00:1',
+      '::FFFF:a9fe:a9fe',
+      '0:0:0:0:0:ffff:10.0.0.1',
+      '0:0:0:0:0:ffff:c0a8:101',
     ]) {
       assert.equal(isForbiddenAddress(address), true, address);
     }
@@ -59,7 +81,11 @@ describe('safeDownload', () => {
       ['https://evil.test/x.png', /does not deliver from/],
       ['https://user:pw@img.example-cdn.test/x.png', /credentials/],
     ] as const) {
-      await assert.rejects(safeDownload(url, policy, AbortSignal.timeout(5_000)), (error: unknown) => error instanceof ProviderError && reason.test(error.message), url);
+      await assert.rejects(
+        safeDownload(url, policy, AbortSignal.timeout(5_000)),
+        (error: unknown) => error instanceof ProviderError && reason.test(error.message),
+        url,
+      );
     }
   });
 });
@@ -106,7 +132,10 @@ describe('safeDownload: result links that do not answer with the image', () => {
       }
       // Destroyed bodies report their error on a later tick: give them the chance to.
       await new Promise((resolve) => setTimeout(resolve, 100));
-      assert.deepEqual(uncaught.map((error) => (error as { code?: string }).code ?? String(error)), []);
+      assert.deepEqual(
+        uncaught.map((error) => (error as { code?: string }).code ?? String(error)),
+        [],
+      );
     } finally {
       process.off('uncaughtException', onUncaught);
       server.close();

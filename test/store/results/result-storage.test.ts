@@ -42,6 +42,18 @@ storageContract('filesystem', async () => {
 
 storageContract('S3 (s3rver)', async () => {
   const s3 = await startS3('results');
-  const storage = new S3ResultStorage({ bucket: 'results', endpoint: s3.endpoint, region: 'us-east-1', ...S3_CREDENTIALS, forcePathStyle: true });
-  return { storage, close: async () => { storage.close(); await s3.close(); } };
+  const storage = new S3ResultStorage({
+    bucket: 'results',
+    endpoint: s3.endpoint,
+    region: 'us-east-1',
+    ...S3_CREDENTIALS,
+    forcePathStyle: true,
+  });
+  return {
+    storage,
+    close: async () => {
+      storage.close();
+      await s3.close();
+    },
+  };
 });
