@@ -82,34 +82,55 @@ export async function answerBilled<Prepared>(
   prepared: Prepared,
   answer: BilledAnswer<Prepared>,
 ): Promise<FastifyReply> {
+  const started = await admitAndReserve(request, reply, caller, prepared, answer);
+  if (started.kind === 'replayed') return started.reply;
+  const { admission, idempotent } = started;
+  try {
+    return await respond(reply, answer, admission.headers, idempotent);
+  } finally {
+    await admission.release();
+  }
+}
+
+/** What admitAndReserve needs: the service's steps, the request's fingerprint, and a count of refusals. */
+export type Reserving<Prepared> = Pick<BilledAnswer<Prepared>, 'service' | 'fingerprint' | 'onRejected'>;
+
+/**
+ * The steps of a billed request before its work, shared by answerBilled and the async job submission:
+ * [Idempotency-Key] → limits → hold. A replay is answered here; a refusal gives back what earlier steps took and throws.
+ */
+export async function admitAndReserve<Prepared>(
+  request: FastifyRequest,
+  reply: FastifyReply,
+  caller: Caller,
+  prepared: Prepared,
+  reserving: Reserving<Prepared>,
+): Promise<{ kind: 'replayed'; reply: FastifyReply } | { kind: 'reserved'; admission: Admission; idempotent: IdempotentRun | undefined }> {
   const requestId = String(request.id);
   let idempotent: IdempotentRun | undefined;
   let admission: Admission | undefined;
   try {
     const idempotencyKey = readIdempotencyKey(request.headers['idempotency-key']);
     if (idempotencyKey !== undefined) {
-      const start = await answer.service.idempotency.begin(caller, idempotencyKey, answer.fingerprint(prepared), requestId);
+      const start = await reserving.service.idempotency.begin(caller, idempotencyKey, reserving.fingerprint(prepared), requestId);
       if (start.kind === 'replay') {
         // Not counted as a request of the model: nothing was generated or charged (http_requests_total has it).
-        return reply
+        const replayed = reply
           .code(start.response.status)
           .headers({ ...start.response.headers, 'idempotent-replayed': 'true', 'x-deepshi-original-request-id': start.originalRequestId })
           .send(start.response.body);
+        return { kind: 'replayed', reply: replayed };
       }
       idempotent = start;
     }
-    admission = await answer.service.admit(caller, prepared, requestId);
-    await answer.service.reserve(caller, prepared, requestId);
+    admission = await reserving.service.admit(caller, prepared, requestId);
+    await reserving.service.reserve(caller, prepared, requestId);
+    return { kind: 'reserved', admission, idempotent };
   } catch (error) {
-    answer.onRejected();
+    reserving.onRejected();
     await admission?.release();
     await idempotent?.abandon();
     throw error;
-  }
-  try {
-    return await respond(reply, answer, admission.headers, idempotent);
-  } finally {
-    await admission.release();
   }
 }
 

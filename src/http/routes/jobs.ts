@@ -2,13 +2,12 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { GatewayError, invalidRequest } from '../../domain/errors.ts';
 import type { Metrics } from '../../metrics/metrics.ts';
 import type { AccountService } from '../../services/accounts.ts';
-import type { Admission } from '../../services/billed-work.ts';
-import { readIdempotencyKey, type IdempotentRun } from '../../services/idempotency.ts';
 import { fingerprintImageRequest, type PreparedImageRequest } from '../../services/image-generation.ts';
 import type { HostedFiles } from '../../services/jobs/hosted-files.ts';
 import { JOB_STATUSES, type JobEvent, type JobRecord, type JobService, type JobStatus } from '../../services/jobs/job-service.ts';
 import type { WebhookService } from '../../services/jobs/webhooks.ts';
 import type { Authenticate } from '../authenticate.ts';
+import { admitAndReserve } from '../billed-answer.ts';
 import { openSse } from '../sse.ts';
 
 export interface JobRouteDeps {
@@ -36,35 +35,14 @@ export async function submitImageJob(
 ): Promise<FastifyReply> {
   const caller = request.caller;
   const requestId = String(request.id);
-  // The steps of answerBilled (billed-answer.ts) before its work: Idempotency-Key, limits, hold; each refusal gives back
-  // what earlier steps took. The work itself is the worker's.
-  let idempotent: IdempotentRun | undefined;
-  let admission: Admission | undefined;
-  try {
-    const idempotencyKey = readIdempotencyKey(request.headers['idempotency-key']);
-    if (idempotencyKey !== undefined) {
-      const start = await deps.jobs.idempotency.begin(
-        caller,
-        idempotencyKey,
-        `job:${webhookUrl ?? ''}:${fingerprintImageRequest(prepared)}`,
-        requestId,
-      );
-      if (start.kind === 'replay') {
-        return reply
-          .code(start.response.status)
-          .headers({ ...start.response.headers, 'idempotent-replayed': 'true', 'x-deepshi-original-request-id': start.originalRequestId })
-          .send(start.response.body);
-      }
-      idempotent = start;
-    }
-    admission = await deps.jobs.admit(caller, prepared, requestId);
-    await deps.jobs.reserve(caller, prepared, requestId);
-  } catch (error) {
-    deps.metrics.imageRejected(prepared.model.id, prepared.endpoint);
-    await admission?.release();
-    await idempotent?.abandon();
-    throw error;
-  }
+  // The steps before the work are answerBilled's (billed-answer.ts); the work itself is the worker's.
+  const started = await admitAndReserve(request, reply, caller, prepared, {
+    service: deps.jobs,
+    fingerprint: (job) => `job:${webhookUrl ?? ''}:${fingerprintImageRequest(job)}`,
+    onRejected: () => deps.metrics.imageRejected(prepared.model.id, prepared.endpoint),
+  });
+  if (started.kind === 'replayed') return started.reply;
+  const { admission, idempotent } = started;
   let job: JobRecord;
   try {
     job = await deps.jobs.submit(caller, prepared, {
