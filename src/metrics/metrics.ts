@@ -1,5 +1,6 @@
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics, type Metric } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry, type Metric } from 'prom-client';
 import type { RefusalReason } from '../limits/types.ts';
+import { processMetrics } from './process-metrics.ts';
 
 /**
  * Prometheus metrics of one server: one Registry per server (never prom-client's global one), so tests can run
@@ -388,14 +389,4 @@ export class Metrics {
     }
     return byEndpoint;
   }
-}
-
-let processRegistry: Registry | undefined;
-
-function processMetrics(): Registry {
-  if (!processRegistry) {
-    processRegistry = new Registry();
-    collectDefaultMetrics({ register: processRegistry });
-  }
-  return processRegistry;
 }

@@ -1,7 +1,6 @@
 import type { Warning } from '../../domain/warnings.ts';
 import { mediaTypeOf } from '../../images/encode.ts';
 import { probeBase64, probeImage } from '../../images/probe.ts';
-import { forwardableExtras } from '../shared/forwarded-extras.ts';
 import {
   deadlineSignal,
   failureFromStatus,
@@ -27,6 +26,9 @@ import {
   type RouteTarget,
 } from '../types.ts';
 import { appIdOf, errorDetail, parseResult, parseStatus, parseSubmitResponse } from './fal-api.ts';
+import { PROVIDER, buildRequestBody } from './fal-request.ts';
+
+export { buildRequestBody } from './fal-request.ts';
 
 /**
  * fal.ai queue: submit → status stream (polls as the fallback) → result → download (docs/providers.md,
@@ -38,7 +40,6 @@ import { appIdOf, errorDetail, parseResult, parseStatus, parseSubmitResponse } f
  * failover). fal never reports FAILED: a failed job "completes" and its error appears only on the result
  * fetch, as 422 for validation and content-policy errors.
  */
-const PROVIDER = 'fal.ai';
 const DEFAULT_BASE_URL = 'https://queue.fal.run';
 const QUEUE_HOST = 'queue.fal.run';
 /**
@@ -54,8 +55,6 @@ const STREAM_IDLE_MS = 45_000;
 const STREAM_MAX_BYTES = 1024 * 1024;
 /** Not in fal's own types, but listed by third-party schemas: handled defensively. */
 const FAILED_STATUSES = new Set(['FAILED', 'ERROR', 'CANCELED', 'CANCELLED']);
-/** Parameters this adapter knows how to send to fal (see buildRequestBody). */
-const SIZING_PARAMS = new Set(['image_size', 'aspect_ratio', 'resolution', 'width', 'height']);
 
 export class FalImageAdapter implements ImageAdapter {
   readonly provider = 'fal';
@@ -138,52 +137,6 @@ function endpointFor(request: NormalizedImageRequest, route: RouteTarget): strin
       : new ProviderError('misconfigured', `The ${PROVIDER} route names no valid endpoint.`);
   }
   return endpoint;
-}
-
-/**
- * The upstream request body (the bare input object, no `input` wrapper [V S-fal]), every field named. Extras go
- * in first so they can never override what Deepshi owns; `undefined` fields are left out by JSON.stringify.
- */
-export function buildRequestBody(request: NormalizedImageRequest): { body: Record<string, unknown>; warnings: Warning[] } {
-  const { fields, warnings } = forwardableExtras(request.extra, { owned: OWNED_FIELDS, provider: PROVIDER });
-  const { params } = request;
-  if (params.watermark === true) {
-    warnings.push({ type: 'unsupported', param: 'watermark', message: `${PROVIDER} has no watermark option; the image carries no mark.` });
-  }
-  for (const name of Object.keys(params)) {
-    if (!SIZING_PARAMS.has(name) && name !== 'watermark') {
-      warnings.push({ type: 'unsupported', param: name, message: `'${name}' is not sent to ${PROVIDER}; ignored.` });
-    }
-  }
-  const body: Record<string, unknown> = {
-    ...fields,
-    prompt: request.prompt,
-    image_size: imageSize(request),
-    aspect_ratio: typeof params.aspect_ratio === 'string' ? params.aspect_ratio : undefined,
-    resolution: typeof params.resolution === 'string' ? params.resolution : undefined,
-    num_images: request.n,
-    // Above 1 every generation may return several images, each billed: the count is Deepshi's.
-    max_images: undefined,
-    seed: request.seed,
-    enable_safety_checker: true,
-    // CDN links keep the queue result small (they are copied at once); inline data URIs are handled too.
-    sync_mode: false,
-    image_urls:
-      request.inputImages.length > 0
-        ? request.inputImages.map((image) => `data:${image.mediaType};base64,${image.bytes.toString('base64')}`)
-        : undefined,
-  };
-  return { body, warnings };
-}
-
-const OWNED_FIELDS = ['prompt', 'image_size', 'num_images', 'max_images', 'seed', 'enable_safety_checker', 'sync_mode', 'image_urls'];
-
-/** fal's `image_size`: a preset name as is, "WxH" (or width/height models) as {width, height}. */
-function imageSize(request: NormalizedImageRequest): string | { width: number; height: number } | undefined {
-  const preset = request.params.image_size;
-  if (typeof preset === 'string') return /^\d+x\d+$/.test(preset) ? { width: request.width, height: request.height } : preset;
-  if ('width' in request.params || 'height' in request.params) return { width: request.width, height: request.height };
-  return undefined;
 }
 
 function onQueueHost(raw: string | null | undefined, base: string): string | undefined {

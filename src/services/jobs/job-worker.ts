@@ -1,20 +1,18 @@
 import { randomUUID } from 'node:crypto';
 import os from 'node:os';
 import type { Logger } from 'pino';
-import { quoteImageRequest } from '../../billing/pricing.ts';
 import type { JobsConfig } from '../../config/config.ts';
-import type { Caller } from '../../domain/caller.ts';
 import { GatewayError } from '../../domain/errors.ts';
-import type { InputImage, NormalizedImageRequest } from '../../domain/requests.ts';
+import type { NormalizedImageRequest } from '../../domain/requests.ts';
 import { usageObject } from '../../domain/usage.ts';
 import { decodeBase64Text } from '../../images/base64.ts';
-import { probeImage } from '../../images/probe.ts';
 import type { Admission, RequestLimiter } from '../../limits/limiter.ts';
 import type { JobPatch, JobRecord } from '../../store/jobs.ts';
 import type { RequestRecord, Store } from '../../store/types.ts';
 import type { ImageGenerationService, PreparedImageRequest, UpstreamHandle } from '../image-generation.ts';
 import type { HostedFiles } from './hosted-files.ts';
 import type { StoredJobRequest } from './job-json.ts';
+import { callerOf, cancelledError, envelope, prepareStoredJob } from './stored-job.ts';
 import type { JobService } from './job-service.ts';
 
 interface RunningJob {
@@ -239,7 +237,7 @@ export class JobWorker {
 
     let prepared: PreparedImageRequest;
     try {
-      prepared = await this.prepare(job);
+      prepared = await prepareStoredJob(job, this.deps.images, this.deps.files);
     } catch (error) {
       await release('the job could not be prepared');
       const gatewayError =
@@ -347,38 +345,6 @@ export class JobWorker {
     });
   }
 
-  /** Rebuilds the prepared request from what the job stored: the same model, routes and quote as when it was submitted. */
-  private async prepare(job: JobRecord): Promise<PreparedImageRequest> {
-    const stored = job.request as unknown as StoredJobRequest;
-    const { model, routes: all } = this.deps.images.resolveModel(callerOf(job), job.model);
-    const inputImages: InputImage[] = [];
-    for (const fileId of job.inputFiles) {
-      const read = await this.deps.files.read(fileId);
-      const probe = read ? probeImage(read.bytes) : null;
-      if (!read || !probe || probe.format === 'gif')
-        throw new GatewayError('An input image of this job is no longer available.', {
-          status: 500,
-          type: 'api_error',
-          code: 'job_input_missing',
-        });
-      inputImages.push({ bytes: read.bytes, mediaType: `image/${probe.format}`, width: probe.width, height: probe.height });
-    }
-    const request = { ...(stored.envelope.request as unknown as NormalizedImageRequest), inputImages };
-    const routes = job.endpoint === 'images.edits' ? all.filter((route) => route.adapter.capabilities.supportsEdits) : all;
-    if (routes.length === 0)
-      throw new GatewayError(`${model.id} cannot be served right now.`, { status: 503, type: 'api_error', code: 'model_unavailable' });
-    return {
-      request,
-      responseFormat: stored.envelope.responseFormat,
-      stream: false,
-      warnings: stored.envelope.warnings as PreparedImageRequest['warnings'],
-      model,
-      routes,
-      quote: quoteImageRequest(model, request),
-      endpoint: job.endpoint,
-    };
-  }
-
   /** Keeps the leases of running jobs; a job cancelled elsewhere is stopped, a job whose lease was lost is abandoned here. */
   private async renewLeases(): Promise<void> {
     if (this.running.size === 0) return;
@@ -400,17 +366,4 @@ export class JobWorker {
       }
     }
   }
-}
-
-/** The job's key as a caller: permissions were checked at submission, so every model is allowed here. */
-function callerOf(job: JobRecord): Caller {
-  return { keyId: job.keyId, accountId: job.accountId, models: null };
-}
-
-function envelope(message: string, code: string, type = 'invalid_request_error'): Record<string, unknown> {
-  return { message, type, code, param: null };
-}
-
-function cancelledError(): Record<string, unknown> {
-  return envelope('The job was cancelled; you were not charged.', 'cancelled');
 }
