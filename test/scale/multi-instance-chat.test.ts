@@ -63,10 +63,7 @@ scaleSuite('chat on two instances, one PostgreSQL, one Redis', () => {
       ),
     );
     for (const result of results) if (!result.ok) assert.equal(result.error.status, 402, result.error.message);
-    assert.ok(
-      results.some((result, i) => result.ok && i % 2 === 0) && results.some((result, i) => result.ok && i % 2 === 1),
-      'both instances served some',
-    );
+    // Which instance wins the k holds depends on timing (all k may go to one); what must hold is the count and the ledger.
     const charged = ok.reduce((sum, result) => sum + Math.round((result.value.usage as any).cost.total_cost * 1e9), 0);
     assert.equal(charged, k * hold);
 
