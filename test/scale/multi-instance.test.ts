@@ -31,8 +31,7 @@ scaleSuite('two instances, one PostgreSQL, one Redis', () => {
       assert.equal(refused.body.error.code, 'insufficient_quota');
       assert.equal(refused.headers.get('x-should-retry'), 'false');
     }
-    // Both instances served some of the winners.
-    assert.ok(results.some((r, i) => r.status === 200 && i % 2 === 0) && results.some((r, i) => r.status === 200 && i % 2 === 1));
+    // Which instance wins the k holds depends on timing (all k may go to one); what must hold is the count and the ledger.
     const charged = results.filter((r) => r.status === 200).reduce((sum, r) => sum + Math.round(r.body.usage.cost.total_cost * 1e9), 0);
     assert.equal(charged, k * 1_000_000);
 
