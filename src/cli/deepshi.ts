@@ -27,8 +27,9 @@ const USAGE = `Usage: deepshi <command> [options]
   keys revoke <key-id>
   keys delete <key-id>
   keys models <key-id> <id,id,...|all>
-  keys limits <key-id> [--rpm <n>] [--ipm <n>] [--in-flight <n>] [--tpm <n>]
-                    per-key limits: requests/min, images/min, concurrent generations, tokens/min (text models)
+  keys limits <key-id> [--rpm <n>] [--ipm <n>] [--in-flight <n>] [--tpm <n>] [--max-queued-jobs <n>]
+                    per-key limits: requests/min, images/min, concurrent generations, tokens/min (text models),
+                    async image jobs queued or running at once
                     (0 = unlimited, "default" = the server default; omitted = unchanged)
   users create --email <email> [--account <account-id>] [--role member|operator] [--password <pw>]
                     a dashboard sign-in; without --password the password is read from stdin
@@ -57,6 +58,7 @@ export async function runCli(argv: string[], out: (text: string) => void = (text
       account: { type: 'string' },
       role: { type: 'string' },
       tpm: { type: 'string' },
+      'max-queued-jobs': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -148,6 +150,7 @@ export async function runCli(argv: string[], out: (text: string) => void = (text
         limit(values.ipm, 'images_per_minute');
         limit(values['in-flight'], 'max_in_flight');
         limit(values.tpm, 'tokens_per_minute');
+        limit(values['max-queued-jobs'], 'max_queued_jobs');
         print(keyJson(await accounts.setKeyLimits(need(rest[0], '<key-id>'), limits)));
         break;
       }

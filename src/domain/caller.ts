@@ -15,6 +15,8 @@ export interface ApiKeyLimits {
   maxInFlight: number | null;
   /** Prompt and completion tokens per minute on text models (admitted at the request's upper bound, settled at its usage). */
   tokensPerMinute?: number | null;
+  /** Async image jobs the key may have queued or running at once (DEEPSHI_DEFAULT_MAX_QUEUED_JOBS when null). */
+  maxQueuedJobs?: number | null;
 }
 
 export function isAllowed(caller: Caller, modelId: string): boolean {

@@ -116,17 +116,18 @@ export class AccountService {
   }
 
   /**
-   * Sets a key's rate limits. Each of `requests_per_minute`, `images_per_minute`, `max_in_flight`, `tokens_per_minute` is a whole number
-   * (0 = unlimited) or null (back to the server default); a field left out keeps its current value.
+   * Sets a key's limits. Each of `requests_per_minute`, `images_per_minute`, `max_in_flight`, `tokens_per_minute`,
+   * `max_queued_jobs` is a whole number (0 = unlimited) or null (back to the server default); a field left out keeps
+   * its current value.
    */
   async setKeyLimits(id: string, input: Record<string, unknown>): Promise<ApiKeyRecord> {
     const current = await this.store.getApiKey(id);
     if (!current || current.status === 'deleted') throw notFound('key', id);
-    const known = new Set(['requests_per_minute', 'images_per_minute', 'max_in_flight', 'tokens_per_minute']);
+    const known = new Set(['requests_per_minute', 'images_per_minute', 'max_in_flight', 'tokens_per_minute', 'max_queued_jobs']);
     const unknown = Object.keys(input).find((name) => !known.has(name));
     if (unknown !== undefined) {
       throw invalidRequest(
-        `Unknown limit '${unknown.slice(0, 80)}'; use requests_per_minute, images_per_minute, max_in_flight or tokens_per_minute.`,
+        `Unknown limit '${unknown.slice(0, 80)}'; use requests_per_minute, images_per_minute, max_in_flight, tokens_per_minute or max_queued_jobs.`,
         unknown.slice(0, 80),
         'unknown_parameter',
       );
@@ -136,6 +137,7 @@ export class AccountService {
       imagesPerMinute: readLimit(input, 'images_per_minute', current.limits.imagesPerMinute),
       maxInFlight: readLimit(input, 'max_in_flight', current.limits.maxInFlight),
       tokensPerMinute: readLimit(input, 'tokens_per_minute', current.limits.tokensPerMinute ?? null),
+      maxQueuedJobs: readLimit(input, 'max_queued_jobs', current.limits.maxQueuedJobs ?? null),
     };
     const record = await this.store.setApiKeyLimits(id, limits);
     if (!record) throw notFound('key', id);
@@ -176,6 +178,7 @@ export function keyJson(record: ApiKeyRecord, key?: string) {
       images_per_minute: record.limits.imagesPerMinute,
       max_in_flight: record.limits.maxInFlight,
       tokens_per_minute: record.limits.tokensPerMinute ?? null,
+      max_queued_jobs: record.limits.maxQueuedJobs ?? null,
     },
     created_at: Math.floor(record.createdAt / 1000),
     ...(key ? { key } : {}),

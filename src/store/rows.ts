@@ -53,6 +53,7 @@ export function rowMappers(readJson: JsonReader): RowMappers {
         imagesPerMinute: intOrNull(row.images_per_minute),
         maxInFlight: intOrNull(row.max_in_flight),
         tokensPerMinute: intOrNull(row.tokens_per_minute ?? null),
+        maxQueuedJobs: intOrNull(row.max_queued_jobs ?? null),
       },
       lastUsedAt: intOrNull(row.last_used_at ?? null),
     }),

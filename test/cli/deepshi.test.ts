@@ -36,13 +36,20 @@ describe('deepshi CLI', () => {
     const rotated = run('keys', 'rotate', key.id);
     assert.notEqual(rotated.key, key.key);
     assert.deepEqual(run('keys', 'models', key.id, 'all').models, null);
-    const limited = run('keys', 'limits', key.id, '--rpm', '60', '--in-flight', '2', '--tpm', '20000');
-    assert.deepEqual(limited.limits, { requests_per_minute: 60, images_per_minute: null, max_in_flight: 2, tokens_per_minute: 20000 });
-    assert.deepEqual(run('keys', 'limits', key.id, '--rpm', 'default').limits, {
+    const limited = run('keys', 'limits', key.id, '--rpm', '60', '--in-flight', '2', '--tpm', '20000', '--max-queued-jobs', '5');
+    assert.deepEqual(limited.limits, {
+      requests_per_minute: 60,
+      images_per_minute: null,
+      max_in_flight: 2,
+      tokens_per_minute: 20000,
+      max_queued_jobs: 5,
+    });
+    assert.deepEqual(run('keys', 'limits', key.id, '--rpm', 'default', '--max-queued-jobs', 'default').limits, {
       requests_per_minute: null,
       images_per_minute: null,
       max_in_flight: 2,
       tokens_per_minute: 20000,
+      max_queued_jobs: null,
     });
     assert.equal(run('keys', 'revoke', key.id).status, 'revoked');
 

@@ -7,12 +7,13 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import fs from 'node:fs';
 import { after, before, describe, it } from 'node:test';
+import OpenAI from 'openai';
 import { parse as parseYaml } from 'yaml';
 import { renderSketch } from '../../src/images/sketch.ts';
 import type { ImageAdapter, ImageCallContext, ImageGenerationResult, NormalizedImageRequest } from '../../src/providers/types.ts';
 import { assertDocumentedResponse } from '../helpers/openapi-responses.ts';
 import { assertMatchesSpec } from '../helpers/openapi-validator.ts';
-import { startTestServer, type TestServer } from '../helpers/test-server.ts';
+import { ADMIN_TOKEN, startTestServer, type TestServer } from '../helpers/test-server.ts';
 import { assertLedgerInvariant } from '../store/store-contract.ts';
 
 const PNG_SIGNATURE = Buffer.from([0x89, 0x50, 0x4e, 0x47]);
@@ -285,6 +286,14 @@ describe('async image jobs (SQLite, one instance)', () => {
       assert.equal(response.status, 202, JSON.stringify(response.body));
       submitted.push(response.body.id as string);
     }
+    // The key has no max_queued_jobs of its own: the server default (DEEPSHI_DEFAULT_MAX_QUEUED_JOBS, 100) applies.
+    const over = await call(t, account.key, 'POST', '/v1/images/generations', {
+      model: 'gated-image',
+      prompt: 'one too many',
+      async: true,
+    });
+    assert.equal(over.status, 429);
+    assert.match(over.body.error.message, /100 jobs queued or running \(max_queued_jobs\)/);
     await waitFor('two jobs at the upstream', async () => gated.inFlight === 2);
     // The last one is still queued (two are running, held at the upstream): cancelling it ends it at once.
     const cancelled = await call(t, account.key, 'POST', `/v1/images/jobs/${submitted[99]}/cancel`);
@@ -315,6 +324,63 @@ describe('async image jobs (SQLite, one instance)', () => {
     assert.equal(page2.body.data.length, 40);
     assert.equal(page2.body.has_more, false);
     assert.equal(new Set([...page1.body.data, ...page2.body.data].map((job: { id: string }) => job.id)).size, 100);
+  });
+
+  it("max_queued_jobs: the key's own quota (admin route) bounds its queued and running jobs; one more is a 429 with Retry-After", async () => {
+    const account = await t.createAccount('1');
+    const other = await t.admin('POST', '/admin/v1/keys', { account_id: account.accountId, name: 'other' });
+    const limitsRoute = `/admin/v1/keys/${account.keyId}/limits`;
+    const bad = await call(t, ADMIN_TOKEN, 'POST', limitsRoute, { max_queued_jobs: -1 });
+    assert.equal(bad.status, 400);
+    assert.equal(bad.body.error.param, 'max_queued_jobs');
+    const set = await call(t, ADMIN_TOKEN, 'POST', limitsRoute, { max_queued_jobs: 3 });
+    assert.equal(set.status, 200);
+    assert.equal(set.body.limits.max_queued_jobs, 3);
+    assert.equal(set.body.limits.requests_per_minute, null, 'the other limits are unchanged');
+
+    gated.hold = true;
+    const client = t.client(account.key);
+    const submit = (prompt: string) =>
+      client.post<any>('/images/generations', { body: { model: 'gated-image', prompt, size: '64x64', async: true } });
+    const jobs = [await submit('one'), await submit('two'), await submit('three')];
+    // Two run (the model's cap), one waits: running and queued both count.
+    await waitFor('two jobs at the upstream', async () => gated.inFlight === 2);
+    const refused = await submit('four').then(
+      () => assert.fail('a fourth job was accepted'),
+      (error: unknown) => error,
+    );
+    assert.ok(refused instanceof OpenAI.APIError, String(refused));
+    assert.equal(refused.status, 429);
+    assert.equal(refused.code, 'rate_limit_exceeded');
+    assert.equal(refused.type, 'rate_limit_error');
+    assert.match(refused.message, /already has 3 jobs queued or running \(max_queued_jobs\)\. Wait for some to finish, or cancel some\./);
+    assert.ok(Number(refused.headers?.get('retry-after')) >= 1, 'Retry-After says when to try again');
+    assert.equal((await t.server.store.listJobs(account.accountId, { limit: 10 })).length, 3, 'no job for the refusal');
+    assert.equal((await t.server.store.listRequests(account.accountId, 10)).length, 3, 'and no hold');
+    // The quota is the key's: another key of the same account is not bound by it.
+    const others = await t
+      .client(other.key)
+      .post<any>('/images/generations', { body: { model: 'gated-image', prompt: 'elsewhere', async: true } });
+    assert.equal(others.status, 'queued');
+
+    // Cancelling the queued one frees a place.
+    const queued = await waitFor('a queued job of the three', async () => {
+      const states = await Promise.all(jobs.map((job) => call(t, account.key, 'GET', `/v1/images/jobs/${job.id}`)));
+      return states.find((state) => state.body.status === 'queued')?.body;
+    });
+    assert.equal((await call(t, account.key, 'POST', `/v1/images/jobs/${queued.id}/cancel`)).body.status, 'cancelled');
+    const fourth = await submit('four, later');
+    assert.equal(fourth.object, 'image.job');
+
+    const cleared = await call(t, ADMIN_TOKEN, 'POST', limitsRoute, { max_queued_jobs: null });
+    assert.equal(cleared.body.limits.max_queued_jobs, null, 'null: back to the server default');
+    gated.releaseAll();
+    for (const job of [...jobs.filter((job) => job.id !== queued.id), fourth]) {
+      assert.equal((await waitForStatus(t, account.key, job.id, ['succeeded', 'failed'])).status, 'succeeded');
+    }
+    assert.equal((await waitForStatus(t, other.key, others.id, ['succeeded', 'failed'])).status, 'succeeded');
+    assert.equal((await t.server.store.getAccount(account.accountId))!.held, 0n);
+    await assertLedgerInvariant(t.server.store, account.accountId);
   });
 
   it('cancelling a running job stops it: cancelled, hold released, nothing charged', async () => {

@@ -335,17 +335,18 @@ export function runStoreContract(name: string, open: () => Promise<Store>): void
       it('limits: a new key uses the server defaults; set, change and clear round-trip; deleted keys refuse', async () => {
         const acct = await account(0n);
         const { key, hash } = await newKey(acct.id);
-        const defaults = { requestsPerMinute: null, imagesPerMinute: null, maxInFlight: null, tokensPerMinute: null };
+        const defaults = { requestsPerMinute: null, imagesPerMinute: null, maxInFlight: null, tokensPerMinute: null, maxQueuedJobs: null };
         assert.deepEqual(key.limits, defaults);
         const set = await store.setApiKeyLimits(key.id, {
           requestsPerMinute: 60,
           imagesPerMinute: 0,
           maxInFlight: 3,
           tokensPerMinute: 40_000,
+          maxQueuedJobs: 7,
         });
         assert.deepEqual(
           set?.limits,
-          { requestsPerMinute: 60, imagesPerMinute: 0, maxInFlight: 3, tokensPerMinute: 40_000 },
+          { requestsPerMinute: 60, imagesPerMinute: 0, maxInFlight: 3, tokensPerMinute: 40_000, maxQueuedJobs: 7 },
           '0 (unlimited) is kept apart from null',
         );
         assert.deepEqual(await store.getApiKey(key.id), set);
@@ -356,8 +357,11 @@ export function runStoreContract(name: string, open: () => Promise<Store>): void
           imagesPerMinute: 0,
           maxInFlight: 3,
           tokensPerMinute: 40_000,
+          maxQueuedJobs: 7,
         });
         assert.deepEqual((await store.setApiKeyLimits(key.id, { ...set!.limits, tokensPerMinute: 0 }))?.limits.tokensPerMinute, 0);
+        assert.deepEqual((await store.setApiKeyLimits(key.id, { ...set!.limits, maxQueuedJobs: 0 }))?.limits.maxQueuedJobs, 0);
+        assert.equal((await store.setApiKeyLimits(key.id, { ...set!.limits, maxQueuedJobs: null }))?.limits.maxQueuedJobs, null);
         assert.deepEqual((await store.setApiKeyLimits(key.id, defaults))?.limits, defaults);
         await store.revokeApiKey(key.id);
         assert.deepEqual(
@@ -371,6 +375,10 @@ export function runStoreContract(name: string, open: () => Promise<Store>): void
         await assert.rejects(
           store.setApiKeyLimits((await newKey(acct.id)).key.id, { ...defaults, requestsPerMinute: -1 }),
           'negative limits are refused',
+        );
+        await assert.rejects(
+          store.setApiKeyLimits((await newKey(acct.id)).key.id, { ...defaults, maxQueuedJobs: -1 }),
+          'a negative max_queued_jobs is refused',
         );
       });
     });

@@ -104,8 +104,9 @@ export class JobService {
         'invalid_value',
       );
     }
-    const limit = this.deps.config.defaultMaxQueuedJobs;
-    if ((await this.deps.store.countOpenJobs(caller.keyId)) >= limit) {
+    // The key's own max_queued_jobs, else the server default; 0 = unlimited.
+    const limit = caller.limits?.maxQueuedJobs ?? this.deps.config.defaultMaxQueuedJobs;
+    if (limit > 0 && (await this.deps.store.countOpenJobs(caller.keyId)) >= limit) {
       throw rateLimited(
         `This API key already has ${limit} jobs queued or running (max_queued_jobs). Wait for some to finish, or cancel some.`,
         5,

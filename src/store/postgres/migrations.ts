@@ -113,4 +113,9 @@ CREATE INDEX idempotency_by_expiry ON idempotency_keys(expires_at);
     name: 'tokens per minute on text models',
     sql: 'ALTER TABLE api_keys ADD COLUMN tokens_per_minute INTEGER CHECK (tokens_per_minute IS NULL OR tokens_per_minute >= 0);',
   },
+  {
+    version: 6,
+    name: 'per-key max_queued_jobs for async image jobs',
+    sql: 'ALTER TABLE api_keys ADD COLUMN max_queued_jobs INTEGER CHECK (max_queued_jobs IS NULL OR max_queued_jobs >= 0);',
+  },
 ];

@@ -167,6 +167,7 @@ export class PostgresStore implements Store {
       limits.imagesPerMinute,
       limits.maxInFlight,
       limits.tokensPerMinute ?? null,
+      limits.maxQueuedJobs ?? null,
     ]);
     return rows[0] ? toApiKey(rows[0]) : undefined;
   }

@@ -38,7 +38,8 @@ export const SQL = {
   deleteKey: "UPDATE api_keys SET status = 'deleted', key_hash = NULL WHERE id = $1 AND status <> 'deleted'",
   setKeyModels: "UPDATE api_keys SET models = $2::jsonb WHERE id = $1 AND status <> 'deleted' RETURNING *",
   setKeyLimits: `
-    UPDATE api_keys SET requests_per_minute = $2, images_per_minute = $3, max_in_flight = $4, tokens_per_minute = $5
+    UPDATE api_keys SET requests_per_minute = $2, images_per_minute = $3, max_in_flight = $4, tokens_per_minute = $5,
+      max_queued_jobs = $6
     WHERE id = $1 AND status <> 'deleted' RETURNING *`,
 
   // The guarded reservation. The WHERE clause is the balance check, so check and debit cannot be separated:

@@ -80,4 +80,6 @@ CREATE INDEX idempotency_by_expiry ON idempotency_keys(expires_at);
   SQLITE_DASHBOARD_MIGRATION,
   // Tokens per minute on text models (NULL = the server default, 0 = unlimited).
   'ALTER TABLE api_keys ADD COLUMN tokens_per_minute INTEGER CHECK (tokens_per_minute IS NULL OR tokens_per_minute >= 0);',
+  // Async image jobs a key may have queued or running (NULL = DEEPSHI_DEFAULT_MAX_QUEUED_JOBS, 0 = unlimited).
+  'ALTER TABLE api_keys ADD COLUMN max_queued_jobs INTEGER CHECK (max_queued_jobs IS NULL OR max_queued_jobs >= 0);',
 ];

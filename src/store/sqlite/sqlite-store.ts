@@ -177,6 +177,7 @@ export class SqliteStore implements Store {
       limits.imagesPerMinute,
       limits.maxInFlight,
       limits.tokensPerMinute ?? null,
+      limits.maxQueuedJobs ?? null,
       id,
     );
     return result.changes === 1 ? this.getApiKey(id) : undefined;

@@ -27,7 +27,7 @@ export function prepareStatements(db: Database.Database) {
     deleteKey: db.prepare("UPDATE api_keys SET status = 'deleted', key_hash = NULL WHERE id = ? AND status != 'deleted'"),
     setKeyModels: db.prepare("UPDATE api_keys SET models = ? WHERE id = ? AND status != 'deleted'"),
     setKeyLimits: db.prepare(
-      "UPDATE api_keys SET requests_per_minute = ?, images_per_minute = ?, max_in_flight = ?, tokens_per_minute = ? WHERE id = ? AND status != 'deleted'",
+      "UPDATE api_keys SET requests_per_minute = ?, images_per_minute = ?, max_in_flight = ?, tokens_per_minute = ?, max_queued_jobs = ? WHERE id = ? AND status != 'deleted'",
     ),
     // The guarded reservation: the WHERE clause is the balance check, so check and debit cannot be separated.
     reserve: db.prepare('UPDATE accounts SET balance = balance - ?, held = held + ? WHERE id = ? AND balance >= ?'),
