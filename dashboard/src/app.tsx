@@ -107,6 +107,13 @@ function Navigation() {
         <img src="/favicon.svg" alt="" width="24" height="24" />
         <span>Deepshi</span>
       </a>
+      {user === null ? (
+        // Signed out, the way in sits where the account's pages will be once signed in: first under the brand.
+        <ul aria-label="Account" class="sign-in-links">
+          {link('/signin', 'Sign in')}
+          {config?.signup === 'open' ? link('/signup', 'Create account') : null}
+        </ul>
+      ) : null}
       {user && (hasAccount || scopedAccount) ? (
         <ul aria-label={scopedAccount ? `Account ${scopedAccount}` : 'Account'}>
           {scopedAccount ? <li class="muted small mono">{scopedAccount}</li> : null}
@@ -146,11 +153,6 @@ function Navigation() {
               Sign out
             </button>
           </>
-        ) : user === null ? (
-          <ul>
-            {link('/signin', 'Sign in')}
-            {config?.signup === 'open' ? link('/signup', 'Create account') : null}
-          </ul>
         ) : null}
         {config?.version ? <p class="muted small">Deepshi {config.version}</p> : null}
       </div>

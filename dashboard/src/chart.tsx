@@ -12,7 +12,8 @@ export function lastDays(count: number, now = Date.now()): string[] {
 
 /**
  * Daily spend by model as stacked bars (uPlot). Each series is drawn as the running total up to its model, largest
- * first, so the visible slice of each bar is that model's spend; the legend shows each model's own amount.
+ * first, so the visible slice of each bar is that model's spend; the legend shows each model's own amount: its
+ * 30-day total, or the hovered day's.
  */
 export function DailySpendChart({ daily }: { daily: { date: string; model: string; cost: string }[] }) {
   const container = useRef<HTMLDivElement>(null);
@@ -21,13 +22,12 @@ export function DailySpendChart({ daily }: { daily: { date: string; model: strin
     if (!element) return;
     const days = lastDays(30);
     const models = [...new Set(daily.map((entry) => entry.model))].sort();
-    const own = models.map((model) =>
-      days.map((day) => {
-        const nanos = daily.filter((entry) => entry.model === model && entry.date === day).reduce((sum, entry) => sum + toNanos(entry.cost), 0n);
-        return Number(nanos) / 1e9; // for drawing only; amounts shown as text stay exact
-      }),
+    // Exact amounts (nano-dollars) for the legend; floats only for drawing.
+    const ownNanos = models.map((model) =>
+      days.map((day) => daily.filter((entry) => entry.model === model && entry.date === day).reduce((sum, entry) => sum + toNanos(entry.cost), 0n)),
     );
-    // A day without spend draws no bar at all (null), rather than a hairline at zero.
+    const totals = ownNanos.map((perDay) => perDay.reduce((sum, nanos) => sum + nanos, 0n));
+    const own = ownNanos.map((perDay) => perDay.map((nanos) => Number(nanos) / 1e9));
     const stacked = own.map((_, index) => days.map((__, day) => own.slice(0, index + 1).reduce((sum, values) => sum + values[day], 0) || null));
     const order = models.map((_, index) => index).reverse();
     const x = days.map((day) => Date.parse(`${day}T00:00:00Z`) / 1000);
@@ -40,7 +40,8 @@ export function DailySpendChart({ daily }: { daily: { date: string; model: strin
         scales: { x: { time: true }, y: { range: (_u, _min, max) => [0, max > 0 ? max * 1.1 : 0.01] } },
         axes: [{}, { values: (_u, values) => values.map((value) => `$${value}`), size: 70 }],
         series: [
-          { value: (_u, value) => (value == null ? '' : new Date(value * 1000).toISOString().slice(0, 10)) },
+          // Without the cursor on a day the legend reads as the 30-day totals; on a day, that day's amounts.
+          { label: 'Day', value: (_u, value) => (value == null ? '30 days' : new Date(value * 1000).toISOString().slice(0, 10)) },
           ...order.map((index) => ({
             label: models[index],
             stroke: COLOURS[index % COLOURS.length],
@@ -48,7 +49,7 @@ export function DailySpendChart({ daily }: { daily: { date: string; model: strin
             paths: bars,
             points: { show: false },
             value: (_u: uPlot, _value: number | null, _series: number, row: number | null) =>
-              row == null ? '' : usd(fromNanos(BigInt(Math.round(own[index][row] * 1e9)))),
+              usd(fromNanos(row == null ? totals[index] : ownNanos[index][row])),
           })),
         ],
         legend: { live: true },

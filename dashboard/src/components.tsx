@@ -33,10 +33,12 @@ export function errorMessage(error: unknown): string {
 /** The API's own message, where the person can act on it. */
 export function ErrorNote({ error, id }: { error: unknown; id?: string }) {
   if (!error) return null;
-  const retry = error instanceof ApiError && error.retryAfter ? ` Try again in ${error.retryAfter} s.` : '';
+  const message = errorMessage(error);
+  // Some messages already say when to retry (the sign-in throttle does); say it once.
+  const retry = error instanceof ApiError && error.retryAfter && !/try again/i.test(message) ? ` Try again in ${error.retryAfter} s.` : '';
   return (
     <p class="error" role="alert" id={id}>
-      {errorMessage(error)}
+      {message}
       {retry}
     </p>
   );

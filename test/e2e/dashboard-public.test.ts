@@ -38,10 +38,10 @@ describe('dashboard in the browser: public pages, CSP and keyboard', { skip }, (
         await page.getByRole('button', { name: 'Sign in', exact: true }).click();
         await page.getByRole('button', { name: 'Sign in', exact: true }).waitFor();
       }
-      await page
-        .getByRole('alert')
-        .getByText(/Try again in \d+ s\./)
-        .waitFor();
+      const throttled = page.getByRole('alert').filter({ hasText: /Try again in \d+ (s|seconds)\./ });
+      await throttled.waitFor();
+      // When to try again, said once (the message may carry it; the page adds it only when it does not).
+      assert.equal(((await throttled.textContent()) ?? '').match(/try again/gi)?.length, 1);
       await screenshot(page, 'sign-in');
       assertClean();
     } finally {
@@ -65,7 +65,20 @@ describe('dashboard in the browser: public pages, CSP and keyboard', { skip }, (
       const listed = (await (await fetch(`${server.url}/dashboard/api/models`)).json()) as { data: { id: string }[] };
       assert.equal(await page.getByTestId('model-card').count(), listed.data.length);
       await page.getByRole('status').filter({ hasText: 'Sign in' }).waitFor();
+      // Signed out, the way in is first in the sidebar (where the account's pages are once signed in), not adrift.
+      const sidebar = page.getByRole('navigation', { name: 'Dashboard' });
+      const signIn = await sidebar.getByRole('link', { name: 'Sign in' }).boundingBox();
+      const models = await sidebar.getByRole('link', { name: 'Models & pricing' }).boundingBox();
+      assert.ok(signIn && models && signIn.y < models.y, 'the Sign in link comes before the documentation links');
       await screenshot(page, 'models-signed-out');
+      // At laptop widths the size grid fits inside its card with the card's padding; on a phone it scrolls inside
+      // the card, and the page itself never scrolls sideways (screenshot() checks both for every page).
+      for (const width of [1280, 1309, 1440, 390]) {
+        await page.setViewportSize({ width, height: 860 });
+        const fit = await card.getByTestId('size-grid').evaluate((grid) => ({ scrolls: grid.scrollWidth > grid.clientWidth }));
+        assert.equal(fit.scrolls, width < 800, `the size grid ${width < 800 ? 'scrolls inside its card' : 'fits'} at ${width}px`);
+        await screenshot(page, `models-signed-out-${width}`, { fullPage: false });
+      }
       assertClean();
     } finally {
       await context.close();

@@ -265,8 +265,40 @@ describe('dashboard end to end in Chromium', { skip }, () => {
       .getByTestId('balance')
       .getByText(dollars(1_000_000_000n - spent))
       .waitFor();
+    // The chart's legend names each model with an amount: the 30-day totals, which add up to the spend; with the
+    // pointer on today's bar, today's date and that day's amounts.
+    const legend = async () =>
+      page
+        .locator('.u-legend .u-series')
+        .evaluateAll((rows) =>
+          rows.map((row) => [row.querySelector('.u-label')?.textContent ?? '', row.querySelector('.u-value')?.textContent ?? '']),
+        );
+    const resting = await legend();
+    assert.deepEqual(resting[0], ['Day', '30 days']);
+    assert.deepEqual(
+      resting
+        .slice(1)
+        .map(([label]) => label)
+        .sort(),
+      ['deepshi-echo', 'deepshi-sketch'],
+    );
+    assert.equal(
+      resting.slice(1).reduce((sum, [, amount]) => sum + nanos(amount), 0n),
+      spent,
+    );
     await screenshot(page, 'overview');
     await screenshot(page, 'overview-window', { fullPage: false });
+    const plot = page.locator('.u-over');
+    const box = (await plot.boundingBox())!;
+    await plot.hover({ position: { x: box.width - 2, y: box.height / 2 } });
+    await page.waitForFunction(() => document.querySelector('.u-legend .u-series .u-value')?.textContent !== '30 days');
+    const hovered = await legend();
+    assert.deepEqual(hovered[0], ['Day', new Date().toISOString().slice(0, 10)]);
+    assert.equal(
+      hovered.slice(1).reduce((sum, [, amount]) => sum + nanos(amount), 0n),
+      spent,
+    );
+    await screenshot(page, 'overview-chart-hover', { fullPage: false });
     member.assertClean();
   });
 

@@ -79,10 +79,70 @@ export async function openContext(
   };
 }
 
-/** Saves a screenshot as a test artifact (test-artifacts/dashboard/<name>.png): the whole page, or the window only. */
+/**
+ * Layout defects a screenshot would show, found mechanically: the page wider than the window, a card, table or chart
+ * sticking out of the page's column, a block sticking out of its card's padding, a chart legend cell with no value.
+ * Returns one line per defect (empty when the layout holds).
+ */
+export async function layoutProblems(page: Page): Promise<string[]> {
+  return page.evaluate(LAYOUT_CHECK) as Promise<string[]>;
+}
+
+// Page-side source as text: tsx would wrap named functions in a helper (__name) the page does not have.
+const LAYOUT_CHECK = `(() => {
+  const problems = [];
+  const describe = (element) =>
+    element.tagName.toLowerCase() + (element.id ? '#' + element.id : '') +
+    (typeof element.className === 'string' && element.className.trim() ? '.' + element.className.trim().split(/\\s+/).join('.') : '');
+  const contentBox = (element) => {
+    const rect = element.getBoundingClientRect();
+    const style = getComputedStyle(element);
+    return { left: rect.left + parseFloat(style.paddingLeft), right: rect.right - parseFloat(style.paddingRight) };
+  };
+  const outside = (inner, outer) => inner.left < outer.left - 1 || inner.right > outer.right + 1;
+  const span = (box) => Math.round(box.left) + '–' + Math.round(box.right);
+  const root = document.documentElement;
+  if (root.scrollWidth > window.innerWidth + 1) problems.push('the page is ' + root.scrollWidth + 'px wide in a ' + window.innerWidth + 'px window');
+  const main = document.querySelector('main');
+  if (main) {
+    const column = contentBox(main);
+    for (const block of main.querySelectorAll(':scope :is(.card, .table-wrap, .chart, .stats, .grid-2, pre)')) {
+      const rect = block.getBoundingClientRect();
+      if (rect.width && outside(rect, column)) problems.push(describe(block) + ' (' + span(rect) + ') sticks out of the page column (' + span(column) + ')');
+    }
+  }
+  for (const card of document.querySelectorAll('.card')) {
+    const inside = contentBox(card);
+    for (const block of card.querySelectorAll(':scope :is(table, .table-wrap, .size-grid, pre, .row, fieldset, .results)')) {
+      // A table inside a scrolling box may be wider than the card: the box scrolls, the page does not.
+      if (block.matches('table') && block.closest('.table-wrap, .size-grid')) continue;
+      const rect = block.getBoundingClientRect();
+      if (rect.width && outside(rect, inside)) problems.push(describe(block) + ' (' + span(rect) + ') reaches past the padding of ' + describe(card) + ' (' + span(inside) + ')');
+    }
+  }
+  for (const entry of document.querySelectorAll('.u-legend .u-series')) {
+    const label = (entry.querySelector('.u-label')?.textContent ?? '').trim();
+    const shown = (entry.querySelector('.u-value')?.textContent ?? '').trim();
+    if (!label || !shown || shown === '--') problems.push('chart legend entry "' + label + '" shows "' + shown + '"');
+  }
+  return problems;
+})()`;
+
+/**
+ * Saves a screenshot as a test artifact (test-artifacts/dashboard/<name>.png): the whole page, or the window only.
+ * Every page a test photographs is also checked for the layout defects of `layoutProblems`.
+ */
 export async function screenshot(page: Page, name: string, options: { fullPage?: boolean } = {}): Promise<string> {
   fs.mkdirSync(ARTIFACTS_DIR, { recursive: true });
   const file = path.join(ARTIFACTS_DIR, `${name}.png`);
-  await page.screenshot({ path: file, fullPage: options.fullPage ?? true });
+  const fullPage = options.fullPage ?? true;
+  // A whole-page capture keeps the window's scroll position, and the sidebar is sticky to the window: scrolled down,
+  // it would be drawn part-way down the page. Capture from the top, as a person first sees the page.
+  const scrolled = fullPage ? await page.evaluate(() => window.scrollY) : 0;
+  if (scrolled) await page.evaluate(() => window.scrollTo(0, 0));
+  await page.screenshot({ path: file, fullPage });
+  if (scrolled) await page.evaluate((y) => window.scrollTo(0, y), scrolled);
+  // Saved first, so a failing layout can be looked at.
+  assert.deepEqual(await layoutProblems(page), [], `the layout of ${name} holds (see ${file})`);
   return file;
 }

@@ -47,7 +47,7 @@ export function CreditsPage() {
         <h2 id="redeem-title">Redeem a top-up code</h2>
         <p class="muted small">Codes come from the operator of this server. The credit applies at once.</p>
         <div class="row">
-          <Field label="Top-up code">
+          <Field label="Top-up code" class="field-wide">
             <input type="text" name="code" required autoComplete="off" spellcheck={false} placeholder="DSC-XXXX-XXXX-XXXX-XXXX" value={code} onInput={(event) => setCode(value(event))} />
           </Field>
           <button type="submit" disabled={busy}>

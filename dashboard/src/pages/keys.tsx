@@ -78,8 +78,8 @@ export function KeysPage() {
                     </td>
                     <td title={time(key.created_at)}>{ago(key.created_at)}</td>
                     <td title={key.last_used_at ? time(key.last_used_at) : undefined}>{ago(key.last_used_at)}</td>
-                    <td>
-                      <div class="row">
+                    <td class="actions">
+                      <div class="key-actions">
                         {key.status === 'active' ? (
                           <>
                             <button type="button" class="secondary small" aria-label={`Rotate ${key.name}`} onClick={() => setAction({ kind: 'rotate', key })}>

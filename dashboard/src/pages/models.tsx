@@ -176,7 +176,7 @@ function SizeTable({ sizes }: { sizes: Record<string, unknown> }) {
   }
   const ratios = [...new Set(entries.flatMap(([, value]) => Object.keys(value as object)))];
   return (
-    <div class="scroll-x">
+    <div class="size-grid" data-testid="size-grid">
       <table class="params sizes">
         <caption>Sizes in pixels</caption>
         <thead>

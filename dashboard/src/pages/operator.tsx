@@ -1,7 +1,7 @@
 import { useEffect, useState } from 'preact/hooks';
 import { useLocation } from 'preact-iso';
 import { adminApi, type Account, type LedgerEntry, type ListPage, type User } from '../api.ts';
-import { CopyButton, ErrorNote, Field, Loading, PageHeader, Stat, StatusBadge, useAsync, useQueryState, value } from '../components.tsx';
+import { CopyButton, ErrorNote, Field, Loading, PageHeader, Stat, useAsync, useQueryState, value } from '../components.tsx';
 import { time, usd } from '../format.ts';
 
 // The operator console: the /admin/v1 API with the operator's session cookie (docs/dashboard.md).
@@ -489,7 +489,7 @@ function ModelsSection() {
                   <td class="mono">{model.id}</td>
                   <td>{model.kind}</td>
                   <td>
-                    <StatusBadge status={model.offered ? 'active' : 'revoked'} /> {model.offered ? 'offered' : 'not offered'}
+                    <span class={model.offered ? 'badge badge-active' : 'badge'}>{model.offered ? 'offered' : 'not offered'}</span>
                   </td>
                   <td class="small">
                     {model.unavailable_reason ? <div>{model.unavailable_reason}</div> : null}

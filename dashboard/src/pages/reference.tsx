@@ -251,19 +251,23 @@ function SchemaView({ document, schema: raw, depth, seen }: { document: Record<s
   );
 }
 
-/** Descriptions are Markdown; this keeps paragraphs and `code`, and shows the rest as plain text. */
+/** Descriptions are Markdown; this keeps paragraphs, `code` and **bold**, and shows the rest as plain text. */
 function Text({ text }: { text: string }) {
   return (
     <div class="prose">
       {String(text)
         .split(/\n{2,}/)
         .map((paragraph, index) => (
-          <p key={index}>{inlineCode(paragraph)}</p>
+          <p key={index}>{inlineMarkdown(paragraph)}</p>
         ))}
     </div>
   );
 }
 
-function inlineCode(text: string): ComponentChildren {
-  return text.split(/(`[^`]+`)/).map((part, index) => (part.startsWith('`') && part.endsWith('`') && part.length > 1 ? <code key={index}>{part.slice(1, -1)}</code> : part));
+function inlineMarkdown(text: string): ComponentChildren {
+  return text.split(/(`[^`]+`|\*\*[^*]+\*\*)/).map((part, index) => {
+    if (part.length > 2 && part.startsWith('`') && part.endsWith('`')) return <code key={index}>{part.slice(1, -1)}</code>;
+    if (part.length > 4 && part.startsWith('**') && part.endsWith('**')) return <strong key={index}>{part.slice(2, -2)}</strong>;
+    return part;
+  });
 }
