@@ -19,14 +19,7 @@ import type { RequestLimiter } from './limits/limiter.ts';
 import { openLimiter } from './limits/open-limiter.ts';
 import { Metrics } from './metrics/metrics.ts';
 import { openStore } from './store/open-store.ts';
-import { FilesystemResultStorage } from './store/results/filesystem-storage.ts';
-import { S3ResultStorage } from './store/results/s3-storage.ts';
-import { resolveServerSecret } from './store/results/server-secret.ts';
-import { HostedFiles } from './services/jobs/hosted-files.ts';
-import { JobService } from './services/jobs/job-service.ts';
-import { JobWorker } from './services/jobs/job-worker.ts';
-import { ServerKeys } from './services/jobs/secrets.ts';
-import { WebhookService } from './services/jobs/webhooks.ts';
+import { openJobs, sweepJobs } from './services/jobs/open-jobs.ts';
 import { openAttemptCounter } from './limits/attempts.ts';
 import { CreditCodes } from './services/credit-codes.ts';
 import { DashboardQueries } from './services/dashboard-queries.ts';
@@ -167,6 +160,8 @@ export async function startServer(config: Config, options: ServerOptions = {}): 
   });
 
   const jobs = openJobs(config, { store, images, limiter, idempotency, logger, metrics });
+  if (config.jobs.urlResults === 'hosted' && !jobs)
+    throw new Error('DEEPSHI_URL_RESULTS=hosted needs hosted results, which are off (see the log).');
 
   let devKey: string | undefined;
   let devSignIn: RunningServer['devSignIn'];
@@ -206,7 +201,17 @@ export async function startServer(config: Config, options: ServerOptions = {}): 
       version: PACKAGE_VERSION,
     },
     trustProxy: config.trustProxy,
-    ...(jobs ? { jobs: { service: jobs.service, files: jobs.files, webhooks: jobs.webhooks, pollMs: config.jobs.pollMs } } : {}),
+    ...(jobs
+      ? {
+          jobs: {
+            service: jobs.service,
+            files: jobs.files,
+            webhooks: jobs.webhooks,
+            hostedAnswers: jobs.hostedAnswers,
+            pollMs: config.jobs.pollMs,
+          },
+        }
+      : {}),
   });
 
   // Holds whose instance died mid-generation: released (the caller was never answered, so never charged).
@@ -305,80 +310,4 @@ export async function sweepExpiredHolds(store: Store, logger: Logger): Promise<n
     logger.error({ err: error }, 'hold sweeper failed');
   }
   return released;
-}
-
-/**
- * Async jobs, hosted results and webhooks (docs/jobs.md). They need the server secret: DEEPSHI_SERVER_SECRET, or with
- * the embedded SQLite default a generated one kept in the data directory. With PostgreSQL and no secret they are off
- * (every instance must sign and seal with the same secret), and the log says so.
- */
-function openJobs(
-  config: Config,
-  deps: {
-    store: Store;
-    images: ImageGenerationService;
-    limiter: RequestLimiter;
-    idempotency: IdempotencyService;
-    logger: Logger;
-    metrics: Metrics;
-  },
-) {
-  const { store, logger } = deps;
-  let secret: string;
-  try {
-    secret = resolveServerSecret(config.jobs.serverSecret, config.jobs.dataDir, store.kind);
-  } catch (error) {
-    logger.warn(`${(error as Error).message} Async image jobs and hosted results are off until it is set.`);
-    return undefined;
-  }
-  const keys = new ServerKeys(secret);
-  const storage = config.jobs.s3 ? new S3ResultStorage(config.jobs.s3) : new FilesystemResultStorage(config.jobs.dataDir);
-  const files = new HostedFiles({ store, storage, keys, ttlMs: config.jobs.resultTtlMs, logger });
-  const webhooks = new WebhookService({
-    store,
-    keys,
-    logger,
-    config: config.jobs,
-    onOutcome: (outcome) => deps.metrics.webhookAttempt(outcome),
-  });
-  const service = new JobService({
-    store,
-    files,
-    webhooks,
-    limiter: deps.limiter,
-    idempotency: deps.idempotency,
-    logger,
-    config: config.jobs,
-    generationTimeoutMs: config.generationTimeoutMs,
-    holdGraceMs: config.holdGraceMs,
-  });
-  const worker = new JobWorker({
-    store,
-    images: deps.images,
-    files,
-    jobs: service,
-    limiter: deps.limiter,
-    logger,
-    config: config.jobs,
-    generationTimeoutMs: config.generationTimeoutMs,
-  });
-  deps.metrics.observeJobs(
-    () => store.jobStats(),
-    () => store.webhookDeliveryStats(),
-  );
-  return { service, files, webhooks, worker };
-}
-
-/** Deletes expired results, and releases the holds of jobs that ended without a charge but whose instance stopped first. */
-async function sweepJobs(jobs: NonNullable<ReturnType<typeof openJobs>>, store: Store, logger: Logger): Promise<void> {
-  try {
-    const deleted = await jobs.files.sweep();
-    if (deleted) logger.info({ deleted }, 'deleted expired result files');
-    for (const job of await store.listEndedJobsWithHolds(500)) {
-      if (await store.releaseReservation(job.requestId, `job ${job.status}`))
-        logger.warn({ jobId: job.id }, 'released the hold of an ended job');
-    }
-  } catch (error) {
-    logger.error({ err: error }, 'job sweeper failed');
-  }
 }

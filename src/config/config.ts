@@ -255,6 +255,9 @@ function jobsConfig(env: Record<string, string | undefined>, databaseUrl: string
   const urlResults = read(env, 'DEEPSHI_URL_RESULTS') ?? 'data';
   if (urlResults !== 'data' && urlResults !== 'hosted')
     throw new ConfigError(`DEEPSHI_URL_RESULTS must be data or hosted; got "${urlResults}".`);
+  if (urlResults === 'hosted' && !sqliteFile && read(env, 'DEEPSHI_SERVER_SECRET') === undefined) {
+    throw new ConfigError('DEEPSHI_URL_RESULTS=hosted needs DEEPSHI_SERVER_SECRET with PostgreSQL (it signs the links on every instance).');
+  }
   const publicUrl = read(env, 'DEEPSHI_PUBLIC_URL');
   if (publicUrl !== undefined && !/^https?:\/\/[^/]+/.test(publicUrl)) {
     throw new ConfigError(`DEEPSHI_PUBLIC_URL must be an http(s) URL such as https://images.example.com; got "${publicUrl}".`);

@@ -18,6 +18,7 @@ import { registerEditRoutes, type EditLimits } from './routes/edits.ts';
 import { registerAdminRoutes } from './routes/admin.ts';
 import { registerImageRoutes } from './routes/images.ts';
 import { registerJobRoutes, registerWebhookAdminRoutes } from './routes/jobs.ts';
+import type { HostedAnswers } from '../services/jobs/hosted-answers.ts';
 import type { HostedFiles } from '../services/jobs/hosted-files.ts';
 import type { JobService } from '../services/jobs/job-service.ts';
 import type { WebhookService } from '../services/jobs/webhooks.ts';
@@ -55,7 +56,7 @@ export interface AppDeps {
   /** /readyz: resolves when the database answers. */
   pingStore: () => Promise<unknown>;
   /** Async image jobs, hosted results and webhooks (docs/jobs.md). */
-  jobs?: { service: JobService; files: HostedFiles; webhooks: WebhookService; pollMs: number };
+  jobs?: { service: JobService; files: HostedFiles; webhooks: WebhookService; pollMs: number; hostedAnswers?: HostedAnswers };
   /** false once shutdown began: /readyz answers 503 so the load balancer stops sending traffic. */
   isReady: () => boolean;
   /** The built dashboard served at / (default: dashboard/dist in this checkout). */
@@ -166,6 +167,7 @@ export function buildApp(deps: AppDeps): FastifyInstance {
     authenticate,
     keepaliveIntervalMs: deps.keepaliveIntervalMs,
     jobs: deps.jobs?.service,
+    hostedAnswers: deps.jobs?.hostedAnswers,
   };
   registerImageRoutes(app, imageDeps);
   registerEditRoutes(app, { ...imageDeps, limits: deps.editLimits });

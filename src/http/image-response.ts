@@ -37,7 +37,14 @@ export function imageSettings(params: Record<string, unknown>, outcome: Pick<Ima
  */
 export function imageResponseParts(
   outcome: ImageOutcome,
-  options: { model: string; created: number; responseFormat: 'b64_json' | 'url'; settings?: ImageSettings },
+  options: {
+    model: string;
+    created: number;
+    responseFormat: 'b64_json' | 'url';
+    settings?: ImageSettings;
+    /** A hosted link for an image (DEEPSHI_URL_RESULTS=hosted); without one, `url` is the image's `data:` URI. */
+    urlOf?: (image: ImageOutcome['images'][number]) => string | undefined;
+  },
 ): Buffer[] {
   const first = outcome.images[0];
   const settings = options.settings ?? imageSettings({}, outcome);
@@ -47,10 +54,15 @@ export function imageResponseParts(
     ),
   ];
   outcome.images.forEach((image, position) => {
-    const open = options.responseFormat === 'url' ? `{"url":"data:${image.mediaType};base64,` : '{"b64_json":"';
-    parts.push(Buffer.from(position === 0 ? open : `,${open}`), base64Ascii(image.base64));
+    const separator = position === 0 ? '' : ',';
+    const hosted = options.responseFormat === 'url' ? options.urlOf?.(image) : undefined;
+    if (hosted !== undefined) parts.push(Buffer.from(`${separator}{"url":${JSON.stringify(hosted)}`));
+    else {
+      const open = options.responseFormat === 'url' ? `{"url":"data:${image.mediaType};base64,` : '{"b64_json":"';
+      parts.push(Buffer.from(`${separator}${open}`), base64Ascii(image.base64), Buffer.from('"'));
+    }
     const revised = image.revisedPrompt !== undefined ? `,"revised_prompt":${JSON.stringify(image.revisedPrompt)}` : '';
-    parts.push(Buffer.from(`"${revised},"index":${image.index}}`));
+    parts.push(Buffer.from(`${revised},"index":${image.index}}`));
   });
   parts.push(Buffer.from(`],"usage":${JSON.stringify(usageObject(outcome.usage, outcome.cost))}${warningsField(outcome.warnings)}}`));
   return parts;

@@ -9,8 +9,9 @@ import {
   type PreparedImageRequest,
 } from '../../services/image-generation.ts';
 import type { Authenticate } from '../authenticate.ts';
+import type { HostedAnswer, HostedAnswers } from '../../services/jobs/hosted-answers.ts';
 import type { JobService } from '../../services/jobs/job-service.ts';
-import { submitImageJob } from './jobs.ts';
+import { requestOrigin, submitImageJob } from './jobs.ts';
 import { answerBilled, jsonStoredResponse, type AnswerStream, type Charged } from '../billed-answer.ts';
 import { costHeaders, imageResponseParts, imageSettings, usageObject } from '../image-response.ts';
 
@@ -21,6 +22,8 @@ export interface ImageRouteDeps {
   keepaliveIntervalMs: number;
   /** Async jobs (Prefer: respond-async or "async": true); absent = every request is synchronous. */
   jobs?: JobService;
+  /** DEEPSHI_URL_RESULTS=hosted: `response_format: "url"` answers link to hosted files; absent = `data:` URIs. */
+  hostedAnswers?: HostedAnswers;
 }
 
 export function registerImageRoutes(app: FastifyInstance, deps: ImageRouteDeps): void {
@@ -63,6 +66,8 @@ export function runImageRequest(
 ): Promise<FastifyReply> {
   const requestId = String(request.id);
   const created = Math.floor(Date.now() / 1000);
+  const hosted =
+    prepared.responseFormat === 'url' ? deps.hostedAnswers?.begin(request.caller.accountId, requestOrigin(request), requestId) : undefined;
   return answerBilled(request, reply, request.caller, prepared, {
     service: deps.images,
     fingerprint: fingerprintImageRequest,
@@ -80,16 +85,18 @@ export function runImageRequest(
           created,
           responseFormat: prepared.responseFormat,
           settings: imageSettings(prepared.request.params, outcome),
+          urlOf: hosted?.urlOf,
         }));
       const outcome = await deps.images.execute(prepared, requestId, {
         signal,
+        onImage: hosted?.onImage,
         savedResponse:
           idempotent &&
           ((settling) => idempotent.atSettlement(jsonStoredResponse(partsOf(settling), costHeaders(settling.cost, settling.warnings)))),
       });
       return { ...outcome, parts: partsOf(outcome) };
     },
-    sse: (signal, stream) => streamImages(request, prepared, deps, eventPrefix, created, signal, stream),
+    sse: (signal, stream) => streamImages(request, prepared, deps, eventPrefix, created, signal, stream, hosted),
     sseError: (stream, error) => {
       const gatewayError =
         error instanceof GatewayError ? error : new GatewayError('The generation failed.', { status: 500, type: 'api_error' });
@@ -115,6 +122,7 @@ async function streamImages(
   created: number,
   signal: AbortSignal,
   stream: AnswerStream,
+  hosted: HostedAnswer | undefined,
 ): Promise<Charged> {
   // An image event's JSON as byte parts around the base64, which is written as the bytes it arrived in.
   const imageEvent = (head: string, base64: Base64Text, tail: string) => [Buffer.from(head), base64Ascii(base64), Buffer.from(tail)];
@@ -126,6 +134,7 @@ async function streamImages(
     `"created_at":${created},"size":"${size}","output_format":"${outputFormat}","quality":${setting('quality')},"background":${setting('background')}`;
   const outcome = await deps.images.execute(prepared, String(request.id), {
     signal,
+    onImage: hosted?.onImage,
     onPartialImage: (partial) => {
       stream.event(
         `${eventPrefix}.partial_image`,
@@ -144,12 +153,14 @@ async function streamImages(
   const shares = splitCost(outcome.cost, outcome.images.length);
   outcome.images.forEach((image, position) => {
     const isLast = position === outcome.images.length - 1;
+    // With hosted url results the completed event also names the image's link (the image itself stays in b64_json).
+    const link = hosted?.urlOf(image);
     stream.event(
       `${eventPrefix}.completed`,
       imageEvent(
         `{"type":"${eventPrefix}.completed","b64_json":"`,
         image.base64,
-        `","index":${image.index},${extras(`${image.width}x${image.height}`)},"usage":${JSON.stringify(usageObject(isLast ? outcome.usage : undefined, shares[position]))}` +
+        `",${link !== undefined ? `"url":${JSON.stringify(link)},` : ''}"index":${image.index},${extras(`${image.width}x${image.height}`)},"usage":${JSON.stringify(usageObject(isLast ? outcome.usage : undefined, shares[position]))}` +
           // Every warning of the request, those found during the generation included (the headers had only the earlier ones).
           `${isLast && outcome.warnings.length > 0 ? `,"warnings":${JSON.stringify(outcome.warnings)}` : ''}}`,
       ),

@@ -49,7 +49,7 @@ export async function submitImageJob(
       requestId,
       idempotencyKey: typeof request.headers['idempotency-key'] === 'string' ? request.headers['idempotency-key'] : undefined,
       webhookUrl,
-      origin: originOf(request),
+      origin: requestOrigin(request),
     });
   } catch (error) {
     await idempotent?.abandon();
@@ -226,7 +226,8 @@ function settingsJson(settings: { defaultUrl: string | null; sealedSecret: strin
   };
 }
 
-function originOf(request: FastifyRequest): string {
+/** The request's origin (`https://host`): the base of hosted links when DEEPSHI_PUBLIC_URL is unset. */
+export function requestOrigin(request: FastifyRequest): string {
   return `${request.protocol}://${request.host}`;
 }
 
