@@ -87,6 +87,23 @@ describe('DEEPSHI_URL_RESULTS=hosted', () => {
     }
   });
 
+  it('an Idempotency-Key replay returns the same links, charged once', async () => {
+    const account = await t.createAccount('1');
+    const send = () =>
+      fetch(`${t.url}/v1/images/generations`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${account.key}`, 'content-type': 'application/json', 'idempotency-key': 'hosted-once' },
+        body: JSON.stringify({ model: 'deepshi-sketch', prompt: 'once', response_format: 'url' }),
+      });
+    const first = await send();
+    const second = await send();
+    assert.equal(second.headers.get('idempotent-replayed'), 'true');
+    const [a, b] = [(await first.json()) as any, (await second.json()) as any];
+    assert.match(a.data[0].url, HOSTED_LINK);
+    assert.equal(b.data[0].url, a.data[0].url);
+    assert.equal((await t.server.store.listRequests(account.accountId, 10)).length, 1);
+  });
+
   it('an edit with response_format url gets a hosted link too', async () => {
     const account = await t.createAccount('1');
     const input = await renderSketch({ prompt: 'input', seed: 3, width: 64, height: 64, format: 'png' });
