@@ -133,7 +133,8 @@ export function settleImageCost(
 
 /**
  * A chat request's hold: its prompt tokens (all at the uncached input rate, the dearest) plus the most completion
- * tokens it allows, at the catalog's per-token rates, rounded up once to the next nano-dollar. The same rates and
+ * tokens it allows (max tokens × choices: every choice of `n` has the whole budget, the prompt is billed once, as
+ * OpenAI bills it), at the catalog's per-token rates, rounded up once to the next nano-dollar. The same rates and
  * rounding as every token-priced image model (tokenCost below).
  */
 export interface ChatPriceQuote {
@@ -141,9 +142,15 @@ export interface ChatPriceQuote {
   basis: string;
 }
 
-export function quoteChatRequest(model: TextCatalogModel, tokens: { promptTokens: number; maxOutputTokens: number }): ChatPriceQuote {
-  const hold = tokenCost(model.compiledPricing, { inputTokens: tokens.promptTokens, outputTokens: tokens.maxOutputTokens }) ?? 0n;
-  return { hold, basis: `per token (hold: ${tokens.promptTokens} prompt + ${tokens.maxOutputTokens} max completion tokens)` };
+export function quoteChatRequest(
+  model: TextCatalogModel,
+  tokens: { promptTokens: number; maxOutputTokens: number; choices?: number },
+): ChatPriceQuote {
+  const choices = tokens.choices ?? 1;
+  const outputTokens = tokens.maxOutputTokens * choices;
+  const hold = tokenCost(model.compiledPricing, { inputTokens: tokens.promptTokens, outputTokens }) ?? 0n;
+  const completion = choices > 1 ? `${choices} × ${tokens.maxOutputTokens}` : `${tokens.maxOutputTokens}`;
+  return { hold, basis: `per token (hold: ${tokens.promptTokens} prompt + ${completion} max completion tokens)` };
 }
 
 /** The charge for a finished chat completion: the tokens it used at the catalog rates, never more than the hold. */

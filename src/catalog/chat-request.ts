@@ -72,11 +72,7 @@ export function normalizeChatRequest(body: Record<string, unknown>, model: TextC
 
   const messages = readMessages(body.messages, model);
 
-  // Several choices are not something the text models here produce: per the docs, ignored (one choice) rather than
-  // rejected, and said so. A value that is not a positive integer is still malformed.
-  const n = readJsonInteger(value('n'), 'n');
-  if (n !== undefined && n < 1) throw invalidRequest(`'n' must be at least 1; got ${n}.`, 'n', 'integer_below_min_value');
-  if (n !== undefined && n > 1) ignore('n', `returns one choice per request (asked for ${n})`);
+  const n = readChoices(value('n'), model, ignore);
 
   const maxTokens = readMaxTokens(value('max_tokens'), value('max_completion_tokens'), model);
 
@@ -170,6 +166,7 @@ export function normalizeChatRequest(body: Record<string, unknown>, model: TextC
   }
 
   const request: ChatRequestEnvelope['request'] = { model: model.id, messages, stop, sampling, extra };
+  if (n > 1) request.n = n;
   if (legacyFunctions) request.legacyFunctions = true;
   if (reasoning !== undefined && model.supported_features.includes('reasoning')) request.reasoning = reasoning;
   return { request, maxTokens, stream, includeUsage, warnings };
@@ -315,6 +312,30 @@ function readMaxTokens(maxTokens: unknown, maxCompletionTokens: unknown, model: 
     throw invalidRequest("'max_tokens' and 'max_completion_tokens' are the same setting; send one of them.", 'max_tokens', 'invalid_value');
   }
   return current ?? legacy;
+}
+
+/**
+ * `n`, the choices to produce: up to the model's `max_choices` (catalog). A model that answers one choice ignores a
+ * larger `n` with a warning (the docs' rule for unsupported fields); on a model that serves several, more than it
+ * serves is a 400, since silently answering fewer choices than asked (and billed) would not be honest.
+ */
+function readChoices(raw: unknown, model: TextCatalogModel, ignore: (param: string, why: string) => void): number {
+  const n = readJsonInteger(raw, 'n');
+  if (n === undefined) return 1;
+  if (n < 1) throw invalidRequest(`'n' must be at least 1; got ${n}.`, 'n', 'integer_below_min_value');
+  if (n === 1) return 1;
+  if (model.max_choices === 1) {
+    ignore('n', `returns one choice per request (asked for ${n})`);
+    return 1;
+  }
+  if (n > model.max_choices) {
+    throw invalidRequest(
+      `${model.id} returns at most ${model.max_choices} choices per request; 'n' is ${n}. Lower 'n' to ${model.max_choices} or fewer, or send several requests.`,
+      'n',
+      'integer_above_max_value',
+    );
+  }
+  return n;
 }
 
 function readStop(raw: unknown): string[] {

@@ -211,6 +211,12 @@ export const textModelSchema = z
     /** Sampling fields the model honours; the others are accepted, ignored and reported as warnings. */
     supported_sampling_parameters: z.array(z.enum(SAMPLING_PARAMETERS)).default([]),
     supported_features: z.array(z.enum(TEXT_FEATURES)).default([]),
+    /**
+     * Most choices (OpenAI's `n`) one request may ask for: served by the upstream in one call, each choice with the
+     * whole completion budget and billed for its tokens. 1 (the default) = the model answers one choice, and `n` > 1 is
+     * ignored with a warning; above a larger limit, `n` is a 400.
+     */
+    max_choices: z.number().int().min(1).max(128).default(1),
   })
   .strict();
 

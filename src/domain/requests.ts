@@ -64,6 +64,11 @@ export interface NormalizedChatRequest {
   /** Public model id (catalog id). */
   model: string;
   messages: ChatMessage[];
+  /**
+   * Choices to produce (OpenAI's `n`), present only when above 1 and the model serves several (catalog `max_choices`);
+   * each choice has its own `maxOutputTokens` budget.
+   */
+  n?: number;
   /** Most completion tokens to produce: the request's max_tokens / max_completion_tokens, else the most the model and context allow. */
   maxOutputTokens: number;
   /** Up to 4 stop sequences; generation ends before the first one produced (excluded from the output). */

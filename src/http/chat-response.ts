@@ -1,7 +1,7 @@
 import { usdNumber, type Nanos } from '../domain/money.ts';
 import type { Warning } from '../domain/warnings.ts';
 import type { ChatFinishReason, ChatLogprobs, ChatToolCallDelta, ReasoningDetail } from '../domain/requests.ts';
-import type { ChatOutcome, ChatUsage } from '../services/chat-completion.ts';
+import type { ChatChoiceOutcome, ChatOutcome, ChatUsage } from '../services/chat-completion.ts';
 
 /** OpenAI's chat completion objects, plus Deepshi's `usage.cost.total_cost` and `warnings`. */
 
@@ -31,21 +31,19 @@ export function chatUsageObject(usage: ChatUsage, cost: Nanos): Record<string, u
   };
 }
 
-/** The `chat.completion` object answered to a non-streamed request. */
+/** The `chat.completion` object answered to a non-streamed request: every choice under its index. */
 export function chatCompletionBody(frame: ChatFrame, outcome: ChatOutcome): Record<string, unknown> {
   return {
     id: frame.id,
     object: 'chat.completion',
     created: frame.created,
     model: frame.model,
-    choices: [
-      {
-        index: 0,
-        message: chatMessage(frame, outcome),
-        logprobs: outcome.logprobs ?? null,
-        finish_reason: finishReasonFor(frame, outcome.finishReason),
-      },
-    ],
+    choices: outcome.choices.map((choice, index) => ({
+      index,
+      message: chatMessage(frame, choice),
+      logprobs: choice.logprobs ?? null,
+      finish_reason: finishReasonFor(frame, choice.finishReason),
+    })),
     usage: chatUsageObject(outcome.usage, outcome.cost),
     ...(outcome.warnings.length > 0 ? { warnings: outcome.warnings } : {}),
   };
@@ -57,19 +55,20 @@ export function chatCompletionBody(frame: ChatFrame, outcome: ChatOutcome): Reco
  * `reasoning_details` (providers/openai-compatible/reasoning.ts), whatever the upstream called it. A legacy `functions` caller gets its one call as
  * `function_call: {name, arguments}`.
  */
-function chatMessage(frame: ChatFrame, outcome: ChatOutcome): Record<string, unknown> {
-  const bare = outcome.content === '' && (outcome.toolCalls?.length || outcome.refusal);
-  const message: Record<string, unknown> = { role: 'assistant', content: bare ? null : outcome.content, refusal: outcome.refusal ?? null };
-  if (outcome.reasoning !== undefined) message.reasoning = outcome.reasoning;
-  if (outcome.reasoningDetails !== undefined) message.reasoning_details = outcome.reasoningDetails;
-  if (outcome.toolCalls?.length && frame.legacyFunctions) message.function_call = outcome.toolCalls[0].function;
-  else if (outcome.toolCalls?.length) message.tool_calls = outcome.toolCalls;
+function chatMessage(frame: ChatFrame, choice: ChatChoiceOutcome): Record<string, unknown> {
+  const bare = choice.content === '' && (choice.toolCalls?.length || choice.refusal);
+  const message: Record<string, unknown> = { role: 'assistant', content: bare ? null : choice.content, refusal: choice.refusal ?? null };
+  if (choice.reasoning !== undefined) message.reasoning = choice.reasoning;
+  if (choice.reasoningDetails !== undefined) message.reasoning_details = choice.reasoningDetails;
+  if (choice.toolCalls?.length && frame.legacyFunctions) message.function_call = choice.toolCalls[0].function;
+  else if (choice.toolCalls?.length) message.tool_calls = choice.toolCalls;
   return message;
 }
 
 /**
- * The `chat.completion.chunk` objects of a stream, serialised. With include_usage every chunk carries `usage: null`
- * except the last, which has empty `choices` and the usage (OpenAI's shape).
+ * The `chat.completion.chunk` objects of a stream, serialised; each piece names its choice's `index` (several with
+ * `n` > 1, interleaved as the model produces them). With include_usage every chunk carries `usage: null` except the
+ * last, which has empty `choices` and the usage (OpenAI's shape).
  */
 export function chatChunks(frame: ChatFrame, includeUsage: boolean) {
   const chunk = (choices: unknown[], extra: Record<string, unknown> = {}) =>
@@ -82,8 +81,13 @@ export function chatChunks(frame: ChatFrame, includeUsage: boolean) {
       ...(includeUsage ? { usage: null } : {}),
       ...extra,
     });
-  const choice = (delta: Record<string, unknown>, finishReason: ChatFinishReason | null, logprobs: ChatLogprobs | null = null) => ({
-    index: 0,
+  const choice = (
+    index: number,
+    delta: Record<string, unknown>,
+    finishReason: ChatFinishReason | null,
+    logprobs: ChatLogprobs | null = null,
+  ) => ({
+    index,
     delta,
     logprobs,
     finish_reason: finishReason === null ? null : finishReasonFor(frame, finishReason),
@@ -97,20 +101,21 @@ export function chatChunks(frame: ChatFrame, includeUsage: boolean) {
     return { function_call: piece };
   };
   return {
-    role: () => chunk([choice({ role: 'assistant', content: '' }, null)]),
-    content: (text: string, logprobs?: ChatLogprobs) => chunk([choice({ content: text }, null, logprobs ?? null)]),
+    role: (index: number) => chunk([choice(index, { role: 'assistant', content: '' }, null)]),
+    content: (index: number, text: string, logprobs?: ChatLogprobs) => chunk([choice(index, { content: text }, null, logprobs ?? null)]),
     /** A piece of the reasoning trace (`delta.reasoning`, with the upstream's segments when it streams them). */
-    reasoning: (text: string, details?: ReasoningDetail[]) =>
-      chunk([choice({ reasoning: text, ...(details ? { reasoning_details: details } : {}) }, null)]),
-    refusal: (text: string, logprobs?: ChatLogprobs) => chunk([choice({ refusal: text }, null, logprobs ?? null)]),
+    reasoning: (index: number, text: string, details?: ReasoningDetail[]) =>
+      chunk([choice(index, { reasoning: text, ...(details ? { reasoning_details: details } : {}) }, null)]),
+    refusal: (index: number, text: string, logprobs?: ChatLogprobs) => chunk([choice(index, { refusal: text }, null, logprobs ?? null)]),
     /** One piece of a tool call, as the adapter shaped it (OpenAI's: id, type and name first, then argument fragments). */
-    toolCall: (delta: ChatToolCallDelta) => {
-      if (!frame.legacyFunctions) return chunk([choice({ tool_calls: [delta] }, null)]);
+    toolCall: (index: number, delta: ChatToolCallDelta) => {
+      if (!frame.legacyFunctions) return chunk([choice(index, { tool_calls: [delta] }, null)]);
       const piece = functionCall(delta);
-      return piece ? chunk([choice(piece, null)]) : undefined;
+      return piece ? chunk([choice(index, piece, null)]) : undefined;
     },
-    finish: (finishReason: ChatFinishReason, warnings: Warning[]) =>
-      chunk([choice({}, finishReason)], warnings.length > 0 ? { warnings } : {}),
+    /** A choice's last chunk: empty delta and its finish reason (the warnings ride on the last choice's). */
+    finish: (index: number, finishReason: ChatFinishReason, warnings: Warning[]) =>
+      chunk([choice(index, {}, finishReason)], warnings.length > 0 ? { warnings } : {}),
     usage: (usage: ChatUsage, cost: Nanos) => chunk([], { usage: chatUsageObject(usage, cost) }),
   };
 }

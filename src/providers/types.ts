@@ -116,11 +116,23 @@ export interface ImageAdapter {
 
 /**
  * Text models: the contract between the chat pipeline and one upstream, next to the image one. The adapter gets a
- * validated, normalised chat request and returns the assistant's message with the usage it measured (or throws a
+ * validated, normalised chat request and returns the assistant's choices with the usage it measured (or throws a
  * ProviderError); while it generates it passes each piece of text to `onDelta`, in order, so streaming callers
  * forward them at once. It knows nothing of our HTTP framing, holds or keys.
  */
 export interface ChatCompletionResult {
+  /** One per choice (request.n, default 1), in index order: choices[i] is choice i. */
+  choices: ChatChoiceResult[];
+  /**
+   * Token counts as the upstream measured them, for the whole request: inputTokens (cachedInputTokens among them) once,
+   * outputTokens (reasoningTokens among them) across every choice.
+   */
+  usage: UpstreamUsage;
+  warnings: Warning[];
+}
+
+/** One choice of an answer: the assistant message and why it ended. */
+export interface ChatChoiceResult {
   /** The assistant message's whole content (the deltas passed to onDelta, joined). */
   content: string;
   finishReason: ChatFinishReason;
@@ -134,30 +146,31 @@ export interface ChatCompletionResult {
   refusal?: string;
   /** Token log-probabilities, when asked for and the upstream sent them. */
   logprobs?: ChatLogprobs;
-  /** Token counts as the upstream measured them: inputTokens (cachedInputTokens among them) and outputTokens (reasoningTokens among them). */
-  usage: UpstreamUsage;
-  warnings: Warning[];
 }
 
+/**
+ * Where the pieces of a streamed answer go. Every hook gets first the index of the choice the piece belongs to (0 …
+ * n − 1); pieces of different choices may interleave, pieces of one choice come in order.
+ */
 export interface TextCallContext {
   signal: AbortSignal;
   /**
    * Each piece of the answer as it is produced. Given only when the caller streams: an upstream adapter asks its
    * upstream for a stream exactly when this is set.
    */
-  onDelta?: (text: string, logprobs?: ChatLogprobs) => void;
+  onDelta?: (choice: number, text: string, logprobs?: ChatLogprobs) => void;
   /**
    * Each piece of a tool call as it is produced (see ChatToolCallDelta), given with onDelta to a streaming caller.
-   * Adapters that never call tools (deepshi-echo) ignore it.
+   * Adapters that never call tools ignore it.
    */
-  onToolCallDelta?: (delta: ChatToolCallDelta) => void;
+  onToolCallDelta?: (choice: number, delta: ChatToolCallDelta) => void;
   /**
    * Each piece of the reasoning trace as it is produced (text, and the upstream's structured segments when it sends
-   * them), given with onDelta to a streaming caller. Reasoning comes before the answer's content.
+   * them), given with onDelta to a streaming caller. A choice's reasoning comes before its content.
    */
-  onReasoningDelta?: (text: string, details?: ReasoningDetail[]) => void;
+  onReasoningDelta?: (choice: number, text: string, details?: ReasoningDetail[]) => void;
   /** Each piece of a refusal (delta.refusal) as it is produced, given with onDelta. */
-  onRefusalDelta?: (text: string, logprobs?: ChatLogprobs) => void;
+  onRefusalDelta?: (choice: number, text: string, logprobs?: ChatLogprobs) => void;
 }
 
 export interface TextAdapter {

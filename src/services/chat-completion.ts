@@ -4,10 +4,10 @@ import { normalizeChatRequest, resolveMaxOutputTokens } from '../catalog/chat-re
 import { quoteChatRequest, settleChatCost, type ChatPriceQuote } from '../billing/pricing.ts';
 import { canonicalJson } from '../domain/canonical-json.ts';
 import type { Nanos } from '../domain/money.ts';
-import type { ChatFinishReason, ChatToolCall, NormalizedChatRequest } from '../domain/requests.ts';
+import type { NormalizedChatRequest } from '../domain/requests.ts';
 import type { Warning } from '../domain/warnings.ts';
 import type { ResolvedRoute } from '../providers/registry.ts';
-import type { ChatCompletionResult, ChatLogprobs, ReasoningDetail, TextAdapter, TextCallContext } from '../providers/types.ts';
+import type { ChatChoiceResult, ChatCompletionResult, TextAdapter, TextCallContext } from '../providers/types.ts';
 import { BilledService } from './billed-service.ts';
 import type { BilledResult, BilledTicket } from './billed-work.ts';
 import { wrongEndpoint, type Caller } from './model-access.ts';
@@ -35,15 +35,13 @@ export interface ChatUsage {
   reasoningTokens: number;
 }
 
+/** One choice of the answer as the adapter gave it: message, finish reason, tool calls, reasoning, refusal, logprobs. */
+export type ChatChoiceOutcome = ChatChoiceResult;
+
 export interface ChatOutcome {
-  content: string;
-  finishReason: ChatFinishReason;
-  /** The tool calls of the answer, when the model made any. */
-  toolCalls?: ChatToolCall[];
-  reasoning?: string;
-  reasoningDetails?: ReasoningDetail[];
-  refusal?: string;
-  logprobs?: ChatLogprobs;
+  /** One per choice, in index order. */
+  choices: ChatChoiceOutcome[];
+  /** For the whole request: the prompt once, the completion tokens of every choice. */
   usage: ChatUsage;
   /** The settled charge, in nanos. */
   cost: Nanos;
@@ -93,7 +91,8 @@ export class ChatCompletionService extends BilledService<PreparedChatRequest, Ch
     const promptTokens = Math.max(...routes.map((route) => route.adapter.countPromptTokens(envelope.request)));
     const maxOutputTokens = resolveMaxOutputTokens(model, promptTokens, envelope.maxTokens);
     const request: NormalizedChatRequest = { ...envelope.request, maxOutputTokens };
-    const quote = quoteChatRequest(model, { promptTokens, maxOutputTokens });
+    // Each choice has the whole completion budget: the hold covers all of them (the prompt is billed once).
+    const quote = quoteChatRequest(model, { promptTokens, maxOutputTokens, choices: request.n ?? 1 });
     return {
       model,
       routes,
@@ -165,31 +164,27 @@ export class ChatCompletionService extends BilledService<PreparedChatRequest, Ch
       cachedInputTokens: usage.cachedTokens,
       outputTokens: usage.completionTokens,
     });
-    const outcome: ChatOutcome = {
-      content: result.content,
-      finishReason: result.finishReason,
-      usage,
-      cost,
-      warnings: [...prepared.warnings, ...result.warnings],
-    };
-    if (result.toolCalls?.length) outcome.toolCalls = result.toolCalls;
-    for (const field of ['reasoning', 'reasoningDetails', 'refusal', 'logprobs'] as const)
-      if (result[field] !== undefined) Object.assign(outcome, { [field]: result[field] });
+    const outcome: ChatOutcome = { choices: result.choices, usage, cost, warnings: [...prepared.warnings, ...result.warnings] };
     const detail = {
       basis: prepared.quote.basis,
       prompt_tokens: usage.promptTokens,
       cached_tokens: usage.cachedTokens,
       completion_tokens: usage.completionTokens,
       ...(usage.reasoningTokens > 0 ? { reasoning_tokens: usage.reasoningTokens } : {}),
-      finish_reason: result.finishReason,
+      ...(result.choices.length > 1
+        ? { choices: result.choices.length, finish_reasons: result.choices.map((choice) => choice.finishReason) }
+        : { finish_reason: result.choices[0]?.finishReason ?? 'stop' }),
     };
     return { value: outcome, settlement: { cost, images: 0, detail, tokens: usage.promptTokens + usage.completionTokens } };
   }
 }
 
-/** The most tokens a request can use (prompt bound + completion budget): what the tokens-per-minute window admits it at. */
+/**
+ * The most tokens a request can use (prompt bound + the completion budget of every choice): what the tokens-per-minute
+ * window admits it at.
+ */
 export function tokenBound(prepared: PreparedChatRequest): number {
-  return prepared.promptTokens + prepared.request.maxOutputTokens;
+  return prepared.promptTokens + prepared.request.maxOutputTokens * (prepared.request.n ?? 1);
 }
 
 /** "The same request" for an Idempotency-Key: endpoint, model and the validated, normalised request with its framing. */

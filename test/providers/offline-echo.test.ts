@@ -53,7 +53,7 @@ describe('OfflineEchoAdapter', () => {
     const deltas: string[] = [];
     const result = await adapter.complete(request(), {} as never, {
       signal: new AbortController().signal,
-      onDelta: (text) => deltas.push(text),
+      onDelta: (_choice, text) => deltas.push(text),
     });
     assert.deepEqual(deltas, ['Echo', ': he', 'llo']);
     assert.deepEqual(result.usage, { inputTokens: 6, cachedInputTokens: 0, outputTokens: 3 });

@@ -63,29 +63,32 @@ export function registerChatRoutes(app: FastifyInstance, deps: ChatRouteDeps): v
       // Every frame is kept for an idempotent retry, which gets the whole stream back.
       sse: async (signal, stream) => {
         const chunks = chatChunks(frame, prepared.includeUsage);
-        stream.data(chunks.role());
+        const choices = prepared.request.n ?? 1;
+        for (let index = 0; index < choices; index++) stream.data(chunks.role(index));
         const outcome = await deps.chat.execute(prepared, requestId, {
           signal,
-          onDelta: (text, logprobs) => {
+          onDelta: (index, text, logprobs) => {
             delivered = true;
-            stream.data(chunks.content(text, logprobs));
+            stream.data(chunks.content(index, text, logprobs));
           },
-          onReasoningDelta: (text, details) => {
+          onReasoningDelta: (index, text, details) => {
             delivered = true;
-            stream.data(chunks.reasoning(text, details));
+            stream.data(chunks.reasoning(index, text, details));
           },
-          onRefusalDelta: (text, logprobs) => {
+          onRefusalDelta: (index, text, logprobs) => {
             delivered = true;
-            stream.data(chunks.refusal(text, logprobs));
+            stream.data(chunks.refusal(index, text, logprobs));
           },
-          onToolCallDelta: (delta) => {
+          onToolCallDelta: (index, delta) => {
             delivered = true;
-            const piece = chunks.toolCall(delta);
+            const piece = chunks.toolCall(index, delta);
             if (piece !== undefined) stream.data(piece);
           },
         });
-        // Settled before the final chunks: the usage chunk reports what was charged.
-        stream.data(chunks.finish(outcome.finishReason, outcome.warnings));
+        // Settled before the final chunks: the usage chunk reports what was charged. Each choice's finish, in index order.
+        outcome.choices.forEach((choice, index) =>
+          stream.data(chunks.finish(index, choice.finishReason, index === outcome.choices.length - 1 ? outcome.warnings : [])),
+        );
         if (prepared.includeUsage) stream.data(chunks.usage(outcome.usage, outcome.cost));
         stream.data('[DONE]');
         request.log.info({ cost: outcome.cost.toString(), completionTokens: outcome.usage.completionTokens }, 'chat stream settled');

@@ -1,4 +1,5 @@
 import type {
+  ChatChoiceResult,
   ChatCompletionResult,
   ChatFinishReason,
   ChatMessage,
@@ -57,28 +58,61 @@ export class OfflineEchoAdapter implements TextAdapter {
     return total;
   }
 
+  /**
+   * Every choice (request.n) planned and cut; streamed one token per piece, the choices' pieces interleaved (first
+   * piece of each choice, then the second of each…) as OpenAI interleaves them. Usage: the prompt once, the completion
+   * tokens of every choice.
+   */
   async complete(request: NormalizedChatRequest, _route: unknown, context: TextCallContext): Promise<ChatCompletionResult> {
     context.signal.throwIfAborted();
-    const plan = planEcho(request);
-    const usage = { inputTokens: this.countPromptTokens(request), cachedInputTokens: 0 };
-    if (plan.kind === 'tools') {
-      const { calls, finishReason, tokens } = cutToolCalls(plan.calls, request.maxOutputTokens);
-      calls.forEach((call, index) => {
-        context.signal.throwIfAborted();
-        context.onToolCallDelta?.({ index, id: call.id, type: 'function', function: { name: call.function.name, arguments: '' } });
-        for (const piece of tokenPieces(call.function.arguments)) context.onToolCallDelta?.({ index, function: { arguments: piece } });
-      });
-      context.signal.throwIfAborted();
-      return { content: '', finishReason, toolCalls: calls, usage: { ...usage, outputTokens: tokens }, warnings: [] };
+    const choices: ChatChoiceResult[] = [];
+    const streams: Array<Array<() => void>> = [];
+    let outputTokens = 0;
+    for (let index = 0; index < (request.n ?? 1); index++) {
+      const { choice, tokens, pieces } = echoChoice(request, index, context);
+      choices.push(choice);
+      streams.push(pieces);
+      outputTokens += tokens;
     }
-    const { content, finishReason } = cutAnswer(plan.content, request);
-    for (const piece of tokenPieces(content)) {
-      context.signal.throwIfAborted();
-      context.onDelta?.(piece);
+    for (let round = 0; round < Math.max(...streams.map((pieces) => pieces.length)); round++) {
+      for (const pieces of streams) {
+        if (round >= pieces.length) continue;
+        context.signal.throwIfAborted();
+        pieces[round]();
+      }
     }
     context.signal.throwIfAborted();
-    return { content, finishReason, usage: { ...usage, outputTokens: approximateTokens(content) }, warnings: [] };
+    return { choices, usage: { inputTokens: this.countPromptTokens(request), cachedInputTokens: 0, outputTokens }, warnings: [] };
   }
+}
+
+/** One choice: its answer, its completion tokens and its streamed pieces (calls of the context's hooks, in order). */
+function echoChoice(
+  request: NormalizedChatRequest,
+  index: number,
+  context: TextCallContext,
+): { choice: ChatChoiceResult; tokens: number; pieces: Array<() => void> } {
+  const plan = planEcho(request, index);
+  if (plan.kind === 'tools') {
+    const { calls, finishReason, tokens } = cutToolCalls(plan.calls, request.maxOutputTokens);
+    const pieces: Array<() => void> = [];
+    calls.forEach((call, callIndex) => {
+      pieces.push(() =>
+        context.onToolCallDelta?.(index, {
+          index: callIndex,
+          id: call.id,
+          type: 'function',
+          function: { name: call.function.name, arguments: '' },
+        }),
+      );
+      for (const piece of tokenPieces(call.function.arguments))
+        pieces.push(() => context.onToolCallDelta?.(index, { index: callIndex, function: { arguments: piece } }));
+    });
+    return { choice: { content: '', finishReason, toolCalls: calls }, tokens, pieces };
+  }
+  const { content, finishReason } = cutAnswer(plan.content, request);
+  const pieces = tokenPieces(content).map((piece) => () => context.onDelta?.(index, piece));
+  return { choice: { content, finishReason }, tokens: approximateTokens(content), pieces };
 }
 
 /** Forwarded features that count as prompt. */

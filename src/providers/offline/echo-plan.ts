@@ -17,7 +17,9 @@ import { JsonInstanceBuilder, SeededRandom, wordsOf } from './echo-json.ts';
  * 4. Otherwise "Echo: " and the last user message (or, with none, the last message).
  *
  * Deterministic: everything chosen comes from a generator seeded by the messages, the tools, the response format and
- * `seed`.
+ * `seed`, and for choice i > 0 of several (`n`) also by i, so choices differ and each is the same on every call: a text
+ * answer of choice i > 0 starts "Echo <i+1>: " instead of "Echo: ", a json_object answer adds `"choice": i+1`, tool
+ * call ids and generated values differ. Choice 0 is the answer of a one-choice request.
  */
 
 export type EchoPlan = { kind: 'text'; content: string } | { kind: 'tools'; calls: ChatToolCall[] };
@@ -27,9 +29,12 @@ interface FunctionTool {
   parameters: unknown;
 }
 
-export function planEcho(request: Pick<NormalizedChatRequest, 'messages' | 'extra' | 'sampling'>): EchoPlan {
+export function planEcho(request: Pick<NormalizedChatRequest, 'messages' | 'extra' | 'sampling'>, choice = 0): EchoPlan {
   const { messages, extra } = request;
-  const random = new SeededRandom(messages, extra.tools, extra.tool_choice, extra.response_format, request.sampling.seed ?? null);
+  const seedParts = [messages, extra.tools, extra.tool_choice, extra.response_format, request.sampling.seed ?? null];
+  // Choice 0 is seeded exactly as a one-choice request; the others also by their index.
+  const random = new SeededRandom(...seedParts, ...(choice > 0 ? [choice] : []));
+  const label = choice > 0 ? `Echo ${choice + 1}: ` : 'Echo: ';
   const lastUser = [...messages].reverse().find((message) => message.role === 'user');
   const source = lastUser ?? messages[messages.length - 1];
   const responseFormat = isRecord(extra.response_format) ? extra.response_format : undefined;
@@ -37,14 +42,14 @@ export function planEcho(request: Pick<NormalizedChatRequest, 'messages' | 'extr
   const results = trailingToolResults(messages);
   if (results.length > 0) {
     const content = results.map((result) => `${result.name} returned ${result.content}`).join('; ');
-    return answer(`Echo: ${content}`, responseFormat, random, content);
+    return answer(`${label}${content}`, responseFormat, random, content, choice);
   }
 
   const tools = functionTools(extra.tools);
   const calls = tools.length > 0 && source?.role === 'user' ? chooseToolCalls(tools, extra, source.content) : [];
   if (calls.length > 0) {
     const id = createHash('sha256')
-      .update(JSON.stringify([messages, extra.tools, request.sampling.seed ?? null]))
+      .update(JSON.stringify([messages, extra.tools, request.sampling.seed ?? null, ...(choice > 0 ? [choice] : [])]))
       .digest('hex')
       .slice(0, 24);
     return {
@@ -61,14 +66,21 @@ export function planEcho(request: Pick<NormalizedChatRequest, 'messages' | 'extr
       })),
     };
   }
-  return answer(`Echo: ${source?.content ?? ''}`, responseFormat, random, source?.content ?? '');
+  return answer(`${label}${source?.content ?? ''}`, responseFormat, random, source?.content ?? '', choice);
 }
 
-function answer(text: string, responseFormat: Record<string, unknown> | undefined, random: SeededRandom, material: string): EchoPlan {
-  if (responseFormat?.type === 'json_object') return { kind: 'text', content: JSON.stringify({ echo: material }) };
+function answer(
+  text: string,
+  responseFormat: Record<string, unknown> | undefined,
+  random: SeededRandom,
+  material: string,
+  choice: number,
+): EchoPlan {
+  const echo = choice > 0 ? { echo: material, choice: choice + 1 } : { echo: material };
+  if (responseFormat?.type === 'json_object') return { kind: 'text', content: JSON.stringify(echo) };
   if (responseFormat?.type === 'json_schema') {
     const spec = isRecord(responseFormat.json_schema) ? responseFormat.json_schema : {};
-    if (spec.schema === undefined) return { kind: 'text', content: JSON.stringify({ echo: material }) };
+    if (spec.schema === undefined) return { kind: 'text', content: JSON.stringify(echo) };
     return { kind: 'text', content: JSON.stringify(new JsonInstanceBuilder(spec.schema, random, wordsOf(material)).build()) };
   }
   return { kind: 'text', content: text };

@@ -22,12 +22,17 @@ import { ReasoningAccumulator, readReasoning, type ReadReasoning } from './reaso
 export const UPSTREAM_CHAT_SERVER = 'the upstream chat server';
 const PROVIDER = UPSTREAM_CHAT_SERVER;
 
-/** What the upstream answered, before the usage rule is applied. */
+/** What the upstream answered, before the usage rule is applied: its choices (index order) and its usage. */
 export interface UpstreamAnswer {
+  choices: UpstreamChoice[];
+  usage: ReportedUsage;
+}
+
+/** One choice of the upstream's answer. */
+export interface UpstreamChoice {
   content: string;
   finishReason: ChatFinishReason;
   toolCalls?: ChatToolCall[];
-  usage: ReportedUsage;
   refusal?: string;
   /** The reasoning trace, whatever the upstream called it (reasoning.ts). */
   reasoning?: ReadReasoning;
@@ -92,10 +97,14 @@ const toolCallDeltaSchema = z.object({
   function: z.object({ name: z.string().nullish(), arguments: toolArguments.nullish() }).nullish(),
 });
 
+/** A choice's `index`: lenient (a server may leave it out; then its position counts). */
+const choiceIndex = z.number().int().min(0).max(1e6).nullish();
+
 const completionSchema = z.object({
   choices: z
     .array(
       z.object({
+        index: choiceIndex,
         message: z
           .object({
             content: z.string().nullish(),
@@ -114,16 +123,23 @@ const completionSchema = z.object({
   usage: z.unknown().optional(),
 });
 
-export function readChatCompletion(response: UpstreamResponse): UpstreamAnswer {
+/**
+ * A completion's choices, in the order of their `index` (position when a server omits it), renumbered 0, 1, … and at
+ * most `wanted` of them (the `n` asked for).
+ */
+export function readChatCompletion(response: UpstreamResponse, wanted: number): UpstreamAnswer {
   const json = response.json();
   const parsed = completionSchema.safeParse(json);
   if (!parsed.success) throw new ProviderError('failed', `${PROVIDER} sent a response that is not a chat completion`, { accepted: true });
-  const [choice] = parsed.data.choices;
-  const answer: UpstreamAnswer = {
-    content: choice.message?.content ?? '',
-    finishReason: mapFinishReason(choice.finish_reason),
-    usage: readChatUsage(parsed.data.usage),
-  };
+  const ordered = parsed.data.choices
+    .map((choice, position) => ({ choice, at: choice.index ?? position }))
+    .sort((a, b) => a.at - b.at)
+    .slice(0, wanted);
+  return { choices: ordered.map(({ choice }) => readChoice(choice)), usage: readChatUsage(parsed.data.usage) };
+}
+
+function readChoice(choice: z.infer<typeof completionSchema>['choices'][number]): UpstreamChoice {
+  const answer: UpstreamChoice = { content: choice.message?.content ?? '', finishReason: mapFinishReason(choice.finish_reason) };
   if (choice.message?.refusal) answer.refusal = choice.message.refusal;
   const reasoning = readReasoning(choice.message);
   if (reasoning.text !== '' || reasoning.details) answer.reasoning = reasoning;
@@ -144,6 +160,7 @@ const chunkSchema = z.object({
   choices: z
     .array(
       z.object({
+        index: choiceIndex,
         delta: z
           .object({
             content: z.string().nullish(),
@@ -162,33 +179,35 @@ const chunkSchema = z.object({
   usage: z.unknown().optional(),
 });
 
-/** Where a stream's pieces go as they arrive (TextCallContext's hooks). */
+/** Where a stream's pieces go as they arrive (TextCallContext's hooks, each with the choice's index first). */
 export interface StreamHooks {
-  onDelta: (text: string, logprobs?: ChatLogprobs) => void;
-  onToolCallDelta?: (delta: ChatToolCallDelta) => void;
-  onReasoningDelta?: (text: string, details?: ReasoningDetail[]) => void;
-  onRefusalDelta?: (text: string, logprobs?: ChatLogprobs) => void;
+  onDelta: (choice: number, text: string, logprobs?: ChatLogprobs) => void;
+  onToolCallDelta?: (choice: number, delta: ChatToolCallDelta) => void;
+  onReasoningDelta?: (choice: number, text: string, details?: ReasoningDetail[]) => void;
+  onRefusalDelta?: (choice: number, text: string, logprobs?: ChatLogprobs) => void;
 }
 
+type ChunkChoice = NonNullable<z.infer<typeof chunkSchema>['choices']>[number];
+
 /**
- * Reads the upstream's SSE stream as it arrives: `data: {chat.completion.chunk}` events, each `delta.content` passed
- * on at once, the finish reason, the usage chunk (asked for with include_usage), then `data: [DONE]`. An error event
+ * Reads the upstream's SSE stream as it arrives: `data: {chat.completion.chunk}` events, each choice's `delta.content`
+ * passed on at once, each choice's finish reason, the usage chunk (asked for with include_usage), then `data: [DONE]`.
+ * With `n` > 1 the chunks of the choices interleave, each naming its `index`; choices are numbered 0, 1, … in the
+ * order they first appear (OpenAI's and vLLM's own order), and any beyond the `wanted` ones are dropped. An error event
  * or a chunk that is not JSON ends the call as failed; the upstream had accepted the work.
  */
 export class ChatStreamReader {
-  private content = '';
-  private refusal = '';
-  private finishReason: ChatFinishReason | undefined;
   private usage: ReportedUsage = {};
   private done = false;
-  private readonly toolCalls = new ToolCallAccumulator();
-  private readonly reasoning: ReasoningAccumulator;
-  private readonly logprobs = new LogprobsAccumulator();
+  /** Our choice index by the upstream's. */
+  private readonly indices = new Map<number, number>();
+  private readonly choices: StreamedChoice[] = [];
   private readonly decoder = new SseDecoder((event) => this.event(event.data));
 
-  constructor(private readonly hooks: StreamHooks) {
-    this.reasoning = new ReasoningAccumulator(hooks.onReasoningDelta);
-  }
+  constructor(
+    private readonly hooks: StreamHooks,
+    private readonly wanted: number,
+  ) {}
 
   push(chunk: Buffer): void {
     this.decoder.push(chunk);
@@ -196,18 +215,11 @@ export class ChatStreamReader {
 
   finish(): UpstreamAnswer {
     this.decoder.end();
-    if (!this.done && this.finishReason === undefined) {
+    if (!this.done && (this.choices.length === 0 || this.choices.some((choice) => choice.finishReason === undefined))) {
       throw new ProviderError('failed', `${PROVIDER} ended the stream before the answer was complete`, { accepted: true });
     }
-    const answer: UpstreamAnswer = { content: this.content, finishReason: this.finishReason ?? 'stop', usage: this.usage };
-    if (this.refusal) answer.refusal = this.refusal;
-    const reasoning = this.reasoning.finish();
-    if (reasoning.text !== '' || reasoning.details) answer.reasoning = reasoning;
-    const logprobs = this.logprobs.finish();
-    if (logprobs) answer.logprobs = logprobs;
-    const toolCalls = this.toolCalls.finish();
-    if (toolCalls.length > 0) answer.toolCalls = toolCalls;
-    return answer;
+    const choices = this.choices.length > 0 ? this.choices : [new StreamedChoice(0, this.hooks)];
+    return { choices: choices.map((choice) => choice.finish()), usage: this.usage };
   }
 
   private event(data: string): void {
@@ -232,26 +244,71 @@ export class ChatStreamReader {
     if (!parsed.success)
       throw new ProviderError('failed', `${PROVIDER} sent a stream chunk that is not a chat.completion.chunk`, { accepted: true });
     if (parsed.data.usage !== undefined && parsed.data.usage !== null) this.usage = readChatUsage(parsed.data.usage);
-    const choice = parsed.data.choices?.[0];
-    if (!choice) return;
+    for (const [position, choice] of (parsed.data.choices ?? []).entries()) this.choiceFor(choice.index ?? position)?.push(choice);
+  }
+
+  /** The state of the upstream's choice `upstreamIndex`, started on its first piece; undefined past the wanted choices. */
+  private choiceFor(upstreamIndex: number): StreamedChoice | undefined {
+    let index = this.indices.get(upstreamIndex);
+    if (index === undefined) {
+      if (this.choices.length >= this.wanted) return undefined;
+      index = this.choices.length;
+      this.indices.set(upstreamIndex, index);
+      this.choices.push(new StreamedChoice(index, this.hooks));
+    }
+    return this.choices[index];
+  }
+}
+
+/** One choice of a stream: its pieces passed on under its index as they come, and accumulated. */
+class StreamedChoice {
+  finishReason: ChatFinishReason | undefined;
+  private content = '';
+  private refusal = '';
+  private readonly toolCalls = new ToolCallAccumulator();
+  private readonly reasoning: ReasoningAccumulator;
+  private readonly logprobs = new LogprobsAccumulator();
+
+  constructor(
+    private readonly index: number,
+    private readonly hooks: StreamHooks,
+  ) {
+    const onReasoning = hooks.onReasoningDelta;
+    this.reasoning = new ReasoningAccumulator(onReasoning ? (text, details) => onReasoning(index, text, details) : undefined);
+  }
+
+  push(choice: ChunkChoice): void {
+    const { index, hooks } = this;
     this.reasoning.push(choice.delta);
     const logprobs = readLogprobs(choice.logprobs);
     if (logprobs) this.logprobs.push(logprobs);
     const text = choice.delta?.content;
     if (text) {
       this.content += text;
-      this.hooks.onDelta(text, logprobs);
+      hooks.onDelta(index, text, logprobs);
     } else if (logprobs && !choice.delta?.refusal) {
-      this.hooks.onDelta('', logprobs);
+      hooks.onDelta(index, '', logprobs);
     }
     if (choice.delta?.refusal) {
       this.refusal += choice.delta.refusal;
-      this.hooks.onRefusalDelta?.(choice.delta.refusal, logprobs);
+      hooks.onRefusalDelta?.(index, choice.delta.refusal, logprobs);
     }
     for (const piece of choice.delta?.tool_calls ?? []) {
-      for (const delta of this.toolCalls.push(piece)) this.hooks.onToolCallDelta?.(delta);
+      for (const delta of this.toolCalls.push(piece)) hooks.onToolCallDelta?.(index, delta);
     }
     if (choice.finish_reason) this.finishReason = mapFinishReason(choice.finish_reason);
+  }
+
+  finish(): UpstreamChoice {
+    const answer: UpstreamChoice = { content: this.content, finishReason: this.finishReason ?? 'stop' };
+    if (this.refusal) answer.refusal = this.refusal;
+    const reasoning = this.reasoning.finish();
+    if (reasoning.text !== '' || reasoning.details) answer.reasoning = reasoning;
+    const logprobs = this.logprobs.finish();
+    if (logprobs) answer.logprobs = logprobs;
+    const toolCalls = this.toolCalls.finish();
+    if (toolCalls.length > 0) answer.toolCalls = toolCalls;
+    return answer;
   }
 }
 

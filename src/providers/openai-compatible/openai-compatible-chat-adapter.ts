@@ -11,6 +11,7 @@ import {
 import { isEventStream, isUsableBaseUrl, readApiError } from '../shared/openai-images-wire.ts';
 import {
   ProviderError,
+  type ChatChoiceResult,
   type ChatCompletionResult,
   type ChatMessage,
   type NormalizedChatRequest,
@@ -19,7 +20,13 @@ import {
   type TextCallContext,
   type UpstreamUsage,
 } from '../types.ts';
-import { ChatStreamReader, readChatCompletion, UPSTREAM_CHAT_SERVER, type UpstreamAnswer } from './openai-chat-wire.ts';
+import {
+  ChatStreamReader,
+  readChatCompletion,
+  UPSTREAM_CHAT_SERVER,
+  type UpstreamAnswer,
+  type UpstreamChoice,
+} from './openai-chat-wire.ts';
 import { answerDetails, reasoningField, reasoningRequestFields } from './reasoning.ts';
 
 /**
@@ -55,8 +62,9 @@ import { answerDetails, reasoningField, reasoningRequestFields } from './reasoni
  * carries its id and name, later ones argument fragments; see ChatToolCallDelta). Finish `tool_calls` is kept. Their
  * JSON counts toward the completion bound when the upstream reports no usage.
  *
- * Not supported yet: logprobs in the answer (the catalog must not list `logprobs`), and the legacy
- * `function_call` answer (its finish is reported as `stop`).
+ * Several choices (`n` > 1, when the catalog's `max_choices` allows it): `n` is sent, and every choice the upstream
+ * answers comes back under its index (streamed: each chunk's `index`); the usage it reports covers them all (the
+ * prompt once, the completion tokens of every choice).
  */
 
 const PROVIDER = UPSTREAM_CHAT_SERVER;
@@ -123,13 +131,17 @@ export class OpenAICompatibleChatAdapter implements TextAdapter {
     if (route.credential) headers.authorization = `Bearer ${route.credential}`;
     // `reasoning.exclude`: the model reasons, the trace stays out of the answer (honoured here whatever the route takes).
     const showReasoning = request.reasoning?.exclude !== true;
+    const wanted = request.n ?? 1;
     const reader = stream
-      ? new ChatStreamReader({
-          onDelta: context.onDelta!,
-          onToolCallDelta: context.onToolCallDelta,
-          onReasoningDelta: showReasoning ? context.onReasoningDelta : undefined,
-          onRefusalDelta: context.onRefusalDelta,
-        })
+      ? new ChatStreamReader(
+          {
+            onDelta: context.onDelta!,
+            onToolCallDelta: context.onToolCallDelta,
+            onReasoningDelta: showReasoning ? context.onReasoningDelta : undefined,
+            onRefusalDelta: context.onRefusalDelta,
+          },
+          wanted,
+        )
       : undefined;
     const response = await upstreamRequest({
       url: chatEndpoint(route.baseUrl!),
@@ -153,22 +165,30 @@ export class OpenAICompatibleChatAdapter implements TextAdapter {
     if (reader && isEventStream(response.headers)) {
       answer = reader.finish();
     } else {
-      // Not streaming, or a server that ignored `stream` and answered JSON: one delta with the whole answer.
-      answer = readChatCompletion(response);
-      if (context.onDelta && showReasoning && answer.reasoning) context.onReasoningDelta?.(answer.reasoning.text, answer.reasoning.details);
-      if (context.onDelta && answer.content !== '')
-        context.onDelta(answer.content, answer.logprobs?.content ? { content: answer.logprobs.content, refusal: null } : undefined);
-      if (context.onDelta && answer.refusal) context.onRefusalDelta?.(answer.refusal);
-      if (context.onDelta) {
-        answer.toolCalls?.forEach((call, index) => {
-          context.onToolCallDelta?.({ index, id: call.id, type: 'function', function: { name: call.function.name, arguments: '' } });
-          if (call.function.arguments !== '') context.onToolCallDelta?.({ index, function: { arguments: call.function.arguments } });
-        });
-      }
+      // Not streaming, or a server that ignored `stream` and answered JSON: each choice's whole answer as one delta.
+      answer = readChatCompletion(response, wanted);
+      if (context.onDelta) answer.choices.forEach((choice, index) => replayChoice(index, choice, context, showReasoning));
     }
-    if (!showReasoning) delete answer.reasoning;
+    if (!showReasoning) for (const choice of answer.choices) delete choice.reasoning;
     return toResult(answer, request, warnings);
   }
+}
+
+/** A whole choice passed to a streaming caller's hooks at once (an upstream that answered JSON to a stream request). */
+function replayChoice(index: number, choice: UpstreamChoice, context: TextCallContext, showReasoning: boolean): void {
+  if (showReasoning && choice.reasoning) context.onReasoningDelta?.(index, choice.reasoning.text, choice.reasoning.details);
+  if (choice.content !== '')
+    context.onDelta?.(index, choice.content, choice.logprobs?.content ? { content: choice.logprobs.content, refusal: null } : undefined);
+  if (choice.refusal) context.onRefusalDelta?.(index, choice.refusal);
+  choice.toolCalls?.forEach((call, callIndex) => {
+    context.onToolCallDelta?.(index, {
+      index: callIndex,
+      id: call.id,
+      type: 'function',
+      function: { name: call.function.name, arguments: '' },
+    });
+    if (call.function.arguments !== '') context.onToolCallDelta?.(index, { index: callIndex, function: { arguments: call.function.arguments } });
+  });
 }
 
 /** `/v1/chat/completions` on the base URL with any trailing `/v1` removed; a path prefix and query string are kept. */
@@ -219,6 +239,8 @@ export function buildChatRequestBody(
     ...reasoning.fields,
     model: route.upstreamModel ?? request.model,
     messages: request.messages.map(wireMessage),
+    // Only above 1 (the catalog's max_choices allowed it): one call answers every choice.
+    n: request.n,
     [maxTokensField]: request.maxOutputTokens,
     stop: request.stop.length > 0 ? request.stop : undefined,
     temperature: sampling.temperature,
@@ -251,7 +273,10 @@ function toResult(answer: UpstreamAnswer, request: NormalizedChatRequest, warnin
   const usage: UpstreamUsage = {
     inputTokens: reported.promptTokens ?? promptTokenBound(request.messages, request.extra),
     cachedInputTokens: reported.promptTokens !== undefined ? (reported.cachedTokens ?? 0) : 0,
-    outputTokens: reported.completionTokens ?? Math.min(completionBytes(answer), request.maxOutputTokens),
+    // Without a reported count: every choice's bytes, each at most the budget sent (each choice has its own).
+    outputTokens:
+      reported.completionTokens ??
+      answer.choices.reduce((sum, choice) => sum + Math.min(completionBytes(choice), request.maxOutputTokens), 0),
   };
   if (reported.reasoningTokens !== undefined) usage.reasoningTokens = reported.reasoningTokens;
   if (reported.promptTokens === undefined || reported.completionTokens === undefined) {
@@ -261,7 +286,19 @@ function toResult(answer: UpstreamAnswer, request: NormalizedChatRequest, warnin
       message: `${PROVIDER} did not report its token usage; Deepshi billed its own upper bounds (prompt and completion UTF-8 bytes), never more than the hold.`,
     });
   }
-  const result: ChatCompletionResult = { content: answer.content, finishReason: answer.finishReason, usage, warnings: out };
+  const wanted = request.n ?? 1;
+  if (answer.choices.length < wanted) {
+    out.push({
+      type: 'other',
+      param: 'n',
+      message: `${PROVIDER} answered ${answer.choices.length} of the ${wanted} choices asked for; billed for what it reported.`,
+    });
+  }
+  return { choices: answer.choices.map(toChoice), usage, warnings: out };
+}
+
+function toChoice(answer: UpstreamChoice): ChatChoiceResult {
+  const result: ChatChoiceResult = { content: answer.content, finishReason: answer.finishReason };
   if (answer.toolCalls?.length) result.toolCalls = answer.toolCalls;
   if (answer.refusal) result.refusal = answer.refusal;
   if (answer.logprobs) result.logprobs = answer.logprobs;
@@ -273,8 +310,8 @@ function toResult(answer: UpstreamAnswer, request: NormalizedChatRequest, warnin
   return result;
 }
 
-/** Everything the model produced, in UTF-8 bytes: the bound on its completion tokens when it reports none. */
-function completionBytes(answer: UpstreamAnswer): number {
+/** Everything the model produced in one choice, in UTF-8 bytes: the bound on its completion tokens when it reports none. */
+function completionBytes(answer: UpstreamChoice): number {
   let total = bytes(answer.content) + bytes(answer.refusal ?? '') + bytes(answer.reasoning?.text ?? '');
   if (answer.toolCalls?.length) total += bytes(JSON.stringify(answer.toolCalls));
   return total;
