@@ -44,7 +44,16 @@ function textModelCard(model: TextCatalogModel): Record<string, unknown> {
     },
     max_tokens: maxTokens,
     max_completion_tokens: { ...maxTokens, description: 'Alias of max_tokens.' },
-    n: { type: 'integer', min: 1, max: 1, default: 1 },
+    n: {
+      type: 'integer',
+      min: 1,
+      max: model.max_choices,
+      default: 1,
+      description:
+        model.max_choices > 1
+          ? 'Choices to generate; each has the whole completion budget and is billed for its tokens (the prompt once).'
+          : 'One choice per request; a larger n is ignored with a warning.',
+    },
     stream: { type: 'boolean', default: false },
     stream_options: { type: 'object', fields: { include_usage: { type: 'boolean', default: false } } },
   };
@@ -88,6 +97,7 @@ function textModelCard(model: TextCatalogModel): Record<string, unknown> {
     ...cardHeader(model),
     context_window: model.context_window,
     max_output_tokens: model.max_output_tokens,
+    max_choices: model.max_choices,
     streaming: model.streaming,
     parameters,
     supported_parameters: Object.keys(parameters),

@@ -38,6 +38,8 @@ describe('modelCard', () => {
     ]);
     assert.deepEqual((card.parameters as any).response_format.enum, ['text', 'json_object', 'json_schema']);
     assert.deepEqual((card.parameters as any).max_tokens.max, 4096);
+    assert.equal(card.max_choices, 8);
+    assert.equal((card.parameters as any).n.max, 8);
     const pricing = card.pricing as Record<string, unknown>;
     assert.deepEqual(
       {
@@ -51,6 +53,25 @@ describe('modelCard', () => {
     assert.equal(pricing.image_output_per_million, undefined);
     for (const imageField of ['sizing', 'edit', 'output_formats', 'prompt_max_length', 'max_n'])
       assert.equal(card[imageField], undefined, imageField);
+  });
+
+  it('publishes how many choices (n) each text model serves: catalog max_choices, 1 by default', () => {
+    for (const [id, max] of [
+      ['gpt-4o', 128],
+      ['gpt-4o-mini', 128],
+      ['deepshi-2.0', 8],
+      ['deepshi-3.0', 8],
+    ] as const) {
+      const card = modelCard(catalog.get(id)!);
+      assert.equal(card.max_choices, max, id);
+      assert.deepEqual((card.parameters as any).n, {
+        type: 'integer',
+        min: 1,
+        max,
+        default: 1,
+        description: 'Choices to generate; each has the whole completion budget and is billed for its tokens (the prompt once).',
+      });
+    }
   });
 
   it('lists the feature fields a model honours: deepshi-3.0 reasoning and logprobs, deepshi-2.0 neither nor tools', () => {
@@ -96,6 +117,16 @@ describe('text models in the catalog', () => {
     const model = buildCatalog({ version: 1, models: [echo()] }).get('t')!;
     assert.equal(model.kind, 'text');
     assert.equal(model.compiledPricing.unit, 'token');
+  });
+
+  it('serves one choice unless max_choices says more (1-128); the card says so', () => {
+    const card = modelCard(buildCatalog({ version: 1, models: [echo()] }).get('t')!);
+    assert.equal(card.max_choices, 1);
+    assert.equal((card.parameters as any).n.max, 1);
+    assert.match((card.parameters as any).n.description, /ignored with a warning/);
+    assert.equal(modelCard(buildCatalog({ version: 1, models: [{ ...echo(), max_choices: 4 }] }).get('t')!).max_choices, 4);
+    for (const bad of [0, 129, 2.5])
+      assert.throws(() => buildCatalog({ version: 1, models: [{ ...echo(), max_choices: bad }] }), CatalogError);
   });
 
   it('refuses per-image prices, image fields and a max output that fills the context window, naming the model', () => {

@@ -24,8 +24,9 @@ import { sendJson, startRecordingServer, type RecordedRequest } from './recordin
  * add ceil(JSON characters / 4) to the prompt, an assistant message's `tool_calls` add their JSON to its text, and a
  * tool-call answer costs simToolCallTokens.
  *
- * Also, as OpenAI and vLLM do: `n` choices (choice i > 0 answers "Reply <i+1>: …"; usage counts every choice's
- * completion tokens; streamed one choice after the other, each chunk naming its `index`); `logprobs` / `top_logprobs`
+ * Also, as OpenAI and vLLM do: `n` choices (choice i > 0 answers "Reply <i+1>: …", its tool call ids end in `_c<i>`;
+ * usage counts the prompt once and every choice's completion tokens; streamed with the choices interleaved, one chunk
+ * of each in turn, each chunk naming its `index`, the role chunks of all first); `logprobs` / `top_logprobs`
  * (simTokenLogprobs, on every content or refusal chunk when streaming); a refusal (content null, `refusal`
  * SIM_REFUSAL) to a user message starting with "refuse:"; and, with `reasoning` set, a reasoning model in vLLM's manner:
  * a trace (simReasoning, showing `reasoning_effort`) before the answer under the configured name, sharing the
@@ -266,7 +267,11 @@ export async function startChatSimulator(options: { apiKey?: string } = {}): Pro
       if (userText.startsWith('refuse:') && lastMessage.role === 'user') {
         return { reasoning, content: '', refusal: SIM_REFUSAL, toolCalls: undefined, finish };
       }
-      if (toolCalls) return { reasoning, content: '', refusal: '', toolCalls, finish: 'tool_calls' };
+      if (toolCalls) {
+        // Each choice's calls have their own ids (choice 0's as documented above), as OpenAI's do.
+        const own = index === 0 ? toolCalls : toolCalls.map((call) => ({ ...call, id: `${call.id}_c${index}` }));
+        return { reasoning, content: '', refusal: '', toolCalls: own, finish: 'tool_calls' };
+      }
       const label = index === 0 ? 'Reply' : `Reply ${index + 1}`;
       let answer = lastMessage.role === 'tool' ? `Tool said: ${textOf(lastMessage.content)}` : `${label}: ${userText}`;
       let cut = -1;
@@ -373,53 +378,67 @@ export async function startChatSimulator(options: { apiKey?: string } = {}): Pro
       for (let start = 0; start < characters.length; start += size) pieces.push(characters.slice(start, start + size).join(''));
       return pieces;
     };
-    for (const [choiceIndex, planned] of choices.entries()) {
-      for (const piece of split(planned.reasoning)) response.write(chunk([choice(choiceIndex, reasoningFields(piece), null)]));
+    // Each choice's chunks in order; the choices interleaved (one chunk of each in turn), as OpenAI streams n > 1.
+    // A content step carries its piece index (the faults below count content pieces of a choice).
+    type Step = { data: string; contentPiece?: number };
+    const steps = choices.map((planned, choiceIndex): Step[] => {
+      const out: Step[] = [];
+      for (const piece of split(planned.reasoning)) out.push({ data: chunk([choice(choiceIndex, reasoningFields(piece), null)]) });
       const field = planned.refusal ? 'refusal' : 'content';
       for (const [index, piece] of split(planned.refusal || planned.content).entries()) {
-        if (active?.kind === 'reset-mid-stream' && index === active.pieces) {
-          // Let the pieces already written reach the client before the connection dies.
-          await new Promise((resolve) => setTimeout(resolve, 50));
-          response.socket?.destroy();
-          return;
-        }
-        if (active?.kind === 'stream-error' && index === 1) {
-          response.write(
-            `data: ${JSON.stringify({ error: { message: 'The server had an error while processing your request. Contact us at https://help.openai.com with sk-abcdefghijklmnop.', type: 'server_error', param: null, code: null } })}\n\n`,
-          );
-          return void response.end();
-        }
-        if (simulator.pieceDelayMs > 0) await new Promise((resolve) => setTimeout(resolve, simulator.pieceDelayMs));
-        if (response.destroyed) return; // the client (Deepshi) hung up: the generation stops, as OpenAI's does
         const logprobs = withLogprobs
           ? { content: null, refusal: null, [field]: simTokenLogprobs(piece, topLogprobs, index * simulator.pieceTokens) }
           : null;
-        response.write(chunk([choice(choiceIndex, { [field]: piece }, null, logprobs)]));
+        out.push({ data: chunk([choice(choiceIndex, { [field]: piece }, null, logprobs)]), contentPiece: index });
       }
       for (const [index, call] of (planned.toolCalls ?? []).entries()) {
         if (active?.kind === 'odd-tool-stream') {
           const odd = (index + 1) * 10;
-          response.write(chunk([choice(choiceIndex, { tool_calls: [{ index: odd, id: call.id, type: 'function' }] }, null)]));
-          response.write(chunk([choice(choiceIndex, { tool_calls: [{ index: odd, function: { name: call.function.name } }] }, null)]));
-          response.write(
-            chunk([choice(choiceIndex, { tool_calls: [{ index: odd, function: { arguments: call.function.arguments } }] }, null)]),
-          );
+          out.push({ data: chunk([choice(choiceIndex, { tool_calls: [{ index: odd, id: call.id, type: 'function' }] }, null)]) });
+          out.push({ data: chunk([choice(choiceIndex, { tool_calls: [{ index: odd, function: { name: call.function.name } }] }, null)]) });
+          out.push({
+            data: chunk([choice(choiceIndex, { tool_calls: [{ index: odd, function: { arguments: call.function.arguments } }] }, null)]),
+          });
           continue;
         }
-        response.write(
-          chunk([
+        out.push({
+          data: chunk([
             choice(
               choiceIndex,
               { tool_calls: [{ index, id: call.id, type: 'function', function: { name: call.function.name, arguments: '' } }] },
               null,
             ),
           ]),
-        );
+        });
         for (const piece of split(call.function.arguments)) {
-          response.write(chunk([choice(choiceIndex, { tool_calls: [{ index, function: { arguments: piece } }] }, null)]));
+          out.push({ data: chunk([choice(choiceIndex, { tool_calls: [{ index, function: { arguments: piece } }] }, null)]) });
         }
       }
-      response.write(chunk([choice(choiceIndex, {}, planned.finish)]));
+      out.push({ data: chunk([choice(choiceIndex, {}, planned.finish)]) });
+      return out;
+    });
+    for (let round = 0; round < Math.max(...steps.map((list) => list.length)); round++) {
+      for (const list of steps) {
+        const step = list[round];
+        if (!step) continue;
+        if (step.contentPiece !== undefined) {
+          if (active?.kind === 'reset-mid-stream' && step.contentPiece === active.pieces) {
+            // Let the pieces already written reach the client before the connection dies.
+            await new Promise((resolve) => setTimeout(resolve, 50));
+            response.socket?.destroy();
+            return;
+          }
+          if (active?.kind === 'stream-error' && step.contentPiece === 1) {
+            response.write(
+              `data: ${JSON.stringify({ error: { message: 'The server had an error while processing your request. Contact us at https://help.openai.com with sk-abcdefghijklmnop.', type: 'server_error', param: null, code: null } })}\n\n`,
+            );
+            return void response.end();
+          }
+          if (simulator.pieceDelayMs > 0) await new Promise((resolve) => setTimeout(resolve, simulator.pieceDelayMs));
+          if (response.destroyed) return; // the client (Deepshi) hung up: the generation stops, as OpenAI's does
+        }
+        response.write(step.data);
+      }
     }
     if (includeUsage) {
       response.write(chunk([], { usage }));

@@ -86,9 +86,9 @@ export function registerChatRoutes(app: FastifyInstance, deps: ChatRouteDeps): v
           },
         });
         // Settled before the final chunks: the usage chunk reports what was charged. Each choice's finish, in index order.
-        outcome.choices.forEach((choice, index) =>
-          stream.data(chunks.finish(index, choice.finishReason, index === outcome.choices.length - 1 ? outcome.warnings : [])),
-        );
+        for (const [index, choice] of outcome.choices.entries()) {
+          stream.data(chunks.finish(index, choice.finishReason, index === outcome.choices.length - 1 ? outcome.warnings : []));
+        }
         if (prepared.includeUsage) stream.data(chunks.usage(outcome.usage, outcome.cost));
         stream.data('[DONE]');
         request.log.info({ cost: outcome.cost.toString(), completionTokens: outcome.usage.completionTokens }, 'chat stream settled');

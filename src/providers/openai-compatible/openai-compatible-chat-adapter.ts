@@ -167,7 +167,7 @@ export class OpenAICompatibleChatAdapter implements TextAdapter {
     } else {
       // Not streaming, or a server that ignored `stream` and answered JSON: each choice's whole answer as one delta.
       answer = readChatCompletion(response, wanted);
-      if (context.onDelta) answer.choices.forEach((choice, index) => replayChoice(index, choice, context, showReasoning));
+      if (context.onDelta) for (const [index, choice] of answer.choices.entries()) replayChoice(index, choice, context, showReasoning);
     }
     if (!showReasoning) for (const choice of answer.choices) delete choice.reasoning;
     return toResult(answer, request, warnings);
@@ -187,7 +187,8 @@ function replayChoice(index: number, choice: UpstreamChoice, context: TextCallCo
       type: 'function',
       function: { name: call.function.name, arguments: '' },
     });
-    if (call.function.arguments !== '') context.onToolCallDelta?.(index, { index: callIndex, function: { arguments: call.function.arguments } });
+    if (call.function.arguments !== '')
+      context.onToolCallDelta?.(index, { index: callIndex, function: { arguments: call.function.arguments } });
   });
 }
 

@@ -1,0 +1,301 @@
+import assert from 'node:assert/strict';
+import { after, before, beforeEach, describe, it } from 'node:test';
+import type OpenAI from 'openai';
+import { parseUsd } from '../../src/domain/money.ts';
+import { promptTokenBound } from '../../src/providers/openai-compatible/openai-compatible-chat-adapter.ts';
+import { charged, expectBalance, expectError } from '../helpers/assertions.ts';
+import { startTestServer, type TestServer } from '../helpers/test-server.ts';
+import {
+  simPromptTokens,
+  simReasoning,
+  simTokenLogprobs,
+  simTokens,
+  simToolCallTokens,
+  startChatSimulator,
+  type ChatSimulator,
+} from '../simulators/openai-chat-simulator.ts';
+
+/**
+ * `n` > 1 through the OpenAI-compatible adapter (src/providers/openai-compatible/), with the openai SDK over HTTP:
+ * gpt-4o on an OpenAI simulator and deepshi-3.0 on a vLLM-style reasoning simulator, each serving n choices as OpenAI
+ * does (streamed interleaved, each chunk naming its index; usage: the prompt once, every choice's completion tokens).
+ * What holds: `n` reaches the upstream in the exact body; every choice comes back under its index with its message,
+ * finish reason, logprobs, tool calls and reasoning; the hold covers the prompt bound once plus n × max_tokens; the
+ * charge is the upstream's reported usage at the catalog rates and the ledger sums to it; a failure is not charged.
+ */
+
+const KEYS = { three: 'sk-deepshi-3-0123456789', openai: 'sk-openai-0123456789' };
+/** Catalog rates in nanos per token (catalog/models.yaml): the same for both models here. */
+const price = (prompt: number, cached: number, completion: number) =>
+  BigInt(prompt - cached) * 2500n + BigInt(cached) * 1250n + BigInt(completion) * 10_000n;
+const signed = (usd: string) => (usd.startsWith('-') ? -parseUsd(usd.slice(1)) : parseUsd(usd));
+
+describe('n > 1 on OpenAI-compatible upstreams (gpt-4o, deepshi-3.0)', () => {
+  let three: ChatSimulator;
+  let openai: ChatSimulator;
+  let t: TestServer;
+  let account: { accountId: string; key: string };
+  let client: OpenAI;
+
+  /** The request's ledger entries: the hold's amount, and the sums of every entry (available side, held side). */
+  const ledgerOf = async (requestId: string) => {
+    const ledger = await t.admin('GET', `/admin/v1/accounts/${account.accountId}/ledger?limit=1000`);
+    const own = ledger.data.filter((entry: any) => entry.request_id === requestId);
+    const sum = (field: string) => own.reduce((total: bigint, entry: any) => total + signed(entry[field]), 0n);
+    const hold = own.find((entry: any) => entry.kind === 'hold');
+    return {
+      kinds: own.map((entry: any) => entry.kind).sort(),
+      hold: signed(hold.held_delta),
+      available: sum('available_delta'),
+      held: sum('held_delta'),
+    };
+  };
+
+  before(async () => {
+    [three, openai] = await Promise.all([startChatSimulator({ apiKey: KEYS.three }), startChatSimulator({ apiKey: KEYS.openai })]);
+    t = await startTestServer({
+      env: {
+        DEEPSHI_3_0_API_KEY: KEYS.three,
+        DEEPSHI_3_0_BASE_URL: three.url,
+        OPENAI_API_KEY: KEYS.openai,
+        OPENAI_BASE_URL: `${openai.url}/v1`,
+      },
+    });
+    account = await t.createAccount('10');
+    client = t.client(account.key);
+  });
+  beforeEach(() => {
+    for (const sim of [three, openai]) sim.reset();
+    three.reasoning = 'reasoning_content';
+  });
+  after(async () => {
+    await t.close();
+    await Promise.all([three.close(), openai.close()]);
+  });
+
+  it('gpt-4o n=2: n in the exact upstream body; both choices back; charged the upstream usage; the hold was the prompt bound + 2 × max_tokens; the ledger sums', async () => {
+    openai.cachedTokens = 2;
+    const messages = [{ role: 'user' as const, content: 'hello' }];
+    const { result, charge } = await charged(t, account, () =>
+      client.chat.completions.create({ model: 'gpt-4o', messages, n: 2, max_tokens: 30, logprobs: true, top_logprobs: 1 }).withResponse(),
+    );
+    assert.deepEqual(openai.requests[0].body, {
+      logprobs: true,
+      top_logprobs: 1,
+      model: 'gpt-4o',
+      messages,
+      max_tokens: 30,
+      n: 2,
+      stream: false,
+    });
+    const completion = result.data;
+    assert.deepEqual(
+      completion.choices.map((choice) => [choice.index, choice.message.content, choice.finish_reason]),
+      [
+        [0, 'Reply: hello', 'stop'],
+        [1, 'Reply 2: hello', 'stop'],
+      ],
+    );
+    assert.deepEqual(completion.choices[1].logprobs, { content: simTokenLogprobs('Reply 2: hello', 1), refusal: null });
+    const sent = openai.sentUsages[0];
+    assert.equal(sent.completion_tokens, simTokens('Reply: hello') + simTokens('Reply 2: hello'));
+    assert.equal(completion.usage!.prompt_tokens, sent.prompt_tokens);
+    assert.equal(completion.usage!.completion_tokens, sent.completion_tokens);
+    const cost = price(sent.prompt_tokens, 2, sent.completion_tokens);
+    assert.equal(charge, cost);
+    assert.equal(parseUsd(result.response.headers.get('x-request-cost')!), cost);
+    const ledger = await ledgerOf(result.request_id!);
+    assert.deepEqual(ledger.kinds, ['hold', 'settle']);
+    assert.equal(
+      ledger.hold,
+      price(promptTokenBound([{ role: 'user', content: 'hello' }], { logprobs: true, top_logprobs: 1 }), 0, 2 * 30),
+    );
+    assert.equal(ledger.available, -cost);
+    assert.equal(ledger.held, 0n);
+  });
+
+  it('gpt-4o n=2 streamed: chunks interleaved under each index, each choice finishes, the usage chunk (all choices) at the end', async () => {
+    const content = 'stream two';
+    const { result: chunks, charge } = await charged(t, account, async () => {
+      const stream = await client.chat.completions.create({
+        model: 'gpt-4o',
+        messages: [{ role: 'user', content }],
+        n: 2,
+        max_tokens: 40,
+        stream: true,
+        stream_options: { include_usage: true },
+      });
+      const all: any[] = [];
+      for await (const chunk of stream) all.push(chunk);
+      return all;
+    });
+    assert.deepEqual(openai.requests[0].body, {
+      model: 'gpt-4o',
+      messages: [{ role: 'user', content }],
+      max_tokens: 40,
+      n: 2,
+      stream: true,
+      stream_options: { include_usage: true },
+    });
+    const pieces = chunks.filter((chunk) => chunk.choices.length > 0);
+    const contentIndices = pieces.filter((chunk) => chunk.choices[0].delta.content).map((chunk) => chunk.choices[0].index);
+    assert.deepEqual(contentIndices.slice(0, 4), [0, 1, 0, 1], 'interleaved as the upstream sent them');
+    const text = (index: number) =>
+      pieces
+        .filter((chunk) => chunk.choices[0].index === index)
+        .map((chunk) => chunk.choices[0].delta.content ?? '')
+        .join('');
+    assert.deepEqual([text(0), text(1)], [`Reply: ${content}`, `Reply 2: ${content}`]);
+    assert.deepEqual(
+      pieces.filter((chunk) => chunk.choices[0].finish_reason).map((chunk) => [chunk.choices[0].index, chunk.choices[0].finish_reason]),
+      [
+        [0, 'stop'],
+        [1, 'stop'],
+      ],
+    );
+    const last = chunks.at(-1);
+    assert.deepEqual(last.choices, []);
+    const sent = openai.sentUsages[0];
+    assert.equal(last.usage.completion_tokens, sent.completion_tokens);
+    assert.equal(charge, price(sent.prompt_tokens, 0, sent.completion_tokens));
+  });
+
+  it('gpt-4o n=2 tool calls: each choice its own calls (ids as the upstream gave them), streamed and not; billed for both', async () => {
+    const tools = [{ type: 'function' as const, function: { name: 'search', parameters: { type: 'object', properties: {} } } }];
+    const body = { model: 'gpt-4o', messages: [{ role: 'user' as const, content: 'call: cats' }], tools, n: 2 };
+    const { result, charge } = await charged(t, account, () => client.chat.completions.create(body));
+    assert.deepEqual(
+      result.choices.map((choice) => [choice.finish_reason, (choice.message.tool_calls as any[]).map((call) => call.id)]),
+      [
+        ['tool_calls', ['call_sim_0']],
+        ['tool_calls', ['call_sim_0_c1']],
+      ],
+    );
+    assert.equal((result.choices[1].message.tool_calls as any[])[0].function.arguments, '{"query":"cats","n":0}');
+    const calls = result.choices.flatMap((choice) => choice.message.tool_calls as any[]);
+    assert.equal(result.usage!.completion_tokens, simToolCallTokens(calls));
+    assert.equal(charge, price(openai.sentUsages[0].prompt_tokens, 0, openai.sentUsages[0].completion_tokens));
+
+    const stream = await client.chat.completions.create({ ...body, stream: true });
+    const ids = new Map<number, string>();
+    const args = new Map<number, string>();
+    for await (const chunk of stream) {
+      for (const choice of chunk.choices) {
+        for (const call of choice.delta.tool_calls ?? []) {
+          if (call.id) ids.set(choice.index, call.id);
+          args.set(choice.index, (args.get(choice.index) ?? '') + (call.function?.arguments ?? ''));
+        }
+      }
+    }
+    assert.deepEqual([...ids.entries()].sort(), [
+      [0, 'call_sim_0'],
+      [1, 'call_sim_0_c1'],
+    ]);
+    assert.deepEqual([args.get(0), args.get(1)], ['{"query":"cats","n":0}', '{"query":"cats","n":0}']);
+  });
+
+  it('deepshi-3.0 n=2 (vLLM reasoning_content): n forwarded; each choice has its reasoning; usage (reasoning included, cached tokens) charged at the rates', async () => {
+    three.cachedTokens = 3;
+    const content = 'why is the sky blue?';
+    const { result, charge } = await charged(t, account, () =>
+      client.chat.completions.create({ model: 'deepshi-3.0', messages: [{ role: 'user', content }], n: 2, max_tokens: 100 }).withResponse(),
+    );
+    assert.deepEqual(three.requests[0].body, {
+      model: 'deepshi-3.0',
+      messages: [{ role: 'user', content }],
+      max_tokens: 100,
+      n: 2,
+      stream: false,
+    });
+    const trace = simReasoning(content);
+    assert.deepEqual(
+      result.data.choices.map((choice) => [choice.index, choice.message.content, (choice.message as any).reasoning]),
+      [
+        [0, `Reply: ${content}`, trace],
+        [1, `Reply 2: ${content}`, trace],
+      ],
+    );
+    const sent = three.sentUsages[0];
+    const completionTokens = 2 * simTokens(trace) + simTokens(`Reply: ${content}`) + simTokens(`Reply 2: ${content}`);
+    assert.equal(sent.completion_tokens, completionTokens);
+    assert.equal(sent.prompt_tokens, simPromptTokens(content), 'the prompt once');
+    assert.equal(result.data.usage!.completion_tokens_details!.reasoning_tokens, 2 * simTokens(trace));
+    const cost = price(sent.prompt_tokens, 3, completionTokens);
+    assert.equal(charge, cost);
+    const ledger = await ledgerOf(result.request_id!);
+    assert.equal(ledger.hold, price(promptTokenBound([{ role: 'user', content }], {}), 0, 2 * 100));
+    assert.equal(ledger.available, -cost);
+    assert.equal(ledger.held, 0n);
+  });
+
+  it('deepshi-3.0 n=2 streamed: delta.reasoning then content for each choice under its index; charge = the upstream usage', async () => {
+    const content = 'count';
+    const { result: chunks, charge } = await charged(t, account, async () => {
+      const stream = await client.chat.completions.create({
+        model: 'deepshi-3.0',
+        messages: [{ role: 'user', content }],
+        n: 2,
+        stream: true,
+        stream_options: { include_usage: true },
+      });
+      const all: any[] = [];
+      for await (const chunk of stream) all.push(chunk);
+      return all;
+    });
+    assert.equal(three.requests[0].body.n, 2);
+    const pieces = chunks.filter((chunk) => chunk.choices.length > 0);
+    const of = (index: number, field: string) =>
+      pieces
+        .filter((chunk) => chunk.choices[0].index === index)
+        .map((chunk) => chunk.choices[0].delta[field] ?? '')
+        .join('');
+    const trace = simReasoning(content);
+    assert.deepEqual([of(0, 'reasoning'), of(1, 'reasoning')], [trace, trace]);
+    assert.deepEqual([of(0, 'content'), of(1, 'content')], [`Reply: ${content}`, `Reply 2: ${content}`]);
+    const sent = three.sentUsages[0];
+    assert.equal(chunks.at(-1).usage.completion_tokens, sent.completion_tokens);
+    assert.equal(charge, price(sent.prompt_tokens, 0, sent.completion_tokens));
+  });
+
+  it('an upstream that reports no usage: each choice billed at its UTF-8 bytes (within max_tokens), with a warning', async () => {
+    openai.setFault({ kind: 'no-usage' });
+    const { result, charge } = await charged(t, account, () =>
+      client.chat.completions.create({ model: 'gpt-4o', messages: [{ role: 'user', content: 'hi' }], n: 2, max_tokens: 10 }),
+    );
+    const bytes = Buffer.byteLength('Reply: hi') + Math.min(Buffer.byteLength('Reply 2: hi'), 10);
+    assert.equal(result.usage!.completion_tokens, bytes);
+    assert.equal(charge, price(promptTokenBound([{ role: 'user', content: 'hi' }], {}), 0, bytes));
+    assert.ok((result as any).warnings.some((warning: any) => warning.param === 'usage'));
+  });
+
+  it('a stream that fails mid-way is not charged and leaves no hold; n above max_choices is a 400 that never reaches the upstream', async () => {
+    const start = await t.balance(account.accountId);
+    openai.setFault({ kind: 'stream-error' });
+    const stream = await client.chat.completions.create({
+      model: 'gpt-4o',
+      messages: [{ role: 'user', content: 'a longer answer' }],
+      n: 2,
+      stream: true,
+    });
+    await assert.rejects(async () => {
+      for await (const _ of stream);
+    });
+    await expectBalance(t, account, start);
+
+    openai.reset();
+    await expectError(
+      client.chat.completions.create({ model: 'gpt-4o', messages: [{ role: 'user', content: 'x' }], n: 129 }),
+      400,
+      'integer_above_max_value',
+      'n',
+    );
+    await expectError(
+      client.chat.completions.create({ model: 'deepshi-3.0', messages: [{ role: 'user', content: 'x' }], n: 9 }),
+      400,
+      'integer_above_max_value',
+      'n',
+    );
+    assert.equal(openai.requests.length + three.requests.length, 0);
+    await expectBalance(t, account, start);
+  });
+});
