@@ -1,7 +1,8 @@
 import { useState } from 'preact/hooks';
 import { dashboardApi, withQuery, type Account, type LedgerEntry, type ListPage, type Overview } from '../api.ts';
 import { ErrorNote, Field, Loading, PageHeader, Stat, useAccountScope, useAsync, useQueryState, value } from '../components.tsx';
-import { time, usd } from '../format.ts';
+import { usd } from '../format.ts';
+import { LedgerTable } from '../ledger-table.tsx';
 
 export function CreditsPage() {
   const { query: scope, accountId } = useAccountScope();
@@ -68,36 +69,7 @@ export function CreditsPage() {
       <ErrorNote error={ledger.error} />
       {ledger.data ? (
         entries.length ? (
-          <div class="table-wrap">
-            <table data-testid="ledger-table">
-              <thead>
-                <tr>
-                  <th scope="col">Time</th>
-                  <th scope="col">Kind</th>
-                  <th scope="col" class="num">
-                    Available
-                  </th>
-                  <th scope="col" class="num">
-                    On hold
-                  </th>
-                  <th scope="col">Note</th>
-                  <th scope="col">Request</th>
-                </tr>
-              </thead>
-              <tbody>
-                {entries.map((entry) => (
-                  <tr key={entry.id}>
-                    <td>{time(entry.created_at)}</td>
-                    <td>{entry.kind}</td>
-                    <td class="num">{signed(entry.available_delta)}</td>
-                    <td class="num">{signed(entry.held_delta)}</td>
-                    <td>{entry.note ?? ''}</td>
-                    <td class="mono small">{entry.request_id ?? ''}</td>
-                  </tr>
-                ))}
-              </tbody>
-            </table>
-          </div>
+          <LedgerTable entries={entries} />
         ) : (
           <p class="muted">No entries yet.</p>
         )
@@ -116,9 +88,4 @@ export function CreditsPage() {
       </nav>
     </section>
   );
-}
-
-function signed(amount: string): string {
-  if (/^0(\.0*)?$/.test(amount)) return '—';
-  return amount.startsWith('-') ? usd(amount) : `+${usd(amount)}`;
 }

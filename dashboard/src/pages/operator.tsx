@@ -3,6 +3,7 @@ import { useLocation } from 'preact-iso';
 import { adminApi, type Account, type LedgerEntry, type ListPage, type User } from '../api.ts';
 import { CopyButton, ErrorNote, Field, Loading, PageHeader, Stat, useAsync, useQueryState, value } from '../components.tsx';
 import { time, usd } from '../format.ts';
+import { LedgerTable } from '../ledger-table.tsx';
 
 // The operator console: the /admin/v1 API with the operator's session cookie (docs/dashboard.md).
 
@@ -229,38 +230,7 @@ function AccountDetail({ id }: { id: string }) {
       </div>
       <h2>Ledger</h2>
       <ErrorNote error={ledger.error} />
-      {ledger.data ? (
-        <div class="table-wrap">
-          <table data-testid="ledger-table">
-            <thead>
-              <tr>
-                <th scope="col">Time</th>
-                <th scope="col">Kind</th>
-                <th scope="col" class="num">
-                  Available
-                </th>
-                <th scope="col" class="num">
-                  On hold
-                </th>
-                <th scope="col">Note</th>
-                <th scope="col">Request</th>
-              </tr>
-            </thead>
-            <tbody>
-              {ledger.data.data.map((entry) => (
-                <tr key={entry.id}>
-                  <td>{time(entry.created_at)}</td>
-                  <td>{entry.kind}</td>
-                  <td class="num">{usd(entry.available_delta)}</td>
-                  <td class="num">{usd(entry.held_delta)}</td>
-                  <td>{entry.note ?? ''}</td>
-                  <td class="mono small">{entry.request_id ?? ''}</td>
-                </tr>
-              ))}
-            </tbody>
-          </table>
-        </div>
-      ) : null}
+      {ledger.data ? <LedgerTable entries={ledger.data.data} /> : null}
     </>
   );
 }
