@@ -1,5 +1,5 @@
 import type { Row } from './rows.ts';
-import type { HostedFile, JobRecord, JobUpstreamState, WebhookDelivery, WebhookSettings } from './jobs.ts';
+import type { HostedFile, JobRecord, JobStatus, JobUpstreamState, WebhookDelivery, WebhookSettings } from './jobs.ts';
 
 /** Row → record mapping for the job tables, shared by both stores; `readJson` as in rows.ts. */
 export function jobRowMappers(readJson: (value: unknown) => unknown) {
@@ -81,3 +81,13 @@ export function patchColumns(patch: import('./jobs.ts').JobPatch): Array<[column
   if (patch.upstream !== undefined) columns.push(['upstream', JSON.stringify(patch.upstream), true]);
   return columns;
 }
+
+/** `SELECT status, COUNT(*) AS n … GROUP BY status` rows → a count for every status, zero where no row came back. */
+export function statusCounts<S extends string>(rows: Row[], statuses: readonly S[]): Record<S, number> {
+  const counts = Object.fromEntries(statuses.map((status) => [status, 0])) as Record<S, number>;
+  for (const row of rows) counts[row.status as S] = Number(row.n);
+  return counts;
+}
+
+export const JOB_STATUSES: readonly JobStatus[] = ['queued', 'in_progress', 'succeeded', 'failed', 'cancelled'];
+export const DELIVERY_STATUSES: readonly WebhookDelivery['status'][] = ['pending', 'succeeded', 'failed'];

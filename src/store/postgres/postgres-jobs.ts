@@ -1,5 +1,5 @@
 import type pg from 'pg';
-import { jobRowMappers, patchColumns } from '../job-rows.ts';
+import { DELIVERY_STATUSES, JOB_STATUSES, jobRowMappers, patchColumns, statusCounts } from '../job-rows.ts';
 import type { Row } from '../rows.ts';
 import type {
   HostedFile,
@@ -223,8 +223,7 @@ export class PostgresJobs implements JobStore {
   }
 
   async jobStats(): Promise<{ byStatus: Record<JobStatus, number>; oldestQueuedAt: number | null }> {
-    const byStatus: Record<JobStatus, number> = { queued: 0, in_progress: 0, succeeded: 0, failed: 0, cancelled: 0 };
-    for (const row of (await this.run('countByStatus', [])).rows) byStatus[row.status as JobStatus] = Number(row.n);
+    const byStatus = statusCounts((await this.run('countByStatus', [])).rows, JOB_STATUSES);
     const oldest = (await this.run('oldestQueued', [])).rows[0].oldest;
     return { byStatus, oldestQueuedAt: oldest === null ? null : Number(oldest) };
   }
@@ -295,9 +294,7 @@ export class PostgresJobs implements JobStore {
   }
 
   async webhookDeliveryStats(): Promise<Record<WebhookDelivery['status'], number>> {
-    const stats = { pending: 0, succeeded: 0, failed: 0 };
-    for (const row of (await this.run('deliveryStats', [])).rows) stats[row.status as WebhookDelivery['status']] = Number(row.n);
-    return stats;
+    return statusCounts((await this.run('deliveryStats', [])).rows, DELIVERY_STATUSES);
   }
 
   async getWebhookSettings(accountId: string): Promise<WebhookSettings | undefined> {

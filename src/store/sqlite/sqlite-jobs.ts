@@ -1,5 +1,5 @@
 import type Database from 'better-sqlite3';
-import { jobRowMappers, patchColumns } from '../job-rows.ts';
+import { DELIVERY_STATUSES, JOB_STATUSES, jobRowMappers, patchColumns, statusCounts } from '../job-rows.ts';
 import type { Row } from '../rows.ts';
 import type {
   HostedFile,
@@ -231,8 +231,7 @@ export class SqliteJobs implements JobStore {
   }
 
   async jobStats(): Promise<{ byStatus: Record<JobStatus, number>; oldestQueuedAt: number | null }> {
-    const byStatus: Record<JobStatus, number> = { queued: 0, in_progress: 0, succeeded: 0, failed: 0, cancelled: 0 };
-    for (const row of this.statements.countByStatus.all() as Row[]) byStatus[row.status as JobStatus] = Number(row.n);
+    const byStatus = statusCounts(this.statements.countByStatus.all() as Row[], JOB_STATUSES);
     const oldest = (this.statements.oldestQueued.get() as Row).oldest;
     return { byStatus, oldestQueuedAt: oldest === null ? null : Number(oldest) };
   }
@@ -303,9 +302,7 @@ export class SqliteJobs implements JobStore {
   }
 
   async webhookDeliveryStats(): Promise<Record<WebhookDelivery['status'], number>> {
-    const stats = { pending: 0, succeeded: 0, failed: 0 };
-    for (const row of this.statements.deliveryStats.all() as Row[]) stats[row.status as WebhookDelivery['status']] = Number(row.n);
-    return stats;
+    return statusCounts(this.statements.deliveryStats.all() as Row[], DELIVERY_STATUSES);
   }
 
   async getWebhookSettings(accountId: string): Promise<WebhookSettings | undefined> {
