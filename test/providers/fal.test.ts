@@ -434,6 +434,63 @@ describe('fal.ai queue adapter (seedream-4.5) against the fal simulator', () => 
     assert.equal(result.images.length, 1);
     assert.equal(result.images[0].mediaType, 'image/jpeg');
   });
+
+  it('resume (adapter direct): the handle given to onAccepted lets another adapter collect the job without submitting it again', async () => {
+    const request: NormalizedImageRequest = {
+      model: 'seedream-4.5',
+      prompt: 'a paper crane',
+      n: 2,
+      seed: 7,
+      width: 2048,
+      height: 2048,
+      params: { image_size: 'auto_2K' },
+      outputFormat: undefined,
+      partialImages: 0,
+      extra: {},
+      inputImages: [],
+    };
+    const route = { upstreamModel: undefined, baseUrl: sim.url, credential: sim.key, options: { ...FAL_OPTIONS, status_stream: false } };
+    sim.script = { queuedPolls: 2, progressPolls: 2 };
+    const handles: Array<Record<string, unknown>> = [];
+    await new FalImageAdapter().generate(request, route, {
+      signal: AbortSignal.timeout(5_000),
+      onAccepted: (handle) => handles.push(JSON.parse(JSON.stringify(handle))), // persisted as JSON by async jobs
+    });
+    assert.equal(handles.length, 1, 'one handle per queued call');
+    const [submit] = sim.submits();
+    assert.deepEqual(handles[0], {
+      app_id: 'fal-ai/bytedance',
+      request_id: handles[0].request_id,
+      status_url: `${sim.url}/fal-ai/bytedance/requests/${handles[0].request_id}/status`,
+      response_url: `${sim.url}/fal-ai/bytedance/requests/${handles[0].request_id}`,
+      cancel_url: `${sim.url}/fal-ai/bytedance/requests/${handles[0].request_id}/cancel`,
+    });
+    assert.equal(submit.path, `/${ENDPOINT}`);
+
+    const statusPolls = sim.statusPolls().length;
+    const resumed = await new FalImageAdapter().resume(handles[0], request, route, { signal: AbortSignal.timeout(5_000) });
+    assert.equal(resumed.images.length, 2);
+    assert.equal(resumed.images[0].mediaType, 'image/jpeg');
+    assert.equal(sim.submits().length, 1, 'never submitted again');
+    assert.ok(sim.statusPolls().length > statusPolls, 'resumed by its status');
+    assert.equal(sim.resultFetches().length, 2, 'and its result');
+
+    // A handle whose links point elsewhere is collected on the configured queue origin; nothing goes to the other host.
+    const foreign = { ...handles[0], status_url: `${sim.other.url}/x/status`, response_url: `${sim.other.url}/x` };
+    assert.equal((await new FalImageAdapter().resume(foreign, request, route, { signal: AbortSignal.timeout(5_000) })).images.length, 2);
+    assert.equal(sim.other.requests.length, 0);
+    for (const unreadable of [{}, { ...handles[0], app_id: '../../etc' }, { ...handles[0], request_id: '' }]) {
+      await assert.rejects(
+        new FalImageAdapter().resume(unreadable, request, route, { signal: AbortSignal.timeout(5_000) }),
+        (error: any) => {
+          assert.equal(error.accepted, true, 'an accepted job is never failed over');
+          assert.match(error.message, /handle is unreadable/);
+          return true;
+        },
+      );
+    }
+    assert.equal(sim.submits().length, 1);
+  });
 });
 
 describe('seedream-4.5 on two routes: fal first, BytePlus Ark on failover', () => {

@@ -1,8 +1,9 @@
 /**
  * Async jobs across instances (PostgreSQL, real server processes), kill -9 of the instance running them:
- * (a) its queued jobs are run by the other instance; (b) a job accepted by a slow BFL (simulator) is resumed by polling
- * its handle — the simulator sees exactly one submit and the account is charged once; (c) a job on a slow synchronous
- * upstream fails with its hold released. Every hold is resolved exactly once.
+ * (a) its queued jobs are run by the other instance; (b) jobs accepted by a slow BFL and a slow fal queue (simulators) are
+ * resumed by their handles (BFL's polling URL, fal's request id and links) — each simulator sees exactly one submit and
+ * the account is charged once for each; (c) a job on a slow synchronous upstream fails with its hold released. Every
+ * hold is resolved exactly once.
  */
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
@@ -10,18 +11,21 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, before, it } from 'node:test';
 import { BflSimulator } from '../simulators/bfl-simulator.ts';
+import { FalSimulator } from '../simulators/fal-simulator.ts';
 import { assertLedgerInvariant } from '../store/store-contract.ts';
 import { Cluster, createAccount, scaleSuite, sleep, type Instance } from './cluster.ts';
 
 scaleSuite('async jobs survive kill -9 of their instance', () => {
   const cluster = new Cluster();
   const bfl = new BflSimulator();
+  const fal = new FalSimulator();
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'deepshi-jobs-data-'));
   let env: Record<string, string>;
 
   before(async () => {
     await cluster.start();
     await bfl.start();
+    await fal.start();
     env = {
       DEEPSHI_SERVER_SECRET: 'jobs-crash-test-secret-0123456789abcdef',
       DEEPSHI_DATA_DIR: dataDir,
@@ -30,11 +34,14 @@ scaleSuite('async jobs survive kill -9 of their instance', () => {
       DEEPSHI_SWEEP_INTERVAL_MS: '200',
       BFL_API_KEY: bfl.key,
       BFL_BASE_URL: bfl.url,
+      FAL_KEY: fal.key,
+      FAL_BASE_URL: fal.url,
     };
   });
   after(async () => {
     await cluster.stop();
     await bfl.close();
+    await fal.close();
     fs.rmSync(dataDir, { recursive: true, force: true });
   });
 
@@ -58,23 +65,36 @@ scaleSuite('async jobs survive kill -9 of their instance', () => {
     }
   };
 
-  it("queued jobs run elsewhere, a BFL job is resumed (one submit, one charge), a synchronous upstream's job fails with its hold released", async () => {
-    // A runs two jobs at a time, so the rest stay queued in the database.
-    const a = await cluster.startInstance('A', { ...env, DEEPSHI_JOB_CONCURRENCY: '2' });
+  it("queued jobs run elsewhere, BFL and fal jobs are resumed (one submit, one charge each), a synchronous upstream's job fails with its hold released", async () => {
+    // A runs three jobs at a time, so the rest stay queued in the database.
+    const a = await cluster.startInstance('A', { ...env, DEEPSHI_JOB_CONCURRENCY: '3' });
     const account = await createAccount(a, '10');
     bfl.script = { readyAfterMs: 6_000, pendingPolls: 1 };
+    fal.script = { completeAfterMs: 6_000 };
     cluster.upstream.hang = true;
 
     const resumable = await submit(a, account.key, { model: 'flux-2-pro', prompt: 'a slow lighthouse', width: 512, height: 512 });
+    const falJob = await submit(a, account.key, { model: 'seedream-4.5', prompt: 'a slow paper crane' });
     const synchronous = await submit(a, account.key, { model: 'scale-upstream', prompt: 'hang on A' });
     const queued = [];
     for (let i = 0; i < 3; i++) queued.push(await submit(a, account.key, { model: 'scale-upstream', prompt: `queued ${i}` }));
 
-    await waitFor('the BFL job accepted upstream and the other one calling', async () => {
-      const [b, c] = await Promise.all([cluster.store.getJob(resumable), cluster.store.getJob(synchronous)]);
-      return b?.upstream.state === 'accepted' && c?.upstream.state === 'calling' && cluster.upstream.received >= 1;
+    await waitFor('the BFL and fal jobs accepted upstream and the other one calling', async () => {
+      const [b, f, c] = await Promise.all([
+        cluster.store.getJob(resumable),
+        cluster.store.getJob(falJob),
+        cluster.store.getJob(synchronous),
+      ]);
+      return (
+        b?.upstream.state === 'accepted' &&
+        f?.upstream.state === 'accepted' &&
+        c?.upstream.state === 'calling' &&
+        cluster.upstream.received >= 1
+      );
     });
     assert.equal(bfl.submits().length, 1);
+    assert.equal(fal.submits().length, 1);
+    assert.equal((await cluster.store.getJob(falJob))?.status, 'in_progress', 'fal is still working on it');
     for (const id of queued) assert.equal((await cluster.store.getJob(id))?.status, 'queued');
 
     await a.kill('SIGKILL');
@@ -103,6 +123,23 @@ scaleSuite('async jobs survive kill -9 of their instance', () => {
     assert.equal(image.status, 200);
     assert.ok((await image.arrayBuffer()).byteLength > 100);
 
+    const falResumed = await ended(falJob);
+    assert.equal(falResumed.status, 'succeeded', JSON.stringify(falResumed.error));
+    assert.equal(falResumed.claims, 2, 'claimed by A, then taken over by B');
+    assert.equal(fal.submits().length, 1, 'the fal simulator saw exactly one submit');
+    assert.ok(fal.resultFetches().length >= 1, 'B collected the result by the handle');
+    const falHold = (await cluster.store.getRequest(falResumed.requestId))!;
+    assert.equal(falHold.status, 'settled');
+    assert.equal(falHold.cost, 40_000_000n, 'seedream-4.5 on fal: $0.04, once');
+    const falPolled = (await (
+      await fetch(`${b.url}/v1/images/jobs/${falJob}`, { headers: { authorization: `Bearer ${account.key}` } })
+    ).json()) as any;
+    assert.equal(Math.round(falPolled.result.usage.cost.total_cost * 1e9), Number(falHold.cost));
+    const falLink = new URL(falPolled.result.data[0].url);
+    const falImage = await fetch(`${b.url}${falLink.pathname}${falLink.search}`);
+    assert.equal(falImage.status, 200);
+    assert.equal(falImage.headers.get('content-type'), 'image/jpeg');
+
     const interrupted = await ended(synchronous);
     assert.equal(interrupted.status, 'failed');
     assert.equal(interrupted.error?.code, 'job_interrupted');
@@ -111,7 +148,7 @@ scaleSuite('async jobs survive kill -9 of their instance', () => {
 
     // Exactly one resolution per hold, nothing held, the balance is the start minus the settled costs.
     const requests = await cluster.store.listRequests(account.accountId, 100);
-    assert.equal(requests.length, 5);
+    assert.equal(requests.length, 6);
     const ledger = await cluster.store.listLedger(account.accountId, 1000);
     for (const request of requests) {
       const kinds = ledger

@@ -25,6 +25,21 @@ export function parseSubmitResponse(json: unknown): FalSubmitResponse | undefine
   return parsed.success ? parsed.data : undefined;
 }
 
+/** What `resume` needs of a queued job: persisted by async jobs (src/providers/types.ts onAccepted). */
+const handleSchema = z.object({
+  app_id: z.string().refine((value) => appIdOf(value) === value),
+  request_id: z.string().min(1),
+  status_url: z.string().nullable(),
+  response_url: z.string().nullable(),
+  cancel_url: z.string().nullable(),
+});
+export type FalHandle = z.infer<typeof handleSchema>;
+
+export function parseHandle(json: unknown): FalHandle | undefined {
+  const parsed = handleSchema.safeParse(json);
+  return parsed.success ? parsed.data : undefined;
+}
+
 const statusSchema = z.object({ status: z.string() });
 
 export function parseStatus(json: unknown): string | undefined {

@@ -2,7 +2,6 @@ import type { Warning } from '../../domain/warnings.ts';
 import { mediaTypeOf } from '../../images/encode.ts';
 import { probeBase64, probeImage } from '../../images/probe.ts';
 import {
-  deadlineSignal,
   failureFromStatus,
   header,
   originOf,
@@ -12,8 +11,6 @@ import {
   type UpstreamResponse,
   type UpstreamTimeouts,
 } from '../shared/http.ts';
-import { SseDecoder, isEventStream } from '../shared/openai-images-wire.ts';
-import { pollSchedule } from '../shared/polling.ts';
 import { hostMatches, safeDownload } from '../shared/safe-download.ts';
 import {
   ProviderError,
@@ -25,8 +22,9 @@ import {
   type NormalizedImageRequest,
   type RouteTarget,
 } from '../types.ts';
-import { appIdOf, errorDetail, parseResult, parseStatus, parseSubmitResponse } from './fal-api.ts';
+import { appIdOf, errorDetail, type FalHandle, parseHandle, parseResult, parseSubmitResponse } from './fal-api.ts';
 import { PROVIDER, buildRequestBody } from './fal-request.ts';
+import { waitForCompletion } from './fal-status.ts';
 
 export { buildRequestBody } from './fal-request.ts';
 
@@ -37,7 +35,7 @@ export { buildRequestBody } from './fal-request.ts';
  * BFL; `status_stream: false` polls only.
  *
  * Once the submit answers 200 the job is queued and billed by fal, so every later failure is accepted (no
- * failover). fal never reports FAILED: a failed job "completes" and its error appears only on the result
+ * failover); its handle (app, request id, links) goes to `onAccepted`, and `resume` collects it from any instance. fal never reports FAILED: a failed job "completes" and its error appears only on the result
  * fetch, as 422 for validation and content-policy errors.
  */
 const DEFAULT_BASE_URL = 'https://queue.fal.run';
@@ -48,13 +46,6 @@ const QUEUE_HOST = 'queue.fal.run';
  */
 const DOWNLOAD_HOSTS = ['fal.media', '*.fal.media'];
 const MAX_IMAGES_PER_CALL = 4;
-const MAX_POLL_ERRORS = 3;
-/** fal sends a comment every 15 s on a quiet status stream [fal docs]: silence this long means it is dead. */
-const STREAM_IDLE_MS = 45_000;
-/** Status events are a few hundred bytes (logs=0); a stream larger than this is dropped for polling. */
-const STREAM_MAX_BYTES = 1024 * 1024;
-/** Not in fal's own types, but listed by third-party schemas: handled defensively. */
-const FAILED_STATUSES = new Set(['FAILED', 'ERROR', 'CANCELED', 'CANCELLED']);
 
 export class FalImageAdapter implements ImageAdapter {
   readonly provider = 'fal';
@@ -73,17 +64,15 @@ export class FalImageAdapter implements ImageAdapter {
 
   async generate(request: NormalizedImageRequest, route: RouteTarget, context: ImageCallContext): Promise<ImageGenerationResult> {
     const { signal } = context;
-    const base = (route.baseUrl ?? DEFAULT_BASE_URL).replace(/\/+$/, '');
+    const base = baseOf(route);
     const timeouts = timeoutsFromOptions(route.options);
-    const auth = { authorization: `Key ${route.credential!}` };
     const endpoint = endpointFor(request, route);
-    const appId = appIdOf(endpoint)!;
     const { body, warnings } = buildRequestBody(request);
 
     const response = await upstreamRequest({
       method: 'POST',
       url: `${base}/${endpoint}`,
-      headers: { ...auth, 'content-type': 'application/json', accept: 'application/json' },
+      headers: { ...authOf(route), 'content-type': 'application/json', accept: 'application/json' },
       body: JSON.stringify(body),
       signal,
       timeouts,
@@ -97,13 +86,46 @@ export class FalImageAdapter implements ImageAdapter {
     }
     const submitted = parseSubmitResponse(response.json());
     if (!submitted) throw new ProviderError('failed', `${PROVIDER} queued the job but its answer could not be read`, { accepted: true });
+    const handle: FalHandle = {
+      app_id: appIdOf(endpoint)!,
+      request_id: submitted.request_id,
+      status_url: submitted.status_url ?? null,
+      response_url: submitted.response_url ?? null,
+      cancel_url: submitted.cancel_url ?? null,
+    };
+    context.onAccepted?.({ ...handle });
+    return this.collect(handle, request, route, signal, warnings);
+  }
 
+  /** Collects a job fal queued earlier (handle: its app, request id and links) by its status and result; never submits. */
+  async resume(
+    handle: Record<string, unknown>,
+    request: NormalizedImageRequest,
+    route: RouteTarget,
+    context: ImageCallContext,
+  ): Promise<ImageGenerationResult> {
+    const queued = parseHandle(handle);
+    if (!queued) throw new ProviderError('failed', `${PROVIDER} job handle is unreadable; the job cannot be resumed`, { accepted: true });
+    return this.collect(queued, request, route, context.signal, buildRequestBody(request).warnings);
+  }
+
+  /** Waits for a queued job, fetches its result and downloads its images. */
+  private async collect(
+    handle: FalHandle,
+    request: NormalizedImageRequest,
+    route: RouteTarget,
+    signal: AbortSignal,
+    warnings: Warning[],
+  ): Promise<ImageGenerationResult> {
+    const base = baseOf(route);
+    const timeouts = timeoutsFromOptions(route.options);
+    const auth = authOf(route);
     // Links fal returns are used only on fal's queue host or the configured origin; otherwise they are rebuilt
     // there (the subpath is dropped for status, result and cancel [V S-fal]).
-    const requestBase = `${base}/${appId}/requests/${encodeURIComponent(submitted.request_id)}`;
-    const statusUrl = onQueueHost(submitted.status_url, base) ?? `${requestBase}/status`;
-    const responseUrl = onQueueHost(submitted.response_url, base) ?? requestBase;
-    const cancelUrl = onQueueHost(submitted.cancel_url, base) ?? `${requestBase}/cancel`;
+    const requestBase = `${base}/${handle.app_id}/requests/${encodeURIComponent(handle.request_id)}`;
+    const statusUrl = onQueueHost(handle.status_url, base) ?? `${requestBase}/status`;
+    const responseUrl = onQueueHost(handle.response_url, base) ?? requestBase;
+    const cancelUrl = onQueueHost(handle.cancel_url, base) ?? `${requestBase}/cancel`;
     const cancel = () => {
       // Best effort, after the caller has gone: fal cancels only jobs that have not started.
       upstreamRequest({
@@ -129,6 +151,14 @@ export class FalImageAdapter implements ImageAdapter {
   }
 }
 
+function baseOf(route: RouteTarget): string {
+  return (route.baseUrl ?? DEFAULT_BASE_URL).replace(/\/+$/, '');
+}
+
+function authOf(route: RouteTarget): Record<string, string> {
+  return { authorization: `Key ${route.credential!}` };
+}
+
 function endpointFor(request: NormalizedImageRequest, route: RouteTarget): string {
   const endpoint = request.inputImages.length > 0 ? route.options.edit_endpoint : (route.options.endpoint ?? route.upstreamModel);
   if (typeof endpoint !== 'string' || !appIdOf(endpoint)) {
@@ -146,124 +176,6 @@ function onQueueHost(raw: string | null | undefined, base: string): string | und
     if (url.username || url.password) return undefined;
     const official = url.protocol === 'https:' && hostMatches(url.hostname.toLowerCase(), QUEUE_HOST);
     return official || url.origin === new URL(base).origin ? url.toString() : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
-/**
- * Until the job completes: fal's status stream tells at once; when the stream cannot be opened, breaks, or goes
- * quiet before a final status, status polls take over for the time left (the job is never submitted again).
- */
-async function waitForCompletion(
-  urls: { statusUrl: string; streamUrl: string },
-  auth: Record<string, string>,
-  route: RouteTarget,
-  timeouts: UpstreamTimeouts,
-  signal: AbortSignal,
-  cancel: () => void,
-): Promise<void> {
-  const schedule = pollSchedule(route.options, PROVIDER);
-  if (route.options.status_stream !== false && (await followStatusStream(urls.streamUrl, auth, schedule.deadline, timeouts, signal)))
-    return;
-  const { statusUrl } = urls;
-  let errors = 0;
-  for (;;) {
-    await schedule.next(signal, cancel);
-    let response: UpstreamResponse;
-    try {
-      response = await upstreamRequest({
-        url: statusUrl,
-        headers: { ...auth, accept: 'application/json' },
-        signal,
-        timeouts,
-        provider: PROVIDER,
-      });
-    } catch (error) {
-      if (signal.aborted) throw signal.reason;
-      if (++errors > MAX_POLL_ERRORS) {
-        throw new ProviderError('failed', `polling ${PROVIDER} failed${error instanceof ProviderError ? `: ${error.message}` : ''}`, {
-          accepted: true,
-          cause: error,
-        });
-      }
-      continue;
-    }
-    if (response.status === 429 || response.status >= 500) {
-      if (++errors > MAX_POLL_ERRORS)
-        throw new ProviderError('failed', `polling ${PROVIDER} failed (HTTP ${response.status})`, { accepted: true });
-      continue;
-    }
-    // 202 while queued or running, 200 once completed [R]: the body's status decides.
-    if (response.status !== 200 && response.status !== 202) {
-      throw new ProviderError('failed', `polling ${PROVIDER} failed (HTTP ${response.status})`, { accepted: true });
-    }
-    errors = 0;
-    const status = parseStatus(response.json());
-    if (status === 'COMPLETED') return;
-    if (status !== undefined && FAILED_STATUSES.has(status)) throw jobFailed(status);
-    // IN_QUEUE, IN_PROGRESS, or anything unknown: keep polling until the timeout.
-  }
-}
-
-/**
- * fal's status stream (docs/providers.md, upstream wire contracts): `GET …/status/stream?logs=0` answers SSE whose events
- * are each `data: <status JSON>` (the status endpoint's fields), with a comment every 15 s, and closes after
- * COMPLETED. Events are decoded as they arrive. True as soon as one says COMPLETED; throws for a failed job or the
- * caller's abort; false when the stream is unusable (not a 200 event stream, connection error, too large), ends,
- * breaks or stays silent for STREAM_IDLE_MS without a final status, or `deadline` passes: the caller then polls.
- */
-async function followStatusStream(
-  url: string,
-  auth: Record<string, string>,
-  deadline: number,
-  timeouts: UpstreamTimeouts,
-  signal: AbortSignal,
-): Promise<boolean> {
-  let final: string | undefined;
-  const decoder = new SseDecoder(({ data }) => {
-    const status = parseStatus(jsonOrUndefined(data));
-    if (final === undefined && status !== undefined && (status === 'COMPLETED' || FAILED_STATUSES.has(status))) final = status;
-  });
-  const limit = deadlineSignal(signal, Math.max(0, deadline - Date.now()));
-  const silence = new AbortController();
-  const idle = setTimeout(() => silence.abort(new DOMException('The status stream went quiet.', 'TimeoutError')), STREAM_IDLE_MS);
-  try {
-    await upstreamRequest({
-      url,
-      headers: { ...auth, accept: 'text/event-stream' },
-      signal: AbortSignal.any([limit.signal, silence.signal]),
-      timeouts,
-      maxBytes: STREAM_MAX_BYTES,
-      provider: PROVIDER,
-      onChunk: (chunk, head) => {
-        if (head.status !== 200 || !isEventStream(head.headers)) throw new ProviderError('unavailable', 'no status stream');
-        idle.refresh();
-        decoder.push(chunk);
-        // The answer is in: stop reading rather than wait for fal to close the stream.
-        if (final !== undefined) throw new ProviderError('failed', 'status stream done', { accepted: true });
-      },
-    });
-    decoder.end();
-  } catch {
-    // Only the caller's abort ends the wait here; anything else gives the stream up (below) and polling decides.
-    if (signal.aborted) throw signal.reason;
-  } finally {
-    clearTimeout(idle);
-    limit.clear();
-  }
-  if (final === 'COMPLETED') return true;
-  if (final !== undefined) throw jobFailed(final);
-  return false;
-}
-
-function jobFailed(status: string): ProviderError {
-  return new ProviderError('failed', `${PROVIDER} reported the job as ${status}`, { accepted: true });
-}
-
-function jsonOrUndefined(text: string): unknown {
-  try {
-    return JSON.parse(text);
   } catch {
     return undefined;
   }
