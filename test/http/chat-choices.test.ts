@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { parseUsd } from '../../src/domain/money.ts';
 import { charged, expectBalance, expectError } from '../helpers/assertions.ts';
+import { documentedFetch } from '../helpers/openapi-responses.ts';
 import { startTestServer, type TestServer } from '../helpers/test-server.ts';
 
 /**
@@ -92,6 +93,24 @@ describe('POST /v1/chat/completions with n > 1 (deepshi-echo)', () => {
     assert.deepEqual(
       again.choices.map((choice) => choice.message.content),
       completion.choices.map((choice) => choice.message.content),
+    );
+  });
+
+  it('the model card says how many choices (max_choices, parameters.n.max); a completion with 3 choices matches the served OpenAPI document', async () => {
+    const account = await t.createAccount('1');
+    const headers = { authorization: `Bearer ${account.key}`, 'content-type': 'application/json' };
+    const card = await documentedFetch(`${t.url}/v1/models/deepshi-echo`, { headers });
+    assert.equal(card.body.max_choices, 8);
+    assert.equal(card.body.parameters.n.max, 8);
+    const answer = await documentedFetch(`${t.url}/v1/chat/completions`, {
+      method: 'POST',
+      headers,
+      body: JSON.stringify({ model: 'deepshi-echo', messages: [{ role: 'user', content: 'hi' }], n: 3 }),
+    });
+    assert.equal(answer.status, 200);
+    assert.deepEqual(
+      answer.body.choices.map((choice: any) => choice.index),
+      [0, 1, 2],
     );
   });
 

@@ -131,6 +131,15 @@ describe('GET /openapi.json', () => {
     assert.ok(served.components.schemas.ImageGenerationRequest.properties.prompt, "the contract's fields are kept");
   });
 
+  it("documents chat's n (up to the model's max_choices) and the text model card's limits", () => {
+    const request = served.paths['/v1/chat/completions'].post.requestBody.content['application/json'].schema;
+    assert.equal(request.properties.n.type, 'integer');
+    assert.equal(request.properties.n.minimum, 1);
+    assert.match(request.properties.n.description, /max_choices/);
+    const model = served.components.schemas.Model.properties;
+    for (const field of ['max_choices', 'context_window', 'max_output_tokens']) assert.equal(model[field].type, 'integer', field);
+  });
+
   it('every reference resolves and every schema compiles as JSON Schema 2020-12', () => {
     const refs = new Set<string>();
     const walk = (node: unknown) => {

@@ -3,6 +3,7 @@ import { after, before, beforeEach, describe, it } from 'node:test';
 import type OpenAI from 'openai';
 import { parseUsd } from '../../src/domain/money.ts';
 import { promptTokenBound } from '../../src/providers/openai-compatible/openai-compatible-chat-adapter.ts';
+import { ChatStreamReader, readChatCompletion } from '../../src/providers/openai-compatible/openai-chat-wire.ts';
 import { charged, expectBalance, expectError } from '../helpers/assertions.ts';
 import { startTestServer, type TestServer } from '../helpers/test-server.ts';
 import {
@@ -71,6 +72,17 @@ describe('n > 1 on OpenAI-compatible upstreams (gpt-4o, deepshi-3.0)', () => {
   after(async () => {
     await t.close();
     await Promise.all([three.close(), openai.close()]);
+  });
+
+  it('GET /v1/models lists how many choices each serves: gpt-4o 128, deepshi-3.0 8', async () => {
+    for (const [id, max] of [
+      ['gpt-4o', 128],
+      ['deepshi-3.0', 8],
+    ] as const) {
+      const card = (await client.models.retrieve(id)) as any;
+      assert.equal(card.max_choices, max, id);
+      assert.equal(card.parameters.n.max, max, id);
+    }
   });
 
   it('gpt-4o n=2: n in the exact upstream body; both choices back; charged the upstream usage; the hold was the prompt bound + 2 × max_tokens; the ledger sums', async () => {
@@ -297,5 +309,59 @@ describe('n > 1 on OpenAI-compatible upstreams (gpt-4o, deepshi-3.0)', () => {
     );
     assert.equal(openai.requests.length + three.requests.length, 0);
     await expectBalance(t, account, start);
+  });
+});
+
+describe('reading several choices off the wire (openai-chat-wire.ts)', () => {
+  const sse = (...events: unknown[]) =>
+    Buffer.from(events.map((event) => `data: ${typeof event === 'string' ? event : JSON.stringify(event)}\n\n`).join(''));
+  const piece = (index: number, delta: Record<string, unknown>, finish: string | null = null) => ({
+    choices: [{ index, delta, finish_reason: finish }],
+  });
+
+  it('a completion: choices in the order of their index, renumbered, at most n', () => {
+    const body = {
+      choices: [
+        { index: 2, message: { content: 'third' }, finish_reason: 'stop' },
+        { index: 0, message: { content: 'first' }, finish_reason: 'length' },
+        { index: 1, message: { content: 'second' }, finish_reason: 'stop' },
+      ],
+      usage: { prompt_tokens: 5, completion_tokens: 9 },
+    };
+    const answer = readChatCompletion({ json: () => body } as any, 2);
+    assert.deepEqual(
+      answer.choices.map((choice) => [choice.content, choice.finishReason]),
+      [
+        ['first', 'length'],
+        ['second', 'stop'],
+      ],
+    );
+    assert.deepEqual(answer.usage, { promptTokens: 5, completionTokens: 9 });
+  });
+
+  it('a stream: each piece passed on under its choice (numbered as they first appear), choices past n dropped, each must finish', () => {
+    const seen: Array<[number, string]> = [];
+    const reader = new ChatStreamReader({ onDelta: (choice, text) => seen.push([choice, text]) }, 2);
+    reader.push(sse(piece(5, { content: 'a' }), piece(7, { content: 'b' }), piece(9, { content: 'dropped' }), piece(5, { content: 'c' })));
+    reader.push(
+      sse(piece(5, {}, 'stop'), piece(7, {}, 'length'), { choices: [], usage: { prompt_tokens: 1, completion_tokens: 3 } }, '[DONE]'),
+    );
+    assert.deepEqual(seen, [
+      [0, 'a'],
+      [1, 'b'],
+      [0, 'c'],
+    ]);
+    const answer = reader.finish();
+    assert.deepEqual(
+      answer.choices.map((choice) => [choice.content, choice.finishReason]),
+      [
+        ['ac', 'stop'],
+        ['b', 'length'],
+      ],
+    );
+
+    const cut = new ChatStreamReader({ onDelta: () => {} }, 2);
+    cut.push(sse(piece(0, { content: 'a' }), piece(1, { content: 'b' }), piece(0, {}, 'stop')));
+    assert.throws(() => cut.finish(), /ended the stream before the answer was complete/);
   });
 });
