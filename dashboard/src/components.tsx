@@ -44,6 +44,28 @@ export function ErrorNote({ error, id }: { error: unknown; id?: string }) {
   );
 }
 
+/**
+ * A form's submit handler: keeps the browser from loading a page, clears the last error, runs the action and keeps
+ * its error for an <ErrorNote>; busy while it runs.
+ */
+export function useFormAction(action: () => Promise<unknown>): { submit: (event: Event) => Promise<void>; error: unknown; busy: boolean } {
+  const [error, setError] = useState<unknown>();
+  const [busy, setBusy] = useState(false);
+  const submit = async (event: Event) => {
+    event.preventDefault();
+    setBusy(true);
+    setError(undefined);
+    try {
+      await action();
+    } catch (caught) {
+      setError(caught);
+    } finally {
+      setBusy(false);
+    }
+  };
+  return { submit, error, busy };
+}
+
 export function Field({ label, hint, children, class: className }: { label: string; hint?: ComponentChildren; children: ComponentChildren; class?: string }) {
   // The hint sits after the label, not in it, so the control's accessible name is the label alone.
   return (

@@ -1,6 +1,6 @@
 import { useState } from 'preact/hooks';
 import { dashboardApi, withQuery, type Account, type LedgerEntry, type ListPage, type Overview } from '../api.ts';
-import { ErrorNote, Field, Loading, PageHeader, Stat, useAccountScope, useAsync, useQueryState, value } from '../components.tsx';
+import { ErrorNote, Field, Loading, PageHeader, Stat, useAccountScope, useAsync, useFormAction, useQueryState, value } from '../components.tsx';
 import { usd } from '../format.ts';
 import { LedgerTable } from '../ledger-table.tsx';
 
@@ -10,27 +10,16 @@ export function CreditsPage() {
   const overview = useAsync(() => dashboardApi.get<Overview>('/overview', scope), [accountId]);
   const ledger = useAsync(() => dashboardApi.get<ListPage<LedgerEntry>>('/ledger', { ...scope, limit: 50, before: query.before }), [accountId, query.before]);
   const [code, setCode] = useState('');
-  const [error, setError] = useState<unknown>();
   const [redeemed, setRedeemed] = useState<{ amount: string; account: Account } | undefined>();
-  const [busy, setBusy] = useState(false);
 
-  const redeem = async (event: Event) => {
-    event.preventDefault();
-    setBusy(true);
-    setError(undefined);
+  const { submit: redeem, error, busy } = useFormAction(async () => {
     setRedeemed(undefined);
-    try {
-      const answer = await dashboardApi.post<{ account: Account; amount: string }>('/credit-codes/redeem', { code: code.trim() }, scope);
-      setRedeemed(answer);
-      setCode('');
-      overview.reload();
-      ledger.reload();
-    } catch (caught) {
-      setError(caught);
-    } finally {
-      setBusy(false);
-    }
-  };
+    const answer = await dashboardApi.post<{ account: Account; amount: string }>('/credit-codes/redeem', { code: code.trim() }, scope);
+    setRedeemed(answer);
+    setCode('');
+    overview.reload();
+    ledger.reload();
+  });
 
   const account = redeemed?.account ?? overview.data?.account;
   const entries = ledger.data?.data ?? [];

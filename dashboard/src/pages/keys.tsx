@@ -1,6 +1,6 @@
 import { useState } from 'preact/hooks';
 import { dashboardApi, type ApiKey, type ListPage } from '../api.ts';
-import { CopyButton, Dialog, ErrorNote, Field, Loading, PageHeader, StatusBadge, useAccountScope, useAsync, value } from '../components.tsx';
+import { CopyButton, Dialog, ErrorNote, Field, Loading, PageHeader, StatusBadge, useAccountScope, useAsync, useFormAction, value } from '../components.tsx';
 import { ago, time } from '../format.ts';
 import { listModels } from '../models.ts';
 
@@ -165,27 +165,16 @@ function CreateKey({ onCreated }: { onCreated: (key: ApiKey) => void }) {
   const [restrict, setRestrict] = useState(false);
   const [chosen, setChosen] = useState<string[]>([]);
   const [limits, setLimits] = useState({ requests_per_minute: '', images_per_minute: '', max_in_flight: '' });
-  const [error, setError] = useState<unknown>();
-  const [busy, setBusy] = useState(false);
 
-  const submit = async (event: Event) => {
-    event.preventDefault();
-    setBusy(true);
-    setError(undefined);
-    try {
-      const limitBody = Object.fromEntries(Object.entries(limits).filter(([, text]) => text !== '').map(([field, text]) => [field, Number(text)]));
-      const key = await dashboardApi.post<ApiKey>('/keys', { name, models: restrict ? chosen : null, ...(Object.keys(limitBody).length ? { limits: limitBody } : {}) }, query);
-      setName('');
-      setChosen([]);
-      setRestrict(false);
-      setLimits({ requests_per_minute: '', images_per_minute: '', max_in_flight: '' });
-      onCreated(key);
-    } catch (caught) {
-      setError(caught);
-    } finally {
-      setBusy(false);
-    }
-  };
+  const { submit, error, busy } = useFormAction(async () => {
+    const limitBody = Object.fromEntries(Object.entries(limits).filter(([, text]) => text !== '').map(([field, text]) => [field, Number(text)]));
+    const key = await dashboardApi.post<ApiKey>('/keys', { name, models: restrict ? chosen : null, ...(Object.keys(limitBody).length ? { limits: limitBody } : {}) }, query);
+    setName('');
+    setChosen([]);
+    setRestrict(false);
+    setLimits({ requests_per_minute: '', images_per_minute: '', max_in_flight: '' });
+    onCreated(key);
+  });
 
   return (
     <form class="card stack" onSubmit={submit} aria-labelledby="create-key-title">

@@ -1,7 +1,7 @@
 import { useEffect, useState } from 'preact/hooks';
 import { useLocation } from 'preact-iso';
 import { adminApi, type Account, type LedgerEntry, type ListPage, type User } from '../api.ts';
-import { CopyButton, ErrorNote, Field, Loading, PageHeader, Stat, useAsync, useQueryState, value } from '../components.tsx';
+import { CopyButton, ErrorNote, Field, Loading, PageHeader, Stat, useAsync, useFormAction, useQueryState, value } from '../components.tsx';
 import { time, usd } from '../format.ts';
 import { LedgerTable } from '../ledger-table.tsx';
 
@@ -56,18 +56,11 @@ function AccountsSection() {
   const [search, setSearch] = useState(query.q ?? '');
   const [name, setName] = useState('');
   const [credits, setCredits] = useState('');
-  const [error, setError] = useState<unknown>();
 
-  const create = async (event: Event) => {
-    event.preventDefault();
-    setError(undefined);
-    try {
-      const account = await adminApi.post<Account>('/accounts', { name, ...(credits ? { credits } : {}) });
-      location.route(`/operator/accounts/${encodeURIComponent(account.id)}`);
-    } catch (caught) {
-      setError(caught);
-    }
-  };
+  const { submit: create, error } = useFormAction(async () => {
+    const account = await adminApi.post<Account>('/accounts', { name, ...(credits ? { credits } : {}) });
+    location.route(`/operator/accounts/${encodeURIComponent(account.id)}`);
+  });
 
   return (
     <>
@@ -149,24 +142,17 @@ function AccountDetail({ id }: { id: string }) {
   const [direction, setDirection] = useState<'credit' | 'debit'>('credit');
   const [amount, setAmount] = useState('');
   const [note, setNote] = useState('');
-  const [error, setError] = useState<unknown>();
   const [done, setDone] = useState<string | undefined>();
 
-  const adjust = async (event: Event) => {
-    event.preventDefault();
-    setError(undefined);
+  const { submit: adjust, error } = useFormAction(async () => {
     setDone(undefined);
-    try {
-      const updated = await adminApi.post<Account>(`/accounts/${encodeURIComponent(id)}/${direction === 'credit' ? 'credits' : 'debits'}`, { amount, ...(note ? { note } : {}) });
-      setDone(`${direction === 'credit' ? 'Added' : 'Took'} ${usd(amount)}. The balance is now ${usd(updated.balance)}.`);
-      setAmount('');
-      setNote('');
-      account.reload();
-      ledger.reload();
-    } catch (caught) {
-      setError(caught);
-    }
-  };
+    const updated = await adminApi.post<Account>(`/accounts/${encodeURIComponent(id)}/${direction === 'credit' ? 'credits' : 'debits'}`, { amount, ...(note ? { note } : {}) });
+    setDone(`${direction === 'credit' ? 'Added' : 'Took'} ${usd(amount)}. The balance is now ${usd(updated.balance)}.`);
+    setAmount('');
+    setNote('');
+    account.reload();
+    ledger.reload();
+  });
 
   const scoped = (path: string) => `${path}?account_id=${encodeURIComponent(id)}`;
   return (
@@ -240,20 +226,13 @@ function UsersOfAccount({ accountId, users, error, onCreated }: { accountId?: st
   const [password, setPassword] = useState('');
   const [role, setRole] = useState<'member' | 'operator'>('member');
   const [account, setAccount] = useState(accountId ?? '');
-  const [createError, setCreateError] = useState<unknown>();
 
-  const create = async (event: Event) => {
-    event.preventDefault();
-    setCreateError(undefined);
-    try {
-      await adminApi.post('/users', { email, password, role, ...(account ? { account_id: account } : {}) });
-      setEmail('');
-      setPassword('');
-      onCreated();
-    } catch (caught) {
-      setCreateError(caught);
-    }
-  };
+  const { submit: create, error: createError } = useFormAction(async () => {
+    await adminApi.post('/users', { email, password, role, ...(account ? { account_id: account } : {}) });
+    setEmail('');
+    setPassword('');
+    onCreated();
+  });
 
   return (
     <section class="card stack" aria-labelledby="users-title">
@@ -335,19 +314,12 @@ function CodesSection() {
   const [count, setCount] = useState('1');
   const [note, setNote] = useState('');
   const [issued, setIssued] = useState<IssuedCode[] | undefined>();
-  const [error, setError] = useState<unknown>();
 
-  const create = async (event: Event) => {
-    event.preventDefault();
-    setError(undefined);
-    try {
-      const answer = await adminApi.post<ListPage<IssuedCode>>('/credit-codes', { amount, count: Number(count), ...(note ? { note } : {}) });
-      setIssued(answer.data);
-      codes.reload();
-    } catch (caught) {
-      setError(caught);
-    }
-  };
+  const { submit: create, error } = useFormAction(async () => {
+    const answer = await adminApi.post<ListPage<IssuedCode>>('/credit-codes', { amount, count: Number(count), ...(note ? { note } : {}) });
+    setIssued(answer.data);
+    codes.reload();
+  });
 
   return (
     <>

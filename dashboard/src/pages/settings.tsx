@@ -1,28 +1,21 @@
 import { useState } from 'preact/hooks';
 import { dashboardApi } from '../api.ts';
-import { ErrorNote, Field, PageHeader, value } from '../components.tsx';
+import { ErrorNote, Field, PageHeader, useFormAction, value } from '../components.tsx';
 import { useSession } from '../session.tsx';
 
 export function SettingsPage() {
   const { user } = useSession();
   const [current, setCurrent] = useState('');
   const [next, setNext] = useState('');
-  const [error, setError] = useState<unknown>();
   const [done, setDone] = useState(false);
 
-  const change = async (event: Event) => {
-    event.preventDefault();
-    setError(undefined);
+  const { submit: change, error } = useFormAction(async () => {
     setDone(false);
-    try {
-      await dashboardApi.post('/password', { current_password: current, new_password: next });
-      setCurrent('');
-      setNext('');
-      setDone(true);
-    } catch (caught) {
-      setError(caught);
-    }
-  };
+    await dashboardApi.post('/password', { current_password: current, new_password: next });
+    setCurrent('');
+    setNext('');
+    setDone(true);
+  });
 
   return (
     <section class="narrow">

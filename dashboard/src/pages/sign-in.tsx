@@ -1,7 +1,7 @@
 import { useState } from 'preact/hooks';
 import { useLocation } from 'preact-iso';
 import { dashboardApi, type User } from '../api.ts';
-import { ErrorNote, Field, PageHeader, value } from '../components.tsx';
+import { ErrorNote, Field, PageHeader, useFormAction, value } from '../components.tsx';
 import { useSession } from '../session.tsx';
 
 /** Where to go after signing in: ?next= when it is one of our own paths, else the user's start page. */
@@ -19,24 +19,13 @@ export function SignInPage() {
   const [email, setEmail] = useState('');
   const [password, setPassword] = useState('');
   const [token, setToken] = useState('');
-  const [error, setError] = useState<unknown>();
-  const [busy, setBusy] = useState(false);
 
-  const submit = async (event: Event) => {
-    event.preventDefault();
-    setBusy(true);
-    setError(undefined);
-    try {
-      const body = mode === 'password' ? { email, password } : { admin_token: token };
-      const { user } = await dashboardApi.post<{ user: User }>('/session', body);
-      setUser(user);
-      location.route(nextPath(location.query, user));
-    } catch (caught) {
-      setError(caught);
-    } finally {
-      setBusy(false);
-    }
-  };
+  const { submit, error, busy } = useFormAction(async () => {
+    const body = mode === 'password' ? { email, password } : { admin_token: token };
+    const { user } = await dashboardApi.post<{ user: User }>('/session', body);
+    setUser(user);
+    location.route(nextPath(location.query, user));
+  });
 
   return (
     <section class="narrow">
@@ -88,23 +77,12 @@ export function SignUpPage() {
   const location = useLocation();
   const [email, setEmail] = useState('');
   const [password, setPassword] = useState('');
-  const [error, setError] = useState<unknown>();
-  const [busy, setBusy] = useState(false);
 
-  const submit = async (event: Event) => {
-    event.preventDefault();
-    setBusy(true);
-    setError(undefined);
-    try {
-      const { user } = await dashboardApi.post<{ user: User }>('/signup', { email, password });
-      setUser(user);
-      location.route('/overview');
-    } catch (caught) {
-      setError(caught);
-    } finally {
-      setBusy(false);
-    }
-  };
+  const { submit, error, busy } = useFormAction(async () => {
+    const { user } = await dashboardApi.post<{ user: User }>('/signup', { email, password });
+    setUser(user);
+    location.route('/overview');
+  });
 
   return (
     <section class="narrow">
