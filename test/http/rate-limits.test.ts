@@ -47,13 +47,20 @@ describe('rate limits', () => {
       images_per_minute: null,
       max_in_flight: null,
       tokens_per_minute: null,
+      max_queued_jobs: null,
     });
     const set = await limits(account.keyId, { requests_per_minute: 60, images_per_minute: 0, max_in_flight: 2, tokens_per_minute: 30_000 });
-    assert.deepEqual(set.limits, { requests_per_minute: 60, images_per_minute: 0, max_in_flight: 2, tokens_per_minute: 30_000 });
+    assert.deepEqual(set.limits, {
+      requests_per_minute: 60,
+      images_per_minute: 0,
+      max_in_flight: 2,
+      tokens_per_minute: 30_000,
+      max_queued_jobs: null,
+    });
     const partial = await limits(account.keyId, { max_in_flight: null });
     assert.deepEqual(
       partial.limits,
-      { requests_per_minute: 60, images_per_minute: 0, max_in_flight: null, tokens_per_minute: 30_000 },
+      { requests_per_minute: 60, images_per_minute: 0, max_in_flight: null, tokens_per_minute: 30_000, max_queued_jobs: null },
       'fields left out keep their value',
     );
 
@@ -61,7 +68,7 @@ describe('rate limits', () => {
     const post = (keyId: string, body: unknown) =>
       rawRequest(t.url, { path: `/admin/v1/keys/${keyId}/limits`, method: 'POST', headers, body: JSON.stringify(body) });
     for (const bad of [-1, 1.5, '10', true, 2e9]) {
-      for (const name of ['requests_per_minute', 'tokens_per_minute']) {
+      for (const name of ['requests_per_minute', 'tokens_per_minute', 'max_queued_jobs']) {
         const response = await post(account.keyId, { [name]: bad });
         assert.equal(response.status, 400, `value ${bad}`);
         assert.equal(response.body.error.param, name);
