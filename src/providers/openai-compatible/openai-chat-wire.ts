@@ -356,8 +356,3 @@ class ToolCallAccumulator {
     return this.calls.map((entry) => entry.call);
   }
 }
-
-/**
- * The result with the billing rule applied: the upstream's counts where it reported them; where it did not, our upper
- * bounds (prompt: countPromptTokens; completion: the answer's UTF-8 bytes, at most the max tokens sent), with a warning.
- */
