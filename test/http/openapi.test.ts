@@ -18,7 +18,8 @@ describe('GET /openapi.json', () => {
   let t: TestServer;
   let served: Node;
   before(async () => {
-    t = await startTestServer();
+    // With a metrics token, so GET /metrics is a route too.
+    t = await startTestServer({ env: { DEEPSHI_METRICS_TOKEN: 'metrics-token-0123456789abcdef' } });
     const response = await documentedFetch(`${t.url}/openapi.json`);
     assert.equal(response.status, 200);
     served = response.body;
