@@ -29,6 +29,7 @@ export function buildOpenApiDocument(version: string): Node {
     const added = route.startsWith('/dashboard/api/') ? withSessionSecurity(item as Node) : (item as Node);
     paths[route] = paths[route] ? withAddedResponses(paths[route] as Node, added) : added;
   }
+  for (const [route, item] of Object.entries(paths)) paths[route] = withBodyParserResponses(item as Node);
   const components = document.components as Record<string, Node>;
   for (const [section, entries] of Object.entries(extra.components)) {
     components[section] ??= {};
@@ -53,6 +54,26 @@ function withAddedResponses(contract: Node, extension: Node): Node {
     out[method] = existing
       ? { ...existing, responses: { ...((operation as Node).responses as Node), ...(existing.responses as Node) } }
       : operation;
+  }
+  return out;
+}
+
+/**
+ * Every POST, PUT and PATCH body goes through the same parser (src/http/app.ts, src/http/error-handler.ts) before the
+ * route sees it, whether or not the operation documents a body: malformed JSON is a 400, a body over the limit a 413,
+ * a content type the server does not parse a 415. Operations that do not say so themselves gain those answers.
+ */
+const BODY_PARSER_RESPONSES: Node = {
+  '400': { $ref: '#/components/responses/BadRequest' },
+  '413': { $ref: '#/components/responses/PayloadTooLarge' },
+  '415': { $ref: '#/components/responses/UnsupportedMediaType' },
+};
+
+function withBodyParserResponses(item: Node): Node {
+  const out: Node = { ...item };
+  for (const method of ['post', 'put', 'patch']) {
+    const operation = out[method] as Node | undefined;
+    if (operation) out[method] = { ...operation, responses: { ...BODY_PARSER_RESPONSES, ...(operation.responses as Node) } };
   }
   return out;
 }
