@@ -43,7 +43,7 @@ describe('dashboard in the browser: public pages, CSP and keyboard', { skip }, (
       // When to try again, said once (the message may carry it; the page adds it only when it does not).
       assert.equal(((await throttled.textContent()) ?? '').match(/try again/gi)?.length, 1);
       await screenshot(page, 'sign-in');
-      assertClean();
+      await assertClean();
     } finally {
       await context.close();
     }
@@ -79,7 +79,7 @@ describe('dashboard in the browser: public pages, CSP and keyboard', { skip }, (
         assert.equal(fit.scrolls, width < 800, `the size grid ${width < 800 ? 'scrolls inside its card' : 'fits'} at ${width}px`);
         await screenshot(page, `models-signed-out-${width}`, { fullPage: false });
       }
-      assertClean();
+      await assertClean();
     } finally {
       await context.close();
     }

@@ -85,7 +85,7 @@ describe('dashboard end to end in Chromium', { skip }, () => {
     });
     assert.equal(refused.status, 401);
     password = `${password}!`;
-    member.assertClean();
+    await member.assertClean();
   });
 
   it('creates a key in the dashboard, shown once with a copy button, and the openai SDK uses it', async () => {
@@ -109,7 +109,7 @@ describe('dashboard end to end in Chromium', { skip }, () => {
     const image = await sdk.images.generate({ model: 'deepshi-sketch', prompt: 'a lighthouse at dusk' });
     assert.equal(image.data?.length, 1);
     assert.equal((image.usage as any).cost.total_cost, 0.001);
-    member.assertClean();
+    await member.assertClean();
   });
 
   it('generates in the playground: the quoted price, the image, and a charge equal to the quote', async () => {
@@ -139,7 +139,7 @@ describe('dashboard end to end in Chromium', { skip }, () => {
     await page.reload();
     assert.equal(await page.getByLabel('Prompt').inputValue(), 'a red fox in the snow');
     await page.getByTestId('quote').getByText('$0.002').waitFor();
-    member.assertClean();
+    await member.assertClean();
   });
 
   it('edits with reference images dropped and pasted, streaming partial images; the temporary key is never stored or shown', async () => {
@@ -184,7 +184,7 @@ describe('dashboard end to end in Chromium', { skip }, () => {
       ].join('\n'),
     );
     assert.doesNotMatch(exposed, /sk-bf-/);
-    member.assertClean();
+    await member.assertClean();
   });
 
   it('chats with a text model, streamed, with its cost', async () => {
@@ -196,7 +196,7 @@ describe('dashboard end to end in Chromium', { skip }, () => {
     await reply.getByText('Echo: hello there').waitFor();
     await reply.getByText(/deepshi-echo · \$0\.0000/).waitFor();
     await screenshot(page, 'playground-chat');
-    member.assertClean();
+    await member.assertClean();
   });
 
   it('shows every request in Usage and their spend in Overview', async () => {
@@ -299,7 +299,7 @@ describe('dashboard end to end in Chromium', { skip }, () => {
       spent,
     );
     await screenshot(page, 'overview-chart-hover', { fullPage: false });
-    member.assertClean();
+    await member.assertClean();
   });
 
   it('redeems a top-up code and the balance changes', async () => {
@@ -332,7 +332,7 @@ describe('dashboard end to end in Chromium', { skip }, () => {
     await page.getByRole('button', { name: 'Redeem' }).click();
     await page.getByRole('alert').waitFor();
     await screenshot(page, 'credits');
-    member.assertClean();
+    await member.assertClean();
   });
 
   it('revokes the key in the dashboard, and the SDK’s next call gets 403', async () => {
@@ -356,7 +356,7 @@ describe('dashboard end to end in Chromium', { skip }, () => {
       assert.equal(error.status, 403);
       return true;
     });
-    member.assertClean();
+    await member.assertClean();
   });
 
   it('renders the models & pricing cards and the API reference', async () => {
@@ -374,7 +374,7 @@ describe('dashboard end to end in Chromium', { skip }, () => {
       .first()
       .waitFor();
     await screenshot(page, 'reference', { fullPage: false });
-    member.assertClean();
+    await member.assertClean();
   });
 
   it('as operator: signs in with the token, creates an account, credits it with a note, and sees the ledger entry', async () => {
@@ -427,7 +427,7 @@ describe('dashboard end to end in Chromium', { skip }, () => {
         await bob.page.getByRole('button', { name: 'Sign in' }).click();
         await bob.page.waitForURL('**/overview');
         await bob.page.getByTestId('balance').getByText('$24.999').waitFor();
-        bob.assertClean();
+        await bob.assertClean();
       } finally {
         await bob.context.close();
       }
@@ -459,7 +459,7 @@ describe('dashboard end to end in Chromium', { skip }, () => {
         assert.equal(await page.getByRole('alert').count(), 0, `${path} loads without an error`);
         await screenshot(page, name);
       }
-      operator.assertClean();
+      await operator.assertClean();
     } finally {
       await operator.context.close();
     }

@@ -4,6 +4,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
+import { registerDeepshiServer } from '../helpers/documented-http.ts';
 
 /**
  * The README's quick start, as a newcomer runs it: the server process starts with the embedded defaults,
@@ -61,6 +62,8 @@ describe('quick start (npm start)', () => {
     await waitFor(() => /curl (\S+)/.test(child.stdout()), 'the curl line');
     const key = /(sk-bf-[0-9A-Za-z]{46})/.exec(child.stdout())![1];
     const url = /curl (\S+)/.exec(child.stdout())![1];
+    const unregister = registerDeepshiServer(url);
+    child.process.on('exit', unregister);
     const body = /-d '([^']+)'/.exec(child.stdout())![1];
 
     // The printed curl line, run as printed.

@@ -23,6 +23,7 @@ import { assertLedgerInvariant } from '../store/store-contract.ts';
 import { startCompatibleSimulator, type CompatibleSimulator } from '../simulators/openai-compatible-simulator.ts';
 import { FaultProxy } from './fault-proxy.ts';
 import { SECRETS, faultCatalog } from './harness.ts';
+import { registerDeepshiServer } from '../helpers/documented-http.ts';
 
 const ROOT = path.resolve(import.meta.dirname, '../..');
 const ADMIN_TOKEN = 'crash-admin-token-0123456789abcdef';
@@ -231,6 +232,7 @@ async function startInstance(
   });
   const exited = new Promise<number | null>((resolve) => child.on('exit', resolve));
   const url = `http://127.0.0.1:${port}`;
+  child.on('exit', registerDeepshiServer(url));
   await waitFor(async () => (await fetch(`${url}/healthz`).catch(() => undefined))?.ok === true, 'the server to start', 20_000);
   return { url, process: child, exited };
 }

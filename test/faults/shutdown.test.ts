@@ -9,6 +9,7 @@ import { deadPort } from '../helpers/ports.ts';
 import { FaultProxy } from './fault-proxy.ts';
 import { SECRETS, faultCatalog } from './harness.ts';
 import { startCompatibleSimulator, type CompatibleSimulator } from '../simulators/openai-compatible-simulator.ts';
+import { registerDeepshiServer } from '../helpers/documented-http.ts';
 
 const ROOT = path.resolve(import.meta.dirname, '../..');
 const ADMIN_TOKEN = 'shutdown-admin-token-0123456789abcdef';
@@ -62,6 +63,7 @@ describe('SIGTERM with generations longer than the grace period', () => {
     child.stdout.on('data', (chunk) => (logs += chunk));
     child.stderr.on('data', (chunk) => (logs += chunk));
     const exited = new Promise<number | null>((resolve) => child.on('exit', resolve));
+    child.on('exit', registerDeepshiServer(url));
     try {
       await waitFor(async () => (await fetch(`${url}/healthz`).catch(() => undefined))?.ok === true, 'the server to start', 20_000);
       const admin = async (route: string, body: unknown) =>

@@ -2,7 +2,6 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import OpenAI, { toFile } from 'openai';
 import type { TestServer } from '../helpers/test-server.ts';
-import { streamsValidated } from '../helpers/test-server.ts';
 import type { FaultAction, FaultRule } from './fault-proxy.ts';
 import { EDIT_INPUT, assertCleanAfter, startFaultServer, startUpstreams, type Provider, type Upstreams } from './harness.ts';
 
@@ -205,7 +204,6 @@ describe('upstream faults against every adapter', () => {
     proxy.clear();
     upstreams.compat.reset();
     upstreams.xai.reset();
-    await streamsValidated();
     assertEnvelope(outcome, what, fault.mayPass === true);
     const afterCall = await t.server.store.getAccount(account.accountId);
     if (outcome !== 'ok') assert.equal(afterCall?.balance, before?.balance, `${what}: a failed call charges nothing`);

@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
-import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
+import { chromium, type Browser, type BrowserContext, type Page, type Response } from 'playwright-core';
+import { checkCompleteResponse, documentedCounts } from './documented-http.ts';
 
 /**
  * Real headless Chromium from Debian's package (installed by .ci/run), driven by playwright-core — never a browser
@@ -43,12 +44,14 @@ export async function launchBrowser(): Promise<Browser> {
 
 /**
  * A browsing context for one person, whose pages are watched: any request that leaves the server's origin, any
- * Content-Security-Policy violation, any uncaught page error is recorded, and `assertClean()` fails on them.
+ * Content-Security-Policy violation, any uncaught page error, and any response of the server that does not match the
+ * served /openapi.json (checked as the suite's fetch checks them, test/helpers/documented-http.ts) is recorded, and
+ * `assertClean()` fails on them.
  */
 export async function openContext(
   browser: Browser,
   origin: string,
-): Promise<{ context: BrowserContext; page: Page; problems: string[]; assertClean(): void }> {
+): Promise<{ context: BrowserContext; page: Page; problems: string[]; assertClean(): Promise<void> }> {
   const context = await browser.newContext({
     viewport: { width: 1280, height: 860 },
     baseURL: origin,
@@ -58,6 +61,15 @@ export async function openContext(
   context.on('request', (request) => {
     const url = request.url();
     if (!url.startsWith(`${origin}/`) && !url.startsWith('data:') && !url.startsWith('blob:')) problems.push(`third-party request: ${url}`);
+  });
+  const checks = new Set<Promise<void>>();
+  context.on('response', (response) => {
+    if (!response.url().startsWith(`${origin}/`)) return;
+    const check = checkBrowserResponse(response).catch((error: Error) => {
+      problems.push(`response not as /openapi.json documents it: ${error.message}`);
+    });
+    checks.add(check);
+    void check.finally(() => checks.delete(check));
   });
   const page = await context.newPage();
   const watch = (watched: Page) => {
@@ -73,11 +85,26 @@ export async function openContext(
     context,
     page,
     problems,
-    assertClean() {
-      assert.deepEqual(problems, [], 'no third-party requests, CSP violations or page errors');
+    async assertClean() {
+      await Promise.all(checks);
+      assert.deepEqual(problems, [], 'no third-party requests, CSP violations, page errors or undocumented responses');
     },
   };
 }
+
+/** One response the page received, checked against /openapi.json once its whole body is here. */
+async function checkBrowserResponse(response: Response): Promise<void> {
+  const status = response.status();
+  // A redirect or a request the page aborted has no body to read; neither is an answer the page used.
+  const body = status >= 300 && status < 400 ? Buffer.alloc(0) : await response.body().catch(() => undefined);
+  if (body === undefined) return;
+  const before = documentedCounts.responses;
+  checkCompleteResponse(response.request().method(), response.url(), status, response.headers()['content-type'] ?? null, body);
+  browserCounts.responses += documentedCounts.responses - before;
+}
+
+/** How many of the browser's responses were checked against /openapi.json in this process. */
+export const browserCounts = { responses: 0 };
 
 /**
  * Layout defects a screenshot would show, found mechanically: the page wider than the window, a card, table or chart

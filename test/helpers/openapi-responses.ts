@@ -24,34 +24,59 @@ ajv.addFormat('int64', true);
 ajv.addFormat('binary', true);
 ajv.addSchema({ ...openApiDocument, $id: 'openapi.json' });
 
+/** The path parameters of a template that take the rest of the path, slashes included (model ids such as vendor/model). */
+const restOfPath = (template: string): string[] =>
+  Object.values((openApiDocument.paths as Node)[template] as Node).flatMap((operation: Node) =>
+    ((operation.parameters ?? []) as Node[]).filter((parameter) => parameter['x-deepshi-rest-of-path']).map((parameter) => parameter.name),
+  );
+
 const templates = Object.keys(openApiDocument.paths as Node)
   .map((template) => ({
     template,
-    pattern: new RegExp(`^${template.replace(/[.]/g, '\\.').replace(/\{[^}]+\}/g, '[^/]+')}$`),
+    pattern: new RegExp(
+      `^${template.replace(/[.]/g, '\\.').replace(/\{([^}]+)\}/g, (_, name: string) => (restOfPath(template).includes(name) ? '.+' : '[^/]+'))}$`,
+    ),
     params: (template.match(/\{/g) ?? []).length,
   }))
   // Literal paths before templated ones (/v1/models before /v1/models/{model}).
   .sort((a, b) => a.params - b.params);
 
 const compiled = new Map<string, ValidateFunction>();
-export const openApiCounters = { validated: 0 };
+/** How many responses and SSE events were checked against the document in this process. */
+export const openApiCounters = { validated: 0, events: 0 };
 
 const pointer = (...parts: string[]) => parts.map((part) => part.replace(/~/g, '~0').replace(/\//g, '~1')).join('/');
 
-/** Throws unless (method, path, status, content type, body) is a response the served document describes. */
-export function assertDocumentedResponse(method: string, url: string, status: number, contentType: string | null, body: unknown): void {
+/** The documented operation for a method and path, or undefined when the path or the method is not in the document. */
+export function documentedOperation(method: string, url: string): { template: string; operation: Node } | undefined {
   const pathname = new URL(url, 'http://x').pathname.replace(/\/$/, '') || '/';
   const match = templates.find((entry) => entry.pattern.test(pathname));
+  const operation = match && ((openApiDocument.paths as Node)[match.template][method.toLowerCase()] as Node | undefined);
+  return match && operation ? { template: match.template, operation } : undefined;
+}
+
+/**
+ * The validator of the documented body for (method, path, status, content type), or null when the response is
+ * documented without a body. Throws when any of the four is not documented.
+ */
+function documentedBody(
+  method: string,
+  url: string,
+  status: number,
+  contentType: string | null,
+): { where: string; validate: ValidateFunction | null } {
+  const pathname = new URL(url, 'http://x').pathname.replace(/\/$/, '') || '/';
   const where = `${method} ${pathname} → ${status}`;
-  if (!match) throw new Error(`${where}: path not in /openapi.json`);
-  const operation = (openApiDocument.paths as Node)[match.template][method.toLowerCase()] as Node | undefined;
-  if (!operation) throw new Error(`${where}: method not in /openapi.json`);
+  if (!templates.some((entry) => entry.pattern.test(pathname))) throw new Error(`${where}: path not in /openapi.json`);
+  const found = documentedOperation(method, url);
+  if (!found) throw new Error(`${where}: method not in /openapi.json`);
+  const { template, operation } = found;
   let response = operation.responses[String(status)] ?? operation.responses.default;
   if (!response)
     throw new Error(`${where}: status not documented in /openapi.json (documented: ${Object.keys(operation.responses).join(', ')})`);
   let responsePath = pointer(
     'paths',
-    match.template,
+    template,
     method.toLowerCase(),
     'responses',
     operation.responses[String(status)] ? String(status) : 'default',
@@ -61,11 +86,7 @@ export function assertDocumentedResponse(method: string, url: string, status: nu
     response = (openApiDocument.components as Node).responses[name];
     responsePath = pointer('components', 'responses', name);
   }
-  if (!response.content) {
-    if (body !== undefined && body !== '') throw new Error(`${where}: documented without a body, got one`);
-    openApiCounters.validated++;
-    return;
-  }
+  if (!response.content) return { where, validate: null };
   const type = (contentType ?? '').split(';')[0].trim();
   if (!(type in response.content))
     throw new Error(`${where}: content type "${type}" not documented (${Object.keys(response.content).join(', ')})`);
@@ -75,14 +96,37 @@ export function assertDocumentedResponse(method: string, url: string, status: nu
     validate = ajv.compile({ $ref: ref });
     compiled.set(ref, validate);
   }
-  if (!validate(body))
+  return { where, validate };
+}
+
+/**
+ * Throws unless (method, path, status, content type, body) is a response the served document describes. A body given
+ * as bytes (an image, a file) is opaque to JSON Schema: its content type is checked, not its bytes.
+ */
+export function assertDocumentedResponse(method: string, url: string, status: number, contentType: string | null, body: unknown): void {
+  const { where, validate } = documentedBody(method, url, status, contentType);
+  if (!validate) {
+    if (body !== undefined && body !== '' && !(body instanceof Uint8Array && body.length === 0))
+      throw new Error(`${where}: documented without a body, got one`);
+  } else if (!(body instanceof Uint8Array) && !validate(body)) {
     throw new Error(
       `${where}: body does not match /openapi.json: ${ajv.errorsText(validate.errors)}\n${JSON.stringify(body).slice(0, 500)}`,
     );
+  }
   openApiCounters.validated++;
 }
 
-/** fetch, with every response validated against /openapi.json (JSON bodies parsed; text kept as text). */
+/** Throws unless `event` (one SSE event's data, parsed) matches the event schema documented for this stream. */
+export function assertDocumentedEvent(method: string, url: string, status: number, event: unknown): void {
+  const { where, validate } = documentedBody(method, url, status, 'text/event-stream');
+  if (!validate?.(event))
+    throw new Error(
+      `${where}: SSE event does not match /openapi.json: ${ajv.errorsText(validate?.errors)}\n${JSON.stringify(event).slice(0, 500)}`,
+    );
+  openApiCounters.events++;
+}
+
+/** fetch, with the JSON body parsed (text kept as text); like every fetch to a server under test, checked against /openapi.json. */
 export async function documentedFetch(
   url: string,
   init: RequestInit = {},
@@ -92,17 +136,5 @@ export async function documentedFetch(
   const contentType = response.headers.get('content-type');
   let body: unknown = text;
   if (contentType?.startsWith('application/json')) body = JSON.parse(text);
-  assertDocumentedResponse(init.method ?? 'GET', url, response.status, contentType, response.status === 204 ? undefined : body);
   return { status: response.status, headers: response.headers, body, text };
-}
-
-/** A fetch for the openai SDK: every JSON response it receives is validated against /openapi.json first. */
-export async function documentingFetch(input: string | URL | Request, init?: RequestInit): Promise<Response> {
-  const response = await fetch(input, init);
-  const url = String(input instanceof Request ? input.url : input);
-  const type = response.headers.get('content-type');
-  if (type?.startsWith('application/json')) {
-    assertDocumentedResponse(init?.method ?? 'GET', url, response.status, type, await response.clone().json());
-  }
-  return response;
 }

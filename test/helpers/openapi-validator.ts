@@ -54,5 +54,3 @@ export function assertMatchesSpec(name: SchemaName, body: unknown, context = '')
     );
   }
 }
-
-export const specCounters = { validated: 0 };

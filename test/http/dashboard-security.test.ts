@@ -16,7 +16,8 @@ import OpenAI from 'openai';
 import { loadConfig } from '../../src/config/config.ts';
 import { startServer, type RunningServer } from '../../src/server.ts';
 import { DashboardClient } from '../helpers/dashboard-client.ts';
-import { documentedFetch, documentingFetch } from '../helpers/openapi-responses.ts';
+import { registerDeepshiServer } from '../helpers/documented-http.ts';
+import { documentedFetch } from '../helpers/openapi-responses.ts';
 import { dropSchemas, freshPostgresSchema, postgresBaseUrl, withPostgres } from '../helpers/postgres-schema.ts';
 
 const ADMIN_TOKEN = 'security-admin-token-0123456789abcdef';
@@ -55,6 +56,7 @@ async function start(store: 'sqlite' | 'postgres', env: Record<string, string> =
     },
   });
   const server = await startServer(config, { logStream });
+  const unregister = registerDeepshiServer(server.url);
   return {
     server,
     url: server.url,
@@ -78,6 +80,7 @@ async function start(store: 'sqlite' | 'postgres', env: Record<string, string> =
     },
     async close() {
       await server.close();
+      unregister();
       fs.rmSync(dir, { recursive: true, force: true });
     },
   };
@@ -114,7 +117,7 @@ async function member(url: string, credits = '5') {
   return { accountId: account.id as string, email, client, key };
 }
 
-const sdk = (url: string, key: string) => new OpenAI({ apiKey: key, baseURL: `${url}/v1`, maxRetries: 0, fetch: documentingFetch });
+const sdk = (url: string, key: string) => new OpenAI({ apiKey: key, baseURL: `${url}/v1`, maxRetries: 0 });
 
 for (const store of ['sqlite', 'postgres'] as const) {
   if (store === 'postgres' && !postgresBaseUrl) {
@@ -344,8 +347,8 @@ describe('session cookie transport and lifetime', () => {
 
   it('an operator session opened with the admin token ends when the token changes', async () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'deepshi-rotate-'));
-    const open = (token: string) =>
-      startServer(
+    const open = async (token: string) => {
+      const server = await startServer(
         loadConfig({
           PORT: '0',
           HOST: '127.0.0.1',
@@ -355,6 +358,9 @@ describe('session cookie transport and lifetime', () => {
           LOG_LEVEL: 'silent',
         }),
       );
+      registerDeepshiServer(server.url);
+      return server;
+    };
     try {
       const first = await open(ADMIN_TOKEN);
       const operator = new DashboardClient(first.url);

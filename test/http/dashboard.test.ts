@@ -8,7 +8,7 @@ import { after, before, describe, it } from 'node:test';
 import { ADMIN_TOKEN, startTestServer, type TestServer } from '../helpers/test-server.ts';
 import { DashboardClient } from '../helpers/dashboard-client.ts';
 import OpenAI from 'openai';
-import { documentedFetch, documentingFetch } from '../helpers/openapi-responses.ts';
+import { documentedFetch } from '../helpers/openapi-responses.ts';
 import { failsWith } from '../helpers/assertions.ts';
 
 const PASSWORD = 'correct horse battery';
@@ -23,7 +23,7 @@ describe('dashboard API', () => {
   });
 
   /** The SDK and the admin API, with every response validated against /openapi.json (t.client/t.admin use the contract). */
-  const sdk = (key: string) => new OpenAI({ apiKey: key, baseURL: `${t.url}/v1`, maxRetries: 0, fetch: documentingFetch });
+  const sdk = (key: string) => new OpenAI({ apiKey: key, baseURL: `${t.url}/v1`, maxRetries: 0 });
   const admin = async (method: string, route: string, body?: unknown): Promise<any> => {
     const response = await new DashboardClient(t.url, null).request(method, route, body, { authorization: `Bearer ${ADMIN_TOKEN}` });
     if (response.status >= 300) throw new Error(`admin ${method} ${route} → ${response.status} ${response.text}`);

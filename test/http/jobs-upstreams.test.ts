@@ -7,7 +7,7 @@ import { after, before, describe, it } from 'node:test';
 import { renderSketch } from '../../src/images/sketch.ts';
 import { startOpenAiSimulator, type SimulatorHandle } from '../simulators/openai-simulator.ts';
 import { BflSimulator } from '../simulators/bfl-simulator.ts';
-import { startTestServer, type TestServer, validatingFetch } from '../helpers/test-server.ts';
+import { startTestServer, type TestServer } from '../helpers/test-server.ts';
 import { assertLedgerInvariant } from '../store/store-contract.ts';
 
 describe('async jobs on the OpenAI and BFL adapters', () => {
@@ -37,7 +37,7 @@ describe('async jobs on the OpenAI and BFL adapters', () => {
   async function runJob(key: string, endpoint: 'generations' | 'edits', fields: Record<string, string | number>): Promise<any> {
     let response: Response;
     if (endpoint === 'generations') {
-      response = await validatingFetch(`${t.url}/v1/images/generations`, {
+      response = await fetch(`${t.url}/v1/images/generations`, {
         method: 'POST',
         headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json', prefer: 'respond-async' },
         body: JSON.stringify(fields),
@@ -47,7 +47,7 @@ describe('async jobs on the OpenAI and BFL adapters', () => {
       for (const [name, value] of Object.entries(fields)) form.set(name, String(value));
       const input = await renderSketch({ prompt: 'input', seed: 5, width: 256, height: 256, format: 'png' });
       form.append('image[]', new Blob([new Uint8Array(input)], { type: 'image/png' }), 'input.png');
-      response = await validatingFetch(`${t.url}/v1/images/edits`, {
+      response = await fetch(`${t.url}/v1/images/edits`, {
         method: 'POST',
         headers: { authorization: `Bearer ${key}`, prefer: 'respond-async' },
         body: form,
@@ -57,7 +57,7 @@ describe('async jobs on the OpenAI and BFL adapters', () => {
     assert.equal(response.status, 202, JSON.stringify(submitted));
     for (const deadline = Date.now() + 30_000; Date.now() < deadline; ) {
       const job = (await (
-        await validatingFetch(`${t.url}/v1/images/jobs/${submitted.id}`, { headers: { authorization: `Bearer ${key}` } })
+        await fetch(`${t.url}/v1/images/jobs/${submitted.id}`, { headers: { authorization: `Bearer ${key}` } })
       ).json()) as any;
       if (!['queued', 'in_progress'].includes(job.status)) return job;
       await new Promise((resolve) => setTimeout(resolve, 50));

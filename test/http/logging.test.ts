@@ -8,6 +8,7 @@ import pino from 'pino';
 import { loadConfig } from '../../src/config/config.ts';
 import { urlForLog } from '../../src/http/app.ts';
 import { startServer, type RunningServer } from '../../src/server.ts';
+import { registerDeepshiServer } from '../helpers/documented-http.ts';
 
 const ADMIN_TOKEN = 'logging-admin-token-0123456789abcdef';
 
@@ -35,6 +36,7 @@ describe('request logs', () => {
       DEEPSHI_DEV_ACCOUNT: 'false',
     });
     server = await startServer(config, { logger: pino({ level: 'debug' }, sink) });
+    registerDeepshiServer(server.url);
   });
   after(async () => {
     await server.close();

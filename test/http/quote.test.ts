@@ -10,7 +10,6 @@ import { after, before, describe, it } from 'node:test';
 import OpenAI from 'openai';
 import { formatUsd, parseUsd } from '../../src/domain/money.ts';
 import { startTestServer, type TestServer } from '../helpers/test-server.ts';
-import { documentingFetch } from '../helpers/openapi-responses.ts';
 import { startOpenAiSimulator } from '../simulators/openai-simulator.ts';
 import { startGeminiSimulator } from '../simulators/gemini-simulator.ts';
 import { startXaiSimulator } from '../simulators/xai-simulator.ts';
@@ -66,7 +65,7 @@ describe('POST /v1/images/quote', () => {
       },
     });
     const account = await t.createAccount('1000');
-    client = new OpenAI({ apiKey: account.key, baseURL: `${t.url}/v1`, maxRetries: 0, fetch: documentingFetch });
+    client = new OpenAI({ apiKey: account.key, baseURL: `${t.url}/v1`, maxRetries: 0 });
   });
   after(async () => {
     await t?.close();
@@ -157,7 +156,7 @@ describe('POST /v1/images/quote', () => {
 
   it('validates like a generation: same errors for bad bodies, unknown or forbidden models, text models', async () => {
     const restricted = await t.createAccount('1', { models: ['deepshi-echo'] });
-    const narrow = new OpenAI({ apiKey: restricted.key, baseURL: `${t.url}/v1`, maxRetries: 0, fetch: documentingFetch });
+    const narrow = new OpenAI({ apiKey: restricted.key, baseURL: `${t.url}/v1`, maxRetries: 0 });
     const cases: Array<[OpenAI, Body]> = [
       [client, { model: 'deepshi-sketch' }],
       [client, { model: 'deepshi-sketch', prompt: 'x', n: 99 }],
@@ -193,7 +192,7 @@ describe('POST /v1/images/quote', () => {
 
   it('holds and charges nothing, and leaves no request behind', async () => {
     const fresh = await t.createAccount('0.001');
-    const caller = new OpenAI({ apiKey: fresh.key, baseURL: `${t.url}/v1`, maxRetries: 0, fetch: documentingFetch });
+    const caller = new OpenAI({ apiKey: fresh.key, baseURL: `${t.url}/v1`, maxRetries: 0 });
     // Dearer than the balance: a generation would be 402, the quote still answers.
     const result = (await caller.post('/images/quote', { body: { model: 'gpt-image-1.5', prompt: 'x', quality: 'high' } })) as Quote;
     assert.ok(result.cost.total_cost > 0.001);

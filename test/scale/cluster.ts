@@ -20,6 +20,7 @@ import pg from 'pg';
 import { parse as parseYaml } from 'yaml';
 import { renderSketch } from '../../src/images/sketch.ts';
 import { PostgresStore } from '../../src/store/postgres/postgres-store.ts';
+import { registerDeepshiServer } from '../helpers/documented-http.ts';
 
 const ROOT = path.resolve(import.meta.dirname, '../..');
 export const ADMIN_TOKEN = 'scale-admin-token-0123456789abcdef';
@@ -138,6 +139,7 @@ export class Cluster {
       }),
     ]).finally(() => clearTimeout(timer));
     instance.url = started;
+    child.on('exit', registerDeepshiServer(started));
     return instance;
   }
 
