@@ -3,7 +3,7 @@ import fs from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import OpenAI from 'openai';
 import type { Browser, Page } from 'playwright-core';
-import { browserSkipReason, launchBrowser, openContext, screenshot } from '../helpers/browser.ts';
+import { browserCounts, browserSkipReason, launchBrowser, openContext, screenshot } from '../helpers/browser.ts';
 import { ADMIN_TOKEN, startTestServer, type TestServer } from '../helpers/test-server.ts';
 
 /**
@@ -463,5 +463,10 @@ describe('dashboard end to end in Chromium', { skip }, () => {
     } finally {
       await operator.context.close();
     }
+  });
+
+  it("checked the browser's /dashboard/api, /admin/v1 and /v1 responses against /openapi.json (assertClean fails on a mismatch)", () => {
+    // Every page above loads its data over the API: far more than this many responses; none may go unchecked.
+    assert.ok(browserCounts.responses >= 30, `browser responses checked: ${browserCounts.responses}`);
   });
 });
