@@ -38,14 +38,14 @@ export interface ChatUsage {
 /** One choice of the answer as the adapter gave it: message, finish reason, tool calls, reasoning, refusal, logprobs. */
 export type ChatChoiceOutcome = ChatChoiceResult;
 
-export interface ChatOutcome {
-  /** One per choice, in index order. */
-  choices: ChatChoiceOutcome[];
-  /** For the whole request: the prompt once, the completion tokens of every choice. */
+/**
+ * The adapter's answer as the caller gets it: its choices (one per choice, in index order), with the usage we settle
+ * (the prompt once, the completion tokens of every choice) and the charge; warnings are the request's and the adapter's.
+ */
+export interface ChatOutcome extends Omit<ChatCompletionResult, 'usage'> {
   usage: ChatUsage;
   /** The settled charge, in nanos. */
   cost: Nanos;
-  warnings: Warning[];
 }
 
 export interface ChatExecuteHooks {
