@@ -133,7 +133,13 @@ describe('POST /v1/chat/completions with n > 1 (deepshi-echo)', () => {
     const pieces = chunks.filter((chunk) => chunk.choices.length > 0);
     for (const chunk of pieces) assert.equal(chunk.choices.length, 1);
     const indices = pieces.map((chunk) => chunk.choices[0].index);
-    assert.deepEqual(indices.slice(0, 6), [0, 1, 2, 0, 1, 2], 'role chunks, then the first pieces, interleaved');
+    // Each choice opens (its role chunk) just before its first piece; the pieces interleave.
+    assert.deepEqual(indices.slice(0, 6), [0, 0, 1, 1, 2, 2], 'each role chunk, then its first piece, interleaved');
+    for (const index of [0, 1, 2]) {
+      assert.equal(pieces.find((chunk) => chunk.choices[0].index === index).choices[0].delta.role, 'assistant', `choice ${index} opens`);
+    }
+    const contentIndices = pieces.filter((chunk) => chunk.choices[0].delta.content).map((chunk) => chunk.choices[0].index);
+    assert.deepEqual(contentIndices.slice(0, 6), [0, 1, 2, 0, 1, 2], 'the pieces interleave');
     const text = (index: number) =>
       pieces
         .filter((chunk) => chunk.choices[0].index === index)

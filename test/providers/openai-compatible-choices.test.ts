@@ -280,6 +280,40 @@ describe('n > 1 on OpenAI-compatible upstreams (gpt-4o, deepshi-3.0)', () => {
     assert.ok((result as any).warnings.some((warning: any) => warning.param === 'usage'));
   });
 
+  it('an upstream answering fewer choices than n: what it answered, a warning on n, charged its usage; streamed, no choice opens without finishing', async () => {
+    openai.setFault({ kind: 'fewer-choices' });
+    const messages = [{ role: 'user' as const, content: 'three please' }];
+    const { result, charge } = await charged(t, account, () => client.chat.completions.create({ model: 'gpt-4o', messages, n: 3 }));
+    assert.deepEqual(
+      result.choices.map((choice) => choice.index),
+      [0, 1],
+    );
+    assert.ok((result as any).warnings.some((warning: any) => warning.param === 'n'));
+    const sent = openai.sentUsages[0];
+    assert.equal(charge, price(sent.prompt_tokens, 0, sent.completion_tokens));
+
+    const { result: chunks, charge: streamedCharge } = await charged(t, account, async () => {
+      const stream = await client.chat.completions.create({
+        model: 'gpt-4o',
+        messages,
+        n: 3,
+        stream: true,
+        stream_options: { include_usage: true },
+      });
+      const all: any[] = [];
+      for await (const chunk of stream) all.push(chunk);
+      return all;
+    });
+    const pieces = chunks.filter((chunk) => chunk.choices.length > 0).map((chunk) => chunk.choices[0]);
+    const opened = pieces.filter((choice) => choice.delta.role === 'assistant').map((choice) => choice.index);
+    const finished = pieces.filter((choice) => choice.finish_reason).map((choice) => choice.index);
+    assert.deepEqual(opened, [0, 1], 'only the answered choices open');
+    assert.deepEqual(finished, [0, 1], 'and each of them finishes');
+    const streamedUsage = openai.sentUsages[1];
+    assert.equal(chunks.at(-1).usage.completion_tokens, streamedUsage.completion_tokens);
+    assert.equal(streamedCharge, price(streamedUsage.prompt_tokens, 0, streamedUsage.completion_tokens));
+  });
+
   it('a stream that fails mid-way is not charged and leaves no hold; n above max_choices is a 400 that never reaches the upstream', async () => {
     const start = await t.balance(account.accountId);
     openai.setFault({ kind: 'stream-error' });

@@ -53,7 +53,9 @@ export type ChatFault =
    * Streamed tool calls the way some compatible servers send them: indices 10, 20, … instead of 0, 1, …, the id in a
    * piece of its own before the name, and the arguments in one piece.
    */
-  | { kind: 'odd-tool-stream' };
+  | { kind: 'odd-tool-stream' }
+  /** One choice fewer than the `n` asked for (at least one), streamed or not; usage counts what was answered. */
+  | { kind: 'fewer-choices' };
 
 export interface ChatSimulator {
   url: string;
@@ -253,7 +255,8 @@ export async function startChatSimulator(options: { apiKey?: string } = {}): Pro
     const stops: string[] = body.stop === undefined || body.stop === null ? [] : typeof body.stop === 'string' ? [body.stop] : body.stop;
     const limit = (body.max_completion_tokens ?? body.max_tokens) as number | undefined;
     const toolCalls = simToolCalls(body);
-    const choiceCount = typeof body.n === 'number' ? body.n : 1;
+    const asked = typeof body.n === 'number' ? body.n : 1;
+    const choiceCount = active?.kind === 'fewer-choices' ? Math.max(1, asked - 1) : asked;
     const choices = Array.from({ length: choiceCount }, (_, index): SimChoice => {
       // The reasoning trace comes first and shares the budget with the answer (as on vLLM and OpenAI).
       let reasoning = simulator.reasoning ? simReasoning(userText, body.reasoning_effort) : '';

@@ -63,30 +63,43 @@ export function registerChatRoutes(app: FastifyInstance, deps: ChatRouteDeps): v
       // Every frame is kept for an idempotent retry, which gets the whole stream back.
       sse: async (signal, stream) => {
         const chunks = chatChunks(frame, prepared.includeUsage);
-        const choices = prepared.request.n ?? 1;
-        for (let index = 0; index < choices; index++) stream.data(chunks.role(index));
+        // Choice 0 opens at once (the caller's first byte); any other opens with its first piece, so a choice the
+        // upstream never answers (it may answer fewer than `n`) never appears, rather than opening and never finishing.
+        const opened = new Set<number>();
+        const open = (index: number) => {
+          if (opened.has(index)) return;
+          opened.add(index);
+          stream.data(chunks.role(index));
+        };
+        open(0);
         const outcome = await deps.chat.execute(prepared, requestId, {
           signal,
           onDelta: (index, text, logprobs) => {
             delivered = true;
+            open(index);
             stream.data(chunks.content(index, text, logprobs));
           },
           onReasoningDelta: (index, text, details) => {
             delivered = true;
+            open(index);
             stream.data(chunks.reasoning(index, text, details));
           },
           onRefusalDelta: (index, text, logprobs) => {
             delivered = true;
+            open(index);
             stream.data(chunks.refusal(index, text, logprobs));
           },
           onToolCallDelta: (index, delta) => {
             delivered = true;
             const piece = chunks.toolCall(index, delta);
-            if (piece !== undefined) stream.data(piece);
+            if (piece === undefined) return;
+            open(index);
+            stream.data(piece);
           },
         });
         // Settled before the final chunks: the usage chunk reports what was charged. Each choice's finish, in index order.
         for (const [index, choice] of outcome.choices.entries()) {
+          open(index);
           stream.data(chunks.finish(index, choice.finishReason, index === outcome.choices.length - 1 ? outcome.warnings : []));
         }
         if (prepared.includeUsage) stream.data(chunks.usage(outcome.usage, outcome.cost));
