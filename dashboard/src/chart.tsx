@@ -32,13 +32,21 @@ export function DailySpendChart({ daily }: { daily: { date: string; model: strin
     const order = models.map((_, index) => index).reverse();
     const x = days.map((day) => Date.parse(`${day}T00:00:00Z`) / 1000);
     const bars = uPlot.paths.bars!({ size: [0.7, 48] });
+    // uPlot draws on a canvas in its own colours (black text): take the page's, so the axes read in dark mode too.
+    const style = getComputedStyle(element);
+    const text = style.color;
+    const rule = style.getPropertyValue('--border').trim() || 'rgba(0,0,0,0.1)';
+    const axisColours = { stroke: text, grid: { stroke: rule, width: 1 }, ticks: { stroke: rule, width: 1 } };
     const plot = new uPlot(
       {
         width: Math.max(320, element.clientWidth - 8),
         height: 260,
         title: 'Daily spend by model (USD, last 30 days, UTC)',
         scales: { x: { time: true }, y: { range: (_u, _min, max) => [0, max > 0 ? max * 1.1 : 0.01] } },
-        axes: [{}, { values: (_u, values) => values.map((value) => `$${value}`), size: 70 }],
+        axes: [
+          { ...axisColours, space: 50 },
+          { ...axisColours, values: (_u, values) => values.map((value) => `$${value}`), size: 70 },
+        ],
         series: [
           // Without the cursor on a day the legend reads as the 30-day totals; on a day, that day's amounts.
           { label: 'Day', value: (_u, value) => (value == null ? '30 days' : new Date(value * 1000).toISOString().slice(0, 10)) },

@@ -299,6 +299,12 @@ describe('dashboard end to end in Chromium', { skip }, () => {
       spent,
     );
     await screenshot(page, 'overview-chart-hover', { fullPage: false });
+    // In a dark colour scheme the chart's axes take the page's text colour (uPlot's own is black on the canvas).
+    await page.emulateMedia({ colorScheme: 'dark' });
+    await page.reload();
+    await page.locator('.u-legend').waitFor();
+    await screenshot(page, 'overview-dark', { fullPage: false });
+    await page.emulateMedia({ colorScheme: 'light' });
     await member.assertClean();
   });
 
