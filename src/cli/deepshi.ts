@@ -140,17 +140,18 @@ export async function runCli(argv: string[], out: (text: string) => void = (text
         break;
       case 'keys limits': {
         const limits: Record<string, unknown> = {};
-        const limit = (flag: string | undefined, name: string) => {
+        const limit = (option: 'rpm' | 'ipm' | 'in-flight' | 'tpm' | 'max-queued-jobs', name: string) => {
+          const flag = values[option];
           if (flag === undefined) return;
           if (flag === 'default') limits[name] = null;
           else if (/^\d+$/.test(flag)) limits[name] = Number(flag);
-          else throw new UsageError(`--${name} takes a whole number or "default"`);
+          else throw new UsageError(`--${option} takes a whole number or "default"; got "${flag}"`);
         };
-        limit(values.rpm, 'requests_per_minute');
-        limit(values.ipm, 'images_per_minute');
-        limit(values['in-flight'], 'max_in_flight');
-        limit(values.tpm, 'tokens_per_minute');
-        limit(values['max-queued-jobs'], 'max_queued_jobs');
+        limit('rpm', 'requests_per_minute');
+        limit('ipm', 'images_per_minute');
+        limit('in-flight', 'max_in_flight');
+        limit('tpm', 'tokens_per_minute');
+        limit('max-queued-jobs', 'max_queued_jobs');
         print(keyJson(await accounts.setKeyLimits(need(rest[0], '<key-id>'), limits)));
         break;
       }

@@ -51,6 +51,9 @@ describe('deepshi CLI', () => {
       tokens_per_minute: 20000,
       max_queued_jobs: null,
     });
+    const refused = spawnSync(process.execPath, [bin, 'keys', 'limits', key.id, '--max-queued-jobs', 'lots'], { env, encoding: 'utf8' });
+    assert.notEqual(refused.status, 0);
+    assert.match(refused.stderr, /--max-queued-jobs takes a whole number or "default"; got "lots"/, 'the message names the flag typed');
     assert.equal(run('keys', 'revoke', key.id).status, 'revoked');
 
     const store = new SqliteStore(path.join(dir, 'cli.db'));
