@@ -34,12 +34,14 @@ export function DailySpendChart({ daily }: { daily: { date: string; model: strin
     const bars = uPlot.paths.bars!({ size: [0.7, 48] });
     // uPlot draws on a canvas in its own colours (black text): take the page's, so the axes read in dark mode too.
     const style = getComputedStyle(element);
+    // The chart's content box: its width less the padding (clientWidth includes it).
+    const plotWidth = () => Math.max(280, element.clientWidth - Number.parseFloat(style.paddingLeft) - Number.parseFloat(style.paddingRight));
     const text = style.color;
     const rule = style.getPropertyValue('--border').trim() || 'rgba(0,0,0,0.1)';
     const axisColours = { stroke: text, grid: { stroke: rule, width: 1 }, ticks: { stroke: rule, width: 1 } };
     const plot = new uPlot(
       {
-        width: Math.max(320, element.clientWidth - 8),
+        width: plotWidth(),
         height: 260,
         title: 'Daily spend by model (USD, last 30 days, UTC)',
         scales: { x: { time: true }, y: { range: (_u, _min, max) => [0, max > 0 ? max * 1.1 : 0.01] } },
@@ -65,7 +67,7 @@ export function DailySpendChart({ daily }: { daily: { date: string; model: strin
       [x, ...order.map((index) => stacked[index])] as uPlot.AlignedData,
       element,
     );
-    const observer = new ResizeObserver(() => plot.setSize({ width: Math.max(320, element.clientWidth - 8), height: 260 }));
+    const observer = new ResizeObserver(() => plot.setSize({ width: plotWidth(), height: 260 }));
     observer.observe(element);
     return () => {
       observer.disconnect();

@@ -383,6 +383,29 @@ describe('dashboard end to end in Chromium', { skip }, () => {
     await member.assertClean();
   });
 
+  it('fits a phone: every member page at 390 px wide, without the page scrolling sideways', async () => {
+    const { page } = member;
+    await page.setViewportSize({ width: 390, height: 844 });
+    try {
+      for (const [path, ready] of [
+        ['/overview', page.getByTestId('balance')],
+        ['/keys', page.getByTestId('keys-table')],
+        ['/usage', page.getByTestId('usage-table')],
+        ['/credits', page.getByTestId('ledger-table')],
+        ['/playground?model=deepshi-sketch', page.getByRole('button', { name: 'Generate' })],
+        ['/models', page.getByTestId('model-card').first()],
+      ] as const) {
+        await page.goto(path);
+        await ready.waitFor();
+        // screenshot() fails on a page wider than the window or a block outside its card.
+        await screenshot(page, `phone-${path.slice(1).replace(/\?.*/, '')}`);
+      }
+    } finally {
+      await page.setViewportSize({ width: 1280, height: 860 });
+    }
+    member.assertClean();
+  });
+
   it('as operator: signs in with the token, creates an account, credits it with a note, and sees the ledger entry', async () => {
     const operator = await openContext(browser, server.url);
     const { page } = operator;

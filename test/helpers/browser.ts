@@ -108,7 +108,8 @@ export const browserCounts = { responses: 0 };
 
 /**
  * Layout defects a screenshot would show, found mechanically: the page wider than the window, a card, table or chart
- * sticking out of the page's column, a block sticking out of its card's padding, a chart legend cell with no value.
+ * sticking out of the page's column, a block (or a chart's plot) sticking out of its card's padding, a chart legend
+ * cell with no value.
  * Returns one line per defect (empty when the layout holds).
  */
 export async function layoutProblems(page: Page): Promise<string[]> {
@@ -138,9 +139,9 @@ const LAYOUT_CHECK = `(() => {
       if (rect.width && outside(rect, column)) problems.push(describe(block) + ' (' + span(rect) + ') sticks out of the page column (' + span(column) + ')');
     }
   }
-  for (const card of document.querySelectorAll('.card')) {
+  for (const card of document.querySelectorAll('.card, .chart')) {
     const inside = contentBox(card);
-    for (const block of card.querySelectorAll(':scope :is(table, .table-wrap, .size-grid, pre, .row, fieldset, .results)')) {
+    for (const block of card.querySelectorAll(':scope :is(table, .table-wrap, .size-grid, pre, .row, fieldset, .results, .u-wrap)')) {
       // A table inside a scrolling box may be wider than the card: the box scrolls, the page does not.
       if (block.matches('table') && block.closest('.table-wrap, .size-grid')) continue;
       const rect = block.getBoundingClientRect();
