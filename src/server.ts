@@ -195,7 +195,7 @@ export async function startServer(config: Config, options: ServerOptions = {}): 
     isReady: () => ready,
     dashboard: {
       users,
-      queries: new DashboardQueries(store, accounts, config.defaultLimits),
+      queries: new DashboardQueries(store, accounts, { ...config.defaultLimits, maxQueuedJobs: config.jobs.defaultMaxQueuedJobs }),
       creditCodes: new CreditCodes(store, users),
       console: new OperatorConsole(catalog, registry, metrics.registry),
       version: PACKAGE_VERSION,

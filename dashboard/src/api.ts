@@ -111,6 +111,8 @@ export interface KeyLimits {
   requests_per_minute: number | null;
   images_per_minute: number | null;
   max_in_flight: number | null;
+  tokens_per_minute: number | null;
+  max_queued_jobs: number | null;
 }
 
 export interface ApiKey {

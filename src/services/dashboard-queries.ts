@@ -17,7 +17,7 @@ export class DashboardQueries {
   constructor(
     private readonly store: Store,
     private readonly accounts: AccountService,
-    private readonly defaultLimits: KeyLimits,
+    private readonly defaultLimits: KeyLimits & { maxQueuedJobs: number },
   ) {}
 
   async overview(accountId: string, now = Date.now()) {
@@ -147,12 +147,13 @@ export class DashboardQueries {
       images_per_minute: this.defaultLimits.imagesPerMinute,
       max_in_flight: this.defaultLimits.maxInFlight,
       tokens_per_minute: this.defaultLimits.tokensPerMinute,
+      max_queued_jobs: this.defaultLimits.maxQueuedJobs,
     };
     const limits: Record<string, number | null> = {};
     for (const [name, raw] of Object.entries(value as Record<string, unknown>)) {
       if (!(name in defaults))
         throw invalidRequest(
-          `Unknown limit '${name.slice(0, 80)}'; use requests_per_minute, images_per_minute, max_in_flight or tokens_per_minute.`,
+          `Unknown limit '${name.slice(0, 80)}'; use requests_per_minute, images_per_minute, max_in_flight, tokens_per_minute or max_queued_jobs.`,
           `limits.${name.slice(0, 80)}`,
           'unknown_parameter',
         );

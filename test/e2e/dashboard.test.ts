@@ -92,6 +92,7 @@ describe('dashboard end to end in Chromium', { skip }, () => {
     const { page } = member;
     await page.goto('/keys');
     await page.getByLabel('Name').fill('laptop');
+    await page.getByLabel('Queued jobs').fill('5');
     await page.getByRole('button', { name: 'Create key' }).click();
     apiKey = (await textOf(page, 'secret-value')) ?? '';
     assert.match(apiKey, /^sk-bf-/);
@@ -102,6 +103,7 @@ describe('dashboard end to end in Chromium', { skip }, () => {
     // Never shown again: the list has only the display form.
     await page.reload();
     await page.getByTestId('keys-table').getByText('laptop').waitFor();
+    await page.getByTestId('keys-table').getByText('5 queued jobs').waitFor();
     assert.equal(await page.getByText(apiKey).count(), 0);
     await screenshot(page, 'keys');
 

@@ -193,6 +193,17 @@ describe('dashboard API', () => {
     const tokens = await client.post('/dashboard/api/keys', { name: 'tokens', limits: { tokens_per_minute: 5000 } });
     assert.equal(tokens.status, 201);
     assert.equal(tokens.body.limits.tokens_per_minute, 5000);
+    // Queued async jobs: at most the server's DEEPSHI_DEFAULT_MAX_QUEUED_JOBS (100), never unlimited.
+    for (const max_queued_jobs of [101, 0]) {
+      const refused = await client.post('/dashboard/api/keys', { name: 'queue', limits: { max_queued_jobs } });
+      assert.deepEqual(
+        [refused.status, refused.body.error.code, refused.body.error.param],
+        [400, 'limit_too_high', 'limits.max_queued_jobs'],
+      );
+    }
+    const queued = await client.post('/dashboard/api/keys', { name: 'queue', limits: { max_queued_jobs: 5 } });
+    assert.equal(queued.status, 201);
+    assert.equal(queued.body.limits.max_queued_jobs, 5);
   });
 
   it('usage: every request with key, cost and tokens; filters; keyset paging; CSV; overview spend equals the charges', async () => {

@@ -59,7 +59,7 @@ export function KeysPage() {
                   <th scope="col">Name</th>
                   <th scope="col">Key</th>
                   <th scope="col">Models</th>
-                  <th scope="col">Limits (per minute)</th>
+                  <th scope="col">Limits</th>
                   <th scope="col">Status</th>
                   <th scope="col">Created</th>
                   <th scope="col">Last used</th>
@@ -137,7 +137,11 @@ const capitalise = (text: string) => text[0].toUpperCase() + text.slice(1);
 
 function describeLimits(key: ApiKey): string {
   const one = (value: number | null, unit: string) => (value === null ? `server default ${unit}` : value === 0 ? `unlimited ${unit}` : `${value} ${unit}`);
-  return [one(key.limits.requests_per_minute, 'requests'), one(key.limits.images_per_minute, 'images'), `${key.limits.max_in_flight ?? 'default'} in flight`].join(' · ');
+  const parts = [one(key.limits.requests_per_minute, 'requests/min'), one(key.limits.images_per_minute, 'images/min'), `${key.limits.max_in_flight ?? 'default'} in flight`];
+  // The text-model and async-job limits only when set on the key, to keep the common line short.
+  if (key.limits.tokens_per_minute !== null) parts.push(one(key.limits.tokens_per_minute, 'tokens/min'));
+  if (key.limits.max_queued_jobs !== null) parts.push(`${key.limits.max_queued_jobs || 'unlimited'} queued jobs`);
+  return parts.join(' · ');
 }
 
 function NewSecret({ secret, onDone }: { secret: { key: ApiKey; verb: string }; onDone: () => void }) {
@@ -164,7 +168,7 @@ function CreateKey({ onCreated }: { onCreated: (key: ApiKey) => void }) {
   const [name, setName] = useState('');
   const [restrict, setRestrict] = useState(false);
   const [chosen, setChosen] = useState<string[]>([]);
-  const [limits, setLimits] = useState({ requests_per_minute: '', images_per_minute: '', max_in_flight: '' });
+  const [limits, setLimits] = useState({ requests_per_minute: '', images_per_minute: '', max_in_flight: '', tokens_per_minute: '', max_queued_jobs: '' });
 
   const { submit, error, busy } = useFormAction(async () => {
     const limitBody = Object.fromEntries(Object.entries(limits).filter(([, text]) => text !== '').map(([field, text]) => [field, Number(text)]));
@@ -172,7 +176,7 @@ function CreateKey({ onCreated }: { onCreated: (key: ApiKey) => void }) {
     setName('');
     setChosen([]);
     setRestrict(false);
-    setLimits({ requests_per_minute: '', images_per_minute: '', max_in_flight: '' });
+    setLimits({ requests_per_minute: '', images_per_minute: '', max_in_flight: '', tokens_per_minute: '', max_queued_jobs: '' });
     onCreated(key);
   });
 
@@ -225,6 +229,12 @@ function CreateKey({ onCreated }: { onCreated: (key: ApiKey) => void }) {
           </Field>
           <Field label="Requests in flight">
             <input type="number" min={1} step={1} value={limits.max_in_flight} onInput={(event) => setLimits({ ...limits, max_in_flight: value(event) })} />
+          </Field>
+          <Field label="Tokens per minute" hint="Text models.">
+            <input type="number" min={1} step={1} value={limits.tokens_per_minute} onInput={(event) => setLimits({ ...limits, tokens_per_minute: value(event) })} />
+          </Field>
+          <Field label="Queued jobs" hint="Async image jobs waiting or running.">
+            <input type="number" min={1} step={1} value={limits.max_queued_jobs} onInput={(event) => setLimits({ ...limits, max_queued_jobs: value(event) })} />
           </Field>
         </div>
       </fieldset>
