@@ -150,31 +150,38 @@ function checkFrame(method: string, url: string, status: number, frame: string):
   }
 }
 
-/** The response with its event stream checked frame by frame as the reader pulls it; a bad frame errors the stream. */
+/**
+ * The response with its event stream checked frame by frame as the reader pulls it. A bad frame errors the stream
+ * before the reader gets it and cancels the body explicitly, so the connection is not left half-read.
+ */
 function checkedEventStream(method: string, url: string, response: Response): Response {
   let pending = '';
   const decoder = new TextDecoder();
-  const checker = new TransformStream<Uint8Array, Uint8Array>({
-    transform(chunk, controller) {
-      pending += decoder.decode(chunk, { stream: true });
+  const source = response.body!.getReader();
+  const checked = new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      const { done, value } = await source.read();
+      if (done) {
+        controller.close();
+        return;
+      }
+      pending += decoder.decode(value, { stream: true });
       const frames = pending.split(/\r?\n\r?\n/);
       pending = frames.pop() ?? '';
       try {
         for (const frame of frames) check(url, () => checkFrame(method, url, response.status, frame));
       } catch (error) {
         controller.error(error);
+        await source.cancel(error).catch(() => {});
         return;
       }
-      controller.enqueue(chunk);
+      controller.enqueue(value);
     },
+    cancel: (reason) => source.cancel(reason),
   });
-  const checked = new Response(response.body!.pipeThrough(checker), {
-    status: response.status,
-    statusText: response.statusText,
-    headers: response.headers,
-  });
-  Object.defineProperty(checked, 'url', { value: response.url });
-  return checked;
+  const answer = new Response(checked, { status: response.status, statusText: response.statusText, headers: response.headers });
+  Object.defineProperty(answer, 'url', { value: response.url });
+  return answer;
 }
 
 const originalFetch = globalThis.fetch;
