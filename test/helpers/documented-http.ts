@@ -184,12 +184,26 @@ function checkedEventStream(method: string, url: string, response: Response): Re
   return answer;
 }
 
+/**
+ * Every Deepshi response carries its request id (req_ and 32 hex digits, src/http/app.ts); the simulators send none. A
+ * response with one from an origin nobody registered is a server under test that escaped the check: a mismatch.
+ */
+function noteUnregisteredDeepshi(url: string, response: Response): void {
+  if (/^req_[0-9a-f]{32}$/.test(response.headers.get('x-request-id') ?? ''))
+    violations.push(
+      `${new URL(url).origin} answers as a Deepshi server but is not registered (registerDeepshiServer): its responses went unchecked`,
+    );
+}
+
 const originalFetch = globalThis.fetch;
 
 async function documentedFetch(input: string | URL | Request, init?: RequestInit): Promise<Response> {
   const response = await originalFetch(input, init);
   const url = input instanceof Request ? input.url : String(input);
-  if (!isDeepshiServer(url)) return response;
+  if (!isDeepshiServer(url)) {
+    noteUnregisteredDeepshi(url, response);
+    return response;
+  }
   const method = (init?.method ?? (input instanceof Request ? input.method : 'GET')).toUpperCase();
   const type = response.headers.get('content-type') ?? '';
   if (type.startsWith('text/event-stream') && classify(method, url, response.status, type) === 'documented' && response.body) {

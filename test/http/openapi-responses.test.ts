@@ -128,7 +128,11 @@ describe('the suite checks every response of a server under test against /openap
     const run = (body: string) => {
       const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'deepshi-documented-'));
       const file = path.join(dir, 'script.mts');
-      fs.writeFileSync(file, `import { registerDeepshiServer } from ${JSON.stringify(helper)};\n${body}\n`);
+      // The bare import too: an import whose names go unused is dropped by the TypeScript transform.
+      fs.writeFileSync(
+        file,
+        `import ${JSON.stringify(helper)};\nimport { registerDeepshiServer } from ${JSON.stringify(helper)};\n${body}\n`,
+      );
       try {
         return spawnSync(process.execPath, ['--import', 'tsx', file], {
           encoding: 'utf8',
@@ -158,8 +162,27 @@ describe('the suite checks every response of a server under test against /openap
       assert.match(result.stderr, /GET \/v1\/models → 200: body does not match/);
     });
 
+    it('when a server answered as Deepshi (its request id) from an origin nobody registered', () => {
+      const result = run(`
+        import http from 'node:http';
+        const id = 'req_' + '0'.repeat(32);
+        const server = http.createServer((_, response) => { response.writeHead(200, { 'content-type': 'application/json', 'x-request-id': id }); response.end('{}'); });
+        await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+        await fetch('http://127.0.0.1:' + server.address().port + '/healthz');
+        server.close();`);
+      assert.equal(result.status, 1, result.stderr);
+      assert.match(result.stderr, /answers as a Deepshi server but is not registered/);
+    });
+
     it('not when every checked response matched', () => {
-      const result = run(`process.exitCode = 0;`);
+      const result = run(`
+        import http from 'node:http';
+        const server = http.createServer((_, response) => { response.writeHead(200, { 'content-type': 'application/json' }); response.end('{"status":"ok"}'); });
+        await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+        const url = 'http://127.0.0.1:' + server.address().port;
+        registerDeepshiServer(url);
+        if ((await fetch(url + '/healthz')).status !== 200) process.exit(3);
+        server.close();`);
       assert.equal(result.status, 0, result.stderr);
     });
   });
