@@ -4,9 +4,22 @@ import { startServer } from './server.ts';
 
 async function main() {
   let server: Awaited<ReturnType<typeof startServer>> | undefined;
+  let stopping = false;
+  const shutDown = () => void server!.close().then(() => process.exit(0));
+  // Installed before start-up: "Server listening" is logged inside startServer, and a SIGTERM right after it (a
+  // supervisor, a test) must still drain and exit 0 instead of ending the process with Node's default handler.
+  const stop = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    process.stderr.write(`deepshi: ${signal} received; finishing in-flight requests\n`);
+    if (server) shutDown();
+  };
+  process.once('SIGTERM', () => stop('SIGTERM'));
+  process.once('SIGINT', () => stop('SIGINT'));
   try {
     const config = loadConfig();
     server = await startServer(config, { guardProcess: true });
+    if (stopping) return shutDown();
     const base = server.url.replace('0.0.0.0', 'localhost').replace('[::]', 'localhost');
     if (server.devKey) {
       // Printed once, to the terminal only (never to the logs): it is not stored anywhere in clear.
@@ -30,12 +43,6 @@ async function main() {
     }
     throw error;
   }
-  const stop = (signal: string) => {
-    process.stderr.write(`deepshi: ${signal} received; finishing in-flight requests\n`);
-    void server!.close().then(() => process.exit(0));
-  };
-  process.once('SIGTERM', () => stop('SIGTERM'));
-  process.once('SIGINT', () => stop('SIGINT'));
 }
 
 await main();
