@@ -103,3 +103,10 @@ export function usageWithoutTokens(totalCost: number): Record<string, unknown> {
     cost: { total_cost: totalCost },
   };
 }
+
+/** Every item of an async iterable (an SDK stream's chunks), in order; Node 20 has no Array.fromAsync. */
+export async function collect(stream: AsyncIterable<unknown>): Promise<any[]> {
+  const all: any[] = [];
+  for await (const item of stream) all.push(item);
+  return all;
+}

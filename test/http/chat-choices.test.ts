@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { parseUsd } from '../../src/domain/money.ts';
-import { charged, expectBalance, expectError } from '../helpers/assertions.ts';
+import { charged, collect, expectBalance, expectError } from '../helpers/assertions.ts';
 import { documentedFetch } from '../helpers/openapi-responses.ts';
 import { startTestServer, type TestServer } from '../helpers/test-server.ts';
 
@@ -126,9 +126,7 @@ describe('POST /v1/chat/completions with n > 1 (deepshi-echo)', () => {
         stream: true,
         stream_options: { include_usage: true },
       });
-      const all: any[] = [];
-      for await (const chunk of stream) all.push(chunk);
-      return all;
+      return collect(stream);
     });
     const pieces = chunks.filter((chunk) => chunk.choices.length > 0);
     for (const chunk of pieces) assert.equal(chunk.choices.length, 1);
@@ -245,9 +243,7 @@ describe('POST /v1/chat/completions with n > 1 (deepshi-echo)', () => {
 
     const streamed = async () => {
       const stream = await client.chat.completions.create({ ...body, stream: true }, { headers: { 'Idempotency-Key': 'n-sse' } });
-      const all: any[] = [];
-      for await (const chunk of stream) all.push(chunk);
-      return all;
+      return collect(stream);
     };
     const { result: once } = await charged(t, account, streamed);
     const { result: replayed, charge: free } = await charged(t, account, streamed);

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import OpenAI from 'openai';
 import { parseUsd } from '../../src/domain/money.ts';
-import { charged, expectBalance, expectError } from '../helpers/assertions.ts';
+import { charged, collect, expectBalance, expectError } from '../helpers/assertions.ts';
 import { startTestServer, type TestServer } from '../helpers/test-server.ts';
 
 /**
@@ -95,9 +95,7 @@ describe('POST /v1/chat/completions (deepshi-echo)', () => {
         stream: true,
         stream_options: { include_usage: true },
       });
-      const all: any[] = [];
-      for await (const chunk of stream) all.push(chunk);
-      return all;
+      return collect(stream);
     });
     const ids = new Set(chunks.map((chunk) => chunk.id));
     assert.equal(ids.size, 1);

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, beforeEach, describe, it } from 'node:test';
 import type OpenAI from 'openai';
 import { parseUsd } from '../../src/domain/money.ts';
-import { charged } from '../helpers/assertions.ts';
+import { charged, collect } from '../helpers/assertions.ts';
 import { startTestServer, type TestServer } from '../helpers/test-server.ts';
 import {
   SIM_REFUSAL,
@@ -269,9 +269,7 @@ describe('the launch text models: deepshi-2.0, deepshi-3.0 (reasoning) and gpt-4
         stream_options: { include_usage: true },
         reasoning_effort: 'high',
       });
-      const all: any[] = [];
-      for await (const chunk of stream) all.push(chunk);
-      return all;
+      return collect(stream);
     });
     const deltas = chunks.filter((chunk) => chunk.choices.length > 0).map((chunk) => chunk.choices[0].delta);
     const reasoningPieces = deltas.filter((delta) => delta.reasoning !== undefined);

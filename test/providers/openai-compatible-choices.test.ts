@@ -4,7 +4,7 @@ import type OpenAI from 'openai';
 import { parseUsd } from '../../src/domain/money.ts';
 import { promptTokenBound } from '../../src/providers/openai-compatible/openai-compatible-chat-adapter.ts';
 import { ChatStreamReader, readChatCompletion } from '../../src/providers/openai-compatible/openai-chat-wire.ts';
-import { charged, expectBalance, expectError } from '../helpers/assertions.ts';
+import { charged, collect, expectBalance, expectError } from '../helpers/assertions.ts';
 import { startTestServer, type TestServer } from '../helpers/test-server.ts';
 import {
   simPromptTokens,
@@ -137,9 +137,7 @@ describe('n > 1 on OpenAI-compatible upstreams (gpt-4o, deepshi-3.0)', () => {
         stream: true,
         stream_options: { include_usage: true },
       });
-      const all: any[] = [];
-      for await (const chunk of stream) all.push(chunk);
-      return all;
+      return collect(stream);
     });
     assert.deepEqual(openai.requests[0].body, {
       model: 'gpt-4o',
@@ -250,9 +248,7 @@ describe('n > 1 on OpenAI-compatible upstreams (gpt-4o, deepshi-3.0)', () => {
         stream: true,
         stream_options: { include_usage: true },
       });
-      const all: any[] = [];
-      for await (const chunk of stream) all.push(chunk);
-      return all;
+      return collect(stream);
     });
     assert.equal(three.requests[0].body.n, 2);
     const pieces = chunks.filter((chunk) => chunk.choices.length > 0);
@@ -300,9 +296,7 @@ describe('n > 1 on OpenAI-compatible upstreams (gpt-4o, deepshi-3.0)', () => {
         stream: true,
         stream_options: { include_usage: true },
       });
-      const all: any[] = [];
-      for await (const chunk of stream) all.push(chunk);
-      return all;
+      return collect(stream);
     });
     const pieces = chunks.filter((chunk) => chunk.choices.length > 0).map((chunk) => chunk.choices[0]);
     const opened = pieces.filter((choice) => choice.delta.role === 'assistant').map((choice) => choice.index);
