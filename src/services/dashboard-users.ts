@@ -1,6 +1,7 @@
 import { randomBytes, randomUUID, timingSafeEqual } from 'node:crypto';
 import { issueApiKey, newKeyId } from '../auth/api-keys.ts';
 import { decoyPasswordHash, hashPassword, sha256Hex, verifyPassword } from '../auth/passwords.ts';
+import { waitInWords } from '../domain/durations.ts';
 import { GatewayError, invalidRequest } from '../domain/errors.ts';
 import type { Nanos } from '../domain/money.ts';
 import type { AttemptCounter } from '../limits/attempts.ts';
@@ -241,7 +242,7 @@ export class DashboardUsers {
       const state = await this.options.attempts.peek(name);
       if (state.count >= max) {
         const seconds = Math.max(1, Math.ceil(state.resetMs / 1000));
-        throw new GatewayError(`Too many attempts. Try again in ${seconds} seconds.`, {
+        throw new GatewayError(`Too many attempts. Try again in ${waitInWords(seconds)}.`, {
           status: 429,
           type: 'rate_limit_error',
           code: 'too_many_attempts',

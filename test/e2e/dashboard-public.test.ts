@@ -38,7 +38,7 @@ describe('dashboard in the browser: public pages, CSP and keyboard', { skip }, (
         await page.getByRole('button', { name: 'Sign in', exact: true }).click();
         await page.getByRole('button', { name: 'Sign in', exact: true }).waitFor();
       }
-      const throttled = page.getByRole('alert').filter({ hasText: /Try again in \d+ (s|seconds)\./ });
+      const throttled = page.getByRole('alert').filter({ hasText: /Try again in \d+ minutes\./ });
       await throttled.waitFor();
       // When to try again, said once (the message may carry it; the page adds it only when it does not).
       assert.equal(((await throttled.textContent()) ?? '').match(/try again/gi)?.length, 1);

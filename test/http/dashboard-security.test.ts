@@ -10,8 +10,9 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Writable } from 'node:stream';
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import { after, before, describe, it, test } from 'node:test';
+import { Redis } from 'ioredis';
 import OpenAI from 'openai';
 import { loadConfig } from '../../src/config/config.ts';
 import { startServer, type RunningServer } from '../../src/server.ts';
@@ -257,6 +258,9 @@ for (const store of ['sqlite', 'postgres'] as const) {
       assert.deepEqual([blocked.status, blocked.body.error.code], [429, 'too_many_attempts']);
       const retryAfter = Number(blocked.headers.get('retry-after'));
       assert.ok(retryAfter > 0 && retryAfter <= 15 * 60, `Retry-After ${retryAfter}`);
+      // The message says the same wait in whole minutes, rounded up (Retry-After stays in seconds).
+      const minutes = Number(/^Too many attempts\. Try again in (\d+) minutes\.$/.exec(blocked.body.error.message)?.[1]);
+      assert.ok(minutes * 60 >= retryAfter && (minutes - 1) * 60 < retryAfter, `${blocked.body.error.message} / ${retryAfter} s`);
 
       // Per IP: 20 failures over many emails, then even a fresh email from that IP is refused.
       const sprayer = clientFor(s.url, s.url, freshIp());
@@ -397,10 +401,11 @@ describe('session cookie transport and lifetime', () => {
 describe('sign-in throttling across instances (Redis)', {
   skip: process.env.DEEPSHI_TEST_REDIS_URL ? false : 'DEEPSHI_TEST_REDIS_URL is not set',
 }, () => {
+  const prefix = `deepshi-test-${randomUUID().slice(0, 8)}:`;
   let one: Running;
   let two: Running;
   before(async () => {
-    const env = { REDIS_URL: process.env.DEEPSHI_TEST_REDIS_URL!, DEEPSHI_REDIS_PREFIX: `deepshi-test-${randomUUID().slice(0, 8)}:` };
+    const env = { REDIS_URL: process.env.DEEPSHI_TEST_REDIS_URL!, DEEPSHI_REDIS_PREFIX: prefix };
     one = await start('sqlite', env);
     two = await start('sqlite', env);
   });
@@ -418,6 +423,32 @@ describe('sign-in throttling across instances (Redis)', {
     for (const instance of [one, two]) {
       const response = await clientFor(instance.url).post('/dashboard/api/session', { email, password: 'wrong password' });
       assert.deepEqual([response.status, response.body.error.code], [429, 'too_many_attempts']);
+    }
+  });
+
+  it('says the wait in seconds below a minute and in whole minutes above it, as Retry-After counts it', async () => {
+    const email = `wait-${randomUUID().slice(0, 6)}@example.com`;
+    for (let i = 0; i < 5; i++)
+      assert.equal((await clientFor(one.url).post('/dashboard/api/session', { email, password: 'wrong password' })).status, 401);
+    // Shorten the email's window where the instances keep it (src/limits/attempts.ts, keyed by the email's SHA-256).
+    const redis = new Redis(process.env.DEEPSHI_TEST_REDIS_URL!);
+    const windowKey = `${prefix}attempts:signin:email:${createHash('sha256').update(email).digest('hex')}`;
+    const refusedAfter = async (ms: number) => {
+      assert.equal(await redis.pexpire(windowKey, ms), 1, 'the window is there');
+      const response = await clientFor(two.url).post('/dashboard/api/session', { email, password: PASSWORD });
+      assert.deepEqual([response.status, response.body.error.code], [429, 'too_many_attempts']);
+      return { message: response.body.error.message as string, retryAfter: Number(response.headers.get('retry-after')) };
+    };
+    try {
+      const seconds = await refusedAfter(40_000);
+      assert.ok(seconds.retryAfter > 30 && seconds.retryAfter <= 40, `Retry-After ${seconds.retryAfter}`);
+      assert.equal(seconds.message, `Too many attempts. Try again in ${seconds.retryAfter} seconds.`);
+      // 130 s: Retry-After keeps the seconds; the words round up to 3 minutes (anything over 120 s does).
+      const minutes = await refusedAfter(130_000);
+      assert.ok(minutes.retryAfter > 120 && minutes.retryAfter <= 130, `Retry-After ${minutes.retryAfter}`);
+      assert.equal(minutes.message, 'Too many attempts. Try again in 3 minutes.');
+    } finally {
+      redis.disconnect();
     }
   });
 });
