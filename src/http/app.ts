@@ -174,7 +174,7 @@ export function buildApp(deps: AppDeps): FastifyInstance {
   registerChatRoutes(app, { chat: deps.chat, metrics: deps.metrics, authenticate, keepaliveIntervalMs: deps.keepaliveIntervalMs });
   registerModelRoutes(app, { models: deps.models, authenticate });
   registerAccountRoutes(app, { accounts: deps.accounts, authenticate });
-  registerQuoteRoutes(app, { images: deps.images, authenticate });
+  registerQuoteRoutes(app, { images: deps.images, authenticate, jobs: deps.jobs?.service, limits: deps.editLimits });
   const jobs = deps.jobs;
   if (jobs) {
     registerJobRoutes(app, {
