@@ -9,6 +9,7 @@ import type { ModelAccess } from '../services/model-access.ts';
 import type { AccountService } from '../services/accounts.ts';
 import type { CorsOrigins } from '../config/config.ts';
 import { registerAuthentication } from './authenticate.ts';
+import { registerClosingAnswer } from './closing.ts';
 import { registerCors } from './cors.ts';
 import { registerDashboard } from './dashboard-static.ts';
 import { clientErrorHandler, installErrorHandling, noteReceiving } from './error-handler.ts';
@@ -113,7 +114,8 @@ export function buildApp(deps: AppDeps): FastifyInstance {
     clientErrorHandler: clientErrorHandler({ logger: deps.logger, newRequestId, requestTimeoutMs: requestTimeout }),
     // Keep sockets longer than typical LB idle timeouts.
     keepAliveTimeout: 75_000,
-    return503OnClosing: true,
+    // A request arriving while closing gets our own 503 envelope instead (closing.ts).
+    return503OnClosing: false,
     routerOptions: { ignoreTrailingSlash: true },
     trustProxy: deps.trustProxy,
   }) as unknown as FastifyInstance;
@@ -139,6 +141,8 @@ export function buildApp(deps: AppDeps): FastifyInstance {
   });
   installErrorHandling(app, () => routes);
   registerCors(app, deps.corsOrigins);
+  // After CORS's onRequest hook (the plugin loads first), so the refusal carries its headers.
+  app.after(() => registerClosingAnswer(app));
   registerMetrics(app, { metrics: deps.metrics, token: deps.metricsToken });
   // JSON endpoints take JSON only: a text/plain body is a 415 with a clear message, not a confusing 400.
   app.removeContentTypeParser('text/plain');

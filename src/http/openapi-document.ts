@@ -29,7 +29,7 @@ export function buildOpenApiDocument(version: string): Node {
     const added = route.startsWith('/dashboard/api/') ? withSessionSecurity(item as Node) : (item as Node);
     paths[route] = paths[route] ? withAddedResponses(paths[route] as Node, added) : added;
   }
-  for (const [route, item] of Object.entries(paths)) paths[route] = withBodyParserResponses(item as Node);
+  for (const [route, item] of Object.entries(paths)) paths[route] = withClosingResponse(withBodyParserResponses(item as Node));
   const components = document.components as Record<string, Node>;
   for (const [section, entries] of Object.entries(extra.components)) {
     components[section] ??= {};
@@ -74,6 +74,24 @@ function withBodyParserResponses(item: Node): Node {
   for (const method of ['post', 'put', 'patch']) {
     const operation = out[method] as Node | undefined;
     if (operation) out[method] = { ...operation, responses: { ...BODY_PARSER_RESPONSES, ...(operation.responses as Node) } };
+  }
+  return out;
+}
+
+/**
+ * Any request can arrive while the server is closing, on a connection opened before (src/http/closing.ts): it is
+ * refused with 503 `server_shutting_down`. Operations that document no 503 of their own gain that answer; those
+ * that do already document the same error envelope for it.
+ */
+const OPERATION_METHODS = ['get', 'put', 'post', 'delete', 'patch', 'head', 'options'];
+
+function withClosingResponse(item: Node): Node {
+  const out: Node = { ...item };
+  for (const method of OPERATION_METHODS) {
+    const operation = out[method] as Node | undefined;
+    const responses = operation?.responses as Node | undefined;
+    if (operation && responses && !responses['503'])
+      out[method] = { ...operation, responses: { ...responses, '503': { $ref: '#/components/responses/ShuttingDown' } } };
   }
   return out;
 }

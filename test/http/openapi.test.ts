@@ -123,6 +123,24 @@ describe('GET /openapi.json', () => {
     }
   });
 
+  it('every operation documents a 503 whose body is the error envelope (what a closing server answers, src/http/closing.ts)', () => {
+    const errorBody = (response: Node): Node[] => {
+      const resolved = response.$ref ? served.components.responses[String(response.$ref).split('/').pop()!] : response;
+      const schema = resolved.content['application/json'].schema;
+      return schema.oneOf ?? [schema];
+    };
+    for (const [route, item] of Object.entries(served.paths as Node))
+      for (const [method, operation] of Object.entries(item as Node)) {
+        const unavailable = operation.responses['503'];
+        assert.ok(unavailable, `${method.toUpperCase()} ${route} documents no 503`);
+        assert.ok(
+          errorBody(unavailable).some((schema) => schema.$ref === '#/components/schemas/Error'),
+          `${method.toUpperCase()} ${route}: its 503 is not the error envelope`,
+        );
+      }
+    assert.match(served.components.responses.ShuttingDown.description, /server_shutting_down/);
+  });
+
   it('documents the 202 job answer of generations and edits, and the async request fields', () => {
     for (const route of ['/v1/images/generations', '/v1/images/edits']) {
       assert.deepEqual(served.paths[route].post.responses['202'], { $ref: '#/components/responses/JobAccepted' }, route);
