@@ -144,7 +144,7 @@ describe('dashboard end to end in Chromium', { skip }, () => {
     await member.assertClean();
   });
 
-  it('edits with reference images dropped and pasted, streaming partial images; the temporary key is never stored or shown', async () => {
+  it('edits with reference images dropped and pasted, quoted with them and charged the quote, streaming partial images; the temporary key is never stored or shown', async () => {
     const { page } = member;
     await page.goto('/playground?model=deepshi-sketch&mode=edit&partial_images=2');
     await page.getByLabel('Prompt').fill('make it night');
@@ -166,9 +166,16 @@ describe('dashboard end to end in Chromium', { skip }, () => {
     const pasted = await png();
     await page.evaluate((clipboardData) => window.dispatchEvent(new ClipboardEvent('paste', { clipboardData })), pasted);
     await page.getByRole('img', { name: /Reference 2/ }).waitFor();
+    // The price shown is the edit's own quote, sent with both references (POST /v1/images/quote, multipart).
+    await page.locator('[data-testid="quote"][data-references="2"]').waitFor();
     await page.getByRole('button', { name: 'Edit', exact: true }).click();
     const run = page.getByTestId('run').first();
     await run.getByTestId('charged').waitFor({ timeout: 60_000 });
+    assert.equal(
+      await run.getByTestId('charged').textContent(),
+      await run.getByTestId('run-quote').textContent(),
+      'charged what was quoted',
+    );
     assert.equal(await run.getByTestId('result-image').count(), 1);
     assert.equal(await run.getAttribute('data-partials'), '1', 'the partial images arrived before the final one');
     const snippet = await textOf(page, 'snippet');

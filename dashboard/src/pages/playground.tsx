@@ -187,7 +187,7 @@ function ImagePlayground({ model }: { model: ModelCard }) {
   const controls = Object.entries(model.parameters).filter(([name]) => !FIXED.has(name) && !sizing.hidden.has(name));
   const prompt = query.prompt ?? '';
   const [references, setReferences] = useState<{ file: File; url: string }[]>([]);
-  const [quote, setQuote] = useState<{ total: string; exact: boolean } | undefined>();
+  const [quote, setQuote] = useState<{ total: string; exact: boolean; references: number; key: string } | undefined>();
   const [quoteError, setQuoteError] = useState<ApiError | Error | undefined>();
   const [runs, setRuns] = useState<Run[]>([]);
   const [running, setRunning] = useState(false);
@@ -201,11 +201,18 @@ function ImagePlayground({ model }: { model: ModelCard }) {
     const parsed = parseValue(spec, query[name]);
     if (parsed !== undefined) body[name] = parsed;
   }
-  const bodyKey = JSON.stringify(body);
+  // What is sent: the body streamed; an edit adds its reference images (the same form for the edit and its quote).
+  const sent = { ...body, stream: true };
+  const quoted = mode === 'edit' ? references : [];
+  // A price is shown only for the request as it is now: the fields, the mode and the very reference files.
+  const quoteKey = JSON.stringify([mode, body, quoted.map((reference) => reference.url)]);
+  const shownQuote = quote?.key === quoteKey ? quote : undefined;
 
-  // The exact price, from the server, before generating (debounced while typing).
+  // The exact price, from the server, before generating (debounced while typing): the quote of this very request.
+  // An edit is quoted with its form and reference images (multipart), so the price includes what they cost; the stream
+  // fields stay in, as a token-priced model's hold counts the partial images.
   useEffect(() => {
-    if (!prompt.trim()) {
+    if (!prompt.trim() || (mode === 'edit' && quoted.length === 0)) {
       setQuote(undefined);
       setQuoteError(undefined);
       return;
@@ -214,9 +221,12 @@ function ImagePlayground({ model }: { model: ModelCard }) {
     const timer = setTimeout(async () => {
       try {
         const apiKey = await temporaryKey(accountId);
-        const { stream: _stream, partial_images: _partials, ...quoted } = body;
-        const answer = await request<{ cost: { total_cost: number }; exact?: boolean }>('POST', '/v1/images/quote', { apiKey, body: quoted, signal: controller.signal });
-        setQuote({ total: numberToUsd(answer.cost.total_cost), exact: answer.exact !== false });
+        const answer = await request<{ cost: { total_cost: number }; exact?: boolean }>('POST', '/v1/images/quote', {
+          apiKey,
+          body: mode === 'edit' ? editForm(sent, quoted) : sent,
+          signal: controller.signal,
+        });
+        setQuote({ total: numberToUsd(answer.cost.total_cost), exact: answer.exact !== false, references: quoted.length, key: quoteKey });
         setQuoteError(undefined);
       } catch (error) {
         if ((error as Error).name === 'AbortError') return;
@@ -228,7 +238,7 @@ function ImagePlayground({ model }: { model: ModelCard }) {
       clearTimeout(timer);
       controller.abort();
     };
-  }, [bodyKey, accountId]);
+  }, [quoteKey, accountId]);
 
   useEffect(() => {
     if (!running) return;
@@ -258,7 +268,7 @@ function ImagePlayground({ model }: { model: ModelCard }) {
 
   const generate = async (event: Event) => {
     event.preventDefault();
-    const run: Run = { id: Date.now(), mode, prompt, startedAt: Date.now(), keepalives: 0, partials: {}, images: [], quote: quote?.total };
+    const run: Run = { id: Date.now(), mode, prompt, startedAt: Date.now(), keepalives: 0, partials: {}, images: [], quote: shownQuote?.total };
     setRuns((all) => [run, ...all]);
     setRunning(true);
     setNow(Date.now());
@@ -268,12 +278,9 @@ function ImagePlayground({ model }: { model: ModelCard }) {
       const apiKey = await temporaryKey(accountId);
       let response: Response;
       if (mode === 'edit') {
-        const form = new FormData();
-        for (const [name, field] of Object.entries({ ...body, stream: true })) form.append(name, typeof field === 'object' ? JSON.stringify(field) : String(field));
-        for (const reference of references) form.append('image[]', reference.file, reference.file.name);
-        response = await send('POST', '/v1/images/edits', { apiKey, body: form, signal: controller.signal });
+        response = await send('POST', '/v1/images/edits', { apiKey, body: editForm(sent, references), signal: controller.signal });
       } else {
-        response = await send('POST', '/v1/images/generations', { apiKey, body: { ...body, stream: true }, signal: controller.signal });
+        response = await send('POST', '/v1/images/generations', { apiKey, body: sent, signal: controller.signal });
       }
       const requestId = response.headers.get('x-request-id');
       update(run, (current) => ({ ...current, requestId }));
@@ -352,18 +359,20 @@ function ImagePlayground({ model }: { model: ModelCard }) {
         ))}
         <div class="card" aria-live="polite">
           <div class="muted small">Price before generating</div>
-          {quote ? (
-            <div class="quote" data-testid="quote">
-              {quote.exact ? '' : 'at most '}
-              {usd(quote.total)}
+          {shownQuote ? (
+            <div class="quote" data-testid="quote" data-references={shownQuote.references}>
+              {shownQuote.exact ? '' : 'at most '}
+              {usd(shownQuote.total)}
             </div>
+          ) : mode === 'edit' && prompt.trim() && !references.length ? (
+            <span class="muted small">Add a reference image to see the exact price of the edit.</span>
           ) : prompt.trim() ? (
             quoteError && !(quoteError instanceof ApiError && quoteError.param && model.parameters[quoteError.param]) ? <ErrorNote error={quoteError} /> : <span class="muted">…</span>
           ) : (
             <span class="muted small">Enter a prompt to see the exact price.</span>
           )}
           <div class="muted small">{priced.rule}</div>
-          {mode === 'edit' && (model.pricing.per_input_image || model.pricing.input_megapixel) ? <div class="muted small">Reference images are charged on top, as the rule says.</div> : null}
+          {mode === 'edit' && (model.pricing.per_input_image || model.pricing.input_megapixel) ? <div class="muted small">Reference images are charged on top, as the rule says; the price above includes them.</div> : null}
         </div>
         <div class="row">
           <button type="submit" disabled={running || !prompt.trim() || (mode === 'edit' && references.length === 0)}>
@@ -382,6 +391,14 @@ function ImagePlayground({ model }: { model: ModelCard }) {
       </div>
     </div>
   );
+}
+
+/** An edit's form: the fields as strings, the reference files under image[]. The edit and its quote send the same. */
+function editForm(fields: Record<string, unknown>, references: { file: File }[]): FormData {
+  const form = new FormData();
+  for (const [name, field] of Object.entries(fields)) form.append(name, typeof field === 'object' ? JSON.stringify(field) : String(field));
+  for (const reference of references) form.append('image[]', reference.file, reference.file.name);
+  return form;
 }
 
 function References({ references, max, onAdd, onRemove }: { references: { file: File; url: string }[]; max: number; onAdd: (files: Iterable<File>) => void; onRemove: (index: number) => void }) {
