@@ -1,4 +1,4 @@
-import type { CreditCodeRecord, UserRecord } from './dashboard-types.ts';
+import type { CreditCodeRecord, ModelMargin, UserRecord } from './dashboard-types.ts';
 import type { Row } from './rows.ts';
 
 /** Row → record mapping of the dashboard tables, shared by both stores (same columns in each). */
@@ -20,6 +20,14 @@ export const dashboardRowMappers = {
     createdAt: Number(row.created_at),
     redeemedAt: row.redeemed_at === null || row.redeemed_at === undefined ? null : Number(row.redeemed_at),
     redeemedBy: (row.redeemed_by as string | null) ?? null,
+  }),
+  toModelMargin: (row: Row): ModelMargin => ({
+    model: String(row.model),
+    requests: Number(row.requests),
+    charged: BigInt(row.charged as bigint),
+    requestsWithUpstreamCost: Number(row.requests_with_upstream_cost),
+    chargedWithUpstreamCost: BigInt(row.charged_with_upstream_cost as bigint),
+    upstreamCost: BigInt(row.upstream_cost as bigint),
   }),
 };
 

@@ -105,6 +105,21 @@ export interface DailyModelSpend {
   cost: Nanos;
 }
 
+/** One model's settled requests over a period, for the operator's margin (docs/dashboard.md). */
+export interface ModelMargin {
+  model: string;
+  /** Settled requests. */
+  requests: number;
+  /** What callers were charged for them. */
+  charged: Nanos;
+  /** Of those, the requests whose upstream bill is known (requests.upstream_cost not null). */
+  requestsWithUpstreamCost: number;
+  /** The charge of exactly those requests, so it compares like for like with `upstreamCost`. */
+  chargedWithUpstreamCost: Nanos;
+  /** The upstream's bill for them. */
+  upstreamCost: Nanos;
+}
+
 export interface DashboardStore {
   /** Inserts a user; undefined when the email is taken. */
   createUser(user: NewUser): Promise<UserRecord | undefined>;
@@ -156,6 +171,8 @@ export interface DashboardStore {
   dailySpend(accountId: string, since: number): Promise<DailyModelSpend[]>;
   /** Requests matching the filter, newest first (created_at, id), at most `limit`. */
   queryUsage(filter: UsageFilter): Promise<RequestRecord[]>;
+  /** Per model, every account's settled requests created since `since` (epoch ms); the most charged first. */
+  modelMargins(since: number): Promise<ModelMargin[]>;
   /** Ledger entries older than `beforeId` (all when null), newest first. */
   listLedgerPage(accountId: string, limit: number, beforeId: number | null): Promise<LedgerEntry[]>;
 }

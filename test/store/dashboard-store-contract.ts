@@ -411,6 +411,50 @@ export function runDashboardStoreContract(name: string, open: () => Promise<Stor
         assert.equal((await store.dashboard.queryUsage({ accountId: 'acct_other', limit: 10 })).length, 0);
       });
 
+      it('modelMargins: per model, every account, settled only, since an instant; charged vs upstream, exact', async () => {
+        const big = 2n ** 53n + 1n; // beyond a double's exact integers
+        const accounts = [
+          await store.createAccount({ name: 'm1', credits: 3n * big }),
+          await store.createAccount({ name: 'm2', credits: 1000n }),
+        ];
+        const [a, b, c] = [uid('m-a'), uid('m-b'), uid('m-c')];
+        const settle = async (accountId: string, model: string, cost: bigint, upstreamCost?: bigint) => {
+          const requestId = uid('req');
+          const reservation = { requestId, accountId, keyId: 'key_m', model, endpoint: 'images.generations', expiresAt: Date.now() + HOUR };
+          assert.ok(await store.reserveCredits({ ...reservation, amount: cost + 1n }));
+          assert.ok(await store.settleReservation({ requestId, cost, upstreamCost, images: 1 }));
+          return (await store.getRequest(requestId))!;
+        };
+        const first = await settle(accounts[0].id, a, 100n, 60n);
+        await settle(accounts[1].id, a, 50n); // upstream bill unknown
+        await settle(accounts[1].id, a, 30n, 45n); // the upstream billed more than the caller paid
+        await settle(accounts[0].id, b, 7n);
+        await settle(accounts[0].id, c, big, big + 2n);
+        // Neither a hold still open nor a released one counts.
+        const open = { accountId: accounts[1].id, keyId: 'key_m', model: a, endpoint: 'images.generations', expiresAt: Date.now() + HOUR };
+        assert.ok(await store.reserveCredits({ ...open, requestId: uid('req'), amount: 5n }));
+        const released = uid('req');
+        assert.ok(await store.reserveCredits({ ...open, requestId: released, amount: 5n }));
+        assert.ok(await store.releaseReservation(released, 'failed'));
+
+        const mine = async (since: number) => (await store.dashboard.modelMargins(since)).filter((m) => [a, b, c].includes(m.model));
+        assert.deepEqual(await mine(first.createdAt), [
+          { model: c, requests: 1, charged: big, requestsWithUpstreamCost: 1, chargedWithUpstreamCost: big, upstreamCost: big + 2n },
+          { model: a, requests: 3, charged: 180n, requestsWithUpstreamCost: 2, chargedWithUpstreamCost: 130n, upstreamCost: 105n },
+          { model: b, requests: 1, charged: 7n, requestsWithUpstreamCost: 0, chargedWithUpstreamCost: 0n, upstreamCost: 0n },
+        ]);
+        assert.deepEqual(await mine(Date.now() + HOUR), []);
+
+        // `since` is inclusive, by the request's creation time.
+        while (Date.now() <= first.createdAt + 1) await new Promise((resolve) => setTimeout(resolve, 2));
+        const later = await settle(accounts[0].id, a, 11n, 3n);
+        assert.ok(later.createdAt > first.createdAt + 1);
+        assert.deepEqual(await mine(later.createdAt), [
+          { model: a, requests: 1, charged: 11n, requestsWithUpstreamCost: 1, chargedWithUpstreamCost: 11n, upstreamCost: 3n },
+        ]);
+        for (const account of accounts) await assertLedgerInvariant(store, account.id);
+      });
+
       it('listLedgerPage pages by id, newest first', async () => {
         const account = await store.createAccount({ name: 'lp', credits: 1n });
         for (let i = 0; i < 4; i++) await store.addCredits(account.id, 1n, `c${i}`);

@@ -8,6 +8,7 @@
  */
 import { POSTGRES_JOBS_MIGRATION } from './postgres-jobs.ts';
 import { POSTGRES_DASHBOARD_MIGRATION } from './postgres-dashboard.ts';
+import { POSTGRES_MARGINS_MIGRATION } from './postgres-margins.ts';
 
 export interface Migration {
   version: number;
@@ -118,4 +119,5 @@ CREATE INDEX idempotency_by_expiry ON idempotency_keys(expires_at);
     name: 'per-key max_queued_jobs for async image jobs',
     sql: 'ALTER TABLE api_keys ADD COLUMN max_queued_jobs INTEGER CHECK (max_queued_jobs IS NULL OR max_queued_jobs >= 0);',
   },
+  { version: 7, ...POSTGRES_MARGINS_MIGRATION },
 ];

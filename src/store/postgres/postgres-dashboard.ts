@@ -6,6 +6,7 @@ import type {
   DailyModelSpend,
   DashboardStore,
   DebitResult,
+  ModelMargin,
   NewCreditCode,
   NewSession,
   NewUser,
@@ -17,6 +18,7 @@ import type {
 } from '../dashboard-types.ts';
 import { dashboardRowMappers, KeyUseThrottle } from '../dashboard-rows.ts';
 import { rowMappers, type Row } from '../rows.ts';
+import { queryModelMargins } from './postgres-margins.ts';
 import type { Account, ApiKeyRecord, LedgerEntry, NewApiKey, RequestRecord } from '../types.ts';
 
 /** Appended to the PostgreSQL migrations (src/store/postgres/migrations.ts); mirrors SQLITE_DASHBOARD_MIGRATION. */
@@ -334,6 +336,10 @@ export class PostgresDashboardStore implements DashboardStore {
       model: String(row.model),
       cost: row.cost as bigint,
     }));
+  }
+
+  async modelMargins(since: number): Promise<ModelMargin[]> {
+    return queryModelMargins(this.pool, since);
   }
 
   async queryUsage(filter: UsageFilter): Promise<RequestRecord[]> {

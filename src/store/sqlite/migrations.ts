@@ -1,5 +1,6 @@
 import { SQLITE_DASHBOARD_MIGRATION } from './sqlite-dashboard.ts';
 import { SQLITE_JOBS_MIGRATION } from './sqlite-jobs.ts';
+import { SQLITE_MARGINS_MIGRATION } from './sqlite-margins.ts';
 
 /**
  * Versioned with PRAGMA user_version: append a new entry to apply on existing files; never edit a shipped one.
@@ -82,4 +83,6 @@ CREATE INDEX idempotency_by_expiry ON idempotency_keys(expires_at);
   'ALTER TABLE api_keys ADD COLUMN tokens_per_minute INTEGER CHECK (tokens_per_minute IS NULL OR tokens_per_minute >= 0);',
   // Async image jobs a key may have queued or running (NULL = DEEPSHI_DEFAULT_MAX_QUEUED_JOBS, 0 = unlimited).
   'ALTER TABLE api_keys ADD COLUMN max_queued_jobs INTEGER CHECK (max_queued_jobs IS NULL OR max_queued_jobs >= 0);',
+  // Settled requests by time across accounts, for the operator's margins (src/store/sqlite/sqlite-margins.ts).
+  SQLITE_MARGINS_MIGRATION,
 ];

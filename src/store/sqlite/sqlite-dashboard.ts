@@ -6,6 +6,7 @@ import type {
   DailyModelSpend,
   DashboardStore,
   DebitResult,
+  ModelMargin,
   NewCreditCode,
   NewSession,
   NewUser,
@@ -17,6 +18,7 @@ import type {
 } from '../dashboard-types.ts';
 import { dashboardRowMappers, KeyUseThrottle } from '../dashboard-rows.ts';
 import { rowMappers, type Row } from '../rows.ts';
+import { prepareModelMargins } from './sqlite-margins.ts';
 import type { Account, ApiKeyRecord, LedgerEntry, NewApiKey, RequestRecord } from '../types.ts';
 
 /** Appended to SqliteStore's migrations (src/store/sqlite/sqlite-store.ts). */
@@ -68,12 +70,14 @@ type Grouped = <T>(operation: () => T) => Promise<T>;
 export class SqliteDashboardStore implements DashboardStore {
   private readonly s: ReturnType<SqliteDashboardStore['prepare']>;
   private readonly keyUse = new KeyUseThrottle();
+  private readonly margins: (since: number) => ModelMargin[];
 
   constructor(
     private readonly db: Database.Database,
     private readonly grouped: Grouped,
   ) {
     this.s = this.prepare();
+    this.margins = prepareModelMargins(db);
   }
 
   private prepare() {
@@ -315,6 +319,10 @@ export class SqliteDashboardStore implements DashboardStore {
       model: String(row.model),
       cost: BigInt(row.cost as bigint),
     }));
+  }
+
+  async modelMargins(since: number): Promise<ModelMargin[]> {
+    return this.margins(since);
   }
 
   async queryUsage(filter: UsageFilter): Promise<RequestRecord[]> {
