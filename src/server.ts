@@ -197,7 +197,7 @@ export async function startServer(config: Config, options: ServerOptions = {}): 
       users,
       queries: new DashboardQueries(store, accounts, { ...config.defaultLimits, maxQueuedJobs: config.jobs.defaultMaxQueuedJobs }),
       creditCodes: new CreditCodes(store, users),
-      console: new OperatorConsole(catalog, registry, metrics.registry),
+      console: new OperatorConsole(catalog, registry, metrics.registry, store.dashboard),
       version: PACKAGE_VERSION,
     },
     trustProxy: config.trustProxy,

@@ -1,12 +1,15 @@
 import type { Registry } from 'prom-client';
 import type { Catalog } from '../catalog/catalog.ts';
-import { formatUsd } from '../domain/money.ts';
+import { formatUsd, type Nanos } from '../domain/money.ts';
 import type { ProviderRegistry } from '../providers/registry.ts';
+import type { DashboardStore, ModelMargin } from '../store/dashboard-types.ts';
+
+const DAY_MS = 86_400_000;
 
 /**
  * The operator console's read-outs (docs/dashboard.md): every catalog model with whether it is offered and why not,
- * and live figures read from the very counters GET /metrics exposes (this instance's registry), so the two never
- * disagree.
+ * live figures read from the very counters GET /metrics exposes (this instance's registry), so the two never
+ * disagree, and per model what callers paid against what the upstreams billed (from the store, every instance).
  */
 export class OperatorConsole {
   private readonly startedAt = Date.now();
@@ -15,7 +18,39 @@ export class OperatorConsole {
     private readonly catalog: Catalog,
     private readonly providers: ProviderRegistry,
     private readonly registry: Registry,
+    private readonly store: Pick<DashboardStore, 'modelMargins'>,
   ) {}
+
+  /**
+   * Settled requests of the last `days` UTC days (today included), per model: charged, and beside the upstream's bill
+   * the charge of exactly the requests whose bill is known, so the margin compares like with like. A margin may be
+   * negative (an upstream billed more than the caller paid); it is shown as it is.
+   */
+  async margins(days: number, now = Date.now()) {
+    const since = Math.floor(now / DAY_MS) * DAY_MS - (days - 1) * DAY_MS;
+    const rows = await this.store.modelMargins(since);
+    const total: Omit<ModelMargin, 'model'> = {
+      requests: 0,
+      charged: 0n,
+      requestsWithUpstreamCost: 0,
+      chargedWithUpstreamCost: 0n,
+      upstreamCost: 0n,
+    };
+    for (const row of rows) {
+      total.requests += row.requests;
+      total.charged += row.charged;
+      total.requestsWithUpstreamCost += row.requestsWithUpstreamCost;
+      total.chargedWithUpstreamCost += row.chargedWithUpstreamCost;
+      total.upstreamCost += row.upstreamCost;
+    }
+    return {
+      object: 'margins',
+      days,
+      since: since / 1000,
+      data: rows.map((row) => ({ model: row.model, ...marginJson(row) })),
+      total: marginJson(total),
+    };
+  }
 
   models() {
     return {
@@ -66,6 +101,20 @@ export class OperatorConsole {
       holds_in_flight: total('deepshi_holds_in_flight'),
     };
   }
+}
+
+/** USD as exact decimal strings; with no upstream bill known, upstream_cost and margin are null rather than a made-up 0. */
+function marginJson(figures: Omit<ModelMargin, 'model'>) {
+  const known = figures.requestsWithUpstreamCost > 0;
+  const usd = (nanos: Nanos) => (known ? formatUsd(nanos) : null);
+  return {
+    requests: figures.requests,
+    charged: formatUsd(figures.charged),
+    requests_with_upstream_cost: figures.requestsWithUpstreamCost,
+    charged_with_upstream_cost: formatUsd(figures.chargedWithUpstreamCost),
+    upstream_cost: usd(figures.upstreamCost),
+    margin: usd(figures.chargedWithUpstreamCost - figures.upstreamCost),
+  };
 }
 
 /** p50/p95/p99 from a Prometheus histogram's cumulative buckets (the upper bound of the bucket reaching the rank). */

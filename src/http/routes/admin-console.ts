@@ -84,4 +84,11 @@ export function registerAdminConsoleRoutes(admin: FastifyInstance, deps: AdminCo
 
   admin.get('/admin/v1/models', async () => deps.console.models());
   admin.get('/admin/v1/stats', async () => deps.console.stats());
+  admin.get('/admin/v1/margins', async (request) => {
+    const raw = query(request).days;
+    const days = raw === undefined ? 30 : typeof raw === 'string' && /^[0-9]{1,3}$/.test(raw) ? Number(raw) : Number.NaN;
+    if (!(days >= 1 && days <= 366))
+      throw invalidRequest("'days' must be a whole number from 1 to 366 (the last N UTC days, today included).", 'days');
+    return deps.console.margins(days);
+  });
 }
