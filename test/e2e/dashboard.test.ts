@@ -24,6 +24,11 @@ const dollars = (value: bigint) => {
   return `$${(value / 1_000_000_000n).toLocaleString('en-US')}.${fraction}`;
 };
 const textOf = async (page: Page, testId: string) => (await page.getByTestId(testId).first().textContent())?.trim() ?? '';
+/** The create-key form's limit inputs (Requests per minute … Queued jobs): left and right edge of each, in px. */
+const limitInputEdges = (page: Page) =>
+  page
+    .locator('form[aria-labelledby="create-key-title"] input[type="number"]')
+    .evaluateAll((inputs) => inputs.map((input) => [input.getBoundingClientRect().left, input.getBoundingClientRect().right]));
 
 describe('dashboard end to end in Chromium', { skip }, () => {
   let server: TestServer;
@@ -93,6 +98,10 @@ describe('dashboard end to end in Chromium', { skip }, () => {
     await page.goto('/keys');
     await page.getByLabel('Name').fill('laptop');
     await page.getByLabel('Queued jobs').fill('5');
+    // Side by side, the limit inputs share one width, whatever each one's label or hint says.
+    const widths = (await limitInputEdges(page)).map(([left, right]) => right - left);
+    assert.equal(widths.length, 5);
+    assert.ok(Math.max(...widths) - Math.min(...widths) <= 1, `limit input widths ${widths}`);
     await page.getByRole('button', { name: 'Create key' }).click();
     apiKey = (await textOf(page, 'secret-value')) ?? '';
     assert.match(apiKey, /^sk-bf-/);
@@ -408,6 +417,16 @@ describe('dashboard end to end in Chromium', { skip }, () => {
         await ready.waitFor();
         // screenshot() fails on a page wider than the window or a block outside its card.
         await screenshot(page, `phone-${path.slice(1).replace(/\?.*/, '')}`);
+        if (path === '/keys') {
+          // A box wider than its siblings overflows nothing, so screenshot() cannot see it: the create-key form's
+          // limit inputs stand in one column whose edges line up (within 1 px).
+          const edges = await limitInputEdges(page);
+          assert.equal(edges.length, 5);
+          for (const side of [0, 1]) {
+            const at = edges.map((edge) => edge[side]);
+            assert.ok(Math.max(...at) - Math.min(...at) <= 1, `limit inputs' ${side ? 'right' : 'left'} edges at 390 px: ${at}`);
+          }
+        }
       }
     } finally {
       await page.setViewportSize({ width: 1280, height: 860 });

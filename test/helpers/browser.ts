@@ -141,7 +141,7 @@ const LAYOUT_CHECK = `(() => {
   }
   for (const card of document.querySelectorAll('.card, .chart')) {
     const inside = contentBox(card);
-    for (const block of card.querySelectorAll(':scope :is(table, .table-wrap, .size-grid, pre, .row, fieldset, .results, .u-wrap)')) {
+    for (const block of card.querySelectorAll(':scope :is(table, .table-wrap, .size-grid, pre, .row, .field-grid, fieldset, .results, .u-wrap)')) {
       // A table inside a scrolling box may be wider than the card: the box scrolls, the page does not.
       if (block.matches('table') && block.closest('.table-wrap, .size-grid')) continue;
       const rect = block.getBoundingClientRect();

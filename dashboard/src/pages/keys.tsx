@@ -220,7 +220,7 @@ function CreateKey({ onCreated }: { onCreated: (key: ApiKey) => void }) {
       <fieldset>
         <legend>Limits (optional)</legend>
         <p class="muted small">Leave empty for the server's defaults; a key cannot be given looser limits than the server allows.</p>
-        <div class="row">
+        <div class="field-grid">
           <Field label="Requests per minute">
             <input type="number" min={1} step={1} value={limits.requests_per_minute} onInput={(event) => setLimits({ ...limits, requests_per_minute: value(event) })} />
           </Field>
