@@ -505,6 +505,27 @@ describe('dashboard end to end in Chromium', { skip }, () => {
       assert.equal(await page.getByText(issued[0]).count(), 0, 'a code is never shown again');
       assert.ok((await page.getByText('not yet').count()) >= 2, 'the unredeemed codes are listed');
 
+      // Margins: per model, what callers paid against the upstreams' bill, as GET /admin/v1/margins answers it. The
+      // offline deepshi-sketch the account used has no upstream, so no bill and no margin are known ("—").
+      await page.getByRole('navigation', { name: 'Operator console' }).getByRole('link', { name: 'Margins' }).click();
+      await page.waitForURL('**/operator/margins');
+      const sketchRow = page.getByTestId('margins-table').locator('tbody tr', { hasText: 'deepshi-sketch' });
+      await sketchRow.waitFor();
+      const margins = await server.admin('GET', '/admin/v1/margins');
+      const sketch = margins.data.find((row: { model: string }) => row.model === 'deepshi-sketch');
+      assert.ok(nanos(sketch.charged) >= 1_000_000n, 'the Acme image is counted');
+      assert.deepEqual(
+        (await sketchRow.locator('td').allTextContents()).map((text) => text.trim()),
+        [String(sketch.requests), dollars(nanos(sketch.charged)), `0 of ${sketch.requests}`, '—', '—', '—', '—'],
+      );
+      await screenshot(page, 'operator-margins');
+      // The period is a plain select: from the keyboard, one step up is the last 7 days, kept in the address.
+      await page.getByLabel('Period (UTC days)').focus();
+      await page.keyboard.press('ArrowUp');
+      await page.waitForURL('**/operator/margins?days=7');
+      await page.getByTestId('margins-table').locator('caption', { hasText: '7 days' }).waitFor();
+      await sketchRow.waitFor();
+
       for (const [path, name] of [
         ['/operator/users', 'operator-users'],
         ['/operator/models', 'operator-models'],

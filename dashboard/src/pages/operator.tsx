@@ -4,6 +4,7 @@ import { adminApi, type Account, type LedgerEntry, type ListPage, type User } fr
 import { CopyButton, ErrorNote, Field, Loading, PageHeader, Stat, useAsync, useFormAction, useQueryState, value } from '../components.tsx';
 import { time, usd } from '../format.ts';
 import { LedgerTable } from '../ledger-table.tsx';
+import { MarginsSection } from './operator-margins.tsx';
 
 // The operator console: the /admin/v1 API with the operator's session cookie (docs/dashboard.md).
 
@@ -12,6 +13,7 @@ const SECTIONS: [string, string][] = [
   ['/operator/users', 'Users'],
   ['/operator/codes', 'Top-up codes'],
   ['/operator/models', 'Models'],
+  ['/operator/margins', 'Margins'],
   ['/operator/service', 'Service'],
 ];
 
@@ -40,6 +42,8 @@ export function OperatorPage() {
         <CodesSection />
       ) : path.startsWith('/operator/models') ? (
         <ModelsSection />
+      ) : path.startsWith('/operator/margins') ? (
+        <MarginsSection />
       ) : path.startsWith('/operator/service') ? (
         <ServiceSection />
       ) : (
