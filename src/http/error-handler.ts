@@ -167,11 +167,14 @@ function mapFastifyError(error: FastifyError): GatewayError | undefined {
         code: 'request_too_large',
       });
     case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
-      return new GatewayError('Unsupported Content-Type. Send application/json (or multipart/form-data for image edits).', {
-        status: 415,
-        type: 'invalid_request_error',
-        code: 'unsupported_media_type',
-      });
+      return new GatewayError(
+        'Unsupported Content-Type. Send application/json (or multipart/form-data for image edits and their quotes).',
+        {
+          status: 415,
+          type: 'invalid_request_error',
+          code: 'unsupported_media_type',
+        },
+      );
     case 'FST_ERR_CTP_INVALID_CONTENT_LENGTH':
       return new GatewayError('The Content-Length header does not match the body.', {
         status: 400,
