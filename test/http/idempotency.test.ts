@@ -220,12 +220,21 @@ describe('Idempotency-Key', () => {
       });
       assert.equal(response.status, 200);
       gone.abort();
-      await sleep(600);
-      const retry = await fetch(`${t.url}/v1/images/generations`, {
-        method: 'POST',
-        headers: { authorization: `Bearer ${account.key}`, 'content-type': 'application/json', 'idempotency-key': key },
-        body: JSON.stringify({ model: 'scripted-image', prompt: 'x', stream: true }),
-      });
+      // Retried as a caller does: 409 (still running, with Retry-After) until the abandoned stream has finished, then
+      // the replay. No fixed wait: under load the generation can outlast any sleep.
+      const deadline = Date.now() + 10_000;
+      let retry: Response;
+      for (;;) {
+        retry = await fetch(`${t.url}/v1/images/generations`, {
+          method: 'POST',
+          headers: { authorization: `Bearer ${account.key}`, 'content-type': 'application/json', 'idempotency-key': key },
+          body: JSON.stringify({ model: 'scripted-image', prompt: 'x', stream: true }),
+        });
+        if (retry.status !== 409) break;
+        await retry.arrayBuffer();
+        assert.ok(Date.now() < deadline, 'the abandoned stream still runs 10 s later');
+        await sleep(50);
+      }
       assert.equal(retry.headers.get('idempotent-replayed'), 'true');
       assert.match(await retry.text(), /^event: image_generation\.completed\ndata: \{"type":"image_generation\.completed","b64_json":"/);
       assert.equal(await t.balance(account.accountId), '0.99');
