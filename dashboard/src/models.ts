@@ -23,6 +23,8 @@ export interface ModelPricing {
   by?: string[];
   table?: Record<string, string>;
   per_input_image?: string;
+  prompt_per_million_bytes?: string;
+  custom_size_per_megapixel?: Record<string, string>;
   first_megapixel?: string;
   additional_megapixel?: string;
   input_megapixel?: string;
@@ -92,20 +94,35 @@ export function explainPrice(card: ModelCard): { rule: string; example: string; 
         ? `This list price is held up front; the charge is the cost the provider reports${pricing.markup_percent ? ` plus ${pricing.markup_percent}%` : ''}, never more than the hold.`
         : undefined;
   if (pricing.unit === 'image') {
-    const inputs = pricing.per_input_image ? ` Each reference image on an edit adds ${money(toNanos(pricing.per_input_image))}.` : '';
+    const promptRate = pricing.prompt_per_million_bytes ? toNanos(pricing.prompt_per_million_bytes) : 0n;
+    const extras = [
+      pricing.custom_size_per_megapixel
+        ? ` A custom size costs, per started megapixel (1 MP = 1,048,576 pixels), ${Object.entries(pricing.custom_size_per_megapixel)
+            .map(([key, price]) => `${money(toNanos(price))} at ${key}`)
+            .join(', ')}.`
+        : '',
+      pricing.per_input_image ? ` Each reference image on an edit adds ${money(toNanos(pricing.per_input_image))}.` : '',
+      promptRate ? ` The prompt adds ${money(promptRate)} per million UTF-8 bytes, once per request.` : '',
+    ].join('');
+    // Worked example: 2 images (and, when the prompt is priced, a 100-byte prompt), rounded up like the server.
+    const withPrompt = (images: bigint, label: string, each: bigint) => {
+      const prompt = ceilDiv(100n * promptRate, 1_000_000n);
+      return promptRate
+        ? `${label} with a 100-byte prompt: ${images} × ${money(each)} + 100 × ${money(promptRate)} / 1,000,000 = ${money(images * each + prompt)}.`
+        : `${label}: ${images} × ${money(each)} = ${money(images * each)}.`;
+    };
     if (pricing.by?.length && pricing.table && Object.keys(pricing.table).length) {
       const [key, price] = Object.entries(pricing.table)[0];
-      const each = toNanos(price);
       return {
-        rule: `Per output image, priced by ${pricing.by.join(' and ')} (the table below); anything not in the table costs ${money(toNanos(pricing.per_image ?? '0'))} per image.${inputs}`,
-        example: `2 images at ${key.split('/').join(', ')}: 2 × ${money(each)} = ${money(2n * each)}.`,
+        rule: `Per output image, priced by ${pricing.by.join(' and ')} (the table below); anything not in the table costs ${money(toNanos(pricing.per_image ?? '0'))} per image.${extras}`,
+        example: withPrompt(2n, `2 images at ${key.split('/').join(', ')}`, toNanos(price)),
         settlement,
       };
     }
     const each = toNanos(pricing.per_image ?? '0');
     return {
-      rule: `${money(each)} per output image, at every size.${inputs}`,
-      example: `4 images: 4 × ${money(each)} = ${money(4n * each)}.`,
+      rule: `${money(each)} per output image, at every size.${extras}`,
+      example: withPrompt(4n, '4 images', each),
       settlement,
     };
   }

@@ -26,11 +26,12 @@ export function quoteImageRequest(model: ImageCatalogModel, request: NormalizedI
   const n = BigInt(request.n);
   switch (pricing.unit) {
     case 'image': {
-      const key = pricing.by.map((param) => String(request.params[param] ?? '')).join('/');
-      const { price, matched } = lookupByPrefix(pricing.table, key, pricing.base);
-      const inputs = pricing.inputImage * BigInt(request.inputImages.length);
+      const { price, basis } = perImagePrice(pricing, request);
+      const promptBytes = BigInt(Buffer.byteLength(request.prompt, 'utf8'));
+      const inputs =
+        pricing.inputImage * BigInt(request.inputImages.length) + divCeil(promptBytes * pricing.promptPerMillionBytes, 1_000_000n);
       const hold = price * n + inputs + tokenSettlementRoom(pricing, request, price * n);
-      return { hold, perImage: price, inputs, basis: matched ? `per image (${matched})` : 'per image' };
+      return { hold, perImage: price, inputs, basis };
     }
     case 'megapixel': {
       const outputMegapixels = BigInt(Math.max(1, Math.ceil((request.width * request.height) / MEGAPIXEL)));
@@ -52,6 +53,28 @@ export function quoteImageRequest(model: ImageCatalogModel, request: NormalizedI
       return { hold: perImage * n + inputs, perImage, inputs, basis: 'per token (estimate held)' };
     }
   }
+}
+
+/**
+ * One output image's list price: the table entry for the request's `by` values (most specific key first), or, for a
+ * custom "WxH" size the table cannot key, the custom-size price per started megapixel (1 MP = 1024×1024 px).
+ */
+function perImagePrice(
+  pricing: Extract<CompiledPricing, { unit: 'image' }>,
+  request: NormalizedImageRequest,
+): { price: Nanos; basis: string } {
+  const values = pricing.by.map((param) => String(request.params[param] ?? ''));
+  const key = values.join('/');
+  if (pricing.customSizeMegapixel.size > 0 && !pricing.table.has(key)) {
+    const megapixels = BigInt(Math.max(1, Math.ceil((request.width * request.height) / MEGAPIXEL)));
+    const { price, matched } = lookupByPrefix(pricing.customSizeMegapixel, values.slice(0, -1).join('/'), pricing.base);
+    return {
+      price: price * megapixels,
+      basis: `per image (custom size ${request.width}x${request.height}: ${megapixels} MP${matched ? `, ${matched}` : ''})`,
+    };
+  }
+  const { price, matched } = lookupByPrefix(pricing.table, key, pricing.base);
+  return { price, basis: matched ? `per image (${matched})` : 'per image' };
 }
 
 /** Reference-image and partial-render token allowances for the hold of token-settled models [R: estimates]. */
@@ -97,7 +120,10 @@ function lookupByPrefix(table: Map<string, Nanos>, key: string, fallback: Nanos)
 
 export interface Settlement {
   cost: Nanos;
-  /** What the upstream said it cost, when it said so (kept in the ledger next to our charge). */
+  /**
+   * What the upstream's bill for this request is, when it said so: its reported cost, else its reported tokens at its
+   * rates (catalog `tokens`). Kept in the ledger next to our charge, for the operator's margin.
+   */
   upstreamCost: Nanos | undefined;
 }
 
@@ -111,10 +137,10 @@ export function settleImageCost(
   delivered: number,
   usage: UpstreamUsage | undefined,
 ): Settlement {
-  const upstreamCost = sane(usage?.costNanos);
+  const pricing = model.compiledPricing;
+  const upstreamCost = sane(usage?.costNanos) ?? upstreamTokenCost(pricing, usage);
   if (delivered <= 0) return { cost: 0n, upstreamCost };
   let cost = quote.perImage * BigInt(delivered) + quote.inputs;
-  const pricing = model.compiledPricing;
   if (pricing.unit === 'token' && usage) {
     const fromTokens = tokenCost(pricing, usage);
     if (fromTokens !== undefined) cost = fromTokens;
@@ -129,6 +155,12 @@ export function settleImageCost(
   if (cost > quote.hold) cost = quote.hold;
   if (cost < 0n) cost = 0n;
   return { cost, upstreamCost };
+}
+
+/** The upstream's cost from the token usage it reported, at its rates (catalog `tokens`), when both are known. */
+function upstreamTokenCost(pricing: CompiledPricing, usage: UpstreamUsage | undefined): Nanos | undefined {
+  if (!usage || pricing.unit === 'token' || !pricing.tokens) return undefined;
+  return tokenCost(pricing.tokens, usage);
 }
 
 /**

@@ -31,7 +31,17 @@ export interface CompiledSettlement {
 }
 
 export type CompiledPricing =
-  | ({ unit: 'image'; base: Nanos; by: string[]; table: Map<string, Nanos>; inputImage: Nanos } & CompiledSettlement)
+  | ({
+      unit: 'image';
+      base: Nanos;
+      by: string[];
+      table: Map<string, Nanos>;
+      inputImage: Nanos;
+      /** Per 1M UTF-8 bytes of the prompt, charged once per request. */
+      promptPerMillionBytes: Nanos;
+      /** Custom "WxH" sizes: per started output megapixel, keyed by the `by` values before the size. */
+      customSizeMegapixel: Map<string, Nanos>;
+    } & CompiledSettlement)
   | ({ unit: 'megapixel'; first: Nanos; additional: Nanos; input: Nanos } & CompiledSettlement)
   | {
       unit: 'token';
@@ -161,12 +171,35 @@ function checkModel(model: CatalogFileModel, source: string): void {
     needsTable();
     if (!sizing.table!['*']) fail('sizing.table needs a "*" row for the preset_size style.');
   }
+  checkCustomSizePricing(model, fail);
   if (!model.edit.supported && model.edit.max_images !== 0) fail('edit.max_images must be 0 when edit.supported is false.');
   if (model.edit.supported && model.edit.max_images < 1) fail('edit.max_images must be at least 1 when edit.supported is true.');
   if (!model.output_formats.includes(model.native_output_format)) {
     // The native format is always deliverable, so list it: callers read output_formats to choose.
     fail('output_formats must include native_output_format.');
   }
+}
+
+/**
+ * `custom_size_megapixel` prices exactly the sizes the table cannot key (free "WxH" values), so every listed size
+ * must be in the table, and the size must be the last `by` value (the custom price is keyed by the ones before it).
+ */
+function checkCustomSizePricing(model: ImageCatalogFileModel, fail: (message: string) => never): void {
+  const pricing = model.pricing;
+  if (pricing.unit !== 'image' || !pricing.custom_size_megapixel) return;
+  const by = pricing.by ?? [];
+  const sizeParam = model.params.image_size;
+  if (!model.sizing.custom_size || !sizeParam || sizeParam.type !== 'string' || by.at(-1) !== 'image_size') {
+    fail('pricing.custom_size_megapixel needs sizing.custom_size and `image_size` as the last of pricing.by.');
+  }
+  let keys = [''];
+  for (const param of by) {
+    const spec = model.params[param];
+    if (!spec || spec.type !== 'string') fail(`pricing.by "${param}" must be a string parameter with an enum.`);
+    keys = keys.flatMap((prefix) => (spec as { enum: string[] }).enum.map((value) => (prefix ? `${prefix}/${value}` : value)));
+  }
+  const missing = keys.filter((key) => pricing.table?.[key] === undefined);
+  if (missing.length) fail(`pricing.table needs every listed size when custom_size_megapixel is set; missing ${missing.join(', ')}.`);
 }
 
 function compileTokenRates(rates: NonNullable<Extract<PricingRule, { unit: 'image' }>['tokens']>): CompiledTokenRates {
@@ -190,6 +223,8 @@ function compilePricing(rule: PricingRule, modelId: string, source: string): Com
           by: rule.by ?? [],
           table: new Map(Object.entries(rule.table ?? {}).map(([key, price]) => [key, parseUsd(price)])),
           inputImage: rule.input_image ? parseUsd(rule.input_image) : 0n,
+          promptPerMillionBytes: rule.prompt_per_million_bytes ? parseUsd(rule.prompt_per_million_bytes) : 0n,
+          customSizeMegapixel: new Map(Object.entries(rule.custom_size_megapixel ?? {}).map(([key, price]) => [key, parseUsd(price)])),
           settle: rule.settle,
           tokens: rule.tokens ? compileTokenRates(rule.tokens) : undefined,
           markupPercent: rule.markup_percent,

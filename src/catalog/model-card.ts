@@ -187,10 +187,29 @@ function pricingCard(model: CatalogModel): Record<string, unknown> {
         ...(pricing.by.length
           ? { by: pricing.by, table: Object.fromEntries([...pricing.table].map(([key, value]) => [key, formatUsd(value)])) }
           : {}),
+        ...(pricing.customSizeMegapixel.size > 0
+          ? {
+              custom_size_per_megapixel: Object.fromEntries(
+                [...pricing.customSizeMegapixel].map(([key, value]) => [key, formatUsd(value)]),
+              ),
+            }
+          : {}),
         ...(pricing.inputImage > 0n ? { per_input_image: formatUsd(pricing.inputImage) } : {}),
-        rule: pricing.by.length
-          ? `per output image; the price is looked up by ${pricing.by.join(' / ')} (most specific key first), else per_image`
-          : 'per output image',
+        ...(pricing.promptPerMillionBytes > 0n ? { prompt_per_million_bytes: formatUsd(pricing.promptPerMillionBytes) } : {}),
+        rule: [
+          pricing.by.length
+            ? `per output image; the price is looked up by ${pricing.by.join(' / ')} (most specific key first), else per_image`
+            : 'per output image',
+          ...(pricing.customSizeMegapixel.size > 0
+            ? [
+                `a custom size not in the table: custom_size_per_megapixel (by ${pricing.by.slice(0, -1).join(' / ')}) × ceil(width*height/1048576)`,
+              ]
+            : []),
+          ...(pricing.inputImage > 0n ? ['plus per_input_image for each reference image'] : []),
+          ...(pricing.promptPerMillionBytes > 0n
+            ? ["plus the prompt's UTF-8 bytes × prompt_per_million_bytes / 1,000,000, rounded up to the next nano-dollar, once per request"]
+            : []),
+        ].join('; '),
         ...settlementCard(pricing),
       };
     case 'megapixel':

@@ -60,14 +60,21 @@ export const sizingSchema = z.object({
 /**
  * Price rules. Every rule yields nanos; the hold is the rule applied to the worst case the request allows.
  * - per_image: `base` per output image, overridden by `table` keyed by the values of `by` joined with "/"
- *   (most specific key first, then shorter prefixes), plus `input_image` per reference image on edits.
+ *   (most specific key first, then shorter prefixes), plus `input_image` per reference image on edits and
+ *   `prompt_per_million_bytes` × the prompt's UTF-8 bytes (once per request, rounded up to the nano-dollar). A custom
+ *   "WxH" size (sizing.custom_size) is not a table key: with `custom_size_megapixel` it costs that price (looked up
+ *   by the `by` values before the size) per started output megapixel.
  * - per_megapixel: BFL style: `first` for the first output megapixel, `additional` per further started
  *   megapixel (1 MP = 1024×1024 px, rounded up per image), `input` per started input megapixel.
  * - per_token: USD per 1M tokens (input, cached input, output; image output for image models). Image models hold
  *   `image_estimate_tokens` per image; text models hold the prompt's tokens plus the most output tokens the request
  *   allows, and settle the tokens actually used.
  */
-/** Token rates (USD per 1M tokens) used to settle from the usage an upstream reports. */
+/**
+ * The upstream's own token rates (USD per 1M tokens). With `settle: upstream_tokens` the charge is the usage the
+ * upstream reports at these rates; with any settle they price that usage as the upstream's cost, which is recorded
+ * next to the charge (the ledger's `upstream_cost`) so the operator sees the margin.
+ */
 const tokenRates = z.object({
   input_per_million: usd,
   cached_input_per_million: usd.optional(),
@@ -78,7 +85,7 @@ const tokenRates = z.object({
 
 /**
  * How the settled charge is computed once images are delivered (the hold always comes from the list price):
- * - list: list price × delivered images (+ inputs). The default.
+ * - list: list price × delivered images (+ inputs). The default: the quote is then the exact charge.
  * - upstream_tokens: the upstream's reported token usage × `tokens` rates (OpenAI, Gemini); list price if none.
  * - upstream_cost: the cost the upstream reports (BFL credits, xAI ticks) × (1 + markup_percent/100); list price if none.
  * Whatever the upstream reports, the charge is clamped to [0, hold].
@@ -91,6 +98,8 @@ const perImagePricing = z.object({
   by: z.array(z.string()).optional(),
   table: z.record(z.string(), usd).optional(),
   input_image: usd.optional(),
+  prompt_per_million_bytes: usd.optional(),
+  custom_size_megapixel: z.record(z.string(), usd).optional(),
   settle: settleRule,
   tokens: tokenRates.optional(),
   markup_percent: z.number().min(0).max(1000).default(0),

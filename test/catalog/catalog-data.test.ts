@@ -277,10 +277,13 @@ describe('catalog/models.yaml', () => {
           // biome-ignore lint/complexity/useMathMinMax: these are bigints, which Math.max does not take.
           .reduce((a, b) => (a > b ? a : b));
         assert.ok(usdToNanos(p.base) >= maxTable, `${m.id}: base ${p.base} is below a table price`);
-        // A model with custom sizes must have a quality-/first-param-only fallback for them.
+        // A model with custom sizes prices them per started megapixel, for every value of the params before the size
+        // (so the charge of a custom size is its list price, never `base`).
         const sizeParam = m.params[p.by[p.by.length - 1]];
         if (p.by.length > 1 && sizeParam?.type === 'string' && sizeParam.allow_custom_size) {
-          for (const v of enums[0]) assert.ok(p.table[v] !== undefined, `${m.id}: no custom-size fallback price for "${v}"`);
+          for (const v of enums[0]) {
+            assert.ok(p.custom_size_megapixel?.[v] !== undefined, `${m.id}: no custom-size price per megapixel for "${v}"`);
+          }
         }
       } else if (p.unit === 'megapixel') {
         for (const v of [p.first, p.additional, p.input ?? '0']) usdToNanos(v);
