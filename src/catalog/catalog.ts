@@ -195,8 +195,8 @@ function checkCustomSizePricing(model: ImageCatalogFileModel, fail: (message: st
   let keys = [''];
   for (const param of by) {
     const spec = model.params[param];
-    if (!spec || spec.type !== 'string') fail(`pricing.by "${param}" must be a string parameter with an enum.`);
-    keys = keys.flatMap((prefix) => (spec as { enum: string[] }).enum.map((value) => (prefix ? `${prefix}/${value}` : value)));
+    const values = spec?.type === 'string' ? spec.enum : fail(`pricing.by "${param}" must be a string parameter with an enum.`);
+    keys = keys.flatMap((prefix) => values.map((value) => (prefix ? `${prefix}/${value}` : value)));
   }
   const missing = keys.filter((key) => pricing.table?.[key] === undefined);
   if (missing.length) fail(`pricing.table needs every listed size when custom_size_megapixel is set; missing ${missing.join(', ')}.`);
