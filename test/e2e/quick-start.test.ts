@@ -5,6 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
 import { registerDeepshiServer } from '../helpers/documented-http.ts';
+import { npmStartArgs } from '../helpers/npm-start.ts';
 
 /**
  * The README's quick start, as a newcomer runs it: the server process starts with the embedded defaults,
@@ -23,13 +24,6 @@ interface Child {
  * Exactly the command `npm start` runs (package.json), with this Node binary: a broken script or Node flag fails
  * here. Spawned directly rather than through npm so that SIGTERM reaches the server itself.
  */
-function npmStartArgs(): string[] {
-  const start: string = JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8')).scripts.start;
-  const [command, ...args] = start.split(/\s+/);
-  assert.equal(command, 'node', 'npm start runs node');
-  return args;
-}
-
 function startMain(env: Record<string, string>): Child {
   const child = spawn(process.execPath, npmStartArgs(), { cwd: ROOT, env: { ...process.env, ...env } });
   let stdout = '';

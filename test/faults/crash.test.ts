@@ -1,5 +1,5 @@
 /**
- * kill -9 of a real server process (`node --import tsx src/main.ts`) under concurrent load, on SQLite and on
+ * kill -9 of a real server process (what `npm start` runs: `node dist/main.js`) under concurrent load, on SQLite and on
  * PostgreSQL: 48 idempotent generations sent in batches against an upstream that takes 0.3 s, the process killed
  * once 8 were answered (some settled, some in flight, some never received), then restarted on the same database. Afterwards:
  * the ledger invariant holds, the restarted instance's sweep leaves nothing held, every request has exactly one hold
@@ -19,6 +19,7 @@ import pg from 'pg';
 import { openStore } from '../../src/store/open-store.ts';
 import type { Store } from '../../src/store/types.ts';
 import { deadPort } from '../helpers/ports.ts';
+import { npmStartArgs } from '../helpers/npm-start.ts';
 import { assertLedgerInvariant } from '../store/store-contract.ts';
 import { startCompatibleSimulator, type CompatibleSimulator } from '../simulators/openai-compatible-simulator.ts';
 import { FaultProxy } from './fault-proxy.ts';
@@ -210,7 +211,7 @@ async function startInstance(
   where: { catalog: string; upstream: string },
 ): Promise<{ url: string; process: ChildProcess; exited: Promise<number | null> }> {
   const port = await deadPort();
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
+  const child = spawn(process.execPath, npmStartArgs(), {
     cwd: ROOT,
     stdio: ['ignore', 'ignore', 'pipe'],
     env: {

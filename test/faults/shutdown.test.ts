@@ -6,6 +6,7 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { SqliteStore } from '../../src/store/sqlite/sqlite-store.ts';
 import { deadPort } from '../helpers/ports.ts';
+import { npmStartArgs } from '../helpers/npm-start.ts';
 import { FaultProxy } from './fault-proxy.ts';
 import { SECRETS, faultCatalog } from './harness.ts';
 import { startCompatibleSimulator, type CompatibleSimulator } from '../simulators/openai-compatible-simulator.ts';
@@ -15,7 +16,7 @@ const ROOT = path.resolve(import.meta.dirname, '../..');
 const ADMIN_TOKEN = 'shutdown-admin-token-0123456789abcdef';
 
 /**
- * SIGTERM to a real server process (`node --import tsx src/main.ts`, what `npm start` runs) while generations run
+ * SIGTERM to a real server process (`node dist/main.js`, what `npm start` runs) while generations run
  * longer than its grace period: at the end of the grace period each remaining caller is answered (503
  * server_shutting_down as JSON, an `error` event on a stream), every hold is released at once (not left for the
  * sweeper), and the process exits 0. Before, callers got a socket hang-up and the holds waited minutes.
@@ -40,7 +41,7 @@ describe('SIGTERM with generations longer than the grace period', () => {
     const url = `http://127.0.0.1:${port}`;
     const database = path.join(dir, 'deepshi.db');
     fs.writeFileSync(path.join(dir, 'catalog.json'), faultCatalog());
-    const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
+    const child = spawn(process.execPath, npmStartArgs(), {
       cwd: ROOT,
       stdio: ['ignore', 'pipe', 'pipe'],
       env: {

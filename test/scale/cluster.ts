@@ -21,6 +21,7 @@ import { parse as parseYaml } from 'yaml';
 import { renderSketch } from '../../src/images/sketch.ts';
 import { PostgresStore } from '../../src/store/postgres/postgres-store.ts';
 import { registerDeepshiServer } from '../helpers/documented-http.ts';
+import { npmStartArgs } from '../helpers/npm-start.ts';
 
 const ROOT = path.resolve(import.meta.dirname, '../..');
 export const ADMIN_TOKEN = 'scale-admin-token-0123456789abcdef';
@@ -83,7 +84,7 @@ export class Cluster {
 
   /** Starts `node dist/main.js` with the shared settings plus `env`; resolves once it listens. */
   async startInstance(name: string, env: Record<string, string> = {}): Promise<Instance> {
-    const child = spawn(process.execPath, ['dist/main.js'], {
+    const child = spawn(process.execPath, npmStartArgs(), {
       cwd: ROOT,
       env: {
         ...process.env,
