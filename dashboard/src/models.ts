@@ -114,7 +114,11 @@ export function explainPrice(card: ModelCard): { rule: string; example: string; 
     if (pricing.by?.length && pricing.table && Object.keys(pricing.table).length) {
       const [key, price] = Object.entries(pricing.table)[0];
       return {
-        rule: `Per output image, priced by ${pricing.by.join(' and ')} (the table below); anything not in the table costs ${money(toNanos(pricing.per_image ?? '0'))} per image.${extras}`,
+        rule: `Per output image, priced by ${pricing.by.join(' and ')} (the table below)${
+          pricing.custom_size_per_megapixel || tableCoversEveryValue(card)
+            ? '.'
+            : `; anything not in the table costs ${money(toNanos(pricing.per_image ?? '0'))} per image.`
+        }${extras}`,
         example: withPrompt(2n, `2 images at ${key.split('/').join(', ')}`, toNanos(price)),
         settlement,
       };
@@ -152,3 +156,16 @@ export function explainPrice(card: ModelCard): { rule: string; example: string; 
 function ceilDiv(a: bigint, b: bigint): bigint {
   return (a + b - 1n) / b;
 }
+
+/** Whether every combination of the `by` parameters' allowed values has a price (most specific key first, then prefixes). */
+function tableCoversEveryValue(card: ModelCard): boolean {
+  const { by = [], table = {} } = card.pricing;
+  let combos: string[][] = [[]];
+  for (const param of by) {
+    const values = card.parameters[param]?.enum;
+    if (!values) return false;
+    combos = combos.flatMap((combo) => values.map((value) => [...combo, String(value)]));
+  }
+  return combos.every((combo) => combo.some((_, cut) => table[combo.slice(0, combo.length - cut).join('/')] !== undefined));
+}
+
