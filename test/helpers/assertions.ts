@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import OpenAI from 'openai';
 import { parseUsd } from '../../src/domain/money.ts';
+import type { RequestRecord } from '../../src/store/records.ts';
 import type { TestServer } from './test-server.ts';
 
 /** Assertions the HTTP and provider suites share: SDK errors, and what a request did to an account's money. */
@@ -55,6 +56,28 @@ export async function charged<T>(t: TestServer, account: AccountRef, call: () =>
   const state = await t.admin('GET', `/admin/v1/accounts/${account.accountId}`);
   assert.equal(state.held, '0');
   return { result, charge: before - parseUsd(state.balance) };
+}
+
+/**
+ * Runs `call`, which must make exactly one request on the account, and returns its result, what it cost the account (in
+ * nanos, once its hold is resolved: polled like settledState) and that request's record: its `cost` is the charge, its
+ * `upstreamCost` what the upstream's bill was (null when it reported nothing usable).
+ */
+export async function billed<T>(
+  t: TestServer,
+  account: AccountRef,
+  call: () => Promise<T>,
+): Promise<{ result: T; charge: bigint; record: RequestRecord }> {
+  const earlier = new Set((await t.server.store.listRequests(account.accountId, 1_000)).map((request) => request.id));
+  const before = parseUsd(await t.balance(account.accountId));
+  const result = await call();
+  const charge = before - parseUsd((await settledState(t, account)).balance);
+  const made = (await t.server.store.listRequests(account.accountId, 1_000)).filter((request) => !earlier.has(request.id));
+  assert.equal(made.length, 1, 'the call made exactly one request');
+  const [record] = made;
+  assert.equal(record.cost, charge, "the request's recorded cost is what the account was charged");
+  assert.equal(record.status, charge > 0n ? 'settled' : 'released');
+  return { result, charge, record };
 }
 
 /** The account's balance is exactly `balance` and nothing is held: given the balance it started from, nothing was charged. */

@@ -9,12 +9,21 @@ import { probeImage } from '../../src/images/probe.ts';
 import { renderSketch } from '../../src/images/sketch.ts';
 import { BflImageAdapter } from '../../src/providers/bfl/bfl-image-adapter.ts';
 import { ProviderError, type NormalizedImageRequest } from '../../src/providers/types.ts';
-import { expectBalance, expectError, settledState, spent } from '../helpers/assertions.ts';
+import { billed, expectBalance, expectError, settledState } from '../helpers/assertions.ts';
 import { startTestServer, type TestServer, withExtras } from '../helpers/test-server.ts';
 import { BflSimulator } from '../simulators/bfl-simulator.ts';
 
 const SHIPPED = path.resolve(import.meta.dirname, '../../catalog/models.yaml');
 const ROUTE_OPTIONS = { poll_interval_ms: 5, poll_timeout_ms: 400, timeouts: { connect_ms: 500, first_byte_ms: 500, total_ms: 1_500 } };
+
+/**
+ * catalog/models.yaml's flux-2-pro list price in nanos, written out: $0.03 for the first output megapixel, $0.015 per
+ * further started megapixel (1 MP = 1,048,576 px), $0.015 per started input megapixel. The `cost` BFL reports at submit
+ * (credits, 1 credit = $0.01) is what the request records as the upstream cost.
+ */
+const FIRST_MP = 30_000_000n;
+const FURTHER_MP = 15_000_000n;
+const INPUT_MP = 15_000_000n;
 
 /** The shipped catalog with tiny poll/timeouts, plus `flux-2-pro-loose` (sides in multiples of 8, so BFL's own validation is reached). */
 function bflCatalog(): string {
@@ -46,13 +55,15 @@ describe('Black Forest Labs adapter (flux-2-pro) against the BFL simulator', () 
   });
   beforeEach(() => sim.reset());
 
-  it('submits exactly, polls with x-key, downloads without it, and charges the cost BFL reported at submit', async () => {
-    const start = await t.balance(account.accountId);
+  it('submits exactly, polls with x-key, downloads without it; charges the list price, records the cost BFL reported at submit', async () => {
     sim.costs = [2.75];
-    const { data: result, response } = await t
-      .client(account.key)
-      .images.generate({ model: 'flux-2-pro', prompt: 'a red fox in snow' })
-      .withResponse();
+    const {
+      result: { data: result, response },
+      charge,
+      record,
+    } = await billed(t, account, () =>
+      t.client(account.key).images.generate({ model: 'flux-2-pro', prompt: 'a red fox in snow' }).withResponse(),
+    );
 
     const [submit] = sim.submits();
     assert.equal(sim.submits().length, 1);
@@ -80,21 +91,25 @@ describe('Black Forest Labs adapter (flux-2-pro) against the BFL simulator', () 
     assert.equal(result.data!.length, 1);
     const probe = probeImage(Buffer.from(result.data![0].b64_json!, 'base64'))!;
     assert.deepEqual([probe.format, probe.width, probe.height], ['jpeg', 1024, 1024]);
-    assert.equal((result.usage as any).cost.total_cost, 0.0275);
-    assert.equal(response.headers.get('x-request-cost'), '0.0275');
-    assert.equal(await spent(t, account, start), 27_500_000n, '2.75 credits = $0.0275, to the nano');
+    // 1024x1024 is one megapixel: $0.03, in the body, the header and the balance.
+    assert.equal(charge, FIRST_MP);
+    assert.equal((result.usage as any).cost.total_cost, 0.03);
+    assert.equal(response.headers.get('x-request-cost'), '0.03');
+    assert.equal(record.upstreamCost, 27_500_000n, '2.75 credits = $0.0275, to the nano');
   });
 
   it('sends every declared parameter: width, height, seed, safety_tolerance and output_format png', async () => {
-    const start = await t.balance(account.accountId);
-    const result = await t
-      .client(account.key)
-      .images.generate(
-        withExtras(
-          { model: 'flux-2-pro', prompt: 'a lighthouse', output_format: 'png' as const },
-          { width: 1536, height: 768, seed: 7, safety_tolerance: 5 },
+    sim.costs = [4.4];
+    const { result, charge, record } = await billed(t, account, () =>
+      t
+        .client(account.key)
+        .images.generate(
+          withExtras(
+            { model: 'flux-2-pro', prompt: 'a lighthouse', output_format: 'png' as const },
+            { width: 1536, height: 768, seed: 7, safety_tolerance: 5 },
+          ),
         ),
-      );
+    );
     assert.deepEqual(sim.submits()[0].body, {
       prompt: 'a lighthouse',
       width: 1536,
@@ -106,9 +121,10 @@ describe('Black Forest Labs adapter (flux-2-pro) against the BFL simulator', () 
     assert.equal((result as any).size, '1536x768');
     const probe = probeImage(Buffer.from(result.data![0].b64_json!, 'base64'))!;
     assert.deepEqual([probe.format, probe.width, probe.height], ['png', 1536, 768]);
-    // 1536x768 is 1.125 MP → 2 started MP → BFL's formula 3 + 1.5 = 4.5 credits (the simulator's cost).
+    // 1536x768 is 1.125 MP → 2 started MP → $0.03 + $0.015.
+    assert.equal(charge, FIRST_MP + FURTHER_MP);
     assert.equal((result.usage as any).cost.total_cost, 0.045);
-    assert.equal(await spent(t, account, start), 45_000_000n);
+    assert.equal(record.upstreamCost, 44_000_000n, 'the 4.4 credits BFL reported');
   });
 
   it('webp is asked of BFL as jpeg and transcoded; size via `size` works too', async () => {
@@ -140,12 +156,11 @@ describe('Black Forest Labs adapter (flux-2-pro) against the BFL simulator', () 
     assert.deepEqual(params, ['input_image', 'reference', 'webhook_secret', 'webhook_url']);
   });
 
-  it('n: 4 makes four submits (one image each, seeds 7–10) and charges the sum of their costs', async () => {
-    const start = await t.balance(account.accountId);
+  it('n: 4 makes four submits (one image each, seeds 7–10), charges four list prices and records the sum of their costs', async () => {
     sim.costs = [2.5, 3, 3.25, 1.1];
-    const result = await t
-      .client(account.key)
-      .images.generate(withExtras({ model: 'flux-2-pro', prompt: 'four boats', n: 4 }, { seed: 7 }));
+    const { result, charge, record } = await billed(t, account, () =>
+      t.client(account.key).images.generate(withExtras({ model: 'flux-2-pro', prompt: 'four boats', n: 4 }, { seed: 7 })),
+    );
     assert.equal(sim.submits().length, 4);
     assert.deepEqual(
       sim
@@ -157,8 +172,9 @@ describe('Black Forest Labs adapter (flux-2-pro) against the BFL simulator', () 
     assert.equal(sim.downloads().length, 4);
     assert.equal(result.data!.length, 4);
     assert.equal(new Set(result.data!.map((item) => item.b64_json)).size, 4);
-    assert.equal((result.usage as any).cost.total_cost, 0.0985);
-    assert.equal(await spent(t, account, start), 98_500_000n);
+    assert.equal(charge, 4n * FIRST_MP);
+    assert.equal((result.usage as any).cost.total_cost, 0.12);
+    assert.equal(record.upstreamCost, 98_500_000n, '2.5 + 3 + 3.25 + 1.1 credits');
   });
 
   it('waits through several Pending polls and transient poll failures, and reads the legacy `state` field', async () => {
@@ -269,25 +285,24 @@ describe('Black Forest Labs adapter (flux-2-pro) against the BFL simulator', () 
     await expectBalance(t, account, start);
   });
 
-  it('POST /v1/images/edits: the reference goes as input_image (base64) and the edit is charged the submit cost', async () => {
-    const start = await t.balance(account.accountId);
+  it('POST /v1/images/edits: the reference goes as input_image (base64); the edit is charged its list price, the submit cost recorded', async () => {
     const reference = await renderSketch({ prompt: 'ref', seed: 2, width: 64, height: 64, format: 'png' });
-    const result = await t
-      .client(account.key)
-      .images.edit(
-        withExtras(
-          { model: 'flux-2-pro', prompt: 'make it night', image: await toFile(reference, 'ref.png', { type: 'image/png' }) },
-          { width: 512, height: 512 },
-        ),
-      );
+    const upload = await toFile(reference, 'ref.png', { type: 'image/png' });
+    sim.costs = [4.25];
+    const { result, charge, record } = await billed(t, account, () =>
+      t
+        .client(account.key)
+        .images.edit(withExtras({ model: 'flux-2-pro', prompt: 'make it night', image: upload }, { width: 512, height: 512 })),
+    );
     const body = sim.submits()[0].body;
     assert.equal(body.input_image, reference.toString('base64'));
     assert.equal(body.prompt, 'make it night');
     assert.ok(!('input_image_2' in body));
     assert.equal(result.data!.length, 1);
-    // 3 credits (first output MP) + 1.5 (one started input MP) = 4.5 credits = $0.045, the list hold exactly.
+    // $0.03 (first output MP) + $0.015 (one started input MP) = $0.045.
+    assert.equal(charge, FIRST_MP + INPUT_MP);
     assert.equal((result.usage as any).cost.total_cost, 0.045);
-    assert.equal(await spent(t, account, start), 45_000_000n);
+    assert.equal(record.upstreamCost, 42_500_000n, 'the 4.25 credits BFL reported');
   });
 
   it('edits (adapter direct): references as input_image, input_image_2 in base64; cost includes input megapixels', async () => {
@@ -349,14 +364,20 @@ describe('stream: true for flux-2-pro on BFL (SSE while the BFL jobs are pending
   });
   beforeEach(() => sim.reset());
 
-  it('n: 2 → two submits, two image_generation.completed events; their costs split the upstream-cost charge exactly', async () => {
-    const start = parseUsd(await t.balance(account.accountId));
-    // 2.5 + 2.7500003 credits = $0.0525000030 = 52,500,003 nanos: odd, so the split has a remainder nano.
+  it('n: 2 → two submits, two image_generation.completed events; their costs split the list-price charge exactly', async () => {
+    // 2.5 + 2.7500003 credits = $0.0525000030 = 52,500,003 nanos: BFL's bill, recorded; the charge is 2 × $0.03.
     sim.costs = [2.5, 2.7500003];
     sim.script = { readyAfterMs: 150 };
-    const stream = await t.client(account.key).images.generate({ model: 'flux-2-pro', prompt: 'two foxes', n: 2, stream: true });
-    const events: any[] = [];
-    for await (const event of stream) events.push(event);
+    const {
+      result: events,
+      charge,
+      record,
+    } = await billed(t, account, async () => {
+      const stream = await t.client(account.key).images.generate({ model: 'flux-2-pro', prompt: 'two foxes', n: 2, stream: true });
+      const seen: any[] = [];
+      for await (const event of stream) seen.push(event);
+      return seen;
+    });
 
     assert.equal(sim.submits().length, 2);
     for (const submit of sim.submits()) {
@@ -377,10 +398,10 @@ describe('stream: true for flux-2-pro on BFL (SSE while the BFL jobs are pending
     }
     assert.notEqual(events[0].b64_json, events[1].b64_json);
 
-    const charge = start - parseUsd((await settledState(t, account)).balance);
-    assert.equal(charge, 52_500_003n, 'settled from the costs BFL reported, not the $0.06 list hold');
+    assert.equal(charge, 2n * FIRST_MP, 'the list price, not the costs BFL reported');
+    assert.equal(record.upstreamCost, 52_500_003n, 'the sum of the costs BFL reported, to the nano');
     const shares = events.map((event) => parseUsd(event.usage.cost.total_cost));
-    assert.deepEqual(shares, [26_250_002n, 26_250_001n], 'the remainder nano on the first event');
+    assert.deepEqual(shares, [FIRST_MP, FIRST_MP]);
     assert.equal(shares[0] + shares[1], charge, 'the events sum to the charge, to the nano');
   });
 

@@ -10,7 +10,7 @@ import { base64String } from '../../src/images/base64.ts';
 import { generateContentResponseSchema, readUsage, retryDelaySeconds } from '../../src/providers/gemini/gemini-api.ts';
 import { GeminiImageAdapter } from '../../src/providers/gemini/gemini-image-adapter.ts';
 import type { NormalizedImageRequest } from '../../src/providers/types.ts';
-import { expectBalance, expectError, spent } from '../helpers/assertions.ts';
+import { billed, expectBalance, expectError } from '../helpers/assertions.ts';
 import { startTestServer, type TestServer, withExtras } from '../helpers/test-server.ts';
 import {
   GEMINI_SIZES,
@@ -24,6 +24,34 @@ const SHIPPED = path.resolve(import.meta.dirname, '../../catalog/models.yaml');
 const ROUTE_OPTIONS = { timeouts: { connect_ms: 1_000, first_byte_ms: 1_000, total_ms: 4_000 }, max_response_bytes: 2_000_000 };
 const FLASH = 'gemini-3.1-flash-image-preview';
 const PRO = 'gemini-3-pro-image-preview';
+/**
+ * catalog/models.yaml's list prices, written out: per image by resolution tier, the prompt per million UTF-8 bytes (once
+ * per request) and each reference image.
+ */
+const LIST = {
+  'nano-banana-2': {
+    perImage: { '512': '0.045', '1K': '0.067', '2K': '0.101', '4K': '0.151' } as Record<string, string>,
+    promptPerMillionBytes: '0.5',
+    referenceImage: '0.00056',
+  },
+  'nano-banana-pro': {
+    perImage: { '1K': '0.134', '2K': '0.134', '4K': '0.24' } as Record<string, string>,
+    promptPerMillionBytes: '2',
+    referenceImage: '0.00224',
+  },
+};
+
+/** The list price: per image × delivered images + the prompt's bytes × rate (rounded up once) + the reference images. */
+function listPrice(model: keyof typeof LIST, request: { tier: string; prompt: string; images?: number; references?: number }): bigint {
+  const list = LIST[model];
+  const promptBytes = BigInt(Buffer.byteLength(request.prompt, 'utf8'));
+  return (
+    parseUsd(list.perImage[request.tier]) * BigInt(request.images ?? 1) +
+    divCeil(promptBytes * parseUsd(list.promptPerMillionBytes), 1_000_000n) +
+    parseUsd(list.referenceImage) * BigInt(request.references ?? 0)
+  );
+}
+
 /** providers.md §2 rates in nanos per 1M tokens: prompt in, text/thinking out, image out. */
 const RATES = {
   'nano-banana-2': { input: 500_000_000n, output: 3_000_000_000n, image: 60_000_000_000n },
@@ -39,7 +67,10 @@ function geminiCatalog(): string {
   return JSON.stringify(catalog);
 }
 
-/** The price of the answers' usageMetadata, summed over calls and rounded up once (the catalog's rule, spelled out). */
+/**
+ * The upstream's bill: the answers' usageMetadata at the catalog's `tokens` rates, summed over calls and rounded up
+ * once (the catalog's rule, spelled out). Recorded as the request's upstream cost, not charged.
+ */
 function tokenCost(model: keyof typeof RATES, answers: any[]): bigint {
   let total = 0n;
   for (const { usageMetadata: usage } of answers) {
@@ -75,9 +106,8 @@ describe('Gemini adapter (nano-banana-2, nano-banana-pro) against the Gemini sim
       .client(account.key)
       .images.generate(withExtras({ model: 'nano-banana-2', prompt: 'a red bicycle on a beach' }, params)) as Promise<any>;
 
-  it('nano-banana-2: the exact generateContent request, the image passed through, the token cost charged to the nano', async () => {
-    const start = await balance();
-    const result = await generate({ aspect_ratio: '16:9', resolution: '512' });
+  it('nano-banana-2: the exact generateContent request, the image passed through, the list price charged, the token cost recorded', async () => {
+    const { result, charge, record } = await billed(t, account, () => generate({ aspect_ratio: '16:9', resolution: '512' }));
 
     assert.equal(sim.requests.length, 1);
     const [call] = sim.requests;
@@ -95,17 +125,20 @@ describe('Gemini adapter (nano-banana-2, nano-banana-pro) against the Gemini sim
     assert.equal(result.data.length, 1);
     assert.equal(result.data[0].b64_json, imageOf(call), 'base64 passed through untouched');
     assert.equal(result.data[0].revised_prompt, undefined, 'Gemini commentary is not a revised prompt');
-    // 24 prompt chars → 6 tokens × $0.50/M + 747 image tokens × $60/M + 5 text tokens × $3/M = $0.044838.
+    // Charged: the 512 tier's $0.045 + 24 prompt bytes × $0.50/M = $0.045012.
+    assert.equal(listPrice('nano-banana-2', { tier: '512', prompt: 'a red bicycle on a beach' }), 45_012_000n);
+    assert.equal(charge, 45_012_000n);
+    assert.equal(result.usage.cost.total_cost, 0.045012);
+    // Gemini's bill: 24 prompt chars → 6 tokens × $0.50/M + 747 image tokens × $60/M + 5 text tokens × $3/M = $0.044838.
     assert.equal(tokenCost('nano-banana-2', [call.answer]), 44_838_000n);
-    assert.equal(result.usage.cost.total_cost, 0.044838);
+    assert.equal(record.upstreamCost, 44_838_000n);
     assert.equal(result.usage.prompt_tokens, 6);
     assert.equal(result.usage.completion_tokens, 752);
     assert.equal(result.usage.completion_tokens_details.image_tokens, 747);
-    assert.equal(await spent(t, account, start), 44_838_000n);
     assert.equal(result.warnings, undefined);
   });
 
-  it('nano-banana-2: every aspect ratio and every tier reach Gemini as sent, and the image has the table size', async () => {
+  it('nano-banana-2: every aspect ratio and every tier reach Gemini as sent, the image has the table size, the tier sets the price', async () => {
     const model = catalogModel('nano-banana-2');
     const cases = [
       ...model.params.aspect_ratio.enum.map((ratio: string) => [ratio, '512']),
@@ -114,14 +147,14 @@ describe('Gemini adapter (nano-banana-2, nano-banana-pro) against the Gemini sim
     ];
     for (const [ratio, tier] of cases) {
       sim.reset();
-      const start = await balance();
-      const result = await generate({ aspect_ratio: ratio, resolution: tier });
+      const { result, charge, record } = await billed(t, account, () => generate({ aspect_ratio: ratio, resolution: tier }));
       assert.deepEqual(sim.requests[0].body.generationConfig.imageConfig, { aspectRatio: ratio, imageSize: tier });
       assert.equal(result.size, model.sizing.table[tier][ratio], `${ratio} ${tier}`);
       assert.equal(result.size, GEMINI_SIZES[tier][ratio], 'catalog and providers.md agree');
       const probed = probeBase64(result.data[0].b64_json)!;
       assert.equal(`${probed.width}x${probed.height}`, result.size);
-      assert.equal(await spent(t, account, start), tokenCost('nano-banana-2', [sim.requests[0].answer]), `${ratio} ${tier}`);
+      assert.equal(charge, listPrice('nano-banana-2', { tier, prompt: 'a red bicycle on a beach' }), `${ratio} ${tier}`);
+      assert.equal(record.upstreamCost, tokenCost('nano-banana-2', [sim.requests[0].answer]), `${ratio} ${tier}`);
     }
   });
 
@@ -134,19 +167,21 @@ describe('Gemini adapter (nano-banana-2, nano-banana-pro) against the Gemini sim
     assert.equal(result.size, '2048x2048');
   });
 
-  it('nano-banana-pro: thought parts (draft images) are skipped, thinking tokens are billed as text output', async () => {
+  it('nano-banana-pro: thought parts (draft images) are skipped; the tier is charged, thinking tokens are in the upstream cost as text output', async () => {
     for (const [tier, ratio] of [
       ['1K', '3:4'],
       ['2K', '21:9'],
       ['4K', '1:1'],
     ]) {
       sim.reset();
-      const start = await balance();
-      const result = (await t
-        .client(account.key)
-        .images.generate(
-          withExtras({ model: 'nano-banana-pro', prompt: 'a lighthouse at dusk' }, { resolution: tier, aspect_ratio: ratio }),
-        )) as any;
+      const { result, charge, record } = await billed(t, account, async () => {
+        const answer = await t
+          .client(account.key)
+          .images.generate(
+            withExtras({ model: 'nano-banana-pro', prompt: 'a lighthouse at dusk' }, { resolution: tier, aspect_ratio: ratio }),
+          );
+        return answer as any;
+      });
       const [call] = sim.requests;
       assert.equal(call.path, `/v1beta/models/${PRO}:generateContent`);
       assert.deepEqual(call.body.generationConfig, { responseModalities: ['IMAGE'], imageConfig: { aspectRatio: ratio, imageSize: tier } });
@@ -157,11 +192,13 @@ describe('Gemini adapter (nano-banana-2, nano-banana-pro) against the Gemini sim
       assert.equal(result.size, catalogModel('nano-banana-pro').sizing.table[tier][ratio]);
       assert.equal(result.data[0].b64_json, imageOf(call));
       assert.equal(result.usage.completion_tokens_details.reasoning_tokens, 250);
-      const cost = tokenCost('nano-banana-pro', [call.answer]);
-      assert.equal(await spent(t, account, start), cost);
-      assert.equal(parseUsd(String(result.usage.cost.total_cost)), cost);
+      const price = listPrice('nano-banana-pro', { tier, prompt: 'a lighthouse at dusk' });
+      assert.equal(charge, price);
+      assert.equal(parseUsd(String(result.usage.cost.total_cost)), price);
+      assert.equal(record.upstreamCost, tokenCost('nano-banana-pro', [call.answer]));
     }
-    // 1K: 5 prompt tokens × $2/M + 1120 × $120/M + (5 + 250) × $12/M.
+    // 1K: $0.134 + 20 prompt bytes × $2/M is charged; Gemini's bill is 5 prompt tokens × $2/M + 1120 × $120/M + (5 + 250) × $12/M.
+    assert.equal(listPrice('nano-banana-pro', { tier: '1K', prompt: 'a lighthouse at dusk' }), 134_040_000n);
     assert.equal(
       tokenCost('nano-banana-pro', [
         {
@@ -232,10 +269,9 @@ describe('Gemini adapter (nano-banana-2, nano-banana-pro) against the Gemini sim
     await expectBalance(t, account, start);
   });
 
-  it('n: 4 → four parallel single-image calls, four images, charged the four calls’ tokens', async () => {
-    const start = await balance();
+  it('n: 4 → four parallel single-image calls, four images, charged four images and the prompt once, the four calls’ tokens recorded', async () => {
     sim.queue(...Array.from({ length: 4 }, () => ({ kind: 'image' as const, delayMs: 150 })));
-    const result = await generate({ n: 4, resolution: '512' });
+    const { result, charge, record } = await billed(t, account, () => generate({ n: 4, resolution: '512' }));
     assert.equal(sim.requests.length, 4);
     assert.equal(sim.maxInFlight, 4, 'the four calls ran at the same time');
     for (const call of sim.requests) assert.deepEqual(call.body.generationConfig.imageConfig, { aspectRatio: '1:1', imageSize: '512' });
@@ -245,32 +281,48 @@ describe('Gemini adapter (nano-banana-2, nano-banana-pro) against the Gemini sim
       [0, 1, 2, 3],
     );
     assert.deepEqual(new Set(result.data.map((item: any) => item.b64_json)), new Set(sim.requests.map(imageOf)));
-    const cost = tokenCost(
-      'nano-banana-2',
-      sim.requests.map((call) => call.answer),
-    );
     assert.equal(result.usage.prompt_tokens, 24);
-    assert.equal(await spent(t, account, start), cost);
-    assert.equal(parseUsd(String(result.usage.cost.total_cost)), cost);
+    assert.equal(charge, 180_012_000n); // 4 × $0.045 + 24 prompt bytes × $0.50/M, once
+    assert.equal(charge, listPrice('nano-banana-2', { tier: '512', prompt: 'a red bicycle on a beach', images: 4 }));
+    assert.equal(parseUsd(String(result.usage.cost.total_cost)), charge);
+    assert.equal(
+      record.upstreamCost,
+      tokenCost(
+        'nano-banana-2',
+        sim.requests.map((call) => call.answer),
+      ),
+      'each call bills its prompt',
+    );
   });
 
-  it('stream: true, n: 2 → one completed event per image, as each Gemini call finishes; charged the calls’ tokens', async () => {
-    const start = await balance();
-    const stream = await t
-      .client(account.key)
-      .images.generate(
-        withExtras({ model: 'nano-banana-2', prompt: 'a red bicycle on a beach', n: 2, stream: true as const }, { resolution: '512' }),
-      );
-    const events: any[] = [];
-    for await (const event of stream) events.push(event);
+  it('stream: true, n: 3 → one completed event per image, as each Gemini call finishes; their costs split the list price exactly', async () => {
+    // 3 × $0.045 + 25 prompt bytes × $0.50/M = 135,012,500 nanos: not a multiple of 3, so the split has a remainder.
+    const prompt = 'a red bicycle on a beach.';
+    const {
+      result: events,
+      charge,
+      record,
+    } = await billed(t, account, async () => {
+      const stream = await t
+        .client(account.key)
+        .images.generate(withExtras({ model: 'nano-banana-2', prompt, n: 3, stream: true as const }, { resolution: '512' }));
+      const seen: any[] = [];
+      for await (const event of stream) seen.push(event);
+      return seen;
+    });
     assert.deepEqual(
       events.map((event) => event.type),
-      ['image_generation.completed', 'image_generation.completed'],
+      ['image_generation.completed', 'image_generation.completed', 'image_generation.completed'],
     );
+    assert.equal(sim.requests.length, 3);
     assert.deepEqual(new Set(events.map((event) => event.b64_json)), new Set(sim.requests.map(imageOf)));
     assert.equal(events[0].size, '512x512');
+    assert.equal(charge, 135_012_500n);
+    assert.equal(charge, listPrice('nano-banana-2', { tier: '512', prompt, images: 3 }));
+    const shares = events.map((event) => parseUsd(String(event.usage.cost.total_cost)));
+    assert.deepEqual(shares, [45_004_168n, 45_004_166n, 45_004_166n], 'the remainder nanos on the first event');
     assert.equal(
-      await spent(t, account, start),
+      record.upstreamCost,
       tokenCost(
         'nano-banana-2',
         sim.requests.map((call) => call.answer),
@@ -278,10 +330,9 @@ describe('Gemini adapter (nano-banana-2, nano-banana-pro) against the Gemini sim
     );
   });
 
-  it('n: 4 with one call failing → three images, charged for exactly those three, with the pipeline’s warning', async () => {
-    const start = await balance();
+  it('n: 4 with one call failing → three images, charged exactly those three and the prompt, with the pipeline’s warning', async () => {
     sim.queue({ kind: 'image' }, { kind: 'finish', reason: 'NO_IMAGE' }, { kind: 'image' }, { kind: 'image' });
-    const result = await generate({ n: 4, resolution: '512' });
+    const { result, charge, record } = await billed(t, account, () => generate({ n: 4, resolution: '512' }));
     assert.equal(sim.requests.length, 4, 'an accepted failure is not retried');
     assert.equal(result.data.length, 3);
     const delivered = sim.requests.filter((call) => call.answer?.candidates?.[0]?.content);
@@ -292,8 +343,10 @@ describe('Gemini adapter (nano-banana-2, nano-banana-pro) against the Gemini sim
         /Only 3 of 4 images could be generated; you are charged for 3/.test(warning.message),
       ),
     );
+    assert.equal(charge, 135_012_000n); // 3 × $0.045 + 24 prompt bytes × $0.50/M
+    assert.equal(charge, listPrice('nano-banana-2', { tier: '512', prompt: 'a red bicycle on a beach', images: 3 }));
     assert.equal(
-      await spent(t, account, start),
+      record.upstreamCost,
       tokenCost(
         'nano-banana-2',
         delivered.map((call) => call.answer),
@@ -356,9 +409,10 @@ describe('Gemini adapter (nano-banana-2, nano-banana-pro) against the Gemini sim
 
     sim.reset();
     sim.queue({ kind: 'rate_limited', retryDelay: '0.2s' });
-    const result = await generate({ resolution: '512' });
+    const { result, charge, record } = await billed(t, account, () => generate({ resolution: '512' }));
     assert.equal(result.data.length, 1, 'the retry succeeded');
-    assert.equal(await spent(t, account, start), tokenCost('nano-banana-2', [sim.requests[1].answer]));
+    assert.equal(charge, listPrice('nano-banana-2', { tier: '512', prompt: 'a red bicycle on a beach' }), 'charged once');
+    assert.equal(record.upstreamCost, tokenCost('nano-banana-2', [sim.requests[1].answer]));
   });
 
   it('RetryInfo delays are read as seconds, rounded up and capped at 60', () => {
@@ -418,17 +472,19 @@ describe('Gemini adapter (nano-banana-2, nano-banana-pro) against the Gemini sim
     }
   });
 
-  it('edits over HTTP: the upload reaches Gemini as an inlineData part, and its input tokens are charged', async () => {
-    const start = await balance();
+  it('edits over HTTP: the upload reaches Gemini as an inlineData part; its list price is charged, its input tokens recorded', async () => {
     const reference = Buffer.from(await solidImage(64, 48, 'image/png', 7), 'base64');
-    const result = (await t
-      .client(account.key)
-      .images.edit(
-        withExtras(
-          { model: 'nano-banana-2', prompt: 'make it night', image: await toFile(reference, 'ref.png', { type: 'image/png' }) },
-          { resolution: '512', aspect_ratio: '4:3' },
-        ),
-      )) as any;
+    const upload = await toFile(reference, 'ref.png', { type: 'image/png' });
+    const { result, charge, record } = await billed(
+      t,
+      account,
+      async () =>
+        (await t
+          .client(account.key)
+          .images.edit(
+            withExtras({ model: 'nano-banana-2', prompt: 'make it night', image: upload }, { resolution: '512', aspect_ratio: '4:3' }),
+          )) as any,
+    );
     const [call] = sim.requests;
     assert.deepEqual(call.body, {
       contents: [
@@ -439,7 +495,9 @@ describe('Gemini adapter (nano-banana-2, nano-banana-pro) against the Gemini sim
     assert.equal(result.size, '600x448');
     assert.equal(result.data[0].b64_json, imageOf(call));
     assert.equal(call.answer.usageMetadata.promptTokenCount, 4 + 560);
-    assert.equal(await spent(t, account, start), tokenCost('nano-banana-2', [call.answer]));
+    assert.equal(charge, 45_566_500n); // $0.045 + 13 prompt bytes × $0.50/M + 1 reference image × $0.00056
+    assert.equal(charge, listPrice('nano-banana-2', { tier: '512', prompt: 'make it night', references: 1 }));
+    assert.equal(record.upstreamCost, tokenCost('nano-banana-2', [call.answer]), 'the reference image’s 560 prompt tokens included');
   });
 
   it('edits: reference images go as inlineData parts after the prompt, base64 exactly as uploaded (adapter direct)', async () => {

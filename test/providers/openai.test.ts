@@ -7,7 +7,7 @@ import { parse as parseYaml } from 'yaml';
 import { formatUsd, parseUsd, usdNumber } from '../../src/domain/money.ts';
 import { probeBase64 } from '../../src/images/probe.ts';
 import { renderSketch } from '../../src/images/sketch.ts';
-import { charged, failsWith } from '../helpers/assertions.ts';
+import { billed, charged, failsWith } from '../helpers/assertions.ts';
 import { startTestServer, type TestServer, withExtras } from '../helpers/test-server.ts';
 import {
   TOKENS_PER_PARTIAL_IMAGE,
@@ -19,8 +19,9 @@ import {
 
 /**
  * The openai adapter (gpt-image-1.5, gpt-image-2) end to end: openai SDK → Deepshi → OpenAI simulator. Each test
- * asserts the exact upstream request, the exact answer, and that the charge equals the reported tokens × the
- * catalog's token rates, to the nano, and equals the balance change. Faults leave the balance untouched.
+ * asserts the exact upstream request, the exact answer, that the charge (balance change and `usage.cost`) is the
+ * catalog's list price to the nano, and that the request's recorded upstream cost is the reported tokens × the
+ * catalog's token rates (what the adapter read from OpenAI's usage). Faults leave the balance untouched.
  */
 
 const SHIPPED = path.resolve(import.meta.dirname, '../../catalog/models.yaml');
@@ -42,13 +43,79 @@ function catalogJson(): string {
   return JSON.stringify(catalog);
 }
 
+/**
+ * catalog/models.yaml's list prices, written out: per image by quality/size; a custom WxH size (gpt-image-2) at its
+ * quality's price per started megapixel (1,048,576 px); the prompt per million UTF-8 bytes; each reference image.
+ */
+const LIST = {
+  'gpt-image-1.5': {
+    perImage: {
+      'low/1024x1024': '0.009',
+      'low/1536x1024': '0.013',
+      'low/1024x1536': '0.013',
+      'low/auto': '0.013',
+      'medium/1024x1024': '0.034',
+      'medium/1536x1024': '0.05',
+      'medium/1024x1536': '0.05',
+      'medium/auto': '0.05',
+      'high/1024x1024': '0.133',
+      'high/1536x1024': '0.2',
+      'high/1024x1536': '0.2',
+      'high/auto': '0.2',
+    } as Record<string, string>,
+    customSizeMegapixel: {} as Record<string, string>,
+    promptPerMillionBytes: '5',
+    referenceImage: '0.05',
+  },
+  'gpt-image-2': {
+    perImage: {
+      'low/1024x1024': '0.006',
+      'low/1536x1024': '0.005',
+      'low/1024x1536': '0.005',
+      'low/auto': '0.006',
+      'medium/1024x1024': '0.053',
+      'medium/1536x1024': '0.041',
+      'medium/1024x1536': '0.041',
+      'medium/auto': '0.053',
+      'high/1024x1024': '0.211',
+      'high/1536x1024': '0.165',
+      'high/1024x1536': '0.165',
+      'high/auto': '0.211',
+    } as Record<string, string>,
+    customSizeMegapixel: { low: '0.006', medium: '0.053', high: '0.211' } as Record<string, string>,
+    promptPerMillionBytes: '5',
+    referenceImage: '0.05',
+  },
+} as const;
+
+/**
+ * The list price of a request, from LIST: the per-image price × delivered images, plus the prompt's bytes × its rate
+ * (rounded up to the nano, once per request) and the reference images, both charged once.
+ */
+function listPrice(
+  model: keyof typeof LIST,
+  request: { quality: string; size: string; prompt: string; images?: number; references?: number },
+): bigint {
+  const list = LIST[model];
+  const table = list.perImage[`${request.quality}/${request.size}`];
+  let perImage: bigint;
+  if (table !== undefined) perImage = parseUsd(table);
+  else {
+    const [width, height] = request.size.split('x').map(Number);
+    perImage = parseUsd(list.customSizeMegapixel[request.quality]) * BigInt(Math.ceil((width * height) / 1_048_576));
+  }
+  const promptBytes = BigInt(Buffer.byteLength(request.prompt, 'utf8'));
+  const prompt = (promptBytes * parseUsd(list.promptPerMillionBytes) + 999_999n) / 1_000_000n;
+  return perImage * BigInt(request.images ?? 1) + prompt + parseUsd(list.referenceImage) * BigInt(request.references ?? 0);
+}
+
 /** USD per 1M tokens → nanos per token (every rate here is a whole number of nanos per token). */
 const RATES = {
   'gpt-image-1.5': { textIn: 5_000n, imageIn: 8_000n, imageOut: 32_000n, textOut: 10_000n },
   'gpt-image-2': { textIn: 5_000n, imageIn: 8_000n, imageOut: 30_000n, textOut: 10_000n },
 } as const;
 
-/** What the catalog says the reported usages cost: Σ tokens × rate, summed over the upstream calls. */
+/** The upstream's bill for the reported usages at the catalog's token rates: Σ tokens × rate, over the upstream calls. */
 function tokenCost(model: keyof typeof RATES, usages: any[]): bigint {
   const rates = RATES[model];
   let total = 0n;
@@ -210,9 +277,9 @@ describe('openai adapter through POST /v1/images/generations', () => {
   ];
 
   for (const testCase of CASES) {
-    it(`${testCase.name}: exact upstream request, exact answer, charge = tokens × rates`, async () => {
+    it(`${testCase.name}: exact upstream request, exact answer, the list price charged, tokens × rates recorded as the upstream cost`, async () => {
       const model = testCase.params.model as keyof typeof RATES;
-      const { result, charge } = await charged(t, account, () => t.client(account.key).images.generate(testCase.params as never));
+      const { result, charge, record } = await billed(t, account, () => t.client(account.key).images.generate(testCase.params as never));
 
       assert.equal(sim.requests.length, 1);
       const [upstream] = sim.requests;
@@ -235,9 +302,10 @@ describe('openai adapter through POST /v1/images/generations', () => {
       const [usage] = sim.sentUsages;
       const quality = testCase.body.quality as string;
       assert.equal(usage.output_tokens, outputTokensFor(model, quality, testCase.size) * n);
-      const expected = tokenCost(model, sim.sentUsages);
-      assert.equal(charge, expected);
-      assert.equal((result.usage as any).cost.total_cost, usdNumber(expected));
+      const price = listPrice(model, { quality, size: testCase.body.size as string, prompt: testCase.body.prompt as string, images: n });
+      assert.equal(charge, price);
+      assert.equal((result.usage as any).cost.total_cost, usdNumber(price));
+      assert.equal(record.upstreamCost, tokenCost(model, sim.sentUsages));
       assert.equal(result.usage!.input_tokens ?? (result.usage as any).prompt_tokens, usage.input_tokens);
       assert.equal((result.usage as any).prompt_tokens, usage.input_tokens);
       assert.equal((result.usage as any).completion_tokens, usage.output_tokens);
@@ -245,12 +313,16 @@ describe('openai adapter through POST /v1/images/generations', () => {
     });
   }
 
-  it('the charge settles at the token cost even when it exceeds the rounded list price (high 1024x1024: $0.13312 + prompt)', async () => {
-    const { charge } = await charged(t, account, () =>
+  it("the list price is charged even when the upstream's token cost exceeds it (high 1024x1024: $0.13312 + prompt): the operator carries the difference", async () => {
+    const { charge, record } = await billed(t, account, () =>
       t.client(account.key).images.generate({ model: 'gpt-image-1.5', prompt: 'exactly square', size: '1024x1024', quality: 'high' }),
     );
-    assert.ok(charge > parseUsd('0.133'), `charged ${formatUsd(charge)}`);
-    assert.equal(charge, tokenCost('gpt-image-1.5', sim.sentUsages));
+    // $0.133 + 14 prompt bytes × $5/M = $0.13307; OpenAI bills 4,160 image tokens × $32/M + 4 text tokens × $5/M = $0.13314.
+    assert.equal(charge, parseUsd('0.13307'));
+    assert.equal(charge, listPrice('gpt-image-1.5', { quality: 'high', size: '1024x1024', prompt: 'exactly square' }));
+    assert.equal(record.upstreamCost, parseUsd('0.13314'));
+    assert.equal(record.upstreamCost, tokenCost('gpt-image-1.5', sim.sentUsages));
+    assert.ok(record.upstreamCost! > charge, `upstream ${formatUsd(record.upstreamCost!)} > charged ${formatUsd(charge)}`);
   });
 
   it('a seed is not sent (the Images API has none) and is reported back as ignored', async () => {
@@ -301,7 +373,11 @@ describe('openai adapter through POST /v1/images/generations', () => {
 
   describe('streaming with partial_images', () => {
     it('partial_images 2: the upstream streams (n 1, stream, partial_images) and the SDK iterates partial, partial, completed', async () => {
-      const { result: events, charge } = await charged(t, account, async () => {
+      const {
+        result: events,
+        charge,
+        record,
+      } = await billed(t, account, async () => {
         const stream = await t
           .client(account.key)
           .images.generate({ model: 'gpt-image-1.5', prompt: 'a comet', stream: true, partial_images: 2, quality: 'low' });
@@ -331,12 +407,21 @@ describe('openai adapter through POST /v1/images/generations', () => {
       );
       assert.equal(events[2].b64_json, sim.sentImages[0]);
       assert.equal(sim.sentUsages[0].output_tokens, 272 + 2 * TOKENS_PER_PARTIAL_IMAGE);
-      assert.equal(charge, tokenCost('gpt-image-1.5', sim.sentUsages));
+      assert.equal(
+        charge,
+        listPrice('gpt-image-1.5', { quality: 'low', size: 'auto', prompt: 'a comet' }),
+        'partial renders cost nothing extra',
+      );
+      assert.equal(record.upstreamCost, tokenCost('gpt-image-1.5', sim.sentUsages), 'the partial-image tokens are in the upstream cost');
     });
 
-    it('n 2 streams two single-image upstream calls; both images arrive and the charge sums their usage', async () => {
+    it("n 2 streams two single-image upstream calls; both images arrive, charged two images' list price, their usage summed as the upstream cost", async () => {
       sim.sendDone = true; // a `data: [DONE]` sentinel at the end of each upstream stream is tolerated
-      const { result: events, charge } = await charged(t, account, async () => {
+      const {
+        result: events,
+        charge,
+        record,
+      } = await billed(t, account, async () => {
         const stream = await t
           .client(account.key)
           .images.generate({ model: 'gpt-image-2', prompt: 'twins', n: 2, stream: true, partial_images: 1 });
@@ -349,8 +434,9 @@ describe('openai adapter through POST /v1/images/generations', () => {
       assert.equal(events.filter((event) => event.type === 'image_generation.partial_image').length, 2);
       const finals = events.filter((event) => event.type === 'image_generation.completed').map((event) => event.b64_json);
       assert.deepEqual([...finals].sort(), [...sim.sentImages].sort());
-      assert.equal(charge, tokenCost('gpt-image-2', sim.sentUsages));
-      // The completed events' costs are the settled token charge, split across the images: they sum to it exactly.
+      assert.equal(charge, listPrice('gpt-image-2', { quality: 'medium', size: 'auto', prompt: 'twins', images: 2 }), 'the prompt once');
+      assert.equal(record.upstreamCost, tokenCost('gpt-image-2', sim.sentUsages));
+      // The completed events' costs are the charge, split across the images: they sum to it exactly.
       const streamed = events
         .filter((event) => event.type === 'image_generation.completed')
         .map((event) => Math.round(event.usage.cost.total_cost * 1e9));
@@ -407,9 +493,11 @@ describe('openai adapter through POST /v1/images/generations', () => {
 
     it('a 429 once, then success: the retry is served and charged once', async () => {
       sim.setFault({ kind: 'rate429', retryAfter: '1' }, 1);
-      const { charge } = await charged(t, account, generate({ quality: 'low' }));
+      const { charge, record } = await billed(t, account, generate({ quality: 'low' }));
       assert.equal(sim.requests.length, 2);
-      assert.equal(charge, tokenCost('gpt-image-1.5', sim.sentUsages));
+      assert.equal(charge, listPrice('gpt-image-1.5', { quality: 'low', size: 'auto', prompt: 'p' }));
+      assert.equal(sim.sentUsages.length, 1);
+      assert.equal(record.upstreamCost, tokenCost('gpt-image-1.5', sim.sentUsages));
     });
 
     const accepted: Array<{ name: string; fault: Parameters<SimulatorHandle['setFault']>[0]; message: RegExp }> = [
@@ -473,12 +561,16 @@ describe('openai adapter through POST /v1/images/generations', () => {
       );
     });
 
-    it('fewer images than asked: the delivered one is charged at list price, with a warning', async () => {
+    it('fewer images than asked: the delivered one is charged at list price plus the prompt, with a warning', async () => {
       sim.setFault({ kind: 'fewer' });
-      const { result, charge } = await charged(t, account, generate({ n: 2, quality: 'low', size: '1024x1024' }));
+      const { result, charge, record } = await billed(t, account, generate({ n: 2, quality: 'low', size: '1024x1024' }));
       assert.equal(result.data!.length, 1);
       assert.ok((result as any).warnings.some((warning: any) => /Only 1 of 2/.test(warning.message)));
-      assert.equal(charge, parseUsd('0.009'));
+      assert.equal(charge, parseUsd('0.009005')); // one image at $0.009 + 1 prompt byte × $5/M
+      assert.equal(charge, listPrice('gpt-image-1.5', { quality: 'low', size: '1024x1024', prompt: 'p', images: 1 }));
+      // The adapter reports the shortfall as a failure after acceptance and drops the answer's usage with it, so OpenAI's
+      // bill for this call is not recorded.
+      assert.equal(record.upstreamCost, null);
     });
 
     for (const usage of [
@@ -487,10 +579,11 @@ describe('openai adapter through POST /v1/images/generations', () => {
       { input_tokens: 10, output_tokens: 5e12 },
       { input_tokens: 10, output_tokens: 100, output_tokens_details: { image_tokens: 900 } },
     ]) {
-      it(`unusable usage ${JSON.stringify(usage)} is ignored: the list price is charged`, async () => {
+      it(`unusable usage ${JSON.stringify(usage)} is ignored: the list price is charged, no upstream cost recorded`, async () => {
         sim.setFault({ kind: 'usage', usage });
-        const { result, charge } = await charged(t, account, generate({ quality: 'low', size: '1024x1024' }));
-        assert.equal(charge, parseUsd('0.009'));
+        const { result, charge, record } = await billed(t, account, generate({ quality: 'low', size: '1024x1024' }));
+        assert.equal(charge, parseUsd('0.009005'));
+        assert.equal(record.upstreamCost, null);
         // Not reported (usable) by the upstream: every token count is 0, still an integer.
         assert.deepEqual([result.usage!.input_tokens, result.usage!.output_tokens, result.usage!.total_tokens], [0, 0, 0]);
       });
@@ -518,10 +611,10 @@ describe('openai adapter through POST /v1/images/generations', () => {
   });
 
   describe('edits (POST /v1/images/edits upstream, multipart)', () => {
-    it('sends image[] parts and the edit fields (no moderation), and charges the reported input image tokens', async () => {
+    it("sends image[] parts and the edit fields (no moderation); charges the reference images' list price, records their reported tokens", async () => {
       const first = await renderSketch({ prompt: 'ref one', seed: 1, width: 64, height: 64, format: 'png' });
       const second = await renderSketch({ prompt: 'ref two', seed: 2, width: 48, height: 32, format: 'jpeg' });
-      const { result, charge } = await charged(t, account, async () =>
+      const { result, charge, record } = await billed(t, account, async () =>
         t.client(account.key).images.edit({
           model: 'gpt-image-1.5',
           prompt: 'make it night',
@@ -552,7 +645,10 @@ describe('openai adapter through POST /v1/images/generations', () => {
       assert.ok(upstream.body.files[0].bytes.equals(first) && upstream.body.files[1].bytes.equals(second));
       assert.equal(result.data![0].b64_json, sim.sentImages[0]);
       assert.equal(sim.sentUsages[0].input_tokens_details.image_tokens, 2 * TOKENS_PER_REFERENCE_IMAGE);
-      assert.equal(charge, tokenCost('gpt-image-1.5', sim.sentUsages));
+      // $0.009 + 13 prompt bytes × $5/M + 2 reference images × $0.05.
+      assert.equal(charge, parseUsd('0.109065'));
+      assert.equal(charge, listPrice('gpt-image-1.5', { quality: 'low', size: '1024x1024', prompt: 'make it night', references: 2 }));
+      assert.equal(record.upstreamCost, tokenCost('gpt-image-1.5', sim.sentUsages), 'the reference images at the image-input rate');
       assert.equal((result.usage as any).prompt_tokens_details.image_tokens, 2 * TOKENS_PER_REFERENCE_IMAGE);
     });
 
@@ -572,7 +668,11 @@ describe('openai adapter through POST /v1/images/generations', () => {
 
     it('a streamed edit with partial_images relays image_edit partial and completed events', async () => {
       const reference = await renderSketch({ prompt: 'r', seed: 1, width: 64, height: 64, format: 'png' });
-      const { result: events, charge } = await charged(t, account, async () => {
+      const {
+        result: events,
+        charge,
+        record,
+      } = await billed(t, account, async () => {
         const stream = await t.client(account.key).images.edit({
           model: 'gpt-image-1.5',
           prompt: 'p',
@@ -592,7 +692,8 @@ describe('openai adapter through POST /v1/images/generations', () => {
         ['image_edit.partial_image', 'image_edit.completed'],
       );
       assert.equal(events[1].b64_json, sim.sentImages[0]);
-      assert.equal(charge, tokenCost('gpt-image-1.5', sim.sentUsages));
+      assert.equal(charge, listPrice('gpt-image-1.5', { quality: 'low', size: 'auto', prompt: 'p', references: 1 }));
+      assert.equal(record.upstreamCost, tokenCost('gpt-image-1.5', sim.sentUsages));
     });
   });
 });

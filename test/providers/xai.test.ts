@@ -8,7 +8,7 @@ import { probeBase64 } from '../../src/images/probe.ts';
 import { costNanos } from '../../src/providers/xai/xai-api.ts';
 import { XaiImageAdapter } from '../../src/providers/xai/xai-image-adapter.ts';
 import type { NormalizedImageRequest } from '../../src/providers/types.ts';
-import { expectBalance, expectError, spent } from '../helpers/assertions.ts';
+import { billed, expectBalance, expectError } from '../helpers/assertions.ts';
 import { startTestServer, type TestServer, withExtras } from '../helpers/test-server.ts';
 import { solidImage } from '../simulators/gemini-simulator.ts';
 import { XAI_SIZES, startXaiSimulator, type XaiOutcome, type XaiSimulator } from '../simulators/xai-simulator.ts';
@@ -18,6 +18,15 @@ const ROUTE_OPTIONS = { timeouts: { connect_ms: 1_000, first_byte_ms: 1_000, tot
 
 const shipped = parseYaml(fs.readFileSync(SHIPPED, 'utf8'));
 const catalogModel = (id: string) => shipped.models.find((model: { id: string }) => model.id === id);
+
+/**
+ * catalog/models.yaml's list prices in nanos, written out: grok-imagine $0.02 per image; grok-imagine-quality $0.05 at
+ * 1K, $0.07 at 2K; both $0.01 per reference image, once per request. No prompt price. xAI's `usage.cost_in_usd_ticks`
+ * (1 tick = 1e-10 USD, rounded up to the nano) is what the request records as the upstream cost.
+ */
+const GROK_IMAGE = 20_000_000n;
+const QUALITY_IMAGE: Record<string, bigint> = { '1K': 50_000_000n, '2K': 70_000_000n };
+const REFERENCE_IMAGE = 10_000_000n;
 
 function xaiCatalog(): string {
   const catalog = structuredClone(shipped);
@@ -45,10 +54,9 @@ describe('xAI adapter (grok-imagine, grok-imagine-quality) against the xAI simul
   const generate = (params: Record<string, unknown>, model = 'grok-imagine') =>
     t.client(account.key).images.generate(withExtras({ model, prompt: 'a cat in a tree' }, params)) as Promise<any>;
 
-  it('grok-imagine: the exact request, base64 passed through, revised_prompt, and xAI’s ticks charged to the nano', async () => {
-    const start = await balance();
+  it('grok-imagine: the exact request, base64 passed through, revised_prompt; the list price charged, xAI’s ticks recorded to the nano', async () => {
     sim.queue({ kind: 'images', ticks: 150_000_005 });
-    const result = await generate({});
+    const { result, charge, record } = await billed(t, account, () => generate({}));
 
     assert.equal(sim.requests.length, 1);
     const [call] = sim.requests;
@@ -67,9 +75,10 @@ describe('xAI adapter (grok-imagine, grok-imagine-quality) against the xAI simul
     assert.equal(result.size, '1024x1024');
     assert.equal(result.data[0].b64_json, call.answer.data[0].b64_json, 'base64 passed through untouched');
     assert.equal(result.data[0].revised_prompt, 'A vivid, detailed rendering of: a cat in a tree');
-    // 150,000,005 ticks × 1e-10 = $0.0150000005, rounded up to the nano.
-    assert.equal(result.usage.cost.total_cost, 0.015000001);
-    assert.equal(await spent(t, account, start), 15_000_001n);
+    assert.equal(charge, GROK_IMAGE);
+    assert.equal(result.usage.cost.total_cost, 0.02);
+    // 150,000,005 ticks × 1e-10 = $0.0150000005, rounded up to the nano: xAI's bill, below the list price.
+    assert.equal(record.upstreamCost, 15_000_001n);
     assert.equal(result.warnings, undefined);
   });
 
@@ -77,8 +86,7 @@ describe('xAI adapter (grok-imagine, grok-imagine-quality) against the xAI simul
     const model = catalogModel('grok-imagine');
     for (const ratio of model.params.aspect_ratio.enum) {
       sim.reset();
-      const start = await balance();
-      const result = await generate({ aspect_ratio: ratio });
+      const { result, charge, record } = await billed(t, account, () => generate({ aspect_ratio: ratio }));
       assert.deepEqual(sim.requests[0].body, {
         model: 'grok-imagine-image',
         prompt: 'a cat in a tree',
@@ -90,21 +98,23 @@ describe('xAI adapter (grok-imagine, grok-imagine-quality) against the xAI simul
       assert.equal(result.size, XAI_SIZES['1k'][ratio]);
       const probed = probeBase64(result.data[0].b64_json)!;
       assert.equal(`${probed.width}x${probed.height}`, result.size);
-      assert.equal(await spent(t, account, start), 20_000_000n, ratio);
+      assert.equal(charge, GROK_IMAGE, ratio);
+      assert.equal(record.upstreamCost, 20_000_000n, `${ratio}: the simulator's 200,000,000 ticks`);
     }
   });
 
-  it('grok-imagine-quality: resolution goes lower-cased, the 2K tier is sized and charged from the ticks', async () => {
+  it('grok-imagine-quality: resolution goes lower-cased, the 2K tier is sized and charged its list price; the ticks recorded', async () => {
     const model = catalogModel('grok-imagine-quality');
-    for (const [tier, ratio, ticks, nanos] of [
+    for (const [tier, ratio, ticks, upstreamNanos] of [
       ['1K', '3:2', 500_000_000, 50_000_000n],
       ['2K', '9:19.5', 612_345_678, 61_234_568n],
       ['2K', '16:9', 700_000_000, 70_000_000n],
     ] as const) {
       sim.reset();
-      const start = await balance();
       sim.queue({ kind: 'images', ticks });
-      const result = await generate({ resolution: tier, aspect_ratio: ratio }, 'grok-imagine-quality');
+      const { result, charge, record } = await billed(t, account, () =>
+        generate({ resolution: tier, aspect_ratio: ratio }, 'grok-imagine-quality'),
+      );
       assert.deepEqual(sim.requests[0].body, {
         model: 'grok-imagine-image-quality',
         prompt: 'a cat in a tree',
@@ -114,7 +124,8 @@ describe('xAI adapter (grok-imagine, grok-imagine-quality) against the xAI simul
         resolution: tier.toLowerCase(),
       });
       assert.equal(result.size, model.sizing.table[tier][ratio]);
-      assert.equal(await spent(t, account, start), nanos);
+      assert.equal(charge, QUALITY_IMAGE[tier], `${tier} ${ratio}`);
+      assert.equal(record.upstreamCost, upstreamNanos, `${tier} ${ratio}`);
     }
   });
 
@@ -153,13 +164,14 @@ describe('xAI adapter (grok-imagine, grok-imagine-quality) against the xAI simul
     await expectBalance(t, account, start);
   });
 
-  it('n: 4 → calls of 3 and 1 (maxImagesPerCall 3), four images, charged the sum of both calls’ ticks', async () => {
-    const start = await balance();
-    const result = await generate({ n: 4 });
+  it('n: 4 → calls of 3 and 1 (maxImagesPerCall 3), four images, charged four list prices; both calls’ ticks summed as the upstream cost', async () => {
+    sim.queue({ kind: 'images', ticks: 610_000_000 }, { kind: 'images', ticks: 210_000_000 });
+    const { result, charge, record } = await billed(t, account, () => generate({ n: 4 }));
     assert.deepEqual(sim.requests.map((call) => call.body.n).sort(), [1, 3]);
     assert.equal(result.data.length, 4);
     assert.equal(new Set(result.data.map((item: any) => item.b64_json)).size, 4);
-    assert.equal(await spent(t, account, start), 80_000_000n);
+    assert.equal(charge, 4n * GROK_IMAGE);
+    assert.equal(record.upstreamCost, 82_000_000n); // 610,000,000 + 210,000,000 ticks
   });
 
   it('moderation (HTTP 200, respect_moderation false) → 400 content_policy_violation; the placeholder is never returned; no charge', async () => {
@@ -173,33 +185,33 @@ describe('xAI adapter (grok-imagine, grok-imagine-quality) against the xAI simul
     await expectBalance(t, account, start);
   });
 
-  it('one of three moderated → two images, a warning, and xAI’s cost prorated to the two delivered', async () => {
-    const start = await balance();
+  it('one of three moderated → two images, a warning, two list prices charged, and xAI’s cost prorated to the two delivered', async () => {
     sim.queue({ kind: 'moderated', indexes: [1] });
-    const result = await generate({ n: 3 });
+    const { result, charge, record } = await billed(t, account, () => generate({ n: 3 }));
     assert.equal(result.data.length, 2);
     for (const item of result.data) assert.equal(probeBase64(item.b64_json)!.width, 1024, 'no 64 px placeholder');
     assert.ok(
       result.warnings.some((warning: { message: string }) => /1 of 3 images were withheld by xAI's moderation/.test(warning.message)),
     );
-    assert.equal(await spent(t, account, start), 40_000_000n); // 600,000,000 ticks × 2/3
+    assert.equal(charge, 2n * GROK_IMAGE);
+    assert.equal(record.upstreamCost, 40_000_000n); // 600,000,000 ticks × 2/3
   });
 
-  it('more images than asked → the extra are discarded with a warning, the cost prorated', async () => {
-    const start = await balance();
-    sim.queue({ kind: 'images', extra: 2 });
-    const result = await generate({});
+  it('more images than asked → the extra are discarded with a warning; one list price charged, the upstream cost prorated', async () => {
+    sim.queue({ kind: 'images', extra: 2, ticks: 660_000_000 });
+    const { result, charge, record } = await billed(t, account, () => generate({}));
     assert.equal(result.data.length, 1);
     assert.ok(result.warnings.some((warning: { message: string }) => /returned 3 images for 1 asked/.test(warning.message)));
-    assert.equal(await spent(t, account, start), 20_000_000n);
+    assert.equal(charge, GROK_IMAGE);
+    assert.equal(record.upstreamCost, 22_000_000n); // 660,000,000 ticks × 1/3
   });
 
-  it('unusable ticks (negative, fractional, huge, text) are ignored: the list price is charged', async () => {
+  it('unusable ticks (negative, fractional, huge, text) are ignored: the list price is charged, no upstream cost recorded', async () => {
     for (const ticks of [-5, 2.5, 1e30, '200000000', null]) {
-      const start = await balance();
       sim.queue({ kind: 'images', ticks });
-      await generate({});
-      assert.equal(await spent(t, account, start), 20_000_000n, String(ticks));
+      const { charge, record } = await billed(t, account, () => generate({}));
+      assert.equal(charge, GROK_IMAGE, String(ticks));
+      assert.equal(record.upstreamCost, null, String(ticks));
     }
     assert.equal(costNanos(200_000_000, 1, 1), 20_000_000n);
     assert.equal(costNanos(5, 1, 1), 1n);
@@ -288,20 +300,19 @@ describe('xAI adapter (grok-imagine, grok-imagine-quality) against the xAI simul
     }
   });
 
-  it('edits over HTTP: two references → /v1/images/edits with `images` as data URIs; input images in the ticks', async () => {
-    const start = await balance();
+  it('edits over HTTP: two references → /v1/images/edits with `images` as data URIs; their list price charged, xAI’s ticks recorded', async () => {
     const first = Buffer.from(await solidImage(64, 64, 'image/png', 2), 'base64');
     const second = Buffer.from(await solidImage(48, 64, 'image/jpeg', 3), 'base64');
-    const result = (await t.client(account.key).images.edit(
-      withExtras(
-        {
-          model: 'grok-imagine-quality',
-          prompt: 'put them together',
-          image: [await toFile(first, 'a.png', { type: 'image/png' }), await toFile(second, 'b.jpg', { type: 'image/jpeg' })],
-        },
-        { aspect_ratio: '4:3' },
-      ),
-    )) as any;
+    const image = [await toFile(first, 'a.png', { type: 'image/png' }), await toFile(second, 'b.jpg', { type: 'image/jpeg' })];
+    sim.queue({ kind: 'images', ticks: 650_000_000 });
+    const { result, charge, record } = await billed(
+      t,
+      account,
+      async () =>
+        (await t
+          .client(account.key)
+          .images.edit(withExtras({ model: 'grok-imagine-quality', prompt: 'put them together', image }, { aspect_ratio: '4:3' }))) as any,
+    );
     const [call] = sim.requests;
     assert.equal(call.path, '/v1/images/edits');
     assert.equal(call.headers.authorization, 'Bearer sk-sim');
@@ -318,7 +329,8 @@ describe('xAI adapter (grok-imagine, grok-imagine-quality) against the xAI simul
       ],
     });
     assert.equal(result.size, '1168x880');
-    assert.equal(await spent(t, account, start), 70_000_000n); // 500,000,000 + 2 × 100,000,000 ticks
+    assert.equal(charge, QUALITY_IMAGE['1K'] + 2n * REFERENCE_IMAGE); // $0.05 + 2 × $0.01
+    assert.equal(record.upstreamCost, 65_000_000n); // the 650,000,000 ticks xAI reported
   });
 
   it('edits (adapter direct): one reference → `image`, never both fields', async () => {
