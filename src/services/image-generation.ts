@@ -254,7 +254,12 @@ export class ImageGenerationService extends BilledService<PreparedImageRequest, 
     const failed = results.find((result): result is PromiseRejectedResult => result.status === 'rejected');
     const succeeded = results.flatMap((result) => (result.status === 'fulfilled' ? [result.value] : []));
     const warnings = succeeded.flatMap((result) => result.warnings);
-    const usage = sumCompleteUsage(succeeded.map((result) => result.usage));
+    // The delivered calls' bills, plus a failed call's when it carries one (an answer with fewer images than asked).
+    const failedUsage = results.flatMap((result) => {
+      const carried = result.status === 'rejected' ? (result.reason as { usage?: UpstreamUsage } | undefined)?.usage : undefined;
+      return carried ? [carried] : [];
+    });
+    const usage = sumCompleteUsage([...succeeded.map((result) => result.usage), ...failedUsage]);
     if (failed) throw Object.assign(failed.reason instanceof Error ? failed.reason : new Error(String(failed.reason)), { usage, warnings });
     return { usage, warnings };
   }

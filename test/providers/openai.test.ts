@@ -568,9 +568,9 @@ describe('openai adapter through POST /v1/images/generations', () => {
       assert.ok((result as any).warnings.some((warning: any) => /Only 1 of 2/.test(warning.message)));
       assert.equal(charge, parseUsd('0.009005')); // one image at $0.009 + 1 prompt byte × $5/M
       assert.equal(charge, listPrice('gpt-image-1.5', { quality: 'low', size: '1024x1024', prompt: 'p', images: 1 }));
-      // The adapter reports the shortfall as a failure after acceptance and drops the answer's usage with it, so OpenAI's
-      // bill for this call is not recorded.
-      assert.equal(record.upstreamCost, null);
+      // The shortfall is a failure after acceptance; the one call's usage is its whole bill, recorded as the upstream's cost.
+      assert.ok(sim.sentUsages.length === 1 && sim.sentUsages[0].output_tokens > 0, 'the simulator billed the call');
+      assert.equal(record.upstreamCost, tokenCost('gpt-image-1.5', sim.sentUsages));
     });
 
     for (const usage of [

@@ -98,8 +98,11 @@ export class OpenAIImageAdapter implements ImageAdapter {
     const usage = readTokenUsage(parsed.usage);
     if (images.length < request.n) {
       // Deliver what came, then report the shortfall as a failure after acceptance (the delivered ones are charged).
+      // The one call's usage is its whole bill, so it goes with the failure (recorded as the upstream's cost).
       for (const [index, image] of images.entries()) context.onImage?.(image, index);
-      throw new ProviderError('failed', `${PROVIDER} returned ${images.length} of ${request.n} images`, { accepted: true });
+      throw Object.assign(new ProviderError('failed', `${PROVIDER} returned ${images.length} of ${request.n} images`, { accepted: true }), {
+        usage,
+      });
     }
     return { images: images.slice(0, request.n), warnings: built.warnings, usage };
   }
