@@ -14,6 +14,28 @@ const quote = (id: string, body: Record<string, unknown>, inputs: Array<{ width:
 };
 const usd = (nanos: bigint) => Number(nanos) / 1e9;
 
+/** A catalog of one image model `m`: a plain offline model, with the fields a test sets (sizing, params, pricing). */
+const oneModelCatalog = (fields: Record<string, unknown>) =>
+  buildCatalog({
+    version: 1,
+    models: [
+      {
+        id: 'm',
+        owned_by: 'x',
+        modalities: { input: ['text'], output: ['image'] },
+        prompt_max_length: 100,
+        max_n: 1,
+        output_formats: ['png'],
+        native_output_format: 'png',
+        streaming: false,
+        seed: false,
+        edit: { supported: false, max_images: 0 },
+        routes: [{ provider: 'offline' }],
+        ...fields,
+      },
+    ],
+  });
+
 describe('quoteImageRequest', () => {
   it('per image by tier: the most specific table key wins', () => {
     assert.equal(usd(quote('gpt-image-1.5', { quality: 'high', image_size: '1536x1024' }).perImage), 0.2);
@@ -67,29 +89,16 @@ describe('quoteImageRequest', () => {
 
 describe('settleImageCost', () => {
   const rules = (pricing: Record<string, unknown>) =>
-    buildCatalog({
-      version: 1,
-      models: [
-        {
-          id: 'm',
-          owned_by: 'x',
-          modalities: { input: ['text'], output: ['image'] },
-          prompt_max_length: 100,
-          max_n: 4,
-          output_formats: ['png'],
-          native_output_format: 'png',
-          streaming: true,
-          seed: true,
-          params: {
-            width: { type: 'integer', min: 64, max: 2048, default: 1024 },
-            height: { type: 'integer', min: 64, max: 2048, default: 1024 },
-          },
-          sizing: { style: 'pixel_dimensions' },
-          edit: { supported: false, max_images: 0 },
-          pricing,
-          routes: [{ provider: 'offline' }],
-        },
-      ],
+    oneModelCatalog({
+      max_n: 4,
+      streaming: true,
+      seed: true,
+      params: {
+        width: { type: 'integer', min: 64, max: 2048, default: 1024 },
+        height: { type: 'integer', min: 64, max: 2048, default: 1024 },
+      },
+      sizing: { style: 'pixel_dimensions' },
+      pricing,
     }).get('m') as ImageCatalogModel;
   const quoteFor = (model: ReturnType<typeof rules>, n: number) =>
     quoteImageRequest(model, normalizeImageRequest({ model: 'm', prompt: 'p', n }, model).request);
@@ -137,7 +146,8 @@ describe('settleImageCost', () => {
     const settled = settleImageCost(model, q, 1, { inputTokens: 12, outputTokens: 4160, outputImageTokens: 4160 });
     assert.equal(settled.cost, q.hold, 'the charge is the quote');
     assert.equal(settled.upstreamCost, 124_860_000n, "the upstream's tokens at its rates, recorded, not charged");
-    const reported = settleImageCost(rules({ unit: 'image', base: '0.05' }), quoteFor(rules({ unit: 'image', base: '0.05' }), 1), 1, {
+    const flat = rules({ unit: 'image', base: '0.05' });
+    const reported = settleImageCost(flat, quoteFor(flat, 1), 1, {
       costNanos: 40_000_000n,
     });
     assert.deepEqual(reported, { cost: 50_000_000n, upstreamCost: 40_000_000n });
@@ -153,37 +163,19 @@ describe('settleImageCost', () => {
 });
 
 describe('catalog checks of custom-size prices', () => {
-  const withPricing =
-    (pricing: Record<string, unknown>, imageSize: Record<string, unknown> = { allow_custom_size: true }) =>
-    () =>
-      buildCatalog({
-        version: 1,
-        models: [
-          {
-            id: 'm',
-            owned_by: 'x',
-            modalities: { input: ['text'], output: ['image'] },
-            prompt_max_length: 100,
-            max_n: 1,
-            output_formats: ['png'],
-            native_output_format: 'png',
-            streaming: false,
-            seed: false,
-            params: {
-              quality: { type: 'string', enum: ['low', 'high'], default: 'low' },
-              image_size: { type: 'string', enum: ['1024x1024'], default: '1024x1024', ...imageSize },
-            },
-            sizing: {
-              style: 'preset_size',
-              custom_size: { min_side: 16, max_side: 2048, multiple_of: 16, max_aspect_ratio: 3 },
-              table: { '*': { '1024x1024': '1024x1024' } },
-            },
-            edit: { supported: false, max_images: 0 },
-            pricing,
-            routes: [{ provider: 'offline' }],
-          },
-        ],
-      });
+  const withPricing = (pricing: Record<string, unknown>) => () =>
+    oneModelCatalog({
+      params: {
+        quality: { type: 'string', enum: ['low', 'high'], default: 'low' },
+        image_size: { type: 'string', enum: ['1024x1024'], default: '1024x1024', allow_custom_size: true },
+      },
+      sizing: {
+        style: 'preset_size',
+        custom_size: { min_side: 16, max_side: 2048, multiple_of: 16, max_aspect_ratio: 3 },
+        table: { '*': { '1024x1024': '1024x1024' } },
+      },
+      pricing,
+    });
   const table = { 'low/1024x1024': '0.01', 'high/1024x1024': '0.1' };
   it('accepts a complete table with the size as the last `by` value', () => {
     assert.doesNotThrow(

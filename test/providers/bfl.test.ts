@@ -9,7 +9,7 @@ import { probeImage } from '../../src/images/probe.ts';
 import { renderSketch } from '../../src/images/sketch.ts';
 import { BflImageAdapter } from '../../src/providers/bfl/bfl-image-adapter.ts';
 import { ProviderError, type NormalizedImageRequest } from '../../src/providers/types.ts';
-import { billed, expectBalance, expectError, settledState } from '../helpers/assertions.ts';
+import { billed, collect, expectBalance, expectError, settledState } from '../helpers/assertions.ts';
 import { startTestServer, type TestServer, withExtras } from '../helpers/test-server.ts';
 import { BflSimulator } from '../simulators/bfl-simulator.ts';
 
@@ -374,9 +374,7 @@ describe('stream: true for flux-2-pro on BFL (SSE while the BFL jobs are pending
       record,
     } = await billed(t, account, async () => {
       const stream = await t.client(account.key).images.generate({ model: 'flux-2-pro', prompt: 'two foxes', n: 2, stream: true });
-      const seen: any[] = [];
-      for await (const event of stream) seen.push(event);
-      return seen;
+      return collect(stream);
     });
 
     assert.equal(sim.submits().length, 2);

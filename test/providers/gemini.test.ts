@@ -10,7 +10,7 @@ import { base64String } from '../../src/images/base64.ts';
 import { generateContentResponseSchema, readUsage, retryDelaySeconds } from '../../src/providers/gemini/gemini-api.ts';
 import { GeminiImageAdapter } from '../../src/providers/gemini/gemini-image-adapter.ts';
 import type { NormalizedImageRequest } from '../../src/providers/types.ts';
-import { billed, expectBalance, expectError } from '../helpers/assertions.ts';
+import { billed, collect, expectBalance, expectError } from '../helpers/assertions.ts';
 import { startTestServer, type TestServer, withExtras } from '../helpers/test-server.ts';
 import {
   GEMINI_SIZES,
@@ -306,9 +306,7 @@ describe('Gemini adapter (nano-banana-2, nano-banana-pro) against the Gemini sim
       const stream = await t
         .client(account.key)
         .images.generate(withExtras({ model: 'nano-banana-2', prompt, n: 3, stream: true as const }, { resolution: '512' }));
-      const seen: any[] = [];
-      for await (const event of stream) seen.push(event);
-      return seen;
+      return collect(stream);
     });
     assert.deepEqual(
       events.map((event) => event.type),

@@ -7,7 +7,7 @@ import { parse as parseYaml } from 'yaml';
 import { formatUsd, parseUsd, usdNumber } from '../../src/domain/money.ts';
 import { probeBase64 } from '../../src/images/probe.ts';
 import { renderSketch } from '../../src/images/sketch.ts';
-import { billed, charged, failsWith } from '../helpers/assertions.ts';
+import { billed, charged, collect, failsWith } from '../helpers/assertions.ts';
 import { startTestServer, type TestServer, withExtras } from '../helpers/test-server.ts';
 import {
   TOKENS_PER_PARTIAL_IMAGE,
@@ -381,9 +381,7 @@ describe('openai adapter through POST /v1/images/generations', () => {
         const stream = await t
           .client(account.key)
           .images.generate({ model: 'gpt-image-1.5', prompt: 'a comet', stream: true, partial_images: 2, quality: 'low' });
-        const seen: any[] = [];
-        for await (const event of stream) seen.push(event);
-        return seen;
+        return collect(stream);
       });
       assert.deepEqual(sim.requests[0].body, {
         model: 'gpt-image-1.5',
@@ -425,9 +423,7 @@ describe('openai adapter through POST /v1/images/generations', () => {
         const stream = await t
           .client(account.key)
           .images.generate({ model: 'gpt-image-2', prompt: 'twins', n: 2, stream: true, partial_images: 1 });
-        const seen: any[] = [];
-        for await (const event of stream) seen.push(event);
-        return seen;
+        return collect(stream);
       });
       assert.equal(sim.requests.length, 2);
       for (const upstream of sim.requests) assert.equal(upstream.body.n, 1);
@@ -681,9 +677,7 @@ describe('openai adapter through POST /v1/images/generations', () => {
           partial_images: 1,
           quality: 'low',
         });
-        const seen: any[] = [];
-        for await (const event of stream) seen.push(event);
-        return seen;
+        return collect(stream);
       });
       assert.equal(sim.requests[0].body.fields.stream, 'true');
       assert.equal(sim.requests[0].body.fields.partial_images, '1');
